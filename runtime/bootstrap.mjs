@@ -1,0 +1,67 @@
+// Dependency-free preflight for `npm start`, `npm test` and `npm run bench`: installs the node
+// modules when they are missing or stale and makes sure a nats-server binary can be found.
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, statSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+
+function say(line) {
+  process.stderr.write(`[bootstrap] ${line}\n`);
+}
+
+function modulesAreCurrent() {
+  const marker = join(root, "node_modules", ".package-lock.json");
+  if (!existsSync(marker)) return false;
+  const lock = join(root, "package-lock.json");
+  return !existsSync(lock) || statSync(lock).mtimeMs <= statSync(marker).mtimeMs;
+}
+
+function ensureNodeModules() {
+  if (modulesAreCurrent()) return;
+  const hasLock = existsSync(join(root, "package-lock.json"));
+  say(`installing node modules (npm ${hasLock ? "ci" : "install"})`);
+  const result = spawnSync("npm", [hasLock ? "ci" : "install", "--no-audit", "--no-fund"], {
+    cwd: root,
+    stdio: "inherit",
+  });
+  if (result.status !== 0) {
+    say("npm could not install the node modules; fix the error above and run the command again.");
+    process.exit(1);
+  }
+}
+
+function findOnPath(name) {
+  const result = spawnSync("sh", ["-c", `command -v ${name}`], { encoding: "utf8" });
+  return result.status === 0 ? result.stdout.trim() : "";
+}
+
+function ensureNatsServer() {
+  const explicit = process.env.NATS_SERVER_BIN;
+  if (explicit) {
+    if (existsSync(explicit)) return;
+    say(`NATS_SERVER_BIN points at ${explicit}, which does not exist; unset it or point it at a nats-server binary.`);
+    process.exit(1);
+  }
+  if (findOnPath("nats-server")) return;
+  const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
+  if (!isRoot || !findOnPath("apt-get")) {
+    say("nats-server is not installed: run `sudo apt-get install -y nats-server` (or set NATS_SERVER_BIN to a nats-server binary), then run this command again.");
+    process.exit(1);
+  }
+  say("installing nats-server with apt-get");
+  try {
+    execFileSync("apt-get", ["update", "-qq"], { stdio: "inherit" });
+    execFileSync("apt-get", ["install", "-y", "-qq", "nats-server"], {
+      stdio: "inherit",
+      env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+    });
+  } catch {
+    say("apt-get could not install nats-server: run `apt-get update && apt-get install -y nats-server` and try again.");
+    process.exit(1);
+  }
+}
+
+ensureNodeModules();
+ensureNatsServer();
