@@ -1,0 +1,84 @@
+// The invocation actor: one per unary INVOKE, from acceptance to exactly one final outcome.
+//
+//   running ──────────────────────────────── after deadline ──▶ timed_out (final, aborts work)
+//   ├─ received ── DISPATCHED ─▶ dispatched ── RESULT ──▶ completed (final)
+//   ├─ FAIL ──▶ failed (final)
+//   └─ CANCEL ──▶ cancelled (final, aborts work)
+//
+// Kept lean on purpose (see docs/ARCHITECTURE.md): no child actors, one delayed transition, and the
+// handler's result arrives as an event. Each final state settles the caller exactly once.
+import { setup } from "xstate";
+import { MigError } from "../runtime/errors.ts";
+import type { JsonObject } from "../runtime/types.ts";
+
+export type InvocationOutcome = { ok: true; payload: JsonObject } | { ok: false; error: MigError };
+
+export interface InvocationInput {
+  deadlineMs: number;
+  controller: AbortController;
+  settle: (outcome: InvocationOutcome) => void;
+}
+
+export type InvocationEvent =
+  | { type: "DISPATCHED" }
+  | { type: "RESULT"; payload: JsonObject }
+  | { type: "FAIL"; error: MigError }
+  | { type: "CANCEL"; reason: string };
+
+export const invocationMachine = setup({
+  types: {
+    context: {} as InvocationInput,
+    input: {} as InvocationInput,
+    events: {} as InvocationEvent,
+  },
+  delays: {
+    deadline: ({ context }) => context.deadlineMs,
+  },
+  actions: {
+    deliverResult: ({ context, event }) => {
+      if (event.type === "RESULT") context.settle({ ok: true, payload: event.payload });
+    },
+    deliverFailure: ({ context, event }) => {
+      if (event.type === "FAIL") context.settle({ ok: false, error: event.error });
+    },
+    abortForDeadline: ({ context }) => {
+      const error = new MigError("MIG_TIMEOUT", `the invocation exceeded its deadline of ${context.deadlineMs} ms`, {
+        details: { deadline_ms: context.deadlineMs },
+      });
+      context.controller.abort(error);
+      context.settle({ ok: false, error });
+    },
+    abortForCancel: ({ context, event }) => {
+      const reason = event.type === "CANCEL" ? event.reason : "";
+      // The standard's reference answers a cancelled invocation with MIG_TIMEOUT; details tell the two apart.
+      const error = new MigError("MIG_TIMEOUT", `the invocation was cancelled${reason ? `: ${reason}` : ""}`, {
+        retryable: false,
+        details: { cancelled: true, reason },
+      });
+      context.controller.abort(error);
+      context.settle({ ok: false, error });
+    },
+  },
+}).createMachine({
+  id: "invocation",
+  context: ({ input }) => input,
+  initial: "running",
+  states: {
+    running: {
+      initial: "received",
+      after: { deadline: "timed_out" },
+      on: {
+        FAIL: "failed",
+        CANCEL: "cancelled",
+      },
+      states: {
+        received: { on: { DISPATCHED: "dispatched" } },
+        dispatched: { on: { RESULT: "#invocation.completed" } },
+      },
+    },
+    completed: { type: "final", entry: "deliverResult" },
+    failed: { type: "final", entry: "deliverFailure" },
+    cancelled: { type: "final", entry: "abortForCancel" },
+    timed_out: { type: "final", entry: "abortForDeadline" },
+  },
+});

@@ -1,0 +1,86 @@
+// The HTTP route table: method and path to a runtime operation; path segments are checked by the runtime.
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { RequestContext } from "../../runtime/core.ts";
+import type { MigRuntime } from "../../runtime/runtime.ts";
+
+export interface JsonRoute {
+  kind: "json";
+  run: (runtime: MigRuntime, body: unknown, context: RequestContext, param: string | undefined) => Promise<unknown>;
+}
+
+export interface RawRoute {
+  kind: "raw";
+  run: (runtime: MigRuntime, req: IncomingMessage, res: ServerResponse) => Promise<void>;
+}
+
+export type Route = JsonRoute | RawRoute;
+
+const PREFIX = "/mig/v0.1/";
+
+/** POST routes of the MIG API: the last path segment, if the route has one, is its parameter. */
+const MIG_POST: Record<string, JsonRoute> = {
+  hello: { kind: "json", run: (rt, body, ctx) => rt.hello(body, ctx) },
+  discover: { kind: "json", run: (rt, body, ctx) => rt.discover(body, ctx) },
+  heartbeat: { kind: "json", run: (rt, body, ctx) => rt.heartbeat(body, ctx) },
+  invoke: { kind: "json", run: (rt, body, ctx, capability) => rt.invoke(body, ctx, capability) },
+  cancel: { kind: "json", run: (rt, body, ctx, messageId) => rt.cancel(body, ctx, messageId) },
+};
+const WITH_PARAM = new Set(["invoke", "cancel"]);
+
+const GET: Record<string, RawRoute> = {
+  "/metrics": {
+    kind: "raw",
+    run: async (rt, _req, res) => {
+      const text = await rt.metrics.registry.metrics();
+      res.writeHead(200, { "content-type": rt.metrics.registry.contentType });
+      res.end(text);
+    },
+  },
+  "/admin/v0.1/capabilities": {
+    kind: "raw",
+    run: async (rt, _req, res) => {
+      const text = JSON.stringify({ capabilities: rt.capabilities.descriptors(), schemas: rt.schemas.list() });
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(text);
+    },
+  },
+  "/admin/v0.1/actors": {
+    kind: "raw",
+    run: async (rt, _req, res) => {
+      const text = JSON.stringify({ actors: rt.supervisor.list() });
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(text);
+    },
+  },
+};
+
+export type RouteMatch =
+  | { found: true; route: Route; param: string | undefined }
+  | { found: false; allowed: string[] | undefined };
+
+export function matchRoute(method: string, path: string): RouteMatch {
+  if (path.startsWith(PREFIX)) {
+    const rest = path.slice(PREFIX.length);
+    const slash = rest.indexOf("/");
+    const name = slash === -1 ? rest : rest.slice(0, slash);
+    const route = MIG_POST[name];
+    if (route) {
+      const hasParam = slash !== -1;
+      if (hasParam !== WITH_PARAM.has(name)) return { found: false, allowed: undefined };
+      if (method !== "POST") return { found: false, allowed: ["POST"] };
+      return { found: true, route, param: hasParam ? safeDecode(rest.slice(slash + 1)) : undefined };
+    }
+  }
+  const raw = GET[path];
+  if (raw) return method === "GET" ? { found: true, route: raw, param: undefined } : { found: false, allowed: ["GET"] };
+  return { found: false, allowed: undefined };
+}
+
+/** A parameter that cannot be decoded is passed on as is; the runtime's name check then refuses it. */
+function safeDecode(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}

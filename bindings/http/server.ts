@@ -1,0 +1,106 @@
+// The HTTP binding: parses requests, authenticates once, hands the body to the runtime, writes the answer.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { MigError } from "../../runtime/errors.ts";
+import { parseAddr } from "../../runtime/config.ts";
+import type { Authenticator } from "../../runtime/auth.ts";
+import type { MigRuntime } from "../../runtime/runtime.ts";
+import { readJsonBody } from "./body.ts";
+import { sendError, sendJson } from "./respond.ts";
+import { matchRoute } from "./routes.ts";
+
+export interface HttpBinding {
+  server: Server;
+  url: string;
+  close(): Promise<void>;
+}
+
+/** HTTP headers that may carry MIG header fields; a field in the body's header takes precedence. */
+const HEADER_FIELDS: [httpName: string, field: string][] = [
+  ["traceparent", "traceparent"],
+  ["idempotency-key", "idempotency_key"],
+  ["x-session-id", "session_id"],
+];
+
+function firstValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function mergeHeaderFields(req: IncomingMessage, body: unknown): void {
+  if (body === null || typeof body !== "object" || Array.isArray(body)) return;
+  for (const [httpName, field] of HEADER_FIELDS) {
+    const value = firstValue(req.headers[httpName]);
+    if (value === undefined) continue;
+    const target = body as { header?: unknown };
+    if (target.header === undefined || target.header === null) target.header = {};
+    if (typeof target.header !== "object" || Array.isArray(target.header)) return;
+    const header = target.header as Record<string, unknown>;
+    if (header[field] === undefined || header[field] === "") header[field] = value;
+  }
+}
+
+export async function startHttpBinding(runtime: MigRuntime, authenticator: Authenticator, addr: string): Promise<HttpBinding> {
+  const limit = runtime.config.maxBodyBytes;
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = req.url ?? "/";
+    const query = url.indexOf("?");
+    const path = query === -1 ? url : url.slice(0, query);
+    const tenant = firstValue(req.headers["x-tenant-id"]);
+    const match = matchRoute(req.method ?? "GET", path);
+    if (!match.found) {
+      req.resume();
+      if (match.allowed) {
+        const error = new MigError("MIG_INVALID_REQUEST", `${path} accepts ${match.allowed.join(", ")}, not ${req.method}`);
+        return sendError(res, error, undefined, tenant, { status: 405, headers: { allow: match.allowed.join(", ") } });
+      }
+      return sendError(res, new MigError("MIG_NOT_FOUND", `no MIG route ${req.method} ${path}; see docs/bindings/http.md`), undefined, tenant);
+    }
+    const { route } = match;
+    if (route.kind === "raw") return route.run(runtime, req, res);
+
+    let body: unknown;
+    try {
+      const principal = await authenticator.authenticate({
+        authorization: firstValue(req.headers.authorization),
+        actor: firstValue(req.headers["x-actor"]),
+      });
+      const parsed = await readJsonBody(req, limit);
+      body = parsed.value;
+      mergeHeaderFields(req, body);
+      const answer = await route.run(runtime, body, { principal, tenant, binding: "http", bodyBytes: parsed.bytes }, match.param);
+      sendJson(res, 200, answer);
+    } catch (err) {
+      if (!(err instanceof MigError)) runtime.logger.error({ err: (err as Error)?.stack ?? String(err) }, "HTTP handler failed");
+      sendError(res, err, body, tenant);
+    }
+  }
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err) => {
+      runtime.logger.error({ err: (err as Error)?.stack ?? String(err) }, "HTTP request failed");
+      if (!res.headersSent) sendError(res, err, undefined, undefined);
+      else res.destroy();
+    });
+  });
+  server.keepAliveTimeout = 65_000;
+  const { host, port } = parseAddr(addr);
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const bound = server.address() as AddressInfo;
+  const shownHost = bound.family === "IPv6" ? `[${bound.address}]` : bound.address;
+  return {
+    server,
+    url: `http://${shownHost}:${bound.port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

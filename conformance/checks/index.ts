@@ -1,0 +1,20 @@
+// Every check of the harness, in run order; the checks across all answers come last so they see everything.
+
+import type { Check } from "../check.ts";
+import { answerChecks, envelopeSchemas } from "./answers.ts";
+import { coreHttpChecks } from "./core-http.ts";
+import { coreNatsChecks, eventedNatsChecks } from "./nats.ts";
+import { eventedHttpChecks } from "./evented-http.ts";
+import { fullHttpChecks } from "./full-http.ts";
+import { streamingHttpChecks } from "./streaming-http.ts";
+
+export const ALL_CHECKS: readonly Check[] = [
+  envelopeSchemas,
+  ...coreHttpChecks,
+  ...coreNatsChecks,
+  ...streamingHttpChecks,
+  ...eventedHttpChecks,
+  ...eventedNatsChecks,
+  ...fullHttpChecks,
+  ...answerChecks,
+];

@@ -1,0 +1,60 @@
+// The `mig` command line: `mig start` runs a whole runtime process (bus, bindings, demo provider).
+import { Command, Option } from "commander";
+import { Authenticator } from "./auth.ts";
+import { loadConfig, SETTINGS, type RuntimeConfig } from "./config.ts";
+import { observatoryInfer } from "./demo-provider.ts";
+import { createLogger } from "./logger.ts";
+import { MigRuntime } from "./runtime.ts";
+import { startHttpBinding } from "../bindings/http/server.ts";
+
+function addSettings(command: Command): Command {
+  for (const setting of SETTINGS) {
+    command.addOption(new Option(setting.flag, `${setting.description} (env ${setting.env})`));
+  }
+  return command;
+}
+
+/** Flag values override the environment; each is parsed by the same rule as its variable. */
+function overridesFrom(options: Record<string, string | undefined>): Partial<RuntimeConfig> {
+  const overrides: Record<string, unknown> = {};
+  for (const setting of SETTINGS) {
+    const raw = options[setting.key];
+    if (raw !== undefined) overrides[setting.key] = setting.parse(raw);
+  }
+  return overrides as Partial<RuntimeConfig>;
+}
+
+async function start(options: Record<string, string | undefined>): Promise<void> {
+  const config = loadConfig(overridesFrom(options));
+  const logger = createLogger(config.logLevel);
+  const runtime = await MigRuntime.start(config, { logger, capabilities: [observatoryInfer] });
+  const authenticator = new Authenticator(config.authMode, config.jwtHs256Secret);
+  const http = await startHttpBinding(runtime, authenticator, config.httpAddr);
+  logger.info({ url: http.url }, "HTTP binding listening (MIG API, /metrics, /admin/v0.1)");
+  if (config.authMode === "none") {
+    logger.info("auth mode none: callers are anonymous and name their tenant per request; set MIG_AUTH_MODE=jwt for anything shared");
+  }
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "shutting down");
+    await http.close();
+    await runtime.stop();
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+}
+
+const program = new Command("mig").description("MIG v0.1 runtime on an embedded NATS bus");
+addSettings(program.command("start").description("run a runtime: embedded bus (unless MIG_NATS_URL), bindings, demo provider")).action(
+  (options: Record<string, string | undefined>) =>
+    start(options).catch((err: unknown) => {
+      process.stderr.write(`mig start: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exit(1);
+    }),
+);
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,31 @@
+// DISCOVER: the descriptors a principal may use, filtered by query, with schema refs and QoS on request.
+import { acceptHeader } from "./header.ts";
+import { canSee, transportTenant } from "./policy.ts";
+import { optionalBooleanField, optionalStringField, requireObject } from "./request.ts";
+import type { RequestContext, RuntimeCore } from "./core.ts";
+import type { CapabilityDescriptor, DiscoverResponse } from "./types.ts";
+
+export function discover(core: RuntimeCore, body: unknown, request: RequestContext): DiscoverResponse {
+  const raw = requireObject(body);
+  const header = acceptHeader(raw, {
+    transportTenant: transportTenant(request.principal, request.tenant),
+    maxDeadlineMs: core.config.maxDeadlineMs,
+  });
+  const query = optionalStringField(raw, "query", 200)?.toLowerCase();
+  const includeSchemaRefs = optionalBooleanField(raw, "include_schema_refs", true);
+  const includeQos = optionalBooleanField(raw, "include_qos", true);
+
+  const capabilities: Partial<CapabilityDescriptor>[] = [];
+  for (const descriptor of core.capabilities.descriptors()) {
+    if (query && !descriptor.id.toLowerCase().includes(query)) continue;
+    if (!canSee(request.principal, descriptor)) continue;
+    const shown: Partial<CapabilityDescriptor> = { ...descriptor };
+    if (!includeSchemaRefs) {
+      delete shown.input_schema_uri;
+      delete shown.output_schema_uri;
+    }
+    if (!includeQos) delete shown.qos;
+    capabilities.push(shown);
+  }
+  return { header, capabilities };
+}

@@ -1,0 +1,170 @@
+// Unary INVOKE: validates the request, authorizes it, honours idempotency, and runs one invocation actor.
+import { performance } from "node:perf_hooks";
+import { invocationMachine, type InvocationOutcome } from "../actors/invocation.ts";
+import { MigError } from "./errors.ts";
+import { acceptHeader } from "./header.ts";
+import { IdempotencyStore } from "./idempotency.ts";
+import { checkDottedName } from "./names.ts";
+import { authorizeCapability, transportTenant } from "./policy.ts";
+import { agreeing, optionalStringField, requireObject } from "./request.ts";
+import type { RequestContext, RuntimeCore } from "./core.ts";
+import type { Principal } from "./principal.ts";
+import type { RegisteredCapability } from "./registry.ts";
+import type { InvokeResponse, JsonObject, MessageHeader, StreamPreference } from "./types.ts";
+
+const PREFERENCES: readonly StreamPreference[] = ["unary", "server_stream", "bidi_stream"];
+
+export async function invoke(core: RuntimeCore, body: unknown, request: RequestContext, pathCapability?: string): Promise<InvokeResponse> {
+  const raw = requireObject(body);
+  const header = acceptHeader(raw, {
+    transportTenant: transportTenant(request.principal, request.tenant),
+    maxDeadlineMs: core.config.maxDeadlineMs,
+  });
+  const id = agreeing(pathCapability, optionalStringField(raw, "capability", 200), "capability");
+  if (id === undefined) throw new MigError("MIG_INVALID_REQUEST", "capability is required: name it in the path or in the body");
+  checkDottedName(id, "capability");
+
+  const entry = core.capabilities.get(id);
+  if (!entry) {
+    throw new MigError("MIG_UNSUPPORTED_CAPABILITY", `capability ${id} is not served here; DISCOVER lists the capabilities you can invoke`);
+  }
+  const { descriptor } = entry;
+  authorizeCapability(request.principal, descriptor);
+  checkMode(raw, entry);
+
+  if (raw.payload === undefined) throw new MigError("MIG_INVALID_REQUEST", "payload is required: send a JSON object, e.g. {}");
+  const payload = requireObject(raw.payload, "payload");
+  checkPayloadSize(payload, entry, request.bodyBytes);
+  const problems = core.schemas.check(descriptor.input_schema_uri, payload);
+  if (problems) {
+    throw new MigError("MIG_INVALID_REQUEST", `payload does not match the input schema ${descriptor.input_schema_uri}: ${problems[0]}`, {
+      details: { schema_uri: descriptor.input_schema_uri, errors: problems },
+    });
+  }
+
+  let outcome: InvocationOutcome;
+  if (header.idempotency_key !== undefined) {
+    const key = IdempotencyStore.keyOf(header.tenant_id, id, header.idempotency_key);
+    const deadlineAt = Date.now() + header.deadline_ms;
+    const result = await core.idempotency.run(key, deadlineAt, () => execute(core, entry, header, request.principal, payload));
+    if (result.replayed) core.metrics.idempotentReplays.inc({ capability: id });
+    outcome = result.outcome;
+  } else {
+    outcome = await execute(core, entry, header, request.principal, payload);
+  }
+  if (!outcome.ok) throw outcome.error;
+  return { header, capability: id, payload: outcome.payload, result_schema_uri: descriptor.output_schema_uri };
+}
+
+function checkMode(raw: JsonObject, entry: RegisteredCapability): void {
+  const preference = raw.stream_preference;
+  const { id, modes } = entry.descriptor;
+  if (preference !== undefined && preference !== null && preference !== "unary") {
+    if (!PREFERENCES.includes(preference as StreamPreference)) {
+      throw new MigError("MIG_INVALID_REQUEST", `stream_preference must be one of ${PREFERENCES.join(", ")}`);
+    }
+    if (!modes.includes(preference as StreamPreference)) {
+      throw new MigError("MIG_UNSUPPORTED_CAPABILITY", `capability ${id} does not offer ${String(preference)}; it offers ${modes.join(", ")}`);
+    }
+    throw new MigError("MIG_UNSUPPORTED_CAPABILITY", `this server does not stream invocations yet; invoke ${id} with stream_preference "unary"`);
+  }
+  if (!modes.includes("unary")) {
+    throw new MigError("MIG_UNSUPPORTED_CAPABILITY", `capability ${id} has no unary mode; it offers ${modes.join(", ")}`);
+  }
+}
+
+function checkPayloadSize(payload: JsonObject, entry: RegisteredCapability, bodyBytes: number | undefined): void {
+  const max = entry.descriptor.qos?.max_payload_bytes;
+  // The body is an upper bound of the payload's size: measure the payload only when the body is larger.
+  if (!max || (bodyBytes !== undefined && bodyBytes <= max)) return;
+  const size = Buffer.byteLength(JSON.stringify(payload));
+  if (size > max) {
+    throw new MigError("MIG_INVALID_REQUEST", `payload is ${size} bytes; capability ${entry.descriptor.id} accepts at most ${max}`, {
+      details: { payload_bytes: size, max_payload_bytes: max },
+    });
+  }
+}
+
+/** Runs one invocation actor around the provider's handler; never throws, always settles once. */
+export function execute(
+  core: RuntimeCore,
+  entry: RegisteredCapability,
+  header: MessageHeader,
+  principal: Principal,
+  payload: JsonObject,
+): Promise<InvocationOutcome> {
+  const { descriptor } = entry;
+  const messageId = header.message_id;
+  if (core.inflight.has(messageId)) {
+    return Promise.resolve({
+      ok: false,
+      error: new MigError("MIG_INVALID_REQUEST", `message_id ${messageId} is already in flight; give every invocation its own UUID`),
+    });
+  }
+  return new Promise<InvocationOutcome>((resolve) => {
+    const started = performance.now();
+    const controller = new AbortController();
+    let settled = false;
+    const settle = (outcome: InvocationOutcome) => {
+      if (settled) return;
+      settled = true;
+      core.inflight.delete(messageId);
+      core.finished.add(messageId, header.tenant_id);
+      core.metrics.invocations.inc({ capability: descriptor.id, outcome: outcomeLabel(outcome) });
+      core.metrics.invocationSeconds.observe({ capability: descriptor.id, tenant: header.tenant_id }, (performance.now() - started) / 1000);
+      resolve(outcome);
+    };
+    const actor = core.supervisor.spawn("invocation", invocationMachine, { deadlineMs: header.deadline_ms, controller, settle }, () =>
+      settle({ ok: false, error: new MigError("MIG_INTERNAL", `the invocation ${messageId} failed inside the runtime; it was contained`) }),
+    );
+    core.inflight.set(messageId, { tenant: header.tenant_id, subject: principal.subject, capability: descriptor.id, actor });
+    actor.send({ type: "DISPATCHED" });
+
+    const succeed = (value: unknown) => {
+      const problem = checkOutput(core, entry, value);
+      actor.send(problem ? { type: "FAIL", error: problem } : { type: "RESULT", payload: value as JsonObject });
+    };
+    const fail = (err: unknown) => {
+      if (controller.signal.aborted) return;
+      actor.send({ type: "FAIL", error: providerError(core, descriptor.id, messageId, err) });
+    };
+    try {
+      const result = entry.handler(payload, { header, principal, capability: descriptor, signal: controller.signal });
+      if (result !== null && typeof result === "object" && typeof (result as Promise<unknown>).then === "function") {
+        (result as Promise<unknown>).then(succeed, fail);
+      } else {
+        succeed(result);
+      }
+    } catch (err) {
+      fail(err);
+    }
+  });
+}
+
+function checkOutput(core: RuntimeCore, entry: RegisteredCapability, value: unknown): MigError | undefined {
+  const { id, output_schema_uri } = entry.descriptor;
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    const got = value === null ? "null" : Array.isArray(value) ? "an array" : typeof value;
+    return new MigError("MIG_INTERNAL", `capability ${id} returned ${got} instead of a JSON object`);
+  }
+  const problems = core.schemas.check(output_schema_uri, value);
+  if (problems) {
+    return new MigError("MIG_INTERNAL", `capability ${id} returned output that does not match ${output_schema_uri}`, {
+      details: { schema_uri: output_schema_uri, errors: problems },
+    });
+  }
+  return undefined;
+}
+
+function providerError(core: RuntimeCore, capability: string, messageId: string, err: unknown): MigError {
+  if (err instanceof MigError) return err;
+  // The provider's own message may hold internals: it goes to the log, the caller gets the message id.
+  core.logger.warn({ capability, message_id: messageId, err: err instanceof Error ? err.message : String(err) }, "provider failed");
+  return new MigError("MIG_INTERNAL", `capability ${capability} failed inside its provider (message_id ${messageId}); the runtime log has the cause`);
+}
+
+function outcomeLabel(outcome: InvocationOutcome): string {
+  if (outcome.ok) return "completed";
+  if (outcome.error.code === "MIG_TIMEOUT") return outcome.error.details?.cancelled ? "cancelled" : "timed_out";
+  return "failed";
+}

@@ -1,0 +1,60 @@
+// Prometheus metrics of one runtime: its own registry, so several runtimes can live in one process (tests).
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly actorsLive = new Gauge({
+    name: "mig_actors_live",
+    help: "Live actors by kind and current state",
+    labelNames: ["kind", "state"] as const,
+    registers: [this.registry],
+  });
+  readonly actorTransitions = new Counter({
+    name: "mig_actor_transitions_total",
+    help: "State entries of actors, by kind and state entered",
+    labelNames: ["kind", "state"] as const,
+    registers: [this.registry],
+  });
+  readonly actorCrashes = new Counter({
+    name: "mig_actor_crashes_total",
+    help: "Actors that ended in an error the supervisor had to contain",
+    labelNames: ["kind"] as const,
+    registers: [this.registry],
+  });
+  readonly supervisorRestarts = new Counter({
+    name: "mig_supervisor_restarts_total",
+    help: "Supervised children restarted after dying (e.g. the embedded nats-server)",
+    labelNames: ["child"] as const,
+    registers: [this.registry],
+  });
+  readonly invocations = new Counter({
+    name: "mig_invocations_total",
+    help: "Finished invocations by capability and outcome",
+    labelNames: ["capability", "outcome"] as const,
+    registers: [this.registry],
+  });
+  readonly errors = new Counter({
+    name: "mig_errors_total",
+    help: "MIG errors answered, by code and operation",
+    labelNames: ["code", "operation"] as const,
+    registers: [this.registry],
+  });
+  readonly invocationSeconds = new Histogram({
+    name: "mig_invocation_duration_seconds",
+    help: "Time from accepting an invocation to its final state, by capability and tenant",
+    labelNames: ["capability", "tenant"] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly idempotentReplays = new Counter({
+    name: "mig_idempotent_replays_total",
+    help: "Invocations answered from the idempotency store instead of running the handler",
+    labelNames: ["capability"] as const,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+  }
+}

@@ -1,0 +1,129 @@
+// The runtime of one process: starts the bus (embedded or joined), the registries and the supervisor,
+// and exposes the MIG operations that every binding calls.
+import { hostname } from "node:os";
+import { connectBus, openBucket, type Bus } from "./bus.ts";
+import { cancel } from "./cancel.ts";
+import { RecentlyFinished, type InflightInvocation, type RequestContext, type RuntimeCore } from "./core.ts";
+import { discover } from "./discover.ts";
+import { MigError } from "./errors.ts";
+import { heartbeat } from "./heartbeat.ts";
+import { hello } from "./hello.ts";
+import { IDEMPOTENCY_BUCKET, IdempotencyStore } from "./idempotency.ts";
+import { invoke } from "./invoke.ts";
+import { LoadGauge } from "./load.ts";
+import { createLogger, type Logger } from "./logger.ts";
+import { Metrics } from "./metrics.ts";
+import { NatsLauncher } from "./nats-launcher.ts";
+import { CapabilityRegistry } from "./registry.ts";
+import { SchemaRegistry } from "./schema-registry.ts";
+import { Supervisor } from "./supervisor.ts";
+import type { RuntimeConfig } from "./config.ts";
+import type { CapabilityDefinition } from "./provider.ts";
+import type { CancelAck, DiscoverResponse, HeartbeatAck, HelloResponse, InvokeResponse } from "./types.ts";
+
+export interface RuntimeOptions {
+  logger?: Logger;
+  capabilities?: CapabilityDefinition[];
+}
+
+export class MigRuntime implements RuntimeCore {
+  readonly serverId: string;
+  readonly metrics = new Metrics();
+  readonly schemas = new SchemaRegistry();
+  readonly capabilities = new CapabilityRegistry(this.schemas);
+  readonly supervisor: Supervisor;
+  readonly inflight = new Map<string, InflightInvocation>();
+  readonly finished = new RecentlyFinished();
+  readonly load: LoadGauge;
+  idempotency!: IdempotencyStore;
+  bus!: Bus;
+  launcher: NatsLauncher | undefined;
+
+  private constructor(
+    readonly config: RuntimeConfig,
+    readonly logger: Logger,
+  ) {
+    this.serverId = config.serverId ?? `mig-${hostname()}-${process.pid}`;
+    this.supervisor = new Supervisor(this.metrics, logger);
+    this.load = new LoadGauge(config.capacity, () => this.inflight.size);
+  }
+
+  static async start(config: RuntimeConfig, options: RuntimeOptions = {}): Promise<MigRuntime> {
+    const runtime = new MigRuntime(config, options.logger ?? createLogger(config.logLevel));
+    for (const definition of options.capabilities ?? []) runtime.capabilities.add(definition);
+    try {
+      await runtime.connect();
+    } catch (err) {
+      await runtime.stop();
+      throw err;
+    }
+    return runtime;
+  }
+
+  /** The URL of the bus this runtime uses (the embedded server's when it started one). */
+  get natsUrl(): string {
+    return this.bus.url;
+  }
+
+  private async connect(): Promise<void> {
+    let url = this.config.natsUrl;
+    if (!url) {
+      this.launcher = new NatsLauncher({
+        port: this.config.natsPort,
+        monitorPort: this.config.natsMonitorPort,
+        dataDir: this.config.dataDir,
+        logger: this.logger,
+      });
+      this.launcher.on("restarted", () => this.metrics.supervisorRestarts.inc({ child: "nats-server" }));
+      const ports = await this.launcher.start();
+      url = ports.clientUrl;
+      this.logger.info({ url, monitor: ports.monitorUrl, data_dir: this.config.dataDir }, "embedded nats-server listening");
+    }
+    this.bus = await connectBus(url, this.serverId, this.logger);
+    const bucket = await openBucket(this.bus, IDEMPOTENCY_BUCKET, this.config.idempotencyWindowMs);
+    this.idempotency = new IdempotencyStore(bucket, this.serverId);
+  }
+
+  hello(body: unknown, request: RequestContext): Promise<HelloResponse> {
+    return this.guard("hello", () => hello(this, body, request));
+  }
+
+  discover(body: unknown, request: RequestContext): Promise<DiscoverResponse> {
+    return this.guard("discover", () => discover(this, body, request));
+  }
+
+  invoke(body: unknown, request: RequestContext, capability?: string): Promise<InvokeResponse> {
+    return this.guard("invoke", () => invoke(this, body, request, capability));
+  }
+
+  cancel(body: unknown, request: RequestContext, messageId?: string): Promise<CancelAck> {
+    return this.guard("cancel", () => cancel(this, body, request, messageId));
+  }
+
+  heartbeat(body: unknown, request: RequestContext): Promise<HeartbeatAck> {
+    return this.guard("heartbeat", () => heartbeat(this, body, request));
+  }
+
+  /** Counts every MIG error by code and turns anything unexpected into MIG_INTERNAL (logged, never leaked). */
+  async guard<T>(operation: string, run: () => T | Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (err) {
+      const error = err instanceof MigError ? err : this.unexpected(operation, err);
+      this.metrics.errors.inc({ code: error.code, operation });
+      throw error;
+    }
+  }
+
+  private unexpected(operation: string, err: unknown): MigError {
+    this.logger.error({ operation, err: err instanceof Error ? err.stack : String(err) }, "unexpected failure in an operation");
+    return new MigError("MIG_INTERNAL", `the ${operation} operation failed inside the runtime; the log has the details`);
+  }
+
+  async stop(): Promise<void> {
+    this.load.stop();
+    for (const { actor } of this.inflight.values()) actor.send({ type: "CANCEL", reason: "the runtime is shutting down" });
+    if (this.bus) await this.bus.nc.drain().catch(() => undefined);
+    if (this.launcher) await this.launcher.stop();
+  }
+}

@@ -1,0 +1,115 @@
+// Wire message types of MIG v0.1, with the standard's snake_case field names kept from wire to actor.
+import type { MigErrorBody } from "./errors.ts";
+
+export type JsonObject = Record<string, unknown>;
+
+export type BindingType = "grpc" | "nats" | "http";
+export type InvocationMode = "unary" | "server_stream" | "client_stream" | "bidi_stream";
+export type StreamPreference = "unary" | "server_stream" | "bidi_stream";
+export type DeliverySemantics = "best_effort" | "at_least_once" | "exactly_once";
+export type FrameKind = "request" | "response" | "event" | "control" | "error";
+
+export interface MessageHeader {
+  mig_version: string;
+  message_id: string;
+  timestamp: string;
+  tenant_id: string;
+  session_id?: string;
+  traceparent?: string;
+  idempotency_key?: string;
+  deadline_ms: number;
+  meta?: JsonObject;
+}
+
+/** A header as it may arrive: every field optional until the runtime normalizes it. */
+export type InboundHeader = Partial<MessageHeader>;
+
+export interface QoSProfile {
+  max_payload_bytes?: number;
+  supports_replay?: boolean;
+  delivery_semantics?: DeliverySemantics;
+  supports_ordering?: boolean;
+}
+
+export interface CapabilityDescriptor {
+  id: string;
+  version: string;
+  modes: InvocationMode[];
+  input_schema_uri: string;
+  output_schema_uri: string;
+  event_topics?: string[];
+  auth_scopes: string[];
+  qos?: QoSProfile;
+}
+
+export interface HelloRequest {
+  header?: InboundHeader;
+  supported_versions?: string[];
+  requested_bindings?: string[];
+  requested_features?: string[];
+}
+
+export interface HelloResponse {
+  header: MessageHeader;
+  selected_version: string;
+  selected_binding: BindingType;
+  enabled_features: string[];
+  server_id: string;
+}
+
+export interface DiscoverRequest {
+  header?: InboundHeader;
+  query?: string;
+  include_schema_refs?: boolean;
+  include_qos?: boolean;
+}
+
+export interface DiscoverResponse {
+  header: MessageHeader;
+  capabilities: Partial<CapabilityDescriptor>[];
+}
+
+export interface InvokeRequest {
+  header?: InboundHeader;
+  capability?: string;
+  payload?: JsonObject;
+  stream_preference?: StreamPreference;
+}
+
+export interface InvokeResponse {
+  header: MessageHeader;
+  capability: string;
+  payload: JsonObject;
+  result_schema_uri?: string;
+}
+
+export interface CancelRequest {
+  header?: InboundHeader;
+  target_message_id?: string;
+  reason?: string;
+}
+
+export type CancelStatus = "cancelled" | "not_found" | "already_completed";
+
+export interface CancelAck {
+  header: MessageHeader;
+  target_message_id: string;
+  accepted: boolean;
+  status: CancelStatus;
+}
+
+export interface HeartbeatRequest {
+  header?: InboundHeader;
+  interval_ms?: number;
+}
+
+export interface HeartbeatAck {
+  header: MessageHeader;
+  suggested_interval_ms: number;
+  load_factor: number;
+}
+
+export interface ErrorEnvelope {
+  header: MessageHeader;
+  error: MigErrorBody;
+}

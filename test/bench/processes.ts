@@ -1,0 +1,218 @@
+// Child processes of a benchmark run: spawned in their own process group, their output kept
+// for error messages, and every one of them (with its descendants) stopped at the end.
+import { spawn, type ChildProcess } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+
+const TAIL_CHARS = 4_000;
+const live = new Set<Child>();
+
+export class Child {
+  readonly proc: ChildProcess;
+  readonly pid: number;
+  /** Resolves when the process has exited, with its code or signal. */
+  readonly exited: Promise<string>;
+  exitDescription: string | undefined;
+  private stdoutTail = "";
+  private stderrTail = "";
+  private partialLine = "";
+  private readonly lineListeners = new Set<(line: string) => void>();
+
+  constructor(
+    readonly name: string,
+    command: string,
+    args: string[],
+    options: { cwd: string; env?: NodeJS.ProcessEnv },
+  ) {
+    this.proc = spawn(command, args, {
+      cwd: options.cwd,
+      env: options.env ?? process.env,
+      detached: true, // own process group, so stop() reaches grandchildren too
+      stdio: ["pipe", "pipe", "pipe"], // stdin stays open: children may exit when it closes
+    });
+    this.exited = new Promise((resolve) => {
+      this.proc.on("error", (err) => {
+        this.exitDescription = `could not start: ${err.message}`;
+        resolve(this.exitDescription);
+      });
+      this.proc.on("exit", (code, signal) => {
+        this.exitDescription = signal ? `killed by ${signal}` : `exited with code ${code}`;
+        resolve(this.exitDescription);
+      });
+    });
+    void this.exited.then(() => live.delete(this));
+    this.pid = this.proc.pid ?? -1;
+    if (this.pid > 0) live.add(this);
+    this.proc.stdin?.on("error", () => {}); // the child may close its end first
+    this.proc.stdout!.setEncoding("utf8");
+    this.proc.stderr!.setEncoding("utf8");
+    this.proc.stdout!.on("data", (text: string) => this.onStdout(text));
+    this.proc.stderr!.on("data", (text: string) => {
+      this.stderrTail = (this.stderrTail + text).slice(-TAIL_CHARS);
+    });
+  }
+
+  private onStdout(text: string): void {
+    this.stdoutTail = (this.stdoutTail + text).slice(-TAIL_CHARS);
+    const lines = (this.partialLine + text).split("\n");
+    this.partialLine = lines.pop() ?? "";
+    for (const line of lines) for (const listener of this.lineListeners) listener(line);
+  }
+
+  /** Calls `listener` with every complete stdout line from now on; returns the unsubscriber. */
+  onLine(listener: (line: string) => void): () => void {
+    this.lineListeners.add(listener);
+    return () => this.lineListeners.delete(listener);
+  }
+
+  get running(): boolean {
+    return this.exitDescription === undefined;
+  }
+
+  /** The last lines the process wrote, for error messages. */
+  tail(): string {
+    const text = (this.stderrTail.trim() || this.stdoutTail.trim()).split("\n").slice(-8);
+    return text.join("\n");
+  }
+
+  /** A one-line account of why the process is gone, with the end of its output. */
+  failure(): string {
+    const tail = this.tail();
+    return `${this.name} ${this.exitDescription ?? "is running"}${tail ? `: ${tail}` : ""}`;
+  }
+
+  /**
+   * Waits for the first stdout line that `accept` returns a value for. Rejects when the process
+   * exits first or `timeoutMs` passes.
+   */
+  waitForLine<T>(accept: (line: string) => T | undefined, timeoutMs: number): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`${this.name} was not ready after ${timeoutMs} ms: ${this.tail()}`));
+      }, timeoutMs);
+      const unsubscribe = this.onLine((line) => {
+        const value = accept(line);
+        if (value === undefined) return;
+        done();
+        resolve(value);
+      });
+      void this.exited.then(() => {
+        done();
+        reject(new Error(this.failure()));
+      });
+      function done() {
+        clearTimeout(timer);
+        unsubscribe();
+      }
+    });
+  }
+
+  /**
+   * Stops the process and everything it started: SIGTERM to its group, then SIGKILL to the
+   * group and to any descendant still alive after `graceMs` (they may have left the group).
+   */
+  async stop(graceMs = 5_000): Promise<void> {
+    if (this.pid <= 0) return;
+    const family = descendantsOf(this.pid);
+    signalGroup(this.pid, "SIGTERM");
+    const deadline = Date.now() + graceMs;
+    await Promise.race([this.exited, sleep(graceMs)]);
+    while (Date.now() < deadline && family.some(isAlive)) await sleep(50);
+    signalGroup(this.pid, "SIGKILL");
+    for (const pid of family) if (isAlive(pid)) signal(pid, "SIGKILL");
+    if (this.running) await Promise.race([this.exited, sleep(1_000)]);
+  }
+
+  /** Synchronous last resort for process exit: SIGKILL the group and known descendants. */
+  killNow(): void {
+    if (this.pid <= 0) return;
+    const family = descendantsOf(this.pid);
+    signalGroup(this.pid, "SIGKILL");
+    for (const pid of family) signal(pid, "SIGKILL");
+  }
+}
+
+/** Spawns a TypeScript file of this project with `node --import tsx`. */
+export function spawnTs(
+  name: string,
+  root: string,
+  file: string,
+  args: string[],
+  env?: NodeJS.ProcessEnv,
+): Child {
+  return new Child(name, process.execPath, ["--import", "tsx", file, ...args], { cwd: root, env });
+}
+
+/** Stops every child still running, in parallel. */
+export async function stopAllChildren(graceMs = 5_000): Promise<void> {
+  await Promise.all([...live].map((child) => child.stop(graceMs)));
+}
+
+/** For `process.on("exit")`: nothing asynchronous runs there, so kill outright. */
+export function killAllChildrenNow(): void {
+  for (const child of live) child.killNow();
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function signalGroup(pid: number, sig: NodeJS.Signals): void {
+  signal(-pid, sig);
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // already gone
+  }
+}
+
+/** Alive and not a zombie waiting to be reaped. */
+function isAlive(pid: number): boolean {
+  try {
+    return statOf(pid).state !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+function statOf(pid: number): { ppid: number; state: string } {
+  const text = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // "pid (comm) state ppid ...": comm may hold spaces or parentheses, so split after the last ')'
+  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  return { state: fields[0], ppid: Number(fields[1]) };
+}
+
+/** Every process whose ancestry leads to `root` right now (Linux /proc). */
+function descendantsOf(root: number): number[] {
+  const children = new Map<number, number[]>();
+  let entries: string[];
+  try {
+    entries = readdirSync("/proc");
+  } catch {
+    return [];
+  }
+  for (const entry of entries) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid)) continue;
+    try {
+      const { ppid } = statOf(pid);
+      const list = children.get(ppid) ?? [];
+      list.push(pid);
+      children.set(ppid, list);
+    } catch {
+      // exited while we looked
+    }
+  }
+  const found: number[] = [];
+  const queue = [root];
+  while (queue.length > 0) {
+    for (const child of children.get(queue.pop()!) ?? []) {
+      found.push(child);
+      queue.push(child);
+    }
+  }
+  return found;
+}

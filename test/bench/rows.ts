@@ -1,0 +1,89 @@
+// The benchmark table: one entry per row of issue 9, each a path under test and the raw tool
+// it is judged against. Adding a row is adding an entry here (and, for a new wire, a server
+// factory in servers.ts and a loader in measure.ts).
+import { bareHttp, natsEcho, runtimeHttp } from "./servers.ts";
+import type { RowDefinition } from "./types.ts";
+
+const CAPABILITY = "observatory.models.infer";
+const INVOKE_PATH = `/mig/v0.1/invoke/${CAPABILITY}`;
+const HTTP_INVOKE_BODY = JSON.stringify({ header: { tenant_id: "bench" }, payload: { input: "hello" } });
+const NATS_INVOKE_BODY = JSON.stringify({
+  header: { tenant_id: "bench" },
+  capability: CAPABILITY,
+  payload: { input: "hello" },
+});
+
+export const rows: RowDefinition[] = [
+  {
+    id: "http-invoke",
+    name: "unary INVOKE over HTTP, provider in-process",
+    measures:
+      "POST /mig/v0.1/invoke/observatory.models.infer on `runtime/cli.ts start` against a bare node:http server answering the same InvokeResponse JSON.",
+    path: runtimeHttp(INVOKE_PATH, HTTP_INVOKE_BODY),
+    baseline: bareHttp(INVOKE_PATH, HTTP_INVOKE_BODY),
+    targets: { throughput_at_64: 0.75, p50_at_1: 2 },
+  },
+  {
+    id: "nats-invoke",
+    name: "unary INVOKE over NATS binding to a worker process",
+    measures: "INVOKE on the public NATS subject, served by a `mig worker` process, against raw request/reply to an echo responder.",
+    pending: "needs the NATS binding and the worker fleet",
+    targets: { throughput_at_64: 0.7, p50_at_1: 1.6 },
+  },
+  {
+    id: "http-invoke-worker",
+    name: "unary INVOKE over HTTP, provider in a worker process",
+    measures: "As http-invoke, with the capability served by a worker process over NATS.",
+    pending: "needs the worker fleet",
+  },
+  {
+    id: "grpc-invoke",
+    name: "unary Invoke over gRPC",
+    measures: "Invocation/Invoke on the gRPC binding against a bare @grpc/grpc-js echo service.",
+    pending: "needs the gRPC binding and a gRPC loader",
+  },
+  {
+    id: "nats-publish",
+    name: "PUBLISH over NATS binding (acked)",
+    measures: "Acked PUBLISH on the NATS binding against raw jetstream.publish.",
+    pending: "needs the events store and a JetStream loader",
+    targets: { throughput_at_64: 0.6 },
+  },
+  {
+    id: "replay",
+    name: "SUBSCRIBE replay of 100,000 events",
+    measures: "Replay rate of 100,000 stored events against a raw JetStream consumer on the same stream.",
+    pending: "needs SUBSCRIBE with replay",
+  },
+  {
+    id: "stream",
+    name: "one server_stream of small frames, worker → caller",
+    measures: "Frames per second of one server_stream against raw NATS publish/subscribe.",
+    pending: "needs streaming invocations",
+  },
+  {
+    id: "cancel",
+    name: "CANCEL → provider's AbortSignal",
+    measures: "Time from CANCEL to the provider's AbortSignal firing (absolute p50/p99).",
+    pending: "needs CANCEL",
+  },
+  {
+    id: "scale",
+    name: "scale: 10,000 live subscriptions / open streams",
+    measures: "Runtime RSS and heap with 10,000 subscriptions and 10,000 streams alive, and unary p50 with them against without.",
+    pending: "needs subscriptions and streams",
+  },
+  {
+    id: "nats-raw",
+    name: "raw NATS request/reply",
+    measures: "The raw NATS baseline alone: one client connection, request/reply to an echo responder process.",
+    baseline: natsEcho("bench.echo", NATS_INVOKE_BODY),
+  },
+  {
+    id: "http-calibration",
+    name: "calibration: bare node:http vs itself",
+    measures: "Two instances of the bare server measured as path and baseline; the ratio shows the run's noise (ideal 1.0).",
+    path: bareHttp(INVOKE_PATH, HTTP_INVOKE_BODY),
+    baseline: bareHttp(INVOKE_PATH, HTTP_INVOKE_BODY),
+  },
+];

@@ -1,0 +1,153 @@
+// The servers the benchmark rows start: the MIG runtime under test and the raw baselines.
+// Each factory returns a ServerSpec; rows.ts combines them into rows.
+import { startNatsServer } from "./nats-server.ts";
+import { sleep, spawnTs } from "./processes.ts";
+import type { BenchContext, RunningServer, ServerSpec } from "./types.ts";
+
+/** Accepts the `{"ready":true,...}` line a baseline prints once it serves. */
+function readyLine(line: string): Record<string, unknown> | undefined {
+  if (!line.startsWith("{")) return undefined;
+  try {
+    const value = JSON.parse(line) as Record<string, unknown>;
+    return value.ready === true ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A bare node:http server answering InvokeResponse-shaped JSON to a POST of `body` to `path`. */
+export function bareHttp(path: string, body: string): ServerSpec {
+  return {
+    label: "bare node:http",
+    async start(ctx) {
+      const child = spawnTs("baseline-http", ctx.root, "test/bench/baseline-http.ts", []);
+      try {
+        const ready = await child.waitForLine(readyLine, ctx.startTimeoutMs);
+        return {
+          target: { kind: "http", url: `${String(ready.url)}${path}`, body },
+          failure: () => (child.running ? undefined : child.failure()),
+          stop: () => child.stop(),
+        };
+      } catch (err) {
+        await child.stop();
+        throw err;
+      }
+    },
+  };
+}
+
+/** A nats-server with a plain responder process on `subject`, replying InvokeResponse JSON. */
+export function natsEcho(subject: string, body: string): ServerSpec {
+  return {
+    label: "raw NATS request/reply (echo responder)",
+    async start(ctx) {
+      const nats = await startNatsServer(ctx);
+      const echo = spawnTs("baseline-nats-echo", ctx.root, "test/bench/baseline-nats-echo.ts", [
+        "--servers",
+        nats.url,
+        "--subject",
+        subject,
+      ]);
+      const stop = async () => {
+        await echo.stop();
+        await nats.child.stop();
+      };
+      try {
+        await echo.waitForLine(readyLine, ctx.startTimeoutMs);
+      } catch (err) {
+        await stop();
+        throw err;
+      }
+      return {
+        target: { kind: "nats", servers: nats.url, subject, body },
+        failure: () =>
+          !nats.child.running ? nats.child.failure() : !echo.running ? echo.failure() : undefined,
+        stop,
+      };
+    },
+  };
+}
+
+/** Environment and readiness of `runtime/cli.ts start` as one benchmark child. */
+export interface RuntimeOptions {
+  /** Extra environment for the runtime, on top of the ports, data dir and log level. */
+  env?: Record<string, string>;
+}
+
+export interface StartedRuntime extends RunningServer {
+  httpBase: string;
+  natsUrl: string;
+  grpcAddr: string;
+}
+
+/**
+ * Starts the MIG runtime (`node --import tsx runtime/cli.ts start`) on free ports in a temp
+ * data directory and waits until HELLO over HTTP answers 200.
+ */
+export async function startRuntime(
+  ctx: BenchContext,
+  options: RuntimeOptions = {},
+): Promise<Omit<StartedRuntime, "target">> {
+  const [httpPort, natsPort, grpcPort] = [
+    await ctx.freePort(),
+    await ctx.freePort(),
+    await ctx.freePort(),
+  ];
+  const dataDir = await ctx.tempDir("runtime-");
+  const httpBase = `http://127.0.0.1:${httpPort}`;
+  const env = {
+    ...process.env,
+    MIG_HTTP_ADDR: `127.0.0.1:${httpPort}`,
+    MIG_NATS_PORT: String(natsPort),
+    MIG_DATA_DIR: dataDir,
+    MIG_GRPC_ADDR: `127.0.0.1:${grpcPort}`,
+    MIG_LOG_LEVEL: "warn",
+    ...options.env,
+  };
+  const child = spawnTs("runtime", ctx.root, "runtime/cli.ts", ["start"], env);
+  const deadline = Date.now() + ctx.startTimeoutMs;
+  let lastAnswer = "no answer yet";
+  while (Date.now() < deadline) {
+    if (!child.running) {
+      await child.stop(); // its embedded nats-server may outlive it
+      throw new Error(child.failure());
+    }
+    try {
+      const res = await fetch(`${httpBase}/mig/v0.1/hello`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ header: { tenant_id: "bench" } }),
+        signal: AbortSignal.timeout(2_000),
+      });
+      const text = await res.text();
+      if (res.status === 200) {
+        return {
+          httpBase,
+          natsUrl: `127.0.0.1:${natsPort}`,
+          grpcAddr: `127.0.0.1:${grpcPort}`,
+          failure: () => (child.running ? undefined : child.failure()),
+          stop: () => child.stop(),
+        };
+      }
+      lastAnswer = `HTTP ${res.status}: ${text.slice(0, 200)}`;
+    } catch (err) {
+      lastAnswer = err instanceof Error ? err.message : String(err);
+    }
+    await sleep(200);
+  }
+  await child.stop();
+  throw new Error(
+    `runtime did not answer HELLO with 200 within ${ctx.startTimeoutMs} ms (last: ${lastAnswer}): ${child.tail()}`,
+  );
+}
+
+/** The runtime loaded over its HTTP binding with a POST of `body` to `path`. */
+export function runtimeHttp(path: string, body: string, options: RuntimeOptions = {}): ServerSpec {
+  return {
+    label: "MIG runtime, HTTP binding",
+    async start(ctx: BenchContext): Promise<RunningServer> {
+      const runtime = await startRuntime(ctx, options);
+      return { ...runtime, target: { kind: "http", url: `${runtime.httpBase}${path}`, body } };
+    },
+  };
+}

@@ -1,0 +1,125 @@
+// The contract shared by the benchmark orchestrator, its row table and its load generators.
+
+/** What a load generator is pointed at: one request it repeats in a closed loop. */
+export type LoadTarget =
+  | { kind: "http"; url: string; body: string }
+  | { kind: "nats"; servers: string; subject: string; body: string };
+
+/** Latency percentiles in milliseconds. */
+export interface Latencies {
+  p50: number;
+  p99: number;
+  p999: number;
+  mean: number;
+  max: number;
+}
+
+/** The one JSON line a load generator prints on stdout. */
+export interface LoadResult {
+  tool: "http" | "nats";
+  concurrency: number;
+  warmup_s: number;
+  duration_s: number;
+  /** Requests completed successfully inside the measured window. */
+  requests: number;
+  /** Failed requests inside the measured window (non-200 answer, timeout, socket error). */
+  errors: number;
+  throughput_rps: number;
+  latency_ms: Latencies;
+  first_error?: string;
+  /** Set when the loader could not measure at all (the probe request failed). */
+  error?: string;
+}
+
+/** Everything a server definition may need to start, shared across one run. */
+export interface BenchContext {
+  /** A fresh directory under the run's temp directory, removed at the end of the run. */
+  tempDir(prefix: string): Promise<string>;
+  /** A TCP port on 127.0.0.1 that was free a moment ago. */
+  freePort(): Promise<number>;
+  /** Absolute path of the project root. */
+  root: string;
+  /** Longest time a server may take to become ready. */
+  startTimeoutMs: number;
+}
+
+/** A server process (or group of processes) started for one row. */
+export interface RunningServer {
+  target: LoadTarget;
+  /** Why the server is gone, when one of its processes has exited; undefined while it serves. */
+  failure?(): string | undefined;
+  stop(): Promise<void>;
+}
+
+/** How to start one side of a row: the path under test or its raw baseline. */
+export interface ServerSpec {
+  /** Short description shown in the table and JSON, e.g. "bare node:http". */
+  label: string;
+  start(ctx: BenchContext): Promise<RunningServer>;
+}
+
+/** Targets from the issue, checked and printed next to the ratios. */
+export interface RowTargets {
+  /** Minimum path/baseline throughput ratio at 64 callers. */
+  throughput_at_64?: number;
+  /** Maximum path/baseline p50 ratio at 1 caller. */
+  p50_at_1?: number;
+}
+
+/** One row of the benchmark table. */
+export interface RowDefinition {
+  /** Short name for `--only`, kebab-case. */
+  id: string;
+  /** Name printed in the table and written to JSON. */
+  name: string;
+  /** One sentence on what the row measures, used by the docs and `--list`. */
+  measures: string;
+  /** The path under test; absent for a row that measures a raw tool alone. */
+  path?: ServerSpec;
+  /** The raw tool the path is compared with. */
+  baseline?: ServerSpec;
+  /** Concurrent callers to measure at; defaults to [1, 64]. */
+  concurrency?: number[];
+  targets?: RowTargets;
+  /**
+   * For rows that are not a throughput pair (CANCEL latency, scale): measures the row itself and
+   * returns named figures, printed and written as they are. Used instead of path/baseline.
+   */
+  custom?(ctx: BenchContext, settings: RunSettings): Promise<Record<string, number | string>>;
+  /** Set for rows not written yet: they appear in the table as pending and cost no time. */
+  pending?: string;
+}
+
+/** Figures for one side of a row. */
+export interface SideResult {
+  label: string;
+  /** Why this side could not be measured (failed start, failed probe, loader crash). */
+  error?: string;
+  results: LoadResult[];
+}
+
+/** The JSON object written for one row. */
+export interface RowResult {
+  id: string;
+  name: string;
+  status: "ok" | "error" | "pending" | "baseline-only" | "custom";
+  error?: string;
+  settings: { warmup_s: number; duration_s: number; concurrency: number[] };
+  path?: SideResult;
+  baseline?: SideResult;
+  ratio?: {
+    /** path / baseline throughput, keyed by concurrency. */
+    throughput: Record<string, number | null>;
+    /** path / baseline p50 latency at 1 caller (lower is better; 1.0 means equal). */
+    p50_at_1: number | null;
+  };
+  targets?: RowTargets;
+  /** Figures of a custom row. */
+  figures?: Record<string, number | string>;
+}
+
+/** Timing of one run, from `--quick` or the defaults. */
+export interface RunSettings {
+  warmupMs: number;
+  durationMs: number;
+}
