@@ -110,7 +110,6 @@ export function toResult(
   outcome: LoopOutcome,
 ): LoadResult {
   const h = outcome.histogram;
-  const round = (n: number) => Math.round(n * 1000) / 1000;
   return {
     tool,
     concurrency: args.concurrency,
@@ -119,14 +118,9 @@ export function toResult(
     requests: outcome.requests,
     errors: outcome.errors,
     throughput_rps: Math.round((outcome.requests / outcome.elapsedMs) * 1000 * 10) / 10,
-    latency_ms: {
-      p50: round(h.percentileMs(50)),
-      p99: round(h.percentileMs(99)),
-      p999: round(h.percentileMs(99.9)),
-      mean: round(h.meanMs()),
-      max: round(h.maxMs()),
-    },
+    latency_ms: h.latencies(),
     ...(outcome.firstError ? { first_error: outcome.firstError } : {}),
+    histogram: h.toJSON(),
   };
 }
 

@@ -23,6 +23,16 @@ function valueOf(bucket: number): number {
   return low + (2 ** shift - 1) / 2;
 }
 
+/** A histogram as it travels in a loader's JSON line: only the non-empty buckets. */
+export interface SerializedHistogram {
+  /** [bucket, count] pairs */
+  buckets: [number, number][];
+  count: number;
+  sum_us: number;
+  min_us: number;
+  max_us: number;
+}
+
 export class Histogram {
   private readonly counts = new Float64Array(bucketOf(MAX_US) + 1);
   count = 0;
@@ -56,11 +66,48 @@ export class Histogram {
     return this.maxUs / 1000;
   }
 
+  /** Adds every sample of another histogram (e.g. another round of the same measurement). */
+  add(other: SerializedHistogram): void {
+    for (const [bucket, n] of other.buckets) this.counts[bucket] += n;
+    this.count += other.count;
+    this.sumUs += other.sum_us;
+    if (other.count > 0) {
+      this.minUs = Math.min(this.minUs, other.min_us);
+      this.maxUs = Math.max(this.maxUs, other.max_us);
+    }
+  }
+
+  toJSON(): SerializedHistogram {
+    const buckets: [number, number][] = [];
+    this.counts.forEach((n, bucket) => {
+      if (n > 0) buckets.push([bucket, n]);
+    });
+    return {
+      buckets,
+      count: this.count,
+      sum_us: this.sumUs,
+      min_us: this.count > 0 ? this.minUs : 0,
+      max_us: this.maxUs,
+    };
+  }
+
   meanMs(): number {
     return this.count === 0 ? 0 : this.sumUs / this.count / 1000;
   }
 
   maxMs(): number {
     return this.maxUs / 1000;
+  }
+
+  /** The figures the report shows, in milliseconds rounded to the microsecond. */
+  latencies(): { p50: number; p99: number; p999: number; mean: number; max: number } {
+    const round = (n: number) => Math.round(n * 1000) / 1000;
+    return {
+      p50: round(this.percentileMs(50)),
+      p99: round(this.percentileMs(99)),
+      p999: round(this.percentileMs(99.9)),
+      mean: round(this.meanMs()),
+      max: round(this.maxMs()),
+    };
   }
 }

@@ -1,6 +1,7 @@
 // Runs one load generator process against one target and reads back its JSON result line.
 import { spawnTs } from "./processes.ts";
-import type { LoadResult, LoadTarget, RunSettings } from "./types.ts";
+import { Histogram } from "./histogram.ts";
+import type { LoadResult, LoadTarget, Measurement, RunSettings } from "./types.ts";
 
 /** Which loader file serves which kind of target, and the arguments naming the target. */
 const loaders: {
@@ -59,5 +60,25 @@ export async function runLoad(
     throughput_rps: 0,
     latency_ms: { p50: 0, p99: 0, p999: 0, mean: 0, max: 0 },
     error: `loader printed no result (${child.failure()})`,
+  };
+}
+
+/** Merges the loader runs of one side at one concurrency into one measurement. */
+export function aggregate(concurrency: number, runs: LoadResult[]): Measurement {
+  const histogram = new Histogram();
+  for (const run of runs) if (run.histogram) histogram.add(run.histogram);
+  const seconds = runs.reduce((sum, run) => sum + run.duration_s, 0);
+  const requests = runs.reduce((sum, run) => sum + run.requests, 0);
+  const firstError = runs.find((run) => run.first_error)?.first_error;
+  return {
+    concurrency,
+    rounds: runs.length,
+    duration_s: seconds,
+    requests,
+    errors: runs.reduce((sum, run) => sum + run.errors, 0),
+    throughput_rps: seconds > 0 ? Math.round((requests / seconds) * 10) / 10 : 0,
+    throughput_rps_rounds: runs.map((run) => run.throughput_rps),
+    latency_ms: histogram.latencies(),
+    ...(firstError ? { first_error: firstError } : {}),
   };
 }

@@ -74,10 +74,16 @@ export class Child {
     return text.join("\n");
   }
 
-  /** A one-line account of why the process is gone, with the end of its output. */
+  /**
+   * Why the process is gone: its exit, the line of its output that names the error (a thrown
+   * Error, a nats-server fatal line) when there is one, then the end of its output.
+   */
   failure(): string {
+    const output = `${this.stderrTail}\n${this.stdoutTail}`.split("\n");
+    const named = output.find((l) => /^\s*\w*(Error|Exception)\b.*:|\[(FTL|ERR)\]/.test(l));
     const tail = this.tail();
-    return `${this.name} ${this.exitDescription ?? "is running"}${tail ? `: ${tail}` : ""}`;
+    const head = `${this.name} ${this.exitDescription ?? "is running"}`;
+    return [named ? `${head}: ${named.trim()}` : head, tail].filter(Boolean).join("\n");
   }
 
   /**

@@ -1,12 +1,12 @@
 // Formats benchmark row results as the terminal table.
-import type { LoadResult, RowResult, SideResult } from "./types.ts";
+import type { Measurement, RowResult, SideResult } from "./types.ts";
 
-const HEADER = ["side", "callers", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors"];
-const WIDTHS = [34, 8, 10, 9, 9, 9, 7];
+const HEADER = ["side", "callers", "req/s", "spread", "p50 ms", "p99 ms", "p99.9 ms", "errors"];
+const WIDTHS = [9, 8, 9, 7, 9, 9, 9, 7];
 
 function cells(values: string[]): string {
   return values
-    .map((v, i) => (i === 0 ? v.slice(0, WIDTHS[i]).padEnd(WIDTHS[i]) : v.padStart(WIDTHS[i])))
+    .map((v, i) => (i === 0 ? v.padEnd(WIDTHS[i]) : v.padStart(WIDTHS[i])))
     .join(" ");
 }
 
@@ -14,15 +14,25 @@ function ms(n: number): string {
   return n < 10 ? n.toFixed(3) : n < 100 ? n.toFixed(2) : n.toFixed(1);
 }
 
-function line(label: string, r: LoadResult): string {
+/** How far apart the rounds' throughputs were, relative to their mean. */
+function spread(m: Measurement): string {
+  const values = m.throughput_rps_rounds;
+  if (values.length < 2) return "-";
+  const mean = values.reduce((a, b) => a + b, 0) / values.length;
+  if (mean === 0) return "-";
+  return `${Math.round(((Math.max(...values) - Math.min(...values)) / mean) * 100)}%`;
+}
+
+function line(side: string, m: Measurement): string {
   return cells([
-    label,
-    String(r.concurrency),
-    r.throughput_rps.toFixed(0),
-    ms(r.latency_ms.p50),
-    ms(r.latency_ms.p99),
-    ms(r.latency_ms.p999),
-    String(r.errors),
+    side,
+    String(m.concurrency),
+    m.throughput_rps.toFixed(0),
+    spread(m),
+    ms(m.latency_ms.p50),
+    ms(m.latency_ms.p99),
+    ms(m.latency_ms.p999),
+    String(m.errors),
   ]);
 }
 
@@ -39,42 +49,47 @@ function verdict(value: number | null | undefined, target: number | undefined, a
   return ` (target ${wanted}: ${met ? "met" : "MISSED"})`;
 }
 
+/** The first line of an error, which is the one that says what went wrong. */
+function short(error: string): string {
+  const lines = error.split("\n").map((l) => l.trim()).filter(Boolean);
+  return lines.length > 1 ? `${lines[0]} (…)` : (lines[0] ?? "");
+}
+
 export function formatRow(row: RowResult): string {
   const out = [`${row.name}  [${row.id}]`];
   if (row.status === "pending") {
     out.push(`  not run yet: ${row.error}`);
     return out.join("\n");
   }
-  if (row.figures) {
-    for (const [key, value] of Object.entries(row.figures)) out.push(`  ${key}: ${value}`);
-  }
+  for (const [key, value] of Object.entries(row.figures ?? {})) out.push(`  ${key}: ${value}`);
   const sides: [string, SideResult | undefined][] = [
     ["baseline", row.baseline],
     ["path", row.path],
   ];
-  if (row.path || row.baseline) {
+  for (const [name, side] of sides) if (side) out.push(`  ${name}: ${side.label}`);
+  if (sides.some(([, side]) => side && side.results.length > 0)) {
     out.push(`  ${cells(HEADER)}`);
     for (const c of row.settings.concurrency) {
       for (const [name, side] of sides) {
-        const r = side?.results.find((x) => x.concurrency === c);
-        if (r) out.push(`  ${line(`${name}: ${side!.label}`, r)}`);
+        const m = side?.results.find((x) => x.concurrency === c);
+        if (m) out.push(`  ${line(name, m)}`);
       }
     }
   }
   for (const [name, side] of sides) {
-    if (side?.error) out.push(`  ${name} failed: ${side.error.split("\n").join("\n    ")}`);
+    if (side?.error) out.push(`  ${name} FAILED: ${short(side.error)}`);
   }
   if (row.status === "error" && !row.path?.error && !row.baseline?.error) {
-    out.push(`  failed: ${row.error}`);
+    out.push(`  FAILED: ${short(row.error ?? "")}`);
   }
-  if (row.ratio) {
-    const parts = Object.entries(row.ratio.throughput).map(([c, v]) => {
+  const ratio = row.ratio;
+  if (ratio && (ratio.p50_at_1 !== null || Object.values(ratio.throughput).some((v) => v !== null))) {
+    const parts = Object.entries(ratio.throughput).map(([c, v]) => {
       const target = c === "64" ? row.targets?.throughput_at_64 : undefined;
       return `throughput@${c} ${ratioText(v)}${verdict(v, target, true)}`;
     });
-    const p50 = row.ratio.p50_at_1;
-    parts.push(`p50@1 ${ratioText(p50)}×${verdict(p50, row.targets?.p50_at_1, false)}`);
-    out.push(`  ratio path/baseline: ${parts.join(" · ")}`);
+    parts.push(`p50@1 ${ratioText(ratio.p50_at_1)}×${verdict(ratio.p50_at_1, row.targets?.p50_at_1, false)}`);
+    out.push(`  path/baseline: ${parts.join(" · ")}`);
   }
   return out.join("\n");
 }

@@ -2,9 +2,10 @@
 // concurrency (baseline first, then path, so both see the same machine state), stops them and
 // works out the ratios. A side that fails is reported in the row; the run goes on.
 import { describe } from "./closed-loop.ts";
-import { runLoad } from "./measure.ts";
+import { aggregate, runLoad } from "./measure.ts";
 import type {
   BenchContext,
+  LoadResult,
   RowDefinition,
   RowResult,
   RunSettings,
@@ -34,6 +35,7 @@ export async function runRow(
     settings: {
       warmup_s: settings.warmupMs / 1000,
       duration_s: settings.durationMs / 1000,
+      rounds: settings.rounds,
       concurrency,
     },
     ...(row.targets ? { targets: row.targets } : {}),
@@ -54,14 +56,24 @@ export async function runRow(
       if (spec) sides.push({ name, side: await startSide(spec, ctx, name, log) });
     }
     for (const c of concurrency) {
-      for (const { name, side } of sides) {
-        if (!side.server || side.result.error) continue;
-        log(`  ${name} (${side.result.label}) at ${c} caller${c === 1 ? "" : "s"}`);
-        const result = await runLoad(ctx.root, side.server.target, c, settings);
-        const gone = side.server.failure?.();
-        if (result.error) side.result.error = result.error;
-        else if (gone) side.result.error = `server died during the run: ${gone}`;
-        else side.result.results.push(result);
+      const runs = new Map<Side, LoadResult[]>(sides.map(({ side }) => [side, []]));
+      for (let round = 0; round < settings.rounds; round++) {
+        // ABBA: alternate which side goes first, so a drift in background load cancels out
+        const order = round % 2 === 0 ? sides : [...sides].reverse();
+        for (const { name, side } of order) {
+          if (!side.server || side.result.error) continue;
+          log(`  ${name} at ${c} caller${c === 1 ? "" : "s"}, round ${round + 1}/${settings.rounds}`);
+          const result = await runLoad(ctx.root, side.server.target, c, settings);
+          const gone = side.server.failure?.();
+          if (result.error) side.result.error = result.error;
+          else if (gone) side.result.error = `server died during the run: ${gone}`;
+          else runs.get(side)!.push(result);
+        }
+      }
+      for (const { side } of sides) {
+        if (!side.result.error && runs.get(side)!.length > 0) {
+          side.result.results.push(aggregate(c, runs.get(side)!));
+        }
       }
     }
   } finally {

@@ -13,13 +13,19 @@ import { rows } from "./rows.ts";
 import type { BenchContext, RowResult, RunSettings } from "./types.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const QUICK: RunSettings = { warmupMs: 1_000, durationMs: 3_000 };
-const FULL: RunSettings = { warmupMs: 3_000, durationMs: 10_000 };
+const QUICK: RunSettings = { warmupMs: 1_000, durationMs: 1_500, rounds: 2 };
+const FULL: RunSettings = { warmupMs: 2_000, durationMs: 5_000, rounds: 3 };
 const START_TIMEOUT_MS = 30_000;
 
 function seconds(text: string): number {
   const n = Number(text);
   if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError("expected a number of seconds");
+  return n;
+}
+
+function rounds(text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("expected a positive integer");
   return n;
 }
 
@@ -31,6 +37,7 @@ const program = new Command()
   .option("--only <ids>", "comma-separated row ids (or parts of row names) to run")
   .option("--warmup <seconds>", "override the warm-up of each measurement", seconds)
   .option("--duration <seconds>", "override the measured window of each measurement", seconds)
+  .option("--rounds <n>", "override the loader runs per side and concurrency", rounds)
   .option("--list", "list the rows and exit")
   .parse();
 
@@ -40,6 +47,7 @@ const opts = program.opts<{
   only?: string;
   warmup?: number;
   duration?: number;
+  rounds?: number;
   list?: boolean;
 }>();
 
@@ -53,6 +61,7 @@ if (opts.list) {
 const settings: RunSettings = { ...(opts.quick ? QUICK : FULL) };
 if (opts.warmup !== undefined) settings.warmupMs = Math.round(opts.warmup * 1000);
 if (opts.duration !== undefined) settings.durationMs = Math.max(1, Math.round(opts.duration * 1000));
+if (opts.rounds !== undefined) settings.rounds = opts.rounds;
 
 const selected = selectRows(opts.only);
 
@@ -118,7 +127,8 @@ const results: RowResult[] = [];
 const started = Date.now();
 try {
   log(
-    `mig bench: ${settings.warmupMs / 1000} s warm-up + ${settings.durationMs / 1000} s per measurement, ` +
+    `mig bench: ${settings.rounds} rounds of ${settings.warmupMs / 1000} s warm-up + ` +
+      `${settings.durationMs / 1000} s measured per side and concurrency; ` +
       `${availableParallelism()} cores, node ${process.version}`,
   );
   for (const row of selected) {

@@ -1,4 +1,5 @@
 // The contract shared by the benchmark orchestrator, its row table and its load generators.
+import type { SerializedHistogram } from "./histogram.ts";
 
 /** What a load generator is pointed at: one request it repeats in a closed loop. */
 export type LoadTarget =
@@ -29,6 +30,25 @@ export interface LoadResult {
   first_error?: string;
   /** Set when the loader could not measure at all (the probe request failed). */
   error?: string;
+  /** The latency samples, so that rounds can be merged; not written to the JSON report. */
+  histogram?: SerializedHistogram;
+}
+
+/** One side at one concurrency: the rounds of its loader runs merged. */
+export interface Measurement {
+  concurrency: number;
+  rounds: number;
+  /** Measured seconds over all rounds. */
+  duration_s: number;
+  requests: number;
+  errors: number;
+  /** All requests over all measured seconds. */
+  throughput_rps: number;
+  /** Throughput of each round, to show how steady the machine was. */
+  throughput_rps_rounds: number[];
+  /** Percentiles of all rounds' samples together. */
+  latency_ms: Latencies;
+  first_error?: string;
 }
 
 /** Everything a server definition may need to start, shared across one run. */
@@ -95,7 +115,7 @@ export interface SideResult {
   label: string;
   /** Why this side could not be measured (failed start, failed probe, loader crash). */
   error?: string;
-  results: LoadResult[];
+  results: Measurement[];
 }
 
 /** The JSON object written for one row. */
@@ -104,7 +124,7 @@ export interface RowResult {
   name: string;
   status: "ok" | "error" | "pending" | "baseline-only" | "custom";
   error?: string;
-  settings: { warmup_s: number; duration_s: number; concurrency: number[] };
+  settings: { warmup_s: number; duration_s: number; rounds: number; concurrency: number[] };
   path?: SideResult;
   baseline?: SideResult;
   ratio?: {
@@ -120,6 +140,13 @@ export interface RowResult {
 
 /** Timing of one run, from `--quick` or the defaults. */
 export interface RunSettings {
+  /** Warm-up of each loader run, not measured. */
   warmupMs: number;
+  /** Measured window of each loader run. */
   durationMs: number;
+  /**
+   * Loader runs per side and concurrency, alternating baseline and path (ABBA...), so that
+   * background load on the machine falls on both sides alike.
+   */
+  rounds: number;
 }
