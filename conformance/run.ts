@@ -53,10 +53,10 @@ const program = new Command()
     if (opts.json) {
       console.log(JSON.stringify({ ...report, endpoints: { http: opts.http ?? null, nats: opts.nats ?? null } }, null, 2));
     } else {
-      const verdict = report.failed === 0 ? "CONFORMS" : "DOES NOT CONFORM";
+      const verdict = report.failed === 0 ? "OK" : "FAILED";
       console.log(
-        `${verdict} to the ${report.profile} profile: ${report.passed} passed, ${report.failed} failed, ` +
-          `${report.skipped} skipped (${[opts.http, opts.nats].filter(Boolean).join(", ")})`,
+        `${verdict}: ${report.profile} profile, ${report.passed} passed, ${report.failed} failed, ` +
+          `${report.skipped} skipped against ${[opts.http, opts.nats].filter(Boolean).join(" and ")}`,
       );
     }
     process.exitCode = report.failed > 0 ? 1 : 0;

@@ -92,7 +92,7 @@ const discoverDescriptors = check(
     }
     const infer = capabilities.find((d) => isRecord(d) && d.id === INFER);
     ensure(infer, `${INFER} is not among ${capabilities.length} descriptors`);
-    return `${capabilities.length} capabilities`;
+    return `${capabilities.length} ${capabilities.length === 1 ? "capability" : "capabilities"}`;
   },
 );
 

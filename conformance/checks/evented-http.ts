@@ -88,7 +88,7 @@ const subscribeLive = check(
   "an SSE subscriber receives an event published after it subscribed: event mig-event, an EventMessage, replay: false",
   async (ctx) => {
     const topic = topicFor(ctx, "live");
-    const sub = ctx.subscribe(`${BASE}/subscribe/${encodeURIComponent(topic)}?consumer_id=conformance-${ctx.runId}`);
+    const sub = ctx.subscribe(`${BASE}/subscribe/${encodeURIComponent(topic)}`);
     const published: Published[] = [];
     const deadline = Date.now() + ctx.timeoutMs;
     const live = () => messagesOf(sub).find((m) => m.replay === false && published.some((p) => p.event_id === m.event_id));

@@ -56,11 +56,11 @@ export async function startTestRuntime(
 }
 
 /** Resolves when `check` returns a truthy value, polling; rejects after `limitMs` with `what`. */
-export async function waitFor<T>(what: string, check: () => T | Promise<T>, limitMs = 10_000): Promise<T> {
+export async function waitFor<T>(what: string, check: () => T | Promise<T>, limitMs = 10_000): Promise<NonNullable<T>> {
   const until = Date.now() + limitMs;
   for (;;) {
     const value = await check();
-    if (value) return value;
+    if (value) return value as NonNullable<T>;
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
