@@ -26,6 +26,14 @@ export function cancel(core: RuntimeCore, body: unknown, request: RequestContext
     inflight.actor.send({ type: "CANCEL", reason });
     return { header, target_message_id: target, accepted: true, status: "cancelled" };
   }
+  const stream = core.streams.get(target);
+  if (stream) {
+    if (stream.tenant !== header.tenant_id) {
+      throw new MigError("MIG_FORBIDDEN", `message ${target} belongs to another tenant; only its own tenant may cancel it`);
+    }
+    stream.cancel(reason);
+    return { header, target_message_id: target, accepted: true, status: "cancelled" };
+  }
   const status = core.finished.tenantOf(target) === header.tenant_id ? "already_completed" : "not_found";
   return { header, target_message_id: target, accepted: false, status };
 }

@@ -19,6 +19,8 @@ export interface RuntimeConfig {
   idempotencyWindowMs: number;
   maxDeadlineMs: number;
   capacity: number;
+  streamWindow: number;
+  streamStallMs: number;
 }
 
 interface Setting<K extends keyof RuntimeConfig> {
@@ -57,6 +59,8 @@ export const SETTINGS = [
   { key: "idempotencyWindowMs", env: "MIG_IDEMPOTENCY_WINDOW_MS", flag: "--idempotency-window-ms <ms>", description: "how long an idempotency key's first result is kept (KV bucket TTL)", defaultValue: 10 * 60 * 1000, parse: integer("MIG_IDEMPOTENCY_WINDOW_MS", 1000, 7 * 24 * 3600 * 1000) },
   { key: "maxDeadlineMs", env: "MIG_MAX_DEADLINE_MS", flag: "--max-deadline-ms <ms>", description: "upper bound on a caller's deadline_ms", defaultValue: 10 * 60 * 1000, parse: integer("MIG_MAX_DEADLINE_MS", 1, 24 * 3600 * 1000) },
   { key: "capacity", env: "MIG_CAPACITY", flag: "--capacity <n>", description: "in-flight invocations this process takes before HEARTBEAT reports full load", defaultValue: 1024, parse: integer("MIG_CAPACITY", 1, 1_000_000) },
+  { key: "streamWindow", env: "MIG_STREAM_WINDOW", flag: "--stream-window <frames>", description: "frames a stream may have on its way to the consumer before its provider waits for credit", defaultValue: 32, parse: integer("MIG_STREAM_WINDOW", 1, 4096) },
+  { key: "streamStallMs", env: "MIG_STREAM_STALL_MS", flag: "--stream-stall-ms <ms>", description: "how long a consumer may read nothing before its stream ends with MIG_BACKPRESSURE", defaultValue: 30_000, parse: integer("MIG_STREAM_STALL_MS", 1, 3600 * 1000) },
 ] as const satisfies readonly Setting<keyof RuntimeConfig>[];
 
 function authMode(raw: string): AuthMode {

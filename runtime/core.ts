@@ -29,6 +29,12 @@ export interface InflightInvocation {
   actor: Actor<typeof invocationMachine>;
 }
 
+/** A live stream as CANCEL sees it (runtime/stream.ts holds the rest). */
+export interface InflightStream {
+  tenant: string;
+  cancel(reason: string): void;
+}
+
 export interface RuntimeCore {
   config: RuntimeConfig;
   serverId: string;
@@ -41,6 +47,8 @@ export interface RuntimeCore {
   load: LoadGauge;
   /** Invocations in flight in this process, by message_id (the target of CANCEL). */
   inflight: Map<string, InflightInvocation>;
+  /** Streams in flight in this process, by the message_id of their request (the target of CANCEL). */
+  streams: Map<string, InflightStream>;
   /** Recently finished message ids with their tenant, so CANCEL can say "already_completed". */
   finished: RecentlyFinished;
 }

@@ -34,6 +34,15 @@ export const observatoryInfer = defineCapability(
       required: ["result"],
     },
   },
+  // server_stream: one frame per whitespace-separated token of the input, then a terminal result.
+  async (payload, { emit, signal }) => {
+    const tokens = String(payload.input).split(/\s+/).filter(Boolean);
+    for (let index = 0; index < tokens.length; index++) {
+      signal.throwIfAborted();
+      await emit({ token: tokens[index], index });
+    }
+    return { result: "ok", tokens: tokens.length };
+  },
 );
 
 export default [observatoryInfer];

@@ -66,14 +66,15 @@ function checkMode(raw: JsonObject, entry: RegisteredCapability): void {
     if (!modes.includes(preference as StreamPreference)) {
       throw new MigError("MIG_UNSUPPORTED_CAPABILITY", `capability ${id} does not offer ${String(preference)}; it offers ${modes.join(", ")}`);
     }
-    throw new MigError("MIG_UNSUPPORTED_CAPABILITY", `this server does not stream invocations yet; invoke ${id} with stream_preference "unary"`);
+    // Streams are answered by the streaming bindings (runtime/stream.ts); a unary answer cannot carry them.
+    throw new MigError("MIG_INVALID_REQUEST", `stream_preference ${String(preference)} needs a streaming binding: WebSocket GET /mig/v0.1/stream, or SSE from POST /mig/v0.1/invoke/${id}`);
   }
   if (!modes.includes("unary")) {
     throw new MigError("MIG_UNSUPPORTED_CAPABILITY", `capability ${id} has no unary mode; it offers ${modes.join(", ")}`);
   }
 }
 
-function checkPayloadSize(payload: JsonObject, entry: RegisteredCapability, bodyBytes: number | undefined): void {
+export function checkPayloadSize(payload: JsonObject, entry: RegisteredCapability, bodyBytes: number | undefined): void {
   const max = entry.descriptor.qos?.max_payload_bytes;
   // The body is an upper bound of the payload's size: measure the payload only when the body is larger.
   if (!max || (bodyBytes !== undefined && bodyBytes <= max)) return;
@@ -141,7 +142,7 @@ export function execute(
   });
 }
 
-function checkOutput(core: RuntimeCore, entry: RegisteredCapability, value: unknown): MigError | undefined {
+export function checkOutput(core: RuntimeCore, entry: RegisteredCapability, value: unknown): MigError | undefined {
   const { id, output_schema_uri } = entry.descriptor;
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
     const got = value === null ? "null" : Array.isArray(value) ? "an array" : typeof value;
@@ -156,7 +157,7 @@ function checkOutput(core: RuntimeCore, entry: RegisteredCapability, value: unkn
   return undefined;
 }
 
-function providerError(core: RuntimeCore, capability: string, messageId: string, err: unknown): MigError {
+export function providerError(core: RuntimeCore, capability: string, messageId: string, err: unknown): MigError {
   if (err instanceof MigError) return err;
   // The provider's own message may hold internals: it goes to the log, the caller gets the message id.
   core.logger.warn({ capability, message_id: messageId, err: err instanceof Error ? err.message : String(err) }, "provider failed");

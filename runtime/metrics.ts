@@ -54,6 +54,34 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly streamsActive = new Gauge({
+    name: "mig_streams_active",
+    help: "Streaming invocations between their request and their terminal frame",
+    registers: [this.registry],
+  });
+  readonly streamsPaused = new Gauge({
+    name: "mig_streams_paused",
+    help: "Streams whose provider waits for credit because the consumer is not reading",
+    registers: [this.registry],
+  });
+  readonly streamBufferedFrames = new Gauge({
+    name: "mig_stream_buffered_frames",
+    help: "Frames of all streams held by this process: handed to a binding but not yet written out, or waiting for credit",
+    registers: [this.registry],
+  });
+  readonly streams = new Counter({
+    name: "mig_streams_total",
+    help: "Finished streams by capability and final state (completed, cancelled, failed, timed_out)",
+    labelNames: ["capability", "outcome"] as const,
+    registers: [this.registry],
+  });
+  readonly streamFrames = new Counter({
+    name: "mig_stream_frames_total",
+    help: "Stream frames by direction (out: to the caller, in: from the caller)",
+    labelNames: ["direction"] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
   }

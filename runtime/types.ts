@@ -83,6 +83,16 @@ export interface InvokeResponse {
   result_schema_uri?: string;
 }
 
+export interface StreamFrame {
+  header: MessageHeader;
+  stream_id: string;
+  capability: string;
+  kind: FrameKind;
+  payload?: JsonObject;
+  end_stream?: boolean;
+  error?: MigErrorBody;
+}
+
 export interface CancelRequest {
   header?: InboundHeader;
   target_message_id?: string;

@@ -5,6 +5,8 @@ import type { MigRuntime } from "../../runtime/runtime.ts";
 
 export interface JsonRoute {
   kind: "json";
+  /** The route answers with SSE frames when the body asks for a stream (bindings/http/sse.ts). */
+  streams?: boolean;
   run: (runtime: MigRuntime, body: unknown, context: RequestContext, param: string | undefined) => Promise<unknown>;
 }
 
@@ -22,7 +24,7 @@ const MIG_POST: Record<string, JsonRoute> = {
   hello: { kind: "json", run: (rt, body, ctx) => rt.hello(body, ctx) },
   discover: { kind: "json", run: (rt, body, ctx) => rt.discover(body, ctx) },
   heartbeat: { kind: "json", run: (rt, body, ctx) => rt.heartbeat(body, ctx) },
-  invoke: { kind: "json", run: (rt, body, ctx, capability) => rt.invoke(body, ctx, capability) },
+  invoke: { kind: "json", streams: true, run: (rt, body, ctx, capability) => rt.invoke(body, ctx, capability) },
   cancel: { kind: "json", run: (rt, body, ctx, messageId) => rt.cancel(body, ctx, messageId) },
 };
 const WITH_PARAM = new Set(["invoke", "cancel"]);

@@ -8,6 +8,8 @@ import type { MigRuntime } from "../../runtime/runtime.ts";
 import { readJsonBody } from "./body.ts";
 import { sendError, sendJson } from "./respond.ts";
 import { matchRoute } from "./routes.ts";
+import { serveStream, wantsStream } from "./sse.ts";
+import { attachStreamEndpoint } from "./websocket.ts";
 
 export interface HttpBinding {
   server: Server;
@@ -68,7 +70,9 @@ export async function startHttpBinding(runtime: MigRuntime, authenticator: Authe
       const parsed = await readJsonBody(req, limit);
       body = parsed.value;
       mergeHeaderFields(req, body);
-      const answer = await route.run(runtime, body, { principal, tenant, binding: "http", bodyBytes: parsed.bytes }, match.param);
+      const context = { principal, tenant, binding: "http" as const, bodyBytes: parsed.bytes };
+      if (route.streams && wantsStream(body)) return serveStream(runtime, res, body, context, match.param);
+      const answer = await route.run(runtime, body, context, match.param);
       sendJson(res, 200, answer);
     } catch (err) {
       if (!(err instanceof MigError)) runtime.logger.error({ err: (err as Error)?.stack ?? String(err) }, "HTTP handler failed");
@@ -84,6 +88,7 @@ export async function startHttpBinding(runtime: MigRuntime, authenticator: Authe
     });
   });
   server.keepAliveTimeout = 65_000;
+  const streams = attachStreamEndpoint(server, runtime, authenticator);
   const { host, port } = parseAddr(addr);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -99,6 +104,7 @@ export async function startHttpBinding(runtime: MigRuntime, authenticator: Authe
     url: `http://${shownHost}:${bound.port}`,
     close: () =>
       new Promise<void>((resolve) => {
+        streams.close();
         server.close(() => resolve());
         server.closeAllConnections();
       }),

@@ -1,0 +1,115 @@
+// The stream actor: one per streaming invocation, from acceptance to exactly one terminal frame.
+//
+//   running ─────────────────────────────────────────────── after deadline ──▶ timed_out (final, aborts work)
+//   ├─ opening ── OPENED ─▶ streaming
+//   │                        ├─ flowing ── PAUSED ─▶ paused ── RESUMED ─▶ flowing
+//   │                        │                       └─ after stall bound ──▶ failed (MIG_BACKPRESSURE)
+//   │                        └─ PROVIDER_DONE ─▶ draining ── DRAINED ─▶ completed (final)
+//   │                                            └─ after stall bound ──▶ failed (MIG_BACKPRESSURE)
+//   ├─ FAIL ──▶ failed (final, aborts work)
+//   └─ CANCEL ──▶ cancelled (final, aborts work)
+//
+// Like the invocation actor it is lean: no child actors, the deadline and the stall bound are the
+// only delayed transitions, and flow control (counting frames, waking the provider) lives in the
+// stream session beside it, which feeds PAUSED / RESUMED / DRAINED in as events. Every final state
+// calls `finish` exactly once, and the session writes the one terminal frame from it.
+import { setup } from "xstate";
+import { MigError } from "../runtime/errors.ts";
+
+export type StreamEnd =
+  | { state: "completed" }
+  | { state: "cancelled"; reason: string; error: MigError }
+  | { state: "failed"; error: MigError }
+  | { state: "timed_out"; error: MigError };
+
+export interface StreamInput {
+  deadlineMs: number;
+  /** How long the consumer may leave the provider paused (or the end undelivered) before MIG_BACKPRESSURE. */
+  stallMs: number;
+  finish: (end: StreamEnd) => void;
+}
+
+export type StreamEvent =
+  | { type: "OPENED" }
+  | { type: "PAUSED" }
+  | { type: "RESUMED" }
+  | { type: "PROVIDER_DONE" }
+  | { type: "DRAINED" }
+  | { type: "FAIL"; error: MigError }
+  | { type: "CANCEL"; reason: string };
+
+function backpressure(context: StreamInput, what: string): MigError {
+  return new MigError("MIG_BACKPRESSURE", `the consumer ${what} for ${context.stallMs} ms; the stream was ended`, {
+    details: { stall_ms: context.stallMs },
+  });
+}
+
+export const streamMachine = setup({
+  types: {
+    context: {} as StreamInput,
+    input: {} as StreamInput,
+    events: {} as StreamEvent,
+  },
+  delays: {
+    deadline: ({ context }) => context.deadlineMs,
+    stall: ({ context }) => context.stallMs,
+  },
+  actions: {
+    endCompleted: ({ context }) => context.finish({ state: "completed" }),
+    endFailed: ({ context, event }) => {
+      if (event.type === "FAIL") context.finish({ state: "failed", error: event.error });
+    },
+    endStalled: ({ context }) => context.finish({ state: "failed", error: backpressure(context, "read nothing") }),
+    endUndelivered: ({ context }) => context.finish({ state: "failed", error: backpressure(context, "did not take the last frames") }),
+    endCancelled: ({ context, event }) => {
+      const reason = event.type === "CANCEL" ? event.reason : "";
+      const error = new MigError("MIG_TIMEOUT", `the stream was cancelled${reason ? `: ${reason}` : ""}`, {
+        retryable: false,
+        details: { cancelled: true, reason },
+      });
+      context.finish({ state: "cancelled", reason, error });
+    },
+    endTimedOut: ({ context }) => {
+      const error = new MigError("MIG_TIMEOUT", `the stream exceeded its deadline of ${context.deadlineMs} ms`, {
+        details: { deadline_ms: context.deadlineMs },
+      });
+      context.finish({ state: "timed_out", error });
+    },
+  },
+}).createMachine({
+  id: "stream",
+  context: ({ input }) => input,
+  initial: "running",
+  states: {
+    running: {
+      initial: "opening",
+      after: { deadline: { target: "timed_out", actions: "endTimedOut" } },
+      on: {
+        FAIL: { target: "failed", actions: "endFailed" },
+        CANCEL: { target: "cancelled", actions: "endCancelled" },
+      },
+      states: {
+        opening: { on: { OPENED: "streaming", PROVIDER_DONE: "draining" } },
+        streaming: {
+          initial: "flowing",
+          on: { PROVIDER_DONE: "draining" },
+          states: {
+            flowing: { on: { PAUSED: "paused" } },
+            paused: {
+              on: { RESUMED: "flowing" },
+              after: { stall: { target: "#stream.failed", actions: "endStalled" } },
+            },
+          },
+        },
+        draining: {
+          on: { DRAINED: { target: "#stream.completed", actions: "endCompleted" } },
+          after: { stall: { target: "#stream.failed", actions: "endUndelivered" } },
+        },
+      },
+    },
+    completed: { type: "final" },
+    failed: { type: "final" },
+    cancelled: { type: "final" },
+    timed_out: { type: "final" },
+  },
+});

@@ -1,0 +1,39 @@
+// Server-sent events for POST /mig/v0.1/invoke/{capability} with stream_preference server_stream: one event per StreamFrame.
+import type { ServerResponse } from "node:http";
+import type { RequestContext } from "../../runtime/core.ts";
+import type { MigRuntime } from "../../runtime/runtime.ts";
+import type { FrameSink } from "../../runtime/stream.ts";
+
+/** True when an invoke body asks for a stream; the runtime decides whether it may have one. */
+export function wantsStream(body: unknown): boolean {
+  if (body === null || typeof body !== "object" || Array.isArray(body)) return false;
+  const preference = (body as { stream_preference?: unknown }).stream_preference;
+  return preference === "server_stream" || preference === "bidi_stream";
+}
+
+/**
+ * Opens the stream and answers with `text/event-stream`: each frame is `event: mig-frame` and
+ * `data: <StreamFrame JSON>`; the last has `end_stream: true`, then the response ends. A refused
+ * request throws before anything is written, so the caller answers it with a JSON error envelope.
+ */
+export function serveStream(runtime: MigRuntime, res: ServerResponse, body: unknown, context: RequestContext, capability: string | undefined): void {
+  const open = () => {
+    if (res.headersSent) return;
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no" });
+  };
+  const sink: FrameSink = {
+    write(frame, written) {
+      // A gone consumer drops the frame and gives no credit: the close handler below cancels the stream.
+      if (res.destroyed || res.writableEnded) return;
+      open();
+      res.write(`event: mig-frame\ndata: ${JSON.stringify(frame)}\n\n`, () => written());
+      if (frame.end_stream) res.end();
+    },
+  };
+  const session = runtime.openStream(body, context, { sink, capability, clientFrames: false });
+  open();
+  res.flushHeaders();
+  res.on("close", () => {
+    if (!session.isOver) session.cancel("the SSE connection closed");
+  });
+}

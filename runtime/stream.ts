@@ -1,0 +1,404 @@
+// Streaming INVOKE: validates a stream request, runs one stream actor, and carries frames with credit-based flow control.
+import { streamMachine, type StreamEnd } from "../actors/stream.ts";
+import { MigError } from "./errors.ts";
+import { FrameQueue } from "./frame-queue.ts";
+import { acceptHeader } from "./header.ts";
+import { checkOutput, checkPayloadSize, providerError } from "./invoke.ts";
+import { checkDottedName } from "./names.ts";
+import { authorizeCapability, transportTenant } from "./policy.ts";
+import { agreeing, optionalStringField, requireObject } from "./request.ts";
+import type { Actor } from "xstate";
+import type { RequestContext, RuntimeCore } from "./core.ts";
+import type { Principal } from "./principal.ts";
+import type { StreamContext } from "./provider.ts";
+import type { RegisteredCapability } from "./registry.ts";
+import type { FrameKind, JsonObject, MessageHeader, StreamFrame } from "./types.ts";
+
+export type StreamMode = "server_stream" | "bidi_stream";
+
+/** Where a stream's frames go: a WebSocket, an SSE response, a bus subject. */
+export interface FrameSink {
+  /**
+   * Writes one frame out and calls `written` once the frame has left this process's buffers (the
+   * socket took it). Each call of `written` is one credit back to the stream. A sink whose consumer
+   * is gone may drop the frame, but must still call `written`, or the stream ends with MIG_BACKPRESSURE.
+   */
+  write(frame: StreamFrame, written: () => void): void;
+}
+
+export interface OpenStreamOptions {
+  sink: FrameSink;
+  /** The stream id the caller chose; `stream-<message_id>` when it chose none (as the standard's reference does). */
+  streamId?: string | undefined;
+  /** The capability named by the transport (a path segment), if any; the body may name it too, and must agree. */
+  capability?: string | undefined;
+  /** Whether this binding carries the caller's frames after the request (WebSocket yes, SSE no). */
+  clientFrames: boolean;
+}
+
+const STREAM_ID = /^[A-Za-z0-9_-]{1,128}$/;
+const RESOLVED: Promise<void> = Promise.resolve();
+
+/** Checks a caller's stream id: it names the stream on the wire and becomes a NATS subject token. */
+export function checkStreamId(value: unknown): string {
+  if (typeof value !== "string" || !STREAM_ID.test(value)) {
+    throw new MigError("MIG_INVALID_REQUEST", "stream_id must be 1 to 128 letters, digits, '-' or '_'");
+  }
+  return value;
+}
+
+/**
+ * Opens a stream from an InvokeRequest-shaped body (a WebSocket request frame, an SSE invoke):
+ * validates it like a unary INVOKE, then starts its actor and its provider. Synchronous on purpose,
+ * so a binding can route the caller's next frame to the stream before any other I/O happens.
+ */
+export function openStream(core: RuntimeCore, body: unknown, request: RequestContext, options: OpenStreamOptions): StreamSession {
+  const raw = requireObject(body);
+  const header = acceptHeader(raw, {
+    transportTenant: transportTenant(request.principal, request.tenant),
+    maxDeadlineMs: core.config.maxDeadlineMs,
+  });
+  const id = agreeing(options.capability, optionalStringField(raw, "capability", 200), "capability");
+  if (id === undefined) throw new MigError("MIG_INVALID_REQUEST", "capability is required: name it in the frame or in the path");
+  checkDottedName(id, "capability");
+  const entry = core.capabilities.get(id);
+  if (!entry) {
+    throw new MigError("MIG_UNSUPPORTED_CAPABILITY", `capability ${id} is not served here; DISCOVER lists the capabilities you can invoke`);
+  }
+  authorizeCapability(request.principal, entry.descriptor);
+  const mode = chooseMode(raw, entry, options.clientFrames);
+
+  if (raw.payload === undefined) throw new MigError("MIG_INVALID_REQUEST", "payload is required: send a JSON object, e.g. {}");
+  const payload = requireObject(raw.payload, "payload");
+  checkPayloadSize(payload, entry, request.bodyBytes);
+  const { input_schema_uri } = entry.descriptor;
+  const problems = core.schemas.check(input_schema_uri, payload);
+  if (problems) {
+    throw new MigError("MIG_INVALID_REQUEST", `payload does not match the input schema ${input_schema_uri}: ${problems[0]}`, {
+      details: { schema_uri: input_schema_uri, errors: problems },
+    });
+  }
+
+  const streamId = options.streamId === undefined ? `stream-${header.message_id}` : checkStreamId(options.streamId);
+  if (core.inflight.has(header.message_id) || core.streams.has(header.message_id)) {
+    throw new MigError("MIG_INVALID_REQUEST", `message_id ${header.message_id} is already in flight; give every invocation its own UUID`);
+  }
+  const session = new StreamSession(core, entry, header, request.principal, mode, streamId, options.sink);
+  session.start(payload);
+  return session;
+}
+
+function chooseMode(raw: JsonObject, entry: RegisteredCapability, clientFrames: boolean): StreamMode {
+  const { id, modes } = entry.descriptor;
+  const preference = raw.stream_preference;
+  let mode: StreamMode;
+  if (preference === undefined || preference === null) {
+    // A WebSocket request frame need not say: the richest mode the capability and the binding share.
+    if (clientFrames && modes.includes("bidi_stream")) mode = "bidi_stream";
+    else if (modes.includes("server_stream")) mode = "server_stream";
+    else throw new MigError("MIG_UNSUPPORTED_CAPABILITY", `capability ${id} does not stream; it offers ${modes.join(", ")}: invoke it with POST /mig/v0.1/invoke/${id}`);
+  } else if (preference === "server_stream" || preference === "bidi_stream") {
+    if (!modes.includes(preference)) {
+      throw new MigError("MIG_UNSUPPORTED_CAPABILITY", `capability ${id} does not offer ${preference}; it offers ${modes.join(", ")}`);
+    }
+    mode = preference;
+  } else if (preference === "unary") {
+    throw new MigError("MIG_INVALID_REQUEST", `stream_preference unary is not a stream: invoke ${id} with POST /mig/v0.1/invoke/${id}`);
+  } else {
+    throw new MigError("MIG_INVALID_REQUEST", "stream_preference must be one of unary, server_stream, bidi_stream");
+  }
+  if (mode === "bidi_stream" && !clientFrames) {
+    throw new MigError("MIG_INVALID_REQUEST", `bidi_stream needs a binding that carries the caller's frames: use the WebSocket GET /mig/v0.1/stream`);
+  }
+  if (!entry.stream) {
+    throw new MigError("MIG_UNSUPPORTED_CAPABILITY", `capability ${id} declares ${mode} but its provider has no stream handler here`);
+  }
+  return mode;
+}
+
+interface PendingEmit {
+  frame: StreamFrame;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * One live stream: the provider's side (emit, inbound frames, the AbortSignal), the consumer's side
+ * (a FrameSink and its credits) and the actor that decides when it ends. The session holds at most
+ * `streamWindow` frames on their way to the consumer plus the frames its provider is waiting to emit.
+ */
+export class StreamSession {
+  readonly messageId: string;
+  readonly tenant: string;
+  readonly capability: string;
+  /** Resolves with the final state once the terminal frame has been handed to the sink. */
+  readonly ended: Promise<StreamEnd>;
+  /** The most frames this stream ever held at once (in transit + waiting for credit): the memory bound, observable. */
+  highWater = 0;
+  /** Frames the provider emitted. */
+  emitted = 0;
+
+  private readonly window: number;
+  private readonly controller = new AbortController();
+  private readonly inbound: FrameQueue<JsonObject>;
+  private readonly pending: PendingEmit[] = [];
+  private actor!: Actor<typeof streamMachine>;
+  private inTransit = 0;
+  /** Frames released to the provider since it last had to yield to the event loop. */
+  private burst = 0;
+  private paused = false;
+  private providerDone = false;
+  private inputClosed = false;
+  private end: StreamEnd | undefined;
+  private result: JsonObject = {};
+  private resolveEnded!: (end: StreamEnd) => void;
+  private readonly framesOut;
+  private readonly framesIn;
+
+  constructor(
+    private readonly core: RuntimeCore,
+    private readonly entry: RegisteredCapability,
+    readonly header: MessageHeader,
+    private readonly principal: Principal,
+    readonly mode: StreamMode,
+    readonly streamId: string,
+    private readonly sink: FrameSink,
+  ) {
+    this.messageId = header.message_id;
+    this.tenant = header.tenant_id;
+    this.capability = entry.descriptor.id;
+    this.window = core.config.streamWindow;
+    this.inbound = new FrameQueue(Math.max(64, core.config.streamWindow * 8));
+    this.ended = new Promise((resolve) => (this.resolveEnded = resolve));
+    this.framesOut = core.metrics.streamFrames.labels({ direction: "out" });
+    this.framesIn = core.metrics.streamFrames.labels({ direction: "in" });
+  }
+
+  get isOver(): boolean {
+    return this.end !== undefined;
+  }
+
+  /** Frames held right now: handed to the sink but not yet written out, plus those waiting for credit. */
+  get held(): number {
+    return this.inTransit + this.pending.length;
+  }
+
+  start(payload: JsonObject): void {
+    const { core } = this;
+    this.actor = core.supervisor.spawn(
+      "stream",
+      streamMachine,
+      { deadlineMs: this.header.deadline_ms, stallMs: core.config.streamStallMs, finish: (end) => this.finish(end) },
+      () => this.finish({ state: "failed", error: new MigError("MIG_INTERNAL", `the stream ${this.streamId} failed inside the runtime; it was contained`) }),
+    );
+    core.streams.set(this.messageId, this);
+    core.metrics.streamsActive.inc();
+    this.actor.send({ type: "OPENED" });
+
+    const context: StreamContext = {
+      header: this.header,
+      principal: this.principal,
+      capability: this.entry.descriptor,
+      signal: this.controller.signal,
+      mode: this.mode,
+      emit: (p) => this.emit(p),
+      inbound: this.inbound,
+    };
+    try {
+      const result = this.entry.stream!(payload, context);
+      if (result !== null && typeof result === "object" && typeof (result as Promise<unknown>).then === "function") {
+        (result as Promise<unknown>).then(
+          (value) => this.providerFinished(value),
+          (err) => this.providerFailed(err),
+        );
+      } else {
+        this.providerFinished(result);
+      }
+    } catch (err) {
+      this.providerFailed(err);
+    }
+  }
+
+  // ── the provider's side ────────────────────────────────────────────────────────────────────────
+
+  emit(payload: JsonObject): Promise<void> {
+    if (this.end) return Promise.reject(this.stopReason());
+    if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
+      return Promise.reject(new MigError("MIG_INTERNAL", `capability ${this.capability} emitted a frame payload that is not a JSON object`));
+    }
+    this.emitted++;
+    const frame = this.frame("response", payload);
+    if (this.inTransit < this.window && this.pending.length === 0) {
+      this.send(frame);
+      if (++this.burst < this.window) return RESOLVED;
+      this.burst = 0;
+      return new Promise((resolve) => setImmediate(resolve));
+    }
+    if (this.pending.length >= this.window) {
+      // A provider that does not await emit() would make the runtime buffer without bound: refuse.
+      const error = new MigError("MIG_INTERNAL", `capability ${this.capability} emitted ${this.window} frames without awaiting emit(); the stream was ended`);
+      this.actor.send({ type: "FAIL", error });
+      return Promise.reject(error);
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.pending.push({ frame, resolve, reject });
+      this.core.metrics.streamBufferedFrames.inc();
+      this.noteHeld();
+      if (!this.paused) {
+        this.paused = true;
+        this.core.metrics.streamsPaused.inc();
+        this.actor.send({ type: "PAUSED" });
+      }
+    });
+  }
+
+  private providerFinished(value: unknown): void {
+    if (this.end) return;
+    if (value !== undefined && value !== null) {
+      const problem = checkOutput(this.core, this.entry, value);
+      if (problem) {
+        this.actor.send({ type: "FAIL", error: problem });
+        return;
+      }
+      this.result = value as JsonObject;
+    }
+    this.providerDone = true;
+    this.actor.send({ type: "PROVIDER_DONE" });
+    this.drainedYet();
+  }
+
+  private providerFailed(err: unknown): void {
+    if (this.end) return;
+    this.actor.send({ type: "FAIL", error: providerError(this.core, this.capability, this.messageId, err) });
+  }
+
+  // ── the consumer's side ────────────────────────────────────────────────────────────────────────
+
+  private send(frame: StreamFrame): void {
+    this.inTransit++;
+    this.core.metrics.streamBufferedFrames.inc();
+    this.noteHeld();
+    this.sink.write(frame, this.written);
+  }
+
+  /** One frame left the process: one credit back; wakes a waiting provider. */
+  private readonly written = (): void => {
+    this.inTransit--;
+    if (this.end) return; // finish() already took this stream's frames off the gauge
+    this.core.metrics.streamBufferedFrames.dec();
+    while (this.pending.length > 0 && this.inTransit < this.window) {
+      const next = this.pending.shift()!;
+      this.core.metrics.streamBufferedFrames.dec();
+      this.send(next.frame);
+      this.release(next.resolve);
+    }
+    if (this.paused && this.pending.length === 0) {
+      this.paused = false;
+      this.core.metrics.streamsPaused.dec();
+      this.actor.send({ type: "RESUMED" });
+    }
+    this.drainedYet();
+  };
+
+  /**
+   * Resolves an emit, but after every `window` frames only from setImmediate: a socket's write
+   * callbacks come back on process.nextTick, so without this a fast provider writing to a fast
+   * socket would hold the event loop until the kernel's buffer is full, starving every other caller.
+   */
+  private release(resolve: () => void): void {
+    if (++this.burst < this.window) return resolve();
+    this.burst = 0;
+    setImmediate(resolve);
+  }
+
+  private drainedYet(): void {
+    if (this.providerDone && this.inTransit === 0 && this.pending.length === 0 && !this.end) this.actor.send({ type: "DRAINED" });
+  }
+
+  private noteHeld(): void {
+    const held = this.inTransit + this.pending.length;
+    if (held > this.highWater) this.highWater = held;
+  }
+
+  /** A frame from the caller after its request (bidi_stream); `end` closes the caller's half. */
+  receive(payload: unknown, end: boolean): void {
+    if (this.end) throw new MigError("MIG_INVALID_REQUEST", `stream ${this.streamId} has ended; it takes no more frames`);
+    if (this.mode !== "bidi_stream") {
+      this.fail(new MigError("MIG_INVALID_REQUEST", `stream ${this.streamId} is a server_stream; it takes no frames after its request except a cancel`));
+      return;
+    }
+    if (this.inputClosed) {
+      this.fail(new MigError("MIG_INVALID_REQUEST", `stream ${this.streamId} received a frame after the caller's end_stream`));
+      return;
+    }
+    if (payload !== undefined && payload !== null) {
+      if (typeof payload !== "object" || Array.isArray(payload)) {
+        this.fail(new MigError("MIG_INVALID_REQUEST", `a request frame's payload must be a JSON object (stream ${this.streamId})`));
+        return;
+      }
+      this.framesIn.inc();
+      if (!this.inbound.push(payload as JsonObject)) {
+        this.fail(new MigError("MIG_BACKPRESSURE", `stream ${this.streamId}: the caller sent more frames than its provider has read`));
+        return;
+      }
+    }
+    if (end) {
+      this.inputClosed = true;
+      this.inbound.end();
+    }
+  }
+
+  // ── ending ─────────────────────────────────────────────────────────────────────────────────────
+
+  cancel(reason: string): void {
+    this.actor.send({ type: "CANCEL", reason });
+  }
+
+  fail(error: MigError): void {
+    this.actor.send({ type: "FAIL", error });
+  }
+
+  private stopReason(): MigError {
+    const end = this.end!;
+    return end.state === "completed" ? new MigError("MIG_INVALID_REQUEST", `stream ${this.streamId} has completed`) : end.error;
+  }
+
+  /** Called once by the actor's final state: aborts the provider, releases the stream's frames, writes the terminal frame. */
+  private finish(end: StreamEnd): void {
+    if (this.end) return;
+    this.end = end;
+    const { core } = this;
+    if (end.state !== "completed") this.controller.abort(end.error);
+    const reason = this.stopReason();
+    for (const waiting of this.pending) waiting.reject(reason);
+    core.metrics.streamBufferedFrames.dec(this.inTransit + this.pending.length);
+    this.pending.length = 0;
+    if (this.paused) core.metrics.streamsPaused.dec();
+    this.paused = false;
+    if (end.state === "completed") this.inbound.end();
+    else this.inbound.fail(end.error);
+
+    core.streams.delete(this.messageId);
+    core.finished.add(this.messageId, this.tenant);
+    core.metrics.streamsActive.dec();
+    core.metrics.streams.inc({ capability: this.capability, outcome: end.state });
+    if (end.state !== "completed") core.metrics.errors.inc({ code: end.error.code, operation: "stream" });
+
+    const terminal =
+      end.state === "completed"
+        ? this.frame("response", this.result)
+        : end.state === "cancelled"
+          ? this.frame("control", { action: "cancel", accepted: true, status: "cancelled", reason: end.reason })
+          : { ...this.frame("error"), error: end.error.toJSON() };
+    terminal.end_stream = true;
+    this.sink.write(terminal, () => undefined);
+    this.resolveEnded(end);
+  }
+
+  private frame(kind: FrameKind, payload?: JsonObject): StreamFrame {
+    this.framesOut.inc();
+    const frame: StreamFrame = { header: this.header, stream_id: this.streamId, capability: this.capability, kind, end_stream: false };
+    if (payload !== undefined) frame.payload = payload;
+    return frame;
+  }
+}
