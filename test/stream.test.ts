@@ -127,6 +127,23 @@ describe("server_stream over WebSocket", () => {
   });
 });
 
+describe("fairness", () => {
+  it("a never-ending stream to a fast consumer leaves room for other callers: unary INVOKEs complete while it runs", async () => {
+    const client = await StreamClient.open(t.http.url);
+    const { streamId, messageId } = client.start("test.stream.forever", {});
+    await client.until("a frame", () => client.of(streamId).length > 0);
+    const s = session(messageId);
+    for (let k = 0; k < 10; k++) {
+      const before = s.emitted;
+      const res = await t.post("/mig/v0.1/invoke/observatory.models.infer", { header: { tenant_id: "acme" }, payload: { input: "x" } });
+      expect(res.status).toBe(200);
+      // Counted in frames, not time: without the yield after each window, one INVOKE waited for ~10,000 frames.
+      expect(s.emitted - before).toBeLessThan(5_000);
+    }
+    client.close();
+  });
+});
+
 describe("cancel and deadline", () => {
   it("a control cancel in the middle aborts the provider's signal and yields one control terminal frame", async () => {
     const client = await StreamClient.open(t.http.url);
