@@ -16,11 +16,11 @@ export interface RuntimeConfig {
   logLevel: string;
   serverId: string | undefined;
   maxBodyBytes: number;
+  streamWindow: number;
+  streamStallMs: number;
   idempotencyWindowMs: number;
   maxDeadlineMs: number;
   capacity: number;
-  streamWindow: number;
-  streamStallMs: number;
 }
 
 interface Setting<K extends keyof RuntimeConfig> {
@@ -56,11 +56,11 @@ export const SETTINGS = [
   { key: "logLevel", env: "MIG_LOG_LEVEL", flag: "--log-level <level>", description: "pino level: fatal, error, warn, info, debug, trace", defaultValue: "info", parse: text },
   { key: "serverId", env: "MIG_SERVER_ID", flag: "--server-id <id>", description: "server_id reported by HELLO (default: host name and process id)", defaultValue: undefined, parse: text },
   { key: "maxBodyBytes", env: "MIG_MAX_BODY_BYTES", flag: "--max-body-bytes <n>", description: "largest request body any binding accepts", defaultValue: 2 * 1024 * 1024, parse: integer("MIG_MAX_BODY_BYTES", 1024, 64 * 1024 * 1024) },
+  { key: "streamWindow", env: "MIG_STREAM_WINDOW", flag: "--stream-window <frames>", description: "frames a stream may have on its way to the consumer before its provider waits for credit", defaultValue: 32, parse: integer("MIG_STREAM_WINDOW", 1, 4096) },
+  { key: "streamStallMs", env: "MIG_STREAM_STALL_MS", flag: "--stream-stall-ms <ms>", description: "how long a consumer may read nothing before its stream ends with MIG_BACKPRESSURE", defaultValue: 30_000, parse: integer("MIG_STREAM_STALL_MS", 1, 3600 * 1000) },
   { key: "idempotencyWindowMs", env: "MIG_IDEMPOTENCY_WINDOW_MS", flag: "--idempotency-window-ms <ms>", description: "how long an idempotency key's first result is kept (KV bucket TTL)", defaultValue: 10 * 60 * 1000, parse: integer("MIG_IDEMPOTENCY_WINDOW_MS", 1000, 7 * 24 * 3600 * 1000) },
   { key: "maxDeadlineMs", env: "MIG_MAX_DEADLINE_MS", flag: "--max-deadline-ms <ms>", description: "upper bound on a caller's deadline_ms", defaultValue: 10 * 60 * 1000, parse: integer("MIG_MAX_DEADLINE_MS", 1, 24 * 3600 * 1000) },
   { key: "capacity", env: "MIG_CAPACITY", flag: "--capacity <n>", description: "in-flight invocations this process takes before HEARTBEAT reports full load", defaultValue: 1024, parse: integer("MIG_CAPACITY", 1, 1_000_000) },
-  { key: "streamWindow", env: "MIG_STREAM_WINDOW", flag: "--stream-window <frames>", description: "frames a stream may have on its way to the consumer before its provider waits for credit", defaultValue: 32, parse: integer("MIG_STREAM_WINDOW", 1, 4096) },
-  { key: "streamStallMs", env: "MIG_STREAM_STALL_MS", flag: "--stream-stall-ms <ms>", description: "how long a consumer may read nothing before its stream ends with MIG_BACKPRESSURE", defaultValue: 30_000, parse: integer("MIG_STREAM_STALL_MS", 1, 3600 * 1000) },
 ] as const satisfies readonly Setting<keyof RuntimeConfig>[];
 
 function authMode(raw: string): AuthMode {

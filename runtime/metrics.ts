@@ -22,6 +22,33 @@ export class Metrics {
     labelNames: ["kind"] as const,
     registers: [this.registry],
   });
+  readonly streamsActive = new Gauge({
+    name: "mig_streams_active",
+    help: "Streaming invocations between their request and their terminal frame",
+    registers: [this.registry],
+  });
+  readonly streamsPaused = new Gauge({
+    name: "mig_streams_paused",
+    help: "Streams whose provider waits for credit because the consumer is not reading",
+    registers: [this.registry],
+  });
+  readonly streamBufferedFrames = new Gauge({
+    name: "mig_stream_buffered_frames",
+    help: "Frames of all streams held by this process: handed to a binding but not yet written out, or waiting for credit",
+    registers: [this.registry],
+  });
+  readonly streams = new Counter({
+    name: "mig_streams_total",
+    help: "Finished streams by capability and final state (completed, cancelled, failed, timed_out)",
+    labelNames: ["capability", "outcome"] as const,
+    registers: [this.registry],
+  });
+  readonly streamFrames = new Counter({
+    name: "mig_stream_frames_total",
+    help: "Stream frames by direction (out: to the caller, in: from the caller)",
+    labelNames: ["direction"] as const,
+    registers: [this.registry],
+  });
   readonly supervisorRestarts = new Counter({
     name: "mig_supervisor_restarts_total",
     help: "Supervised children restarted after dying (e.g. the embedded nats-server)",
@@ -51,34 +78,6 @@ export class Metrics {
     name: "mig_idempotent_replays_total",
     help: "Invocations answered from the idempotency store instead of running the handler",
     labelNames: ["capability"] as const,
-    registers: [this.registry],
-  });
-
-  readonly streamsActive = new Gauge({
-    name: "mig_streams_active",
-    help: "Streaming invocations between their request and their terminal frame",
-    registers: [this.registry],
-  });
-  readonly streamsPaused = new Gauge({
-    name: "mig_streams_paused",
-    help: "Streams whose provider waits for credit because the consumer is not reading",
-    registers: [this.registry],
-  });
-  readonly streamBufferedFrames = new Gauge({
-    name: "mig_stream_buffered_frames",
-    help: "Frames of all streams held by this process: handed to a binding but not yet written out, or waiting for credit",
-    registers: [this.registry],
-  });
-  readonly streams = new Counter({
-    name: "mig_streams_total",
-    help: "Finished streams by capability and final state (completed, cancelled, failed, timed_out)",
-    labelNames: ["capability", "outcome"] as const,
-    registers: [this.registry],
-  });
-  readonly streamFrames = new Counter({
-    name: "mig_stream_frames_total",
-    help: "Stream frames by direction (out: to the caller, in: from the caller)",
-    labelNames: ["direction"] as const,
     registers: [this.registry],
   });
 
