@@ -3,20 +3,20 @@
 import { hostname } from "node:os";
 import { connectBus, openBucket, type Bus } from "./bus.ts";
 import { cancel } from "./cancel.ts";
-import { RecentlyFinished, type InflightInvocation, type InflightStream, type RequestContext, type RuntimeCore } from "./core.ts";
+import { RecentlyFinished, type InflightInvocation, type RequestContext, type RuntimeCore } from "./core.ts";
 import { discover } from "./discover.ts";
 import { MigError } from "./errors.ts";
 import { heartbeat } from "./heartbeat.ts";
 import { hello } from "./hello.ts";
 import { IDEMPOTENCY_BUCKET, IdempotencyStore } from "./idempotency.ts";
 import { invoke } from "./invoke.ts";
+import { openStream, type OpenStreamOptions, type StreamSession } from "./stream.ts";
 import { LoadGauge } from "./load.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { Metrics } from "./metrics.ts";
 import { NatsLauncher } from "./nats-launcher.ts";
 import { CapabilityRegistry } from "./registry.ts";
 import { SchemaRegistry } from "./schema-registry.ts";
-import { openStream, type OpenStreamOptions, type StreamSession } from "./stream.ts";
 import { Supervisor } from "./supervisor.ts";
 import type { RuntimeConfig } from "./config.ts";
 import type { CapabilityDefinition } from "./provider.ts";
@@ -34,7 +34,7 @@ export class MigRuntime implements RuntimeCore {
   readonly capabilities = new CapabilityRegistry(this.schemas);
   readonly supervisor: Supervisor;
   readonly inflight = new Map<string, InflightInvocation>();
-  readonly streams = new Map<string, InflightStream>();
+  readonly streams: RuntimeCore["streams"] = new Map();
   readonly finished = new RecentlyFinished();
   readonly load: LoadGauge;
   idempotency!: IdempotencyStore;
@@ -106,9 +106,26 @@ export class MigRuntime implements RuntimeCore {
     return this.guard("heartbeat", () => heartbeat(this, body, request));
   }
 
+  /** Counts every MIG error by code and turns anything unexpected into MIG_INTERNAL (logged, never leaked). */
+  async guard<T>(operation: string, run: () => T | Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (err) {
+      const error = err instanceof MigError ? err : this.unexpected(operation, err);
+      this.metrics.errors.inc({ code: error.code, operation });
+      throw error;
+    }
+  }
+
+  private unexpected(operation: string, err: unknown): MigError {
+    this.logger.error({ operation, err: err instanceof Error ? err.stack : String(err) }, "unexpected failure in an operation");
+    return new MigError("MIG_INTERNAL", `the ${operation} operation failed inside the runtime; the log has the details`);
+  }
+
   /**
-   * Starts a streaming invocation whose frames go to `options.sink`. Synchronous, so that a binding
-   * can route the caller's next frame to the stream at once; throws a MigError when the request is refused.
+   * Starts a streaming invocation whose frames go to `options.sink` (runtime/stream.ts). Synchronous,
+   * so that a binding can route the caller's next frame to the stream at once; throws the MigError
+   * to answer when the request is refused.
    */
   openStream(body: unknown, request: RequestContext, options: OpenStreamOptions): StreamSession {
     try {
@@ -118,31 +135,17 @@ export class MigRuntime implements RuntimeCore {
     }
   }
 
-  /** Counts every MIG error by code and turns anything unexpected into MIG_INTERNAL (logged, never leaked). */
-  async guard<T>(operation: string, run: () => T | Promise<T>): Promise<T> {
-    try {
-      return await run();
-    } catch (err) {
-      throw this.counted(operation, err);
-    }
-  }
-
-  /** The MigError to answer for `err`, counted by code and operation. */
+  /** What guard() does for code that cannot await: the MigError to answer for `err`, counted by code. */
   counted(operation: string, err: unknown): MigError {
     const error = err instanceof MigError ? err : this.unexpected(operation, err);
     this.metrics.errors.inc({ code: error.code, operation });
     return error;
   }
 
-  private unexpected(operation: string, err: unknown): MigError {
-    this.logger.error({ operation, err: err instanceof Error ? err.stack : String(err) }, "unexpected failure in an operation");
-    return new MigError("MIG_INTERNAL", `the ${operation} operation failed inside the runtime; the log has the details`);
-  }
-
   async stop(): Promise<void> {
+    for (const stream of this.streams.values()) stream.cancel("the runtime is shutting down");
     this.load.stop();
     for (const { actor } of this.inflight.values()) actor.send({ type: "CANCEL", reason: "the runtime is shutting down" });
-    for (const stream of this.streams.values()) stream.cancel("the runtime is shutting down");
     if (this.bus) await this.bus.nc.drain().catch(() => undefined);
     if (this.launcher) await this.launcher.stop();
   }

@@ -1,5 +1,6 @@
 // Streaming invocations over the WebSocket and SSE bindings: flow control, cancel, deadline, concurrency.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runConformance } from "../conformance/harness.ts";
 import { defineCapability, defineStreamingCapability } from "../runtime/provider.ts";
 import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
 import { StreamClient, type Frame } from "./helpers/stream-client.ts";
@@ -257,5 +258,14 @@ describe("server_stream over SSE", () => {
     controller.abort();
     await waitFor("the provider to be aborted", () => aborts.has(messageId));
     expect(aborts.get(messageId)).toMatchObject({ details: { reason: "the SSE connection closed" } });
+  });
+});
+
+describe("conformance harness", () => {
+  it("Streaming profile over HTTP: no check fails (WebSocket invoke, unknown kind, cancel)", async () => {
+    const report = await runConformance({ http: t.http.url, profile: "streaming", tenant: "acme" });
+    const failures = report.results.filter((r) => r.status === "fail").map((r) => `${r.id}: ${r.reason ?? ""}`);
+    expect(failures).toEqual([]);
+    expect(report.results.filter((r) => r.id.startsWith("STREAM-") && r.status === "pass").length).toBeGreaterThanOrEqual(3);
   });
 });

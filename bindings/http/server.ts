@@ -8,7 +8,7 @@ import type { MigRuntime } from "../../runtime/runtime.ts";
 import { readJsonBody } from "./body.ts";
 import { sendError, sendJson } from "./respond.ts";
 import { matchRoute } from "./routes.ts";
-import { serveStream, wantsStream } from "./sse.ts";
+import { serveStream, wantsStream } from "./stream-sse.ts";
 import { attachStreamEndpoint } from "./websocket.ts";
 
 export interface HttpBinding {
