@@ -18,20 +18,21 @@ export function cancel(core: RuntimeCore, body: unknown, request: RequestContext
   checkMessageId(target, "target_message_id");
   const reason = optionalStringField(raw, "reason", 500) ?? "";
 
-  const inflight = core.inflight.get(target);
-  if (inflight) {
-    if (inflight.tenant !== header.tenant_id) {
-      throw new MigError("MIG_FORBIDDEN", `message ${target} belongs to another tenant; only its own tenant may cancel it`);
-    }
-    inflight.actor.send({ type: "CANCEL", reason });
-    return { header, target_message_id: target, accepted: true, status: "cancelled" };
-  }
+  // A stream (runtime/stream.ts) is cancelled by the message_id of its request, like an invocation.
   const stream = core.streams.get(target);
   if (stream) {
     if (stream.tenant !== header.tenant_id) {
       throw new MigError("MIG_FORBIDDEN", `message ${target} belongs to another tenant; only its own tenant may cancel it`);
     }
     stream.cancel(reason);
+    return { header, target_message_id: target, accepted: true, status: "cancelled" };
+  }
+  const inflight = core.inflight.get(target);
+  if (inflight) {
+    if (inflight.tenant !== header.tenant_id) {
+      throw new MigError("MIG_FORBIDDEN", `message ${target} belongs to another tenant; only its own tenant may cancel it`);
+    }
+    inflight.actor.send({ type: "CANCEL", reason });
     return { header, target_message_id: target, accepted: true, status: "cancelled" };
   }
   const status = core.finished.tenantOf(target) === header.tenant_id ? "already_completed" : "not_found";
