@@ -7,7 +7,7 @@ import { agreeing, optionalStringField, requireObject } from "./request.ts";
 import type { RequestContext, RuntimeCore } from "./core.ts";
 import type { CancelAck } from "./types.ts";
 
-export function cancel(core: RuntimeCore, body: unknown, request: RequestContext, pathMessageId?: string): CancelAck {
+export async function cancel(core: RuntimeCore, body: unknown, request: RequestContext, pathMessageId?: string): Promise<CancelAck> {
   const raw = requireObject(body);
   const header = acceptHeader(raw, {
     transportTenant: transportTenant(request.principal, request.tenant),
@@ -35,6 +35,14 @@ export function cancel(core: RuntimeCore, body: unknown, request: RequestContext
     inflight.actor.send({ type: "CANCEL", reason });
     return { header, target_message_id: target, accepted: true, status: "cancelled" };
   }
-  const status = core.finished.tenantOf(target) === header.tenant_id ? "already_completed" : "not_found";
-  return { header, target_message_id: target, accepted: false, status };
+  if (core.finished.tenantOf(target) === header.tenant_id) {
+    return { header, target_message_id: target, accepted: false, status: "already_completed" };
+  }
+  // Not here: the invocation may run on another runtime of the fleet, which cancels it and answers.
+  const elsewhere = await core.fleet?.cancelElsewhere(target, header.tenant_id, reason);
+  if (elsewhere?.status === "forbidden") {
+    throw new MigError("MIG_FORBIDDEN", `message ${target} belongs to another tenant; only its own tenant may cancel it`);
+  }
+  if (elsewhere) return { header, target_message_id: target, accepted: elsewhere.status === "cancelled", status: elsewhere.status };
+  return { header, target_message_id: target, accepted: false, status: "not_found" };
 }

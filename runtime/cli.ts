@@ -1,11 +1,14 @@
-// The `mig` command line: `mig start` runs a whole runtime process (bus, bindings, demo provider).
+// The `mig` command line: `mig start` runs a whole runtime process (bus, bindings, demo provider); `mig worker` hosts providers.
 import { Command, Option } from "commander";
 import { Authenticator } from "./auth.ts";
 import { loadConfig, SETTINGS, type RuntimeConfig } from "./config.ts";
 import { observatoryInfer } from "./demo-provider.ts";
 import { createLogger } from "./logger.ts";
+import { loadProviderModules } from "./provider-modules.ts";
 import { MigRuntime } from "./runtime.ts";
+import { WorkerHost } from "./worker.ts";
 import { startHttpBinding } from "../bindings/http/server.ts";
+import { startNatsBinding } from "../bindings/nats/server.ts";
 
 function addSettings(command: Command): Command {
   for (const setting of SETTINGS) {
@@ -31,6 +34,8 @@ async function start(options: Record<string, string | undefined>): Promise<void>
   const authenticator = new Authenticator(config.authMode, config.jwtHs256Secret);
   const http = await startHttpBinding(runtime, authenticator, config.httpAddr);
   logger.info({ url: http.url }, "HTTP binding listening (MIG API, /metrics, /admin/v0.1)");
+  const nats = await startNatsBinding(runtime, authenticator);
+  logger.info({ url: runtime.natsUrl, subjects: nats.subjects, queue: nats.queue }, "NATS binding listening");
   if (config.authMode === "none") {
     logger.info("auth mode none: callers are anonymous and name their tenant per request; set MIG_AUTH_MODE=jwt for anything shared");
   }
@@ -41,6 +46,29 @@ async function start(options: Record<string, string | undefined>): Promise<void>
     stopping = true;
     logger.info({ signal }, "shutting down");
     await http.close();
+    await nats.close();
+    await runtime.stop();
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+}
+
+async function worker(modules: string[], options: Record<string, string | undefined>): Promise<void> {
+  const config = loadConfig(overridesFrom(options));
+  if (!config.natsUrl) throw new Error("a worker joins a fleet's bus: set MIG_NATS_URL (or --nats-url) to its NATS server");
+  const logger = createLogger(config.logLevel);
+  const definitions = await loadProviderModules(modules);
+  const runtime = await MigRuntime.start(config, { logger, fleet: false });
+  const host = await WorkerHost.start(runtime, definitions, { heartbeatMs: config.heartbeatMs, concurrency: config.workerConcurrency });
+  logger.info({ provider_id: host.providerId, capabilities: host.capabilities, url: runtime.natsUrl }, "worker serving");
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "shutting down");
+    await host.stop();
     await runtime.stop();
     process.exit(0);
   };
@@ -55,6 +83,18 @@ addSettings(program.command("start").description("run a runtime: embedded bus (u
       process.stderr.write(`mig start: ${err instanceof Error ? err.message : String(err)}\n`);
       process.exit(1);
     }),
+);
+
+addSettings(
+  program
+    .command("worker")
+    .description("host the capabilities that provider modules export, taking their work from the bus (needs MIG_NATS_URL)")
+    .argument("<module...>", "modules exporting defineCapability(...) results"),
+).action((modules: string[], options: Record<string, string | undefined>) =>
+  worker(modules, options).catch((err: unknown) => {
+    process.stderr.write(`mig worker: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  }),
 );
 
 await program.parseAsync(process.argv);

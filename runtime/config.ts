@@ -21,6 +21,8 @@ export interface RuntimeConfig {
   idempotencyWindowMs: number;
   maxDeadlineMs: number;
   capacity: number;
+  heartbeatMs: number;
+  workerConcurrency: number;
 }
 
 interface Setting<K extends keyof RuntimeConfig> {
@@ -61,6 +63,8 @@ export const SETTINGS = [
   { key: "idempotencyWindowMs", env: "MIG_IDEMPOTENCY_WINDOW_MS", flag: "--idempotency-window-ms <ms>", description: "how long an idempotency key's first result is kept (KV bucket TTL)", defaultValue: 10 * 60 * 1000, parse: integer("MIG_IDEMPOTENCY_WINDOW_MS", 1000, 7 * 24 * 3600 * 1000) },
   { key: "maxDeadlineMs", env: "MIG_MAX_DEADLINE_MS", flag: "--max-deadline-ms <ms>", description: "upper bound on a caller's deadline_ms", defaultValue: 10 * 60 * 1000, parse: integer("MIG_MAX_DEADLINE_MS", 1, 24 * 3600 * 1000) },
   { key: "capacity", env: "MIG_CAPACITY", flag: "--capacity <n>", description: "in-flight invocations this process takes before HEARTBEAT reports full load", defaultValue: 1024, parse: integer("MIG_CAPACITY", 1, 1_000_000) },
+  { key: "heartbeatMs", env: "MIG_PROVIDER_HEARTBEAT_MS", flag: "--provider-heartbeat-ms <ms>", description: "how often a worker renews its registration; three missed beats and it leaves DISCOVER", defaultValue: 2000, parse: integer("MIG_PROVIDER_HEARTBEAT_MS", 100, 60_000) },
+  { key: "workerConcurrency", env: "MIG_WORKER_CONCURRENCY", flag: "--worker-concurrency <n>", description: "work-queue invocations a worker runs at once", defaultValue: 64, parse: integer("MIG_WORKER_CONCURRENCY", 1, 10_000) },
 ] as const satisfies readonly Setting<keyof RuntimeConfig>[];
 
 function authMode(raw: string): AuthMode {

@@ -10,7 +10,12 @@ import type { Principal } from "./principal.ts";
 import type { CapabilityRegistry } from "./registry.ts";
 import type { SchemaRegistry } from "./schema-registry.ts";
 import type { Supervisor } from "./supervisor.ts";
-import type { BindingType } from "./types.ts";
+import type { BindingType, CancelStatus } from "./types.ts";
+
+/** The part of the fleet an operation may use: CANCEL of an invocation held by another runtime. */
+export interface FleetView {
+  cancelElsewhere(target: string, tenant: string, reason: string): Promise<{ status: CancelStatus | "forbidden" } | undefined>;
+}
 
 /** What a binding knows about a request besides its body. */
 export interface RequestContext {
@@ -51,6 +56,8 @@ export interface RuntimeCore {
   streams: Map<string, InflightStream>;
   /** Recently finished message ids with their tenant, so CANCEL can say "already_completed". */
   finished: RecentlyFinished;
+  /** Other runtime processes on the same bus, when this runtime watches the fleet. */
+  fleet?: FleetView | undefined;
 }
 
 /** A bounded memory of finished message ids: the oldest are forgotten first. */

@@ -31,6 +31,10 @@ export async function invoke(core: RuntimeCore, body: unknown, request: RequestC
   const { descriptor } = entry;
   authorizeCapability(request.principal, descriptor);
   checkMode(raw, entry);
+  if (descriptor.qos?.delivery_semantics === "exactly_once" && header.idempotency_key === undefined) {
+    // The promise is kept per idempotency key: without one, a retry could not be told from a new call.
+    throw new MigError("MIG_INVALID_REQUEST", `capability ${id} promises exactly_once delivery: send header.idempotency_key`);
+  }
 
   if (raw.payload === undefined) throw new MigError("MIG_INVALID_REQUEST", "payload is required: send a JSON object, e.g. {}");
   const payload = requireObject(raw.payload, "payload");

@@ -81,6 +81,19 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly natsDropped = new Counter({
+    name: "mig_nats_requests_dropped_total",
+    help: "Requests on public NATS subjects dropped unanswered, by reason (e.g. no reply subject)",
+    labelNames: ["reason"] as const,
+    registers: [this.registry],
+  });
+  readonly providerReplies = new Counter({
+    name: "mig_provider_replies_rejected_total",
+    help: "Replies of remote providers the runtime could not use, by reason (garbage, late or duplicate)",
+    labelNames: ["reason"] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
   }

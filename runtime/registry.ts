@@ -11,8 +11,13 @@ export interface RegisteredCapability {
   stream?: StreamHandler | undefined;
 }
 
+/**
+ * Local entries are hosted in this process; remote entries are served by providers elsewhere on the
+ * bus (kept current by runtime/fleet.ts). A local entry wins over a remote one of the same id.
+ */
 export class CapabilityRegistry {
   private readonly entries = new Map<string, RegisteredCapability>();
+  private readonly remote = new Map<string, RegisteredCapability>();
 
   constructor(private readonly schemas: SchemaRegistry) {}
 
@@ -25,11 +30,23 @@ export class CapabilityRegistry {
     this.entries.set(descriptor.id, { descriptor, handler: definition.handler, stream: definition.stream });
   }
 
+  /** Sets (or, with undefined, removes) the entry of a capability that live remote providers serve. */
+  setRemote(id: string, entry: RegisteredCapability | undefined): void {
+    if (entry) this.remote.set(id, entry);
+    else this.remote.delete(id);
+  }
+
+  remoteIds(): string[] {
+    return [...this.remote.keys()];
+  }
+
   get(id: string): RegisteredCapability | undefined {
-    return this.entries.get(id);
+    return this.entries.get(id) ?? this.remote.get(id);
   }
 
   descriptors(): CapabilityDescriptor[] {
-    return [...this.entries.values()].map((e) => e.descriptor).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const all = [...this.entries.values()].map((e) => e.descriptor);
+    for (const [id, entry] of this.remote) if (!this.entries.has(id)) all.push(entry.descriptor);
+    return all.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 }

@@ -5,6 +5,7 @@ import { connectBus, openBucket, type Bus } from "./bus.ts";
 import { cancel } from "./cancel.ts";
 import { RecentlyFinished, type InflightInvocation, type RequestContext, type RuntimeCore } from "./core.ts";
 import { discover } from "./discover.ts";
+import { Fleet } from "./fleet.ts";
 import { MigError } from "./errors.ts";
 import { heartbeat } from "./heartbeat.ts";
 import { hello } from "./hello.ts";
@@ -25,6 +26,8 @@ import type { CancelAck, DiscoverResponse, HeartbeatAck, HelloResponse, InvokeRe
 export interface RuntimeOptions {
   logger?: Logger;
   capabilities?: CapabilityDefinition[];
+  /** Watch the fleet (remote providers, micro services, CANCEL fan-out); off for a worker process. Default true. */
+  fleet?: boolean;
 }
 
 export class MigRuntime implements RuntimeCore {
@@ -40,6 +43,7 @@ export class MigRuntime implements RuntimeCore {
   idempotency!: IdempotencyStore;
   bus!: Bus;
   launcher: NatsLauncher | undefined;
+  fleet: Fleet | undefined;
 
   private constructor(
     readonly config: RuntimeConfig,
@@ -55,6 +59,7 @@ export class MigRuntime implements RuntimeCore {
     for (const definition of options.capabilities ?? []) runtime.capabilities.add(definition);
     try {
       await runtime.connect();
+      if (options.fleet !== false) runtime.fleet = await Fleet.start(runtime);
     } catch (err) {
       await runtime.stop();
       throw err;
@@ -146,6 +151,7 @@ export class MigRuntime implements RuntimeCore {
     for (const stream of this.streams.values()) stream.cancel("the runtime is shutting down");
     this.load.stop();
     for (const { actor } of this.inflight.values()) actor.send({ type: "CANCEL", reason: "the runtime is shutting down" });
+    await this.fleet?.stop();
     if (this.bus) await this.bus.nc.drain().catch(() => undefined);
     if (this.launcher) await this.launcher.stop();
   }

@@ -1,0 +1,136 @@
+// The NATS binding: serves the public mig.v0_1 subjects in one queue group, translating each request for the runtime.
+import { headers as natsHeaders, Match, type Msg, type MsgHdrs, type Subscription } from "@nats-io/transport-node";
+import { MigError, toMigError } from "../../runtime/errors.ts";
+import { errorEnvelope } from "../../runtime/envelope.ts";
+import type { Authenticator } from "../../runtime/auth.ts";
+import type { RequestContext } from "../../runtime/core.ts";
+import type { MigRuntime } from "../../runtime/runtime.ts";
+import type { MessageHeader } from "../../runtime/types.ts";
+import { parseSubject, PUBLIC_SUBJECTS, QUEUE_GROUP, type ParsedSubject } from "./subjects.ts";
+
+/** MIG header fields mirrored between the body's header and NATS message headers (spec section 7). */
+export const MIRRORED_FIELDS = ["mig_version", "message_id", "tenant_id", "session_id", "traceparent", "idempotency_key"] as const;
+
+export interface NatsBinding {
+  subjects: readonly string[];
+  queue: string;
+  /** Stops taking requests; requests already taken are still answered. */
+  close(): Promise<void>;
+}
+
+export interface NatsBindingOptions {
+  queue?: string;
+}
+
+type Operation = (runtime: MigRuntime, body: unknown, context: RequestContext, param: string | undefined) => Promise<unknown>;
+
+const OPERATIONS: Record<ParsedSubject["operation"], Operation> = {
+  hello: (rt, body, ctx) => rt.hello(body, ctx),
+  discover: (rt, body, ctx) => rt.discover(body, ctx),
+  heartbeat: (rt, body, ctx) => rt.heartbeat(body, ctx),
+  invoke: (rt, body, ctx, capability) => rt.invoke(body, ctx, capability),
+  cancel: (rt, body, ctx, messageId) => rt.cancel(body, ctx, messageId),
+};
+
+const decoder = new TextDecoder();
+
+export async function startNatsBinding(runtime: MigRuntime, authenticator: Authenticator, options: NatsBindingOptions = {}): Promise<NatsBinding> {
+  const { nc } = runtime.bus;
+  const queue = options.queue ?? QUEUE_GROUP;
+  const limit = runtime.config.maxBodyBytes;
+
+  async function handle(msg: Msg): Promise<void> {
+    let body: unknown;
+    let reachedRuntime = false;
+    const tenantHint = msg.subject.split(".", 3)[2];
+    try {
+      const parsed = parseSubject(msg.subject);
+      body = parseBody(msg.data, limit);
+      mergeHeaderFields(msg.headers, body);
+      const principal = await authenticator.authenticate({
+        authorization: msg.headers?.get("Authorization", Match.IgnoreCase) || undefined,
+        actor: msg.headers?.get("X-Actor", Match.IgnoreCase) || undefined,
+      });
+      const context: RequestContext = { principal, tenant: parsed.tenant, binding: "nats", bodyBytes: msg.data.length };
+      reachedRuntime = true;
+      const answer = (await OPERATIONS[parsed.operation](runtime, body, context, parsed.param)) as { header: MessageHeader };
+      msg.respond(JSON.stringify(answer), { headers: mirror(answer.header) });
+    } catch (err) {
+      const error = toMigError(err);
+      if (!(err instanceof MigError)) runtime.logger.error({ err: (err as Error)?.stack ?? String(err) }, "NATS request failed");
+      // Operations count their own errors in guard(); refusals of the subject or body are counted here.
+      if (!reachedRuntime) runtime.metrics.errors.inc({ code: error.code, operation: "nats_binding" });
+      const envelope = errorEnvelope(error, body, tenantHint);
+      const headers = mirror(envelope.header);
+      headers.set("mig_error_code", error.code);
+      msg.respond(JSON.stringify(envelope), { headers });
+    }
+  }
+
+  const subscriptions: Subscription[] = PUBLIC_SUBJECTS.map((subject) =>
+    nc.subscribe(subject, {
+      queue,
+      callback: (err, msg) => {
+        if (err) {
+          runtime.logger.warn({ subject, err: err.message }, "NATS binding subscription error");
+          return;
+        }
+        if (!msg.reply) {
+          // Nobody could receive an answer: counted and dropped, never executed.
+          runtime.metrics.natsDropped.inc({ reason: "no_reply_subject" });
+          runtime.logger.debug({ subject: msg.subject }, "request without a reply subject dropped");
+          return;
+        }
+        handle(msg).catch((e: unknown) => runtime.logger.error({ err: (e as Error)?.stack ?? String(e) }, "NATS reply failed"));
+      },
+    }),
+  );
+  await nc.flush();
+  return {
+    subjects: PUBLIC_SUBJECTS,
+    queue,
+    async close() {
+      for (const sub of subscriptions) await sub.drain().catch(() => undefined);
+    },
+  };
+}
+
+function parseBody(data: Uint8Array, limit: number): unknown {
+  if (data.length > limit) {
+    throw new MigError("MIG_INVALID_REQUEST", `the request body is larger than ${limit} bytes; send a smaller payload`, {
+      details: { max_body_bytes: limit },
+    });
+  }
+  if (data.length === 0) return {};
+  const text = decoder.decode(data);
+  if (text.trim() === "") return {};
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new MigError("MIG_INVALID_REQUEST", `the request body is not valid JSON (${(err as Error).message})`);
+  }
+}
+
+/** NATS headers may carry MIG header fields; a field present in the body's header takes precedence. */
+function mergeHeaderFields(headers: MsgHdrs | undefined, body: unknown): void {
+  if (!headers || body === null || typeof body !== "object" || Array.isArray(body)) return;
+  const target = body as { header?: unknown };
+  for (const field of MIRRORED_FIELDS) {
+    const value = headers.get(field, Match.IgnoreCase);
+    if (!value) continue;
+    if (target.header === undefined || target.header === null) target.header = {};
+    if (typeof target.header !== "object" || Array.isArray(target.header)) return;
+    const header = target.header as Record<string, unknown>;
+    if (header[field] === undefined || header[field] === "") header[field] = value;
+  }
+}
+
+function mirror(header: MessageHeader | undefined): MsgHdrs {
+  const headers = natsHeaders();
+  if (!header) return headers;
+  for (const field of MIRRORED_FIELDS) {
+    const value = header[field];
+    if (value !== undefined && value !== "") headers.set(field, String(value));
+  }
+  return headers;
+}

@@ -1,0 +1,213 @@
+// The gateway's view of the fleet: remote providers from the registry bucket and NATS micro services, with liveness, and CANCEL fan-out.
+import type { Msg, Subscription } from "@nats-io/transport-node";
+import type { KV } from "@nats-io/kv";
+import { checkDescriptor } from "./provider.ts";
+import {
+  decode,
+  encode,
+  FLEET_CANCEL_SUBJECT,
+  MISSED_BEATS,
+  readRegistration,
+  REGISTRY_BUCKET,
+  REGISTRY_TTL_MS,
+} from "./provider-protocol.ts";
+import { MicroAttach } from "./micro-attach.ts";
+import { RemoteDispatcher } from "./remote-dispatch.ts";
+import type { CancelStatus, CapabilityDescriptor, JsonObject } from "./types.ts";
+import type { UnaryHandler } from "./provider.ts";
+import type { MigRuntime } from "./runtime.ts";
+
+export interface RemoteCapability {
+  descriptor: CapabilityDescriptor;
+  schemas?: Record<string, JsonObject> | undefined;
+  /** Set for providers that are not MIG workers (micro services); workers are reached through the dispatcher. */
+  handler?: UnaryHandler;
+}
+
+export interface ProviderEntry {
+  provider_id: string;
+  kind: "worker" | "micro";
+  capabilities: RemoteCapability[];
+  /** When the provider was last heard of (epoch ms) and how long silence may last before it is gone. */
+  lastSeen: number;
+  ttlMs: number;
+  /** JSON of its capabilities, to tell a heartbeat from a change. */
+  fingerprint: string;
+}
+
+export interface FleetCancelAnswer {
+  status: CancelStatus | "forbidden";
+}
+
+const SWEEP_MS = 500;
+const CANCEL_FANOUT_WAIT_MS = 300;
+
+export class Fleet {
+  readonly dispatcher: RemoteDispatcher;
+  private readonly providers = new Map<string, ProviderEntry>();
+  private readonly subscriptions: Subscription[] = [];
+  private sweeper: NodeJS.Timeout | undefined;
+  private registry!: KV;
+  private stopped = false;
+  private stopWatch: (() => void) | undefined;
+  private micro: MicroAttach | undefined;
+
+  private constructor(private readonly runtime: MigRuntime) {
+    const { nc, js } = runtime.bus;
+    this.dispatcher = new RemoteDispatcher(nc, js, runtime.metrics, runtime.logger);
+  }
+
+  static async start(runtime: MigRuntime): Promise<Fleet> {
+    const fleet = new Fleet(runtime);
+    await fleet.open();
+    return fleet;
+  }
+
+  private async open(): Promise<void> {
+    const { nc, kvm } = this.runtime.bus;
+    this.subscriptions.push(nc.subscribe(FLEET_CANCEL_SUBJECT, { callback: (err, msg) => (err ? undefined : this.onFleetCancel(msg)) }));
+    this.registry = await kvm.create(REGISTRY_BUCKET, { history: 1, ttl: REGISTRY_TTL_MS });
+    const watcher = await this.registry.watch();
+    this.stopWatch = () => watcher.stop();
+    void (async () => {
+      for await (const entry of watcher) {
+        if (entry.operation !== "PUT") {
+          this.remove(entry.key, "left the registry");
+          continue;
+        }
+        const record = readRegistration(entry.string());
+        if (!record || record.provider_id !== entry.key) {
+          this.runtime.metrics.providerReplies.inc({ reason: "garbage_registration" });
+          this.runtime.logger.warn({ key: entry.key }, "registry entry is not a provider registration; ignored");
+          continue;
+        }
+        // A replayed entry is as old as its write; a live update is news from now.
+        const seen = entry.isUpdate ? Date.now() : Math.min(Date.now(), entry.created.getTime());
+        this.upsert({
+          provider_id: record.provider_id,
+          kind: "worker",
+          capabilities: record.capabilities.map((c) => ({ descriptor: c.descriptor, schemas: c.schemas })),
+          lastSeen: seen,
+          ttlMs: record.heartbeat_ms * MISSED_BEATS,
+          fingerprint: JSON.stringify(record.capabilities),
+        });
+      }
+    })().catch((err: unknown) => {
+      if (!this.stopped) this.runtime.logger.error({ err: (err as Error).message }, "registry watch ended");
+    });
+    this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
+    this.micro = new MicroAttach(nc, this, this.runtime.logger);
+    this.micro.start();
+  }
+
+  /** Adds a provider or renews its liveness; the registry changes only when its capabilities do. */
+  upsert(entry: ProviderEntry): void {
+    if (Date.now() - entry.lastSeen > entry.ttlMs) return;
+    const known = this.providers.get(entry.provider_id);
+    this.providers.set(entry.provider_id, entry);
+    if (!known) this.runtime.logger.info({ provider_id: entry.provider_id, kind: entry.kind, capabilities: entry.capabilities.map((c) => c.descriptor.id) }, "provider joined");
+    if (!known || known.fingerprint !== entry.fingerprint) this.refresh();
+  }
+
+  remove(providerId: string, why: string): void {
+    if (!this.providers.delete(providerId)) return;
+    this.runtime.logger.info({ provider_id: providerId, why }, "provider gone");
+    this.dispatcher.providerGone(providerId);
+    this.refresh();
+  }
+
+  providerIds(): string[] {
+    return [...this.providers.keys()];
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const [id, entry] of this.providers) {
+      if (now - entry.lastSeen > entry.ttlMs) this.remove(id, `no heartbeat for ${entry.ttlMs} ms`);
+    }
+  }
+
+  /** Rebuilds the remote part of the capability registry from the live providers. */
+  private refresh(): void {
+    const chosen = new Map<string, RemoteCapability>();
+    // Workers first, newest last so that its descriptor wins; a micro service only fills gaps.
+    const ordered = [...this.providers.values()].sort((a, b) => (a.kind === b.kind ? a.lastSeen - b.lastSeen : a.kind === "micro" ? -1 : 1));
+    for (const provider of ordered) {
+      for (const capability of provider.capabilities) {
+        try {
+          checkDescriptor(capability.descriptor);
+        } catch (err) {
+          this.runtime.logger.warn({ provider_id: provider.provider_id, err: (err as Error).message }, "provider registered an unusable descriptor");
+          continue;
+        }
+        chosen.set(capability.descriptor.id, capability);
+      }
+    }
+    const { capabilities, schemas } = this.runtime;
+    for (const id of capabilities.remoteIds()) if (!chosen.has(id)) capabilities.setRemote(id, undefined);
+    for (const [id, capability] of chosen) {
+      const current = capabilities.get(id);
+      for (const [uri, schema] of Object.entries(capability.schemas ?? {})) {
+        try {
+          schemas.register(uri, schema);
+        } catch (err) {
+          this.runtime.logger.warn({ capability: id, uri, err: (err as Error).message }, "provider schema refused; the registered one stays");
+        }
+      }
+      if (current && current.descriptor === capability.descriptor) continue;
+      capabilities.setRemote(id, {
+        descriptor: capability.descriptor,
+        handler: capability.handler ?? this.dispatcher.handlerFor(capability.descriptor),
+      });
+    }
+  }
+
+  /** Asks the other runtimes whether one of them holds `target`; the holder cancels it and answers. */
+  async cancelElsewhere(target: string, tenant: string, reason: string): Promise<FleetCancelAnswer | undefined> {
+    try {
+      const replies = await this.runtime.bus.nc.requestMany(FLEET_CANCEL_SUBJECT, encode({ target, tenant, reason, from: this.runtime.serverId }), {
+        strategy: "count",
+        maxMessages: 1,
+        maxWait: CANCEL_FANOUT_WAIT_MS,
+      });
+      for await (const msg of replies) {
+        if (msg.data.length === 0) continue;
+        const answer = decode(msg.data) as FleetCancelAnswer;
+        if (answer && typeof answer.status === "string") return answer;
+      }
+    } catch {
+      // Nobody answered: no runtime holds it.
+    }
+    return undefined;
+  }
+
+  private onFleetCancel(msg: Msg): void {
+    let request: { target?: unknown; tenant?: unknown; reason?: unknown; from?: unknown };
+    try {
+      request = decode(msg.data) as typeof request;
+    } catch {
+      return;
+    }
+    if (!msg.reply || request.from === this.runtime.serverId || typeof request.target !== "string") return;
+    const inflight = this.runtime.inflight.get(request.target);
+    let answer: FleetCancelAnswer | undefined;
+    if (inflight) {
+      if (inflight.tenant !== request.tenant) answer = { status: "forbidden" };
+      else {
+        inflight.actor.send({ type: "CANCEL", reason: typeof request.reason === "string" ? request.reason : "" });
+        answer = { status: "cancelled" };
+      }
+    } else if (this.runtime.finished.tenantOf(request.target) === request.tenant) {
+      answer = { status: "already_completed" };
+    }
+    if (answer) msg.respond(encode(answer));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.micro?.stop();
+    this.stopWatch?.();
+    for (const sub of this.subscriptions) await sub.drain().catch(() => undefined);
+  }
+}

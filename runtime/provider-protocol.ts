@@ -1,0 +1,155 @@
+// The provider protocol on the bus: internal subject names, the registration record and the msgpack work encoding.
+import { createHash } from "node:crypto";
+import { Packr } from "msgpackr";
+import { MigError, type MigErrorBody } from "./errors.ts";
+import type { Principal } from "./principal.ts";
+import type { CapabilityDescriptor, JsonObject, MessageHeader } from "./types.ts";
+
+/** Every internal subject starts here; client users get no publish permission on `_MIG.>`. */
+export const INTERNAL_PREFIX = "_MIG";
+export const PROTOCOL_VERSION = 1;
+
+/** KV bucket of provider registrations, one key per provider process. */
+export const REGISTRY_BUCKET = "mig_registry";
+/** Entries of dead providers are garbage-collected by the bucket after this long. */
+export const REGISTRY_TTL_MS = 10 * 60 * 1000;
+/** A provider re-puts its registration this often; three missed beats and it is gone. */
+export const DEFAULT_HEARTBEAT_MS = 2_000;
+export const MISSED_BEATS = 3;
+
+/** JetStream work queue of at_least_once and exactly_once invocations. */
+export const WORK_STREAM = "MIG_WORK";
+/** A worker that neither acks nor signals progress for this long is presumed dead: the work is redelivered. */
+export const WORK_ACK_WAIT_MS = 3_000;
+export const WORK_MAX_DELIVER = 5;
+/** Queue group of core (best_effort) work subjects. */
+export const WORK_QUEUE = "mig-workers";
+/** A core worker still busy after this long tells the gateway who holds the work. */
+export const ACCEPT_NOTICE_MS = 100;
+
+export const workSubject = (capability: string) => `${INTERNAL_PREFIX}.work.${capability}`;
+export const jsWorkSubject = (capability: string) => `${INTERNAL_PREFIX}.jswork.${capability}`;
+export const WORK_STREAM_SUBJECTS = `${INTERNAL_PREFIX}.jswork.>`;
+export const cancelSubject = (messageId: string) => `${INTERNAL_PREFIX}.cancel.${messageId}`;
+export const CANCEL_WILDCARD = `${INTERNAL_PREFIX}.cancel.*`;
+/** CANCEL fan-out between runtimes: whoever holds the invocation answers. */
+export const FLEET_CANCEL_SUBJECT = `${INTERNAL_PREFIX}.fleet.cancel`;
+export const replyPrefix = (runtimeToken: string) => `${INTERNAL_PREFIX}.reply.${runtimeToken}`;
+
+/** Durable consumer of one capability on the work stream: readable, and unique even when ids differ only in dots. */
+export function consumerName(capability: string): string {
+  const readable = capability.replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 60);
+  const digest = createHash("sha256").update(capability).digest("hex").slice(0, 10);
+  return `work_${readable}_${digest}`;
+}
+
+export function usesWorkQueue(descriptor: CapabilityDescriptor): boolean {
+  const semantics = descriptor.qos?.delivery_semantics ?? "best_effort";
+  return semantics === "at_least_once" || semantics === "exactly_once";
+}
+
+/** The registration record a provider keeps in the registry bucket (JSON). */
+export interface Registration {
+  v: number;
+  provider_id: string;
+  heartbeat_ms: number;
+  started_at: string;
+  capabilities: { descriptor: CapabilityDescriptor; schemas?: Record<string, JsonObject> }[];
+}
+
+/** What the gateway sends a provider for one invocation (msgpack map). */
+export interface WorkRequest {
+  v: number;
+  capability: string;
+  header: MessageHeader;
+  payload: JsonObject;
+  principal: { subject: string; tenant_id?: string; scopes: string[]; authenticated: boolean };
+  /** Epoch milliseconds after which the caller no longer waits. */
+  deadline_at: number;
+  /** Where to send the reply; always set on the JetStream path, else the message's reply subject. */
+  reply_to?: string;
+}
+
+/** What a provider answers: a result, an error, or (core path) a notice that it holds the work. */
+export type WorkReply = { ok: true; payload: JsonObject } | { ok: false; error: MigErrorBody } | { accepted: string };
+
+export interface CancelNotice {
+  message_id: string;
+  reason: string;
+}
+
+const packr = new Packr({ useRecords: false, mapsAsObjects: true, variableMapSize: true });
+
+export function encode(value: unknown): Uint8Array {
+  return packr.pack(value);
+}
+
+export function decode(data: Uint8Array): unknown {
+  return packr.unpack(data);
+}
+
+export function principalOnWire(principal: Principal): WorkRequest["principal"] {
+  const wire: WorkRequest["principal"] = { subject: principal.subject, scopes: [...principal.scopes], authenticated: principal.authenticated };
+  if (principal.tenant_id !== undefined) wire.tenant_id = principal.tenant_id;
+  return wire;
+}
+
+export function principalFromWire(wire: WorkRequest["principal"]): Principal {
+  return { subject: wire.subject, tenant_id: wire.tenant_id, scopes: new Set(wire.scopes), authenticated: wire.authenticated };
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
+
+/** Decodes and shape-checks a work request; throws MIG_INVALID_REQUEST for anything else. */
+export function readWorkRequest(data: Uint8Array): WorkRequest {
+  let value: unknown;
+  try {
+    value = decode(data);
+  } catch {
+    throw new MigError("MIG_INVALID_REQUEST", "the work request is not msgpack");
+  }
+  if (
+    !isObject(value) ||
+    typeof value.capability !== "string" ||
+    !isObject(value.header) ||
+    typeof value.header.message_id !== "string" ||
+    typeof value.header.tenant_id !== "string" ||
+    !isObject(value.payload) ||
+    !isObject(value.principal) ||
+    typeof value.deadline_at !== "number"
+  ) {
+    throw new MigError("MIG_INVALID_REQUEST", "the work request lacks capability, header, payload, principal or deadline_at");
+  }
+  const principal = value.principal;
+  if (typeof principal.subject !== "string" || !Array.isArray(principal.scopes)) {
+    throw new MigError("MIG_INVALID_REQUEST", "the work request's principal is malformed");
+  }
+  return value as unknown as WorkRequest;
+}
+
+/** Decodes a provider's reply; undefined for garbage (the caller counts and logs it). */
+export function readWorkReply(data: Uint8Array): WorkReply | undefined {
+  let value: unknown;
+  try {
+    value = decode(data);
+  } catch {
+    return undefined;
+  }
+  if (!isObject(value)) return undefined;
+  if (typeof value.accepted === "string") return { accepted: value.accepted };
+  if (value.ok === true && isObject(value.payload)) return { ok: true, payload: value.payload };
+  if (value.ok === false && isObject(value.error)) return { ok: false, error: value.error as unknown as MigErrorBody };
+  return undefined;
+}
+
+export function readRegistration(text: string): Registration | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!isObject(value) || typeof value.provider_id !== "string" || !Array.isArray(value.capabilities)) return undefined;
+  const heartbeat = typeof value.heartbeat_ms === "number" && value.heartbeat_ms > 0 ? value.heartbeat_ms : DEFAULT_HEARTBEAT_MS;
+  return { ...(value as unknown as Registration), heartbeat_ms: heartbeat };
+}

@@ -1,0 +1,270 @@
+// Provider side of the provider protocol: hosts capability definitions in a runtime process and takes their work from the bus.
+import { hostname } from "node:os";
+import { nanos, nuid, type Msg, type Subscription } from "@nats-io/transport-node";
+import { AckPolicy, RetentionPolicy, StorageType, type JsMsg } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
+import { MigError } from "./errors.ts";
+import { IDEMPOTENCY_BUCKET, IdempotencyStore } from "./idempotency.ts";
+import { execute } from "./invoke.ts";
+import {
+  ACCEPT_NOTICE_MS,
+  CANCEL_WILDCARD,
+  consumerName,
+  decode,
+  DEFAULT_HEARTBEAT_MS,
+  encode,
+  jsWorkSubject,
+  principalFromWire,
+  readWorkRequest,
+  REGISTRY_BUCKET,
+  REGISTRY_TTL_MS,
+  usesWorkQueue,
+  WORK_ACK_WAIT_MS,
+  WORK_MAX_DELIVER,
+  WORK_QUEUE,
+  WORK_STREAM,
+  WORK_STREAM_SUBJECTS,
+  workSubject,
+  PROTOCOL_VERSION,
+  type Registration,
+  type WorkReply,
+  type WorkRequest,
+} from "./provider-protocol.ts";
+import type { InvocationOutcome } from "../actors/invocation.ts";
+import type { CapabilityDefinition } from "./provider.ts";
+import type { MigRuntime } from "./runtime.ts";
+import type { JsonObject } from "./types.ts";
+
+export interface WorkerOptions {
+  heartbeatMs?: number;
+  /** Invocations this worker runs at once on the work-queue path (core work is bounded by the runtime's capacity). */
+  concurrency?: number;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class WorkerHost {
+  readonly providerId = `${hostname().replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 40)}-${process.pid}-${nuid.next().slice(-8)}`;
+  private readonly subscriptions: Subscription[] = [];
+  private readonly loops: Promise<void>[] = [];
+  private readonly running = new Set<Promise<void>>();
+  private stopped = false;
+  private beat: NodeJS.Timeout | undefined;
+  private registry!: KV;
+  private doneRecords: KV | undefined;
+  private readonly heartbeatMs: number;
+  private readonly concurrency: number;
+
+  private constructor(
+    private readonly runtime: MigRuntime,
+    private readonly definitions: CapabilityDefinition[],
+    options: WorkerOptions,
+  ) {
+    this.heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+    this.concurrency = options.concurrency ?? 64;
+  }
+
+  static async start(runtime: MigRuntime, definitions: CapabilityDefinition[], options: WorkerOptions = {}): Promise<WorkerHost> {
+    const host = new WorkerHost(runtime, definitions, options);
+    await host.open();
+    return host;
+  }
+
+  get capabilities(): string[] {
+    return this.definitions.map((d) => d.descriptor.id);
+  }
+
+  private async open(): Promise<void> {
+    const { nc, jsm, kvm } = this.runtime.bus;
+    for (const definition of this.definitions) {
+      if (!this.runtime.capabilities.get(definition.descriptor.id)) this.runtime.capabilities.add(definition);
+    }
+    this.subscriptions.push(nc.subscribe(CANCEL_WILDCARD, { callback: (err, msg) => (err ? undefined : this.onCancel(msg)) }));
+
+    const queued = this.definitions.filter((d) => usesWorkQueue(d.descriptor));
+    if (queued.length > 0) {
+      await ensureWorkStream(this.runtime);
+      this.doneRecords = await kvm.open(IDEMPOTENCY_BUCKET);
+    }
+    for (const definition of this.definitions) {
+      const id = definition.descriptor.id;
+      if (usesWorkQueue(definition.descriptor)) {
+        await jsm.consumers.add(WORK_STREAM, {
+          durable_name: consumerName(id),
+          filter_subject: jsWorkSubject(id),
+          ack_policy: AckPolicy.Explicit,
+          ack_wait: nanos(WORK_ACK_WAIT_MS),
+          max_deliver: WORK_MAX_DELIVER,
+          max_ack_pending: 4096,
+        });
+        this.loops.push(this.pull(id));
+      } else {
+        this.subscriptions.push(
+          nc.subscribe(workSubject(id), {
+            queue: WORK_QUEUE,
+            callback: (err, msg) => (err ? undefined : this.track(this.run(msg.data, msg.reply, undefined))),
+          }),
+        );
+      }
+    }
+    await nc.flush();
+    this.registry = await kvm.create(REGISTRY_BUCKET, { history: 1, ttl: REGISTRY_TTL_MS });
+    await this.register();
+    this.beat = setInterval(() => void this.register(), this.heartbeatMs);
+  }
+
+  /** Registration and heartbeat are one act: re-putting the record says "still alive". */
+  private async register(): Promise<void> {
+    const record: Registration = {
+      v: PROTOCOL_VERSION,
+      provider_id: this.providerId,
+      heartbeat_ms: this.heartbeatMs,
+      started_at: new Date().toISOString(),
+      capabilities: this.definitions.map((d) => ({ descriptor: d.descriptor, schemas: d.schemas })),
+    };
+    try {
+      await this.registry.put(this.providerId, JSON.stringify(record));
+    } catch (err) {
+      this.runtime.logger.warn({ err: (err as Error).message }, "could not renew the provider registration; retrying at the next beat");
+    }
+  }
+
+  /** Pulls only as many messages as there are free slots, so nothing waits in a buffer while its ack timer runs. */
+  private async pull(capability: string): Promise<void> {
+    const consumer = await this.runtime.bus.js.consumers.get(WORK_STREAM, consumerName(capability));
+    while (!this.stopped) {
+      const free = this.concurrency - this.running.size;
+      if (free <= 0) {
+        await Promise.race(this.running);
+        continue;
+      }
+      try {
+        const batch = await consumer.fetch({ max_messages: free, expires: 1000 });
+        for await (const msg of batch) this.track(this.run(msg.data, undefined, msg));
+      } catch (err) {
+        if (this.stopped) return;
+        this.runtime.logger.warn({ capability, err: (err as Error).message }, "work queue fetch failed; retrying");
+        await sleep(250);
+      }
+    }
+  }
+
+  private track(work: Promise<void>): void {
+    this.running.add(work);
+    void work.finally(() => this.running.delete(work));
+  }
+
+  private onCancel(msg: Msg): void {
+    let reason = "cancelled by the caller";
+    try {
+      const notice = decode(msg.data) as { reason?: unknown };
+      if (typeof notice?.reason === "string") reason = notice.reason;
+    } catch {
+      this.runtime.metrics.providerReplies.inc({ reason: "garbage_cancel" });
+    }
+    const messageId = msg.subject.slice(msg.subject.lastIndexOf(".") + 1);
+    this.runtime.inflight.get(messageId)?.actor.send({ type: "CANCEL", reason });
+  }
+
+  private async run(data: Uint8Array, replySubject: string | undefined, jsMsg: JsMsg | undefined): Promise<void> {
+    const { nc } = this.runtime.bus;
+    let request: WorkRequest;
+    try {
+      request = readWorkRequest(data);
+    } catch (err) {
+      this.runtime.metrics.providerReplies.inc({ reason: "garbage_work" });
+      this.runtime.logger.warn({ err: (err as Error).message }, "work request refused");
+      if (replySubject) nc.publish(replySubject, encode(errorReply(err as MigError)));
+      jsMsg?.term();
+      return;
+    }
+    const reply = (value: WorkReply) => {
+      const to = request.reply_to ?? replySubject;
+      if (to) nc.publish(to, encode(value));
+    };
+    const entry = this.runtime.capabilities.get(request.capability);
+    if (!entry) {
+      reply(errorReply(new MigError("MIG_UNSUPPORTED_CAPABILITY", `this worker does not serve ${request.capability}`)));
+      jsMsg?.term();
+      return;
+    }
+    const messageId = request.header.message_id;
+    const remaining = request.deadline_at - Date.now();
+    if (remaining <= 0) {
+      // The caller stopped waiting: running the work now would only be a side effect nobody asked for.
+      reply(errorReply(new MigError("MIG_TIMEOUT", `the deadline of ${messageId} passed before a worker took it`)));
+      jsMsg?.ack();
+      return;
+    }
+    if (this.runtime.inflight.has(messageId)) {
+      jsMsg?.working(); // a redelivery of work this worker is still running: keep it, answer once
+      return;
+    }
+    const doneKey = jsMsg && this.doneRecords && request.header.idempotency_key && entry.descriptor.qos?.delivery_semantics === "exactly_once"
+      ? `w.${IdempotencyStore.keyOf(request.header.tenant_id, request.capability, request.header.idempotency_key)}`
+      : undefined;
+    if (doneKey && jsMsg!.info.deliveryCount > 1) {
+      const done = await this.doneRecords!.get(doneKey).catch(() => null);
+      if (done && done.operation === "PUT") {
+        // An earlier worker finished this key and died before acking: answer its result, do not run again.
+        reply({ ok: true, payload: done.json<JsonObject>() });
+        jsMsg!.ack();
+        return;
+      }
+    }
+
+    const progress = jsMsg
+      ? setInterval(() => jsMsg.working(), Math.floor(WORK_ACK_WAIT_MS / 3))
+      : setTimeout(() => reply({ accepted: this.providerId }), ACCEPT_NOTICE_MS);
+    const header = { ...request.header, deadline_ms: remaining };
+    let outcome: InvocationOutcome;
+    try {
+      outcome = await execute(this.runtime, entry, header, principalFromWire(request.principal), request.payload);
+    } finally {
+      clearInterval(progress);
+      clearTimeout(progress);
+    }
+    if (doneKey && outcome.ok) await this.doneRecords!.put(doneKey, JSON.stringify(outcome.payload)).catch(() => undefined);
+    reply(outcome.ok ? { ok: true, payload: outcome.payload } : errorReply(outcome.error));
+    jsMsg?.ack();
+  }
+
+  /** Leaves the registry at once (DISCOVER drops it without waiting for missed beats), then finishes running work. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.beat) clearInterval(this.beat);
+    await this.registry?.delete(this.providerId).catch(() => undefined);
+    for (const sub of this.subscriptions) await sub.drain().catch(() => undefined);
+    await Promise.race([Promise.allSettled([...this.running]), sleep(5_000)]);
+  }
+}
+
+function errorReply(error: MigError): WorkReply {
+  return { ok: false, error: (error instanceof MigError ? error : new MigError("MIG_INTERNAL", "the worker failed")).toJSON() };
+}
+
+/** The work-queue stream: file storage, so queued work survives a restart of the bus. */
+export async function ensureWorkStream(runtime: MigRuntime): Promise<void> {
+  const { jsm } = runtime.bus;
+  try {
+    await jsm.streams.info(WORK_STREAM);
+    return;
+  } catch {
+    // Not there yet: create it below.
+  }
+  try {
+    await jsm.streams.add({
+      name: WORK_STREAM,
+      subjects: [WORK_STREAM_SUBJECTS],
+      retention: RetentionPolicy.Workqueue,
+      storage: StorageType.File,
+      max_age: nanos(24 * 3600 * 1000),
+    });
+  } catch (err) {
+    // Another worker created it in the meantime.
+    await jsm.streams.info(WORK_STREAM).catch(() => {
+      throw err;
+    });
+  }
+}

@@ -1,0 +1,177 @@
+// The public NATS binding: the standard's smoke checks against `mig start`, tenancy, auth and bad input over real subjects.
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SignJWT } from "jose";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { Authenticator } from "../runtime/auth.ts";
+import { startNatsBinding, type NatsBinding } from "../bindings/nats/server.ts";
+import { startMig, type MigProcess } from "./helpers/process.ts";
+import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
+import { natsClient, natsRequest, rawRequest } from "./helpers/nats.ts";
+import { expectEnvelope } from "./helpers/envelopes.ts";
+
+describe("the standard's NATS smoke checks against `mig start`", () => {
+  let mig: MigProcess;
+  let nc: NatsConnection;
+  beforeAll(async () => {
+    mig = startMig(["start"]);
+    const line = await mig.waitForLog("NATS binding listening");
+    expect(line.subjects).toContain("mig.v0_1.*.invoke.>");
+    nc = await natsClient(String(line.url));
+  });
+  afterAll(async () => {
+    await nc?.close();
+    await mig?.stop("SIGTERM");
+  });
+
+  it("answers hello, discover and invoke of observatory.models.infer without an error key", async () => {
+    const checks: [string, unknown][] = [
+      ["mig.v0_1.acme.hello", { header: { tenant_id: "acme" }, supported_versions: ["0.1"], requested_bindings: ["nats"] }],
+      ["mig.v0_1.acme.discover", { header: { tenant_id: "acme" } }],
+      ["mig.v0_1.acme.invoke.observatory.models.infer", { header: { tenant_id: "acme" }, payload: { input: "health-check" } }],
+    ];
+    const answers = [];
+    for (const [subject, body] of checks) answers.push(await natsRequest(nc, subject, body));
+    for (const answer of answers) expect(answer.body.error, JSON.stringify(answer.body)).toBeUndefined();
+    const [hello, discover, invoke] = answers;
+    expect(hello!.body.selected_binding).toBe("nats");
+    expect(discover!.body.capabilities.map((c: { id: string }) => c.id)).toContain("observatory.models.infer");
+    expect(invoke!.body.payload.result).toBe("ok");
+    // MIG header fields are mirrored into the NATS headers of the reply.
+    expect(invoke!.headers.message_id).toBe(invoke!.body.header.message_id);
+    expect(invoke!.headers.tenant_id).toBe("acme");
+    expect(invoke!.headers.mig_version).toBe("0.1");
+  });
+});
+
+describe("the NATS binding of one runtime", () => {
+  let rt: TestRuntime;
+  let binding: NatsBinding;
+  let nc: NatsConnection;
+  beforeAll(async () => {
+    rt = await startTestRuntime();
+    binding = await startNatsBinding(rt.runtime, new Authenticator("none"));
+    nc = await natsClient(rt.runtime.natsUrl);
+  });
+  afterAll(async () => {
+    await nc?.close();
+    await binding?.close();
+    await rt?.stop();
+  });
+
+  const infer = "mig.v0_1.acme.invoke.observatory.models.infer";
+
+  it("takes the tenant from the subject and refuses a header that names another one", async () => {
+    const ok = await natsRequest(nc, infer, { payload: { input: "x" } });
+    expect(ok.body.header.tenant_id).toBe("acme");
+    const other = await natsRequest(nc, infer, { header: { tenant_id: "globex" }, payload: { input: "x" } });
+    expectEnvelope("ErrorEnvelope", other.body);
+    expect(other.body.error.code).toBe("MIG_FORBIDDEN");
+    expect(other.headers.mig_error_code).toBe("MIG_FORBIDDEN");
+  });
+
+  it("reads MIG header fields from NATS headers and mirrors them back", async () => {
+    const id = randomUUID();
+    const answer = await natsRequest(nc, infer, { payload: { input: "x" } }, { message_id: id, session_id: "s-1" });
+    expect(answer.body.header.message_id).toBe(id);
+    expect(answer.headers.message_id).toBe(id);
+    expect(answer.headers.session_id).toBe("s-1");
+  });
+
+  it("answers heartbeat and cancel", async () => {
+    const beat = await natsRequest(nc, "mig.v0_1.acme.control.heartbeat", { interval_ms: 5000 });
+    expect(beat.body.suggested_interval_ms).toBe(5000);
+    const target = randomUUID();
+    const cancel = await natsRequest(nc, `mig.v0_1.acme.control.cancel.${target}`, {});
+    expect(cancel.body).toMatchObject({ target_message_id: target, accepted: false, status: "not_found" });
+  });
+
+  it("answers a capability nobody serves with an error envelope, not silence", async () => {
+    const answer = await natsRequest(nc, "mig.v0_1.acme.invoke.nobody.serves.this", { payload: {} });
+    expect(answer.body.error.code).toBe("MIG_UNSUPPORTED_CAPABILITY");
+  });
+
+  it("answers bad bodies with MIG_INVALID_REQUEST envelopes", async () => {
+    const bodies: unknown[] = ["{not json", "[1,2]", '"text"', { payload: "not an object" }, { header: "nope", payload: {} }, { header: { deadline_ms: -5 }, payload: {} }];
+    for (const body of bodies) {
+      const answer = await natsRequest(nc, infer, body);
+      expectEnvelope("ErrorEnvelope", answer.body);
+      expect(answer.body.error.code, JSON.stringify(body)).toBe("MIG_INVALID_REQUEST");
+      expect(answer.body.header.tenant_id).toBe("acme");
+    }
+  });
+
+  it("refuses wildcard and over-long subject tokens", async () => {
+    const url = rt.runtime.natsUrl;
+    const long = "t".repeat(65);
+    const answers = [
+      await rawRequest(url, "mig.v0_1.*.hello", "{}").then((a) => a.body),
+      await rawRequest(url, "mig.v0_1.acme.invoke.observatory.*.infer", '{"payload":{"input":"x"}}').then((a) => a.body),
+      await rawRequest(url, "mig.v0_1.acme.invoke.>", '{"payload":{"input":"x"}}').then((a) => a.body),
+      await rawRequest(url, "mig.v0_1.acme.control.cancel.*", "{}").then((a) => a.body),
+      await natsRequest(nc, `mig.v0_1.${long}.hello`, {}).then((a) => a.body),
+      await natsRequest(nc, `mig.v0_1.acme.invoke.${"c".repeat(201)}.x`, { payload: {} }).then((a) => a.body),
+      await natsRequest(nc, "mig.v0_1.acme.control.cancel.not-a-uuid", {}).then((a) => a.body),
+    ];
+    for (const answer of answers) {
+      expectEnvelope("ErrorEnvelope", answer);
+      expect(answer.error.code, JSON.stringify(answer)).toBe("MIG_INVALID_REQUEST");
+    }
+  });
+
+  it("leaves an empty token to the server, which answers at once that nobody serves it", async () => {
+    // nats-server does not route a subject with an empty token to any subscriber: the requester gets
+    // the no-responders status (503) immediately rather than a silent wait.
+    for (const subject of ["mig.v0_1.acme.invoke.observatory..infer", "mig.v0_1..hello"]) {
+      const answer = await rawRequest(rt.runtime.natsUrl, subject, "{}");
+      expect(answer.status, subject).toBe(503);
+    }
+  });
+
+  it("counts and drops a request without a reply subject, and keeps serving", async () => {
+    const before = await dropped(rt);
+    nc.publish(infer, JSON.stringify({ payload: { input: "x" } }));
+    await waitFor("the drop to be counted", async () => (await dropped(rt)) === before + 1);
+    const after = await natsRequest(nc, infer, { payload: { input: "still here" } });
+    expect(after.body.payload.echo.input).toBe("still here");
+  });
+});
+
+describe("the NATS binding with jwt auth", () => {
+  const secret = "nats-binding-test-secret-0123456789";
+  let rt: TestRuntime;
+  let binding: NatsBinding;
+  let nc: NatsConnection;
+  beforeAll(async () => {
+    rt = await startTestRuntime({ config: { authMode: "jwt", jwtHs256Secret: secret } });
+    binding = await startNatsBinding(rt.runtime, new Authenticator("jwt", secret));
+    nc = await natsClient(rt.runtime.natsUrl);
+  });
+  afterAll(async () => {
+    await nc?.close();
+    await binding?.close();
+    await rt?.stop();
+  });
+
+  const token = (tenant: string) =>
+    new SignJWT({ tenant_id: tenant, scope: "capability:infer" })
+      .setProtectedHeader({ alg: "HS256" })
+      .setSubject("alice")
+      .setExpirationTime("5m")
+      .sign(new TextEncoder().encode(secret));
+
+  it("reads the bearer token from the Authorization header and holds the subject's tenant to it", async () => {
+    const body = { payload: { input: "x" } };
+    const none = await natsRequest(nc, "mig.v0_1.acme.invoke.observatory.models.infer", body);
+    expect(none.body.error.code).toBe("MIG_UNAUTHORIZED");
+    const ok = await natsRequest(nc, "mig.v0_1.acme.invoke.observatory.models.infer", body, { Authorization: `Bearer ${await token("acme")}` });
+    expect(ok.body.payload.result).toBe("ok");
+    const elsewhere = await natsRequest(nc, "mig.v0_1.globex.invoke.observatory.models.infer", body, { Authorization: `Bearer ${await token("acme")}` });
+    expect(elsewhere.body.error.code).toBe("MIG_FORBIDDEN");
+  });
+});
+
+async function dropped(rt: TestRuntime): Promise<number> {
+  const metric = await rt.runtime.metrics.natsDropped.get();
+  return metric.values.reduce((sum, v) => sum + v.value, 0);
+}
