@@ -13,6 +13,7 @@ import {
 } from "./provider-protocol.ts";
 import { MicroAttach } from "./micro-attach.ts";
 import { RemoteDispatcher } from "./remote-dispatch.ts";
+import { remoteStreamHandler } from "./remote-stream.ts";
 import type { CancelStatus, CapabilityDescriptor, JsonObject } from "./types.ts";
 import type { UnaryHandler } from "./provider.ts";
 import type { MigRuntime } from "./runtime.ts";
@@ -158,6 +159,8 @@ export class Fleet {
       capabilities.setRemote(id, {
         descriptor: capability.descriptor,
         handler: capability.handler ?? this.dispatcher.handlerFor(capability.descriptor),
+        // Workers stream too (runtime/remote-stream.ts); a micro service is unary only.
+        stream: capability.handler ? undefined : remoteStreamHandler(this.runtime, capability.descriptor),
       });
     }
   }

@@ -7,7 +7,11 @@ export class FrameQueue<T> implements AsyncIterable<T> {
   private ended = false;
   private failure: unknown;
 
-  constructor(private readonly limit: number) {}
+  /** `onEmpty` runs each time the reader takes the last queued item. */
+  constructor(
+    private readonly limit: number,
+    private readonly onEmpty?: () => void,
+  ) {}
 
   get size(): number {
     return this.items.length - this.head;
@@ -61,6 +65,7 @@ export class FrameQueue<T> implements AsyncIterable<T> {
         this.items = this.items.slice(this.head);
         this.head = 0;
       }
+      if (this.size === 0) this.onEmpty?.();
       return Promise.resolve({ value, done: false });
     }
     if (this.ended) return Promise.resolve({ value: undefined, done: true });

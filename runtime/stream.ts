@@ -34,6 +34,11 @@ export interface OpenStreamOptions {
   capability?: string | undefined;
   /** Whether this binding carries the caller's frames after the request (WebSocket yes, SSE no). */
   clientFrames: boolean;
+  /**
+   * Called with true when the caller's frames pile up (a window's worth unread by the provider) and
+   * with false once the provider has read them all: a binding stops and resumes reading its socket.
+   */
+  inboundPressure?: ((full: boolean) => void) | undefined;
 }
 
 const STREAM_ID = /^[A-Za-z0-9_-]{1,128}$/;
@@ -83,7 +88,7 @@ export function openStream(core: RuntimeCore, body: unknown, request: RequestCon
   if (core.inflight.has(header.message_id) || core.streams.has(header.message_id)) {
     throw new MigError("MIG_INVALID_REQUEST", `message_id ${header.message_id} is already in flight; give every invocation its own UUID`);
   }
-  const session = new StreamSession(core, entry, header, request.principal, mode, streamId, options.sink);
+  const session = new StreamSession(core, entry, header, request.principal, mode, streamId, options.sink, options.inboundPressure);
   session.start(payload);
   return session;
 }
@@ -149,6 +154,7 @@ export class StreamSession {
   private paused = false;
   private providerDone = false;
   private inputClosed = false;
+  private inboundFull = false;
   private end: StreamEnd | undefined;
   private result: JsonObject = {};
   private resolveEnded!: (end: StreamEnd) => void;
@@ -163,12 +169,14 @@ export class StreamSession {
     readonly mode: StreamMode,
     readonly streamId: string,
     private readonly sink: FrameSink,
+    private readonly inboundPressure?: ((full: boolean) => void) | undefined,
   ) {
     this.messageId = header.message_id;
     this.tenant = header.tenant_id;
     this.capability = entry.descriptor.id;
     this.window = core.config.streamWindow;
-    this.inbound = new FrameQueue(Math.max(64, core.config.streamWindow * 8));
+    // Past the window the binding stops reading its socket; the hard limit catches frames already read.
+    this.inbound = new FrameQueue(Math.max(1024, core.config.streamWindow * 32), () => this.relieve());
     this.ended = new Promise((resolve) => (this.resolveEnded = resolve));
     this.framesOut = core.metrics.streamFrames.labels({ direction: "out" });
     this.framesIn = core.metrics.streamFrames.labels({ direction: "in" });
@@ -341,11 +349,21 @@ export class StreamSession {
         this.fail(new MigError("MIG_BACKPRESSURE", `stream ${this.streamId}: the caller sent more frames than its provider has read`));
         return;
       }
+      if (!this.inboundFull && this.inbound.size >= this.window && this.inboundPressure) {
+        this.inboundFull = true;
+        this.inboundPressure(true);
+      }
     }
     if (end) {
       this.inputClosed = true;
       this.inbound.end();
     }
+  }
+
+  private relieve(): void {
+    if (!this.inboundFull) return;
+    this.inboundFull = false;
+    this.inboundPressure?.(false);
   }
 
   // ── ending ─────────────────────────────────────────────────────────────────────────────────────
@@ -377,6 +395,7 @@ export class StreamSession {
     this.paused = false;
     if (end.state === "completed") this.inbound.end();
     else this.inbound.fail(end.error);
+    this.relieve();
 
     core.streams.delete(this.messageId);
     core.finished.add(this.messageId, this.tenant);

@@ -6,6 +6,7 @@ import type { KV } from "@nats-io/kv";
 import { MigError } from "./errors.ts";
 import { IDEMPOTENCY_BUCKET, IdempotencyStore } from "./idempotency.ts";
 import { execute } from "./invoke.ts";
+import { serveRemoteStreams } from "./remote-stream.ts";
 import {
   ACCEPT_NOTICE_MS,
   CANCEL_WILDCARD,
@@ -80,6 +81,7 @@ export class WorkerHost {
       if (!this.runtime.capabilities.get(definition.descriptor.id)) this.runtime.capabilities.add(definition);
     }
     this.subscriptions.push(nc.subscribe(CANCEL_WILDCARD, { callback: (err, msg) => (err ? undefined : this.onCancel(msg)) }));
+    this.subscriptions.push(...serveRemoteStreams(this.runtime, this.definitions, this.providerId));
 
     const queued = this.definitions.filter((d) => usesWorkQueue(d.descriptor));
     if (queued.length > 0) {

@@ -107,6 +107,14 @@ class StreamConnection {
     },
   };
 
+  /** Streams whose provider has a window of this socket's frames unread: while any has, the socket is not read. */
+  private full = 0;
+  private readonly pressure = (full: boolean): void => {
+    this.full += full ? 1 : -1;
+    if (full && this.full === 1) this.ws.pause();
+    else if (!full && this.full === 0) this.ws.resume();
+  };
+
   listen(): void {
     this.ws.on("message", (data) => this.onMessage(data));
     this.ws.on("close", () => this.onClose());
@@ -182,6 +190,7 @@ class StreamConnection {
         sink: this.sink,
         streamId: streamId as string | undefined,
         clientFrames: true,
+        inboundPressure: this.pressure,
       });
     } catch (err) {
       this.refuseFrame(frame, err, true);
