@@ -6,6 +6,7 @@ import type { Authenticator } from "../../runtime/auth.ts";
 import type { RequestContext } from "../../runtime/core.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
 import type { MessageHeader } from "../../runtime/types.ts";
+import { serveNatsStreams } from "./stream.ts";
 import { parseSubject, PUBLIC_SUBJECTS, QUEUE_GROUP, type ParsedSubject } from "./subjects.ts";
 
 /** MIG header fields mirrored between the body's header and NATS message headers (spec section 7). */
@@ -85,6 +86,7 @@ export async function startNatsBinding(runtime: MigRuntime, authenticator: Authe
       },
     }),
   );
+  subscriptions.push(serveNatsStreams(runtime, authenticator, queue));
   await nc.flush();
   return {
     subjects: PUBLIC_SUBJECTS,

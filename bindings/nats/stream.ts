@@ -1,0 +1,144 @@
+// Streams on public NATS subjects: a start request opens the stream; frames flow on mig.v0_1.<tenant>.stream.<stream_id> as the consumer grants credit.
+import { randomUUID } from "node:crypto";
+import { Match, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { errorEnvelope } from "../../runtime/envelope.ts";
+import { MigError, toMigError } from "../../runtime/errors.ts";
+import { checkTenant } from "../../runtime/names.ts";
+import { checkStreamId, type FrameSink, type StreamSession } from "../../runtime/stream.ts";
+import type { Authenticator } from "../../runtime/auth.ts";
+import type { MigRuntime } from "../../runtime/runtime.ts";
+import type { StreamFrame } from "../../runtime/types.ts";
+import { SUBJECT_ROOT } from "./subjects.ts";
+
+/** Request/reply: an InvokeRequest (optionally with `stream_id`) starts a stream; the reply names its subjects. */
+export const STREAM_START_SUBJECT = `${SUBJECT_ROOT}.*.control.stream`;
+export const streamSubject = (tenant: string, streamId: string) => `${SUBJECT_ROOT}.${tenant}.stream.${streamId}`;
+/** The caller's side of a stream: credit, cancel and bidi request frames (StreamFrame JSON). */
+export const streamInboundSubject = (tenant: string, streamId: string) => `${streamSubject(tenant, streamId)}.in`;
+
+const decoder = new TextDecoder();
+
+/** Serves STREAM_START_SUBJECT in the runtimes' queue group; each stream then lives on the gateway that started it. */
+export function serveNatsStreams(runtime: MigRuntime, authenticator: Authenticator, queue: string): Subscription {
+  const { nc } = runtime.bus;
+  const limit = runtime.config.maxBodyBytes;
+
+  async function start(msg: Msg): Promise<void> {
+    const tenant = msg.subject.split(".")[2] ?? "";
+    let body: unknown;
+    let inbound: Subscription | undefined;
+    try {
+      checkTenant(tenant, "the tenant token of the stream start subject");
+      body = parse(msg.data, limit);
+      const raw = body as Record<string, unknown>;
+      const principal = await authenticator.authenticate({
+        authorization: msg.headers?.get("Authorization", Match.IgnoreCase) || undefined,
+        actor: msg.headers?.get("X-Actor", Match.IgnoreCase) || undefined,
+      });
+      const streamId = raw.stream_id === undefined || raw.stream_id === "" ? `stream-${randomUUID()}` : checkStreamId(raw.stream_id);
+      const subject = streamSubject(tenant, streamId);
+      const sink = new CreditSink(nc, subject);
+      const session: StreamSession = runtime.openStream(body, { principal, tenant, binding: "nats", bodyBytes: msg.data.length }, {
+        sink,
+        streamId,
+        clientFrames: true,
+      });
+      const inboundSubject = streamInboundSubject(tenant, streamId);
+      inbound = nc.subscribe(inboundSubject, { callback: (err, m) => (err ? undefined : fromCaller(runtime, session, sink, m)) });
+      void session.ended.then(() => inbound?.unsubscribe());
+      msg.respond(JSON.stringify({ header: session.header, stream_id: streamId, capability: session.capability, subject, inbound_subject: inboundSubject }));
+    } catch (err) {
+      inbound?.unsubscribe();
+      const error = err instanceof MigError ? err : runtime.counted("stream", err);
+      msg.respond(JSON.stringify(errorEnvelope(error, body, tenant)));
+    }
+  }
+
+  return nc.subscribe(STREAM_START_SUBJECT, {
+    queue,
+    callback: (err, msg) => {
+      if (err || !msg.reply) return;
+      start(msg).catch((e: unknown) => runtime.logger.error({ err: (e as Error)?.stack ?? String(e) }, "NATS stream start failed"));
+    },
+  });
+}
+
+function parse(data: Uint8Array, limit: number): Record<string, unknown> {
+  if (data.length > limit) throw new MigError("MIG_INVALID_REQUEST", `the request body is larger than ${limit} bytes`, { details: { max_body_bytes: limit } });
+  let value: unknown;
+  try {
+    value = data.length === 0 ? {} : JSON.parse(decoder.decode(data));
+  } catch (err) {
+    throw new MigError("MIG_INVALID_REQUEST", `the request body is not valid JSON (${(err as Error).message})`);
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) throw new MigError("MIG_INVALID_REQUEST", "the request body must be a JSON object");
+  return value as Record<string, unknown>;
+}
+
+/** A frame from the caller on the inbound subject: credit, cancel, or a bidi request frame. A bad one ends the stream. */
+function fromCaller(runtime: MigRuntime, session: StreamSession, sink: CreditSink, msg: Msg): void {
+  if (session.isOver) return;
+  let frame: Record<string, unknown>;
+  try {
+    frame = parse(msg.data, runtime.config.maxBodyBytes);
+  } catch (err) {
+    session.fail(toMigError(err));
+    return;
+  }
+  const payload = frame.payload !== null && typeof frame.payload === "object" ? (frame.payload as Record<string, unknown>) : {};
+  try {
+    if (frame.kind === "control" && payload.action === "credit") {
+      const n = payload.credit;
+      if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > 1_000_000) throw new MigError("MIG_INVALID_REQUEST", "payload.credit must be an integer from 1 to 1000000");
+      sink.grant(n);
+    } else if (frame.kind === "control" && payload.action === "cancel") {
+      session.cancel(typeof payload.reason === "string" ? payload.reason.slice(0, 500) : "cancelled by a control frame");
+    } else if (frame.kind === "request") {
+      session.receive(frame.payload, frame.end_stream === true);
+    } else {
+      throw new MigError("MIG_INVALID_REQUEST", 'callers send request frames and control frames with payload.action "credit" or "cancel"');
+    }
+  } catch (err) {
+    session.fail(toMigError(err));
+  }
+}
+
+/**
+ * Publishes frames only against credit the consumer granted: NATS has no write callback toward a
+ * subscriber, so the consumer's `credit` frames are the stream's credits. Held frames are bounded by
+ * the stream's window; a terminal frame goes out at once (queued data frames of an aborted stream are dropped).
+ */
+class CreditSink implements FrameSink {
+  private credit = 0;
+  private readonly held: { frame: StreamFrame; written: () => void }[] = [];
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly subject: string,
+  ) {}
+
+  write(frame: StreamFrame, written: () => void): void {
+    if (frame.end_stream) {
+      this.held.length = 0;
+      this.nc.publish(this.subject, JSON.stringify(frame));
+      return;
+    }
+    if (this.credit > 0 && this.held.length === 0) {
+      this.credit--;
+      this.nc.publish(this.subject, JSON.stringify(frame));
+      queueMicrotask(written); // not from inside the session's own send()
+      return;
+    }
+    this.held.push({ frame, written });
+  }
+
+  grant(n: number): void {
+    this.credit += n;
+    while (this.credit > 0 && this.held.length > 0) {
+      const { frame, written } = this.held.shift()!;
+      this.credit--;
+      this.nc.publish(this.subject, JSON.stringify(frame));
+      written();
+    }
+  }
+}
