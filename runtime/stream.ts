@@ -42,6 +42,19 @@ export interface OpenStreamOptions {
 }
 
 const STREAM_ID = /^[A-Za-z0-9_-]{1,128}$/;
+const headerJson = new WeakMap<MessageHeader, string>();
+
+/**
+ * A frame as JSON text, for sinks. Every frame of a stream carries the same header object, so its
+ * JSON is made once per stream, not once per frame (the header is most of a small frame's bytes).
+ */
+export function encodeFrame(frame: StreamFrame): string {
+  let header = headerJson.get(frame.header);
+  if (header === undefined) headerJson.set(frame.header, (header = JSON.stringify(frame.header)));
+  const { header: _header, ...rest } = frame;
+  const body = JSON.stringify(rest);
+  return body === "{}" ? `{"header":${header}}` : `{"header":${header},${body.slice(1)}`;
+}
 const RESOLVED: Promise<void> = Promise.resolve();
 
 /** Checks a caller's stream id: it names the stream on the wire and becomes a NATS subject token. */

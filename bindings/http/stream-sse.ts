@@ -2,7 +2,7 @@
 import type { ServerResponse } from "node:http";
 import type { RequestContext } from "../../runtime/core.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
-import type { FrameSink } from "../../runtime/stream.ts";
+import { encodeFrame, type FrameSink } from "../../runtime/stream.ts";
 
 /** True when an invoke body asks for a stream; the runtime decides whether it may have one. */
 export function wantsStream(body: unknown): boolean {
@@ -26,7 +26,7 @@ export function serveStream(runtime: MigRuntime, res: ServerResponse, body: unkn
       // A gone consumer drops the frame and gives no credit: the close handler below cancels the stream.
       if (res.destroyed || res.writableEnded) return;
       open();
-      res.write(`event: mig-frame\ndata: ${JSON.stringify(frame)}\n\n`, () => written());
+      res.write(`event: mig-frame\ndata: ${encodeFrame(frame)}\n\n`, () => written());
       if (frame.end_stream) res.end();
     },
   };

@@ -5,7 +5,7 @@ import { WebSocket, WebSocketServer, type RawData } from "ws";
 import { errorHeader } from "../../runtime/envelope.ts";
 import { HTTP_STATUS, MigError } from "../../runtime/errors.ts";
 import { transportTenant } from "../../runtime/policy.ts";
-import { checkStreamId, type FrameSink, type StreamSession } from "../../runtime/stream.ts";
+import { checkStreamId, encodeFrame, type FrameSink, type StreamSession } from "../../runtime/stream.ts";
 import type { Authenticator } from "../../runtime/auth.ts";
 import type { RequestContext } from "../../runtime/core.ts";
 import type { Principal } from "../../runtime/principal.ts";
@@ -103,7 +103,7 @@ class StreamConnection {
     write: (frame, written) => {
       // A closed socket drops the frame and gives no credit: its streams are being cancelled by onClose.
       if (this.ws.readyState !== WebSocket.OPEN) return;
-      this.ws.send(JSON.stringify(frame), () => written());
+      this.ws.send(encodeFrame(frame), () => written());
     },
   };
 

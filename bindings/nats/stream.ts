@@ -4,7 +4,7 @@ import { Match, type Msg, type NatsConnection, type Subscription } from "@nats-i
 import { errorEnvelope } from "../../runtime/envelope.ts";
 import { MigError, toMigError } from "../../runtime/errors.ts";
 import { checkTenant } from "../../runtime/names.ts";
-import { checkStreamId, type FrameSink, type StreamSession } from "../../runtime/stream.ts";
+import { checkStreamId, encodeFrame, type FrameSink, type StreamSession } from "../../runtime/stream.ts";
 import type { Authenticator } from "../../runtime/auth.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
 import type { StreamFrame } from "../../runtime/types.ts";
@@ -120,12 +120,12 @@ class CreditSink implements FrameSink {
   write(frame: StreamFrame, written: () => void): void {
     if (frame.end_stream) {
       this.held.length = 0;
-      this.nc.publish(this.subject, JSON.stringify(frame));
+      this.nc.publish(this.subject, encodeFrame(frame));
       return;
     }
     if (this.credit > 0 && this.held.length === 0) {
       this.credit--;
-      this.nc.publish(this.subject, JSON.stringify(frame));
+      this.nc.publish(this.subject, encodeFrame(frame));
       queueMicrotask(written); // not from inside the session's own send()
       return;
     }
@@ -137,7 +137,7 @@ class CreditSink implements FrameSink {
     while (this.credit > 0 && this.held.length > 0) {
       const { frame, written } = this.held.shift()!;
       this.credit--;
-      this.nc.publish(this.subject, JSON.stringify(frame));
+      this.nc.publish(this.subject, encodeFrame(frame));
       written();
     }
   }

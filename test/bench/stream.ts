@@ -1,0 +1,163 @@
+// Streaming benchmarks of issue 6 (run: node --import tsx test/bench/stream.ts):
+//  1. frames per second of one server_stream from a `mig worker` process, through a `mig start` gateway's
+//     NATS stream subjects, to a NATS consumer granting credit, against raw NATS publish/subscribe of
+//     same-sized payloads from a plain publisher process in the same run;
+//  2. time from CANCEL (NATS control.cancel request) and from a WebSocket cancel frame to the provider's
+//     AbortSignal, with the provider in the gateway's process.
+import { randomUUID } from "node:crypto";
+import { performance } from "node:perf_hooks";
+import { parseArgs } from "node:util";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import WebSocket from "ws";
+import { startNatsBinding } from "../../bindings/nats/server.ts";
+import { defineStreamingCapability } from "../../runtime/provider.ts";
+import { startMig } from "../helpers/process.ts";
+import { startTestRuntime } from "../helpers/runtime.ts";
+import { Authenticator } from "../../runtime/auth.ts";
+import { Histogram } from "./histogram.ts";
+import { spawnTs } from "./processes.ts";
+
+const { values } = parseArgs({ options: { frames: { type: "string", default: "100000" }, cancels: { type: "string", default: "300" }, credit: { type: "string", default: "64" } } });
+const FRAMES = Number(values.frames);
+const CANCELS = Number(values.cancels);
+const CREDIT = Number(values.credit);
+const ROOT = new URL("../..", import.meta.url).pathname;
+
+async function streamThroughGateway(): Promise<{ fps: number; rawFps: number; bytes: number }> {
+  const gateway = startMig(["start"], { MIG_LOG_LEVEL: "info", MIG_STREAM_WINDOW: String(CREDIT) });
+  const bus = String((await gateway.waitForLog("embedded nats-server listening")).url);
+  await gateway.waitForLog("NATS binding listening");
+  const worker = startMig(["worker", "test/fixtures/stream-provider.ts"], { MIG_NATS_URL: bus, MIG_STREAM_WINDOW: String(CREDIT) });
+  await worker.waitForLog("worker serving");
+  const nc = await connect({ servers: bus, name: "bench-consumer" });
+  try {
+    // The gateway learns of the worker from the registry: wait until a start succeeds.
+    for (;;) {
+      const answer = (await nc.request("mig.v0_1.bench.discover", "{}")).json<{ capabilities: { id: string }[] }>();
+      if (answer.capabilities.some((c) => c.id === "remote.stream.count")) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await runStream(nc, 2_000); // warm-up
+    const { seconds, bytes } = await runStream(nc, FRAMES);
+    const raw = await rawPubSub(bus, FRAMES, bytes);
+    return { fps: FRAMES / seconds, rawFps: FRAMES / raw, bytes };
+  } finally {
+    await nc.close();
+    await worker.stop();
+    await gateway.stop();
+  }
+}
+
+async function runStream(nc: NatsConnection, frames: number): Promise<{ seconds: number; bytes: number }> {
+  const streamId = `b-${randomUUID()}`;
+  const subject = `mig.v0_1.bench.stream.${streamId}`;
+  let read = 0;
+  let bytes = 0;
+  let started = 0;
+  const done = new Promise<number>((resolve) => {
+    nc.subscribe(subject, {
+      callback: (_e, msg) => {
+        const frame = msg.json<{ end_stream?: boolean }>();
+        if (frame.end_stream) return resolve(performance.now());
+        bytes = msg.data.length;
+        // Grant half a window each time half a window was read: the pipe never runs dry waiting for credit.
+        if (++read % (CREDIT / 2) === 0) nc.publish(`${subject}.in`, JSON.stringify({ kind: "control", payload: { action: "credit", credit: CREDIT / 2 } }));
+      },
+    });
+  });
+  await nc.flush();
+  started = performance.now();
+  await nc.request("mig.v0_1.bench.control.stream", JSON.stringify({ capability: "remote.stream.count", payload: { count: frames }, stream_id: streamId, stream_preference: "server_stream", header: { deadline_ms: 600_000 } }));
+  nc.publish(`${subject}.in`, JSON.stringify({ kind: "control", payload: { action: "credit", credit: CREDIT } }));
+  const ended = await done;
+  return { seconds: (ended - started) / 1000, bytes };
+}
+
+async function rawPubSub(bus: string, frames: number, bytes: number): Promise<number> {
+  const body = JSON.stringify({ pad: "x".repeat(Math.max(0, bytes - 10)) });
+  const go = `bench.go.${randomUUID()}`;
+  const publisher = spawnTs("raw-stream-publisher", ROOT, "test/bench/raw-stream-publisher.ts", ["--servers", bus, "--subject", "bench.raw.stream", "--count", String(frames), "--body", body, "--go", go]);
+  await publisher.waitForLine((l) => (l.includes('"ready":true') ? l : undefined), 20_000);
+  const nc = await connect({ servers: bus, name: "bench-raw-consumer" });
+  let read = 0;
+  const done = new Promise<number>((resolve) => {
+    // The consumer parses each payload, as the MIG consumer does: the comparison is of transports, not of JSON.
+    nc.subscribe("bench.raw.stream", { callback: (_e, msg) => { msg.json(); if (++read === frames) resolve(performance.now()); } });
+  });
+  await nc.flush();
+  const started = performance.now();
+  nc.publish(go, "");
+  const ended = await done;
+  await nc.close();
+  await publisher.stop();
+  return (ended - started) / 1000;
+}
+
+async function cancelLatency(): Promise<{ nats: Histogram; ws: Histogram }> {
+  const aborted = new Map<string, number>();
+  const waiting = new Map<string, () => void>();
+  const forever = defineStreamingCapability(
+    { id: "bench.stream.forever", version: "1.0.0", modes: ["server_stream"], input_schema_uri: "schema://bench/any", output_schema_uri: "schema://bench/any", auth_scopes: [] },
+    async (_p, { emit, signal, header }) => {
+      signal.addEventListener("abort", () => {
+        aborted.set(header.message_id, performance.now());
+        waiting.get(header.message_id)?.();
+      });
+      for (let i = 0; ; i++) await emit({ i });
+    },
+    { "schema://bench/any": { type: "object" } },
+  );
+  const t = await startTestRuntime({ capabilities: [forever] });
+  const binding = await startNatsBinding(t.runtime, new Authenticator("none"));
+  const nc = await connect({ servers: t.runtime.natsUrl });
+  const ws = new WebSocket(`${t.http.url.replace(/^http/, "ws")}/mig/v0.1/stream`);
+  await new Promise((r) => ws.once("open", r));
+  const firstFrame = new Map<string, () => void>();
+  ws.on("message", (data) => {
+    const f = JSON.parse(data.toString()) as { stream_id: string };
+    firstFrame.get(f.stream_id)?.();
+    firstFrame.delete(f.stream_id);
+  });
+  const nats = new Histogram();
+  const wsh = new Histogram();
+  try {
+    for (let k = 0; k < CANCELS; k++) {
+      for (const via of ["nats", "ws"] as const) {
+        const messageId = randomUUID();
+        const streamId = `c-${k}-${via}`;
+        const running = new Promise<void>((r) => firstFrame.set(streamId, r));
+        ws.send(JSON.stringify({ header: { tenant_id: "acme", message_id: messageId }, stream_id: streamId, capability: "bench.stream.forever", kind: "request", payload: {} }));
+        await running;
+        const gone = new Promise<void>((r) => waiting.set(messageId, r));
+        const t0 = performance.now();
+        if (via === "nats") nc.publish(`mig.v0_1.acme.control.cancel.${messageId}`, "{}", { reply: "_INBOX.bench.ignore" });
+        else ws.send(JSON.stringify({ header: { tenant_id: "acme" }, stream_id: streamId, kind: "control", payload: { action: "cancel" } }));
+        await gone;
+        (via === "nats" ? nats : wsh).recordMs(aborted.get(messageId)! - t0);
+        waiting.delete(messageId);
+      }
+    }
+  } finally {
+    ws.terminate();
+    await nc.close();
+    await binding.close();
+    await t.stop();
+  }
+  return { nats, ws: wsh };
+}
+
+const stream = await streamThroughGateway();
+const cancels = await cancelLatency();
+const report = {
+  stream: {
+    frames: FRAMES,
+    frame_bytes: stream.bytes,
+    credit_batch: CREDIT,
+    worker_to_nats_consumer_fps: Math.round(stream.fps),
+    raw_nats_pubsub_fps: Math.round(stream.rawFps),
+    ratio: Math.round((stream.fps / stream.rawFps) * 1000) / 1000,
+  },
+  cancel_to_signal_ms: { samples: CANCELS, nats_control_cancel: cancels.nats.latencies(), websocket_cancel_frame: cancels.ws.latencies() },
+};
+process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+process.exit(0);
