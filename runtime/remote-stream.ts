@@ -3,7 +3,7 @@
 //   gateway                                   worker (queue group mig-workers)
 //   ── open  _MIG.stream.<capability>  ─────▶  runtime.openStream(...) with a bus FrameSink
 //   ◀─ {open, control}  on reply_to ─────────  (control = the worker's subject for this stream)
-//   ◀─ {frame} … on reply_to ────────────────  at most the worker's window without credit
+//   ◀─ {frame} / {frames} … on reply_to ─────  at most the worker's window without credit
 //   ── {credit: n}  on control ─────────────▶  n frames' `written` callbacks: the worker's emit() goes on
 //   ── {input} / {input_end} on control ────▶  bidi: the caller's frames, in order
 //   ── {cancel}  on control ────────────────▶  cancel, deadline, backpressure or a closed socket at the gateway
@@ -29,6 +29,7 @@ export interface StreamOpen extends WorkRequest {
 type ToGateway =
   | { open: string; control: string }
   | { frame: JsonObject }
+  | { frames: JsonObject[] }
   | { end: true; ok: true; payload: JsonObject }
   | { end: true; ok: false; error: MigErrorBody };
 
@@ -161,6 +162,11 @@ class RemoteStream {
       void this.pump();
       return;
     }
+    if (Array.isArray(message.frames)) {
+      for (const frame of message.frames) if (isObject(frame)) this.frames.push(frame);
+      void this.pump();
+      return;
+    }
     if (message.end === true) {
       this.end = message.ok === true && isObject(message.payload)
         ? { ok: true, payload: message.payload }
@@ -253,13 +259,21 @@ export function serveRemoteStreams(runtime: MigRuntime, definitions: CapabilityD
     const control = `${prefix}.${token}`;
     const entry: WorkerStream = { session: undefined, uncredited: [] };
     const reply = (message: ToGateway) => nc.publish(to, encode(message));
+    // Frames emitted in the same turn of the event loop travel in one bus message.
+    let batch: JsonObject[] = [];
+    const flush = () => {
+      if (batch.length === 0) return;
+      reply(batch.length === 1 ? { frame: batch[0]! } : { frames: batch });
+      batch = [];
+    };
     const sink: FrameSink = {
       write(frame, written) {
         if (!frame.end_stream) {
           entry.uncredited.push(written);
-          reply({ frame: frame.payload ?? {} });
+          if (batch.push(frame.payload ?? {}) === 1) setImmediate(flush);
           return;
         }
+        flush();
         live.delete(token);
         if (frame.kind === "response") reply({ end: true, ok: true, payload: frame.payload ?? {} });
         else if (frame.error) reply({ end: true, ok: false, error: frame.error });

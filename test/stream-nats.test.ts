@@ -86,7 +86,7 @@ const data = (frames: Frame[]) => frames.filter((f) => !f.end_stream);
 describe("streams over NATS", () => {
   it("the start reply names the stream's subjects; 10,000 frames arrive in order as the consumer grants credit", async () => {
     let session: StreamSession | undefined;
-    const s = await consume("test.stream.count", { count: 10_000 }, { onFrame: (_f, n) => { if (n === 1) session = [...t.runtime.streams.values()].find((x) => (x as StreamSession).capability === "test.stream.count") as StreamSession; } });
+    const s = await consume("test.stream.count", { count: 10_000 }, { batch: 64, onFrame: (_f, n) => { if (n === 1) session = [...t.runtime.streams.values()].find((x) => (x as StreamSession).capability === "test.stream.count") as StreamSession; } });
     expect(s.answer).toMatchObject({ stream_id: s.streamId, subject: `mig.v0_1.acme.stream.${s.streamId}`, inbound_subject: s.inbound });
     await s.done;
     expect(s.frames).toHaveLength(10_001);
