@@ -56,7 +56,7 @@ export const SETTINGS = [
   { key: "maxBodyBytes", env: "MIG_MAX_BODY_BYTES", flag: "--max-body-bytes <n>", description: "largest request body any binding accepts", defaultValue: 2 * 1024 * 1024, parse: integer("MIG_MAX_BODY_BYTES", 1024, 64 * 1024 * 1024) },
   { key: "idempotencyWindowMs", env: "MIG_IDEMPOTENCY_WINDOW_MS", flag: "--idempotency-window-ms <ms>", description: "how long an idempotency key's first result is kept (KV bucket TTL)", defaultValue: 10 * 60 * 1000, parse: integer("MIG_IDEMPOTENCY_WINDOW_MS", 1000, 7 * 24 * 3600 * 1000) },
   { key: "maxDeadlineMs", env: "MIG_MAX_DEADLINE_MS", flag: "--max-deadline-ms <ms>", description: "upper bound on a caller's deadline_ms", defaultValue: 10 * 60 * 1000, parse: integer("MIG_MAX_DEADLINE_MS", 1, 24 * 3600 * 1000) },
-  { key: "capacity", env: "MIG_CAPACITY", flag: "--capacity <n>", description: "in-flight invocations this process takes before HEARTBEAT reports full load", defaultValue: 1024, parse: integer("MIG_CAPACITY", 1, 1_000_000) },
+  { key: "capacity", env: "MIG_CAPACITY", flag: "--capacity <n>", description: "in-flight invocations this process accepts; beyond it INVOKE answers MIG_BACKPRESSURE and HEARTBEAT reports a load factor of 1", defaultValue: 1024, parse: integer("MIG_CAPACITY", 1, 1_000_000) },
 ] as const satisfies readonly Setting<keyof RuntimeConfig>[];
 
 function authMode(raw: string): AuthMode {

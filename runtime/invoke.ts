@@ -42,6 +42,13 @@ export async function invoke(core: RuntimeCore, body: unknown, request: RequestC
     });
   }
 
+  if (core.inflight.size >= core.config.capacity) {
+    // Admission control: past its capacity a runtime sheds load instead of queueing without bound.
+    throw new MigError("MIG_BACKPRESSURE", `this runtime already has ${core.inflight.size} invocations in flight (its capacity); retry shortly`, {
+      details: { inflight: core.inflight.size, capacity: core.config.capacity },
+    });
+  }
+
   let outcome: InvocationOutcome;
   if (header.idempotency_key !== undefined) {
     const key = IdempotencyStore.keyOf(header.tenant_id, id, header.idempotency_key);

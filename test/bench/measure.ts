@@ -70,6 +70,9 @@ export function aggregate(concurrency: number, runs: LoadResult[]): Measurement 
   const seconds = runs.reduce((sum, run) => sum + run.duration_s, 0);
   const requests = runs.reduce((sum, run) => sum + run.requests, 0);
   const firstError = runs.find((run) => run.first_error)?.first_error;
+  const opened = runs.some((run) => run.connections_opened !== undefined)
+    ? runs.reduce((sum, run) => sum + (run.connections_opened ?? 0), 0)
+    : undefined;
   return {
     concurrency,
     rounds: runs.length,
@@ -80,5 +83,6 @@ export function aggregate(concurrency: number, runs: LoadResult[]): Measurement 
     throughput_rps_rounds: runs.map((run) => run.throughput_rps),
     latency_ms: histogram.latencies(),
     ...(firstError ? { first_error: firstError } : {}),
+    ...(opened !== undefined ? { connections_opened: opened } : {}),
   };
 }

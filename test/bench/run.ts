@@ -114,9 +114,12 @@ function cleanup(): Promise<void> {
   return cleaning;
 }
 
+let interrupted: string | undefined;
 process.on("exit", killAllChildrenNow);
 for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
   process.on(sig, () => {
+    if (interrupted) return;
+    interrupted = sig;
     process.stderr.write(`\n${sig}: stopping child processes\n`);
     void cleanup().finally(() => process.exit(130));
   });
@@ -132,12 +135,16 @@ try {
       `${availableParallelism()} cores, node ${process.version}`,
   );
   for (const row of selected) {
+    if (interrupted) break;
     if (!row.pending) log(`${row.name} [${row.id}]`);
     results.push(await runRow(row, ctx, settings, log));
   }
+} catch (err) {
+  if (!interrupted) throw err; // once interrupted, failures are the children we stopped
 } finally {
   await cleanup();
 }
+if (interrupted) process.exit(130);
 
 console.log("");
 console.log(results.map(formatRow).join("\n\n"));

@@ -28,6 +28,9 @@ export interface LoadResult {
   throughput_rps: number;
   latency_ms: Latencies;
   first_error?: string;
+  /** HTTP only: connections the loader had to open; far above the concurrency means the
+   * server is not keeping connections alive. */
+  connections_opened?: number;
   /** Set when the loader could not measure at all (the probe request failed). */
   error?: string;
   /** The latency samples, so that rounds can be merged; not written to the JSON report. */
@@ -49,6 +52,7 @@ export interface Measurement {
   /** Percentiles of all rounds' samples together. */
   latency_ms: Latencies;
   first_error?: string;
+  connections_opened?: number;
 }
 
 /** Everything a server definition may need to start, shared across one run. */
