@@ -55,7 +55,7 @@ describe("load-http", () => {
   });
   afterAll(() => new Promise<void>((done) => server.close(() => done())));
 
-  const settings = { warmupMs: 100, durationMs: 300, rounds: 1 };
+  const settings = { warmupMs: 100, durationMs: 300, rounds: 1, quietWaitMs: 0 };
 
   it("counts answered requests and merges them into a measurement", async () => {
     const result = await runLoad(root, { kind: "http", url: `${base}/ok`, body: "{}" }, 4, settings);
@@ -81,7 +81,7 @@ describe("row runner", () => {
     tempDir: () => Promise.reject(new Error("not used")),
     freePort: () => Promise.reject(new Error("not used")),
   };
-  const settings = { warmupMs: 0, durationMs: 1, rounds: 1 };
+  const settings = { warmupMs: 0, durationMs: 1, rounds: 1, quietWaitMs: 0 };
 
   it("reports a server that fails to start in its row", async () => {
     const row: RowDefinition = {

@@ -64,7 +64,11 @@ export async function runLoad(
 }
 
 /** Merges the loader runs of one side at one concurrency into one measurement. */
-export function aggregate(concurrency: number, runs: LoadResult[]): Measurement {
+export function aggregate(
+  concurrency: number,
+  runs: LoadResult[],
+  background: number[] = [],
+): Measurement {
   const histogram = new Histogram();
   for (const run of runs) if (run.histogram) histogram.add(run.histogram);
   const seconds = runs.reduce((sum, run) => sum + run.duration_s, 0);
@@ -84,5 +88,6 @@ export function aggregate(concurrency: number, runs: LoadResult[]): Measurement 
     latency_ms: histogram.latencies(),
     ...(firstError ? { first_error: firstError } : {}),
     ...(opened !== undefined ? { connections_opened: opened } : {}),
+    background_cpu: background,
   };
 }

@@ -13,8 +13,8 @@ import { rows } from "./rows.ts";
 import type { BenchContext, RowResult, RunSettings } from "./types.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const QUICK: RunSettings = { warmupMs: 1_000, durationMs: 1_500, rounds: 2 };
-const FULL: RunSettings = { warmupMs: 2_000, durationMs: 5_000, rounds: 3 };
+const QUICK: RunSettings = { warmupMs: 1_000, durationMs: 1_500, rounds: 2, quietWaitMs: 1_000 };
+const FULL: RunSettings = { warmupMs: 2_000, durationMs: 5_000, rounds: 3, quietWaitMs: 10_000 };
 const START_TIMEOUT_MS = 30_000;
 
 function seconds(text: string): number {

@@ -53,6 +53,8 @@ export interface Measurement {
   latency_ms: Latencies;
   first_error?: string;
   connections_opened?: number;
+  /** Share of all cores busy with other work just before each round (0 … 1). */
+  background_cpu: number[];
 }
 
 /** Everything a server definition may need to start, shared across one run. */
@@ -128,7 +130,13 @@ export interface RowResult {
   name: string;
   status: "ok" | "error" | "pending" | "baseline-only" | "custom";
   error?: string;
-  settings: { warmup_s: number; duration_s: number; rounds: number; concurrency: number[] };
+  settings: {
+    warmup_s: number;
+    duration_s: number;
+    rounds: number;
+    concurrency: number[];
+    quiet_wait_s: number;
+  };
   path?: SideResult;
   baseline?: SideResult;
   ratio?: {
@@ -153,4 +161,6 @@ export interface RunSettings {
    * background load on the machine falls on both sides alike.
    */
   rounds: number;
+  /** Longest wait before a loader run for the machine to be quiet (see quiet.ts). */
+  quietWaitMs: number;
 }
