@@ -3,7 +3,9 @@ import {
   Server,
   ServerCredentials,
   status,
+  type ServerDuplexStream,
   type ServerUnaryCall,
+  type ServerWritableStream,
   type UntypedServiceImplementation,
   type sendUnaryData,
 } from "@grpc/grpc-js";
@@ -110,11 +112,11 @@ export async function startGrpcBinding(
     },
     Invocation: {
       Invoke: unary(invoke),
-      StreamInvoke: (call: { emit(event: "error", err: Error): boolean }) => call.emit("error", unsupported("Invocation.StreamInvoke")),
+      StreamInvoke: (call: ServerDuplexStream<unknown, unknown>) => call.emit("error", unsupported("Invocation.StreamInvoke")),
     },
     Events: {
       Publish: (_call: Call, callback: sendUnaryData<unknown>) => callback(unsupported("Events.Publish")),
-      Subscribe: (call: { emit(event: "error", err: Error): boolean }) => call.emit("error", unsupported("Events.Subscribe")),
+      Subscribe: (call: ServerWritableStream<unknown, unknown>) => call.emit("error", unsupported("Events.Subscribe")),
     },
     Control: {
       Cancel: unary((body, context) => runtime.cancel(body, context)),
