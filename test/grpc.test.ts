@@ -172,8 +172,12 @@ describe("deadlines and cancellation of the call", () => {
     expect(err.code).toBe(status.DEADLINE_EXCEEDED);
     const seen = await waitFor("the provider's signal to fire", () => (slowSeen.length > before && slowSeen.at(-1)!.reason ? slowSeen.at(-1) : undefined));
     expect(seen.deadline_ms).toBeLessThanOrEqual(400);
+    // The runtime's own deadline ended it: a deadline, not a cancel.
     expect(seen.reason.code).toBe("MIG_TIMEOUT");
+    expect(seen.reason.details).toEqual({ deadline_ms: seen.deadline_ms });
     await waitFor("no invocation in flight", () => t.runtime.inflight.size === 0);
+    const metrics = await t.runtime.metrics.registry.metrics();
+    expect(metrics).toMatch(/mig_invocations_total\{capability="test.slow",outcome="timed_out"\} 1/);
   });
 
   it("a client cancelling the call cancels the invocation; the provider's signal says so", async () => {

@@ -36,6 +36,9 @@ export interface GrpcBinding {
 }
 
 type Call = ServerUnaryCall<unknown, unknown>;
+
+/** A call ended this close to its deadline ended because of it (grpc-js's timer may run a little early). */
+const DEADLINE_SLACK_MS = 10;
 type Operation = (body: JsonObject, context: RequestContext, call: Call) => Promise<object>;
 
 export async function startGrpcBinding(
@@ -80,9 +83,12 @@ export async function startGrpcBinding(
       throw new MigError("MIG_TIMEOUT", "the call was cancelled before the invocation started", { retryable: false, details: { cancelled: true } });
     }
     const onCancelled = () => {
+      // grpc-js also ends a call whose deadline passed; that deadline is the invocation's own (via
+      // deadlineAt), so the runtime ends the work itself and counts it as timed out, not cancelled.
+      if (deadlineAt - Date.now() <= DEADLINE_SLACK_MS) return;
       const header = body.header as JsonObject | undefined;
       if (typeof header?.message_id !== "string") return;
-      const reason = Date.now() >= deadlineAt ? "the gRPC deadline passed" : "the gRPC client cancelled the call";
+      const reason = "the gRPC client cancelled the call";
       runtime
         .cancel({ header: { tenant_id: header.tenant_id }, target_message_id: header.message_id, reason }, context)
         .catch((err: unknown) => runtime.logger.debug({ err: String(err), message_id: header.message_id }, "cancel after a cancelled gRPC call failed"));
