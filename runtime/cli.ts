@@ -6,6 +6,7 @@ import { observatoryInfer } from "./demo-provider.ts";
 import { createLogger } from "./logger.ts";
 import { MigRuntime } from "./runtime.ts";
 import { startHttpBinding } from "../bindings/http/server.ts";
+import { startGrpcBinding } from "../bindings/grpc/server.ts";
 
 function addSettings(command: Command): Command {
   for (const setting of SETTINGS) {
@@ -31,6 +32,8 @@ async function start(options: Record<string, string | undefined>): Promise<void>
   const authenticator = new Authenticator(config.authMode, config.jwtHs256Secret);
   const http = await startHttpBinding(runtime, authenticator, config.httpAddr);
   logger.info({ url: http.url }, "HTTP binding listening (MIG API, /metrics, /admin/v0.1)");
+  const grpc = await startGrpcBinding(runtime, authenticator, config.grpcAddr);
+  logger.info({ addr: grpc.address }, "gRPC binding listening (mig.v0_1 services, server reflection)");
   if (config.authMode === "none") {
     logger.info("auth mode none: callers are anonymous and name their tenant per request; set MIG_AUTH_MODE=jwt for anything shared");
   }
@@ -40,7 +43,7 @@ async function start(options: Record<string, string | undefined>): Promise<void>
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, "shutting down");
-    await http.close();
+    await Promise.all([http.close(), grpc.close(2_000)]);
     await runtime.stop();
     process.exit(0);
   };

@@ -20,6 +20,8 @@ export interface RequestContext {
   binding: BindingType;
   /** Size of the request body on the wire, when the binding knows it. */
   bodyBytes?: number;
+  /** When the transport stops waiting for the answer (epoch ms), e.g. a gRPC call's deadline. */
+  deadlineAt?: number | undefined;
 }
 
 export interface InflightInvocation {

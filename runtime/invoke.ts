@@ -19,6 +19,7 @@ export async function invoke(core: RuntimeCore, body: unknown, request: RequestC
   const header = acceptHeader(raw, {
     transportTenant: transportTenant(request.principal, request.tenant),
     maxDeadlineMs: core.config.maxDeadlineMs,
+    transportDeadlineAt: request.deadlineAt,
   });
   const id = agreeing(pathCapability, optionalStringField(raw, "capability", 200), "capability");
   if (id === undefined) throw new MigError("MIG_INVALID_REQUEST", "capability is required: name it in the path or in the body");
