@@ -160,3 +160,13 @@ function rateLimitOf(value: string | RateLimit, where: string): RateLimit {
   if (value && typeof value === "object" && value.rate > 0 && value.burst >= 1) return { rate: value.rate, burst: value.burst };
   throw new Error(`policy ${where} must be "rate/burst" or {rate, burst} with rate > 0 and burst >= 1`);
 }
+
+/**
+ * Whether the runtime may answer a bus request on its reply subject. The runtime's credential may publish
+ * anywhere, so a caller could name an internal subject as its reply-to and make the runtime publish there
+ * (a confused deputy). Replies go only to inboxes: `_INBOX.…`, or the tenant's own `_INBOX_<tenant>.…`.
+ */
+export function replySubjectAllowed(reply: string, tenant: string): boolean {
+  if (reply.startsWith("_INBOX.")) return true;
+  return reply.startsWith(`_INBOX_${tenant}.`) && !/[\s*>]/.test(reply);
+}
