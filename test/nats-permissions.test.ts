@@ -95,7 +95,7 @@ describe("nats-server.secure.conf", () => {
   });
 
   it("a tenant client reaches the runtime on its own subjects and gets replies in its own inbox", async () => {
-    const served = t.runtime.bus.nc.subscribe("mig.v0_1.acme.test.echo", { callback: (_err, msg) => msg.respond(msg.data) });
+    const served = t.runtime.bus.nc.subscribe("mig.v0_1.acme.test.echo", { callback: (_err, msg) => void msg.respond(msg.data) });
     await t.runtime.bus.nc.flush();
     const acme = await client("acme", PASSWORDS.MIG_NATS_TENANT_ACME_PASSWORD, "_INBOX_acme");
     const reply = await acme.nc.request("mig.v0_1.acme.test.echo", "ping", { timeout: 2_000 });
@@ -117,7 +117,7 @@ describe("nats-server.secure.conf", () => {
 
   it("a provider answers exactly the work it received (allow_responses)", async () => {
     const provider = await client("provider", PASSWORDS.MIG_NATS_PROVIDER_PASSWORD, "_INBOX_provider");
-    provider.nc.subscribe("_MIG.work.test.echo", { callback: (_err, msg) => msg.respond(msg.data) });
+    provider.nc.subscribe("_MIG.work.test.echo", { callback: (_err, msg) => void msg.respond(msg.data) });
     await provider.nc.flush();
     const reply = await t.runtime.bus.nc.request("_MIG.work.test.echo", "work", { timeout: 2_000 });
     expect(reply.string()).toBe("work");
