@@ -228,7 +228,7 @@ export function operationRecord(
     server_id: serverId,
     kind: "operation",
     binding: request.binding,
-    actor: principal.subject,
+    actor: principal.subject.slice(0, SHORT),
     authenticated: principal.authenticated,
     tenant,
     operation,
