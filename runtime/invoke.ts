@@ -5,7 +5,7 @@ import { MigError } from "./errors.ts";
 import { acceptHeader } from "./header.ts";
 import { IdempotencyStore } from "./idempotency.ts";
 import { checkDottedName } from "./names.ts";
-import { authorizeCapability, transportTenant } from "./policy.ts";
+import { transportTenant } from "./policy.ts";
 import { agreeing, optionalStringField, requireObject } from "./request.ts";
 import type { RequestContext, RuntimeCore } from "./core.ts";
 import type { Principal } from "./principal.ts";
@@ -30,7 +30,7 @@ export async function invoke(core: RuntimeCore, body: unknown, request: RequestC
     throw new MigError("MIG_UNSUPPORTED_CAPABILITY", `capability ${id} is not served here; DISCOVER lists the capabilities you can invoke`);
   }
   const { descriptor } = entry;
-  authorizeCapability(request.principal, descriptor);
+  core.policy.authorizeInvoke(request, header.tenant_id, descriptor);
   checkMode(raw, entry);
 
   if (raw.payload === undefined) throw new MigError("MIG_INVALID_REQUEST", "payload is required: send a JSON object, e.g. {}");

@@ -1,7 +1,6 @@
 // The executable conformance harness against this runtime: the Core profile over HTTP passes with no failure.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runConformance } from "../conformance/harness.ts";
-import { Authenticator } from "../runtime/auth.ts";
 import { startGrpcBinding } from "../bindings/grpc/server.ts";
 import { startTestRuntime, type TestRuntime } from "./helpers/runtime.ts";
 
@@ -20,7 +19,7 @@ describe("conformance harness", () => {
   });
 
   it("the gRPC checks (the standard's gRPC smoke calls) pass against the gRPC binding", async () => {
-    const grpc = await startGrpcBinding(t.runtime, new Authenticator("none"), "127.0.0.1:0");
+    const grpc = await startGrpcBinding(t.runtime, t.runtime.authenticator, "127.0.0.1:0");
     try {
       const report = await runConformance({ grpc: grpc.address, profile: "core", tenant: "acme", only: ["GRPC"] });
       expect(report.results.map((r) => `${r.id} ${r.status} ${r.reason ?? ""}`.trim())).toEqual([

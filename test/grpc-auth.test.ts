@@ -2,7 +2,6 @@
 import { SignJWT } from "jose";
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Authenticator } from "../runtime/auth.ts";
 import { startGrpcBinding, type GrpcBinding } from "../bindings/grpc/server.ts";
 import { startTestRuntime, type TestRuntime } from "./helpers/runtime.ts";
 import { expectStatus, migClients, struct, unary, type MigClients } from "./helpers/grpc.ts";
@@ -14,7 +13,7 @@ let c: MigClients;
 
 beforeAll(async () => {
   t = await startTestRuntime({ config: { authMode: "jwt", jwtHs256Secret: SECRET } });
-  grpc = await startGrpcBinding(t.runtime, new Authenticator("jwt", SECRET), "127.0.0.1:0");
+  grpc = await startGrpcBinding(t.runtime, t.runtime.authenticator, "127.0.0.1:0");
   c = migClients(grpc.address);
 });
 afterAll(async () => {

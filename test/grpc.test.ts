@@ -2,7 +2,6 @@
 import { randomUUID } from "node:crypto";
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Authenticator } from "../runtime/auth.ts";
 import { defineCapability } from "../runtime/provider.ts";
 import { startGrpcBinding, type GrpcBinding } from "../bindings/grpc/server.ts";
 import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
@@ -39,7 +38,7 @@ let c: MigClients;
 beforeAll(async () => {
   t = await startTestRuntime({ capabilities });
   t.runtime.schemas.register("schema://test/any", { type: "object" });
-  grpc = await startGrpcBinding(t.runtime, new Authenticator("none"), "127.0.0.1:0", { maxReceiveBytes: MAX_RECEIVE });
+  grpc = await startGrpcBinding(t.runtime, t.runtime.authenticator, "127.0.0.1:0", { maxReceiveBytes: MAX_RECEIVE });
   c = migClients(grpc.address);
 });
 afterAll(async () => {
