@@ -3,7 +3,6 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SignJWT } from "jose";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { Authenticator } from "../runtime/auth.ts";
 import { startNatsBinding, type NatsBinding } from "../bindings/nats/server.ts";
 import { startMig, type MigProcess } from "./helpers/process.ts";
 import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
@@ -50,7 +49,7 @@ describe("the NATS binding of one runtime", () => {
   let nc: NatsConnection;
   beforeAll(async () => {
     rt = await startTestRuntime();
-    binding = await startNatsBinding(rt.runtime, new Authenticator("none"));
+    binding = await startNatsBinding(rt.runtime, rt.runtime.authenticator);
     nc = await natsClient(rt.runtime.natsUrl);
   });
   afterAll(async () => {
@@ -144,7 +143,7 @@ describe("the NATS binding with jwt auth", () => {
   let nc: NatsConnection;
   beforeAll(async () => {
     rt = await startTestRuntime({ config: { authMode: "jwt", jwtHs256Secret: secret } });
-    binding = await startNatsBinding(rt.runtime, new Authenticator("jwt", secret));
+    binding = await startNatsBinding(rt.runtime, rt.runtime.authenticator);
     nc = await natsClient(rt.runtime.natsUrl);
   });
   afterAll(async () => {
