@@ -127,10 +127,13 @@ describe("the NATS binding of one runtime", () => {
     }
   });
 
-  it("counts and drops a request without a reply subject, and keeps serving", async () => {
+  it("counts and drops a request without a reply subject or with one outside the inboxes, and keeps serving", async () => {
     const before = await dropped(rt);
     nc.publish(infer, JSON.stringify({ payload: { input: "x" } }));
-    await waitFor("the drop to be counted", async () => (await dropped(rt)) === before + 1);
+    // A reply-to on an internal subject would make the runtime publish there for the caller: never answered.
+    nc.publish(infer, JSON.stringify({ payload: { input: "x" } }), { reply: "_MIG.work.observatory.models.infer" });
+    nc.publish(infer, JSON.stringify({ payload: { input: "x" } }), { reply: "_INBOX_globex.stolen" });
+    await waitFor("the drops to be counted", async () => (await dropped(rt)) === before + 3);
     const after = await natsRequest(nc, infer, { payload: { input: "still here" } });
     expect(after.body.payload.echo.input).toBe("still here");
   });
