@@ -29,9 +29,7 @@ export async function cancel(core: RuntimeCore, body: unknown, request: RequestC
   }
   const inflight = core.inflight.get(target);
   if (inflight) {
-    if (inflight.tenant !== header.tenant_id) {
-      throw new MigError("MIG_FORBIDDEN", `message ${target} belongs to another tenant; only its own tenant may cancel it`);
-    }
+    core.policy.authorizeCancel(request, header.tenant_id, inflight);
     inflight.actor.send({ type: "CANCEL", reason });
     return { header, target_message_id: target, accepted: true, status: "cancelled" };
   }
@@ -39,10 +37,12 @@ export async function cancel(core: RuntimeCore, body: unknown, request: RequestC
     return { header, target_message_id: target, accepted: false, status: "already_completed" };
   }
   // Not here: the invocation may run on another runtime of the fleet, which cancels it and answers.
-  const elsewhere = await core.fleet?.cancelElsewhere(target, header.tenant_id, reason);
+  const elsewhere = await core.fleet?.cancelElsewhere(target, header.tenant_id, reason, request);
   if (elsewhere?.status === "forbidden") {
-    throw new MigError("MIG_FORBIDDEN", `message ${target} belongs to another tenant; only its own tenant may cancel it`);
+    // The holder applied the same policy (tenant, and subject when MIG_CANCEL_SAME_SUBJECT) and refused.
+    throw new MigError("MIG_FORBIDDEN", elsewhere.message ?? `message ${target} may not be cancelled by this caller`);
   }
+  if (elsewhere) request.authorized = true;
   if (elsewhere) return { header, target_message_id: target, accepted: elsewhere.status === "cancelled", status: elsewhere.status };
   return { header, target_message_id: target, accepted: false, status: "not_found" };
 }

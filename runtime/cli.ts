@@ -1,6 +1,5 @@
 // The `mig` command line: `mig start` runs a whole runtime process (bus, bindings, demo provider); `mig worker` hosts providers.
 import { Command, Option } from "commander";
-import { Authenticator } from "./auth.ts";
 import { loadConfig, SETTINGS, type RuntimeConfig } from "./config.ts";
 import { observatoryInfer } from "./demo-provider.ts";
 import { createLogger } from "./logger.ts";
@@ -9,6 +8,8 @@ import { MigRuntime } from "./runtime.ts";
 import { WorkerHost } from "./worker.ts";
 import { startHttpBinding } from "../bindings/http/server.ts";
 import { startNatsBinding } from "../bindings/nats/server.ts";
+import { startGrpcBinding } from "../bindings/grpc/server.ts";
+import { startMetricsListener } from "../bindings/http/metrics-listener.ts";
 
 function addSettings(command: Command): Command {
   for (const setting of SETTINGS) {
@@ -31,13 +32,18 @@ async function start(options: Record<string, string | undefined>): Promise<void>
   const config = loadConfig(overridesFrom(options));
   const logger = createLogger(config.logLevel);
   const runtime = await MigRuntime.start(config, { logger, capabilities: [observatoryInfer] });
-  const authenticator = new Authenticator(config.authMode, config.jwtHs256Secret);
-  const http = await startHttpBinding(runtime, authenticator, config.httpAddr);
+  const http = await startHttpBinding(runtime, runtime.authenticator, config.httpAddr);
   logger.info({ url: http.url }, "HTTP binding listening (MIG API, /metrics, /admin/v0.1)");
-  const nats = await startNatsBinding(runtime, authenticator);
+  const grpc = await startGrpcBinding(runtime, runtime.authenticator, config.grpcAddr);
+  logger.info({ addr: grpc.address }, "gRPC binding listening (mig.v0_1 services, server reflection)");
+  const metrics = config.metricsAddr ? await startMetricsListener(runtime, config.metricsAddr) : undefined;
+  if (metrics) logger.info({ url: `${metrics.url}/metrics` }, "metrics listener");
+  const nats = await startNatsBinding(runtime, runtime.authenticator);
   logger.info({ url: runtime.natsUrl, subjects: nats.subjects, queue: nats.queue }, "NATS binding listening");
   if (config.authMode === "none") {
     logger.info("auth mode none: callers are anonymous and name their tenant per request; set MIG_AUTH_MODE=jwt for anything shared");
+  } else {
+    logger.info({ algorithms: runtime.authenticator.algorithms, admin_scope: config.adminScope }, "auth mode jwt: every call needs a bearer token");
   }
 
   let stopping = false;
@@ -45,8 +51,7 @@ async function start(options: Record<string, string | undefined>): Promise<void>
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, "shutting down");
-    await http.close();
-    await nats.close();
+    await Promise.all([http.close(), grpc.close(2_000), metrics?.close(), nats.close()]);
     await runtime.stop();
     process.exit(0);
   };

@@ -6,6 +6,7 @@ import type { IdempotencyStore } from "./idempotency.ts";
 import type { LoadGauge } from "./load.ts";
 import type { Logger } from "./logger.ts";
 import type { Metrics } from "./metrics.ts";
+import type { AccessPolicy } from "./policy.ts";
 import type { Principal } from "./principal.ts";
 import type { CapabilityRegistry } from "./registry.ts";
 import type { SchemaRegistry } from "./schema-registry.ts";
@@ -14,7 +15,7 @@ import type { BindingType, CancelStatus } from "./types.ts";
 
 /** The part of the fleet an operation may use: CANCEL of an invocation held by another runtime. */
 export interface FleetView {
-  cancelElsewhere(target: string, tenant: string, reason: string): Promise<{ status: CancelStatus | "forbidden" } | undefined>;
+  cancelElsewhere(target: string, tenant: string, reason: string, request: RequestContext): Promise<{ status: CancelStatus | "forbidden"; message?: string } | undefined>;
 }
 
 /** What a binding knows about a request besides its body. */
@@ -25,6 +26,10 @@ export interface RequestContext {
   binding: BindingType;
   /** Size of the request body on the wire, when the binding knows it. */
   bodyBytes?: number;
+  /** When the transport stops waiting for the answer (epoch ms), e.g. a gRPC call's deadline. */
+  deadlineAt?: number | undefined;
+  /** Set by the policy once the request passed authorization (for the audit record's decision). */
+  authorized?: boolean;
 }
 
 export interface InflightInvocation {
@@ -50,6 +55,8 @@ export interface RuntimeCore {
   supervisor: Supervisor;
   idempotency: IdempotencyStore;
   load: LoadGauge;
+  /** Scopes, tenant allow lists, rate limits, cancel and admin rules (runtime/policy.ts). */
+  policy: AccessPolicy;
   /** Invocations in flight in this process, by message_id (the target of CANCEL). */
   inflight: Map<string, InflightInvocation>;
   /** Streams in flight in this process, by the message_id of their request (the target of CANCEL). */

@@ -14,6 +14,7 @@ import {
 import { MicroAttach } from "./micro-attach.ts";
 import { RemoteDispatcher } from "./remote-dispatch.ts";
 import { remoteStreamHandler } from "./remote-stream.ts";
+import type { RequestContext } from "./core.ts";
 import type { CancelStatus, CapabilityDescriptor, JsonObject } from "./types.ts";
 import type { UnaryHandler } from "./provider.ts";
 import type { MigRuntime } from "./runtime.ts";
@@ -38,6 +39,7 @@ export interface ProviderEntry {
 
 export interface FleetCancelAnswer {
   status: CancelStatus | "forbidden";
+  message?: string;
 }
 
 const SWEEP_MS = 500;
@@ -166,9 +168,12 @@ export class Fleet {
   }
 
   /** Asks the other runtimes whether one of them holds `target`; the holder cancels it and answers. */
-  async cancelElsewhere(target: string, tenant: string, reason: string): Promise<FleetCancelAnswer | undefined> {
+  async cancelElsewhere(target: string, tenant: string, reason: string, request: RequestContext): Promise<FleetCancelAnswer | undefined> {
+    const { principal } = request;
+    // The caller travels with the question, so the holder applies the same cancel policy as a local CANCEL.
+    const question = { target, tenant, reason, from: this.runtime.serverId, subject: principal.subject, authenticated: principal.authenticated };
     try {
-      const replies = await this.runtime.bus.nc.requestMany(FLEET_CANCEL_SUBJECT, encode({ target, tenant, reason, from: this.runtime.serverId }), {
+      const replies = await this.runtime.bus.nc.requestMany(FLEET_CANCEL_SUBJECT, encode(question), {
         strategy: "count",
         maxMessages: 1,
         maxWait: CANCEL_FANOUT_WAIT_MS,
@@ -185,7 +190,7 @@ export class Fleet {
   }
 
   private onFleetCancel(msg: Msg): void {
-    let request: { target?: unknown; tenant?: unknown; reason?: unknown; from?: unknown };
+    let request: { target?: unknown; tenant?: unknown; reason?: unknown; from?: unknown; subject?: unknown; authenticated?: unknown };
     try {
       request = decode(msg.data) as typeof request;
     } catch {
@@ -195,10 +200,21 @@ export class Fleet {
     const inflight = this.runtime.inflight.get(request.target);
     let answer: FleetCancelAnswer | undefined;
     if (inflight) {
-      if (inflight.tenant !== request.tenant) answer = { status: "forbidden" };
-      else {
+      const caller: RequestContext = {
+        principal: {
+          subject: typeof request.subject === "string" ? request.subject : "unknown",
+          tenant_id: typeof request.tenant === "string" ? request.tenant : undefined,
+          scopes: new Set(),
+          authenticated: request.authenticated === true,
+        },
+        binding: "nats",
+      };
+      try {
+        this.runtime.policy.authorizeCancel(caller, String(request.tenant), inflight);
         inflight.actor.send({ type: "CANCEL", reason: typeof request.reason === "string" ? request.reason : "" });
         answer = { status: "cancelled" };
+      } catch (err) {
+        answer = { status: "forbidden", message: (err as Error).message };
       }
     } else if (this.runtime.finished.tenantOf(request.target) === request.tenant) {
       answer = { status: "already_completed" };

@@ -173,6 +173,22 @@ describe("a fleet of workers behind `mig start`", () => {
     expect(await other.stop("SIGTERM")).toBe(0);
   }, 30_000);
 
+  it("carries the caller's deadline to the worker: the handler's signal fires when it passes", async () => {
+    const id = randomUUID();
+    const answer = await invoke("fleet.echo", { sleep_ms: 20_000 }, { message_id: id, deadline_ms: 500 });
+    expect(answer.error.code).toBe("MIG_TIMEOUT");
+    await waitFor("the worker's handler to be aborted", () => logLines().some((l) => l.startsWith(`aborted ${id}`)));
+  });
+
+  it("refuses to start a worker without a bus or with a module that exports no capability", async () => {
+    const noBus = startMig(["worker", FIXTURE]);
+    expect(await noBus.exited).toBe(1);
+    expect(noBus.stderr()).toContain("set MIG_NATS_URL");
+    const empty = startMig(["worker", "runtime/names.ts"], { MIG_NATS_URL: busUrl });
+    expect(await empty.exited).toBe(1);
+    expect(empty.stderr()).toContain("exports no capability");
+  });
+
   it("runs the demo provider as `mig worker runtime/demo-provider.ts`, taking queued work from the bus", async () => {
     const demo = worker("runtime/demo-provider.ts", "demo");
     const line = await demo.waitForLog("worker serving");

@@ -2,7 +2,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Svcm, type Service } from "@nats-io/services";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { Authenticator } from "../runtime/auth.ts";
 import { startNatsBinding, type NatsBinding } from "../bindings/nats/server.ts";
 import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
 import { natsClient, natsRequest } from "./helpers/nats.ts";
@@ -14,7 +13,7 @@ let service: Service;
 
 beforeAll(async () => {
   rt = await startTestRuntime();
-  binding = await startNatsBinding(rt.runtime, new Authenticator("none"));
+  binding = await startNatsBinding(rt.runtime, rt.runtime.authenticator);
   nc = await natsClient(rt.runtime.natsUrl);
   // A plain micro service: it knows nothing of MIG beyond the metadata on its endpoint.
   // @nats-io/services 3.0.0-25 pins an older nats-core: the connection is the same object, only its types differ.

@@ -3,7 +3,6 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SignJWT } from "jose";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { Authenticator } from "../runtime/auth.ts";
 import { startNatsBinding, type NatsBinding } from "../bindings/nats/server.ts";
 import { startMig, type MigProcess } from "./helpers/process.ts";
 import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
@@ -50,7 +49,7 @@ describe("the NATS binding of one runtime", () => {
   let nc: NatsConnection;
   beforeAll(async () => {
     rt = await startTestRuntime();
-    binding = await startNatsBinding(rt.runtime, new Authenticator("none"));
+    binding = await startNatsBinding(rt.runtime, rt.runtime.authenticator);
     nc = await natsClient(rt.runtime.natsUrl);
   });
   afterAll(async () => {
@@ -128,10 +127,13 @@ describe("the NATS binding of one runtime", () => {
     }
   });
 
-  it("counts and drops a request without a reply subject, and keeps serving", async () => {
+  it("counts and drops a request without a reply subject or with one outside the inboxes, and keeps serving", async () => {
     const before = await dropped(rt);
     nc.publish(infer, JSON.stringify({ payload: { input: "x" } }));
-    await waitFor("the drop to be counted", async () => (await dropped(rt)) === before + 1);
+    // A reply-to on an internal subject would make the runtime publish there for the caller: never answered.
+    nc.publish(infer, JSON.stringify({ payload: { input: "x" } }), { reply: "_MIG.work.observatory.models.infer" });
+    nc.publish(infer, JSON.stringify({ payload: { input: "x" } }), { reply: "_INBOX_globex.stolen" });
+    await waitFor("the drops to be counted", async () => (await dropped(rt)) === before + 3);
     const after = await natsRequest(nc, infer, { payload: { input: "still here" } });
     expect(after.body.payload.echo.input).toBe("still here");
   });
@@ -144,7 +146,7 @@ describe("the NATS binding with jwt auth", () => {
   let nc: NatsConnection;
   beforeAll(async () => {
     rt = await startTestRuntime({ config: { authMode: "jwt", jwtHs256Secret: secret } });
-    binding = await startNatsBinding(rt.runtime, new Authenticator("jwt", secret));
+    binding = await startNatsBinding(rt.runtime, rt.runtime.authenticator);
     nc = await natsClient(rt.runtime.natsUrl);
   });
   afterAll(async () => {

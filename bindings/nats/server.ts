@@ -2,6 +2,7 @@
 import { headers as natsHeaders, Match, type Msg, type MsgHdrs, type Subscription } from "@nats-io/transport-node";
 import { MigError, toMigError } from "../../runtime/errors.ts";
 import { errorEnvelope } from "../../runtime/envelope.ts";
+import { replySubjectAllowed } from "../../runtime/policy.ts";
 import type { Authenticator } from "../../runtime/auth.ts";
 import type { RequestContext } from "../../runtime/core.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
@@ -80,6 +81,12 @@ export async function startNatsBinding(runtime: MigRuntime, authenticator: Authe
           // Nobody could receive an answer: counted and dropped, never executed.
           runtime.metrics.natsDropped.inc({ reason: "no_reply_subject" });
           runtime.logger.debug({ subject: msg.subject }, "request without a reply subject dropped");
+          return;
+        }
+        if (!replySubjectAllowed(msg.reply, msg.subject.split(".", 3)[2] ?? "")) {
+          // A reply-to outside the inboxes would make the runtime publish into someone else's subjects.
+          runtime.metrics.natsDropped.inc({ reason: "reply_subject_refused" });
+          runtime.logger.debug({ subject: msg.subject, reply: msg.reply.slice(0, 120) }, "request with a reply subject outside the inboxes dropped");
           return;
         }
         handle(msg).catch((e: unknown) => runtime.logger.error({ err: (e as Error)?.stack ?? String(e) }, "NATS reply failed"));

@@ -32,7 +32,13 @@ export async function natsRequest(
  * Publishes with the raw client protocol, bypassing the client library's subject checks (it refuses
  * wildcards and empty tokens before they reach the server), and returns the JSON reply.
  */
-export function rawRequest(url: string, subject: string, payload: string, timeoutMs = 10_000): Promise<{ status: number | undefined; body: any }> {
+export function rawRequest(
+  url: string,
+  subject: string,
+  payload: string,
+  timeoutMs = 10_000,
+  replyTo = "_INBOX.raw.1",
+): Promise<{ status: number | undefined; body: any }> {
   const { hostname, port } = new URL(url.replace(/^nats:/, "http:"));
   return new Promise((resolve, reject) => {
     const socket = netConnect(Number(port), hostname);
@@ -50,7 +56,7 @@ export function rawRequest(url: string, subject: string, payload: string, timeou
         const bytes = Buffer.byteLength(payload);
         socket.write(
           `CONNECT {"verbose":false,"pedantic":false,"headers":true,"no_responders":true,"protocol":1}\r\n` +
-            `SUB _RAW.reply 1\r\nPUB ${subject} _RAW.reply ${bytes}\r\n${payload}\r\nPING\r\n`,
+            `SUB ${replyTo} 1\r\nPUB ${subject} ${replyTo} ${bytes}\r\n${payload}\r\nPING\r\n`,
         );
       }
       const match = /(H?MSG) \S+ \d+ (?:(\d+) )?(\d+)\r\n/.exec(text);
