@@ -21,9 +21,7 @@ export async function cancel(core: RuntimeCore, body: unknown, request: RequestC
   // A stream (runtime/stream.ts) is cancelled by the message_id of its request, like an invocation.
   const stream = core.streams.get(target);
   if (stream) {
-    if (stream.tenant !== header.tenant_id) {
-      throw new MigError("MIG_FORBIDDEN", `message ${target} belongs to another tenant; only its own tenant may cancel it`);
-    }
+    core.policy.authorizeCancel(request, header.tenant_id, stream);
     stream.cancel(reason);
     return { header, target_message_id: target, accepted: true, status: "cancelled" };
   }

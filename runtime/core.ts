@@ -42,6 +42,7 @@ export interface InflightInvocation {
 /** A live stream as CANCEL sees it (runtime/stream.ts holds the rest). */
 export interface InflightStream {
   tenant: string;
+  subject: string;
   cancel(reason: string): void;
 }
 

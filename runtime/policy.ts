@@ -100,7 +100,7 @@ export class AccessPolicy {
   }
 
   /** CANCEL: only the tenant that started the target (and, with MIG_CANCEL_SAME_SUBJECT, the same subject). */
-  authorizeCancel(request: RequestContext, tenant: string, target: InflightInvocation): void {
+  authorizeCancel(request: RequestContext, tenant: string, target: Pick<InflightInvocation, "tenant" | "subject">): void {
     if (target.tenant !== tenant) {
       throw new MigError("MIG_FORBIDDEN", "the target invocation belongs to another tenant; only its own tenant may cancel it");
     }

@@ -291,7 +291,7 @@ export function serveRemoteStreams(runtime: MigRuntime, definitions: CapabilityD
       entry.session = runtime.openStream(
         { header: { ...request.header, deadline_ms: remaining }, capability: request.capability, payload: request.payload, stream_preference: request.mode },
         { principal: principalFromWire(request.principal), binding: "nats" },
-        { sink, clientFrames: request.mode === "bidi_stream" },
+        { sink, clientFrames: request.mode === "bidi_stream", authorized: true },
       );
     } catch (err) {
       live.delete(token);

@@ -214,10 +214,16 @@ export class MigRuntime implements RuntimeCore {
    * to answer when the request is refused.
    */
   openStream(body: unknown, request: RequestContext, options: OpenStreamOptions): StreamSession {
+    // Audited like a unary INVOKE (the opening decision; the stream's end is in mig_streams_total).
+    const target = options.capability ?? (typeof (body as { capability?: unknown })?.capability === "string" ? (body as { capability: string }).capability : undefined);
     try {
-      return openStream(this, body, request, options);
+      const session = openStream(this, body, request, options);
+      if (this.audit && !options.authorized) this.audit.record(operationRecord(this.serverId, "stream", body, request, target, undefined));
+      return session;
     } catch (err) {
-      throw this.counted("stream", err);
+      const error = this.counted("stream", err);
+      if (this.audit && !options.authorized) this.audit.record(operationRecord(this.serverId, "stream", body, request, target, error));
+      throw error;
     }
   }
 

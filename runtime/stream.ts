@@ -5,7 +5,7 @@ import { FrameQueue } from "./frame-queue.ts";
 import { acceptHeader } from "./header.ts";
 import { checkOutput, checkPayloadSize, providerError } from "./invoke.ts";
 import { checkDottedName } from "./names.ts";
-import { authorizeCapability, transportTenant } from "./policy.ts";
+import { transportTenant } from "./policy.ts";
 import { agreeing, optionalStringField, requireObject } from "./request.ts";
 import type { Actor } from "xstate";
 import type { RequestContext, RuntimeCore } from "./core.ts";
@@ -34,6 +34,8 @@ export interface OpenStreamOptions {
   capability?: string | undefined;
   /** Whether this binding carries the caller's frames after the request (WebSocket yes, SSE no). */
   clientFrames: boolean;
+  /** Set by a worker for a stream its gateway already authorized (policy, quota and audit happened there). */
+  authorized?: boolean | undefined;
   /**
    * Called with true when the caller's frames pile up (a window's worth unread by the provider) and
    * with false once the provider has read them all: a binding stops and resumes reading its socket.
@@ -75,6 +77,7 @@ export function openStream(core: RuntimeCore, body: unknown, request: RequestCon
   const header = acceptHeader(raw, {
     transportTenant: transportTenant(request.principal, request.tenant),
     maxDeadlineMs: core.config.maxDeadlineMs,
+    transportDeadlineAt: request.deadlineAt,
   });
   const id = agreeing(options.capability, optionalStringField(raw, "capability", 200), "capability");
   if (id === undefined) throw new MigError("MIG_INVALID_REQUEST", "capability is required: name it in the frame or in the path");
@@ -83,7 +86,8 @@ export function openStream(core: RuntimeCore, body: unknown, request: RequestCon
   if (!entry) {
     throw new MigError("MIG_UNSUPPORTED_CAPABILITY", `capability ${id} is not served here; DISCOVER lists the capabilities you can invoke`);
   }
-  authorizeCapability(request.principal, entry.descriptor);
+  // The same policy as a unary INVOKE: scopes, tenant allow lists, quotas.
+  if (!options.authorized) core.policy.authorizeInvoke(request, header.tenant_id, entry.descriptor);
   const mode = chooseMode(raw, entry, options.clientFrames);
 
   if (raw.payload === undefined) throw new MigError("MIG_INVALID_REQUEST", "payload is required: send a JSON object, e.g. {}");
@@ -149,6 +153,8 @@ export class StreamSession {
   readonly messageId: string;
   readonly tenant: string;
   readonly capability: string;
+  /** The caller's principal subject: CANCEL may be limited to it (MIG_CANCEL_SAME_SUBJECT). */
+  readonly subject: string;
   /** Resolves with the final state once the terminal frame has been handed to the sink. */
   readonly ended: Promise<StreamEnd>;
   /** The most frames this stream ever held at once (in transit + waiting for credit): the memory bound, observable. */
@@ -187,6 +193,7 @@ export class StreamSession {
     this.messageId = header.message_id;
     this.tenant = header.tenant_id;
     this.capability = entry.descriptor.id;
+    this.subject = principal.subject;
     this.window = core.config.streamWindow;
     // Past the window the binding stops reading its socket; the hard limit catches frames already read.
     this.inbound = new FrameQueue(Math.max(1024, core.config.streamWindow * 32), () => this.relieve());

@@ -245,6 +245,9 @@ describe("authentication at the upgrade", () => {
     const other = c.start("test.stream.count", { count: 3 }, { tenant: "globex" });
     const frames = await c.ended(other.streamId);
     expectErrorFrame(frames[0]!, "MIG_FORBIDDEN");
+    // The same policy as INVOKE: the demo capability needs the scope capability:infer, which this token lacks.
+    const scoped = c.start("observatory.models.infer", { input: "a b" });
+    expectErrorFrame((await c.ended(scoped.streamId))[0]!, "MIG_FORBIDDEN");
     c.close();
   });
 });

@@ -41,7 +41,7 @@ export function attachStreamEndpoint(server: Server, runtime: MigRuntime, authen
       return;
     }
     authenticator
-      .authenticate({ authorization: first(req.headers.authorization), actor: first(req.headers["x-actor"]) })
+      .authenticate({ authorization: first(req.headers.authorization), actor: first(req.headers["x-actor"]), binding: "http", tenant: named, operation: "stream" })
       .then((principal) => {
         const tenant = transportTenant(principal, named);
         wss.handleUpgrade(req, socket, head, (ws) => {

@@ -4,6 +4,7 @@ import { Match, type Msg, type NatsConnection, type Subscription } from "@nats-i
 import { errorEnvelope } from "../../runtime/envelope.ts";
 import { MigError, toMigError } from "../../runtime/errors.ts";
 import { checkTenant } from "../../runtime/names.ts";
+import { replySubjectAllowed } from "../../runtime/policy.ts";
 import { checkStreamId, encodeFrame, type FrameSink, type StreamSession } from "../../runtime/stream.ts";
 import type { Authenticator } from "../../runtime/auth.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
@@ -34,6 +35,9 @@ export function serveNatsStreams(runtime: MigRuntime, authenticator: Authenticat
       const principal = await authenticator.authenticate({
         authorization: msg.headers?.get("Authorization", Match.IgnoreCase) || undefined,
         actor: msg.headers?.get("X-Actor", Match.IgnoreCase) || undefined,
+        binding: "nats",
+        tenant,
+        operation: "stream",
       });
       const streamId = raw.stream_id === undefined || raw.stream_id === "" ? `stream-${randomUUID()}` : checkStreamId(raw.stream_id);
       const subject = streamSubject(tenant, streamId);
@@ -58,6 +62,11 @@ export function serveNatsStreams(runtime: MigRuntime, authenticator: Authenticat
     queue,
     callback: (err, msg) => {
       if (err || !msg.reply) return;
+      // As for every public subject: answer only into inboxes, never into someone else's subjects.
+      if (!replySubjectAllowed(msg.reply, msg.subject.split(".", 3)[2] ?? "")) {
+        runtime.metrics.natsDropped.inc({ reason: "reply_subject_refused" });
+        return;
+      }
       start(msg).catch((e: unknown) => runtime.logger.error({ err: (e as Error)?.stack ?? String(e) }, "NATS stream start failed"));
     },
   });
