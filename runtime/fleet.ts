@@ -6,11 +6,17 @@ import {
   decode,
   encode,
   FLEET_CANCEL_SUBJECT,
+  LEAVE_WILDCARD,
+  MAX_REGISTRATION_BYTES,
   MISSED_BEATS,
   readRegistration,
+  REGISTER_WILDCARD,
+  REGISTRAR_QUEUE,
   REGISTRY_BUCKET,
   REGISTRY_TTL_MS,
+  usesWorkQueue,
 } from "./provider-protocol.ts";
+import { ensureWorkConsumer, ensureWorkStream } from "./worker.ts";
 import { MicroAttach } from "./micro-attach.ts";
 import { RemoteDispatcher } from "./remote-dispatch.ts";
 import { remoteStreamHandler } from "./remote-stream.ts";
@@ -54,6 +60,8 @@ export class Fleet {
   private stopped = false;
   private stopWatch: (() => void) | undefined;
   private micro: MicroAttach | undefined;
+  /** Queued capabilities whose work consumer this runtime has already made sure of. */
+  private readonly queuesReady = new Set<string>();
 
   private constructor(private readonly runtime: MigRuntime) {
     const { nc, js } = runtime.bus;
@@ -70,6 +78,10 @@ export class Fleet {
     const { nc, kvm } = this.runtime.bus;
     this.subscriptions.push(nc.subscribe(FLEET_CANCEL_SUBJECT, { callback: (err, msg) => (err ? undefined : this.onFleetCancel(msg)) }));
     this.registry = await kvm.create(REGISTRY_BUCKET, { history: 1, ttl: REGISTRY_TTL_MS });
+    this.subscriptions.push(
+      nc.subscribe(REGISTER_WILDCARD, { queue: REGISTRAR_QUEUE, callback: (err, msg) => (err ? undefined : void this.onRegister(msg)) }),
+      nc.subscribe(LEAVE_WILDCARD, { queue: REGISTRAR_QUEUE, callback: (err, msg) => (err ? undefined : void this.onLeave(msg)) }),
+    );
     const watcher = await this.registry.watch();
     this.stopWatch = () => watcher.stop();
     void (async () => {
@@ -165,6 +177,39 @@ export class Fleet {
         stream: capability.handler ? undefined : remoteStreamHandler(this.runtime, capability.descriptor),
       });
     }
+  }
+
+  /**
+   * The registrar: a provider announces itself on `_MIG.provider.register.<id>` and one runtime of the
+   * fleet writes the record into the registry bucket, so providers need no write access to KV. The key is
+   * the subject's token and must equal the record's provider_id; binding ids to credentials would take
+   * per-provider NATS users with rights on `_MIG.provider.*.<id>` only.
+   */
+  private async onRegister(msg: Msg): Promise<void> {
+    const providerId = msg.subject.slice(msg.subject.lastIndexOf(".") + 1);
+    const record = msg.data.length <= MAX_REGISTRATION_BYTES ? readRegistration(new TextDecoder().decode(msg.data)) : undefined;
+    if (!record || record.provider_id !== providerId) {
+      this.runtime.metrics.providerReplies.inc({ reason: "garbage_registration" });
+      this.runtime.logger.warn({ provider_id: providerId.slice(0, 80), bytes: msg.data.length }, "registration refused: not a registration record for this provider id");
+      return;
+    }
+    try {
+      for (const { descriptor } of record.capabilities) {
+        if (!descriptor || !usesWorkQueue(descriptor) || this.queuesReady.has(descriptor.id)) continue;
+        checkDescriptor(descriptor); // its id becomes a consumer's filter subject: no wildcards, no empty tokens
+        await ensureWorkStream(this.runtime);
+        await ensureWorkConsumer(this.runtime, descriptor.id);
+        this.queuesReady.add(descriptor.id);
+      }
+      await this.registry.put(providerId, msg.data);
+    } catch (err) {
+      this.runtime.logger.warn({ provider_id: providerId, err: (err as Error).message }, "registration could not be recorded; the provider's next beat retries");
+    }
+  }
+
+  private async onLeave(msg: Msg): Promise<void> {
+    const providerId = msg.subject.slice(msg.subject.lastIndexOf(".") + 1);
+    await this.registry.delete(providerId).catch(() => undefined);
   }
 
   /** Asks the other runtimes whether one of them holds `target`; the holder cancels it and answers. */

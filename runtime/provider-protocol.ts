@@ -34,7 +34,16 @@ export const cancelSubject = (messageId: string) => `${INTERNAL_PREFIX}.cancel.$
 export const CANCEL_WILDCARD = `${INTERNAL_PREFIX}.cancel.*`;
 /** CANCEL fan-out between runtimes: whoever holds the invocation answers. */
 export const FLEET_CANCEL_SUBJECT = `${INTERNAL_PREFIX}.fleet.cancel`;
-export const replyPrefix = (runtimeToken: string) => `${INTERNAL_PREFIX}.reply.${runtimeToken}`;
+/** Replies travel provider → runtime, so they live under the providers' prefix `_MIG.provider.`. */
+export const replyPrefix = (runtimeToken: string) => `${INTERNAL_PREFIX}.provider.reply.${runtimeToken}`;
+/** A provider announces (and renews) its registration here; a runtime writes it into the registry bucket. */
+export const registerSubject = (providerId: string) => `${INTERNAL_PREFIX}.provider.register.${providerId}`;
+export const leaveSubject = (providerId: string) => `${INTERNAL_PREFIX}.provider.leave.${providerId}`;
+export const REGISTER_WILDCARD = `${INTERNAL_PREFIX}.provider.register.*`;
+export const LEAVE_WILDCARD = `${INTERNAL_PREFIX}.provider.leave.*`;
+/** Queue group of the runtimes that relay registrations into the bucket: one write per announcement. */
+export const REGISTRAR_QUEUE = "mig-registrar";
+export const MAX_REGISTRATION_BYTES = 1024 * 1024;
 
 /** Durable consumer of one capability on the work stream: readable, and unique even when ids differ only in dots. */
 export function consumerName(capability: string): string {

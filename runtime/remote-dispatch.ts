@@ -29,7 +29,7 @@ interface Pending {
 }
 
 /**
- * One per gateway process: a single wildcard reply subscription (`_MIG.reply.<token>.*`) serves every
+ * One per gateway process: a single wildcard reply subscription (`_MIG.provider.reply.<token>.*`) serves every
  * remote invocation, so a dispatch costs one publish and one map entry, no per-request subscription.
  */
 export class RemoteDispatcher {

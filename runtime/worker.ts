@@ -17,8 +17,8 @@ import {
   jsWorkSubject,
   principalFromWire,
   readWorkRequest,
-  REGISTRY_BUCKET,
-  REGISTRY_TTL_MS,
+  leaveSubject,
+  registerSubject,
   usesWorkQueue,
   WORK_ACK_WAIT_MS,
   WORK_MAX_DELIVER,
@@ -51,7 +51,6 @@ export class WorkerHost {
   private readonly running = new Set<Promise<void>>();
   private stopped = false;
   private beat: NodeJS.Timeout | undefined;
-  private registry!: KV;
   private doneRecords: KV | undefined;
   private readonly heartbeatMs: number;
   private readonly concurrency: number;
@@ -76,7 +75,7 @@ export class WorkerHost {
   }
 
   private async open(): Promise<void> {
-    const { nc, jsm, kvm } = this.runtime.bus;
+    const { nc, kvm } = this.runtime.bus;
     for (const definition of this.definitions) {
       if (!this.runtime.capabilities.get(definition.descriptor.id)) this.runtime.capabilities.add(definition);
     }
@@ -91,14 +90,7 @@ export class WorkerHost {
     for (const definition of this.definitions) {
       const id = definition.descriptor.id;
       if (usesWorkQueue(definition.descriptor)) {
-        await jsm.consumers.add(WORK_STREAM, {
-          durable_name: consumerName(id),
-          filter_subject: jsWorkSubject(id),
-          ack_policy: AckPolicy.Explicit,
-          ack_wait: nanos(WORK_ACK_WAIT_MS),
-          max_deliver: WORK_MAX_DELIVER,
-          max_ack_pending: 4096,
-        });
+        await ensureWorkConsumer(this.runtime, id);
         this.loops.push(this.pull(id));
       } else {
         this.subscriptions.push(
@@ -110,13 +102,12 @@ export class WorkerHost {
       }
     }
     await nc.flush();
-    this.registry = await kvm.create(REGISTRY_BUCKET, { history: 1, ttl: REGISTRY_TTL_MS });
-    await this.register();
-    this.beat = setInterval(() => void this.register(), this.heartbeatMs);
+    this.register();
+    this.beat = setInterval(() => this.register(), this.heartbeatMs);
   }
 
   /** Registration and heartbeat are one act: re-putting the record says "still alive". */
-  private async register(): Promise<void> {
+  private register(): void {
     const record: Registration = {
       v: PROTOCOL_VERSION,
       provider_id: this.providerId,
@@ -124,11 +115,9 @@ export class WorkerHost {
       started_at: new Date().toISOString(),
       capabilities: this.definitions.map((d) => ({ descriptor: d.descriptor, schemas: d.schemas })),
     };
-    try {
-      await this.registry.put(this.providerId, JSON.stringify(record));
-    } catch (err) {
-      this.runtime.logger.warn({ err: (err as Error).message }, "could not renew the provider registration; retrying at the next beat");
-    }
+    // Through the registrar (any runtime of the fleet), like a provider in another language: providers
+    // need no write access to the registry bucket (docs/bindings/provider-protocol.md).
+    this.runtime.bus.nc.publish(registerSubject(this.providerId), JSON.stringify(record));
   }
 
   /** Pulls only as many messages as there are free slots, so nothing waits in a buffer while its ack timer runs. */
@@ -236,7 +225,8 @@ export class WorkerHost {
     if (this.stopped) return;
     this.stopped = true;
     if (this.beat) clearInterval(this.beat);
-    await this.registry?.delete(this.providerId).catch(() => undefined);
+    this.runtime.bus.nc.publish(leaveSubject(this.providerId), "");
+    await this.runtime.bus.nc.flush().catch(() => undefined);
     for (const sub of this.subscriptions) await sub.drain().catch(() => undefined);
     await Promise.race([Promise.allSettled([...this.running]), sleep(5_000)]);
   }
@@ -244,6 +234,18 @@ export class WorkerHost {
 
 function errorReply(error: MigError): WorkReply {
   return { ok: false, error: (error instanceof MigError ? error : new MigError("MIG_INTERNAL", "the worker failed")).toJSON() };
+}
+
+/** The durable pull consumer that all providers of one queued capability share. */
+export async function ensureWorkConsumer(runtime: MigRuntime, capability: string): Promise<void> {
+  await runtime.bus.jsm.consumers.add(WORK_STREAM, {
+    durable_name: consumerName(capability),
+    filter_subject: jsWorkSubject(capability),
+    ack_policy: AckPolicy.Explicit,
+    ack_wait: nanos(WORK_ACK_WAIT_MS),
+    max_deliver: WORK_MAX_DELIVER,
+    max_ack_pending: 4096,
+  });
 }
 
 /** The work-queue stream: file storage, so queued work survives a restart of the bus. */

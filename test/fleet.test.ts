@@ -212,9 +212,11 @@ describe("a fleet of workers behind `mig start`", () => {
 
 describe("providers that misbehave", () => {
   it("counts a provider that answers garbage or answers twice, and answers the caller with one envelope", async () => {
-    const kv = await new Kvm(nc).open(REGISTRY_BUCKET);
+    // A provider written from the protocol document alone: raw NATS and msgpack, registered through the registrar.
     const descriptor = { id: "fleet.rogue", version: "1.0.0", modes: ["unary"], input_schema_uri: "schema://t/x", output_schema_uri: "schema://t/x", auth_scopes: [] };
-    await kv.put("rogue-1", JSON.stringify({ v: 1, provider_id: "rogue-1", heartbeat_ms: 60_000, started_at: new Date().toISOString(), capabilities: [{ descriptor }] }));
+    const record = { v: 1, provider_id: "rogue-1", heartbeat_ms: 60_000, started_at: new Date().toISOString(), capabilities: [{ descriptor }] };
+    nc.publish("_MIG.provider.register.rogue-2", JSON.stringify(record)); // names another id than its subject: refused
+    nc.publish("_MIG.provider.register.rogue-1", JSON.stringify(record));
     const rogue = nc.subscribe(workSubject("fleet.rogue"), {
       queue: "mig-workers",
       callback: (_err, msg) => {
@@ -236,8 +238,10 @@ describe("providers that misbehave", () => {
       return /mig_provider_replies_rejected_total\{reason="late_or_duplicate"\} [1-9]/.test(text) && /reason="garbage"\} [1-9]/.test(text) ? text : "";
     });
     expect(metrics).toContain("mig_provider_replies_rejected_total");
+    const kv = await new Kvm(nc).open(REGISTRY_BUCKET);
+    expect(await kv.get("rogue-2")).toBeNull();
     rogue.unsubscribe();
-    await kv.delete("rogue-1");
+    nc.publish("_MIG.provider.leave.rogue-1");
     await waitFor("fleet.rogue to leave DISCOVER", async () => !(await discoverIds()).includes("fleet.rogue"));
   });
 });

@@ -4,7 +4,9 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_CONF } from "../runtime/nats-launcher.ts";
+import { jetstream } from "@nats-io/jetstream";
 import { replySubjectAllowed } from "../runtime/policy.ts";
+import { consumerName, decode, encode, leaveSubject, registerSubject, WORK_STREAM, workSubject } from "../runtime/provider-protocol.ts";
 import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
 
 const PASSWORDS = {
@@ -121,6 +123,44 @@ describe("nats-server.secure.conf", () => {
     await provider.nc.flush();
     const reply = await t.runtime.bus.nc.request("_MIG.work.test.echo", "work", { timeout: 2_000 });
     expect(reply.string()).toBe("work");
+  });
+});
+
+describe("a provider on the provider credential", () => {
+  it("runs the whole provider protocol: registers through the registrar, pulls and acks queued work, answers best_effort work", async () => {
+    const provider = await client("provider", PASSWORDS.MIG_NATS_PROVIDER_PASSWORD, "_INBOX_provider");
+    const schema = "schema://test/open/v1";
+    const descriptor = (id: string, delivery: string) => ({
+      id, version: "1.0.0", modes: ["unary"], input_schema_uri: schema, output_schema_uri: schema, auth_scopes: [], qos: { delivery_semantics: delivery },
+    });
+    const record = {
+      v: 1, provider_id: "perm-1", heartbeat_ms: 60_000, started_at: new Date().toISOString(),
+      capabilities: [{ descriptor: descriptor("perm.queued", "at_least_once") }, { descriptor: descriptor("perm.fast", "best_effort") }],
+    };
+    provider.nc.subscribe(workSubject("perm.fast"), {
+      queue: "mig-workers",
+      callback: (_err, msg) => void msg.respond(encode({ ok: true, payload: { fast: (decode(msg.data) as { payload: unknown }).payload } })),
+    });
+    provider.nc.publish(registerSubject("perm-1"), JSON.stringify(record));
+    await waitFor("both capabilities in DISCOVER", async () => {
+      const ids = (await t.post("/mig/v0.1/discover", { header: { tenant_id: "acme" } })).body.capabilities.map((c: { id: string }) => c.id);
+      return ids.includes("perm.queued") && ids.includes("perm.fast");
+    });
+
+    const fast = await t.post("/mig/v0.1/invoke/perm.fast", { header: { tenant_id: "acme" }, payload: { n: 1 } });
+    expect(fast.body.payload).toEqual({ fast: { n: 1 } });
+
+    const queued = t.post("/mig/v0.1/invoke/perm.queued", { header: { tenant_id: "acme" }, payload: { n: 2 } });
+    const consumer = await jetstream(provider.nc).consumers.get(WORK_STREAM, consumerName("perm.queued"));
+    const batch = await consumer.fetch({ max_messages: 1, expires: 5_000 });
+    for await (const msg of batch) {
+      const request = decode(msg.data) as { payload: unknown; reply_to: string };
+      provider.nc.publish(request.reply_to, encode({ ok: true, payload: { queued: request.payload } }));
+      msg.ack();
+    }
+    expect((await queued).body.payload).toEqual({ queued: { n: 2 } });
+    expect(provider.violations).toEqual([]);
+    provider.nc.publish(leaveSubject("perm-1"));
   });
 });
 

@@ -1,7 +1,7 @@
 // The benchmark table: one entry per row of issue 9, each a path under test and the raw tool
 // it is judged against. Adding a row is adding an entry here (and, for a new wire, a server
 // factory in servers.ts and a loader in measure.ts).
-import { bareHttp, natsEcho, runtimeHttp } from "./servers.ts";
+import { bareHttp, natsEcho, runtimeHttp, runtimeNatsWorker } from "./servers.ts";
 import type { RowDefinition } from "./types.ts";
 
 const CAPABILITY = "observatory.models.infer";
@@ -12,6 +12,9 @@ const NATS_INVOKE_BODY = JSON.stringify({
   capability: CAPABILITY,
   payload: { input: "hello" },
 });
+
+const WORKER_SUBJECT = "mig.v0_1.bench.invoke.bench.echo";
+const WORKER_BODY = JSON.stringify({ header: { tenant_id: "bench" }, payload: { input: "hello" } });
 
 export const rows: RowDefinition[] = [
   {
@@ -26,8 +29,10 @@ export const rows: RowDefinition[] = [
   {
     id: "nats-invoke",
     name: "unary INVOKE over NATS binding to a worker process",
-    measures: "INVOKE on the public NATS subject, served by a `mig worker` process, against raw request/reply to an echo responder.",
-    pending: "needs the NATS binding and the worker fleet",
+    measures:
+      "INVOKE of bench.echo (best_effort) on mig.v0_1.bench.invoke.bench.echo, served by a `mig worker test/bench/echo-provider.ts` process behind `runtime/cli.ts start`, against raw request/reply to an echo responder with the same client.",
+    path: runtimeNatsWorker(WORKER_SUBJECT, WORKER_BODY, "test/bench/echo-provider.ts", "bench.echo"),
+    baseline: natsEcho("bench.echo", WORKER_BODY),
     targets: { throughput_at_64: 0.7, p50_at_1: 1.6 },
   },
   {

@@ -151,3 +151,49 @@ export function runtimeHttp(path: string, body: string, options: RuntimeOptions 
     },
   };
 }
+
+/**
+ * The runtime loaded over its NATS binding on `subject`, the capability served by one `mig worker`
+ * process hosting `module` (the runtime itself does not host it, so every call crosses the bus twice).
+ */
+export function runtimeNatsWorker(subject: string, body: string, module: string, capability: string, options: RuntimeOptions = {}): ServerSpec {
+  return {
+    label: "MIG runtime, NATS binding, provider in a mig worker",
+    async start(ctx: BenchContext): Promise<RunningServer> {
+      const runtime = await startRuntime(ctx, options);
+      const worker = spawnTs("worker", ctx.root, "runtime/cli.ts", ["worker", module], {
+        ...process.env,
+        MIG_NATS_URL: `nats://${runtime.natsUrl}`,
+        MIG_LOG_LEVEL: "info",
+      });
+      const stop = async () => {
+        await worker.stop();
+        await runtime.stop();
+      };
+      try {
+        await worker.waitForLine((line) => (line.includes('"worker serving"') ? true : undefined), ctx.startTimeoutMs);
+        // Ready when the gateway lists the worker's capability (its registry watch has seen the registration).
+        const deadline = Date.now() + ctx.startTimeoutMs;
+        for (;;) {
+          const res = await fetch(`${runtime.httpBase}/mig/v0.1/discover`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({ header: { tenant_id: "bench" } }),
+          });
+          const answer = (await res.json()) as { capabilities?: { id: string }[] };
+          if (answer.capabilities?.some((c) => c.id === capability)) break;
+          if (Date.now() > deadline) throw new Error(`the runtime did not list ${capability} from the worker within ${ctx.startTimeoutMs} ms`);
+          await sleep(100);
+        }
+      } catch (err) {
+        await stop();
+        throw err;
+      }
+      return {
+        target: { kind: "nats", servers: runtime.natsUrl, subject, body },
+        failure: () => runtime.failure?.() ?? (worker.running ? undefined : worker.failure()),
+        stop,
+      };
+    },
+  };
+}
