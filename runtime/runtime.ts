@@ -6,6 +6,7 @@ import { cancel } from "./cancel.ts";
 import { RecentlyFinished, type InflightInvocation, type RequestContext, type RuntimeCore } from "./core.ts";
 import { discover } from "./discover.ts";
 import { MigError } from "./errors.ts";
+import { EventStore } from "./events.ts";
 import { heartbeat } from "./heartbeat.ts";
 import { hello } from "./hello.ts";
 import { IDEMPOTENCY_BUCKET, IdempotencyStore } from "./idempotency.ts";
@@ -14,8 +15,10 @@ import { LoadGauge } from "./load.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { Metrics } from "./metrics.ts";
 import { NatsLauncher } from "./nats-launcher.ts";
+import { publish, type PublishAck } from "./publish.ts";
 import { CapabilityRegistry } from "./registry.ts";
 import { SchemaRegistry } from "./schema-registry.ts";
+import { subscribe, SubscriptionRegistry, type EventSink, type Subscription } from "./subscribe.ts";
 import { Supervisor } from "./supervisor.ts";
 import type { RuntimeConfig } from "./config.ts";
 import type { CapabilityDefinition } from "./provider.ts";
@@ -35,7 +38,9 @@ export class MigRuntime implements RuntimeCore {
   readonly inflight = new Map<string, InflightInvocation>();
   readonly finished = new RecentlyFinished();
   readonly load: LoadGauge;
+  readonly subscriptions = new SubscriptionRegistry();
   idempotency!: IdempotencyStore;
+  events!: EventStore;
   bus!: Bus;
   launcher: NatsLauncher | undefined;
 
@@ -82,6 +87,8 @@ export class MigRuntime implements RuntimeCore {
     this.bus = await connectBus(url, this.serverId, this.logger);
     const bucket = await openBucket(this.bus, IDEMPOTENCY_BUCKET, this.config.idempotencyWindowMs);
     this.idempotency = new IdempotencyStore(bucket, this.serverId);
+    this.events = new EventStore(this.bus, { maxAgeMs: this.config.eventMaxAgeMs, duplicateWindowMs: this.config.idempotencyWindowMs }, this.logger);
+    await this.events.init();
   }
 
   hello(body: unknown, request: RequestContext): Promise<HelloResponse> {
@@ -104,6 +111,15 @@ export class MigRuntime implements RuntimeCore {
     return this.guard("heartbeat", () => heartbeat(this, body, request));
   }
 
+  publish(body: unknown, request: RequestContext, topic?: string): Promise<PublishAck> {
+    return this.guard("publish", () => publish(this, body, request, topic));
+  }
+
+  /** Opens a subscription that writes to `sink` until either side closes it (docs/events.md). */
+  subscribe(body: unknown, request: RequestContext, topic: string | undefined, sink: EventSink): Promise<Subscription> {
+    return this.guard("subscribe", () => subscribe(this, body, request, topic, sink));
+  }
+
   /** Counts every MIG error by code and turns anything unexpected into MIG_INTERNAL (logged, never leaked). */
   async guard<T>(operation: string, run: () => T | Promise<T>): Promise<T> {
     try {
@@ -123,6 +139,7 @@ export class MigRuntime implements RuntimeCore {
   async stop(): Promise<void> {
     this.load.stop();
     for (const { actor } of this.inflight.values()) actor.send({ type: "CANCEL", reason: "the runtime is shutting down" });
+    await this.subscriptions.closeAll("the runtime is shutting down");
     if (this.bus) await this.bus.nc.drain().catch(() => undefined);
     if (this.launcher) await this.launcher.stop();
   }

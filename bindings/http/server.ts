@@ -58,6 +58,19 @@ export async function startHttpBinding(runtime: MigRuntime, authenticator: Authe
     }
     const { route } = match;
     if (route.kind === "raw") return route.run(runtime, req, res);
+    if (route.kind === "stream") {
+      req.resume();
+      let principal;
+      try {
+        principal = await authenticator.authenticate({
+          authorization: firstValue(req.headers.authorization),
+          actor: firstValue(req.headers["x-actor"]),
+        });
+      } catch (err) {
+        return sendError(res, err, undefined, tenant);
+      }
+      return route.run(runtime, req, res, { principal, tenant, binding: "http" }, match.param);
+    }
 
     let body: unknown;
     try {

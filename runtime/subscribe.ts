@@ -1,0 +1,429 @@
+// SUBSCRIBE: validates a subscription, places a JetStream consumer at the right sequence, and runs a supervised
+// subscription actor whose pump moves events to the binding's sink with backpressure, replay quotas and
+// dead-lettering. Every binding (SSE, NATS) hands in a sink and gets the same rules.
+import { randomUUID } from "node:crypto";
+import { AckPolicy, DeliverPolicy, type Consumer, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
+import { subscriptionMachine, type SubscriptionEvent, type SubscriptionPump } from "../actors/subscription.ts";
+import { MigError, toMigError } from "./errors.ts";
+import { deliveredJson, topicRef, unavailable, type TopicRef } from "./events.ts";
+import { acceptHeader } from "./header.ts";
+import { checkTenant } from "./names.ts";
+import { transportTenant } from "./policy.ts";
+import { authorizeTopic, requestTopic, type EventsCore } from "./publish.ts";
+import { optionalStringField, requireObject } from "./request.ts";
+import type { Bus } from "./bus.ts";
+import type { RequestContext } from "./core.ts";
+import type { BindingType, MessageHeader } from "./types.ts";
+
+export const DEFAULT_MAX_INFLIGHT = 256;
+/** Events fetched per pull request at most; a pull never asks for more than max_inflight. */
+const MAX_BATCH = 512;
+const FETCH_EXPIRES_MS = 5_000;
+const ACK_WAIT_NS = 60_000 * 1_000_000;
+/** An ephemeral consumer left behind by a dead runtime is removed by the server after this long. */
+const EPHEMERAL_IDLE_NS = 60_000 * 1_000_000;
+/** A durable consumer nobody has used for this long is removed by the server. */
+const DURABLE_IDLE_NS = 7 * 24 * 3600 * 1000 * 1_000_000;
+const STORED_PREFIX = '{"header":';
+
+/** Where a subscription's events go; each binding implements one. */
+export interface EventSink {
+  /** Called once the consumer is in place, before any event. */
+  open(info: SubscriptionInfo): void;
+  /** Writes one EventMessage (JSON); false means the transport is full: wait for `drained()` before the next. */
+  event(sequence: number, json: string): boolean;
+  /** Lifecycle notices the subscriber can see (SSE comment frames). */
+  notice(kind: "live" | "paused" | "resumed" | "dead_lettered", detail: Record<string, string | number>): void;
+  /** Resolves when the transport can take more, or when it closed. */
+  drained(): Promise<void>;
+  /** Ends the transport side, with the error that ended the subscription if any. */
+  close(error: MigError | undefined): void;
+  /** Bytes the transport holds and has not yet sent. */
+  readonly bufferedBytes: number;
+}
+
+export interface SubscriptionInfo {
+  header: MessageHeader;
+  subscription_id: string;
+  topic: string;
+  consumer_id: string | undefined;
+  /** The first sequence this subscription will deliver. */
+  start_sequence: number;
+  /** Events up to this sequence are delivered with replay: true; later ones are live. */
+  replay_until: number;
+  max_inflight: number;
+}
+
+export interface SubscriptionStats {
+  state: string;
+  last_sequence: number;
+  delivered: number;
+  /** Most events ever held by the runtime for this subscription at once (fetched, not yet written). */
+  max_buffered_events: number;
+  /** Most bytes ever held by the transport for this subscription at once. */
+  max_buffered_bytes: number;
+  pauses: number;
+}
+
+export interface Subscription {
+  readonly info: SubscriptionInfo;
+  readonly closed: Promise<void>;
+  close(error?: MigError): void;
+  stats(): SubscriptionStats;
+}
+
+/** A non-negative integer given as a JSON number or as decimal digits (HTTP query, Last-Event-ID). */
+export function parseCursor(value: unknown, field: string): number | undefined {
+  if (value === undefined || value === null || value === "") return undefined;
+  const number = typeof value === "string" && /^\d{1,16}$/.test(value) ? Number(value) : value;
+  if (typeof number !== "number" || !Number.isSafeInteger(number) || number < 0) {
+    const shown = typeof value === "string" ? `"${value.slice(0, 40)}"` : JSON.stringify(value)?.slice(0, 40);
+    throw new MigError("MIG_INVALID_REQUEST", `${field} must be a non-negative integer (a topic sequence), got ${shown}`);
+  }
+  return number;
+}
+
+function parseMaxInflight(value: unknown, limit: number): number {
+  if (value === undefined || value === null || value === "") return Math.min(DEFAULT_MAX_INFLIGHT, limit);
+  const number = typeof value === "string" && /^\d{1,16}$/.test(value) ? Number(value) : value;
+  if (typeof number !== "number" || !Number.isInteger(number) || number < 1 || number > limit) {
+    const shown = typeof value === "string" ? `"${value.slice(0, 40)}"` : JSON.stringify(value)?.slice(0, 40);
+    throw new MigError("MIG_INVALID_REQUEST", `max_inflight must be an integer between 1 and ${limit}, got ${shown}`, {
+      details: { max_inflight_limit: limit },
+    });
+  }
+  return number;
+}
+
+function isNotFound(err: unknown): boolean {
+  return /not found/i.test(err instanceof Error ? err.message : String(err));
+}
+
+/** Open subscriptions of this process; a durable consumer_id has at most one, the newest. */
+export class SubscriptionRegistry {
+  private readonly open = new Map<string, Subscription>();
+  private readonly durable = new Map<string, Subscription>();
+
+  get size(): number {
+    return this.open.size;
+  }
+
+  list(): Subscription[] {
+    return [...this.open.values()];
+  }
+
+  add(subscription: Subscription, durableKey: string | undefined): void {
+    this.open.set(subscription.info.subscription_id, subscription);
+    if (durableKey !== undefined) this.durable.set(durableKey, subscription);
+    void subscription.closed.then(() => {
+      this.open.delete(subscription.info.subscription_id);
+      if (durableKey !== undefined && this.durable.get(durableKey) === subscription) this.durable.delete(durableKey);
+    });
+  }
+
+  /** Closes the subscription that holds a durable consumer, so that a reconnecting subscriber takes it over. */
+  async takeOver(durableKey: string): Promise<void> {
+    const previous = this.durable.get(durableKey);
+    if (!previous) return;
+    previous.close(new MigError("MIG_UNAVAILABLE", "another connection took over this consumer_id", { retryable: false }));
+    await previous.closed;
+  }
+
+  closeAll(reason: string): Promise<void> {
+    const all = this.list();
+    for (const s of all) s.close(new MigError("MIG_UNAVAILABLE", reason));
+    return Promise.all(all.map((s) => s.closed)).then(() => undefined);
+  }
+}
+
+export interface SubscribeCore extends EventsCore {
+  bus: Bus;
+  subscriptions: SubscriptionRegistry;
+}
+
+export async function subscribe(
+  core: SubscribeCore,
+  body: unknown,
+  request: RequestContext,
+  pathTopic: string | undefined,
+  sink: EventSink,
+): Promise<Subscription> {
+  const raw = requireObject(body);
+  const header = acceptHeader(raw, {
+    transportTenant: transportTenant(request.principal, request.tenant),
+    maxDeadlineMs: core.config.maxDeadlineMs,
+  });
+  const topic = requestTopic(raw, pathTopic);
+  authorizeTopic(core, request.principal, topic);
+  const consumerId = optionalStringField(raw, "consumer_id", 1024);
+  if (consumerId !== undefined) checkTenant(consumerId, "consumer_id");
+  const explicitCursor = parseCursor(raw.resume_cursor, "resume_cursor");
+  const maxInflight = parseMaxInflight(raw.max_inflight, core.config.maxInflightLimit);
+
+  const ref = topicRef(header.tenant_id, topic);
+  const durableKey = consumerId === undefined ? undefined : `${ref.stream}/${consumerId}`;
+  if (durableKey !== undefined) await core.subscriptions.takeOver(durableKey);
+
+  const { jsm, js } = core.bus;
+  const state = await core.events.state(ref);
+  let cursor = explicitCursor;
+  if (cursor === undefined && consumerId !== undefined) {
+    // A durable consumer continues after the last event it acknowledged.
+    try {
+      const known = await jsm.consumers.info(ref.stream, consumerId);
+      cursor = Math.min(known.ack_floor.stream_seq, state.last);
+    } catch (err) {
+      if (!isNotFound(err)) throw unavailable("reading the durable consumer", err);
+    }
+  }
+  // Without a cursor a new subscription starts live: only events published after it.
+  cursor ??= state.last;
+  if (cursor > state.last) {
+    throw new MigError("MIG_INVALID_REQUEST", `resume_cursor ${cursor} is past the end of topic ${topic}, whose last sequence is ${state.last}`, {
+      details: { resume_cursor: cursor, last_sequence: state.last },
+    });
+  }
+  const behind = state.last - Math.max(cursor, state.first > 0 ? state.first - 1 : 0);
+  if (behind > core.config.replayMaxEvents) {
+    throw new MigError(
+      "MIG_RATE_LIMITED",
+      `resume_cursor ${cursor} would replay ${behind} events of topic ${topic}; one subscription may replay at most ${core.config.replayMaxEvents}`,
+      {
+        retryable: false,
+        details: { replay_max_events: core.config.replayMaxEvents, oldest_allowed_cursor: state.last - core.config.replayMaxEvents, last_sequence: state.last },
+      },
+    );
+  }
+
+  let consumer: Consumer;
+  let consumerName: string;
+  try {
+    if (consumerId !== undefined) await jsm.consumers.delete(ref.stream, consumerId).catch((err: unknown) => {
+      if (!isNotFound(err)) throw err;
+    });
+    const created = await jsm.consumers.add(ref.stream, {
+      ...(consumerId !== undefined ? { durable_name: consumerId } : {}),
+      description: `MIG subscription to ${topic}`,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: cursor + 1,
+      max_ack_pending: maxInflight,
+      ack_wait: ACK_WAIT_NS,
+      max_deliver: -1,
+      inactive_threshold: consumerId !== undefined ? DURABLE_IDLE_NS : EPHEMERAL_IDLE_NS,
+    });
+    consumerName = created.name;
+    consumer = await js.consumers.get(ref.stream, consumerName);
+  } catch (err) {
+    throw unavailable("creating the subscription's consumer", err);
+  }
+
+  const info: SubscriptionInfo = {
+    header,
+    subscription_id: randomUUID(),
+    topic,
+    consumer_id: consumerId,
+    start_sequence: cursor + 1,
+    replay_until: state.last,
+    max_inflight: maxInflight,
+  };
+  const subscription = startActor(core, ref, consumer, consumerName, sink, info, request.binding);
+  core.subscriptions.add(subscription, durableKey);
+  return subscription;
+}
+
+function startActor(
+  core: SubscribeCore,
+  ref: TopicRef,
+  consumer: Consumer,
+  consumerName: string,
+  sink: EventSink,
+  info: SubscriptionInfo,
+  binding: BindingType,
+): Subscription {
+  const label = { tenant: ref.tenant, topic: ref.topic, consumer: info.consumer_id ?? `ephemeral-${info.subscription_id.slice(0, 8)}` };
+  const pump = new Pump(core, ref, consumer, sink, info, label, binding);
+  let resolveClosed!: () => void;
+  const closed = new Promise<void>((r) => (resolveClosed = r));
+  let finished = false;
+  const finish = (error: MigError | undefined) => {
+    if (finished) return;
+    finished = true;
+    pump.stop();
+    sink.close(error);
+    core.metrics.subscriptionsActive.dec({ binding });
+    core.metrics.subscriptionLag.remove(label);
+    core.metrics.subscriptionBuffered.remove(label);
+    // An ephemeral consumer has no future: remove it now rather than after its idle threshold.
+    if (info.consumer_id === undefined) core.bus.jsm.consumers.delete(ref.stream, consumerName).catch(() => undefined);
+    resolveClosed();
+  };
+
+  core.metrics.subscriptionsActive.inc({ binding });
+  sink.open(info);
+  const actor = core.supervisor.spawn(
+    "subscription",
+    subscriptionMachine,
+    { replaying: info.start_sequence <= info.replay_until, pump, closed: finish },
+    (error) => finish(toMigError(error, "the subscription failed inside the runtime")),
+  );
+  return {
+    info,
+    closed,
+    close: (error?: MigError) => {
+      if (actor.getSnapshot().status === "active") actor.send(error ? { type: "CLOSE", error } : { type: "CLOSE" });
+      else finish(error);
+    },
+    stats: () => ({ ...pump.stats, state: stateOf(actor.getSnapshot().value) }),
+  };
+}
+
+function stateOf(value: unknown): string {
+  if (typeof value === "string") return value;
+  const open = (value as { open?: unknown }).open;
+  return typeof open === "string" ? open : "unknown";
+}
+
+/** A token bucket for replayed events; rate 0 means unthrottled. */
+class Throttle {
+  private tokens: number;
+  private at = Date.now();
+
+  constructor(private readonly rate: number) {
+    this.tokens = rate / 10;
+  }
+
+  async take(): Promise<void> {
+    if (this.rate === 0) return;
+    for (;;) {
+      const now = Date.now();
+      this.tokens = Math.min(this.rate / 10, this.tokens + ((now - this.at) / 1000) * this.rate);
+      this.at = now;
+      if (this.tokens >= 1) {
+        this.tokens -= 1;
+        return;
+      }
+      await new Promise((r) => setTimeout(r, Math.max(1, Math.ceil(((1 - this.tokens) / this.rate) * 1000))));
+    }
+  }
+}
+
+/** Moves events from the consumer to the sink: fetch a batch, write, ack; stop pulling while the sink is full. */
+class Pump implements SubscriptionPump {
+  readonly stats: Omit<SubscriptionStats, "state">;
+  private stopped = false;
+  private batch: ConsumerMessages | undefined;
+  private caughtUp: boolean;
+  private readonly throttle: Throttle;
+  private readonly lag;
+  private readonly buffered;
+  private readonly replayed;
+
+  constructor(
+    private readonly core: SubscribeCore,
+    private readonly ref: TopicRef,
+    private readonly consumer: Consumer,
+    private readonly sink: EventSink,
+    private readonly info: SubscriptionInfo,
+    label: { tenant: string; topic: string; consumer: string },
+    private readonly binding: BindingType,
+  ) {
+    this.stats = { last_sequence: info.start_sequence - 1, delivered: 0, max_buffered_events: 0, max_buffered_bytes: 0, pauses: 0 };
+    this.caughtUp = info.start_sequence > info.replay_until;
+    this.throttle = new Throttle(core.config.replayRatePerSec);
+    this.lag = core.metrics.subscriptionLag.labels(label);
+    this.buffered = core.metrics.subscriptionBuffered.labels(label);
+    this.replayed = core.metrics.eventsReplayed.labels({ tenant: ref.tenant, topic: ref.topic });
+  }
+
+  run(report: (event: SubscriptionEvent) => void): void {
+    this.loop(report).catch((err: unknown) => {
+      if (!this.stopped) report({ type: "CLOSE", error: err instanceof MigError ? err : unavailable("delivering events", err) });
+    });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.batch?.stop();
+  }
+
+  private async loop(report: (event: SubscriptionEvent) => void): Promise<void> {
+    if (this.caughtUp) this.sink.notice("live", { after_sequence: this.info.replay_until });
+    const size = Math.min(this.info.max_inflight, MAX_BATCH);
+    let failures = 0;
+    while (!this.stopped) {
+      try {
+        const batch = await this.consumer.fetch({ max_messages: size, expires: FETCH_EXPIRES_MS });
+        this.batch = batch;
+        if (this.stopped) batch.stop();
+        for await (const m of batch) {
+          if (this.stopped) break;
+          await this.deliver(m, batch, report);
+        }
+        failures = 0;
+      } catch (err) {
+        if (this.stopped) return;
+        if (isNotFound(err) && ++failures > 20) throw unavailable("the subscription's consumer disappeared", err);
+        // The bus may be restarting: try again shortly; the consumer keeps our place.
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+  }
+
+  private async deliver(m: JsMsg, batch: ConsumerMessages, report: (event: SubscriptionEvent) => void): Promise<void> {
+    const seq = m.seq;
+    if (seq <= this.stats.last_sequence) {
+      m.ack(); // A redelivery of an event already written.
+      return;
+    }
+    const stored = m.string();
+    const poison = !stored.startsWith(STORED_PREFIX) || !stored.endsWith("}")
+      ? "the stored event is not a MIG event"
+      : m.info.deliveryCount > this.core.config.deadLetterAfter
+        ? `delivery failed ${m.info.deliveryCount - 1} times`
+        : undefined;
+    if (poison !== undefined) {
+      await this.core.events.deadLetter(this.ref, m.data, seq, poison);
+      m.term();
+      this.core.metrics.eventsDeadLettered.inc({ tenant: this.ref.tenant, topic: this.ref.topic });
+      this.stats.last_sequence = seq;
+      this.sink.notice("dead_lettered", { sequence: seq });
+      this.checkSeam(seq, report);
+      return;
+    }
+    const replay = seq <= this.info.replay_until;
+    if (replay) await this.throttle.take();
+    if (this.stopped) return;
+
+    const held = batch.getPending();
+    if (held > this.stats.max_buffered_events) this.stats.max_buffered_events = held;
+    this.buffered.set(held);
+    const ok = this.sink.event(seq, deliveredJson(stored, seq, replay));
+    m.ack();
+    this.stats.last_sequence = seq;
+    this.stats.delivered++;
+    if (replay) this.replayed.inc();
+    this.lag.set(m.info.pending);
+    const bytes = this.sink.bufferedBytes;
+    if (bytes > this.stats.max_buffered_bytes) this.stats.max_buffered_bytes = bytes;
+    this.checkSeam(seq, report);
+
+    if (!ok) {
+      this.stats.pauses++;
+      this.core.metrics.subscriptionPauses.inc({ binding: this.binding });
+      report({ type: "PAUSE" });
+      this.sink.notice("paused", { after_sequence: seq, buffered_bytes: this.sink.bufferedBytes });
+      await this.sink.drained();
+      if (this.stopped) return;
+      this.sink.notice("resumed", { after_sequence: seq });
+      report({ type: "RESUME" });
+    }
+  }
+
+  private checkSeam(seq: number, report: (event: SubscriptionEvent) => void): void {
+    if (this.caughtUp || seq < this.info.replay_until) return;
+    this.caughtUp = true;
+    report({ type: "LIVE" });
+    this.sink.notice("live", { after_sequence: this.info.replay_until });
+  }
+}
