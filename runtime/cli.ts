@@ -6,6 +6,7 @@ import { observatoryInfer } from "./demo-provider.ts";
 import { createLogger } from "./logger.ts";
 import { MigRuntime } from "./runtime.ts";
 import { startHttpBinding } from "../bindings/http/server.ts";
+import { startNatsEvents } from "../bindings/nats/events.ts";
 
 function addSettings(command: Command): Command {
   for (const setting of SETTINGS) {
@@ -31,6 +32,8 @@ async function start(options: Record<string, string | undefined>): Promise<void>
   const authenticator = new Authenticator(config.authMode, config.jwtHs256Secret);
   const http = await startHttpBinding(runtime, authenticator, config.httpAddr);
   logger.info({ url: http.url }, "HTTP binding listening (MIG API, /metrics, /admin/v0.1)");
+  const natsEvents = startNatsEvents(runtime, authenticator);
+  logger.info({ subjects: "mig.v0_1.<tenant>.events.<topic>, mig.v0_1.<tenant>.subscribe.<topic>" }, "NATS events binding listening (PUBLISH, SUBSCRIBE)");
   if (config.authMode === "none") {
     logger.info("auth mode none: callers are anonymous and name their tenant per request; set MIG_AUTH_MODE=jwt for anything shared");
   }
@@ -41,6 +44,7 @@ async function start(options: Record<string, string | undefined>): Promise<void>
     stopping = true;
     logger.info({ signal }, "shutting down");
     await http.close();
+    await natsEvents.close();
     await runtime.stop();
     process.exit(0);
   };

@@ -59,10 +59,6 @@ export const SETTINGS = [
   { key: "jwtHs256Secret", env: "MIG_JWT_HS256_SECRET", flag: "--jwt-hs256-secret <secret>", description: "shared secret for HS256 tokens in jwt mode", defaultValue: undefined, parse: text },
   { key: "logLevel", env: "MIG_LOG_LEVEL", flag: "--log-level <level>", description: "pino level: fatal, error, warn, info, debug, trace", defaultValue: "info", parse: text },
   { key: "serverId", env: "MIG_SERVER_ID", flag: "--server-id <id>", description: "server_id reported by HELLO (default: host name and process id)", defaultValue: undefined, parse: text },
-  { key: "maxBodyBytes", env: "MIG_MAX_BODY_BYTES", flag: "--max-body-bytes <n>", description: "largest request body any binding accepts", defaultValue: 2 * 1024 * 1024, parse: integer("MIG_MAX_BODY_BYTES", 1024, 64 * 1024 * 1024) },
-  { key: "idempotencyWindowMs", env: "MIG_IDEMPOTENCY_WINDOW_MS", flag: "--idempotency-window-ms <ms>", description: "how long an idempotency key's first result is kept (KV bucket TTL)", defaultValue: 10 * 60 * 1000, parse: integer("MIG_IDEMPOTENCY_WINDOW_MS", 1000, 7 * 24 * 3600 * 1000) },
-  { key: "maxDeadlineMs", env: "MIG_MAX_DEADLINE_MS", flag: "--max-deadline-ms <ms>", description: "upper bound on a caller's deadline_ms", defaultValue: 10 * 60 * 1000, parse: integer("MIG_MAX_DEADLINE_MS", 1, 24 * 3600 * 1000) },
-  { key: "capacity", env: "MIG_CAPACITY", flag: "--capacity <n>", description: "in-flight invocations this process takes before HEARTBEAT reports full load", defaultValue: 1024, parse: integer("MIG_CAPACITY", 1, 1_000_000) },
   // Events (docs/events.md).
   { key: "eventMaxPayloadBytes", env: "MIG_EVENT_MAX_PAYLOAD_BYTES", flag: "--event-max-payload-bytes <n>", description: "largest event payload PUBLISH accepts (JSON bytes)", defaultValue: 1024 * 1024, parse: integer("MIG_EVENT_MAX_PAYLOAD_BYTES", 1, 6 * 1024 * 1024) },
   { key: "eventMaxAgeMs", env: "MIG_EVENT_MAX_AGE_MS", flag: "--event-max-age-ms <ms>", description: "how long a topic's events are kept in JetStream", defaultValue: 7 * 24 * 3600 * 1000, parse: integer("MIG_EVENT_MAX_AGE_MS", 1000, 3650 * 24 * 3600 * 1000) },
@@ -70,6 +66,10 @@ export const SETTINGS = [
   { key: "replayRatePerSec", env: "MIG_REPLAY_RATE_PER_SEC", flag: "--replay-rate-per-sec <n>", description: "replayed events per second per subscription (0: unthrottled)", defaultValue: 50_000, parse: integer("MIG_REPLAY_RATE_PER_SEC", 0, 100_000_000) },
   { key: "replayMaxEvents", env: "MIG_REPLAY_MAX_EVENTS", flag: "--replay-max-events <n>", description: "how far behind the end of a topic one subscription may start (events)", defaultValue: 100_000, parse: integer("MIG_REPLAY_MAX_EVENTS", 0, 1_000_000_000) },
   { key: "deadLetterAfter", env: "MIG_DEAD_LETTER_AFTER", flag: "--dead-letter-after <n>", description: "deliveries of one event before it goes to the dead-letter subject", defaultValue: 5, parse: integer("MIG_DEAD_LETTER_AFTER", 1, 1000) },
+  { key: "maxBodyBytes", env: "MIG_MAX_BODY_BYTES", flag: "--max-body-bytes <n>", description: "largest request body any binding accepts", defaultValue: 2 * 1024 * 1024, parse: integer("MIG_MAX_BODY_BYTES", 1024, 64 * 1024 * 1024) },
+  { key: "idempotencyWindowMs", env: "MIG_IDEMPOTENCY_WINDOW_MS", flag: "--idempotency-window-ms <ms>", description: "how long an idempotency key's first result is kept (KV bucket TTL)", defaultValue: 10 * 60 * 1000, parse: integer("MIG_IDEMPOTENCY_WINDOW_MS", 1000, 7 * 24 * 3600 * 1000) },
+  { key: "maxDeadlineMs", env: "MIG_MAX_DEADLINE_MS", flag: "--max-deadline-ms <ms>", description: "upper bound on a caller's deadline_ms", defaultValue: 10 * 60 * 1000, parse: integer("MIG_MAX_DEADLINE_MS", 1, 24 * 3600 * 1000) },
+  { key: "capacity", env: "MIG_CAPACITY", flag: "--capacity <n>", description: "in-flight invocations this process takes before HEARTBEAT reports full load", defaultValue: 1024, parse: integer("MIG_CAPACITY", 1, 1_000_000) },
 ] as const satisfies readonly Setting<keyof RuntimeConfig>[];
 
 function authMode(raw: string): AuthMode {

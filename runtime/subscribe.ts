@@ -2,7 +2,8 @@
 // subscription actor whose pump moves events to the binding's sink with backpressure, replay quotas and
 // dead-lettering. Every binding (SSE, NATS) hands in a sink and gets the same rules.
 import { randomUUID } from "node:crypto";
-import { AckPolicy, DeliverPolicy, type Consumer, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
+import { createInbox, type Msg, type Subscription as Subscription_ } from "@nats-io/transport-node";
 import { subscriptionMachine, type SubscriptionEvent, type SubscriptionPump } from "../actors/subscription.ts";
 import { MigError, toMigError } from "./errors.ts";
 import { deliveredJson, topicRef, unavailable, type TopicRef } from "./events.ts";
@@ -16,7 +17,7 @@ import type { RequestContext } from "./core.ts";
 import type { BindingType, MessageHeader } from "./types.ts";
 
 export const DEFAULT_MAX_INFLIGHT = 256;
-/** Events fetched per pull request at most; a pull never asks for more than max_inflight. */
+/** Events asked for per pull request at most; held plus asked-for never exceeds max_inflight. */
 const MAX_BATCH = 512;
 const FETCH_EXPIRES_MS = 5_000;
 const ACK_WAIT_NS = 60_000 * 1_000_000;
@@ -164,7 +165,7 @@ export async function subscribe(
   const durableKey = consumerId === undefined ? undefined : `${ref.stream}/${consumerId}`;
   if (durableKey !== undefined) await core.subscriptions.takeOver(durableKey);
 
-  const { jsm, js } = core.bus;
+  const { jsm } = core.bus;
   const state = await core.events.state(ref);
   let cursor = explicitCursor;
   if (cursor === undefined && consumerId !== undefined) {
@@ -195,7 +196,6 @@ export async function subscribe(
     );
   }
 
-  let consumer: Consumer;
   let consumerName: string;
   try {
     if (consumerId !== undefined) await jsm.consumers.delete(ref.stream, consumerId).catch((err: unknown) => {
@@ -213,7 +213,6 @@ export async function subscribe(
       inactive_threshold: consumerId !== undefined ? DURABLE_IDLE_NS : EPHEMERAL_IDLE_NS,
     });
     consumerName = created.name;
-    consumer = await js.consumers.get(ref.stream, consumerName);
   } catch (err) {
     throw unavailable("creating the subscription's consumer", err);
   }
@@ -227,7 +226,7 @@ export async function subscribe(
     replay_until: state.last,
     max_inflight: maxInflight,
   };
-  const subscription = startActor(core, ref, consumer, consumerName, sink, info, request.binding);
+  const subscription = startActor(core, ref, consumerName, sink, info, request.binding);
   core.subscriptions.add(subscription, durableKey);
   return subscription;
 }
@@ -235,14 +234,13 @@ export async function subscribe(
 function startActor(
   core: SubscribeCore,
   ref: TopicRef,
-  consumer: Consumer,
   consumerName: string,
   sink: EventSink,
   info: SubscriptionInfo,
   binding: BindingType,
 ): Subscription {
   const label = { tenant: ref.tenant, topic: ref.topic, consumer: info.consumer_id ?? `ephemeral-${info.subscription_id.slice(0, 8)}` };
-  const pump = new Pump(core, ref, consumer, sink, info, label, binding);
+  const pump = new Pump(core, ref, consumerName, sink, info, label, binding);
   let resolveClosed!: () => void;
   const closed = new Promise<void>((r) => (resolveClosed = r));
   let finished = false;
@@ -308,12 +306,42 @@ class Throttle {
   }
 }
 
-/** Moves events from the consumer to the sink: fetch a batch, write, ack; stop pulling while the sink is full. */
+const ACK = new TextEncoder().encode("+ACK");
+const TERM = new TextEncoder().encode("+TERM");
+
+/** What the pump needs of a delivered JetStream message, read from its `$JS.ACK…` reply subject. */
+interface Delivery {
+  msg: Msg;
+  seq: number;
+  deliveryCount: number;
+  pending: number;
+}
+
+/** `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`, with domain and account hash on newer servers. */
+function parseDelivery(msg: Msg): Delivery | undefined {
+  const reply = msg.reply;
+  if (!reply || !reply.startsWith("$JS.ACK.")) return undefined;
+  const t = reply.split(".");
+  const base = t.length === 9 ? 4 : 6;
+  if (t.length < 9) return undefined;
+  return { msg, deliveryCount: Number(t[base]), seq: Number(t[base + 1]), pending: Number(t[base + 3]) };
+}
+
+/**
+ * Moves events from the consumer to the sink. It pulls from JetStream itself (one pull request at a time, into
+ * its own queue) so that what it holds is bounded by max_inflight and nothing it holds is ever dropped: while
+ * the sink is full it stops pulling, and JetStream's max_ack_pending stops the server side.
+ */
 class Pump implements SubscriptionPump {
   readonly stats: Omit<SubscriptionStats, "state">;
   private stopped = false;
-  private batch: ConsumerMessages | undefined;
   private caughtUp: boolean;
+  private readonly queue: Delivery[] = [];
+  private outstanding = 0;
+  private pullTimer: NodeJS.Timeout | undefined;
+  private wakeUp: (() => void) | undefined;
+  private inbox: Subscription_ | undefined;
+  private readonly batch: number;
   private readonly throttle: Throttle;
   private readonly lag;
   private readonly buffered;
@@ -322,7 +350,7 @@ class Pump implements SubscriptionPump {
   constructor(
     private readonly core: SubscribeCore,
     private readonly ref: TopicRef,
-    private readonly consumer: Consumer,
+    private readonly consumerName: string,
     private readonly sink: EventSink,
     private readonly info: SubscriptionInfo,
     label: { tenant: string; topic: string; consumer: string },
@@ -330,6 +358,7 @@ class Pump implements SubscriptionPump {
   ) {
     this.stats = { last_sequence: info.start_sequence - 1, delivered: 0, max_buffered_events: 0, max_buffered_bytes: 0, pauses: 0 };
     this.caughtUp = info.start_sequence > info.replay_until;
+    this.batch = Math.min(info.max_inflight, MAX_BATCH);
     this.throttle = new Throttle(core.config.replayRatePerSec);
     this.lag = core.metrics.subscriptionLag.labels(label);
     this.buffered = core.metrics.subscriptionBuffered.labels(label);
@@ -343,51 +372,97 @@ class Pump implements SubscriptionPump {
   }
 
   stop(): void {
+    if (this.stopped) return;
     this.stopped = true;
-    this.batch?.stop();
+    clearTimeout(this.pullTimer);
+    this.inbox?.unsubscribe();
+    this.wake();
+  }
+
+  private wake(): void {
+    const wake = this.wakeUp;
+    this.wakeUp = undefined;
+    wake?.();
+  }
+
+  private onMessage(msg: Msg): void {
+    const delivery = parseDelivery(msg);
+    if (delivery === undefined) {
+      // A status message: 408 (pull expired), 404/409 (nothing more for this pull); 100 (heartbeat) is ignored.
+      const code = msg.headers?.code ?? 0;
+      if (code === 408) this.pullDone();
+      else if (code >= 400) {
+        // Something else ended the pull (e.g. the consumer is being recreated): ask again after a pause.
+        clearTimeout(this.pullTimer);
+        this.pullTimer = setTimeout(() => this.pullDone(), 250);
+      }
+      return;
+    }
+    this.queue.push(delivery);
+    if (this.queue.length > this.stats.max_buffered_events) this.stats.max_buffered_events = this.queue.length;
+    if (this.outstanding > 0 && --this.outstanding === 0) this.pullDone();
+    this.wake();
+  }
+
+  private pullDone(): void {
+    this.outstanding = 0;
+    clearTimeout(this.pullTimer);
+    this.wake();
+  }
+
+  /** Asks for more only when the pump holds little: held + requested never exceeds max_inflight. */
+  private maybePull(): void {
+    if (this.stopped || this.outstanding > 0) return;
+    const room = this.info.max_inflight - this.queue.length;
+    if (room < Math.max(1, this.batch >> 1)) return;
+    const count = Math.min(this.batch, room);
+    const { nc } = this.core.bus;
+    this.outstanding = count;
+    try {
+      nc.publish(`$JS.API.CONSUMER.MSG.NEXT.${this.ref.stream}.${this.consumerName}`, JSON.stringify({ batch: count, expires: FETCH_EXPIRES_MS * 1_000_000 }), {
+        reply: this.inbox!.getSubject(),
+      });
+    } catch {
+      // Disconnected: the timer below asks again.
+    }
+    // A pull lost to a bus restart never completes: give up on it a little after it would have expired.
+    this.pullTimer = setTimeout(() => this.pullDone(), FETCH_EXPIRES_MS + 2_000);
   }
 
   private async loop(report: (event: SubscriptionEvent) => void): Promise<void> {
+    this.inbox = this.core.bus.nc.subscribe(createInbox(), { callback: (_err, msg) => this.onMessage(msg) });
     if (this.caughtUp) this.sink.notice("live", { after_sequence: this.info.replay_until });
-    const size = Math.min(this.info.max_inflight, MAX_BATCH);
-    let failures = 0;
     while (!this.stopped) {
-      try {
-        const batch = await this.consumer.fetch({ max_messages: size, expires: FETCH_EXPIRES_MS });
-        this.batch = batch;
-        if (this.stopped) batch.stop();
-        for await (const m of batch) {
-          if (this.stopped) break;
-          await this.deliver(m, batch, report);
-        }
-        failures = 0;
-      } catch (err) {
-        if (this.stopped) return;
-        if (isNotFound(err) && ++failures > 20) throw unavailable("the subscription's consumer disappeared", err);
-        // The bus may be restarting: try again shortly; the consumer keeps our place.
-        await new Promise((r) => setTimeout(r, 250));
+      this.maybePull();
+      const next = this.queue.shift();
+      if (next === undefined) {
+        await new Promise<void>((resolve) => (this.wakeUp = resolve));
+        continue;
       }
+      this.buffered.set(this.queue.length);
+      await this.deliver(next, report);
     }
   }
 
-  private async deliver(m: JsMsg, batch: ConsumerMessages, report: (event: SubscriptionEvent) => void): Promise<void> {
-    const seq = m.seq;
+  private async deliver(d: Delivery, report: (event: SubscriptionEvent) => void): Promise<void> {
+    const { seq, msg } = d;
+    const { nc } = this.core.bus;
     if (seq <= this.stats.last_sequence) {
-      m.ack(); // A redelivery of an event already written.
+      nc.publish(msg.reply!, ACK); // A redelivery of an event already written.
       return;
     }
-    const stored = m.string();
+    const stored = msg.string();
     const poison = !stored.startsWith(STORED_PREFIX) || !stored.endsWith("}")
       ? "the stored event is not a MIG event"
-      : m.info.deliveryCount > this.core.config.deadLetterAfter
-        ? `delivery failed ${m.info.deliveryCount - 1} times`
+      : d.deliveryCount > this.core.config.deadLetterAfter
+        ? `delivery failed ${d.deliveryCount - 1} times`
         : undefined;
     if (poison !== undefined) {
-      await this.core.events.deadLetter(this.ref, m.data, seq, poison);
-      m.term();
+      await this.core.events.deadLetter(this.ref, msg.data, seq, poison);
+      nc.publish(msg.reply!, TERM);
       this.core.metrics.eventsDeadLettered.inc({ tenant: this.ref.tenant, topic: this.ref.topic });
       this.stats.last_sequence = seq;
-      this.sink.notice("dead_lettered", { sequence: seq });
+      this.sink.notice("dead_lettered", { sequence: seq, reason: poison.replace(/ /g, "_") });
       this.checkSeam(seq, report);
       return;
     }
@@ -395,15 +470,12 @@ class Pump implements SubscriptionPump {
     if (replay) await this.throttle.take();
     if (this.stopped) return;
 
-    const held = batch.getPending();
-    if (held > this.stats.max_buffered_events) this.stats.max_buffered_events = held;
-    this.buffered.set(held);
     const ok = this.sink.event(seq, deliveredJson(stored, seq, replay));
-    m.ack();
+    nc.publish(msg.reply!, ACK);
     this.stats.last_sequence = seq;
     this.stats.delivered++;
     if (replay) this.replayed.inc();
-    this.lag.set(m.info.pending);
+    this.lag.set(d.pending);
     const bytes = this.sink.bufferedBytes;
     if (bytes > this.stats.max_buffered_bytes) this.stats.max_buffered_bytes = bytes;
     this.checkSeam(seq, report);
