@@ -78,7 +78,8 @@ export class Supervisor {
     let inspector = this.inspectors.get(kind);
     if (!inspector) {
       inspector = (event) => {
-        if (event.type !== "@xstate.snapshot") return;
+        // Only the spawned actor itself is tracked; its children (e.g. a subscription's pump) are part of it.
+        if (event.type !== "@xstate.snapshot" || event.actorRef.sessionId !== event.rootId) return;
         const snapshot = event.snapshot as { status: string; value?: unknown };
         this.track(event.actorRef.sessionId, kind, leafState(snapshot.value), snapshot.status !== "active");
       };

@@ -114,6 +114,8 @@ describe("SUBSCRIBE over SSE", () => {
     expectEnvelope("EventMessage", all[5_050]);
 
     expect(t.runtime.subscriptions.list().map((s) => s.stats().state)).toEqual(["live"]);
+    const actors = t.runtime.supervisor.list().filter((a) => a.kind === "subscription");
+    expect(actors.map((a) => a.state)).toEqual(["live"]);
     sub.close();
     await waitFor("the subscription to close", () => t.runtime.subscriptions.size === 0);
   });
