@@ -21,6 +21,7 @@ class SseSink implements EventSink {
   private ended = false;
   private keepalive: NodeJS.Timeout | undefined;
   private info: SubscriptionInfo | undefined;
+  private corked = false;
 
   constructor(private readonly res: ServerResponse) {
     const wake = () => {
@@ -65,7 +66,19 @@ class SseSink implements EventSink {
 
   event(sequence: number, json: string): boolean {
     if (this.ended) return true;
+    this.batchWrites();
     return this.res.write(`id: ${sequence}\nevent: mig-event\ndata: ${json}\n\n`);
+  }
+
+  /** Events written in one turn of the event loop leave in one socket write, not one each. */
+  private batchWrites(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.res.cork();
+    process.nextTick(() => {
+      this.corked = false;
+      this.res.uncork();
+    });
   }
 
   notice(kind: string, detail: Record<string, string | number>): void {
