@@ -206,7 +206,7 @@ export class EventStore {
     headers.set("Mig-Topic", ref.topic);
     headers.set("Mig-Tenant", ref.tenant);
     headers.set("Mig-Sequence", String(sequence));
-    headers.set("Mig-Dead-Letter-Reason", reason);
+    headers.set("Mig-Dead-Letter-Reason", reason.replace(/[\r\n]+/g, " ").slice(0, 300));
     await this.bus.js.publish(ref.deadLetterSubject, data, { headers, timeout: 10_000 });
   }
 }

@@ -458,19 +458,31 @@ class Pump implements SubscriptionPump {
         ? `delivery failed ${d.deliveryCount - 1} times`
         : undefined;
     if (poison !== undefined) {
-      await this.core.events.deadLetter(this.ref, msg.data, seq, poison);
-      nc.publish(msg.reply!, TERM);
-      this.core.metrics.eventsDeadLettered.inc({ tenant: this.ref.tenant, topic: this.ref.topic });
-      this.stats.last_sequence = seq;
-      this.sink.notice("dead_lettered", { sequence: seq, reason: poison.replace(/ /g, "_") });
-      this.checkSeam(seq, report);
+      await this.deadLetter(d, poison, report);
       return;
     }
     const replay = seq <= this.info.replay_until;
     if (replay) await this.throttle.take();
     if (this.stopped) return;
 
-    const ok = this.sink.event(seq, deliveredJson(stored, seq, replay));
+    const json = deliveredJson(stored, seq, replay);
+    let ok = true;
+    let failure: unknown;
+    // The transport may refuse one event (e.g. larger than a NATS server's max_payload): try it a few times
+    // in place, so order holds, then dead-letter it and go on.
+    for (let attempt = 1; attempt <= this.core.config.deadLetterAfter; attempt++) {
+      try {
+        ok = this.sink.event(seq, json);
+        failure = undefined;
+        break;
+      } catch (err) {
+        failure = err;
+      }
+    }
+    if (failure !== undefined) {
+      await this.deadLetter(d, `the subscriber's transport refused it ${this.core.config.deadLetterAfter} times: ${failure instanceof Error ? failure.message : String(failure)}`, report);
+      return;
+    }
     nc.publish(msg.reply!, ACK);
     this.stats.last_sequence = seq;
     this.stats.delivered++;
@@ -490,6 +502,15 @@ class Pump implements SubscriptionPump {
       this.sink.notice("resumed", { after_sequence: seq });
       report({ type: "RESUME" });
     }
+  }
+
+  private async deadLetter(d: Delivery, reason: string, report: (event: SubscriptionEvent) => void): Promise<void> {
+    await this.core.events.deadLetter(this.ref, d.msg.data, d.seq, reason);
+    this.core.bus.nc.publish(d.msg.reply!, TERM);
+    this.core.metrics.eventsDeadLettered.inc({ tenant: this.ref.tenant, topic: this.ref.topic });
+    this.stats.last_sequence = d.seq;
+    this.sink.notice("dead_lettered", { sequence: d.seq });
+    this.checkSeam(d.seq, report);
   }
 
   private checkSeam(seq: number, report: (event: SubscriptionEvent) => void): void {

@@ -7,6 +7,7 @@ import { Authenticator } from "../runtime/auth.ts";
 import { DEAD_LETTER_STREAM, ORIGIN_HEADER, topicRef } from "../runtime/events.ts";
 import { anonymousPrincipal } from "../runtime/principal.ts";
 import { startNatsEvents, type NatsEventsBinding } from "../bindings/nats/events.ts";
+import type { EventSink } from "../runtime/subscribe.ts";
 import { expectEnvelope, expectError } from "./helpers/envelopes.ts";
 import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
 import { SseClient } from "./helpers/sse.ts";
@@ -143,6 +144,41 @@ describe("dead letters", () => {
     expect(dead!.header.get("Mig-Sequence")).toBe("2");
     const metrics = (await t.get("/metrics")).text;
     expect(metrics).toContain('mig_events_dead_lettered_total{tenant="acme",topic="ledger.entries"} 1');
+  });
+
+  it("dead-letters an event the subscriber's transport keeps refusing, after the configured attempts, and keeps order", async () => {
+    const topic = "ledger.refused";
+    await t.runtime.publish({ header: { tenant_id: "acme" }, payload: { n: 1 } }, context, topic);
+    await t.runtime.publish({ header: { tenant_id: "acme" }, payload: { n: 2, poison: true } }, context, topic);
+    await t.runtime.publish({ header: { tenant_id: "acme" }, payload: { n: 3 } }, context, topic);
+    const delivered: number[] = [];
+    const notices: string[] = [];
+    let attempts = 0;
+    const sink: EventSink = {
+      open: () => undefined,
+      event: (sequence, json) => {
+        if (JSON.parse(json).payload.poison) {
+          attempts++;
+          throw new Error("the transport refused this event");
+        }
+        delivered.push(sequence);
+        return true;
+      },
+      notice: (kind, detail) => void notices.push(`${kind} ${JSON.stringify(detail)}`),
+      drained: () => Promise.resolve(),
+      close: () => undefined,
+      bufferedBytes: 0,
+    };
+    const subscription = await t.runtime.subscribe({ header: { tenant_id: "acme" }, resume_cursor: 0 }, context, topic, sink);
+    await waitFor("the live seam", () => notices.some((n) => n.startsWith("live")));
+    expect(delivered).toEqual([1, 3]);
+    expect(attempts).toBe(5);
+    expect(notices).toContain('dead_lettered {"sequence":2}');
+    const dead = await t.runtime.bus.jsm.streams.getMessage(DEAD_LETTER_STREAM, { last_by_subj: topicRef("acme", topic).deadLetterSubject });
+    expect(JSON.parse(dead!.string()).payload).toEqual({ n: 2, poison: true });
+    expect(dead!.header.get("Mig-Dead-Letter-Reason")).toContain("refused it 5 times");
+    subscription.close();
+    await subscription.closed;
   });
 });
 
