@@ -261,6 +261,10 @@ describe("durability", () => {
       expect(res.status).toBe(200);
       acks.push(res.body);
     }
+    const liveEphemeral = await SseClient.open(`${t.http.url}/mig/v0.1/subscribe/audit.trail`, { "x-tenant-id": "acme" });
+    const liveDurable = await SseClient.open(`${t.http.url}/mig/v0.1/subscribe/audit.trail?consumer_id=auditor`, { "x-tenant-id": "acme" });
+    await liveEphemeral.waitForComment("live");
+    await liveDurable.waitForComment("live");
     const launcher = t.runtime.launcher!;
     const firstPid = launcher.pid!;
     process.kill(firstPid, "SIGKILL");
@@ -280,5 +284,11 @@ describe("durability", () => {
     expect(events.map((e) => e.event_id)).toEqual([...acks.map((a) => a.event_id), after.event_id]);
     expect(events.slice(0, 40).map((e) => e.payload)).toEqual(acks.map((_, i) => ({ i })));
     sub.close();
-  }, 60_000);
+
+    // Subscriptions open across the crash carry on with the events published after it.
+    expect((await liveEphemeral.waitForEvents(1, 30_000)).map((e) => e.sequence)).toEqual([41]);
+    expect((await liveDurable.waitForEvents(1, 30_000)).map((e) => e.sequence)).toEqual([41]);
+    liveEphemeral.close();
+    liveDurable.close();
+  }, 90_000);
 });
