@@ -196,26 +196,8 @@ export async function subscribe(
     );
   }
 
-  let consumerName: string;
-  try {
-    if (consumerId !== undefined) await jsm.consumers.delete(ref.stream, consumerId).catch((err: unknown) => {
-      if (!isNotFound(err)) throw err;
-    });
-    const created = await jsm.consumers.add(ref.stream, {
-      ...(consumerId !== undefined ? { durable_name: consumerId } : {}),
-      description: `MIG subscription to ${topic}`,
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: cursor + 1,
-      max_ack_pending: maxInflight,
-      ack_wait: ACK_WAIT_NS,
-      max_deliver: -1,
-      inactive_threshold: consumerId !== undefined ? DURABLE_IDLE_NS : EPHEMERAL_IDLE_NS,
-    });
-    consumerName = created.name;
-  } catch (err) {
-    throw unavailable("creating the subscription's consumer", err);
-  }
+  const place = (start: number) => placeConsumer(core, ref, topic, consumerId, start, maxInflight);
+  const consumerName = await place(cursor + 1);
 
   const info: SubscriptionInfo = {
     header,
@@ -226,21 +208,55 @@ export async function subscribe(
     replay_until: state.last,
     max_inflight: maxInflight,
   };
-  const subscription = startActor(core, ref, consumerName, sink, info, request.binding);
+  const subscription = startActor(core, ref, consumerName, place, sink, info, request.binding);
   core.subscriptions.add(subscription, durableKey);
   return subscription;
+}
+
+/** Creates the subscription's consumer at `start` (a durable one replaces its earlier self); resolves with its name. */
+async function placeConsumer(
+  core: SubscribeCore,
+  ref: TopicRef,
+  topic: string,
+  consumerId: string | undefined,
+  start: number,
+  maxInflight: number,
+): Promise<string> {
+  const { jsm } = core.bus;
+  try {
+    if (consumerId !== undefined) {
+      await jsm.consumers.delete(ref.stream, consumerId).catch((err: unknown) => {
+        if (!isNotFound(err)) throw err;
+      });
+    }
+    const created = await jsm.consumers.add(ref.stream, {
+      ...(consumerId !== undefined ? { durable_name: consumerId } : {}),
+      description: `MIG subscription to ${topic}`,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: start,
+      max_ack_pending: maxInflight,
+      ack_wait: ACK_WAIT_NS,
+      max_deliver: -1,
+      inactive_threshold: consumerId !== undefined ? DURABLE_IDLE_NS : EPHEMERAL_IDLE_NS,
+    });
+    return created.name;
+  } catch (err) {
+    throw unavailable("creating the subscription's consumer", err);
+  }
 }
 
 function startActor(
   core: SubscribeCore,
   ref: TopicRef,
   consumerName: string,
+  place: (start: number) => Promise<string>,
   sink: EventSink,
   info: SubscriptionInfo,
   binding: BindingType,
 ): Subscription {
   const label = { tenant: ref.tenant, topic: ref.topic, consumer: info.consumer_id ?? `ephemeral-${info.subscription_id.slice(0, 8)}` };
-  const pump = new Pump(core, ref, consumerName, sink, info, label, binding);
+  const pump = new Pump(core, ref, consumerName, place, sink, info, label, binding);
   let resolveClosed!: () => void;
   const closed = new Promise<void>((r) => (resolveClosed = r));
   let finished = false;
@@ -253,7 +269,7 @@ function startActor(
     core.metrics.subscriptionLag.remove(label);
     core.metrics.subscriptionBuffered.remove(label);
     // An ephemeral consumer has no future: remove it now rather than after its idle threshold.
-    if (info.consumer_id === undefined) core.bus.jsm.consumers.delete(ref.stream, consumerName).catch(() => undefined);
+    if (info.consumer_id === undefined) core.bus.jsm.consumers.delete(ref.stream, pump.consumerName).catch(() => undefined);
     resolveClosed();
   };
 
@@ -341,6 +357,9 @@ class Pump implements SubscriptionPump {
   private pullTimer: NodeJS.Timeout | undefined;
   private wakeUp: (() => void) | undefined;
   private inbox: Subscription_ | undefined;
+  private failedPulls = 0;
+  private recovering = false;
+  private report: ((event: SubscriptionEvent) => void) | undefined;
   private readonly batch: number;
   private readonly throttle: Throttle;
   private readonly lag;
@@ -350,7 +369,8 @@ class Pump implements SubscriptionPump {
   constructor(
     private readonly core: SubscribeCore,
     private readonly ref: TopicRef,
-    private readonly consumerName: string,
+    public consumerName: string,
+    private readonly place: (start: number) => Promise<string>,
     private readonly sink: EventSink,
     private readonly info: SubscriptionInfo,
     label: { tenant: string; topic: string; consumer: string },
@@ -366,6 +386,7 @@ class Pump implements SubscriptionPump {
   }
 
   run(report: (event: SubscriptionEvent) => void): void {
+    this.report = report;
     this.loop(report).catch((err: unknown) => {
       if (!this.stopped) report({ type: "CLOSE", error: err instanceof MigError ? err : unavailable("delivering events", err) });
     });
@@ -392,16 +413,44 @@ class Pump implements SubscriptionPump {
       const code = msg.headers?.code ?? 0;
       if (code === 408) this.pullDone();
       else if (code >= 400) {
-        // Something else ended the pull (e.g. the consumer is being recreated): ask again after a pause.
+        // Something else ended the pull: ask again after a pause; if it keeps failing, look at the consumer.
         clearTimeout(this.pullTimer);
         this.pullTimer = setTimeout(() => this.pullDone(), 250);
+        const deleted = /deleted/i.test(msg.headers?.description ?? "");
+        if (deleted || ++this.failedPulls >= 3) void this.recover();
       }
       return;
     }
+    this.failedPulls = 0;
     this.queue.push(delivery);
     if (this.queue.length > this.stats.max_buffered_events) this.stats.max_buffered_events = this.queue.length;
     if (this.outstanding > 0 && --this.outstanding === 0) this.pullDone();
     this.wake();
+  }
+
+  /**
+   * The consumer is gone (deleted by an operator, its idle threshold passed while the bus was away, or the
+   * server lost its state): place a new one right after the last event delivered, so nothing is lost or doubled.
+   */
+  private async recover(): Promise<void> {
+    if (this.recovering || this.stopped) return;
+    this.recovering = true;
+    try {
+      try {
+        await this.core.bus.jsm.consumers.info(this.ref.stream, this.consumerName);
+        return; // It exists: the failures were something else (e.g. the bus restarting), and pulls go on.
+      } catch (err) {
+        if (!isNotFound(err)) return;
+      }
+      this.consumerName = await this.place(this.stats.last_sequence + 1);
+      this.failedPulls = 0;
+      this.pullDone(); // Pull from the new consumer now rather than after the old pull's timer.
+      this.core.logger.info({ topic: this.ref.topic, consumer: this.consumerName, from: this.stats.last_sequence + 1 }, "subscription consumer recreated");
+    } catch (err) {
+      this.report?.({ type: "CLOSE", error: err instanceof MigError ? err : unavailable("recreating the subscription's consumer", err) });
+    } finally {
+      this.recovering = false;
+    }
   }
 
   private pullDone(): void {
@@ -425,8 +474,12 @@ class Pump implements SubscriptionPump {
     } catch {
       // Disconnected: the timer below asks again.
     }
-    // A pull lost to a bus restart never completes: give up on it a little after it would have expired.
-    this.pullTimer = setTimeout(() => this.pullDone(), FETCH_EXPIRES_MS + 2_000);
+    // A pull lost to a bus restart, or sent to a consumer that no longer exists, never completes: give up on it a
+    // little after it would have expired, and make sure the consumer is still there.
+    this.pullTimer = setTimeout(() => {
+      this.pullDone();
+      void this.recover();
+    }, FETCH_EXPIRES_MS + 2_000);
   }
 
   private async loop(report: (event: SubscriptionEvent) => void): Promise<void> {

@@ -254,6 +254,22 @@ describe("NATS binding", () => {
 });
 
 describe("durability", () => {
+  it("recreates a subscription's consumer that disappeared, right after the last event delivered", async () => {
+    const topic = "cart.updates";
+    const sub = await SseClient.open(`${t.http.url}/mig/v0.1/subscribe/${topic}`, { "x-tenant-id": "acme" });
+    await sub.waitForComment("live");
+    await publishN(topic, 3);
+    await sub.waitForEvents(3);
+    const stream = topicRef("acme", topic).stream;
+    const [consumer] = await t.runtime.bus.jsm.consumers.list(stream).next();
+    await t.runtime.bus.jsm.consumers.delete(stream, consumer!.name);
+    await publishN(topic, 2);
+    const all = await sub.waitForEvents(5, 20_000);
+    expect(all.map((e) => e.sequence)).toEqual([1, 2, 3, 4, 5]);
+    expect(all.every((e) => e.replay === false)).toBe(true);
+    sub.close();
+  });
+
   it("keeps every acknowledged event across a SIGKILL of the embedded nats-server", async () => {
     const acks = [];
     for (let i = 0; i < 40; i++) {
