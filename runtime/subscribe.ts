@@ -307,18 +307,23 @@ class Throttle {
     this.tokens = rate / 10;
   }
 
-  async take(): Promise<void> {
-    if (this.rate === 0) return;
-    for (;;) {
-      const now = Date.now();
-      this.tokens = Math.min(this.rate / 10, this.tokens + ((now - this.at) / 1000) * this.rate);
-      this.at = now;
-      if (this.tokens >= 1) {
-        this.tokens -= 1;
-        return;
+  /** Takes one token: undefined when one is there now, else a promise that resolves once one is. */
+  take(): Promise<void> | undefined {
+    if (this.rate === 0 || this.tryTake()) return undefined;
+    return (async () => {
+      while (!this.tryTake()) {
+        await new Promise((r) => setTimeout(r, Math.max(1, Math.ceil(((1 - this.tokens) / this.rate) * 1000))));
       }
-      await new Promise((r) => setTimeout(r, Math.max(1, Math.ceil(((1 - this.tokens) / this.rate) * 1000))));
-    }
+    })();
+  }
+
+  private tryTake(): boolean {
+    const now = Date.now();
+    this.tokens = Math.min(this.rate / 10, this.tokens + ((now - this.at) / 1000) * this.rate);
+    this.at = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
   }
 }
 
@@ -493,11 +498,13 @@ class Pump implements SubscriptionPump {
         continue;
       }
       this.buffered.set(this.queue.length);
-      await this.deliver(next, report);
+      // Most events are written synchronously; only a pause, the throttle or a dead letter makes the pump wait.
+      const wait = this.deliver(next, report);
+      if (wait) await wait;
     }
   }
 
-  private async deliver(d: Delivery, report: (event: SubscriptionEvent) => void): Promise<void> {
+  private deliver(d: Delivery, report: (event: SubscriptionEvent) => void): Promise<void> | undefined {
     const { seq, msg } = d;
     const { nc } = this.core.bus;
     if (seq <= this.stats.last_sequence) {
@@ -510,14 +517,16 @@ class Pump implements SubscriptionPump {
       : d.deliveryCount > this.core.config.deadLetterAfter
         ? `delivery failed ${d.deliveryCount - 1} times`
         : undefined;
-    if (poison !== undefined) {
-      await this.deadLetter(d, poison, report);
-      return;
-    }
+    if (poison !== undefined) return this.deadLetter(d, poison, report);
     const replay = seq <= this.info.replay_until;
-    if (replay) await this.throttle.take();
-    if (this.stopped) return;
+    const throttled = replay ? this.throttle.take() : undefined;
+    if (throttled) return throttled.then(() => (this.stopped ? undefined : this.write(d, stored, replay, report)));
+    return this.write(d, stored, replay, report);
+  }
 
+  private write(d: Delivery, stored: string, replay: boolean, report: (event: SubscriptionEvent) => void): Promise<void> | undefined {
+    const { seq, msg } = d;
+    const { nc } = this.core.bus;
     const json = deliveredJson(stored, seq, replay);
     let ok = true;
     let failure: unknown;
@@ -533,8 +542,8 @@ class Pump implements SubscriptionPump {
       }
     }
     if (failure !== undefined) {
-      await this.deadLetter(d, `the subscriber's transport refused it ${this.core.config.deadLetterAfter} times: ${failure instanceof Error ? failure.message : String(failure)}`, report);
-      return;
+      const why = failure instanceof Error ? failure.message : String(failure);
+      return this.deadLetter(d, `the subscriber's transport refused it ${this.core.config.deadLetterAfter} times: ${why}`, report);
     }
     nc.publish(msg.reply!, ACK);
     this.stats.last_sequence = seq;
@@ -544,17 +553,19 @@ class Pump implements SubscriptionPump {
     const bytes = this.sink.bufferedBytes;
     if (bytes > this.stats.max_buffered_bytes) this.stats.max_buffered_bytes = bytes;
     this.checkSeam(seq, report);
+    return ok ? undefined : this.pause(seq, report);
+  }
 
-    if (!ok) {
-      this.stats.pauses++;
-      this.core.metrics.subscriptionPauses.inc({ binding: this.binding });
-      report({ type: "PAUSE" });
-      this.sink.notice("paused", { after_sequence: seq, buffered_bytes: this.sink.bufferedBytes });
-      await this.sink.drained();
-      if (this.stopped) return;
-      this.sink.notice("resumed", { after_sequence: seq });
-      report({ type: "RESUME" });
-    }
+  /** The sink is full: stop pulling and writing until it drains. */
+  private async pause(seq: number, report: (event: SubscriptionEvent) => void): Promise<void> {
+    this.stats.pauses++;
+    this.core.metrics.subscriptionPauses.inc({ binding: this.binding });
+    report({ type: "PAUSE" });
+    this.sink.notice("paused", { after_sequence: seq, buffered_bytes: this.sink.bufferedBytes });
+    await this.sink.drained();
+    if (this.stopped) return;
+    this.sink.notice("resumed", { after_sequence: seq });
+    report({ type: "RESUME" });
   }
 
   private async deadLetter(d: Delivery, reason: string, report: (event: SubscriptionEvent) => void): Promise<void> {
