@@ -363,6 +363,8 @@ class Pump implements SubscriptionPump {
   private wakeUp: (() => void) | undefined;
   private inbox: Subscription_ | undefined;
   private failedPulls = 0;
+  private pending = 0;
+  private unreportedReplays = 0;
   private recovering = false;
   private report: ((event: SubscriptionEvent) => void) | undefined;
   private readonly batch: number;
@@ -400,6 +402,7 @@ class Pump implements SubscriptionPump {
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
+    this.flushMetrics();
     clearTimeout(this.pullTimer);
     this.inbox?.unsubscribe();
     this.wake();
@@ -494,10 +497,10 @@ class Pump implements SubscriptionPump {
       this.maybePull();
       const next = this.queue.shift();
       if (next === undefined) {
+        this.flushMetrics();
         await new Promise<void>((resolve) => (this.wakeUp = resolve));
         continue;
       }
-      this.buffered.set(this.queue.length);
       // Most events are written synchronously; only a pause, the throttle or a dead letter makes the pump wait.
       const wait = this.deliver(next, report);
       if (wait) await wait;
@@ -548,16 +551,27 @@ class Pump implements SubscriptionPump {
     nc.publish(msg.reply!, ACK);
     this.stats.last_sequence = seq;
     this.stats.delivered++;
-    if (replay) this.replayed.inc();
-    this.lag.set(d.pending);
+    if (replay) this.unreportedReplays++;
+    this.pending = d.pending;
     const bytes = this.sink.bufferedBytes;
     if (bytes > this.stats.max_buffered_bytes) this.stats.max_buffered_bytes = bytes;
     this.checkSeam(seq, report);
     return ok ? undefined : this.pause(seq, report);
   }
 
+  /** Metrics are brought up to date when the pump waits, not per event (a labelled update hashes its labels). */
+  private flushMetrics(): void {
+    this.lag.set(this.pending);
+    this.buffered.set(this.queue.length);
+    if (this.unreportedReplays > 0) {
+      this.replayed.inc(this.unreportedReplays);
+      this.unreportedReplays = 0;
+    }
+  }
+
   /** The sink is full: stop pulling and writing until it drains. */
   private async pause(seq: number, report: (event: SubscriptionEvent) => void): Promise<void> {
+    this.flushMetrics();
     this.stats.pauses++;
     this.core.metrics.subscriptionPauses.inc({ binding: this.binding });
     report({ type: "PAUSE" });
