@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { topicRef } from "../runtime/events.ts";
 import { anonymousPrincipal } from "../runtime/principal.ts";
 import { validateEnvelope } from "../schemas/envelopes.ts";
-import { expectEnvelope } from "./helpers/envelopes.ts";
+import { expectEnvelope, expectError } from "./helpers/envelopes.ts";
 import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
 import { SseClient, type EventMessageLike } from "./helpers/sse.ts";
 import type { PublishAck } from "../runtime/publish.ts";
@@ -84,9 +84,27 @@ describe("PUBLISH over HTTP", () => {
     const [event] = await sub.waitForEvents(1);
     expect(event!.payload).toEqual({ attempt: 0 });
     sub.close();
+    await waitFor("the subscription to close", () => t.runtime.subscriptions.size === 0);
     const metrics = (await t.get("/metrics")).text;
     expect(metrics).toContain('mig_events_deduplicated_total{tenant="acme",topic="payments.captured"} 4');
     expect(metrics).toContain('mig_events_published_total{tenant="acme",topic="payments.captured"} 1');
+  });
+
+  it("dedups by an explicit event_id too, and carries the ordering key to subscribers", async () => {
+    const event_id = "6f1c2d3e-4a5b-4c6d-8e7f-0a1b2c3d4e5f";
+    const first = await t.post("/mig/v0.1/publish/returns.requested", { header: { tenant_id: "acme" }, event_id, key: "customer-7", payload: { n: 1 } });
+    const again = await t.post("/mig/v0.1/publish/returns.requested", { header: { tenant_id: "acme" }, event_id, key: "customer-7", payload: { n: 1 } });
+    expect(first.body).toMatchObject({ event_id, sequence: 1 });
+    expect(again.body).toMatchObject({ event_id, sequence: 1 });
+    expect(await storedCount("acme", "returns.requested")).toBe(1);
+    expectError(await t.post("/mig/v0.1/publish/returns.requested", { header: { tenant_id: "acme" }, event_id: "not-a-uuid", payload: {} }), 400, "MIG_INVALID_REQUEST");
+
+    const sub = await subscribe("returns.requested", "resume_cursor=0");
+    const [event] = await sub.waitForEvents(1);
+    expect(event).toMatchObject({ event_id, key: "customer-7", replay: true, sequence: 1 });
+    expect((await t.get("/metrics")).text).toContain('mig_subscriptions_active{binding="http"} 1');
+    sub.close();
+    await waitFor("the subscription to close", () => t.runtime.subscriptions.size === 0);
   });
 });
 
@@ -175,7 +193,7 @@ describe("SUBSCRIBE over SSE", () => {
     sub.pause();
     await publishMany("metrics.samples", 50_000, 400);
 
-    const [subscription] = t.runtime.subscriptions.list();
+    const subscription = t.runtime.subscriptions.list().find((s) => s.info.topic === "metrics.samples");
     // The kernel's socket buffers take a few MB first; then the runtime pauses for good.
     const paused = await waitFor("the subscription to stay paused", () => {
       const stats = subscription!.stats();
