@@ -6,7 +6,7 @@ import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import { createInbox, type Msg, type Subscription as Subscription_ } from "@nats-io/transport-node";
 import { subscriptionMachine, type SubscriptionEvent, type SubscriptionPump } from "../actors/subscription.ts";
 import { MigError, toMigError } from "./errors.ts";
-import { deliveredJson, topicRef, unavailable, type TopicRef } from "./events.ts";
+import { deliveredJson, topicRef, unavailable, type TopicRef, type TopicState } from "./events.ts";
 import { acceptHeader } from "./header.ts";
 import { checkTenant } from "./names.ts";
 import { transportTenant } from "./policy.ts";
@@ -162,39 +162,26 @@ export async function subscribe(
   const maxInflight = parseMaxInflight(raw.max_inflight, core.config.maxInflightLimit);
 
   const ref = topicRef(header.tenant_id, topic);
+  const state = await core.events.state(ref);
+  // An explicit cursor is checked before anything changes, so a refused request leaves an open one alone.
+  if (explicitCursor !== undefined) checkCursor(core, topic, explicitCursor, state);
+
   const durableKey = consumerId === undefined ? undefined : `${ref.stream}/${consumerId}`;
   if (durableKey !== undefined) await core.subscriptions.takeOver(durableKey);
-
-  const { jsm } = core.bus;
-  const state = await core.events.state(ref);
   let cursor = explicitCursor;
   if (cursor === undefined && consumerId !== undefined) {
     // A durable consumer continues after the last event it acknowledged.
     try {
-      const known = await jsm.consumers.info(ref.stream, consumerId);
+      const known = await core.bus.jsm.consumers.info(ref.stream, consumerId);
       cursor = Math.min(known.ack_floor.stream_seq, state.last);
+      checkCursor(core, topic, cursor, state);
     } catch (err) {
+      if (err instanceof MigError) throw err;
       if (!isNotFound(err)) throw unavailable("reading the durable consumer", err);
     }
   }
   // Without a cursor a new subscription starts live: only events published after it.
   cursor ??= state.last;
-  if (cursor > state.last) {
-    throw new MigError("MIG_INVALID_REQUEST", `resume_cursor ${cursor} is past the end of topic ${topic}, whose last sequence is ${state.last}`, {
-      details: { resume_cursor: cursor, last_sequence: state.last },
-    });
-  }
-  const behind = state.last - Math.max(cursor, state.first > 0 ? state.first - 1 : 0);
-  if (behind > core.config.replayMaxEvents) {
-    throw new MigError(
-      "MIG_RATE_LIMITED",
-      `resume_cursor ${cursor} would replay ${behind} events of topic ${topic}; one subscription may replay at most ${core.config.replayMaxEvents}`,
-      {
-        retryable: false,
-        details: { replay_max_events: core.config.replayMaxEvents, oldest_allowed_cursor: state.last - core.config.replayMaxEvents, last_sequence: state.last },
-      },
-    );
-  }
 
   const place = (start: number) => placeConsumer(core, ref, topic, consumerId, start, maxInflight);
   const consumerName = await place(cursor + 1);
@@ -211,6 +198,23 @@ export async function subscribe(
   const subscription = startActor(core, ref, consumerName, place, sink, info, request.binding);
   core.subscriptions.add(subscription, durableKey);
   return subscription;
+}
+
+/** A cursor must lie within the topic, and no further back than one subscription may replay. */
+function checkCursor(core: SubscribeCore, topic: string, cursor: number, state: TopicState): void {
+  if (cursor > state.last) {
+    throw new MigError("MIG_INVALID_REQUEST", `resume_cursor ${cursor} is past the end of topic ${topic}, whose last sequence is ${state.last}`, {
+      details: { resume_cursor: cursor, last_sequence: state.last },
+    });
+  }
+  const max = core.config.replayMaxEvents;
+  const behind = state.last - Math.max(cursor, state.first > 0 ? state.first - 1 : 0);
+  if (behind > max) {
+    throw new MigError("MIG_RATE_LIMITED", `resume_cursor ${cursor} would replay ${behind} events of topic ${topic}; one subscription may replay at most ${max}`, {
+      retryable: false,
+      details: { replay_max_events: max, oldest_allowed_cursor: state.last - max, last_sequence: state.last },
+    });
+  }
 }
 
 /** Creates the subscription's consumer at `start` (a durable one replaces its earlier self); resolves with its name. */
