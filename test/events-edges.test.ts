@@ -182,6 +182,22 @@ describe("dead letters", () => {
   });
 });
 
+describe("durable takeover", () => {
+  it("closes the older connection of a consumer_id with a mig-error frame when a newer one subscribes", async () => {
+    const topic = "sessions.events";
+    const older = await SseClient.open(`${t.http.url}/mig/v0.1/subscribe/${topic}?consumer_id=desk`, { "x-tenant-id": "acme" });
+    await older.waitForComment("live");
+    const newer = await SseClient.open(`${t.http.url}/mig/v0.1/subscribe/${topic}?consumer_id=desk`, { "x-tenant-id": "acme" });
+    await newer.waitForComment("live");
+    await waitFor("the older stream to end", () => older.ended);
+    expect((older.errors[0] as any).error.code).toBe("MIG_UNAVAILABLE");
+    await publishN(topic, 2);
+    expect((await newer.waitForEvents(2)).map((e) => e.sequence)).toEqual([1, 2]);
+    expect(older.events).toEqual([]);
+    newer.close();
+  });
+});
+
 describe("NATS binding", () => {
   it("acknowledges PUBLISH requests, fans EventMessages out to plain subscribers, and never takes them for a PUBLISH", async () => {
     const subject = "mig.v0_1.acme.events.chat.messages";
@@ -208,6 +224,10 @@ describe("NATS binding", () => {
     expect(bodies.map((b) => b.sequence).sort()).toEqual([1, 2, 3, 4, 5, 6]);
     expect(bodies.every((b) => b.replay === false)).toBe(true);
     plain.unsubscribe();
+
+    // A PUBLISH without a reply subject is stored too (fire and forget).
+    client.publish(subject, JSON.stringify({ header: { tenant_id: "acme" }, payload: { i: 7 } }));
+    await waitFor("the fire-and-forget event", async () => (await t.runtime.events.state(topicRef("acme", "chat.messages"))).last === 7);
 
     const bad = await client.request("mig.v0_1.acme.events.nodot", JSON.stringify({ payload: {} }), { timeout: 5_000 });
     expect(bad.json<any>().error.code).toBe("MIG_INVALID_REQUEST");
