@@ -3,7 +3,7 @@
 // dead-lettering. Every binding (SSE, NATS) hands in a sink and gets the same rules.
 import { randomUUID } from "node:crypto";
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
-import { createInbox, type Msg, type Subscription as Subscription_ } from "@nats-io/transport-node";
+import { createInbox, type Msg, type Subscription as NatsSubscription } from "@nats-io/transport-node";
 import { subscriptionMachine, type SubscriptionEvent, type SubscriptionPump } from "../actors/subscription.ts";
 import { MigError, toMigError } from "./errors.ts";
 import { deliveredJson, topicRef, unavailable, type TopicRef, type TopicState } from "./events.ts";
@@ -365,7 +365,7 @@ class Pump implements SubscriptionPump {
   private outstanding = 0;
   private pullTimer: NodeJS.Timeout | undefined;
   private wakeUp: (() => void) | undefined;
-  private inbox: Subscription_ | undefined;
+  private inbox: NatsSubscription | undefined;
   private failedPulls = 0;
   private pending = 0;
   private unreportedReplays = 0;
