@@ -2,6 +2,7 @@
 
 import { randomUUID } from "node:crypto";
 import { brief, ensure, fail, HTTP_STATUS_BY_CODE, isMigErrorCode, isRecord, skip } from "./assert.ts";
+import { GrpcClient } from "./grpc-client.ts";
 import { HttpClient, type HttpAnswer, type HttpRequestOptions } from "./http-client.ts";
 import { NatsClient, type NatsAnswer } from "./nats-client.ts";
 import type { Binding, EnvelopeName, ValidateEnvelope } from "./types.ts";
@@ -25,6 +26,7 @@ export interface Exchange {
 export interface ContextSettings {
   http?: string;
   nats?: string;
+  grpc?: string;
   tenant: string;
   token?: string;
   timeoutMs: number;
@@ -53,6 +55,7 @@ export class CheckContext {
 
   private readonly httpClient: HttpClient | undefined;
   private readonly natsUrl: string | undefined;
+  private readonly grpcClient: GrpcClient | undefined;
   private natsClient: Promise<NatsClient> | undefined;
   private readonly sessions = new Set<{ close(): void }>();
 
@@ -63,6 +66,7 @@ export class CheckContext {
     this.validator = settings.validator;
     this.validatorError = settings.validatorError;
     this.natsUrl = settings.nats;
+    if (settings.grpc) this.grpcClient = new GrpcClient(settings.grpc, settings.tenant, settings.token, settings.timeoutMs);
     if (settings.http) this.httpClient = new HttpClient(settings.http, settings.tenant, settings.token, settings.timeoutMs);
   }
 
@@ -113,6 +117,11 @@ export class CheckContext {
     const session = await WsSession.open(http.baseUrl + path, http.headersFor({}), this.timeoutMs);
     this.sessions.add(session);
     return session;
+  }
+
+  get grpc(): GrpcClient {
+    if (!this.grpcClient) skip("no --grpc address given");
+    return this.grpcClient;
   }
 
   async nats(): Promise<NatsClient> {
@@ -184,6 +193,7 @@ export class CheckContext {
   async close(): Promise<void> {
     for (const session of this.sessions) session.close();
     this.sessions.clear();
+    this.grpcClient?.close();
     if (this.natsClient) {
       const client = await this.natsClient.catch(() => undefined);
       await client?.close().catch(() => undefined);

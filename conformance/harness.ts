@@ -27,12 +27,16 @@ export async function runConformance(options: ConformanceOptions): Promise<Confo
   checkTenant(tenant);
   if (options.http !== undefined) checkUrl("http", options.http, ["http:", "https:"]);
   if (options.nats !== undefined) checkUrl("nats", options.nats, ["nats:", "tls:", "ws:", "wss:"]);
+  if (options.grpc !== undefined && !/^(\[[0-9a-fA-F:]+\]|[^:\s/]+):\d{1,5}$/.test(options.grpc)) {
+    throw new Error(`invalid grpc address "${options.grpc}" - expected host:port`);
+  }
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
 
   const loaded = options.validate ? { validator: options.validate } : await loadValidator();
   const ctx = new CheckContext({
     http: options.http,
     nats: options.nats,
+    grpc: options.grpc,
     tenant,
     token: options.token,
     timeoutMs,
@@ -72,6 +76,7 @@ async function runCheck(check: Check, ctx: CheckContext, options: ConformanceOpt
   });
   if (check.binding === "http" && !options.http) return done("skip", "no --http endpoint given");
   if (check.binding === "nats" && !options.nats) return done("skip", "no --nats URL given");
+  if (check.binding === "grpc" && !options.grpc) return done("skip", "no --grpc address given");
 
   ctx.checkId = check.id;
   let timer: NodeJS.Timeout | undefined;

@@ -7,6 +7,7 @@ import { PROFILES, type CheckResult, type Profile } from "./types.ts";
 interface CliOptions {
   http?: string;
   nats?: string;
+  grpc?: string;
   tenant: string;
   token?: string;
   profile: Profile;
@@ -32,6 +33,7 @@ const program = new Command()
   .description("Run MIG v0.1 conformance checks against any MIG endpoint.")
   .option("--http <url>", "base URL of the HTTP binding, e.g. http://127.0.0.1:8080")
   .option("--nats <url>", "NATS server URL where the endpoint serves mig.v0_1.<tenant>.* subjects")
+  .option("--grpc <host:port>", "address of the gRPC binding (plaintext), e.g. 127.0.0.1:9090")
   .option("--tenant <id>", "tenant id used in every request", "acme")
   .option("--token <jwt>", "bearer token sent as Authorization")
   .addOption(new Option("--profile <profile>", "conformance profile to check").choices(PROFILES).default("core"))
@@ -39,10 +41,11 @@ const program = new Command()
   .option("--only <prefixes...>", "run only checks whose id starts with one of these (e.g. CORE-3 EVENT)")
   .option("--json", "print the report as JSON instead of lines")
   .action(async (opts: CliOptions) => {
-    if (!opts.http && !opts.nats) program.error("error: give --http <url> and/or --nats <url>");
+    if (!opts.http && !opts.nats && !opts.grpc) program.error("error: give --http <url>, --nats <url> and/or --grpc <host:port>");
     const report = await runConformance({
       http: opts.http,
       nats: opts.nats,
+      grpc: opts.grpc,
       tenant: opts.tenant,
       token: opts.token,
       profile: opts.profile,
@@ -51,12 +54,12 @@ const program = new Command()
       onResult: opts.json ? undefined : (result) => console.log(line(result)),
     }).catch((err: unknown) => program.error(`error: ${err instanceof Error ? err.message : String(err)}`));
     if (opts.json) {
-      console.log(JSON.stringify({ ...report, endpoints: { http: opts.http ?? null, nats: opts.nats ?? null } }, null, 2));
+      console.log(JSON.stringify({ ...report, endpoints: { http: opts.http ?? null, nats: opts.nats ?? null, grpc: opts.grpc ?? null } }, null, 2));
     } else {
       const verdict = report.failed === 0 ? "OK" : "FAILED";
       console.log(
         `${verdict}: ${report.profile} profile, ${report.passed} passed, ${report.failed} failed, ` +
-          `${report.skipped} skipped against ${[opts.http, opts.nats].filter(Boolean).join(" and ")}`,
+          `${report.skipped} skipped against ${[opts.http, opts.nats, opts.grpc].filter(Boolean).join(" and ")}`,
       );
     }
     process.exitCode = report.failed > 0 ? 1 : 0;

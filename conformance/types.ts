@@ -14,7 +14,7 @@ export const PROFILE_INCLUDES: Readonly<Record<Profile, readonly Profile[]>> = {
 };
 
 /** The wire a check talks over; "any" checks need no endpoint (harness prerequisites). */
-export type Binding = "http" | "nats" | "any";
+export type Binding = "http" | "nats" | "grpc" | "any";
 
 export type Status = "pass" | "fail" | "skip";
 
@@ -40,6 +40,8 @@ export interface ConformanceOptions {
   http?: string;
   /** NATS server URL where the endpoint serves `mig.v0_1.<tenant>.…`. */
   nats?: string;
+  /** host:port of the gRPC binding (plaintext), e.g. 127.0.0.1:9090. */
+  grpc?: string;
   /** Tenant used in every request (default "acme"). */
   tenant?: string;
   /** Bearer JWT sent as `Authorization` (and as a NATS header). */

@@ -1,5 +1,6 @@
 // The connection to the bus: one NATS connection per process, with JetStream and KV handles on it.
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { readFileSync } from "node:fs";
+import { connect, credsAuthenticator, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { Logger } from "./logger.ts";
@@ -12,8 +13,35 @@ export interface Bus {
   url: string;
 }
 
-export async function connectBus(url: string, name: string, logger: Logger): Promise<Bus> {
+/** How this process proves itself to the bus (docs/security.md): user/password or a creds file, and TLS. */
+export interface BusCredentials {
+  user?: string | undefined;
+  password?: string | undefined;
+  credsFile?: string | undefined;
+  tlsCa?: string | undefined;
+  tlsCert?: string | undefined;
+  tlsKey?: string | undefined;
+}
+
+function connectionSecurity(credentials: BusCredentials): Partial<NodeConnectionOptions> {
+  const options: Partial<NodeConnectionOptions> = {};
+  if (credentials.user) {
+    options.user = credentials.user;
+    if (credentials.password !== undefined) options.pass = credentials.password;
+  }
+  if (credentials.credsFile) options.authenticator = credsAuthenticator(readFileSync(credentials.credsFile));
+  if (credentials.tlsCa || credentials.tlsCert) {
+    options.tls = {};
+    if (credentials.tlsCa) options.tls.caFile = credentials.tlsCa;
+    if (credentials.tlsCert) options.tls.certFile = credentials.tlsCert;
+    if (credentials.tlsKey) options.tls.keyFile = credentials.tlsKey;
+  }
+  return options;
+}
+
+export async function connectBus(url: string, name: string, logger: Logger, credentials: BusCredentials = {}): Promise<Bus> {
   const nc = await connect({
+    ...connectionSecurity(credentials),
     servers: url.split(","),
     name,
     // A runtime outlives bus restarts: it reconnects for as long as it runs.

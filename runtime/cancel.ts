@@ -20,9 +20,7 @@ export function cancel(core: RuntimeCore, body: unknown, request: RequestContext
 
   const inflight = core.inflight.get(target);
   if (inflight) {
-    if (inflight.tenant !== header.tenant_id) {
-      throw new MigError("MIG_FORBIDDEN", `message ${target} belongs to another tenant; only its own tenant may cancel it`);
-    }
+    core.policy.authorizeCancel(request, header.tenant_id, inflight);
     inflight.actor.send({ type: "CANCEL", reason });
     return { header, target_message_id: target, accepted: true, status: "cancelled" };
   }

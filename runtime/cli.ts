@@ -1,11 +1,12 @@
 // The `mig` command line: `mig start` runs a whole runtime process (bus, bindings, demo provider).
 import { Command, Option } from "commander";
-import { Authenticator } from "./auth.ts";
 import { loadConfig, SETTINGS, type RuntimeConfig } from "./config.ts";
 import { observatoryInfer } from "./demo-provider.ts";
 import { createLogger } from "./logger.ts";
 import { MigRuntime } from "./runtime.ts";
 import { startHttpBinding } from "../bindings/http/server.ts";
+import { startGrpcBinding } from "../bindings/grpc/server.ts";
+import { startMetricsListener } from "../bindings/http/metrics-listener.ts";
 import { startNatsEvents } from "../bindings/nats/events.ts";
 
 function addSettings(command: Command): Command {
@@ -29,13 +30,18 @@ async function start(options: Record<string, string | undefined>): Promise<void>
   const config = loadConfig(overridesFrom(options));
   const logger = createLogger(config.logLevel);
   const runtime = await MigRuntime.start(config, { logger, capabilities: [observatoryInfer] });
-  const authenticator = new Authenticator(config.authMode, config.jwtHs256Secret);
-  const http = await startHttpBinding(runtime, authenticator, config.httpAddr);
+  const http = await startHttpBinding(runtime, runtime.authenticator, config.httpAddr);
   logger.info({ url: http.url }, "HTTP binding listening (MIG API, /metrics, /admin/v0.1)");
-  const natsEvents = startNatsEvents(runtime, authenticator);
+  const grpc = await startGrpcBinding(runtime, runtime.authenticator, config.grpcAddr);
+  logger.info({ addr: grpc.address }, "gRPC binding listening (mig.v0_1 services, server reflection)");
+  const metrics = config.metricsAddr ? await startMetricsListener(runtime, config.metricsAddr) : undefined;
+  if (metrics) logger.info({ url: `${metrics.url}/metrics` }, "metrics listener");
+  const natsEvents = startNatsEvents(runtime, runtime.authenticator);
   logger.info({ subjects: "mig.v0_1.<tenant>.events.<topic>, mig.v0_1.<tenant>.subscribe.<topic>" }, "NATS events binding listening (PUBLISH, SUBSCRIBE)");
   if (config.authMode === "none") {
     logger.info("auth mode none: callers are anonymous and name their tenant per request; set MIG_AUTH_MODE=jwt for anything shared");
+  } else {
+    logger.info({ algorithms: runtime.authenticator.algorithms, admin_scope: config.adminScope }, "auth mode jwt: every call needs a bearer token");
   }
 
   let stopping = false;
@@ -43,7 +49,7 @@ async function start(options: Record<string, string | undefined>): Promise<void>
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, "shutting down");
-    await http.close();
+    await Promise.all([http.close(), grpc.close(2_000), metrics?.close()]);
     await natsEvents.close();
     await runtime.stop();
     process.exit(0);

@@ -19,12 +19,44 @@ export interface RuntimeConfig {
   idempotencyWindowMs: number;
   maxDeadlineMs: number;
   capacity: number;
+  jwtPublicKeyFile: string | undefined;
+  jwtJwksFile: string | undefined;
+  jwtJwksUrl: string | undefined;
+  jwtIssuer: string | undefined;
+  jwtAudience: string | undefined;
+  jwtClockSkewS: number;
+  jwtRequireExp: boolean;
+  adminScope: string;
+  metricsPublic: boolean;
+  metricsAddr: string | undefined;
+  httpTlsCert: string | undefined;
+  httpTlsKey: string | undefined;
+  policyFile: string | undefined;
+  tenantRateLimit: RateLimit | undefined;
+  capabilityRateLimit: RateLimit | undefined;
+  cancelSameSubject: boolean;
+  auditFile: string | undefined;
+  auditMaxAgeMs: number;
+  auditMaxBytes: number;
+  natsConf: string | undefined;
+  natsUser: string | undefined;
+  natsPassword: string | undefined;
+  natsCredsFile: string | undefined;
+  natsTlsCa: string | undefined;
+  natsTlsCert: string | undefined;
+  natsTlsKey: string | undefined;
   eventMaxPayloadBytes: number;
   eventMaxAgeMs: number;
   maxInflightLimit: number;
   replayRatePerSec: number;
   replayMaxEvents: number;
   deadLetterAfter: number;
+}
+
+/** A token bucket: `rate` tokens per second refill a bucket of `burst` tokens. */
+export interface RateLimit {
+  rate: number;
+  burst: number;
 }
 
 interface Setting<K extends keyof RuntimeConfig> {
@@ -48,6 +80,27 @@ function integer(name: string, min: number, max: number) {
 
 const text = (raw: string) => raw;
 
+function boolean(name: string) {
+  return (raw: string): boolean => {
+    if (/^(1|true|yes|on)$/i.test(raw)) return true;
+    if (/^(0|false|no|off)$/i.test(raw)) return false;
+    throw new Error(`${name} must be true or false, got "${raw}"`);
+  };
+}
+
+/** "rate/burst" (per second), e.g. "50/100"; "rate" alone means a burst of the same size. */
+export function parseRateLimit(name: string) {
+  return (raw: string): RateLimit => {
+    const match = /^\s*(\d+(?:\.\d+)?)\s*(?:\/\s*(\d+)\s*)?$/.exec(raw);
+    const rate = match ? Number(match[1]) : NaN;
+    const burst = match?.[2] !== undefined ? Number(match[2]) : Math.max(1, Math.ceil(rate));
+    if (!match || !(rate > 0) || !(burst >= 1)) {
+      throw new Error(`${name} must be "rate/burst" in requests per second, e.g. "50/100", got "${raw}"`);
+    }
+    return { rate, burst };
+  };
+}
+
 export const SETTINGS = [
   { key: "httpAddr", env: "MIG_HTTP_ADDR", flag: "--http-addr <host:port>", description: "HTTP listener (JSON, SSE, WebSocket, /metrics, /admin)", defaultValue: "127.0.0.1:8080", parse: text },
   { key: "grpcAddr", env: "MIG_GRPC_ADDR", flag: "--grpc-addr <host:port>", description: "gRPC listener", defaultValue: "127.0.0.1:9090", parse: text },
@@ -69,7 +122,33 @@ export const SETTINGS = [
   { key: "maxBodyBytes", env: "MIG_MAX_BODY_BYTES", flag: "--max-body-bytes <n>", description: "largest request body any binding accepts", defaultValue: 2 * 1024 * 1024, parse: integer("MIG_MAX_BODY_BYTES", 1024, 64 * 1024 * 1024) },
   { key: "idempotencyWindowMs", env: "MIG_IDEMPOTENCY_WINDOW_MS", flag: "--idempotency-window-ms <ms>", description: "how long an idempotency key's first result is kept (KV bucket TTL)", defaultValue: 10 * 60 * 1000, parse: integer("MIG_IDEMPOTENCY_WINDOW_MS", 1000, 7 * 24 * 3600 * 1000) },
   { key: "maxDeadlineMs", env: "MIG_MAX_DEADLINE_MS", flag: "--max-deadline-ms <ms>", description: "upper bound on a caller's deadline_ms", defaultValue: 10 * 60 * 1000, parse: integer("MIG_MAX_DEADLINE_MS", 1, 24 * 3600 * 1000) },
-  { key: "capacity", env: "MIG_CAPACITY", flag: "--capacity <n>", description: "in-flight invocations this process takes before HEARTBEAT reports full load", defaultValue: 1024, parse: integer("MIG_CAPACITY", 1, 1_000_000) },
+  { key: "capacity", env: "MIG_CAPACITY", flag: "--capacity <n>", description: "in-flight invocations this process accepts; beyond it INVOKE answers MIG_BACKPRESSURE and HEARTBEAT reports a load factor of 1", defaultValue: 1024, parse: integer("MIG_CAPACITY", 1, 1_000_000) },
+  { key: "jwtPublicKeyFile", env: "MIG_JWT_PUBLIC_KEY_FILE", flag: "--jwt-public-key-file <path>", description: "PEM public key (SPKI) for RS256, ES256/384/512 or EdDSA tokens; the algorithm follows the key type", defaultValue: undefined, parse: text },
+  { key: "jwtJwksFile", env: "MIG_JWT_JWKS_FILE", flag: "--jwt-jwks-file <path>", description: "JWKS file (JSON) of public keys, chosen by the token's kid and alg", defaultValue: undefined, parse: text },
+  { key: "jwtJwksUrl", env: "MIG_JWT_JWKS_URL", flag: "--jwt-jwks-url <url>", description: "JWKS URL of an identity provider (fetched and cached; refetched on an unknown kid)", defaultValue: undefined, parse: text },
+  { key: "jwtIssuer", env: "MIG_JWT_ISSUER", flag: "--jwt-issuer <iss>", description: "required `iss` claim (comma-separated list accepted)", defaultValue: undefined, parse: text },
+  { key: "jwtAudience", env: "MIG_JWT_AUDIENCE", flag: "--jwt-audience <aud>", description: "required `aud` claim (comma-separated list: any one matches)", defaultValue: undefined, parse: text },
+  { key: "jwtClockSkewS", env: "MIG_JWT_CLOCK_SKEW_S", flag: "--jwt-clock-skew-s <s>", description: "clock skew allowed when checking `exp` and `nbf`", defaultValue: 30, parse: integer("MIG_JWT_CLOCK_SKEW_S", 0, 600) },
+  { key: "jwtRequireExp", env: "MIG_JWT_REQUIRE_EXP", flag: "--jwt-require-exp <bool>", description: "refuse tokens without an `exp` claim", defaultValue: false, parse: boolean("MIG_JWT_REQUIRE_EXP") },
+  { key: "adminScope", env: "MIG_ADMIN_SCOPE", flag: "--admin-scope <scope>", description: "scope a token needs for /admin/v0.1/* (and /metrics) in jwt mode", defaultValue: "mig:admin", parse: text },
+  { key: "metricsPublic", env: "MIG_METRICS_PUBLIC", flag: "--metrics-public <bool>", description: "serve /metrics without a token in jwt mode", defaultValue: false, parse: boolean("MIG_METRICS_PUBLIC") },
+  { key: "metricsAddr", env: "MIG_METRICS_ADDR", flag: "--metrics-addr <host:port>", description: "a separate, unauthenticated /metrics listener (then the main listener no longer serves /metrics)", defaultValue: undefined, parse: text },
+  { key: "httpTlsCert", env: "MIG_HTTP_TLS_CERT", flag: "--http-tls-cert <path>", description: "PEM certificate (chain) for HTTPS on the HTTP listener; needs MIG_HTTP_TLS_KEY", defaultValue: undefined, parse: text },
+  { key: "httpTlsKey", env: "MIG_HTTP_TLS_KEY", flag: "--http-tls-key <path>", description: "PEM private key for HTTPS on the HTTP listener", defaultValue: undefined, parse: text },
+  { key: "policyFile", env: "MIG_POLICY_FILE", flag: "--policy-file <path>", description: "YAML or JSON policy: per-tenant and per-capability rate limits, capability tenant allow lists (docs/security.md)", defaultValue: undefined, parse: text },
+  { key: "tenantRateLimit", env: "MIG_TENANT_RATE_LIMIT", flag: "--tenant-rate-limit <rate/burst>", description: "default INVOKE rate limit per tenant, per process, e.g. 100/200", defaultValue: undefined, parse: parseRateLimit("MIG_TENANT_RATE_LIMIT") },
+  { key: "capabilityRateLimit", env: "MIG_CAPABILITY_RATE_LIMIT", flag: "--capability-rate-limit <rate/burst>", description: "default INVOKE rate limit per tenant and capability, per process", defaultValue: undefined, parse: parseRateLimit("MIG_CAPABILITY_RATE_LIMIT") },
+  { key: "cancelSameSubject", env: "MIG_CANCEL_SAME_SUBJECT", flag: "--cancel-same-subject <bool>", description: "CANCEL only by the subject (not just the tenant) that started the invocation", defaultValue: false, parse: boolean("MIG_CANCEL_SAME_SUBJECT") },
+  { key: "auditFile", env: "MIG_AUDIT_FILE", flag: "--audit-file <path>", description: "also append every audit record to this JSONL file", defaultValue: undefined, parse: text },
+  { key: "auditMaxAgeMs", env: "MIG_AUDIT_MAX_AGE_MS", flag: "--audit-max-age-ms <ms>", description: "how long the MIG_AUDIT JetStream stream keeps records", defaultValue: 30 * 24 * 3600 * 1000, parse: integer("MIG_AUDIT_MAX_AGE_MS", 60_000, 3650 * 24 * 3600 * 1000) },
+  { key: "auditMaxBytes", env: "MIG_AUDIT_MAX_BYTES", flag: "--audit-max-bytes <n>", description: "size cap of the MIG_AUDIT stream (oldest records go first)", defaultValue: 1024 * 1024 * 1024, parse: integer("MIG_AUDIT_MAX_BYTES", 1024 * 1024, Number.MAX_SAFE_INTEGER) },
+  { key: "natsConf", env: "MIG_NATS_CONF", flag: "--nats-conf <path>", description: "config file of the embedded nats-server, e.g. nats-server.secure.conf", defaultValue: undefined, parse: text },
+  { key: "natsUser", env: "MIG_NATS_USER", flag: "--nats-user <user>", description: "NATS user name of this runtime", defaultValue: undefined, parse: text },
+  { key: "natsPassword", env: "MIG_NATS_PASSWORD", flag: "--nats-password <password>", description: "NATS password of this runtime", defaultValue: undefined, parse: text },
+  { key: "natsCredsFile", env: "MIG_NATS_CREDS_FILE", flag: "--nats-creds-file <path>", description: "NATS credentials file (decentralized JWT auth) of this runtime", defaultValue: undefined, parse: text },
+  { key: "natsTlsCa", env: "MIG_NATS_TLS_CA", flag: "--nats-tls-ca <path>", description: "CA certificate that signs the NATS server's certificate (turns TLS on)", defaultValue: undefined, parse: text },
+  { key: "natsTlsCert", env: "MIG_NATS_TLS_CERT", flag: "--nats-tls-cert <path>", description: "client certificate for NATS mutual TLS", defaultValue: undefined, parse: text },
+  { key: "natsTlsKey", env: "MIG_NATS_TLS_KEY", flag: "--nats-tls-key <path>", description: "client key for NATS mutual TLS", defaultValue: undefined, parse: text },
 ] as const satisfies readonly Setting<keyof RuntimeConfig>[];
 
 function authMode(raw: string): AuthMode {
@@ -88,8 +167,11 @@ export function loadConfig(overrides: Partial<RuntimeConfig> = {}, env: NodeJS.P
     if (value !== undefined) config[key] = value;
   }
   const result = config as unknown as RuntimeConfig;
-  if (result.authMode === "jwt" && !result.jwtHs256Secret) {
-    throw new Error("MIG_AUTH_MODE=jwt needs a key: set MIG_JWT_HS256_SECRET");
+  if (result.authMode === "jwt" && !result.jwtHs256Secret && !result.jwtPublicKeyFile && !result.jwtJwksFile && !result.jwtJwksUrl) {
+    throw new Error("MIG_AUTH_MODE=jwt needs a key: set MIG_JWT_HS256_SECRET, MIG_JWT_PUBLIC_KEY_FILE, MIG_JWT_JWKS_FILE or MIG_JWT_JWKS_URL");
+  }
+  if (Boolean(result.httpTlsCert) !== Boolean(result.httpTlsKey)) {
+    throw new Error("HTTPS needs both MIG_HTTP_TLS_CERT and MIG_HTTP_TLS_KEY");
   }
   return result;
 }

@@ -6,6 +6,7 @@ import type { IdempotencyStore } from "./idempotency.ts";
 import type { LoadGauge } from "./load.ts";
 import type { Logger } from "./logger.ts";
 import type { Metrics } from "./metrics.ts";
+import type { AccessPolicy } from "./policy.ts";
 import type { Principal } from "./principal.ts";
 import type { CapabilityRegistry } from "./registry.ts";
 import type { SchemaRegistry } from "./schema-registry.ts";
@@ -20,6 +21,10 @@ export interface RequestContext {
   binding: BindingType;
   /** Size of the request body on the wire, when the binding knows it. */
   bodyBytes?: number;
+  /** When the transport stops waiting for the answer (epoch ms), e.g. a gRPC call's deadline. */
+  deadlineAt?: number | undefined;
+  /** Set by the policy once the request passed authorization (for the audit record's decision). */
+  authorized?: boolean;
 }
 
 export interface InflightInvocation {
@@ -39,6 +44,8 @@ export interface RuntimeCore {
   supervisor: Supervisor;
   idempotency: IdempotencyStore;
   load: LoadGauge;
+  /** Scopes, tenant allow lists, rate limits, cancel and admin rules (runtime/policy.ts). */
+  policy: AccessPolicy;
   /** Invocations in flight in this process, by message_id (the target of CANCEL). */
   inflight: Map<string, InflightInvocation>;
   /** Recently finished message ids with their tenant, so CANCEL can say "already_completed". */

@@ -1,6 +1,6 @@
 // DISCOVER: the descriptors a principal may use, filtered by query, with schema refs and QoS on request.
 import { acceptHeader } from "./header.ts";
-import { canSee, transportTenant } from "./policy.ts";
+import { transportTenant } from "./policy.ts";
 import { optionalBooleanField, optionalStringField, requireObject } from "./request.ts";
 import type { RequestContext, RuntimeCore } from "./core.ts";
 import type { CapabilityDescriptor, DiscoverResponse } from "./types.ts";
@@ -18,7 +18,7 @@ export function discover(core: RuntimeCore, body: unknown, request: RequestConte
   const capabilities: Partial<CapabilityDescriptor>[] = [];
   for (const descriptor of core.capabilities.descriptors()) {
     if (query && !descriptor.id.toLowerCase().includes(query)) continue;
-    if (!canSee(request.principal, descriptor)) continue;
+    if (!core.policy.canSee(request.principal, descriptor, header.tenant_id)) continue;
     const shown: Partial<CapabilityDescriptor> = { ...descriptor };
     if (!includeSchemaRefs) {
       delete shown.input_schema_uri;

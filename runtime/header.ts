@@ -13,6 +13,8 @@ export interface HeaderContext {
   /** Tenant established by the transport (X-Tenant-ID, a NATS subject token, gRPC metadata). */
   transportTenant?: string | undefined;
   maxDeadlineMs: number;
+  /** When the transport stops waiting (epoch ms); deadline_ms is lowered to end no later. */
+  transportDeadlineAt?: number | undefined;
 }
 
 function optionalString(raw: JsonObject, field: string, maxLength = MAX_KEY_LENGTH): string | undefined {
@@ -82,6 +84,10 @@ export function normalizeHeader(input: unknown, context: HeaderContext): Message
       throw new MigError("MIG_INVALID_REQUEST", "header.deadline_ms must be a positive integer number of milliseconds");
     }
     deadline_ms = Math.min(givenDeadline, context.maxDeadlineMs);
+  }
+  if (context.transportDeadlineAt !== undefined) {
+    // Work nobody waits for is wasted: the transport's deadline wins when it is the shorter one.
+    deadline_ms = Math.max(1, Math.min(deadline_ms, Math.floor(context.transportDeadlineAt - Date.now())));
   }
 
   const header: MessageHeader = {

@@ -5,7 +5,7 @@ import { MigError } from "./errors.ts";
 import { acceptHeader } from "./header.ts";
 import { IdempotencyStore } from "./idempotency.ts";
 import { checkDottedName } from "./names.ts";
-import { authorizeCapability, transportTenant } from "./policy.ts";
+import { transportTenant } from "./policy.ts";
 import { agreeing, optionalStringField, requireObject } from "./request.ts";
 import type { RequestContext, RuntimeCore } from "./core.ts";
 import type { Principal } from "./principal.ts";
@@ -19,6 +19,7 @@ export async function invoke(core: RuntimeCore, body: unknown, request: RequestC
   const header = acceptHeader(raw, {
     transportTenant: transportTenant(request.principal, request.tenant),
     maxDeadlineMs: core.config.maxDeadlineMs,
+    transportDeadlineAt: request.deadlineAt,
   });
   const id = agreeing(pathCapability, optionalStringField(raw, "capability", 200), "capability");
   if (id === undefined) throw new MigError("MIG_INVALID_REQUEST", "capability is required: name it in the path or in the body");
@@ -29,7 +30,7 @@ export async function invoke(core: RuntimeCore, body: unknown, request: RequestC
     throw new MigError("MIG_UNSUPPORTED_CAPABILITY", `capability ${id} is not served here; DISCOVER lists the capabilities you can invoke`);
   }
   const { descriptor } = entry;
-  authorizeCapability(request.principal, descriptor);
+  core.policy.authorizeInvoke(request, header.tenant_id, descriptor);
   checkMode(raw, entry);
 
   if (raw.payload === undefined) throw new MigError("MIG_INVALID_REQUEST", "payload is required: send a JSON object, e.g. {}");
@@ -39,6 +40,13 @@ export async function invoke(core: RuntimeCore, body: unknown, request: RequestC
   if (problems) {
     throw new MigError("MIG_INVALID_REQUEST", `payload does not match the input schema ${descriptor.input_schema_uri}: ${problems[0]}`, {
       details: { schema_uri: descriptor.input_schema_uri, errors: problems },
+    });
+  }
+
+  if (core.inflight.size >= core.config.capacity) {
+    // Admission control: past its capacity a runtime sheds load instead of queueing without bound.
+    throw new MigError("MIG_BACKPRESSURE", `this runtime already has ${core.inflight.size} invocations in flight (its capacity); retry shortly`, {
+      details: { inflight: core.inflight.size, capacity: core.config.capacity },
     });
   }
 

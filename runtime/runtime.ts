@@ -1,6 +1,8 @@
 // The runtime of one process: starts the bus (embedded or joined), the registries and the supervisor,
 // and exposes the MIG operations that every binding calls.
 import { hostname } from "node:os";
+import { AuditLog, operationRecord, parseAuditQuery, type StoredAuditRecord } from "./audit.ts";
+import { Authenticator } from "./auth.ts";
 import { connectBus, openBucket, type Bus } from "./bus.ts";
 import { cancel } from "./cancel.ts";
 import { RecentlyFinished, type InflightInvocation, type RequestContext, type RuntimeCore } from "./core.ts";
@@ -16,13 +18,28 @@ import { createLogger, type Logger } from "./logger.ts";
 import { Metrics } from "./metrics.ts";
 import { NatsLauncher } from "./nats-launcher.ts";
 import { publish, type PublishAck } from "./publish.ts";
+import { AccessPolicy } from "./policy.ts";
 import { CapabilityRegistry } from "./registry.ts";
 import { SchemaRegistry } from "./schema-registry.ts";
 import { subscribe, SubscriptionRegistry, type EventSink, type Subscription } from "./subscribe.ts";
 import { Supervisor } from "./supervisor.ts";
 import type { RuntimeConfig } from "./config.ts";
+import type { Principal } from "./principal.ts";
 import type { CapabilityDefinition } from "./provider.ts";
 import type { CancelAck, DiscoverResponse, HeartbeatAck, HelloResponse, InvokeResponse } from "./types.ts";
+
+/** What guard() needs to audit an operation: the body (whose header acceptHeader normalized) and the request. */
+export interface AuditedRequest {
+  body: unknown;
+  request: RequestContext;
+  /** The capability, topic or target message id. */
+  target?: string | undefined;
+}
+
+function fieldOf(body: unknown, field: string): string | undefined {
+  const value = body !== null && typeof body === "object" ? (body as Record<string, unknown>)[field] : undefined;
+  return typeof value === "string" ? value : undefined;
+}
 
 export interface RuntimeOptions {
   logger?: Logger;
@@ -39,6 +56,10 @@ export class MigRuntime implements RuntimeCore {
   readonly finished = new RecentlyFinished();
   readonly load: LoadGauge;
   readonly subscriptions = new SubscriptionRegistry();
+  readonly policy: AccessPolicy;
+  /** The authenticator every binding should use: it reports refused credentials to the audit log. */
+  readonly authenticator: Authenticator;
+  audit: AuditLog | undefined;
   idempotency!: IdempotencyStore;
   events!: EventStore;
   bus!: Bus;
@@ -51,6 +72,18 @@ export class MigRuntime implements RuntimeCore {
     this.serverId = config.serverId ?? `mig-${hostname()}-${process.pid}`;
     this.supervisor = new Supervisor(this.metrics, logger);
     this.load = new LoadGauge(config.capacity, () => this.inflight.size);
+    this.policy = AccessPolicy.load(config);
+    this.authenticator = Authenticator.fromConfig(config);
+    this.authenticator.onFailure = (credentials, error) => {
+      const principal = { subject: credentials.actor || "unauthenticated", tenant_id: undefined, authenticated: false };
+      const record = operationRecord(this.serverId, credentials.operation ?? "authenticate", undefined, {
+        principal,
+        tenant: credentials.tenant,
+        binding: credentials.binding ?? "unknown",
+      }, undefined, error);
+      record.kind = "authentication";
+      this.audit?.record(record);
+    };
   }
 
   static async start(config: RuntimeConfig, options: RuntimeOptions = {}): Promise<MigRuntime> {
@@ -78,13 +111,24 @@ export class MigRuntime implements RuntimeCore {
         monitorPort: this.config.natsMonitorPort,
         dataDir: this.config.dataDir,
         logger: this.logger,
+        ...(this.config.natsConf ? { confFile: this.config.natsConf } : {}),
       });
       this.launcher.on("restarted", () => this.metrics.supervisorRestarts.inc({ child: "nats-server" }));
       const ports = await this.launcher.start();
       url = ports.clientUrl;
       this.logger.info({ url, monitor: ports.monitorUrl, data_dir: this.config.dataDir }, "embedded nats-server listening");
     }
-    this.bus = await connectBus(url, this.serverId, this.logger);
+    this.bus = await connectBus(url, this.serverId, this.logger, {
+      user: this.config.natsUser,
+      password: this.config.natsPassword,
+      credsFile: this.config.natsCredsFile,
+      tlsCa: this.config.natsTlsCa,
+      tlsCert: this.config.natsTlsCert,
+      tlsKey: this.config.natsTlsKey,
+    });
+    const audit = new AuditLog(this.bus, this.config, this.logger);
+    await audit.open();
+    this.audit = audit;
     const bucket = await openBucket(this.bus, IDEMPOTENCY_BUCKET, this.config.idempotencyWindowMs);
     this.idempotency = new IdempotencyStore(bucket, this.serverId);
     this.events = new EventStore(this.bus, { maxAgeMs: this.config.eventMaxAgeMs, duplicateWindowMs: this.config.idempotencyWindowMs }, this.logger);
@@ -92,23 +136,27 @@ export class MigRuntime implements RuntimeCore {
   }
 
   hello(body: unknown, request: RequestContext): Promise<HelloResponse> {
-    return this.guard("hello", () => hello(this, body, request));
+    return this.guard("hello", () => hello(this, body, request), { body, request });
   }
 
   discover(body: unknown, request: RequestContext): Promise<DiscoverResponse> {
-    return this.guard("discover", () => discover(this, body, request));
+    return this.guard("discover", () => discover(this, body, request), { body, request });
   }
 
   invoke(body: unknown, request: RequestContext, capability?: string): Promise<InvokeResponse> {
-    return this.guard("invoke", () => invoke(this, body, request, capability));
+    return this.guard("invoke", () => invoke(this, body, request, capability), { body, request, target: capability ?? fieldOf(body, "capability") });
   }
 
   cancel(body: unknown, request: RequestContext, messageId?: string): Promise<CancelAck> {
-    return this.guard("cancel", () => cancel(this, body, request, messageId));
+    return this.guard("cancel", () => cancel(this, body, request, messageId), {
+      body,
+      request,
+      target: messageId ?? fieldOf(body, "target_message_id"),
+    });
   }
 
   heartbeat(body: unknown, request: RequestContext): Promise<HeartbeatAck> {
-    return this.guard("heartbeat", () => heartbeat(this, body, request));
+    return this.guard("heartbeat", () => heartbeat(this, body, request), { body, request });
   }
 
   publish(body: unknown, request: RequestContext, topic?: string): Promise<PublishAck> {
@@ -120,15 +168,48 @@ export class MigRuntime implements RuntimeCore {
     return this.guard("subscribe", () => subscribe(this, body, request, topic, sink));
   }
 
-  /** Counts every MIG error by code and turns anything unexpected into MIG_INTERNAL (logged, never leaked). */
-  async guard<T>(operation: string, run: () => T | Promise<T>): Promise<T> {
+  /**
+   * Counts every MIG error by code and turns anything unexpected into MIG_INTERNAL (logged, never leaked).
+   * With `audited`, the operation's outcome and authorization decision go to the audit log (queued,
+   * never awaited).
+   */
+  async guard<T>(operation: string, run: () => T | Promise<T>, audited?: AuditedRequest): Promise<T> {
     try {
-      return await run();
+      const result = await run();
+      if (audited && this.audit) this.audit.record(operationRecord(this.serverId, operation, audited.body, audited.request, audited.target, undefined));
+      return result;
     } catch (err) {
       const error = err instanceof MigError ? err : this.unexpected(operation, err);
       this.metrics.errors.inc({ code: error.code, operation });
+      if (audited && this.audit) this.audit.record(operationRecord(this.serverId, operation, audited.body, audited.request, audited.target, error));
       throw error;
     }
+  }
+
+  /**
+   * Admin routes and /metrics: the admin scope in jwt mode. Every decision, allow or deny, is audited.
+   * `what` names the route, e.g. "GET /admin/v0.1/audit".
+   */
+  authorizeAdmin(principal: Principal, what: string, binding = "http"): void {
+    let error: MigError | undefined;
+    try {
+      this.policy.authorizeAdmin(principal, what);
+    } catch (err) {
+      error = err as MigError;
+      this.metrics.errors.inc({ code: error.code, operation: "admin" });
+    }
+    const record = operationRecord(this.serverId, "admin", undefined, { principal, binding, authorized: !error }, what, error);
+    record.kind = "admin";
+    this.audit?.record(record);
+    if (error) throw error;
+  }
+
+  /** GET /admin/v0.1/audit: records filtered by `tenant`, newest `limit` or `limit` after the cursor `after`. */
+  readAudit(params: { get(name: string): string | null }): Promise<{ records: StoredAuditRecord[]; last_seq: number }> {
+    return this.guard("admin.audit", () => {
+      if (!this.audit) throw new MigError("MIG_UNAVAILABLE", "the audit log is not open yet");
+      return this.audit.query(parseAuditQuery(params));
+    });
   }
 
   private unexpected(operation: string, err: unknown): MigError {
@@ -140,6 +221,7 @@ export class MigRuntime implements RuntimeCore {
     this.load.stop();
     for (const { actor } of this.inflight.values()) actor.send({ type: "CANCEL", reason: "the runtime is shutting down" });
     await this.subscriptions.closeAll("the runtime is shutting down");
+    await this.audit?.close();
     if (this.bus) await this.bus.nc.drain().catch(() => undefined);
     if (this.launcher) await this.launcher.stop();
   }

@@ -175,3 +175,28 @@ describe("metrics", () => {
     await pending;
   });
 });
+
+describe("admission control", () => {
+  it("past its capacity a runtime answers MIG_BACKPRESSURE, and takes work again once below it", async () => {
+    const small = await startTestRuntime({ capabilities, config: { capacity: 2 } });
+    try {
+      small.runtime.schemas.register("schema://test/any", { type: "object" });
+      const ids = [randomUUID(), randomUUID()];
+      const pending = ids.map((message_id) =>
+        small.post("/mig/v0.1/invoke/test.slow", { header: { tenant_id: "acme", message_id }, payload: {} }),
+      );
+      await waitFor("two invocations in flight", () => small.runtime.inflight.size === 2);
+      const shed = await small.post("/mig/v0.1/invoke/observatory.models.infer", { header: { tenant_id: "acme" }, payload: { input: "x" } });
+      expectError(shed, 503, "MIG_BACKPRESSURE");
+      expect(shed.body.error.retryable).toBe(true);
+      const hb = await small.post("/mig/v0.1/heartbeat", { header: { tenant_id: "acme" } });
+      expect(hb.body.load_factor).toBeGreaterThanOrEqual(1);
+      for (const id of ids) await small.post(`/mig/v0.1/cancel/${id}`, { header: { tenant_id: "acme" } });
+      await Promise.all(pending);
+      const again = await small.post("/mig/v0.1/invoke/observatory.models.infer", { header: { tenant_id: "acme" }, payload: { input: "x" } });
+      expect(again.status).toBe(200);
+    } finally {
+      await small.stop();
+    }
+  });
+});

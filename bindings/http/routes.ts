@@ -12,6 +12,8 @@ export interface JsonRoute {
 export interface RawRoute {
   kind: "raw";
   run: (runtime: MigRuntime, req: IncomingMessage, res: ServerResponse) => Promise<void>;
+  /** "admin": needs the admin scope in jwt mode; "metrics": the same unless MIG_METRICS_PUBLIC. */
+  guard?: "admin" | "metrics";
 }
 
 /** A long-lived answer (SSE): authenticated by the server like a JSON route, then given the raw response. */
@@ -43,6 +45,7 @@ const MIG_GET: Record<string, StreamRoute> = {
 const GET: Record<string, RawRoute> = {
   "/metrics": {
     kind: "raw",
+    guard: "metrics",
     run: async (rt, _req, res) => {
       const text = await rt.metrics.registry.metrics();
       res.writeHead(200, { "content-type": rt.metrics.registry.contentType });
@@ -51,6 +54,7 @@ const GET: Record<string, RawRoute> = {
   },
   "/admin/v0.1/capabilities": {
     kind: "raw",
+    guard: "admin",
     run: async (rt, _req, res) => {
       const text = JSON.stringify({ capabilities: rt.capabilities.descriptors(), schemas: rt.schemas.list() });
       res.writeHead(200, { "content-type": "application/json" });
@@ -59,8 +63,19 @@ const GET: Record<string, RawRoute> = {
   },
   "/admin/v0.1/actors": {
     kind: "raw",
+    guard: "admin",
     run: async (rt, _req, res) => {
       const text = JSON.stringify({ actors: rt.supervisor.list() });
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(text);
+    },
+  },
+  "/admin/v0.1/audit": {
+    kind: "raw",
+    guard: "admin",
+    run: async (rt, req, res) => {
+      const answer = await rt.readAudit(new URL(req.url ?? "/", "http://x").searchParams);
+      const text = JSON.stringify(answer);
       res.writeHead(200, { "content-type": "application/json" });
       res.end(text);
     },

@@ -1,5 +1,7 @@
 // The HTTP binding: parses requests, authenticates once, hands the body to the runtime, writes the answer.
+import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createTlsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { MigError } from "../../runtime/errors.ts";
 import { parseAddr } from "../../runtime/config.ts";
@@ -39,6 +41,12 @@ function mergeHeaderFields(req: IncomingMessage, body: unknown): void {
   }
 }
 
+/** The operation a path names, for the audit record of a refused credential. */
+function operationOf(path: string): string {
+  const prefix = "/mig/v0.1/";
+  return path.startsWith(prefix) ? path.slice(prefix.length).split("/")[0]! : path.slice(0, 100);
+}
+
 export async function startHttpBinding(runtime: MigRuntime, authenticator: Authenticator, addr: string): Promise<HttpBinding> {
   const limit = runtime.config.maxBodyBytes;
 
@@ -57,15 +65,32 @@ export async function startHttpBinding(runtime: MigRuntime, authenticator: Authe
       return sendError(res, new MigError("MIG_NOT_FOUND", `no MIG route ${req.method} ${path}; see docs/bindings/http.md`), undefined, tenant);
     }
     const { route } = match;
-    if (route.kind === "raw") return route.run(runtime, req, res);
+    const credentials = {
+      authorization: firstValue(req.headers.authorization),
+      actor: firstValue(req.headers["x-actor"]),
+      binding: "http" as const,
+      tenant,
+      operation: operationOf(path),
+    };
+    if (route.kind === "raw") {
+      try {
+        if (route.guard === "metrics" && runtime.config.metricsAddr) {
+          throw new MigError("MIG_NOT_FOUND", "/metrics is served on its own listener (MIG_METRICS_ADDR)");
+        }
+        if (route.guard === "admin" || (route.guard === "metrics" && runtime.policy.metricsProtected)) {
+          runtime.authorizeAdmin(await authenticator.authenticate(credentials), `${req.method} ${path}`);
+        }
+        return await route.run(runtime, req, res);
+      } catch (err) {
+        req.resume();
+        return sendError(res, err, undefined, tenant);
+      }
+    }
     if (route.kind === "stream") {
       req.resume();
       let principal;
       try {
-        principal = await authenticator.authenticate({
-          authorization: firstValue(req.headers.authorization),
-          actor: firstValue(req.headers["x-actor"]),
-        });
+        principal = await authenticator.authenticate(credentials);
       } catch (err) {
         return sendError(res, err, undefined, tenant);
       }
@@ -74,10 +99,7 @@ export async function startHttpBinding(runtime: MigRuntime, authenticator: Authe
 
     let body: unknown;
     try {
-      const principal = await authenticator.authenticate({
-        authorization: firstValue(req.headers.authorization),
-        actor: firstValue(req.headers["x-actor"]),
-      });
+      const principal = await authenticator.authenticate(credentials);
       const parsed = await readJsonBody(req, limit);
       body = parsed.value;
       mergeHeaderFields(req, body);
@@ -89,13 +111,18 @@ export async function startHttpBinding(runtime: MigRuntime, authenticator: Authe
     }
   }
 
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     handle(req, res).catch((err) => {
       runtime.logger.error({ err: (err as Error)?.stack ?? String(err) }, "HTTP request failed");
       if (!res.headersSent) sendError(res, err, undefined, undefined);
       else res.destroy();
     });
-  });
+  };
+  const { httpTlsCert, httpTlsKey } = runtime.config;
+  const tls = Boolean(httpTlsCert && httpTlsKey);
+  const server: Server = tls
+    ? createTlsServer({ cert: readFileSync(httpTlsCert!), key: readFileSync(httpTlsKey!) }, onRequest)
+    : createServer(onRequest);
   server.keepAliveTimeout = 65_000;
   const { host, port } = parseAddr(addr);
   await new Promise<void>((resolve, reject) => {
@@ -109,7 +136,7 @@ export async function startHttpBinding(runtime: MigRuntime, authenticator: Authe
   const shownHost = bound.family === "IPv6" ? `[${bound.address}]` : bound.address;
   return {
     server,
-    url: `http://${shownHost}:${bound.port}`,
+    url: `${tls ? "https" : "http"}://${shownHost}:${bound.port}`,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

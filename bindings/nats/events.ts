@@ -147,8 +147,14 @@ export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticato
   const nc = runtime.bus.nc;
   const limit = runtime.config.maxBodyBytes;
   const context = (principal: Principal, tenant: string, bytes: number): RequestContext => ({ principal, tenant, binding: "nats", bodyBytes: bytes });
-  const authenticate = (msg: Msg) =>
-    authenticator.authenticate({ authorization: msg.headers?.get("Authorization") || undefined, actor: msg.headers?.get("X-Actor") || undefined });
+  const authenticate = (msg: Msg, tenant: string, operation: string) =>
+    authenticator.authenticate({
+      authorization: msg.headers?.get("Authorization") || undefined,
+      actor: msg.headers?.get("X-Actor") || undefined,
+      binding: "nats",
+      tenant,
+      operation,
+    });
 
   const publishes = nc.subscribe("mig.v0_1.*.events.>", {
     queue: QUEUE,
@@ -162,7 +168,7 @@ export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticato
       } catch (err) {
         return replyError(msg, err, undefined, tenant);
       }
-      authenticate(msg)
+      authenticate(msg, tenant, "publish")
         .then((principal) => runtime.publish(body, context(principal, tenant, msg.data.length), rest))
         .then(
           (ack) => reply(msg, ack),
@@ -184,7 +190,7 @@ export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticato
         }
         let close = () => undefined as void;
         const sink = new NatsSink(nc, tenant, deliver, () => close());
-        authenticate(msg)
+        authenticate(msg, tenant, "subscribe")
           .then((principal) => runtime.subscribe(body, context(principal, tenant, msg.data.length), rest, sink))
           .then(
           (subscription) => {

@@ -3,6 +3,7 @@
 import type { Check } from "../check.ts";
 import { answerChecks, envelopeSchemas } from "./answers.ts";
 import { coreHttpChecks } from "./core-http.ts";
+import { coreGrpcChecks } from "./grpc.ts";
 import { coreNatsChecks, eventedNatsChecks } from "./nats.ts";
 import { eventedHttpChecks } from "./evented-http.ts";
 import { fullHttpChecks } from "./full-http.ts";
@@ -12,6 +13,7 @@ export const ALL_CHECKS: readonly Check[] = [
   envelopeSchemas,
   ...coreHttpChecks,
   ...coreNatsChecks,
+  ...coreGrpcChecks,
   ...streamingHttpChecks,
   ...eventedHttpChecks,
   ...eventedNatsChecks,

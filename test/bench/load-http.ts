@@ -27,6 +27,9 @@ const requestOptions: http.RequestOptions = {
   headers: { "content-type": "application/json", "content-length": body.length },
 };
 
+/** Requests that had to open a new connection rather than reuse a kept-alive one. */
+let connectionsOpened = 0;
+
 /** One POST; resolves with the status and, when asked, the body text. */
 function post(keepBody: boolean): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
@@ -40,6 +43,9 @@ function post(keepBody: boolean): Promise<{ status: number; text: string }> {
       );
     });
     req.on("error", reject);
+    req.on("socket", () => {
+      if (!req.reusedSocket) connectionsOpened++;
+    });
     req.end(body);
   });
 }
@@ -67,7 +73,7 @@ async function main(): Promise<void> {
   }
   const outcome = await runClosedLoop({ ...args, call });
   agent.destroy();
-  finish(toResult("http", args, outcome));
+  finish({ ...toResult("http", args, outcome), connections_opened: connectionsOpened });
 }
 
 await main();

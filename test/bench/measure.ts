@@ -64,12 +64,19 @@ export async function runLoad(
 }
 
 /** Merges the loader runs of one side at one concurrency into one measurement. */
-export function aggregate(concurrency: number, runs: LoadResult[]): Measurement {
+export function aggregate(
+  concurrency: number,
+  runs: LoadResult[],
+  background: number[] = [],
+): Measurement {
   const histogram = new Histogram();
   for (const run of runs) if (run.histogram) histogram.add(run.histogram);
   const seconds = runs.reduce((sum, run) => sum + run.duration_s, 0);
   const requests = runs.reduce((sum, run) => sum + run.requests, 0);
   const firstError = runs.find((run) => run.first_error)?.first_error;
+  const opened = runs.some((run) => run.connections_opened !== undefined)
+    ? runs.reduce((sum, run) => sum + (run.connections_opened ?? 0), 0)
+    : undefined;
   return {
     concurrency,
     rounds: runs.length,
@@ -80,5 +87,7 @@ export function aggregate(concurrency: number, runs: LoadResult[]): Measurement 
     throughput_rps_rounds: runs.map((run) => run.throughput_rps),
     latency_ms: histogram.latencies(),
     ...(firstError ? { first_error: firstError } : {}),
+    ...(opened !== undefined ? { connections_opened: opened } : {}),
+    background_cpu: background,
   };
 }

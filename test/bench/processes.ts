@@ -5,6 +5,8 @@ import { readdirSync, readFileSync } from "node:fs";
 
 const TAIL_CHARS = 4_000;
 const live = new Set<Child>();
+/** Set once the run is stopping: no new child may start after the last one was stopped. */
+let closing = false;
 
 export class Child {
   readonly proc: ChildProcess;
@@ -23,6 +25,7 @@ export class Child {
     args: string[],
     options: { cwd: string; env?: NodeJS.ProcessEnv },
   ) {
+    if (closing) throw new Error(`not starting ${name}: the benchmark is stopping`);
     this.proc = spawn(command, args, {
       cwd: options.cwd,
       env: options.env ?? process.env,
@@ -149,8 +152,9 @@ export function spawnTs(
   return new Child(name, process.execPath, ["--import", "tsx", file, ...args], { cwd: root, env });
 }
 
-/** Stops every child still running, in parallel. */
+/** Stops every child still running, in parallel, and refuses to start new ones. */
 export async function stopAllChildren(graceMs = 5_000): Promise<void> {
+  closing = true;
   await Promise.all([...live].map((child) => child.stop(graceMs)));
 }
 

@@ -1,4 +1,5 @@
 // Formats benchmark row results as the terminal table.
+import { QUIET_THRESHOLD } from "./quiet.ts";
 import type { Measurement, RowResult, SideResult } from "./types.ts";
 
 const HEADER = ["side", "callers", "req/s", "spread", "p50 ms", "p99 ms", "p99.9 ms", "errors"];
@@ -81,6 +82,15 @@ export function formatRow(row: RowResult): string {
   }
   if (row.status === "error" && !row.path?.error && !row.baseline?.error) {
     out.push(`  FAILED: ${short(row.error ?? "")}`);
+  }
+  const busiest = Math.max(
+    0,
+    ...sides.flatMap(([, side]) => side?.results.flatMap((m) => m.background_cpu) ?? []),
+  );
+  if (busiest > QUIET_THRESHOLD) {
+    out.push(
+      `  note: other work kept the machine up to ${Math.round(busiest * 100)}% busy before some rounds; treat these figures as noisy`,
+    );
   }
   const ratio = row.ratio;
   if (ratio && (ratio.p50_at_1 !== null || Object.values(ratio.throughput).some((v) => v !== null))) {

@@ -3,6 +3,7 @@
 // works out the ratios. A side that fails is reported in the row; the run goes on.
 import { describe } from "./closed-loop.ts";
 import { aggregate, runLoad } from "./measure.ts";
+import { QUIET_THRESHOLD, waitForQuiet } from "./quiet.ts";
 import type {
   BenchContext,
   LoadResult,
@@ -37,6 +38,7 @@ export async function runRow(
       duration_s: settings.durationMs / 1000,
       rounds: settings.rounds,
       concurrency,
+      quiet_wait_s: settings.quietWaitMs / 1000,
     },
     ...(row.targets ? { targets: row.targets } : {}),
   };
@@ -57,12 +59,18 @@ export async function runRow(
     }
     for (const c of concurrency) {
       const runs = new Map<Side, LoadResult[]>(sides.map(({ side }) => [side, []]));
+      const background = new Map<Side, number[]>(sides.map(({ side }) => [side, []]));
       for (let round = 0; round < settings.rounds; round++) {
         // ABBA: alternate which side goes first, so a drift in background load cancels out
         const order = round % 2 === 0 ? sides : [...sides].reverse();
         for (const { name, side } of order) {
           if (!side.server || side.result.error) continue;
-          log(`  ${name} at ${c} caller${c === 1 ? "" : "s"}, round ${round + 1}/${settings.rounds}`);
+          const busy = await waitForQuiet(settings.quietWaitMs);
+          log(
+            `  ${name} at ${c} caller${c === 1 ? "" : "s"}, round ${round + 1}/${settings.rounds}` +
+              (busy > QUIET_THRESHOLD ? ` (machine ${Math.round(busy * 100)}% busy with other work)` : ""),
+          );
+          background.get(side)!.push(busy);
           const result = await runLoad(ctx.root, side.server.target, c, settings);
           const gone = side.server.failure?.();
           if (result.error) side.result.error = result.error;
@@ -72,7 +80,7 @@ export async function runRow(
       }
       for (const { side } of sides) {
         if (!side.result.error && runs.get(side)!.length > 0) {
-          side.result.results.push(aggregate(c, runs.get(side)!));
+          side.result.results.push(aggregate(c, runs.get(side)!, background.get(side)!));
         }
       }
     }

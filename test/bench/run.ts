@@ -13,8 +13,8 @@ import { rows } from "./rows.ts";
 import type { BenchContext, RowResult, RunSettings } from "./types.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const QUICK: RunSettings = { warmupMs: 1_000, durationMs: 1_500, rounds: 2 };
-const FULL: RunSettings = { warmupMs: 2_000, durationMs: 5_000, rounds: 3 };
+const QUICK: RunSettings = { warmupMs: 1_000, durationMs: 1_500, rounds: 2, quietWaitMs: 1_000 };
+const FULL: RunSettings = { warmupMs: 2_000, durationMs: 5_000, rounds: 3, quietWaitMs: 10_000 };
 const START_TIMEOUT_MS = 30_000;
 
 function seconds(text: string): number {
@@ -114,9 +114,12 @@ function cleanup(): Promise<void> {
   return cleaning;
 }
 
+let interrupted: string | undefined;
 process.on("exit", killAllChildrenNow);
 for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
   process.on(sig, () => {
+    if (interrupted) return;
+    interrupted = sig;
     process.stderr.write(`\n${sig}: stopping child processes\n`);
     void cleanup().finally(() => process.exit(130));
   });
@@ -132,12 +135,16 @@ try {
       `${availableParallelism()} cores, node ${process.version}`,
   );
   for (const row of selected) {
+    if (interrupted) break;
     if (!row.pending) log(`${row.name} [${row.id}]`);
     results.push(await runRow(row, ctx, settings, log));
   }
+} catch (err) {
+  if (!interrupted) throw err; // once interrupted, failures are the children we stopped
 } finally {
   await cleanup();
 }
+if (interrupted) process.exit(130);
 
 console.log("");
 console.log(results.map(formatRow).join("\n\n"));

@@ -28,6 +28,9 @@ export interface LoadResult {
   throughput_rps: number;
   latency_ms: Latencies;
   first_error?: string;
+  /** HTTP only: connections the loader had to open; far above the concurrency means the
+   * server is not keeping connections alive. */
+  connections_opened?: number;
   /** Set when the loader could not measure at all (the probe request failed). */
   error?: string;
   /** The latency samples, so that rounds can be merged; not written to the JSON report. */
@@ -49,6 +52,9 @@ export interface Measurement {
   /** Percentiles of all rounds' samples together. */
   latency_ms: Latencies;
   first_error?: string;
+  connections_opened?: number;
+  /** Share of all cores busy with other work just before each round (0 … 1). */
+  background_cpu: number[];
 }
 
 /** Everything a server definition may need to start, shared across one run. */
@@ -124,7 +130,13 @@ export interface RowResult {
   name: string;
   status: "ok" | "error" | "pending" | "baseline-only" | "custom";
   error?: string;
-  settings: { warmup_s: number; duration_s: number; rounds: number; concurrency: number[] };
+  settings: {
+    warmup_s: number;
+    duration_s: number;
+    rounds: number;
+    concurrency: number[];
+    quiet_wait_s: number;
+  };
   path?: SideResult;
   baseline?: SideResult;
   ratio?: {
@@ -149,4 +161,6 @@ export interface RunSettings {
    * background load on the machine falls on both sides alike.
    */
   rounds: number;
+  /** Longest wait before a loader run for the machine to be quiet (see quiet.ts). */
+  quietWaitMs: number;
 }

@@ -2,7 +2,6 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Authenticator } from "../../runtime/auth.ts";
 import { loadConfig, type RuntimeConfig } from "../../runtime/config.ts";
 import { createLogger } from "../../runtime/logger.ts";
 import { MigRuntime } from "../../runtime/runtime.ts";
@@ -29,7 +28,7 @@ export async function startTestRuntime(
   );
   const logger = createLogger(config.logLevel);
   const runtime = await MigRuntime.start(config, { logger, capabilities: [observatoryInfer, ...(options.capabilities ?? [])] });
-  const http = await startHttpBinding(runtime, new Authenticator(config.authMode, config.jwtHs256Secret), config.httpAddr);
+  const http = await startHttpBinding(runtime, runtime.authenticator, config.httpAddr);
   return {
     runtime,
     http,

@@ -1,0 +1,164 @@
+// The gRPC binding: mig.v0_1 services on @grpc/grpc-js; authenticates once, translates, calls the runtime, relays the answer.
+import {
+  Server,
+  ServerCredentials,
+  status,
+  type ServerDuplexStream,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type UntypedServiceImplementation,
+  type sendUnaryData,
+} from "@grpc/grpc-js";
+import { ReflectionService } from "@grpc/reflection";
+import { parseAddr } from "../../runtime/config.ts";
+import { MigError } from "../../runtime/errors.ts";
+import type { Authenticator } from "../../runtime/auth.ts";
+import type { RequestContext } from "../../runtime/core.ts";
+import type { MigRuntime } from "../../runtime/runtime.ts";
+import type { JsonObject } from "../../runtime/types.ts";
+import { credentialsOf, mergeHeaderFields, tenantOf } from "./metadata.ts";
+import { migPackageDefinition, migService, UndecodableRequest, type ServiceName } from "./proto.ts";
+import { statusFor } from "./status.ts";
+import { fromProto, toProto } from "./translate.ts";
+
+export interface GrpcBindingOptions {
+  /** Largest request message accepted (bytes); larger ones end with RESOURCE_EXHAUSTED. Default: config.maxBodyBytes. */
+  maxReceiveBytes?: number;
+}
+
+export interface GrpcBinding {
+  server: Server;
+  /** host:port the server listens on (the chosen port when the configured one was 0). */
+  address: string;
+  port: number;
+  /** Stops taking calls; calls still running after `graceMs` are cut off. */
+  close(graceMs?: number): Promise<void>;
+}
+
+type Call = ServerUnaryCall<unknown, unknown>;
+
+/**
+ * A call ended this close to its deadline ended because of it: the client's deadline timer starts
+ * before the request reaches us, so its cancel can arrive early, more so on a loaded machine.
+ */
+const DEADLINE_SLACK_MS = 100;
+type Operation = (body: JsonObject, context: RequestContext, call: Call) => Promise<object>;
+
+export async function startGrpcBinding(
+  runtime: MigRuntime,
+  authenticator: Authenticator,
+  addr: string,
+  options: GrpcBindingOptions = {},
+): Promise<GrpcBinding> {
+  const maxReceiveBytes = options.maxReceiveBytes ?? runtime.config.maxBodyBytes;
+
+  /** One unary method: authenticate, decode, translate, run the operation, translate the answer back. */
+  function unary(operation: Operation) {
+    return (call: Call, callback: sendUnaryData<unknown>) => {
+      const tenant = tenantOf(call.metadata);
+      let body: JsonObject | undefined;
+      const answer = async () => {
+        const principal = await authenticator.authenticate(credentialsOf(call.metadata));
+        const request = call.request;
+        if (request instanceof UndecodableRequest) {
+          throw new MigError("MIG_INVALID_REQUEST", `the request is not a valid ${request.typeName} message: ${request.reason}`);
+        }
+        body = fromProto(request as Record<string, unknown>);
+        mergeHeaderFields(call.metadata, body);
+        return operation(body, { principal, tenant, binding: "grpc" }, call);
+      };
+      answer().then(
+        (value) => callback(null, toProto(value as JsonObject)),
+        (err: unknown) => {
+          if (!(err instanceof MigError)) runtime.logger.error({ err: (err as Error)?.stack ?? String(err), path: call.getPath() }, "gRPC handler failed");
+          callback(statusFor(err, body, tenant));
+        },
+      );
+    };
+  }
+
+  /** INVOKE under the call's deadline; a call the client cancels cancels the invocation through the runtime. */
+  const invoke: Operation = async (body, context, call) => {
+    const deadline = call.getDeadline();
+    const deadlineAt = deadline instanceof Date ? deadline.getTime() : deadline;
+    if (Number.isFinite(deadlineAt)) context.deadlineAt = deadlineAt;
+    if (call.cancelled) {
+      throw new MigError("MIG_TIMEOUT", "the call was cancelled before the invocation started", { retryable: false, details: { cancelled: true } });
+    }
+    const onCancelled = () => {
+      // grpc-js also ends a call whose deadline passed; that deadline is the invocation's own (via
+      // deadlineAt), so the runtime ends the work itself and counts it as timed out, not cancelled.
+      if (deadlineAt - Date.now() <= DEADLINE_SLACK_MS) return;
+      const header = body.header as JsonObject | undefined;
+      if (typeof header?.message_id !== "string") return;
+      const reason = "the gRPC client cancelled the call";
+      runtime
+        .cancel({ header: { tenant_id: header.tenant_id }, target_message_id: header.message_id, reason }, context)
+        .catch((err: unknown) => runtime.logger.debug({ err: String(err), message_id: header.message_id }, "cancel after a cancelled gRPC call failed"));
+    };
+    // The runtime writes the normalized header (with its message_id) back into `body` before it dispatches.
+    const pending = runtime.invoke(body, context);
+    call.once("cancelled", onCancelled);
+    try {
+      return await pending;
+    } finally {
+      call.off("cancelled", onCancelled);
+    }
+  };
+
+  const unsupported = (method: string) =>
+    statusFor(
+      new MigError("MIG_UNSUPPORTED_CAPABILITY", `${method} is not served over gRPC by this runtime yet; see docs/bindings/grpc.md`),
+      undefined,
+      undefined,
+      status.UNIMPLEMENTED,
+    );
+
+  const handlers: Record<ServiceName, UntypedServiceImplementation> = {
+    Discovery: {
+      Hello: unary((body, context) => runtime.hello(body, context)),
+      Discover: unary((body, context) => runtime.discover(body, context)),
+    },
+    Invocation: {
+      Invoke: unary(invoke),
+      StreamInvoke: (call: ServerDuplexStream<unknown, unknown>) => call.emit("error", unsupported("Invocation.StreamInvoke")),
+    },
+    Events: {
+      Publish: (_call: Call, callback: sendUnaryData<unknown>) => callback(unsupported("Events.Publish")),
+      Subscribe: (call: ServerWritableStream<unknown, unknown>) => call.emit("error", unsupported("Events.Subscribe")),
+    },
+    Control: {
+      Cancel: unary((body, context) => runtime.cancel(body, context)),
+      Heartbeat: unary((body, context) => runtime.heartbeat(body, context)),
+    },
+  };
+
+  const server = new Server({ "grpc.max_receive_message_length": maxReceiveBytes });
+  for (const [name, implementation] of Object.entries(handlers)) server.addService(migService(name as ServiceName), implementation);
+  new ReflectionService(migPackageDefinition()).addToServer(server);
+
+  const { host } = parseAddr(addr);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(addr, ServerCredentials.createInsecure(), (err, bound) =>
+      err ? reject(new Error(`the gRPC binding cannot listen on ${addr}: ${err.message}`)) : resolve(bound),
+    ),
+  );
+  const shownHost = host.includes(":") ? `[${host}]` : host;
+  return {
+    server,
+    address: `${shownHost}:${port}`,
+    port,
+    close: (graceMs = 0) =>
+      new Promise<void>((resolve) => {
+        if (graceMs <= 0) {
+          server.forceShutdown();
+          return resolve();
+        }
+        const timer = setTimeout(() => server.forceShutdown(), graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }),
+  };
+}

@@ -1,0 +1,104 @@
+// Checks the benchmark harness itself (histogram, loader, row runner); no timing is asserted.
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { fileURLToPath } from "node:url";
+import { resolve } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Histogram } from "./histogram.ts";
+import { aggregate, runLoad } from "./measure.ts";
+import { runRow } from "./row-runner.ts";
+import type { BenchContext, RowDefinition } from "./types.ts";
+
+const root = resolve(fileURLToPath(import.meta.url), "../../..");
+
+describe("histogram", () => {
+  it("reports percentiles within 1% of the exact value", () => {
+    const h = new Histogram();
+    for (let i = 1; i <= 100_000; i++) h.recordMs(i / 1000); // 1 µs … 100 ms
+    expect(h.count).toBe(100_000);
+    expect(Math.abs(h.percentileMs(50) - 50) / 50).toBeLessThan(0.01);
+    expect(Math.abs(h.percentileMs(99) - 99) / 99).toBeLessThan(0.01);
+    expect(Math.abs(h.percentileMs(99.9) - 99.9) / 99.9).toBeLessThan(0.01);
+    expect(h.maxMs()).toBe(100);
+  });
+
+  it("merges rounds into the same figures as one run", () => {
+    const whole = new Histogram();
+    const first = new Histogram();
+    const second = new Histogram();
+    for (let i = 0; i < 10_000; i++) {
+      const ms = (i % 997) / 10;
+      whole.recordMs(ms);
+      (i % 2 === 0 ? first : second).recordMs(ms);
+    }
+    const merged = new Histogram();
+    merged.add(first.toJSON());
+    merged.add(second.toJSON());
+    expect(merged.latencies()).toEqual(whole.latencies());
+  });
+});
+
+describe("load-http", () => {
+  let server: http.Server;
+  let base: string;
+  beforeAll(async () => {
+    server = http.createServer((req, res) => {
+      req.resume();
+      req.on("end", () => {
+        const ok = req.url === "/ok";
+        res.writeHead(ok ? 200 : 404, { "content-type": "application/json" });
+        res.end(ok ? '{"payload":{}}' : '{"error":{"code":"MIG_NOT_FOUND"}}');
+      });
+    });
+    await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise<void>((done) => server.close(() => done())));
+
+  const settings = { warmupMs: 100, durationMs: 300, rounds: 1, quietWaitMs: 0 };
+
+  it("counts answered requests and merges them into a measurement", async () => {
+    const result = await runLoad(root, { kind: "http", url: `${base}/ok`, body: "{}" }, 4, settings);
+    expect(result.error).toBeUndefined();
+    expect(result.errors).toBe(0);
+    expect(result.requests).toBeGreaterThan(0);
+    const m = aggregate(4, [result, result]);
+    expect(m.requests).toBe(2 * result.requests);
+    expect(m.rounds).toBe(2);
+  });
+
+  it("refuses to measure a path whose probe answers an error", async () => {
+    const result = await runLoad(root, { kind: "http", url: `${base}/missing`, body: "{}" }, 1, settings);
+    expect(result.error).toMatch(/^probe: HTTP 404/);
+    expect(result.requests).toBe(0);
+  });
+});
+
+describe("row runner", () => {
+  const ctx: BenchContext = {
+    root,
+    startTimeoutMs: 1_000,
+    tempDir: () => Promise.reject(new Error("not used")),
+    freePort: () => Promise.reject(new Error("not used")),
+  };
+  const settings = { warmupMs: 0, durationMs: 1, rounds: 1, quietWaitMs: 0 };
+
+  it("reports a server that fails to start in its row", async () => {
+    const row: RowDefinition = {
+      id: "broken",
+      name: "broken",
+      measures: "nothing",
+      path: { label: "broken server", start: () => Promise.reject(new Error("no such binary")) },
+    };
+    const result = await runRow(row, ctx, settings, () => {});
+    expect(result.status).toBe("error");
+    expect(result.path?.error).toBe("could not start: no such binary");
+    expect(result.path?.results).toEqual([]);
+  });
+
+  it("lists a pending row without running anything", async () => {
+    const row: RowDefinition = { id: "later", name: "later", measures: "x", pending: "not built" };
+    const result = await runRow(row, ctx, settings, () => {});
+    expect(result).toMatchObject({ status: "pending", error: "not built" });
+  });
+});
