@@ -10,6 +10,7 @@ import { startHttpBinding } from "../bindings/http/server.ts";
 import { startNatsBinding } from "../bindings/nats/server.ts";
 import { startGrpcBinding } from "../bindings/grpc/server.ts";
 import { startMetricsListener } from "../bindings/http/metrics-listener.ts";
+import { startNatsEvents } from "../bindings/nats/events.ts";
 
 function addSettings(command: Command): Command {
   for (const setting of SETTINGS) {
@@ -40,6 +41,8 @@ async function start(options: Record<string, string | undefined>): Promise<void>
   if (metrics) logger.info({ url: `${metrics.url}/metrics` }, "metrics listener");
   const nats = await startNatsBinding(runtime, runtime.authenticator);
   logger.info({ url: runtime.natsUrl, subjects: nats.subjects, queue: nats.queue }, "NATS binding listening");
+  const natsEvents = startNatsEvents(runtime, runtime.authenticator);
+  logger.info({ subjects: "mig.v0_1.<tenant>.events.<topic>, mig.v0_1.<tenant>.subscribe.<topic>" }, "NATS events binding listening (PUBLISH, SUBSCRIBE)");
   if (config.authMode === "none") {
     logger.info("auth mode none: callers are anonymous and name their tenant per request; set MIG_AUTH_MODE=jwt for anything shared");
   } else {
@@ -51,7 +54,7 @@ async function start(options: Record<string, string | undefined>): Promise<void>
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, "shutting down");
-    await Promise.all([http.close(), grpc.close(2_000), metrics?.close(), nats.close()]);
+    await Promise.all([http.close(), grpc.close(2_000), metrics?.close(), nats.close(), natsEvents.close()]);
     await runtime.stop();
     process.exit(0);
   };

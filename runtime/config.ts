@@ -49,6 +49,12 @@ export interface RuntimeConfig {
   natsTlsCa: string | undefined;
   natsTlsCert: string | undefined;
   natsTlsKey: string | undefined;
+  eventMaxPayloadBytes: number;
+  eventMaxAgeMs: number;
+  maxInflightLimit: number;
+  replayRatePerSec: number;
+  replayMaxEvents: number;
+  deadLetterAfter: number;
 }
 
 /** A token bucket: `rate` tokens per second refill a bucket of `burst` tokens. */
@@ -110,6 +116,13 @@ export const SETTINGS = [
   { key: "jwtHs256Secret", env: "MIG_JWT_HS256_SECRET", flag: "--jwt-hs256-secret <secret>", description: "shared secret for HS256 tokens in jwt mode", defaultValue: undefined, parse: text },
   { key: "logLevel", env: "MIG_LOG_LEVEL", flag: "--log-level <level>", description: "pino level: fatal, error, warn, info, debug, trace", defaultValue: "info", parse: text },
   { key: "serverId", env: "MIG_SERVER_ID", flag: "--server-id <id>", description: "server_id reported by HELLO (default: host name and process id)", defaultValue: undefined, parse: text },
+  // Events (docs/events.md).
+  { key: "eventMaxPayloadBytes", env: "MIG_EVENT_MAX_PAYLOAD_BYTES", flag: "--event-max-payload-bytes <n>", description: "largest event payload PUBLISH accepts (JSON bytes)", defaultValue: 1024 * 1024, parse: integer("MIG_EVENT_MAX_PAYLOAD_BYTES", 1, 6 * 1024 * 1024) },
+  { key: "eventMaxAgeMs", env: "MIG_EVENT_MAX_AGE_MS", flag: "--event-max-age-ms <ms>", description: "how long a topic's events are kept in JetStream", defaultValue: 7 * 24 * 3600 * 1000, parse: integer("MIG_EVENT_MAX_AGE_MS", 1000, 3650 * 24 * 3600 * 1000) },
+  { key: "maxInflightLimit", env: "MIG_MAX_INFLIGHT_LIMIT", flag: "--max-inflight-limit <n>", description: "largest max_inflight a subscriber may ask for", defaultValue: 10_000, parse: integer("MIG_MAX_INFLIGHT_LIMIT", 1, 1_000_000) },
+  { key: "replayRatePerSec", env: "MIG_REPLAY_RATE_PER_SEC", flag: "--replay-rate-per-sec <n>", description: "replayed events per second per subscription (0: unthrottled)", defaultValue: 50_000, parse: integer("MIG_REPLAY_RATE_PER_SEC", 0, 100_000_000) },
+  { key: "replayMaxEvents", env: "MIG_REPLAY_MAX_EVENTS", flag: "--replay-max-events <n>", description: "how far behind the end of a topic one subscription may start (events)", defaultValue: 100_000, parse: integer("MIG_REPLAY_MAX_EVENTS", 0, 1_000_000_000) },
+  { key: "deadLetterAfter", env: "MIG_DEAD_LETTER_AFTER", flag: "--dead-letter-after <n>", description: "deliveries of one event before it goes to the dead-letter subject", defaultValue: 5, parse: integer("MIG_DEAD_LETTER_AFTER", 1, 1000) },
   { key: "maxBodyBytes", env: "MIG_MAX_BODY_BYTES", flag: "--max-body-bytes <n>", description: "largest request body any binding accepts", defaultValue: 2 * 1024 * 1024, parse: integer("MIG_MAX_BODY_BYTES", 1024, 64 * 1024 * 1024) },
   { key: "streamWindow", env: "MIG_STREAM_WINDOW", flag: "--stream-window <frames>", description: "frames a stream may have on its way to the consumer before its provider waits for credit", defaultValue: 32, parse: integer("MIG_STREAM_WINDOW", 1, 4096) },
   { key: "streamStallMs", env: "MIG_STREAM_STALL_MS", flag: "--stream-stall-ms <ms>", description: "how long a consumer may read nothing before its stream ends with MIG_BACKPRESSURE", defaultValue: 30_000, parse: integer("MIG_STREAM_STALL_MS", 1, 3600 * 1000) },

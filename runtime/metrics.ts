@@ -80,6 +80,54 @@ export class Metrics {
     labelNames: ["capability"] as const,
     registers: [this.registry],
   });
+  readonly eventsPublished = new Counter({
+    name: "mig_events_published_total",
+    help: "Events stored by PUBLISH, by tenant and topic (idempotent repeats not counted)",
+    labelNames: ["tenant", "topic"] as const,
+    registers: [this.registry],
+  });
+  readonly eventsDeduplicated = new Counter({
+    name: "mig_events_deduplicated_total",
+    help: "PUBLISH repeats answered with the first ack (same idempotency key within the duplicate window)",
+    labelNames: ["tenant", "topic"] as const,
+    registers: [this.registry],
+  });
+  readonly eventsReplayed = new Counter({
+    name: "mig_events_replayed_total",
+    help: "Events delivered with replay: true, by tenant and topic",
+    labelNames: ["tenant", "topic"] as const,
+    registers: [this.registry],
+  });
+  readonly eventsDeadLettered = new Counter({
+    name: "mig_events_dead_lettered_total",
+    help: "Events moved to the dead-letter subject, by tenant and topic",
+    labelNames: ["tenant", "topic"] as const,
+    registers: [this.registry],
+  });
+  readonly subscriptionsActive = new Gauge({
+    name: "mig_subscriptions_active",
+    help: "Open subscriptions by binding",
+    labelNames: ["binding"] as const,
+    registers: [this.registry],
+  });
+  readonly subscriptionLag = new Gauge({
+    name: "mig_subscription_lag_events",
+    help: "Events of the topic not yet delivered to a subscription (JetStream consumer pending), per open subscription",
+    labelNames: ["tenant", "topic", "consumer"] as const,
+    registers: [this.registry],
+  });
+  readonly subscriptionBuffered = new Gauge({
+    name: "mig_subscription_buffered_events",
+    help: "Events pulled from JetStream and held by the runtime, not yet written to the subscriber, per open subscription",
+    labelNames: ["tenant", "topic", "consumer"] as const,
+    registers: [this.registry],
+  });
+  readonly subscriptionPauses = new Counter({
+    name: "mig_subscription_pauses_total",
+    help: "Times a subscription paused its consumer because the subscriber read too slowly",
+    labelNames: ["binding"] as const,
+    registers: [this.registry],
+  });
 
   readonly natsDropped = new Counter({
     name: "mig_nats_requests_dropped_total",

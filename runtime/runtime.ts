@@ -9,6 +9,7 @@ import { RecentlyFinished, type InflightInvocation, type RequestContext, type Ru
 import { discover } from "./discover.ts";
 import { Fleet } from "./fleet.ts";
 import { MigError } from "./errors.ts";
+import { EventStore } from "./events.ts";
 import { heartbeat } from "./heartbeat.ts";
 import { hello } from "./hello.ts";
 import { IDEMPOTENCY_BUCKET, IdempotencyStore } from "./idempotency.ts";
@@ -18,9 +19,11 @@ import { LoadGauge } from "./load.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { Metrics } from "./metrics.ts";
 import { NatsLauncher } from "./nats-launcher.ts";
+import { publish, type PublishAck } from "./publish.ts";
 import { AccessPolicy } from "./policy.ts";
 import { CapabilityRegistry } from "./registry.ts";
 import { SchemaRegistry } from "./schema-registry.ts";
+import { subscribe, SubscriptionRegistry, type EventSink, type Subscription } from "./subscribe.ts";
 import { Supervisor } from "./supervisor.ts";
 import type { RuntimeConfig } from "./config.ts";
 import type { Principal } from "./principal.ts";
@@ -57,11 +60,13 @@ export class MigRuntime implements RuntimeCore {
   readonly streams: RuntimeCore["streams"] = new Map();
   readonly finished = new RecentlyFinished();
   readonly load: LoadGauge;
+  readonly subscriptions = new SubscriptionRegistry();
   readonly policy: AccessPolicy;
   /** The authenticator every binding should use: it reports refused credentials to the audit log. */
   readonly authenticator: Authenticator;
   audit: AuditLog | undefined;
   idempotency!: IdempotencyStore;
+  events!: EventStore;
   bus!: Bus;
   launcher: NatsLauncher | undefined;
   fleet: Fleet | undefined;
@@ -133,6 +138,8 @@ export class MigRuntime implements RuntimeCore {
     this.audit = audit;
     const bucket = await openBucket(this.bus, IDEMPOTENCY_BUCKET, this.config.idempotencyWindowMs);
     this.idempotency = new IdempotencyStore(bucket, this.serverId);
+    this.events = new EventStore(this.bus, { maxAgeMs: this.config.eventMaxAgeMs, duplicateWindowMs: this.config.idempotencyWindowMs }, this.logger);
+    await this.events.init();
   }
 
   hello(body: unknown, request: RequestContext): Promise<HelloResponse> {
@@ -157,6 +164,15 @@ export class MigRuntime implements RuntimeCore {
 
   heartbeat(body: unknown, request: RequestContext): Promise<HeartbeatAck> {
     return this.guard("heartbeat", () => heartbeat(this, body, request), { body, request });
+  }
+
+  publish(body: unknown, request: RequestContext, topic?: string): Promise<PublishAck> {
+    return this.guard("publish", () => publish(this, body, request, topic));
+  }
+
+  /** Opens a subscription that writes to `sink` until either side closes it (docs/events.md). */
+  subscribe(body: unknown, request: RequestContext, topic: string | undefined, sink: EventSink): Promise<Subscription> {
+    return this.guard("subscribe", () => subscribe(this, body, request, topic, sink));
   }
 
   /**
@@ -238,6 +254,7 @@ export class MigRuntime implements RuntimeCore {
     for (const stream of this.streams.values()) stream.cancel("the runtime is shutting down");
     this.load.stop();
     for (const { actor } of this.inflight.values()) actor.send({ type: "CANCEL", reason: "the runtime is shutting down" });
+    await this.subscriptions.closeAll("the runtime is shutting down");
     await this.audit?.close();
     await this.fleet?.stop();
     if (this.bus) await this.bus.nc.drain().catch(() => undefined);

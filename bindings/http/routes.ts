@@ -2,6 +2,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { RequestContext } from "../../runtime/core.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
+import { serveSubscription } from "./sse.ts";
 
 export interface JsonRoute {
   kind: "json";
@@ -17,7 +18,13 @@ export interface RawRoute {
   guard?: "admin" | "metrics";
 }
 
-export type Route = JsonRoute | RawRoute;
+/** A long-lived answer (SSE): authenticated by the server like a JSON route, then given the raw response. */
+export interface StreamRoute {
+  kind: "stream";
+  run: (runtime: MigRuntime, req: IncomingMessage, res: ServerResponse, context: RequestContext, param: string | undefined) => Promise<void>;
+}
+
+export type Route = JsonRoute | RawRoute | StreamRoute;
 
 const PREFIX = "/mig/v0.1/";
 
@@ -28,8 +35,14 @@ const MIG_POST: Record<string, JsonRoute> = {
   heartbeat: { kind: "json", run: (rt, body, ctx) => rt.heartbeat(body, ctx) },
   invoke: { kind: "json", streams: true, run: (rt, body, ctx, capability) => rt.invoke(body, ctx, capability) },
   cancel: { kind: "json", run: (rt, body, ctx, messageId) => rt.cancel(body, ctx, messageId) },
+  publish: { kind: "json", run: (rt, body, ctx, topic) => rt.publish(body, ctx, topic) },
 };
-const WITH_PARAM = new Set(["invoke", "cancel"]);
+const WITH_PARAM = new Set(["invoke", "cancel", "publish"]);
+
+/** GET routes of the MIG API that stream; each takes the last path segment as its parameter. */
+const MIG_GET: Record<string, StreamRoute> = {
+  subscribe: { kind: "stream", run: serveSubscription },
+};
 
 const GET: Record<string, RawRoute> = {
   "/metrics": {
@@ -80,6 +93,12 @@ export function matchRoute(method: string, path: string): RouteMatch {
     const rest = path.slice(PREFIX.length);
     const slash = rest.indexOf("/");
     const name = slash === -1 ? rest : rest.slice(0, slash);
+    const streamRoute = MIG_GET[name];
+    if (streamRoute) {
+      if (slash === -1) return { found: false, allowed: undefined };
+      if (method !== "GET") return { found: false, allowed: ["GET"] };
+      return { found: true, route: streamRoute, param: safeDecode(rest.slice(slash + 1)) };
+    }
     const route = MIG_POST[name];
     if (route) {
       const hasParam = slash !== -1;

@@ -88,6 +88,16 @@ export async function startHttpBinding(runtime: MigRuntime, authenticator: Authe
         return sendError(res, err, undefined, tenant);
       }
     }
+    if (route.kind === "stream") {
+      req.resume();
+      let principal;
+      try {
+        principal = await authenticator.authenticate(credentials);
+      } catch (err) {
+        return sendError(res, err, undefined, tenant);
+      }
+      return route.run(runtime, req, res, { principal, tenant, binding: "http" }, match.param);
+    }
 
     let body: unknown;
     try {

@@ -1,0 +1,141 @@
+// SUBSCRIBE over HTTP: turns GET /mig/v0.1/subscribe/{topic} into a SubscribeRequest and streams the
+// subscription as Server-Sent Events (frames and comments documented in docs/events.md).
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { errorEnvelope } from "../../runtime/envelope.ts";
+import type { MigError } from "../../runtime/errors.ts";
+import type { RequestContext } from "../../runtime/core.ts";
+import type { MigRuntime } from "../../runtime/runtime.ts";
+import type { EventSink, SubscriptionInfo } from "../../runtime/subscribe.ts";
+import { sendError } from "./respond.ts";
+
+const KEEPALIVE_MS = 15_000;
+const RETRY_MS = 1_000;
+
+function firstValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** Writes a subscription as SSE: `id: <sequence>`, `event: mig-event`, `data: <EventMessage JSON>`. */
+class SseSink implements EventSink {
+  private waiters: (() => void)[] = [];
+  private ended = false;
+  private keepalive: NodeJS.Timeout | undefined;
+  private info: SubscriptionInfo | undefined;
+  private corked = false;
+
+  constructor(private readonly res: ServerResponse) {
+    const wake = () => {
+      const waiting = this.waiters;
+      this.waiters = [];
+      for (const w of waiting) w();
+    };
+    res.on("drain", wake);
+    res.on("close", () => {
+      this.ended = true;
+      wake();
+    });
+  }
+
+  get gone(): boolean {
+    return this.ended;
+  }
+
+  get bufferedBytes(): number {
+    return this.res.writableLength;
+  }
+
+  open(info: SubscriptionInfo): void {
+    this.info = info;
+    this.res.writeHead(200, {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-cache",
+      connection: "keep-alive",
+      "x-accel-buffering": "no",
+      "x-mig-subscription-id": info.subscription_id,
+    });
+    this.res.write(
+      `retry: ${RETRY_MS}\n: subscribed topic=${info.topic} subscription_id=${info.subscription_id}` +
+        `${info.consumer_id ? ` consumer_id=${info.consumer_id}` : ""} start_sequence=${info.start_sequence}` +
+        ` replay_until=${info.replay_until} max_inflight=${info.max_inflight}\n\n`,
+    );
+    this.keepalive = setInterval(() => {
+      if (!this.ended) this.res.write(": keepalive\n\n");
+    }, KEEPALIVE_MS);
+    this.keepalive.unref();
+  }
+
+  event(sequence: number, json: string): boolean {
+    if (this.ended) return true;
+    this.batchWrites();
+    return this.res.write(`id: ${sequence}\nevent: mig-event\ndata: ${json}\n\n`);
+  }
+
+  /** Events written in one turn of the event loop leave in one socket write, not one each. */
+  private batchWrites(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.res.cork();
+    process.nextTick(() => {
+      this.corked = false;
+      this.res.uncork();
+    });
+  }
+
+  notice(kind: string, detail: Record<string, string | number>): void {
+    if (this.ended) return;
+    let line = `: ${kind}`;
+    for (const [k, v] of Object.entries(detail)) line += ` ${k}=${v}`;
+    this.res.write(`${line}\n\n`);
+  }
+
+  drained(): Promise<void> {
+    if (this.ended || !this.res.writableNeedDrain) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  close(error: MigError | undefined): void {
+    clearInterval(this.keepalive);
+    if (this.ended) return;
+    this.ended = true;
+    if (error) {
+      const envelope = errorEnvelope(error, this.info ? { header: this.info.header } : undefined);
+      this.res.write(`event: mig-error\ndata: ${JSON.stringify(envelope)}\n\n`);
+    }
+    this.res.end();
+  }
+}
+
+export async function serveSubscription(
+  runtime: MigRuntime,
+  req: IncomingMessage,
+  res: ServerResponse,
+  context: RequestContext,
+  topic: string | undefined,
+): Promise<void> {
+  const query = new URL(req.url ?? "/", "http://localhost").searchParams;
+  const header: Record<string, unknown> = {};
+  // EventSource cannot send headers: the tenant may come in the query instead of X-Tenant-ID.
+  const queryTenant = query.get("tenant_id");
+  if (queryTenant) header.tenant_id = queryTenant;
+  const traceparent = firstValue(req.headers.traceparent);
+  if (traceparent) header.traceparent = traceparent;
+  const body: Record<string, unknown> = { header, topic };
+  for (const field of ["consumer_id", "resume_cursor", "max_inflight"]) {
+    const value = query.get(field);
+    if (value !== null) body[field] = value;
+  }
+  // A browser's automatic reconnect repeats the original URL and adds Last-Event-ID: that one wins.
+  const lastEventId = firstValue(req.headers["last-event-id"]);
+  if (lastEventId !== undefined && lastEventId !== "") body.resume_cursor = lastEventId;
+
+  const sink = new SseSink(res);
+  let subscription;
+  try {
+    subscription = await runtime.subscribe(body, context, topic, sink);
+  } catch (err) {
+    if (!sink.gone) sendError(res, err, body, context.tenant);
+    return;
+  }
+  if (sink.gone) subscription.close();
+  else res.on("close", () => subscription.close());
+}

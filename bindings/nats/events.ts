@@ -1,0 +1,224 @@
+// The NATS binding of PUBLISH and SUBSCRIBE: requests on public subjects, translated into the runtime's operations.
+//
+//   mig.v0_1.<tenant>.events.<topic>           PUBLISH: a PublishRequest; the reply is a PublishAck or an error
+//                                              envelope. The runtime's own EventMessages on this subject carry
+//                                              `Mig-Origin: runtime` and are never taken for a PUBLISH.
+//   mig.v0_1.<tenant>.subscribe.<topic>        SUBSCRIBE: a SubscribeRequest plus `deliver_subject`; the reply
+//                                              names the subscription; EventMessages then go to deliver_subject
+//   mig.v0_1.<tenant>.subscription.<id>.ack.<sequence>   the subscriber's ack (credit) for one event: the
+//                                              reply subject of every delivered event, so `msg.respond()` acks
+//   mig.v0_1.<tenant>.subscription.<id>.close  ends the subscription (request/reply)
+import type { Msg, NatsConnection, Subscription as NatsSubscription } from "@nats-io/transport-node";
+import { errorEnvelope } from "../../runtime/envelope.ts";
+import { ORIGIN_HEADER, ORIGIN_RUNTIME } from "../../runtime/events.ts";
+import { MigError } from "../../runtime/errors.ts";
+import type { Authenticator } from "../../runtime/auth.ts";
+import type { Principal } from "../../runtime/principal.ts";
+import type { RequestContext } from "../../runtime/core.ts";
+import type { MigRuntime } from "../../runtime/runtime.ts";
+import type { EventSink, SubscriptionInfo } from "../../runtime/subscribe.ts";
+
+const QUEUE = "mig-events";
+/** A subscriber that leaves its credits unused this long while events wait is taken for gone. */
+const IDLE_SUBSCRIBER_MS = 60_000;
+const DELIVER_SUBJECT = /^[A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+)*$/;
+
+export interface NatsEventsBinding {
+  close(): Promise<void>;
+}
+
+function parseBody(msg: Msg, limit: number): unknown {
+  if (msg.data.length > limit) {
+    throw new MigError("MIG_INVALID_REQUEST", `the request body is larger than ${limit} bytes; send a smaller payload`, { details: { max_body_bytes: limit } });
+  }
+  if (msg.data.length === 0) return {};
+  try {
+    return JSON.parse(msg.string());
+  } catch (err) {
+    throw new MigError("MIG_INVALID_REQUEST", `the request body is not valid JSON (${(err as Error).message})`);
+  }
+}
+
+/** `mig.v0_1.<tenant>.<verb>.<rest…>` → tenant and the rest (the topic). */
+function splitSubject(subject: string): { tenant: string; rest: string } {
+  const tokens = subject.split(".");
+  return { tenant: tokens[2] ?? "", rest: tokens.slice(4).join(".") };
+}
+
+function reply(msg: Msg, value: unknown): void {
+  if (msg.reply) msg.respond(JSON.stringify(value));
+}
+
+function replyError(msg: Msg, err: unknown, body: unknown, tenant: string): void {
+  reply(msg, errorEnvelope(err, body, tenant));
+}
+
+/** Delivers a subscription's events to the subscriber's subject; its acks are the credits of max_inflight. */
+class NatsSink implements EventSink {
+  private unacked = 0;
+  private waiters: (() => void)[] = [];
+  private ended = false;
+  private control: NatsSubscription | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private info: SubscriptionInfo | undefined;
+  onIdle: () => void = () => undefined;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly tenant: string,
+    private readonly deliverSubject: string,
+    private readonly onClose: () => void,
+  ) {}
+
+  get bufferedBytes(): number {
+    return 0;
+  }
+
+  private prefix(): string {
+    return `mig.v0_1.${this.tenant}.subscription.${this.info!.subscription_id}`;
+  }
+
+  open(info: SubscriptionInfo): void {
+    this.info = info;
+    this.control = this.nc.subscribe(`${this.prefix()}.>`, {
+      callback: (_err, msg) => {
+        const verb = msg.subject.slice(this.prefix().length + 1);
+        if (verb.startsWith("ack.")) {
+          if (this.unacked > 0) this.unacked--;
+          this.wake();
+        } else if (verb === "close") {
+          reply(msg, { header: info.header, subscription_id: info.subscription_id, closed: true });
+          this.onClose();
+        }
+      },
+    });
+  }
+
+  event(sequence: number, json: string): boolean {
+    if (this.ended) return true;
+    this.nc.publish(this.deliverSubject, json, { reply: `${this.prefix()}.ack.${sequence}` });
+    this.unacked++;
+    return this.unacked < this.info!.max_inflight;
+  }
+
+  notice(): void {
+    // NATS subscribers see backpressure as withheld events; the metric mig_subscription_pauses_total counts it.
+  }
+
+  private wake(): void {
+    if (this.unacked >= this.info!.max_inflight) return;
+    clearTimeout(this.idleTimer);
+    const waiting = this.waiters;
+    this.waiters = [];
+    for (const w of waiting) w();
+  }
+
+  drained(): Promise<void> {
+    if (this.ended || this.unacked < this.info!.max_inflight) return Promise.resolve();
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => this.onIdle(), IDLE_SUBSCRIBER_MS);
+    this.idleTimer.unref();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  close(error: MigError | undefined): void {
+    if (this.ended) return;
+    this.ended = true;
+    clearTimeout(this.idleTimer);
+    this.control?.unsubscribe();
+    if (error && this.info) {
+      try {
+        this.nc.publish(this.deliverSubject, JSON.stringify(errorEnvelope(error, { header: this.info.header })));
+      } catch {
+        // The connection is going away too.
+      }
+    }
+    const waiting = this.waiters;
+    this.waiters = [];
+    for (const w of waiting) w();
+  }
+}
+
+/**
+ * Starts the events subjects on the runtime's connection. Callers authenticate as over HTTP: in auth mode jwt a
+ * NATS header `Authorization: Bearer <JWT>` is required; the subject's tenant must match the token's.
+ */
+export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticator): NatsEventsBinding {
+  const nc = runtime.bus.nc;
+  const limit = runtime.config.maxBodyBytes;
+  const context = (principal: Principal, tenant: string, bytes: number): RequestContext => ({ principal, tenant, binding: "nats", bodyBytes: bytes });
+  const authenticate = (msg: Msg, tenant: string, operation: string) =>
+    authenticator.authenticate({
+      authorization: msg.headers?.get("Authorization") || undefined,
+      actor: msg.headers?.get("X-Actor") || undefined,
+      binding: "nats",
+      tenant,
+      operation,
+    });
+
+  const publishes = nc.subscribe("mig.v0_1.*.events.>", {
+    queue: QUEUE,
+    callback: (_err, msg) => {
+      // The runtime's own live EventMessages travel on the same subjects: never a new PUBLISH.
+      if (msg.headers?.get(ORIGIN_HEADER) === ORIGIN_RUNTIME) return;
+      const { tenant, rest } = splitSubject(msg.subject);
+      let body: unknown;
+      try {
+        body = parseBody(msg, limit);
+      } catch (err) {
+        return replyError(msg, err, undefined, tenant);
+      }
+      authenticate(msg, tenant, "publish")
+        .then((principal) => runtime.publish(body, context(principal, tenant, msg.data.length), rest))
+        .then(
+          (ack) => reply(msg, ack),
+          (err: unknown) => replyError(msg, err, body, tenant),
+        );
+    },
+  });
+
+  const subscribes = nc.subscribe("mig.v0_1.*.subscribe.>", {
+    queue: QUEUE,
+    callback: (_err, msg) => {
+      const { tenant, rest } = splitSubject(msg.subject);
+      let body: unknown;
+      try {
+        body = parseBody(msg, limit);
+        const deliver = (body as { deliver_subject?: unknown } | null)?.deliver_subject;
+        if (typeof deliver !== "string" || deliver.length > 256 || !DELIVER_SUBJECT.test(deliver)) {
+          throw new MigError("MIG_INVALID_REQUEST", "deliver_subject is required: a NATS subject without wildcards (e.g. an inbox) where events are sent");
+        }
+        let close = () => undefined as void;
+        const sink = new NatsSink(nc, tenant, deliver, () => close());
+        authenticate(msg, tenant, "subscribe")
+          .then((principal) => runtime.subscribe(body, context(principal, tenant, msg.data.length), rest, sink))
+          .then(
+          (subscription) => {
+            close = () => subscription.close();
+            sink.onIdle = () => subscription.close(new MigError("MIG_TIMEOUT", "the subscriber stopped acknowledging events"));
+            const { info } = subscription;
+            reply(msg, {
+              header: info.header,
+              topic: info.topic,
+              subscription_id: info.subscription_id,
+              consumer_id: info.consumer_id,
+              start_sequence: info.start_sequence,
+              replay_until: info.replay_until,
+              max_inflight: info.max_inflight,
+            });
+          },
+          (err: unknown) => replyError(msg, err, body, tenant),
+        );
+      } catch (err) {
+        replyError(msg, err, body, tenant);
+      }
+    },
+  });
+
+  return {
+    async close() {
+      publishes.unsubscribe();
+      subscribes.unsubscribe();
+    },
+  };
+}

@@ -1,0 +1,222 @@
+// The events store on JetStream: one stream per (tenant, topic) on internal subjects, the dead-letter stream, and
+// the live fan-out of EventMessages onto the public NATS subjects.
+//
+// Subjects (docs/events.md):
+//   _MIG.ev.<tenant>.<topic>     the stored events of one topic; stream MIGEV_<hash(tenant, topic)>
+//   _MIG.dlq.<tenant>.<topic>    dead-lettered events; stream MIG_DLQ
+//   mig.v0_1.<tenant>.events.<topic>   public: PUBLISH requests in, EventMessages of live events out (marked with
+//                                      the Mig-Origin header so the runtime never takes its own output for a PUBLISH)
+// A stream per topic makes the stream sequence the topic's own sequence: contiguous, so a subscriber can tell
+// a gap from a filter, and a cursor is one number.
+import { createHash } from "node:crypto";
+import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
+import { DiscardPolicy, RetentionPolicy, StorageType, type StreamConfig } from "@nats-io/jetstream";
+import { MigError } from "./errors.ts";
+import type { Bus } from "./bus.ts";
+import type { Logger } from "./logger.ts";
+import type { MessageHeader } from "./types.ts";
+
+export const INTERNAL_PREFIX = "_MIG";
+export const DEAD_LETTER_STREAM = "MIG_DLQ";
+/** NATS header on every message the runtime itself publishes onto a public events subject. */
+export const ORIGIN_HEADER = "Mig-Origin";
+export const ORIGIN_RUNTIME = "runtime";
+/** NATS header carrying an event's ordering key, on stored and fanned-out messages. */
+export const KEY_HEADER = "Mig-Key";
+
+export interface TopicRef {
+  tenant: string;
+  topic: string;
+  stream: string;
+  subject: string;
+  publicSubject: string;
+  deadLetterSubject: string;
+}
+
+export function topicRef(tenant: string, topic: string): TopicRef {
+  const hash = createHash("sha256").update(`${tenant}\u0000${topic}`).digest("hex").slice(0, 32);
+  return {
+    tenant,
+    topic,
+    stream: `MIGEV_${hash}`,
+    subject: `${INTERNAL_PREFIX}.ev.${tenant}.${topic}`,
+    publicSubject: `mig.v0_1.${tenant}.events.${topic}`,
+    deadLetterSubject: `${INTERNAL_PREFIX}.dlq.${tenant}.${topic}`,
+  };
+}
+
+export interface TopicState {
+  /** Oldest sequence still stored (0 when the topic is empty). */
+  first: number;
+  /** Newest sequence (0 when nothing was ever published). */
+  last: number;
+}
+
+export interface EventStoreOptions {
+  maxAgeMs: number;
+  duplicateWindowMs: number;
+}
+
+const NANOS_PER_MS = 1_000_000;
+
+export function unavailable(what: string, err: unknown): MigError {
+  return new MigError("MIG_UNAVAILABLE", `the event store on the bus cannot be reached (${what}); retry shortly`, {
+    details: { cause: err instanceof Error ? err.message : String(err) },
+  });
+}
+
+function isNotFound(err: unknown): boolean {
+  const message = err instanceof Error ? err.message : String(err);
+  return /not found|no responders/i.test(message);
+}
+
+/** Stored event bodies are EventMessages without `sequence` and `replay`, which only delivery knows. */
+export function deliveredJson(stored: string, sequence: number, replay: boolean): string {
+  return `{"sequence":${sequence},"replay":${replay},${stored.slice(1)}`;
+}
+
+export class EventStore {
+  /** Streams known to exist, by name; bounded by the number of topics in use. */
+  private readonly streams = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly options: EventStoreOptions,
+    private readonly logger: Logger,
+  ) {}
+
+  async init(): Promise<void> {
+    await this.createOrKeep({
+      name: DEAD_LETTER_STREAM,
+      subjects: [`${INTERNAL_PREFIX}.dlq.>`],
+      description: "MIG dead-lettered events",
+      storage: StorageType.File,
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.Old,
+      max_age: this.options.maxAgeMs * NANOS_PER_MS,
+      num_replicas: 1,
+    });
+  }
+
+  /** Creates the topic's stream on first use; later calls cost a map lookup. */
+  ensure(ref: TopicRef): Promise<void> {
+    let known = this.streams.get(ref.stream);
+    if (!known) {
+      known = this.createOrKeep({
+        name: ref.stream,
+        subjects: [ref.subject],
+        description: `MIG events of topic ${ref.topic} for tenant ${ref.tenant}`,
+        storage: StorageType.File,
+        retention: RetentionPolicy.Limits,
+        discard: DiscardPolicy.Old,
+        max_age: this.options.maxAgeMs * NANOS_PER_MS,
+        duplicate_window: this.options.duplicateWindowMs * NANOS_PER_MS,
+        num_replicas: 1,
+      }).catch((err: unknown) => {
+        this.streams.delete(ref.stream);
+        throw unavailable("creating the topic's stream", err);
+      });
+      this.streams.set(ref.stream, known);
+    }
+    return known;
+  }
+
+  private async createOrKeep(config: Partial<StreamConfig> & { name: string }): Promise<void> {
+    try {
+      await this.bus.jsm.streams.info(config.name);
+      return;
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    try {
+      await this.bus.jsm.streams.add(config);
+    } catch (err) {
+      // Another runtime may have created it a moment ago.
+      if (!/already in use/i.test(err instanceof Error ? err.message : String(err))) throw err;
+    }
+  }
+
+  /** Whether the topic's stream exists, without creating it. */
+  async exists(ref: TopicRef): Promise<boolean> {
+    try {
+      await this.bus.jsm.streams.info(ref.stream);
+      return true;
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw unavailable("reading the topic's state", err);
+    }
+  }
+
+  async state(ref: TopicRef): Promise<TopicState> {
+    await this.ensure(ref);
+    try {
+      const info = await this.bus.jsm.streams.info(ref.stream);
+      return { first: info.state.first_seq, last: info.state.last_seq };
+    } catch (err) {
+      this.streams.delete(ref.stream);
+      throw unavailable("reading the topic's state", err);
+    }
+  }
+
+  /**
+   * Appends one stored event; resolves once JetStream has persisted it. `msgId` dedups within the stream's
+   * duplicate window: a repeat stores nothing and reports the first event's sequence with `duplicate`.
+   */
+  async append(ref: TopicRef, stored: string, msgId: string, key: string | undefined): Promise<{ seq: number; duplicate: boolean }> {
+    await this.ensure(ref);
+    const headers = natsHeaders();
+    if (key !== undefined) headers.set(KEY_HEADER, encodeURIComponent(key));
+    try {
+      const ack = await this.bus.js.publish(ref.subject, stored, { msgID: msgId, headers, timeout: 10_000 });
+      return { seq: ack.seq, duplicate: ack.duplicate };
+    } catch (err) {
+      // The stream may have been deleted behind our back: forget it, so the next publish recreates it.
+      this.streams.delete(ref.stream);
+      throw unavailable("storing the event", err);
+    }
+  }
+
+  /** The event_id of a stored event, for answering a duplicate PUBLISH with the first ack. */
+  async eventIdAt(ref: TopicRef, seq: number): Promise<string> {
+    try {
+      const stored = await this.bus.jsm.streams.getMessage(ref.stream, { seq });
+      const eventId = stored ? (stored.json<{ event_id?: unknown }>().event_id ?? "") : "";
+      return typeof eventId === "string" ? eventId : "";
+    } catch (err) {
+      throw unavailable("reading the first event of a repeated publish", err);
+    }
+  }
+
+  /** Publishes a live EventMessage onto the public subject for plain NATS subscribers (best effort). */
+  fanOut(ref: TopicRef, eventJson: string, header: MessageHeader, key: string | undefined): void {
+    const headers = natsHeaders();
+    headers.set(ORIGIN_HEADER, ORIGIN_RUNTIME);
+    mirrorHeader(headers, header);
+    if (key !== undefined) headers.set(KEY_HEADER, encodeURIComponent(key));
+    try {
+      this.bus.nc.publish(ref.publicSubject, eventJson, { headers });
+    } catch (err) {
+      this.logger.debug({ err: (err as Error).message, subject: ref.publicSubject }, "live fan-out failed");
+    }
+  }
+
+  /** Moves a poison event to the dead-letter subject, with why and where it came from. */
+  async deadLetter(ref: TopicRef, data: Uint8Array, sequence: number, reason: string): Promise<void> {
+    const headers = natsHeaders();
+    headers.set("Mig-Topic", ref.topic);
+    headers.set("Mig-Tenant", ref.tenant);
+    headers.set("Mig-Sequence", String(sequence));
+    headers.set("Mig-Dead-Letter-Reason", reason.replace(/[\r\n]+/g, " ").slice(0, 300));
+    await this.bus.js.publish(ref.deadLetterSubject, data, { headers, timeout: 10_000 });
+  }
+}
+
+/** Mirrors the MIG header fields the NATS binding names into NATS headers (values are ASCII-safe here). */
+export function mirrorHeader(headers: MsgHdrs, header: MessageHeader): void {
+  headers.set("mig_version", header.mig_version);
+  headers.set("message_id", header.message_id);
+  headers.set("tenant_id", header.tenant_id);
+  if (header.session_id !== undefined) headers.set("session_id", encodeURIComponent(header.session_id));
+  if (header.traceparent !== undefined) headers.set("traceparent", header.traceparent);
+  if (header.idempotency_key !== undefined) headers.set("idempotency_key", encodeURIComponent(header.idempotency_key));
+}

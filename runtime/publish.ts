@@ -1,0 +1,89 @@
+// PUBLISH: validates and authorizes an event, persists it in the topic's JetStream stream, then acknowledges it.
+import { createHash, randomUUID } from "node:crypto";
+import { MigError } from "./errors.ts";
+import { deliveredJson, topicRef, type EventStore } from "./events.ts";
+import { acceptHeader } from "./header.ts";
+import { checkDottedName, checkMessageId } from "./names.ts";
+import { authorizeCapability, transportTenant } from "./policy.ts";
+import { agreeing, optionalStringField, requireObject } from "./request.ts";
+import type { RequestContext, RuntimeCore } from "./core.ts";
+import type { Principal } from "./principal.ts";
+import type { JsonObject, MessageHeader } from "./types.ts";
+
+export interface EventsCore extends RuntimeCore {
+  events: EventStore;
+}
+
+export interface PublishAck {
+  header: MessageHeader;
+  topic: string;
+  event_id: string;
+  sequence: number;
+  accepted: boolean;
+}
+
+const MAX_KEY_LENGTH = 256;
+
+/** The topic of a request: named by the path (or subject) and/or the body, checked as a namespaced name. */
+export function requestTopic(raw: JsonObject, pathTopic: string | undefined): string {
+  const topic = agreeing(pathTopic, optionalStringField(raw, "topic", 1024), "topic");
+  if (topic === undefined) throw new MigError("MIG_INVALID_REQUEST", "topic is required: name it in the path or in the body");
+  return checkDottedName(topic, "topic", true);
+}
+
+/** A topic listed in a capability's event_topics takes that capability's scopes. */
+export function authorizeTopic(core: RuntimeCore, principal: Principal, topic: string): void {
+  for (const descriptor of core.capabilities.descriptors()) {
+    if (descriptor.event_topics?.includes(topic)) authorizeCapability(principal, descriptor);
+  }
+}
+
+export async function publish(core: EventsCore, body: unknown, request: RequestContext, pathTopic?: string): Promise<PublishAck> {
+  const raw = requireObject(body);
+  const header = acceptHeader(raw, {
+    transportTenant: transportTenant(request.principal, request.tenant),
+    maxDeadlineMs: core.config.maxDeadlineMs,
+  });
+  const topic = requestTopic(raw, pathTopic);
+  authorizeTopic(core, request.principal, topic);
+  const key = optionalStringField(raw, "key", MAX_KEY_LENGTH);
+  if (raw.payload === undefined) throw new MigError("MIG_INVALID_REQUEST", "payload is required: send a JSON object, e.g. {}");
+  const payload = requireObject(raw.payload, "payload");
+  checkPayloadSize(payload, core.config.eventMaxPayloadBytes, request.bodyBytes);
+  const givenId = optionalStringField(raw, "event_id", 64);
+  const event_id = givenId === undefined ? randomUUID() : checkMessageId(givenId, "event_id");
+
+  // The idempotency key (else the event id) is JetStream's Nats-Msg-Id: a repeat within the duplicate
+  // window stores nothing. Hashed, because a NATS header value must not carry arbitrary bytes.
+  const msgId =
+    header.idempotency_key !== undefined
+      ? `k:${createHash("sha256").update(header.idempotency_key).digest("base64url")}`
+      : `e:${event_id}`;
+  const ref = topicRef(header.tenant_id, topic);
+  const published_at = new Date().toISOString();
+  const stored: JsonObject = { header, topic, event_id };
+  if (key !== undefined) stored.key = key;
+  stored.payload = payload;
+  stored.published_at = published_at;
+  const storedJson = JSON.stringify(stored);
+
+  const { seq, duplicate } = await core.events.append(ref, storedJson, msgId, key);
+  if (duplicate) {
+    core.metrics.eventsDeduplicated.inc({ tenant: ref.tenant, topic });
+    return { header, topic, event_id: await core.events.eventIdAt(ref, seq), sequence: seq, accepted: true };
+  }
+  core.metrics.eventsPublished.inc({ tenant: ref.tenant, topic });
+  core.events.fanOut(ref, deliveredJson(storedJson, seq, false), header, key);
+  return { header, topic, event_id, sequence: seq, accepted: true };
+}
+
+function checkPayloadSize(payload: JsonObject, max: number, bodyBytes: number | undefined): void {
+  // The body is an upper bound of the payload's size: measure the payload only when the body is larger.
+  if (bodyBytes !== undefined && bodyBytes <= max) return;
+  const size = Buffer.byteLength(JSON.stringify(payload));
+  if (size > max) {
+    throw new MigError("MIG_INVALID_REQUEST", `the event payload is ${size} bytes; this server accepts at most ${max}`, {
+      details: { max_payload_bytes: max, payload_bytes: size },
+    });
+  }
+}

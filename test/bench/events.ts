@@ -1,0 +1,118 @@
+// Events benchmark (issue 5): PUBLISH through the NATS binding against raw `jetstream.publish` with the same client,
+// and replay of 100,000 events over SSE against a raw JetStream consumer, in one run against one `mig start` process.
+//   node --import tsx test/bench/events.ts [--events 100000] [--publishes 20000] [--window 256] [--rounds 3]
+import { request } from "node:http";
+import { connect } from "@nats-io/transport-node";
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { startMig } from "../helpers/process.ts";
+
+const args = process.argv.slice(2);
+const option = (name: string, fallback: number) => {
+  const i = args.indexOf(`--${name}`);
+  return i === -1 ? fallback : Number(args[i + 1]);
+};
+const EVENTS = option("events", 100_000);
+const PUBLISHES = option("publishes", 20_000);
+const WINDOW = option("window", 256);
+const ROUNDS = option("rounds", 3);
+
+/** Runs `count` calls of `one`, at most `window` in flight; returns calls per second. */
+async function pipelined(count: number, window: number, one: (i: number) => Promise<unknown>): Promise<number> {
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: window }, async () => {
+      while (next < count) await one(next++);
+    }),
+  );
+  return count / ((performance.now() - started) / 1000);
+}
+
+/** Reads an SSE subscription until `count` event frames arrived; returns events per second (from the request). */
+function sseRate(url: string, count: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    let seen = 0;
+    let tail = "";
+    const req = request(url, { headers: { "x-tenant-id": "bench" } }, (res) => {
+      if (res.statusCode !== 200) return reject(new Error(`subscribe answered ${res.statusCode}`));
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => {
+        const text = tail + chunk;
+        let at = 0;
+        while ((at = text.indexOf("event: mig-event", at)) !== -1) {
+          seen++;
+          at += 16;
+        }
+        tail = text.slice(-16);
+        if (seen >= count) {
+          resolve(count / ((performance.now() - started) / 1000));
+          req.destroy();
+        }
+      });
+    });
+    req.on("error", (err) => (seen >= count ? undefined : reject(err)));
+    req.end();
+  });
+}
+
+async function main(): Promise<void> {
+  const mig = startMig(["start"], { MIG_REPLAY_RATE_PER_SEC: "0", MIG_REPLAY_MAX_EVENTS: String(EVENTS), MIG_LOG_LEVEL: "info" });
+  try {
+    const bus = await mig.waitForLog("embedded nats-server listening", 30_000);
+    const http = await mig.waitForLog("HTTP binding listening", 30_000);
+    await mig.waitForLog("NATS events binding listening", 30_000);
+    const nc = await connect({ servers: String(bus.url) });
+    const js = jetstream(nc);
+    const jsm = await jetstreamManager(nc);
+    const body = (i: number) => JSON.stringify({ header: { tenant_id: "bench" }, payload: { i, text: "an event of a typical small size" } });
+
+    // PUBLISH: raw JetStream publish into a stream of the same settings, then the NATS binding, same client.
+    await jsm.streams.add({ name: "RAW_BENCH", subjects: ["raw.bench"], duplicate_window: 10 * 60 * 1e9 });
+    await pipelined(2_000, WINDOW, (i) => js.publish("raw.bench", body(i)));
+    await pipelined(2_000, WINDOW, (i) => nc.request("mig.v0_1.bench.events.bench.warmup", body(i), { timeout: 10_000 }));
+    // Rounds alternate raw and MIG, and each side keeps its best round: on a shared machine a burst of load
+    // from elsewhere then costs one round, not one side.
+    let raw = 0;
+    let viaMig = 0;
+    for (let round = 0; round < ROUNDS; round++) {
+      raw = Math.max(raw, await pipelined(PUBLISHES, WINDOW, (i) => js.publish("raw.bench", body(i), { msgID: `raw-${round}-${i}` })));
+      viaMig = Math.max(viaMig, await pipelined(PUBLISHES, WINDOW, (i) => nc.request("mig.v0_1.bench.events.bench.publish", body(i), { timeout: 10_000 })));
+    }
+
+    // REPLAY: fill one topic with EVENTS events, then read them all with a raw consumer and with an SSE subscription.
+    await pipelined(EVENTS, WINDOW, (i) => nc.request("mig.v0_1.bench.events.bench.replay", body(i), { timeout: 10_000 }));
+    const streams = await jsm.streams.list("_MIG.ev.bench.bench.replay").next();
+    const stream = streams[0]!.config.name;
+    let rawReplay = 0;
+    let migReplay = 0;
+    for (let round = 0; round < ROUNDS; round++) {
+      const durable = `raw${round}`;
+      await jsm.consumers.add(stream, { durable_name: durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, max_ack_pending: 10_000 });
+      const consumer = await js.consumers.get(stream, durable);
+      const rate = await new Promise<number>((resolve) => {
+        const started = performance.now();
+        let n = 0;
+        void consumer.consume({
+          max_messages: 1_000,
+          callback: (m) => {
+            m.ack();
+            if (++n === EVENTS) resolve(EVENTS / ((performance.now() - started) / 1000));
+          },
+        });
+      });
+      rawReplay = Math.max(rawReplay, rate);
+      migReplay = Math.max(migReplay, await sseRate(`${String(http.url)}/mig/v0.1/subscribe/bench.replay?resume_cursor=0&max_inflight=10000`, EVENTS));
+    }
+
+    const row = (name: string, mig: number, base: number) =>
+      `${name.padEnd(44)} ${Math.round(mig).toString().padStart(9)}/s   raw ${Math.round(base).toString().padStart(9)}/s   ratio ${(mig / base).toFixed(2)}`;
+    console.log(row(`publish via NATS binding (window ${WINDOW})`, viaMig, raw));
+    console.log(row(`replay ${EVENTS} events over SSE`, migReplay, rawReplay));
+    await nc.close();
+  } finally {
+    await mig.stop();
+  }
+}
+
+await main();
