@@ -1,7 +1,8 @@
 // Dependency-free preflight for `npm start`, `npm test` and `npm run bench`: installs the node
 // modules when they are missing or stale and makes sure a nats-server binary can be found.
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, statSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -11,11 +12,26 @@ function say(line) {
   process.stderr.write(`[bootstrap] ${line}\n`);
 }
 
-function modulesAreCurrent() {
-  const marker = join(root, "node_modules", ".package-lock.json");
-  if (!existsSync(marker)) return false;
+/**
+ * The modules are current when they were installed from this very lock file. A content hash is
+ * compared, not modification times: a fresh checkout (or a git worktree sharing node_modules)
+ * has a newer lock file without any change in it, and `npm ci` would wipe a working install.
+ */
+function lockHash() {
   const lock = join(root, "package-lock.json");
-  return !existsSync(lock) || statSync(lock).mtimeMs <= statSync(marker).mtimeMs;
+  return existsSync(lock) ? createHash("sha256").update(readFileSync(lock)).digest("hex") : "no-lock";
+}
+
+const HASH_FILE = join(root, "node_modules", ".mig-lock-hash");
+
+function modulesAreCurrent() {
+  if (!existsSync(join(root, "node_modules", ".package-lock.json"))) return false;
+  if (!existsSync(HASH_FILE)) {
+    // Installed by hand (npm install / npm ci): trust it and remember which lock file it matches.
+    writeFileSync(HASH_FILE, lockHash());
+    return true;
+  }
+  return readFileSync(HASH_FILE, "utf8") === lockHash();
 }
 
 function ensureNodeModules() {
@@ -30,6 +46,7 @@ function ensureNodeModules() {
     say("npm could not install the node modules; fix the error above and run the command again.");
     process.exit(1);
   }
+  writeFileSync(HASH_FILE, lockHash());
 }
 
 function findOnPath(name) {
