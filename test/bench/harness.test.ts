@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import { resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Histogram } from "./histogram.ts";
-import { aggregate, runLoad } from "./measure.ts";
+import { aggregate, LoaderProcess } from "./measure.ts";
 import { runRow } from "./row-runner.ts";
 import type { BenchContext, RowDefinition } from "./types.ts";
 
@@ -22,7 +22,7 @@ describe("histogram", () => {
     expect(h.maxMs()).toBe(100);
   });
 
-  it("merges rounds into the same figures as one run", () => {
+  it("merges slices into the same figures as one run", () => {
     const whole = new Histogram();
     const first = new Histogram();
     const second = new Histogram();
@@ -55,22 +55,28 @@ describe("load-http", () => {
   });
   afterAll(() => new Promise<void>((done) => server.close(() => done())));
 
-  const settings = { warmupMs: 100, durationMs: 300, rounds: 1, quietWaitMs: 0 };
-
-  it("counts answered requests and merges them into a measurement", async () => {
-    const result = await runLoad(root, { kind: "http", url: `${base}/ok`, body: "{}" }, 4, settings);
-    expect(result.error).toBeUndefined();
-    expect(result.errors).toBe(0);
-    expect(result.requests).toBeGreaterThan(0);
-    const m = aggregate(4, [result, result]);
-    expect(m.requests).toBe(2 * result.requests);
-    expect(m.rounds).toBe(2);
+  it("counts answered requests, slice by slice, and merges the slices", async () => {
+    const loader = await LoaderProcess.start(root, { kind: "http", url: `${base}/ok`, body: "{}" }, 4);
+    try {
+      const first = await loader.run(50, 200);
+      const second = await loader.run(0, 200);
+      for (const slice of [first, second]) {
+        expect(slice.errors).toBe(0);
+        expect(slice.requests).toBeGreaterThan(0);
+      }
+      expect(first.connections_opened).toBe(4); // the second slice reuses the same four
+      expect(second.connections_opened).toBe(0);
+      const m = aggregate(4, [first, second]);
+      expect(m.requests).toBe(first.requests + second.requests);
+      expect(m.slices).toBe(2);
+    } finally {
+      await loader.close();
+    }
   });
 
   it("refuses to measure a path whose probe answers an error", async () => {
-    const result = await runLoad(root, { kind: "http", url: `${base}/missing`, body: "{}" }, 1, settings);
-    expect(result.error).toMatch(/^probe: HTTP 404/);
-    expect(result.requests).toBe(0);
+    const target = { kind: "http" as const, url: `${base}/missing`, body: "{}" };
+    await expect(LoaderProcess.start(root, target, 1)).rejects.toThrow(/^probe: HTTP 404/);
   });
 });
 
@@ -78,10 +84,11 @@ describe("row runner", () => {
   const ctx: BenchContext = {
     root,
     startTimeoutMs: 1_000,
+    runtimeNodeArgs: [],
     tempDir: () => Promise.reject(new Error("not used")),
     freePort: () => Promise.reject(new Error("not used")),
   };
-  const settings = { warmupMs: 0, durationMs: 1, rounds: 1, quietWaitMs: 0 };
+  const settings = { warmupMs: 0, durationMs: 1, settleMs: 0, slices: 1 };
 
   it("reports a server that fails to start in its row", async () => {
     const row: RowDefinition = {
@@ -94,6 +101,32 @@ describe("row runner", () => {
     expect(result.status).toBe("error");
     expect(result.path?.error).toBe("could not start: no such binary");
     expect(result.path?.results).toEqual([]);
+  });
+
+  it("measures a pair in alternating slices and reports the ratio", async () => {
+    const server = http.createServer((req, res) => {
+      req.resume();
+      req.on("end", () => res.end('{"payload":{}}'));
+    });
+    await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+    const spec = {
+      label: "in-test server",
+      start: async () => ({ target: { kind: "http" as const, url, body: "{}" }, stop: async () => {} }),
+    };
+    const row: RowDefinition = { id: "pair", name: "pair", measures: "x", path: spec, baseline: spec, concurrency: [1] };
+    try {
+      const result = await runRow(row, ctx, { warmupMs: 50, durationMs: 100, settleMs: 0, slices: 2 }, () => {});
+      expect(result.status).toBe("ok");
+      for (const side of [result.path!, result.baseline!]) {
+        expect(side.results).toHaveLength(1);
+        expect(side.results[0]).toMatchObject({ concurrency: 1, slices: 2, errors: 0 });
+      }
+      expect(result.ratio?.throughput["1"]).toBeGreaterThan(0);
+      expect(result.ratio?.p50_at_1).toBeGreaterThan(0);
+    } finally {
+      await new Promise<void>((done) => server.close(() => done()));
+    }
   });
 
   it("lists a pending row without running anything", async () => {

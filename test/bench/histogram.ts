@@ -66,7 +66,7 @@ export class Histogram {
     return this.maxUs / 1000;
   }
 
-  /** Adds every sample of another histogram (e.g. another round of the same measurement). */
+  /** Adds every sample of another histogram (e.g. another slice of the same measurement). */
   add(other: SerializedHistogram): void {
     for (const [bucket, n] of other.buckets) this.counts[bucket] += n;
     this.count += other.count;

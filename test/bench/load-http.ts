@@ -1,21 +1,14 @@
 // HTTP load generator (run as its own process): N callers POST one JSON body in a closed loop
-// over keep-alive connections and print throughput and latency percentiles as one JSON line.
+// over keep-alive connections and print throughput and latency percentiles as JSON lines.
 //
-//   node --import tsx test/bench/load-http.ts --url http://127.0.0.1:8080/x \
-//     --body '{"a":1}' --concurrency 64 --warmup-ms 2000 --duration-ms 10000
+//   one run:  node --import tsx test/bench/load-http.ts --url http://127.0.0.1:8080/x \
+//               --body '{"a":1}' --concurrency 64 --warmup-ms 2000 --duration-ms 10000
+//   on command: ... --serve, then one {"warmup_ms":…,"duration_ms":…} line per run on stdin
 import http from "node:http";
-import {
-  checkProbeReply,
-  describe,
-  failedResult,
-  finish,
-  parseLoaderArgs,
-  runClosedLoop,
-  toResult,
-} from "./closed-loop.ts";
+import { checkProbeReply, parseLoaderArgs, runLoader } from "./closed-loop.ts";
 
 const args = parseLoaderArgs(["url"]);
-const url = new URL(args.values.url!);
+const url = new URL(String(args.values.url));
 const body = Buffer.from(args.body);
 const agent = new http.Agent({ keepAlive: true, maxSockets: args.concurrency });
 const requestOptions: http.RequestOptions = {
@@ -50,30 +43,23 @@ function post(keepBody: boolean): Promise<{ status: number; text: string }> {
   });
 }
 
-async function call(): Promise<void> {
-  const { status } = await post(false);
-  if (status !== 200) throw new Error(`HTTP ${status}`);
-}
-
-async function main(): Promise<void> {
-  try {
-    const probe = await post(true);
-    if (probe.status !== 200) {
-      finish(failedResult("http", args, `probe: HTTP ${probe.status}: ${probe.text.slice(0, 300)}`));
-      return;
-    }
-    const wrong = checkProbeReply(probe.text);
-    if (wrong) {
-      finish(failedResult("http", args, wrong));
-      return;
-    }
-  } catch (err) {
-    finish(failedResult("http", args, `probe: ${describe(err)}`));
-    return;
-  }
-  const outcome = await runClosedLoop({ ...args, call });
-  agent.destroy();
-  finish({ ...toResult("http", args, outcome), connections_opened: connectionsOpened });
-}
-
-await main();
+await runLoader(args, {
+  tool: "http",
+  async probe() {
+    const { status, text } = await post(true);
+    if (status !== 200) return `probe: HTTP ${status}: ${text.slice(0, 300)}`;
+    return checkProbeReply(text);
+  },
+  async call() {
+    const { status } = await post(false);
+    if (status !== 200) throw new Error(`HTTP ${status}`);
+  },
+  extra() {
+    const opened = connectionsOpened;
+    connectionsOpened = 0;
+    return { connections_opened: opened };
+  },
+  async close() {
+    agent.destroy();
+  },
+});

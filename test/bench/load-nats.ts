@@ -1,53 +1,36 @@
 // NATS load generator (run as its own process): N callers make request/reply calls on one
-// subject in a closed loop over one connection and print the figures as one JSON line.
+// subject in a closed loop over one connection and print the figures as JSON lines.
 //
-//   node --import tsx test/bench/load-nats.ts --servers 127.0.0.1:4222 --subject bench.echo \
-//     --body '{"a":1}' --concurrency 64 --warmup-ms 2000 --duration-ms 10000
-import { connect } from "@nats-io/transport-node";
-import {
-  checkProbeReply,
-  describe,
-  failedResult,
-  finish,
-  parseLoaderArgs,
-  runClosedLoop,
-  toResult,
-} from "./closed-loop.ts";
+//   one run:  node --import tsx test/bench/load-nats.ts --servers 127.0.0.1:4222 \
+//               --subject bench.echo --body '{"a":1}' --concurrency 64 --warmup-ms 2000 --duration-ms 10000
+//   on command: ... --serve, then one {"warmup_ms":…,"duration_ms":…} line per run on stdin
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { checkProbeReply, describe, failedResult, parseLoaderArgs, runLoader } from "./closed-loop.ts";
 
 const REQUEST_TIMEOUT_MS = 5_000;
 
 const args = parseLoaderArgs(["servers", "subject"]);
-const subject = args.values.subject!;
+const subject = String(args.values.subject);
 const body = new TextEncoder().encode(args.body);
 
-async function main(): Promise<void> {
-  let nc;
-  try {
-    nc = await connect({ servers: args.values.servers!.split(","), name: "mig-bench-load" });
-  } catch (err) {
-    finish(failedResult("nats", args, `connect: ${describe(err)}`));
-    return;
-  }
-  try {
-    const probe = await nc.request(subject, body, { timeout: REQUEST_TIMEOUT_MS });
-    const wrong = checkProbeReply(probe.string());
-    if (wrong) {
-      finish(failedResult("nats", args, wrong));
-      return;
-    }
-  } catch (err) {
-    finish(failedResult("nats", args, `probe: ${describe(err)}`));
-    return;
-  }
-  const conn = nc;
-  const outcome = await runClosedLoop({
-    ...args,
-    call: async () => {
-      await conn.request(subject, body, { timeout: REQUEST_TIMEOUT_MS });
-    },
-  });
-  await conn.close();
-  finish(toResult("nats", args, outcome));
+let nc: NatsConnection;
+try {
+  nc = await connect({ servers: String(args.values.servers).split(","), name: "mig-bench-load" });
+} catch (err) {
+  process.stdout.write(`${JSON.stringify(failedResult("nats", args, `connect: ${describe(err)}`))}\n`);
+  process.exit(2);
 }
 
-await main();
+await runLoader(args, {
+  tool: "nats",
+  async probe() {
+    const reply = await nc.request(subject, body, { timeout: REQUEST_TIMEOUT_MS });
+    return checkProbeReply(reply.string());
+  },
+  async call() {
+    await nc.request(subject, body, { timeout: REQUEST_TIMEOUT_MS });
+  },
+  async close() {
+    await nc.close();
+  },
+});

@@ -1,7 +1,9 @@
-// Runs one load generator process against one target and reads back its JSON result line.
-import { spawnTs } from "./processes.ts";
+// Drives one load generator process against one target: started once per side and
+// concurrency, it probes the target, then runs the warm-up and each measured slice on command,
+// so the orchestrator can alternate slices between path and baseline.
 import { Histogram } from "./histogram.ts";
-import type { LoadResult, LoadTarget, Measurement, RunSettings } from "./types.ts";
+import { spawnTs, within, type Child } from "./processes.ts";
+import type { LoadResult, LoadTarget, Measurement } from "./types.ts";
 
 /** Which loader file serves which kind of target, and the arguments naming the target. */
 const loaders: {
@@ -11,64 +13,81 @@ const loaders: {
   nats: { file: "test/bench/load-nats.ts", args: (t) => ["--servers", t.servers, "--subject", t.subject] },
 };
 
-/** Time a loader may take beyond warm-up and duration (start-up, probe, draining). */
+/** Time a loader may take beyond what it was asked to run (start-up, probe, draining). */
 const LOADER_SLACK_MS = 30_000;
 
-export async function runLoad(
-  root: string,
-  target: LoadTarget,
-  concurrency: number,
-  settings: RunSettings,
-): Promise<LoadResult> {
-  const loader = loaders[target.kind] as {
-    file: string;
-    args: (t: LoadTarget) => string[];
-  };
-  const args = [
-    ...loader.args(target),
-    "--body",
-    target.body,
-    "--concurrency",
-    String(concurrency),
-    "--warmup-ms",
-    String(settings.warmupMs),
-    "--duration-ms",
-    String(settings.durationMs),
-  ];
-  const child = spawnTs(`load-${target.kind}`, root, loader.file, args);
-  let last: LoadResult | undefined;
-  child.onLine((line) => {
-    if (!line.startsWith("{")) return;
-    try {
-      last = JSON.parse(line) as LoadResult;
-    } catch {
-      // not our line
+export class LoaderProcess {
+  private readonly results: Record<string, unknown>[] = [];
+  private wake: (() => void) | undefined;
+
+  private constructor(
+    private readonly child: Child,
+    readonly concurrency: number,
+  ) {
+    child.onLine((line) => {
+      if (!line.startsWith("{")) return;
+      try {
+        this.results.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        return; // not our line
+      }
+      this.wake?.();
+    });
+    void child.exited.then(() => this.wake?.());
+  }
+
+  /** Starts a loader in serve mode; resolves once its probe request has succeeded. */
+  static async start(root: string, target: LoadTarget, concurrency: number): Promise<LoaderProcess> {
+    const loader = loaders[target.kind] as { file: string; args: (t: LoadTarget) => string[] };
+    const args = [...loader.args(target), "--body", target.body, "--concurrency", String(concurrency), "--serve"];
+    const loaderProcess = new LoaderProcess(spawnTs(`load-${target.kind}`, root, loader.file, args), concurrency);
+    const first = await loaderProcess.next(LOADER_SLACK_MS);
+    if (first.ready !== true) {
+      await loaderProcess.close();
+      throw new Error(String(first.error ?? "loader did not start"));
     }
-  });
-  const limit = settings.warmupMs + settings.durationMs + LOADER_SLACK_MS;
-  const timer = setTimeout(() => void child.stop(1_000), limit);
-  await child.exited;
-  clearTimeout(timer);
-  if (last) return last;
-  return {
-    tool: target.kind,
-    concurrency,
-    warmup_s: settings.warmupMs / 1000,
-    duration_s: settings.durationMs / 1000,
-    requests: 0,
-    errors: 0,
-    throughput_rps: 0,
-    latency_ms: { p50: 0, p99: 0, p999: 0, mean: 0, max: 0 },
-    error: `loader printed no result (${child.failure()})`,
-  };
+    return loaderProcess;
+  }
+
+  /** Runs one warm-up plus measured window and returns the loader's figures. */
+  async run(warmupMs: number, durationMs: number): Promise<LoadResult> {
+    this.child.proc.stdin?.write(`${JSON.stringify({ warmup_ms: warmupMs, duration_ms: durationMs })}\n`);
+    const result = (await this.next(warmupMs + durationMs + LOADER_SLACK_MS)) as unknown as LoadResult;
+    if (result.error) throw new Error(result.error);
+    return result;
+  }
+
+  /** Ends the loader: closing stdin lets it close its connections and exit. */
+  async close(): Promise<void> {
+    this.child.proc.stdin?.end();
+    await within(this.child.exited, 5_000);
+    await this.child.stop(1_000);
+  }
+
+  private async next(timeoutMs: number): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.results.length === 0) {
+      if (!this.child.running) throw new Error(`loader gave no result: ${this.child.failure()}`);
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        await this.child.stop(1_000);
+        throw new Error(`loader gave no result within ${timeoutMs} ms`);
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wake = undefined;
+    }
+    return this.results.shift()!;
+  }
 }
 
-/** Merges the loader runs of one side at one concurrency into one measurement. */
-export function aggregate(
-  concurrency: number,
-  runs: LoadResult[],
-  background: number[] = [],
-): Measurement {
+/** Merges the measured slices of one side at one concurrency into one measurement. */
+export function aggregate(concurrency: number, runs: LoadResult[], background: number[] = []): Measurement {
   const histogram = new Histogram();
   for (const run of runs) if (run.histogram) histogram.add(run.histogram);
   const seconds = runs.reduce((sum, run) => sum + run.duration_s, 0);
@@ -79,12 +98,13 @@ export function aggregate(
     : undefined;
   return {
     concurrency,
-    rounds: runs.length,
+    slices: runs.length,
     duration_s: seconds,
     requests,
     errors: runs.reduce((sum, run) => sum + run.errors, 0),
     throughput_rps: seconds > 0 ? Math.round((requests / seconds) * 10) / 10 : 0,
-    throughput_rps_rounds: runs.map((run) => run.throughput_rps),
+    throughput_rps_slices: runs.map((run) => run.throughput_rps),
+    p50_ms_slices: runs.map((run) => run.latency_ms.p50),
     latency_ms: histogram.latencies(),
     ...(firstError ? { first_error: firstError } : {}),
     ...(opened !== undefined ? { connections_opened: opened } : {}),

@@ -42,8 +42,8 @@ export class Child {
         resolve(this.exitDescription);
       });
     });
-    void this.exited.then(() => live.delete(this));
     this.pid = this.proc.pid ?? -1;
+    // kept until stop(): after its exit, a process's group may still hold its children
     if (this.pid > 0) live.add(this);
     this.proc.stdin?.on("error", () => {}); // the child may close its end first
     this.proc.stdout!.setEncoding("utf8");
@@ -125,11 +125,12 @@ export class Child {
     const family = descendantsOf(this.pid);
     signalGroup(this.pid, "SIGTERM");
     const deadline = Date.now() + graceMs;
-    await Promise.race([this.exited, sleep(graceMs)]);
+    await within(this.exited, graceMs);
     while (Date.now() < deadline && family.some(isAlive)) await sleep(50);
     signalGroup(this.pid, "SIGKILL");
     for (const pid of family) if (isAlive(pid)) signal(pid, "SIGKILL");
-    if (this.running) await Promise.race([this.exited, sleep(1_000)]);
+    if (this.running) await within(this.exited, 1_000);
+    live.delete(this);
   }
 
   /** Synchronous last resort for process exit: SIGKILL the group and known descendants. */
@@ -141,15 +142,17 @@ export class Child {
   }
 }
 
-/** Spawns a TypeScript file of this project with `node --import tsx`. */
+/** Spawns a TypeScript file of this project with `node [nodeArgs] --import tsx`. */
 export function spawnTs(
   name: string,
   root: string,
   file: string,
   args: string[],
   env?: NodeJS.ProcessEnv,
+  nodeArgs: string[] = [],
 ): Child {
-  return new Child(name, process.execPath, ["--import", "tsx", file, ...args], { cwd: root, env });
+  const argv = [...nodeArgs, "--import", "tsx", file, ...args];
+  return new Child(name, process.execPath, argv, { cwd: root, env });
 }
 
 /** Stops every child still running, in parallel, and refuses to start new ones. */
@@ -165,6 +168,13 @@ export function killAllChildrenNow(): void {
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Waits for `promise`, but no longer than `ms`; leaves no timer behind either way. */
+export async function within(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([promise, new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
 }
 
 function signalGroup(pid: number, sig: NodeJS.Signals): void {
@@ -188,11 +198,25 @@ function isAlive(pid: number): boolean {
   }
 }
 
-function statOf(pid: number): { ppid: number; state: string } {
+function statOf(pid: number): { ppid: number; state: string; cpuTicks: number } {
   const text = readFileSync(`/proc/${pid}/stat`, "utf8");
   // "pid (comm) state ppid ...": comm may hold spaces or parentheses, so split after the last ')'
   const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
-  return { state: fields[0], ppid: Number(fields[1]) };
+  // fields[11] and [12] are utime and stime (fields 14 and 15 of proc(5)), in clock ticks
+  return { state: fields[0], ppid: Number(fields[1]), cpuTicks: Number(fields[11]) + Number(fields[12]) };
+}
+
+/** CPU time (clock ticks) used so far by a process and all its living descendants. */
+export function treeCpuTicks(root: number): number {
+  let ticks = 0;
+  for (const pid of [root, ...descendantsOf(root)]) {
+    try {
+      ticks += statOf(pid).cpuTicks;
+    } catch {
+      // exited while we looked
+    }
+  }
+  return ticks;
 }
 
 /** Every process whose ancestry leads to `root` right now (Linux /proc). */

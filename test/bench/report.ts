@@ -1,5 +1,5 @@
 // Formats benchmark row results as the terminal table.
-import { QUIET_THRESHOLD } from "./quiet.ts";
+import { BUSY_THRESHOLD } from "./background.ts";
 import type { Measurement, RowResult, SideResult } from "./types.ts";
 
 const HEADER = ["side", "callers", "req/s", "spread", "p50 ms", "p99 ms", "p99.9 ms", "errors"];
@@ -15,9 +15,9 @@ function ms(n: number): string {
   return n < 10 ? n.toFixed(3) : n < 100 ? n.toFixed(2) : n.toFixed(1);
 }
 
-/** How far apart the rounds' throughputs were, relative to their mean. */
+/** How far apart the slices' throughputs were, relative to their mean. */
 function spread(m: Measurement): string {
-  const values = m.throughput_rps_rounds;
+  const values = m.throughput_rps_slices;
   if (values.length < 2) return "-";
   const mean = values.reduce((a, b) => a + b, 0) / values.length;
   if (mean === 0) return "-";
@@ -87,9 +87,9 @@ export function formatRow(row: RowResult): string {
     0,
     ...sides.flatMap(([, side]) => side?.results.flatMap((m) => m.background_cpu) ?? []),
   );
-  if (busiest > QUIET_THRESHOLD) {
+  if (busiest > BUSY_THRESHOLD) {
     out.push(
-      `  note: other work kept the machine up to ${Math.round(busiest * 100)}% busy before some rounds; treat these figures as noisy`,
+      `  note: other work on the machine used up to ${Math.round(busiest * 100)}% of its CPU during some slices; treat these figures as noisy`,
     );
   }
   const ratio = row.ratio;

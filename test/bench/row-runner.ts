@@ -1,9 +1,10 @@
-// Measures one row: starts its path and baseline servers, runs a loader against each at every
-// concurrency (baseline first, then path, so both see the same machine state), stops them and
-// works out the ratios. A side that fails is reported in the row; the run goes on.
+// Measures one row: starts its path and baseline servers; at each concurrency starts one loader
+// per side, warms both up, then alternates measured slices between them (baseline, path, path,
+// baseline, …) so that changes in background load fall on both sides alike; stops everything
+// and works out the ratios. A side that fails is reported in the row; the run goes on.
+import { BUSY_THRESHOLD, startCpuMeter } from "./background.ts";
 import { describe } from "./closed-loop.ts";
-import { aggregate, runLoad } from "./measure.ts";
-import { QUIET_THRESHOLD, waitForQuiet } from "./quiet.ts";
+import { aggregate, LoaderProcess } from "./measure.ts";
 import type {
   BenchContext,
   LoadResult,
@@ -18,8 +19,13 @@ import type {
 export const DEFAULT_CONCURRENCY = [1, 64];
 
 interface Side {
+  name: "baseline" | "path";
   result: SideResult;
   server?: RunningServer;
+  /** The loader of the current concurrency. */
+  loader?: LoaderProcess;
+  slices: LoadResult[];
+  background: number[];
 }
 
 export async function runRow(
@@ -36,9 +42,9 @@ export async function runRow(
     settings: {
       warmup_s: settings.warmupMs / 1000,
       duration_s: settings.durationMs / 1000,
-      rounds: settings.rounds,
+      settle_s: settings.settleMs / 1000,
+      slices: settings.slices,
       concurrency,
-      quiet_wait_s: settings.quietWaitMs / 1000,
     },
     ...(row.targets ? { targets: row.targets } : {}),
   };
@@ -51,45 +57,18 @@ export async function runRow(
     }
   }
 
-  const sides: { name: "baseline" | "path"; side: Side }[] = [];
+  const sides: Side[] = [];
   try {
-    for (const name of ["baseline", "path"] as const) {
-      const spec = row[name];
-      if (spec) sides.push({ name, side: await startSide(spec, ctx, name, log) });
-    }
-    for (const c of concurrency) {
-      const runs = new Map<Side, LoadResult[]>(sides.map(({ side }) => [side, []]));
-      const background = new Map<Side, number[]>(sides.map(({ side }) => [side, []]));
-      for (let round = 0; round < settings.rounds; round++) {
-        // ABBA: alternate which side goes first, so a drift in background load cancels out
-        const order = round % 2 === 0 ? sides : [...sides].reverse();
-        for (const { name, side } of order) {
-          if (!side.server || side.result.error) continue;
-          const busy = await waitForQuiet(settings.quietWaitMs);
-          log(
-            `  ${name} at ${c} caller${c === 1 ? "" : "s"}, round ${round + 1}/${settings.rounds}` +
-              (busy > QUIET_THRESHOLD ? ` (machine ${Math.round(busy * 100)}% busy with other work)` : ""),
-          );
-          background.get(side)!.push(busy);
-          const result = await runLoad(ctx.root, side.server.target, c, settings);
-          const gone = side.server.failure?.();
-          if (result.error) side.result.error = result.error;
-          else if (gone) side.result.error = `server died during the run: ${gone}`;
-          else runs.get(side)!.push(result);
-        }
-      }
-      for (const { side } of sides) {
-        if (!side.result.error && runs.get(side)!.length > 0) {
-          side.result.results.push(aggregate(c, runs.get(side)!, background.get(side)!));
-        }
-      }
-    }
+    const names = (["baseline", "path"] as const).filter((name) => row[name]);
+    sides.push(...(await Promise.all(names.map((name) => startSide(name, row[name]!, ctx, log)))));
+    for (const c of concurrency) await measureAt(c, sides, ctx, settings, log);
   } finally {
-    await Promise.all(sides.map(({ side }) => side.server?.stop()));
+    await Promise.all(sides.map((side) => side.loader?.close()));
+    await Promise.all(sides.map((side) => side.server?.stop()));
   }
 
-  const path = sides.find((s) => s.name === "path")?.side.result;
-  const baseline = sides.find((s) => s.name === "baseline")?.side.result;
+  const path = sides.find((s) => s.name === "path")?.result;
+  const baseline = sides.find((s) => s.name === "baseline")?.result;
   const errors = [path?.error && `path: ${path.error}`, baseline?.error && `baseline: ${baseline.error}`]
     .filter(Boolean)
     .join("; ");
@@ -104,31 +83,110 @@ export async function runRow(
 }
 
 async function startSide(
+  name: Side["name"],
   spec: ServerSpec,
   ctx: BenchContext,
-  name: string,
   log: (line: string) => void,
 ): Promise<Side> {
+  const side: Side = { name, result: { label: spec.label, results: [] }, slices: [], background: [] };
   log(`  starting ${name}: ${spec.label}`);
   try {
-    return { result: { label: spec.label, results: [] }, server: await spec.start(ctx) };
+    side.server = await spec.start(ctx);
   } catch (err) {
-    const error = `could not start: ${describe(err)}`;
-    log(`  ${name} ${error}`);
-    return { result: { label: spec.label, error, results: [] } };
+    side.result.error = `could not start: ${describe(err)}`;
+    log(`  ${name} ${side.result.error.split("\n")[0]}`);
+  }
+  return side;
+}
+
+/** One concurrency: a loader per side, a warm-up each, then the alternating slices. */
+async function measureAt(
+  c: number,
+  sides: Side[],
+  ctx: BenchContext,
+  settings: RunSettings,
+  log: (line: string) => void,
+): Promise<void> {
+  const usable = () => sides.filter((side) => side.server && !side.result.error);
+  const fail = (side: Side, err: unknown) => {
+    const gone = side.server?.failure?.();
+    side.result.error = gone ? `server died during the run: ${gone}` : describe(err);
+    log(`  ${side.name} failed: ${side.result.error.split("\n")[0]}`);
+  };
+  log(`  ${c} caller${c === 1 ? "" : "s"}: warm-up, then ${settings.slices} slices per side`);
+  try {
+    await Promise.all(
+      usable().map(async (side) => {
+        side.slices = [];
+        side.background = [];
+        try {
+          side.loader = await LoaderProcess.start(ctx.root, side.server!.target, c);
+        } catch (err) {
+          fail(side, err);
+        }
+      }),
+    );
+    for (const side of usable()) {
+      try {
+        await side.loader!.run(settings.warmupMs, 0); // one side at a time: each gets the machine
+      } catch (err) {
+        fail(side, err);
+      }
+    }
+    for (let slice = 0; slice < settings.slices; slice++) {
+      const order = slice % 2 === 0 ? usable() : usable().reverse();
+      for (const side of order) {
+        const otherWork = startCpuMeter();
+        try {
+          const slice = await side.loader!.run(settings.settleMs, settings.durationMs);
+          const gone = side.server?.failure?.();
+          if (gone) throw new Error(gone);
+          side.slices.push(slice);
+          side.background.push(otherWork());
+        } catch (err) {
+          fail(side, err);
+        }
+      }
+    }
+    const busiest = Math.max(0, ...sides.flatMap((side) => side.background));
+    if (busiest > BUSY_THRESHOLD) log(`    other work used up to ${Math.round(busiest * 100)}% of the machine`);
+    for (const side of usable()) {
+      if (side.slices.length > 0) side.result.results.push(aggregate(c, side.slices, side.background));
+    }
+  } finally {
+    await Promise.all(
+      sides.map(async (side) => {
+        await side.loader?.close();
+        side.loader = undefined;
+      }),
+    );
   }
 }
 
+/** Path / baseline per pair of neighbouring slices, then the median over the pairs. */
 function ratios(path: SideResult, baseline: SideResult, concurrency: number[]) {
   const at = (side: SideResult, c: number) => side.results.find((r) => r.concurrency === c);
-  const divide = (a: number | undefined, b: number | undefined) =>
-    a && b ? Math.round((a / b) * 1000) / 1000 : null;
+  const pairedMedian = (p: number[] | undefined, b: number[] | undefined): number | null => {
+    if (!p || !b) return null;
+    const values = p
+      .slice(0, b.length)
+      .map((value, i) => (b[i] > 0 && value > 0 ? value / b[i] : NaN))
+      .filter((v) => Number.isFinite(v))
+      .sort((x, y) => x - y);
+    if (values.length === 0) return null;
+    const mid = values.length / 2;
+    const median = values.length % 2 ? values[Math.floor(mid)] : (values[mid - 1] + values[mid]) / 2;
+    return Math.round(median * 1000) / 1000;
+  };
   const throughput: Record<string, number | null> = {};
   for (const c of concurrency) {
-    throughput[String(c)] = divide(at(path, c)?.throughput_rps, at(baseline, c)?.throughput_rps);
+    throughput[String(c)] = pairedMedian(
+      at(path, c)?.throughput_rps_slices,
+      at(baseline, c)?.throughput_rps_slices,
+    );
   }
   return {
     throughput,
-    p50_at_1: divide(at(path, 1)?.latency_ms.p50, at(baseline, 1)?.latency_ms.p50),
+    p50_at_1: pairedMedian(at(path, 1)?.p50_ms_slices, at(baseline, 1)?.p50_ms_slices),
   };
 }

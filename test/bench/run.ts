@@ -13,8 +13,8 @@ import { rows } from "./rows.ts";
 import type { BenchContext, RowResult, RunSettings } from "./types.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const QUICK: RunSettings = { warmupMs: 1_000, durationMs: 1_500, rounds: 2, quietWaitMs: 1_000 };
-const FULL: RunSettings = { warmupMs: 2_000, durationMs: 5_000, rounds: 3, quietWaitMs: 10_000 };
+const QUICK: RunSettings = { warmupMs: 500, durationMs: 500, settleMs: 100, slices: 4 };
+const FULL: RunSettings = { warmupMs: 3_000, durationMs: 2_000, settleMs: 500, slices: 10 };
 const START_TIMEOUT_MS = 30_000;
 
 function seconds(text: string): number {
@@ -23,7 +23,7 @@ function seconds(text: string): number {
   return n;
 }
 
-function rounds(text: string): number {
+function count(text: string): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("expected a positive integer");
   return n;
@@ -35,9 +35,10 @@ const program = new Command()
   .option("--quick", "short warm-up and duration, for use while developing (< 2 minutes)")
   .option("--json <file>", "also write the figures as a JSON array, one object per row")
   .option("--only <ids>", "comma-separated row ids (or parts of row names) to run")
-  .option("--warmup <seconds>", "override the warm-up of each measurement", seconds)
-  .option("--duration <seconds>", "override the measured window of each measurement", seconds)
-  .option("--rounds <n>", "override the loader runs per side and concurrency", rounds)
+  .option("--warmup <seconds>", "override the warm-up per side and concurrency", seconds)
+  .option("--duration <seconds>", "override the measured window of each slice", seconds)
+  .option("--slices <n>", "override the number of slices per side and concurrency", count)
+  .option("--profile <dir>", "run the runtime under test with --cpu-prof, writing profiles to <dir>")
   .option("--list", "list the rows and exit")
   .parse();
 
@@ -47,7 +48,8 @@ const opts = program.opts<{
   only?: string;
   warmup?: number;
   duration?: number;
-  rounds?: number;
+  slices?: number;
+  profile?: string;
   list?: boolean;
 }>();
 
@@ -61,7 +63,7 @@ if (opts.list) {
 const settings: RunSettings = { ...(opts.quick ? QUICK : FULL) };
 if (opts.warmup !== undefined) settings.warmupMs = Math.round(opts.warmup * 1000);
 if (opts.duration !== undefined) settings.durationMs = Math.max(1, Math.round(opts.duration * 1000));
-if (opts.rounds !== undefined) settings.rounds = opts.rounds;
+if (opts.slices !== undefined) settings.slices = opts.slices;
 
 const selected = selectRows(opts.only);
 
@@ -84,6 +86,7 @@ let dirCount = 0;
 const ctx: BenchContext = {
   root: ROOT,
   startTimeoutMs: START_TIMEOUT_MS,
+  runtimeNodeArgs: opts.profile ? ["--cpu-prof", "--cpu-prof-dir", resolve(opts.profile)] : [],
   async tempDir(prefix) {
     return mkdtemp(join(tempRoot, `${prefix}${dirCount++}-`));
   },
@@ -130,14 +133,20 @@ const results: RowResult[] = [];
 const started = Date.now();
 try {
   log(
-    `mig bench: ${settings.rounds} rounds of ${settings.warmupMs / 1000} s warm-up + ` +
-      `${settings.durationMs / 1000} s measured per side and concurrency; ` +
+    `mig bench: per side and concurrency ${settings.warmupMs / 1000} s warm-up, then ` +
+      `${settings.slices} alternating slices of ${settings.durationMs / 1000} s; ` +
       `${availableParallelism()} cores, node ${process.version}`,
   );
   for (const row of selected) {
     if (interrupted) break;
-    if (!row.pending) log(`${row.name} [${row.id}]`);
+    if (row.pending) {
+      results.push(await runRow(row, ctx, settings, log));
+      continue;
+    }
+    log(`${row.name} [${row.id}]`);
+    const rowStarted = Date.now();
     results.push(await runRow(row, ctx, settings, log));
+    log(`  done in ${((Date.now() - rowStarted) / 1000).toFixed(0)} s`);
   }
 } catch (err) {
   if (!interrupted) throw err; // once interrupted, failures are the children we stopped

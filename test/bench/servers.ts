@@ -70,7 +70,7 @@ export function natsEcho(subject: string, body: string): ServerSpec {
 
 /** Environment and readiness of `runtime/cli.ts start` as one benchmark child. */
 export interface RuntimeOptions {
-  /** Extra environment for the runtime, on top of the ports, data dir and log level. */
+  /** Extra MIG_* settings for the runtime, on top of the ports, data dir and log level. */
   env?: Record<string, string>;
 }
 
@@ -95,8 +95,13 @@ export async function startRuntime(
   ];
   const dataDir = await ctx.tempDir("runtime-");
   const httpBase = `http://127.0.0.1:${httpPort}`;
+  // MIG_* settings of the calling shell (auth mode, rate limits, …) would change what is
+  // measured; the runtime gets only the ones below.
+  const inherited = Object.fromEntries(
+    Object.entries(process.env).filter(([key]) => !key.startsWith("MIG_")),
+  );
   const env = {
-    ...process.env,
+    ...inherited,
     MIG_HTTP_ADDR: `127.0.0.1:${httpPort}`,
     MIG_NATS_PORT: String(natsPort),
     MIG_DATA_DIR: dataDir,
@@ -104,7 +109,7 @@ export async function startRuntime(
     MIG_LOG_LEVEL: "warn",
     ...options.env,
   };
-  const child = spawnTs("runtime", ctx.root, "runtime/cli.ts", ["start"], env);
+  const child = spawnTs("runtime", ctx.root, "runtime/cli.ts", ["start"], env, ctx.runtimeNodeArgs);
   const deadline = Date.now() + ctx.startTimeoutMs;
   let lastAnswer = "no answer yet";
   while (Date.now() < deadline) {

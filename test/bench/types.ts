@@ -33,27 +33,29 @@ export interface LoadResult {
   connections_opened?: number;
   /** Set when the loader could not measure at all (the probe request failed). */
   error?: string;
-  /** The latency samples, so that rounds can be merged; not written to the JSON report. */
+  /** The latency samples, so that slices can be merged; not written to the JSON report. */
   histogram?: SerializedHistogram;
 }
 
-/** One side at one concurrency: the rounds of its loader runs merged. */
+/** One side at one concurrency: its measured slices merged. */
 export interface Measurement {
   concurrency: number;
-  rounds: number;
-  /** Measured seconds over all rounds. */
+  slices: number;
+  /** Measured seconds over all slices. */
   duration_s: number;
   requests: number;
   errors: number;
   /** All requests over all measured seconds. */
   throughput_rps: number;
-  /** Throughput of each round, to show how steady the machine was. */
-  throughput_rps_rounds: number[];
-  /** Percentiles of all rounds' samples together. */
+  /** Throughput of each slice, to show how steady the machine was. */
+  throughput_rps_slices: number[];
+  /** p50 latency of each slice, in milliseconds. */
+  p50_ms_slices: number[];
+  /** Percentiles of all slices' samples together. */
   latency_ms: Latencies;
   first_error?: string;
   connections_opened?: number;
-  /** Share of all cores busy with other work just before each round (0 … 1). */
+  /** Share of all cores used by other work on the machine during each slice (0 … 1). */
   background_cpu: number[];
 }
 
@@ -67,6 +69,8 @@ export interface BenchContext {
   root: string;
   /** Longest time a server may take to become ready. */
   startTimeoutMs: number;
+  /** Extra node flags for the runtime under test (`--profile` puts `--cpu-prof` here). */
+  runtimeNodeArgs: string[];
 }
 
 /** A server process (or group of processes) started for one row. */
@@ -133,12 +137,17 @@ export interface RowResult {
   settings: {
     warmup_s: number;
     duration_s: number;
-    rounds: number;
+    settle_s: number;
+    slices: number;
     concurrency: number[];
-    quiet_wait_s: number;
   };
   path?: SideResult;
   baseline?: SideResult;
+  /**
+   * Each ratio is the median, over the pairs of slices measured next to each other in time
+   * (baseline slice i, path slice i), of path / baseline: background load that changes from
+   * one second to the next cancels within a pair, and a burst spoils only the pairs it hits.
+   */
   ratio?: {
     /** path / baseline throughput, keyed by concurrency. */
     throughput: Record<string, number | null>;
@@ -152,15 +161,12 @@ export interface RowResult {
 
 /** Timing of one run, from `--quick` or the defaults. */
 export interface RunSettings {
-  /** Warm-up of each loader run, not measured. */
+  /** Warm-up of each side's loader at each concurrency, before its first slice; not measured. */
   warmupMs: number;
-  /** Measured window of each loader run. */
+  /** Measured window of each slice. */
   durationMs: number;
-  /**
-   * Loader runs per side and concurrency, alternating baseline and path (ABBA...), so that
-   * background load on the machine falls on both sides alike.
-   */
-  rounds: number;
-  /** Longest wait before a loader run for the machine to be quiet (see quiet.ts). */
-  quietWaitMs: number;
+  /** Unmeasured lead-in of each slice, while the callers get going again after a pause. */
+  settleMs: number;
+  /** Slices per side and concurrency, alternating baseline and path (ABBA…). */
+  slices: number;
 }
