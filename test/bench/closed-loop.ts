@@ -74,7 +74,7 @@ export interface LoaderArgs {
   /** One-shot mode: warm-up and measured window of the single run. */
   warmupMs: number;
   durationMs: number;
-  /** Serve mode: after the probe, print {"ready":true} and run on command (see serveRuns). */
+  /** Serve mode: after the probe, print {"ready":true} and run on command (see runLoader). */
   serve: boolean;
   values: Record<string, string | boolean | undefined>;
 }

@@ -88,7 +88,8 @@ export async function startRuntime(
   ctx: BenchContext,
   options: RuntimeOptions = {},
 ): Promise<Omit<StartedRuntime, "target">> {
-  const [httpPort, natsPort, grpcPort] = [
+  const [httpPort, natsPort, natsMonitorPort, grpcPort] = [
+    await ctx.freePort(),
     await ctx.freePort(),
     await ctx.freePort(),
     await ctx.freePort(),
@@ -104,6 +105,7 @@ export async function startRuntime(
     ...inherited,
     MIG_HTTP_ADDR: `127.0.0.1:${httpPort}`,
     MIG_NATS_PORT: String(natsPort),
+    MIG_NATS_MONITOR_PORT: String(natsMonitorPort), // its default, 8222, may be taken
     MIG_DATA_DIR: dataDir,
     MIG_GRPC_ADDR: `127.0.0.1:${grpcPort}`,
     MIG_LOG_LEVEL: "warn",
