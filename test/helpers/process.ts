@@ -1,6 +1,6 @@
 // Test helper: runs `mig` subcommands as real child processes and reads their pino log lines.
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
@@ -16,6 +16,25 @@ export interface MigProcess {
   /** Resolves with the first log line whose msg contains `text`. */
   waitForLog(text: string, limitMs?: number): Promise<Record<string, unknown>>;
   stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Kills any nats-server that wrote a ports file into this data directory (see runtime/nats-launcher.ts). */
+function killEmbeddedServers(dataDir: string): void {
+  let files: string[] = [];
+  try {
+    files = readdirSync(join(dataDir, "ports"));
+  } catch {
+    return;
+  }
+  for (const file of files) {
+    const pid = Number(/^nats-server_(\d+)\.ports$/.exec(file)?.[1]);
+    if (!pid) continue;
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // Already gone.
+    }
+  }
 }
 
 export function startMig(args: string[], env: Record<string, string> = {}): MigProcess {
@@ -84,7 +103,10 @@ export function startMig(args: string[], env: Record<string, string> = {}): MigP
     },
     async stop(signal = "SIGTERM") {
       if (child.exitCode === null) child.kill(signal);
-      return exited;
+      const code = await exited;
+      // A SIGKILLed runtime cannot stop its embedded nats-server: end it here so no test leaks one.
+      killEmbeddedServers(dataDir);
+      return code;
     },
   };
 }
