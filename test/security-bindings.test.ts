@@ -170,6 +170,12 @@ const natsAdapter: BindingAdapter = {
       operation: "subscribe",
       target: () => TOPIC,
     },
+    "making the runtime deliver its events into tenant B's audit stream (deliver_subject)": {
+      run: (auth) => natsRequest(`mig.v0_1.acme.subscribe.${TOPIC}`, { deliver_subject: "_MIG.audit.t.globex" }, auth),
+      code: "MIG_FORBIDDEN",
+      operation: "subscribe",
+      target: () => TOPIC,
+    },
     "starting a stream on tenant B's subject": {
       run: (auth) => natsRequest("mig.v0_1.globex.control.stream", { capability: CAPABILITY, payload: { input: "x" } }, auth),
       code: "MIG_FORBIDDEN",

@@ -70,6 +70,10 @@ class NatsSink implements EventSink {
     private readonly onClose: () => void,
   ) {}
 
+  get destination(): string {
+    return this.deliverSubject;
+  }
+
   get bufferedBytes(): number {
     return 0;
   }
