@@ -444,3 +444,21 @@ for (const adapter of ADAPTERS) {
     }
   });
 }
+
+describe("NATS replies", () => {
+  it("a PUBLISH or SUBSCRIBE naming tenant B's audit stream as reply-to is dropped, not answered there", async () => {
+    const dropped = async () =>
+      (await t.runtime.metrics.natsDropped.get()).values.find((v) => v.labels.reason === "reply_subject_refused")?.value ?? 0;
+    const before = await dropped();
+    const spy = nc.subscribe("_MIG.audit.t.globex");
+    const h = natsHeaders();
+    h.set("Authorization", `Bearer ${await hs256({ sub: "mallory", ...ACME })}`);
+    const reply = "_MIG.audit.t.globex";
+    nc.publish(`mig.v0_1.acme.events.${TOPIC}`, JSON.stringify({ payload: {} }), { reply, headers: h });
+    nc.publish(`mig.v0_1.acme.subscribe.${TOPIC}`, JSON.stringify({ deliver_subject: `_INBOX.${randomUUID()}` }), { reply, headers: h });
+    await waitFor("both requests dropped", async () => (await dropped()) >= before + 2);
+    await nc.flush();
+    expect(spy.getProcessed()).toBe(0);
+    spy.unsubscribe();
+  });
+});
