@@ -20,7 +20,7 @@ import { createLogger, type Logger } from "./logger.ts";
 import { Metrics } from "./metrics.ts";
 import { NatsLauncher } from "./nats-launcher.ts";
 import { publish, type PublishAck } from "./publish.ts";
-import { AccessPolicy } from "./policy.ts";
+import { AccessPolicy, transportTenant } from "./policy.ts";
 import { CapabilityRegistry } from "./registry.ts";
 import { SchemaRegistry } from "./schema-registry.ts";
 import { subscribe, SubscriptionRegistry, type EventSink, type Subscription } from "./subscribe.ts";
@@ -167,12 +167,12 @@ export class MigRuntime implements RuntimeCore {
   }
 
   publish(body: unknown, request: RequestContext, topic?: string): Promise<PublishAck> {
-    return this.guard("publish", () => publish(this, body, request, topic));
+    return this.guard("publish", () => publish(this, body, request, topic), { body, request, target: topic ?? fieldOf(body, "topic") });
   }
 
   /** Opens a subscription that writes to `sink` until either side closes it (docs/events.md). */
   subscribe(body: unknown, request: RequestContext, topic: string | undefined, sink: EventSink): Promise<Subscription> {
-    return this.guard("subscribe", () => subscribe(this, body, request, topic, sink));
+    return this.guard("subscribe", () => subscribe(this, body, request, topic, sink), { body, request, target: topic ?? fieldOf(body, "topic") });
   }
 
   /**
@@ -190,6 +190,20 @@ export class MigRuntime implements RuntimeCore {
       this.metrics.errors.inc({ code: error.code, operation });
       if (audited && this.audit) this.audit.record(operationRecord(this.serverId, operation, audited.body, audited.request, audited.target, error));
       throw error;
+    }
+  }
+
+  /**
+   * The tenant a connection establishes when it opens (a WebSocket upgrade): the credential's tenant
+   * checked against the one the transport names. A refusal is audited like a refused operation; the
+   * caller counts it when it answers.
+   */
+  connectionTenant(request: RequestContext, operation: string): string | undefined {
+    try {
+      return transportTenant(request.principal, request.tenant);
+    } catch (err) {
+      if (err instanceof MigError && this.audit) this.audit.record(operationRecord(this.serverId, operation, undefined, request, undefined, err));
+      throw err;
     }
   }
 

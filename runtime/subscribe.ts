@@ -8,7 +8,7 @@ import { MigError, toMigError } from "./errors.ts";
 import { topicRef, unavailable, type TopicRef, type TopicState } from "./events.ts";
 import { acceptHeader } from "./header.ts";
 import { checkTenant } from "./names.ts";
-import { transportTenant } from "./policy.ts";
+import { replySubjectAllowed, transportTenant } from "./policy.ts";
 import { authorizeTopic, requestTopic, type EventsCore } from "./publish.ts";
 import { optionalStringField, requireObject } from "./request.ts";
 import { isNotFound, Pump } from "./subscription-pump.ts";
@@ -37,6 +37,8 @@ export interface EventSink {
   close(error: MigError | undefined): void;
   /** Bytes the transport holds and has not yet sent. */
   readonly bufferedBytes: number;
+  /** The bus subject the events are published to, when the binding delivers on the bus (NATS `deliver_subject`). */
+  readonly destination?: string;
 }
 
 export interface SubscriptionInfo {
@@ -148,6 +150,10 @@ export async function subscribe(
   });
   const topic = requestTopic(raw, pathTopic);
   authorizeTopic(core, request.principal, topic);
+  if (sink.destination !== undefined && !replySubjectAllowed(sink.destination, header.tenant_id)) {
+    // The runtime may publish anywhere on the bus: a caller must not pick an internal or another tenant's subject.
+    throw new MigError("MIG_FORBIDDEN", `deliver_subject must be an inbox (_INBOX.… or _INBOX_${header.tenant_id}.…), not "${sink.destination.slice(0, 100)}"`);
+  }
   const consumerId = optionalStringField(raw, "consumer_id", 1024);
   if (consumerId !== undefined) checkTenant(consumerId, "consumer_id");
   const explicitCursor = parseCursor(raw.resume_cursor, "resume_cursor");

@@ -17,7 +17,8 @@ export function first(metadata: Metadata, key: string): string | undefined {
 }
 
 export function credentialsOf(metadata: Metadata): Credentials {
-  return { authorization: first(metadata, "authorization"), actor: first(metadata, "x-actor") };
+  // binding and tenant go into the audit record of a refused credential.
+  return { authorization: first(metadata, "authorization"), actor: first(metadata, "x-actor"), binding: "grpc", tenant: tenantOf(metadata) };
 }
 
 export function tenantOf(metadata: Metadata): string | undefined {

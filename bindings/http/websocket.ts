@@ -4,7 +4,6 @@ import type { Duplex } from "node:stream";
 import { WebSocket, WebSocketServer, type RawData } from "ws";
 import { errorHeader } from "../../runtime/envelope.ts";
 import { HTTP_STATUS, MigError } from "../../runtime/errors.ts";
-import { transportTenant } from "../../runtime/policy.ts";
 import { checkStreamId, encodeFrame, type FrameSink, type StreamSession } from "../../runtime/stream.ts";
 import type { Authenticator } from "../../runtime/auth.ts";
 import type { RequestContext } from "../../runtime/core.ts";
@@ -43,7 +42,7 @@ export function attachStreamEndpoint(server: Server, runtime: MigRuntime, authen
     authenticator
       .authenticate({ authorization: first(req.headers.authorization), actor: first(req.headers["x-actor"]), binding: "http", tenant: named, operation: "stream" })
       .then((principal) => {
-        const tenant = transportTenant(principal, named);
+        const tenant = runtime.connectionTenant({ principal, tenant: named, binding: "http" }, "stream");
         wss.handleUpgrade(req, socket, head, (ws) => {
           new StreamConnection(runtime, ws, principal, tenant, limit).listen();
         });

@@ -12,6 +12,7 @@ import type { Msg, NatsConnection, Subscription as NatsSubscription } from "@nat
 import { errorEnvelope } from "../../runtime/envelope.ts";
 import { ORIGIN_HEADER, ORIGIN_RUNTIME } from "../../runtime/events.ts";
 import { MigError } from "../../runtime/errors.ts";
+import { replySubjectAllowed } from "../../runtime/policy.ts";
 import type { Authenticator } from "../../runtime/auth.ts";
 import type { Principal } from "../../runtime/principal.ts";
 import type { RequestContext } from "../../runtime/core.ts";
@@ -49,6 +50,13 @@ function reply(msg: Msg, value: unknown): void {
   if (msg.reply) msg.respond(JSON.stringify(value));
 }
 
+/** As on every public subject: the runtime answers only into inboxes (runtime/policy.ts), never into someone else's subjects. */
+function replyRefused(runtime: MigRuntime, msg: Msg, tenant: string): boolean {
+  if (!msg.reply || replySubjectAllowed(msg.reply, tenant)) return false;
+  runtime.metrics.natsDropped.inc({ reason: "reply_subject_refused" });
+  return true;
+}
+
 function replyError(msg: Msg, err: unknown, body: unknown, tenant: string): void {
   reply(msg, errorEnvelope(err, body, tenant));
 }
@@ -70,6 +78,10 @@ class NatsSink implements EventSink {
     private readonly onClose: () => void,
   ) {}
 
+  get destination(): string {
+    return this.deliverSubject;
+  }
+
   get bufferedBytes(): number {
     return 0;
   }
@@ -87,6 +99,7 @@ class NatsSink implements EventSink {
           if (this.unacked > 0) this.unacked--;
           this.wake();
         } else if (verb === "close") {
+          if (msg.reply && !replySubjectAllowed(msg.reply, this.tenant)) return;
           reply(msg, { header: info.header, subscription_id: info.subscription_id, closed: true });
           this.onClose();
         }
@@ -162,6 +175,7 @@ export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticato
       // The runtime's own live EventMessages travel on the same subjects: never a new PUBLISH.
       if (msg.headers?.get(ORIGIN_HEADER) === ORIGIN_RUNTIME) return;
       const { tenant, rest } = splitSubject(msg.subject);
+      if (replyRefused(runtime, msg, tenant)) return;
       let body: unknown;
       try {
         body = parseBody(msg, limit);
@@ -181,6 +195,7 @@ export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticato
     queue: QUEUE,
     callback: (_err, msg) => {
       const { tenant, rest } = splitSubject(msg.subject);
+      if (replyRefused(runtime, msg, tenant)) return;
       let body: unknown;
       try {
         body = parseBody(msg, limit);

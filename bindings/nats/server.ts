@@ -52,6 +52,9 @@ export async function startNatsBinding(runtime: MigRuntime, authenticator: Authe
       const principal = await authenticator.authenticate({
         authorization: msg.headers?.get("Authorization", Match.IgnoreCase) || undefined,
         actor: msg.headers?.get("X-Actor", Match.IgnoreCase) || undefined,
+        binding: "nats",
+        tenant: parsed.tenant,
+        operation: parsed.operation,
       });
       const context: RequestContext = { principal, tenant: parsed.tenant, binding: "nats", bodyBytes: msg.data.length };
       reachedRuntime = true;
