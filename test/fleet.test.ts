@@ -194,7 +194,9 @@ describe("a fleet of workers behind `mig start`", () => {
     const line = await demo.waitForLog("worker serving");
     expect(line.capabilities).toEqual(["observatory.models.infer"]);
     const kv = await new Kvm(nc).open(REGISTRY_BUCKET);
-    expect((await kv.get(String(line.provider_id)))?.json<{ capabilities: unknown[] }>().capabilities).toHaveLength(1);
+    // The registration is relayed into KV by a runtime, so it may land just after the worker's log line.
+    const entry = await waitFor("the worker's registry entry", async () => (await kv.get(String(line.provider_id)))?.json<{ capabilities: unknown[] }>());
+    expect(entry.capabilities).toHaveLength(1);
     // Speak the provider protocol directly: a queued work request, answered on its reply_to subject.
     const inbox = createInbox();
     const sub = nc.subscribe(inbox, { max: 1 });
