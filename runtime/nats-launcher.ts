@@ -87,7 +87,9 @@ export class NatsLauncher extends EventEmitter {
       "-ports_file_dir", this.portsDir,
       ...(this.options.extraArgs ?? []),
     ];
-    const child = spawn(this.binary, args, { stdio: ["ignore", "ignore", "pipe"] });
+    // Its own process group: a Ctrl-C in the terminal reaches only the runtime, which then stops the
+    // server itself; otherwise the server would exit first and be "revived" during shutdown.
+    const child = spawn(this.binary, args, { stdio: ["ignore", "ignore", "pipe"], detached: true });
     this.child = child;
     const log = this.options.logger;
     let tail = "";

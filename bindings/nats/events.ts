@@ -8,7 +8,7 @@
 //   mig.v0_1.<tenant>.subscription.<id>.ack.<sequence>   the subscriber's ack (credit) for one event: the
 //                                              reply subject of every delivered event, so `msg.respond()` acks
 //   mig.v0_1.<tenant>.subscription.<id>.close  ends the subscription (request/reply)
-import type { Msg, NatsConnection, Subscription as NatsSubscription } from "@nats-io/transport-node";
+import { Match, type Msg, type NatsConnection, type Subscription as NatsSubscription } from "@nats-io/transport-node";
 import { errorEnvelope } from "../../runtime/envelope.ts";
 import { ORIGIN_HEADER, ORIGIN_RUNTIME } from "../../runtime/events.ts";
 import { MigError } from "../../runtime/errors.ts";
@@ -162,7 +162,7 @@ export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticato
   const context = (principal: Principal, tenant: string, bytes: number): RequestContext => ({ principal, tenant, binding: "nats", bodyBytes: bytes });
   const authenticate = (msg: Msg, tenant: string, operation: string) =>
     authenticator.authenticate({
-      authorization: msg.headers?.get("Authorization") || undefined,
+      authorization: msg.headers?.get("Authorization", Match.IgnoreCase) || undefined,
       actor: msg.headers?.get("X-Actor") || undefined,
       binding: "nats",
       tenant,
