@@ -57,11 +57,30 @@ const echo = defineStreamingCapability(
   schemas,
 );
 
+/** Reads nothing until the test opens its gate, then echoes the count of what it read. */
+let openGate: () => void = () => undefined;
+const gated = defineStreamingCapability(
+  descriptor("test.stream.gated", ["bidi_stream"]),
+  async (_payload, { emit, inbound }) => {
+    await emit({ ready: true });
+    await new Promise<void>((resolve) => (openGate = resolve));
+    let n = 0;
+    let last = -1;
+    for await (const message of inbound) {
+      if (message.i !== last + 1) throw new Error(`frame ${String(message.i)} after ${last}`);
+      last = Number(message.i);
+      n++;
+    }
+    return { received: n };
+  },
+  schemas,
+);
+
 let t: TestRuntime;
 let grpc: GrpcBinding;
 let c: MigClients;
 beforeAll(async () => {
-  t = await startTestRuntime({ capabilities: [count, forever, echo], config: { streamWindow: WINDOW, streamStallMs: 60_000 } });
+  t = await startTestRuntime({ capabilities: [count, forever, echo, gated], config: { streamWindow: WINDOW, streamStallMs: 60_000 } });
   grpc = await startGrpcBinding(t.runtime, t.runtime.authenticator, "127.0.0.1:0");
   c = migClients(grpc.address);
 });
@@ -173,6 +192,23 @@ describe("bidi_stream", () => {
     expect(frames.slice(1, -1).map((f) => payloadOf(f))).toEqual(Array.from({ length: 50 }, (_, n) => ({ n, echo: { i: n } })));
     expect(frames.at(-1)).toMatchObject({ stream_id: "echo-1", end_stream: true, kind: "FRAME_KIND_RESPONSE" });
     expect(payloadOf(frames.at(-1))).toEqual({ received: 50 });
+  });
+
+  it("a provider that reads nothing pauses the call: 5,000 frames wait in HTTP/2, not in the runtime, and all arrive in order", async () => {
+    const message_id = randomUUID();
+    const call = streamInvoke(c);
+    call.call.write(request("test.stream.gated", struct({}), { header: { message_id } }));
+    await call.until("the ready frame", () => call.messages.length > 0);
+    // Far more than the runtime's hard bound on unread frames (max(1024, 32 x window)): without the
+    // pause the stream would end with MIG_BACKPRESSURE.
+    for (let i = 0; i < 5_000; i++) call.call.write({ kind: "FRAME_KIND_REQUEST", payload: struct({ i }) });
+    call.call.end();
+    const s = session(message_id);
+    await waitFor("the binding to stop reading", () => (s as any).inboundFull === true);
+    expect((s as any).inbound.size).toBeLessThanOrEqual(WINDOW + 16);
+    openGate();
+    const frames = await endedOk(call);
+    expect(payloadOf(frames.at(-1))).toEqual({ received: 5_000 });
   });
 
   it("end_stream on a later request frame ends the input too", async () => {
