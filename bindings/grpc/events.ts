@@ -60,7 +60,7 @@ class GrpcEventSink implements EventSink {
 
   event(_sequence: number, json: string): boolean {
     if (this.gone) return true;
-    const bytes = json.length;
+    const bytes = Buffer.byteLength(json);
     this.unsent++;
     this.unsentBytes += bytes;
     const accepted = this.call.write(toProto(JSON.parse(json) as JsonObject), () => {

@@ -99,29 +99,29 @@ class StreamCall {
       }
       frame = fromProto(message as ProtoObject);
     } catch (err) {
-      if (live) live.fail(this.runtime.counted("stream", err));
+      if (live) this.fail(live, err);
       else this.refuse(undefined, err);
       return;
     }
     if (!live) return this.open(frame);
     if (frame.stream_id !== undefined && frame.stream_id !== live.streamId) {
-      live.fail(this.runtime.counted("stream", new MigError("MIG_INVALID_REQUEST", `this call carries stream ${live.streamId}; start another stream with another call`)));
+      this.fail(live, new MigError("MIG_INVALID_REQUEST", `this call carries stream ${live.streamId}; start another stream with another call`));
       return;
     }
     switch (frame.kind) {
       case "request":
-        if (this.inputEnded) return live.fail(this.runtime.counted("stream", new MigError("MIG_INVALID_REQUEST", `stream ${live.streamId} received a frame after the caller's end_stream`)));
+        if (this.inputEnded) return this.fail(live, new MigError("MIG_INVALID_REQUEST", `stream ${live.streamId} received a frame after the caller's end_stream`));
         if (frame.end_stream === true) this.inputEnded = true;
         try {
           live.receive(frame.payload, frame.end_stream === true);
         } catch (err) {
-          live.fail(this.runtime.counted("stream", err));
+          this.fail(live, err);
         }
         return;
       case "control":
         return this.onControl(live, frame);
       default:
-        live.fail(this.runtime.counted("stream", kindError(frame.kind)));
+        this.fail(live, kindError(frame.kind));
     }
   }
 
@@ -159,7 +159,7 @@ class StreamCall {
     const action = typeof payload.action === "string" ? payload.action.trim().toLowerCase() : "";
     if (action !== "cancel") {
       const shown = JSON.stringify(payload.action ?? null).slice(0, 40);
-      live.fail(this.runtime.counted("stream", new MigError("MIG_INVALID_REQUEST", `control action ${shown} is unknown; the one action is "cancel"`)));
+      this.fail(live, new MigError("MIG_INVALID_REQUEST", `control action ${shown} is unknown; the one action is "cancel"`));
       return;
     }
     live.cancel(typeof payload.reason === "string" ? payload.reason.slice(0, 500) : "cancelled by a control frame");
@@ -184,6 +184,11 @@ class StreamCall {
     const live = this.session && !this.session.isOver ? this.session : undefined;
     // At its deadline grpc-js ends the call too; the stream's own deadline (the call's) ends the work.
     if (live && !endedByDeadline(this.deadlineAt)) live.cancel("the gRPC client cancelled the call");
+  }
+
+  /** Ends a live stream with an error frame; the stream counts its error when it ends. */
+  private fail(live: StreamSession, err: unknown): void {
+    live.fail(err instanceof MigError ? err : this.runtime.counted("stream", err));
   }
 
   /** Ends the call with the status of a MIG error: the first frame could not open a stream. */
