@@ -260,6 +260,23 @@ describe("cancellation", () => {
   });
 });
 
+describe("shutdown", () => {
+  it("closing the binding cancels its open streams: a terminal cancel frame, status OK, then the server stops", async () => {
+    const other = await startGrpcBinding(t.runtime, t.runtime.authenticator, "127.0.0.1:0");
+    const clients = migClients(other.address);
+    const message_id = randomUUID();
+    const call = streamInvoke(clients);
+    call.call.write(request("test.stream.forever", struct({}), { header: { message_id } }));
+    await call.until("a frame", () => call.messages.length > 0);
+    await other.close(30_000);
+    const frames = await endedOk(call);
+    expect(frames.at(-1)).toMatchObject({ kind: "FRAME_KIND_CONTROL", end_stream: true });
+    expect(payloadOf(frames.at(-1))).toMatchObject({ status: "cancelled", reason: "the server is shutting down" });
+    expect(aborts.get(message_id)).toMatchObject({ details: { cancelled: true, reason: "the server is shutting down" } });
+    clients.close();
+  });
+});
+
 describe("bad frames", () => {
   async function refused(call: CallReader, grpcCode: number, fragment: string): Promise<void> {
     await call.end();

@@ -8,6 +8,7 @@ import type { EventSink, Subscription, SubscriptionInfo } from "../../runtime/su
 import type { JsonObject } from "../../runtime/types.ts";
 import { credentialsOf, mergeHeaderFields, tenantOf } from "./metadata.ts";
 import { UndecodableRequest } from "./proto.ts";
+import type { StreamingCalls } from "./server.ts";
 import { statusFor } from "./status.ts";
 import { fromProto, toProto } from "./translate.ts";
 
@@ -103,11 +104,21 @@ class GrpcEventSink implements EventSink {
 }
 
 /** Serves one Events.Subscribe call: authenticate, translate, subscribe; the call's end closes the subscription. */
-export function serveSubscribe(runtime: MigRuntime, authenticator: Authenticator, call: Call): void {
+export function serveSubscribe(runtime: MigRuntime, authenticator: Authenticator, call: Call, open: StreamingCalls): void {
   const tenant = tenantOf(call.metadata);
   const sink = new GrpcEventSink(call);
+  let subscription: Subscription | undefined;
+  const end = (reason: string) => {
+    const error = new MigError("MIG_UNAVAILABLE", reason);
+    if (subscription) subscription.close(error);
+    else sink.close(error); // still subscribing: the call ends now, and the subscription when it arrives (sink.gone)
+  };
+  open.add(end);
+  const forget = () => open.delete(end);
+  call.once("finish", forget);
+  call.once("cancelled", forget);
   let body: JsonObject | undefined;
-  const open = async (): Promise<Subscription | undefined> => {
+  const start = async (): Promise<Subscription | undefined> => {
     const principal = await authenticator.authenticate({ ...credentialsOf(call.metadata), binding: "grpc", tenant, operation: "subscribe" });
     const request = call.request;
     if (request instanceof UndecodableRequest) {
@@ -119,11 +130,12 @@ export function serveSubscribe(runtime: MigRuntime, authenticator: Authenticator
     const context: RequestContext = { principal, tenant, binding: "grpc" };
     return runtime.subscribe(body, context, undefined, sink);
   };
-  open().then(
-    (subscription) => {
-      if (!subscription) return;
-      if (sink.gone) subscription.close();
-      else call.on("cancelled", () => subscription.close());
+  start().then(
+    (opened) => {
+      if (!opened) return;
+      subscription = opened;
+      if (sink.gone) opened.close();
+      else call.on("cancelled", () => opened.close());
     },
     (err: unknown) => {
       if (sink.gone) return;

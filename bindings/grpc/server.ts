@@ -32,11 +32,17 @@ export interface GrpcBinding {
   /** host:port the server listens on (the chosen port when the configured one was 0). */
   address: string;
   port: number;
-  /** Stops taking calls; calls still running after `graceMs` are cut off. */
+  /**
+   * Stops taking calls and ends open streams and subscriptions (a stream with a cancel frame, a
+   * subscription with UNAVAILABLE); unary calls still running after `graceMs` are cut off.
+   */
   close(graceMs?: number): Promise<void>;
 }
 
 type Call = ServerUnaryCall<unknown, unknown>;
+
+/** The open streaming calls of a server, each as a function that ends it with a reason (at shutdown). */
+export type StreamingCalls = Set<(reason: string) => void>;
 
 type Operation = (body: JsonObject, context: RequestContext, call: Call) => Promise<object>;
 
@@ -101,6 +107,9 @@ export async function startGrpcBinding(
     }
   };
 
+  /** Ends each open StreamInvoke and Subscribe call; they would otherwise hold a graceful shutdown for its whole grace. */
+  const streaming: StreamingCalls = new Set();
+
   const handlers: Record<ServiceName, UntypedServiceImplementation> = {
     Discovery: {
       Hello: unary((body, context) => runtime.hello(body, context)),
@@ -108,11 +117,11 @@ export async function startGrpcBinding(
     },
     Invocation: {
       Invoke: unary(invoke),
-      StreamInvoke: (call: ServerDuplexStream<unknown, unknown>) => serveStreamInvoke(runtime, authenticator, call),
+      StreamInvoke: (call: ServerDuplexStream<unknown, unknown>) => serveStreamInvoke(runtime, authenticator, call, streaming),
     },
     Events: {
       Publish: unary((body, context) => runtime.publish(body, context)),
-      Subscribe: (call: ServerWritableStream<unknown, unknown>) => serveSubscribe(runtime, authenticator, call),
+      Subscribe: (call: ServerWritableStream<unknown, unknown>) => serveSubscribe(runtime, authenticator, call, streaming),
     },
     Control: {
       Cancel: unary((body, context) => runtime.cancel(body, context)),
@@ -142,6 +151,7 @@ export async function startGrpcBinding(
           return resolve();
         }
         const timer = setTimeout(() => server.forceShutdown(), graceMs);
+        for (const end of [...streaming]) end("the server is shutting down");
         server.tryShutdown(() => {
           clearTimeout(timer);
           resolve();

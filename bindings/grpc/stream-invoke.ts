@@ -15,6 +15,7 @@ import type { FrameSink, StreamSession } from "../../runtime/stream.ts";
 import type { JsonObject, MessageHeader, StreamFrame } from "../../runtime/types.ts";
 import { credentialsOf, deadlineAtOf, endedByDeadline, mergeHeaderFields, tenantOf } from "./metadata.ts";
 import { UndecodableRequest } from "./proto.ts";
+import type { StreamingCalls } from "./server.ts";
 import { statusFor } from "./status.ts";
 import { fromProto, toProto } from "./translate.ts";
 
@@ -22,8 +23,14 @@ type Call = ServerDuplexStream<unknown, unknown>;
 type ProtoObject = Record<string, unknown>;
 
 /** Serves one StreamInvoke call. */
-export function serveStreamInvoke(runtime: MigRuntime, authenticator: Authenticator, call: Call): void {
-  new StreamCall(runtime, authenticator, call).start();
+export function serveStreamInvoke(runtime: MigRuntime, authenticator: Authenticator, call: Call, open: StreamingCalls): void {
+  const streamCall = new StreamCall(runtime, authenticator, call);
+  const end = (reason: string) => streamCall.shutdown(reason);
+  open.add(end);
+  const forget = () => open.delete(end);
+  call.once("finish", forget);
+  call.once("cancelled", forget);
+  streamCall.start();
 }
 
 class StreamCall {
@@ -184,6 +191,13 @@ class StreamCall {
     const live = this.session && !this.session.isOver ? this.session : undefined;
     // At its deadline grpc-js ends the call too; the stream's own deadline (the call's) ends the work.
     if (live && !endedByDeadline(this.deadlineAt)) live.cancel("the gRPC client cancelled the call");
+  }
+
+  /** The server is stopping: a live stream is cancelled (its terminal frame says why), a call without one is refused. */
+  shutdown(reason: string): void {
+    const live = this.session && !this.session.isOver ? this.session : undefined;
+    if (live) live.cancel(reason);
+    else if (!this.session) this.refuse(undefined, new MigError("MIG_UNAVAILABLE", reason));
   }
 
   /** Ends a live stream with an error frame; the stream counts its error when it ends. */
