@@ -370,6 +370,18 @@ describe("bad frames", () => {
     await failedWith(call, "is a server_stream");
   });
 
+  it("a frame over the max receive size → RESOURCE_EXHAUSTED, and the stream it was for is cancelled", async () => {
+    const message_id = randomUUID();
+    const call = streamInvoke(c);
+    call.call.write(request("test.stream.forever", struct({}), { header: { message_id } }));
+    await call.until("a frame", () => call.messages.length > 0);
+    call.call.write({ kind: "FRAME_KIND_REQUEST", payload: struct({ big: "x".repeat(t.runtime.config.maxBodyBytes + 1) }) });
+    await call.end();
+    expect(call.code).toBe(status.RESOURCE_EXHAUSTED);
+    await waitFor("the provider's signal", () => aborts.get(message_id));
+    await waitFor("the stream to end", () => !t.runtime.streams.has(message_id));
+  });
+
   it("after all that the server still serves", async () => {
     const res = await unary(c.discovery, "Hello", { header: header(), supported_versions: ["0.1"] });
     expect(res.selected_version).toBe("0.1");
