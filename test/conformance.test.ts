@@ -18,15 +18,17 @@ describe("conformance harness", () => {
     expect(report.passed).toBeGreaterThanOrEqual(15);
   });
 
-  it("the gRPC checks (the standard's gRPC smoke calls) pass against the gRPC binding", async () => {
+  it("the gRPC checks (the standard's gRPC smoke calls, StreamInvoke, replay over Events) pass against the gRPC binding", async () => {
     const grpc = await startGrpcBinding(t.runtime, t.runtime.authenticator, "127.0.0.1:0");
     try {
-      const report = await runConformance({ grpc: grpc.address, profile: "core", tenant: "acme", only: ["GRPC"] });
+      const report = await runConformance({ grpc: grpc.address, profile: "full", tenant: "acme", only: ["GRPC", "STREAM-1.grpc", "EVENT-4.grpc"] });
       expect(report.results.map((r) => `${r.id} ${r.status} ${r.reason ?? ""}`.trim())).toEqual([
         "GRPC-2.grpc.hello pass selected_binding BINDING_TYPE_GRPC",
         "GRPC-2.grpc.discover pass",
         "GRPC-2.grpc.invoke pass",
         "GRPC-2.grpc.error-status pass",
+        "STREAM-1.grpc.stream-invoke pass 2 frames",
+        "EVENT-4.grpc.replay-from-cursor pass",
       ]);
     } finally {
       await grpc.close();

@@ -4,7 +4,7 @@ import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGrpcBinding, type GrpcBinding } from "../bindings/grpc/server.ts";
 import { startTestRuntime, type TestRuntime } from "./helpers/runtime.ts";
-import { expectStatus, migClients, struct, unary, type MigClients } from "./helpers/grpc.ts";
+import { expectStatus, migClients, streamInvoke, struct, subscribeCall, unary, type CallReader, type MigClients } from "./helpers/grpc.ts";
 
 const SECRET = "a-test-secret-that-is-long-enough-for-hs256";
 let t: TestRuntime;
@@ -64,5 +64,47 @@ describe("tenancy and scopes", () => {
     const without = await bearer({ sub: "bob", tenant_id: "acme", scope: "something:else" });
     expect((await unary(c.discovery, "Discover", {}, { metadata: without })).capabilities).toEqual([]);
     await expectStatus(invoke(without), status.PERMISSION_DENIED, "MIG_FORBIDDEN");
+  });
+});
+
+describe("streams and events", () => {
+  const inferFrame = (tenant?: string) => ({
+    header: tenant ? { tenant_id: tenant } : {},
+    capability: "observatory.models.infer",
+    kind: "FRAME_KIND_REQUEST",
+    payload: struct({ input: "a b" }),
+  });
+
+  async function endedWith(call: CallReader, grpcCode: number, migCode: string): Promise<void> {
+    await call.end();
+    expect(call.code).toBe(grpcCode);
+    expect(call.error!.metadata.get("mig-error-code")).toEqual([migCode]);
+  }
+
+  it("StreamInvoke, Publish and Subscribe without a token → UNAUTHENTICATED", async () => {
+    const stream = streamInvoke(c, { metadata: { "x-tenant-id": "acme" } });
+    stream.call.write(inferFrame());
+    await endedWith(stream, status.UNAUTHENTICATED, "MIG_UNAUTHORIZED");
+    await expectStatus(unary(c.events, "Publish", { header: { tenant_id: "acme" }, topic: "a.b", payload: struct({}) }), status.UNAUTHENTICATED, "MIG_UNAUTHORIZED");
+    await endedWith(subscribeCall(c, { header: { tenant_id: "acme" }, topic: "a.b" }), status.UNAUTHENTICATED, "MIG_UNAUTHORIZED");
+  });
+
+  it("a tenant-A token naming tenant B → PERMISSION_DENIED on StreamInvoke, Publish and Subscribe", async () => {
+    const acme = await bearer({ sub: "alice", tenant_id: "acme", scope: "capability:infer" });
+    const stream = streamInvoke(c, { metadata: acme });
+    stream.call.write(inferFrame("globex"));
+    await endedWith(stream, status.PERMISSION_DENIED, "MIG_FORBIDDEN");
+    await expectStatus(unary(c.events, "Publish", { header: { tenant_id: "globex" }, topic: "a.b", payload: struct({}) }, { metadata: acme }), status.PERMISSION_DENIED, "MIG_FORBIDDEN");
+    await endedWith(subscribeCall(c, { topic: "a.b" }, { metadata: { ...acme, "x-tenant-id": "globex" } }), status.PERMISSION_DENIED, "MIG_FORBIDDEN");
+  });
+
+  it("with a valid token a stream runs in the token's tenant", async () => {
+    const stream = streamInvoke(c, { metadata: await bearer({ sub: "alice", tenant_id: "acme", scope: "capability:infer" }) });
+    stream.call.write(inferFrame());
+    stream.call.end();
+    const frames = await stream.end();
+    expect(stream.code).toBe(status.OK);
+    expect(frames).toHaveLength(3);
+    expect(frames.every((f) => f.header.tenant_id === "acme")).toBe(true);
   });
 });

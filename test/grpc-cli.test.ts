@@ -1,12 +1,13 @@
 // `mig start` serves gRPC: the standard's gRPC smoke checks pass against the real process, and reflection alone is enough to call it.
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import { credentials, loadPackageDefinition, type ServiceError } from "@grpc/grpc-js";
+import { credentials, loadPackageDefinition, status, type ServiceError } from "@grpc/grpc-js";
 import { loadFileDescriptorSetFromBuffer, loadSync } from "@grpc/proto-loader";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LOADER_OPTIONS } from "../bindings/grpc/proto.ts";
 import { startMig, type MigProcess } from "./helpers/process.ts";
-import { migClients, struct, unary, type MigClients } from "./helpers/grpc.ts";
+import { migClients, struct, subscribeCall, unary, type MigClients } from "./helpers/grpc.ts";
+import { runConformance } from "../conformance/harness.ts";
 
 let mig: MigProcess;
 let address: string;
@@ -63,9 +64,20 @@ describe("mig start over gRPC", () => {
     expect(hello.selected_version).toBe("0.1");
   });
 
-  it("stops cleanly on SIGTERM with the gRPC listener open", async () => {
-    c.close();
+  it("streams an invocation and replays events over gRPC (the harness's STREAM-1 and EVENT-4 gRPC checks)", async () => {
+    const report = await runConformance({ grpc: address, profile: "full", tenant: "acme", only: ["STREAM-1.grpc", "EVENT-4.grpc"] });
+    expect(report.results.map((r) => `${r.id} ${r.status}`)).toEqual(["STREAM-1.grpc.stream-invoke pass", "EVENT-4.grpc.replay-from-cursor pass"]);
+  });
+
+  it("stops cleanly on SIGTERM with the gRPC listener open and a subscription streaming", async () => {
+    const sub = subscribeCall(c, { header: { tenant_id: "acme" }, topic: "cli.shutdown" });
+    await new Promise((resolve) => sub.call.once("metadata", resolve));
     expect(await mig.stop("SIGTERM")).toBe(0);
+    await sub.end();
+    // The binding ended the subscription itself, with a MIG error, rather than cutting the call off.
+    expect(sub.code).toBe(status.UNAVAILABLE);
+    expect(sub.error!.metadata.get("mig-error-code")).toEqual(["MIG_UNAVAILABLE"]);
+    c.close();
   });
 });
 

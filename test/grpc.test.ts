@@ -214,20 +214,6 @@ describe("errors", () => {
   it("an unsupported version → FAILED_PRECONDITION (MIG_VERSION_MISMATCH)", async () => {
     await expectStatus(unary(c.discovery, "Hello", { header: header(), supported_versions: ["7.0"] }), status.FAILED_PRECONDITION, "MIG_VERSION_MISMATCH");
   });
-
-  it("Events.Publish, Events.Subscribe and Invocation.StreamInvoke → UNIMPLEMENTED with MIG_UNSUPPORTED_CAPABILITY", async () => {
-    await expectStatus(unary(c.events, "Publish", { header: header(), topic: "a.b" }), status.UNIMPLEMENTED, "MIG_UNSUPPORTED_CAPABILITY");
-    const ended = (stream: any) =>
-      new Promise((resolve, reject) => {
-        stream.on("data", () => undefined);
-        stream.on("error", reject);
-        stream.on("end", () => resolve("ended without a status"));
-      });
-    await expectStatus(ended((c.events as any).Subscribe({ header: header(), topic: "a.b" })), status.UNIMPLEMENTED, "MIG_UNSUPPORTED_CAPABILITY");
-    const bidi = (c.invocation as any).StreamInvoke();
-    bidi.write({ header: header(), capability: "observatory.models.infer", kind: "FRAME_KIND_REQUEST" });
-    await expectStatus(ended(bidi), status.UNIMPLEMENTED, "MIG_UNSUPPORTED_CAPABILITY");
-  });
 });
 
 describe("bad input", () => {

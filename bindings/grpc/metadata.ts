@@ -34,3 +34,20 @@ export function mergeHeaderFields(metadata: Metadata, body: JsonObject): void {
     if (header[field] === undefined) header[field] = value;
   }
 }
+
+/**
+ * A call ended this close to its deadline ended because of it: the client's deadline timer starts
+ * before the request reaches us, so its cancel can arrive early, more so on a loaded machine.
+ */
+export const DEADLINE_SLACK_MS = 100;
+
+/** The call's deadline (grpc-timeout) as epoch ms; Infinity when the client set none. */
+export function deadlineAtOf(call: { getDeadline(): Date | number }): number {
+  const deadline = call.getDeadline();
+  return deadline instanceof Date ? deadline.getTime() : deadline;
+}
+
+/** Whether a call that just ended was ended by its own deadline rather than by the client. */
+export function endedByDeadline(deadlineAt: number): boolean {
+  return deadlineAt - Date.now() <= DEADLINE_SLACK_MS;
+}

@@ -2,7 +2,6 @@
 import {
   Server,
   ServerCredentials,
-  status,
   type ServerDuplexStream,
   type ServerUnaryCall,
   type ServerWritableStream,
@@ -16,9 +15,11 @@ import type { Authenticator } from "../../runtime/auth.ts";
 import type { RequestContext } from "../../runtime/core.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
 import type { JsonObject } from "../../runtime/types.ts";
-import { credentialsOf, mergeHeaderFields, tenantOf } from "./metadata.ts";
+import { credentialsOf, deadlineAtOf, endedByDeadline, mergeHeaderFields, tenantOf } from "./metadata.ts";
 import { migPackageDefinition, migService, UndecodableRequest, type ServiceName } from "./proto.ts";
 import { statusFor } from "./status.ts";
+import { serveSubscribe } from "./events.ts";
+import { serveStreamInvoke } from "./stream-invoke.ts";
 import { fromProto, toProto } from "./translate.ts";
 
 export interface GrpcBindingOptions {
@@ -31,17 +32,18 @@ export interface GrpcBinding {
   /** host:port the server listens on (the chosen port when the configured one was 0). */
   address: string;
   port: number;
-  /** Stops taking calls; calls still running after `graceMs` are cut off. */
+  /**
+   * Stops taking calls and ends open streams and subscriptions (a stream with a cancel frame, a
+   * subscription with UNAVAILABLE); unary calls still running after `graceMs` are cut off.
+   */
   close(graceMs?: number): Promise<void>;
 }
 
 type Call = ServerUnaryCall<unknown, unknown>;
 
-/**
- * A call ended this close to its deadline ended because of it: the client's deadline timer starts
- * before the request reaches us, so its cancel can arrive early, more so on a loaded machine.
- */
-const DEADLINE_SLACK_MS = 100;
+/** The open streaming calls of a server, each as a function that ends it with a reason (at shutdown). */
+export type StreamingCalls = Set<(reason: string) => void>;
+
 type Operation = (body: JsonObject, context: RequestContext, call: Call) => Promise<object>;
 
 export async function startGrpcBinding(
@@ -79,8 +81,7 @@ export async function startGrpcBinding(
 
   /** INVOKE under the call's deadline; a call the client cancels cancels the invocation through the runtime. */
   const invoke: Operation = async (body, context, call) => {
-    const deadline = call.getDeadline();
-    const deadlineAt = deadline instanceof Date ? deadline.getTime() : deadline;
+    const deadlineAt = deadlineAtOf(call);
     if (Number.isFinite(deadlineAt)) context.deadlineAt = deadlineAt;
     if (call.cancelled) {
       throw new MigError("MIG_TIMEOUT", "the call was cancelled before the invocation started", { retryable: false, details: { cancelled: true } });
@@ -88,7 +89,7 @@ export async function startGrpcBinding(
     const onCancelled = () => {
       // grpc-js also ends a call whose deadline passed; that deadline is the invocation's own (via
       // deadlineAt), so the runtime ends the work itself and counts it as timed out, not cancelled.
-      if (deadlineAt - Date.now() <= DEADLINE_SLACK_MS) return;
+      if (endedByDeadline(deadlineAt)) return;
       const header = body.header as JsonObject | undefined;
       if (typeof header?.message_id !== "string") return;
       const reason = "the gRPC client cancelled the call";
@@ -106,13 +107,8 @@ export async function startGrpcBinding(
     }
   };
 
-  const unsupported = (method: string) =>
-    statusFor(
-      new MigError("MIG_UNSUPPORTED_CAPABILITY", `${method} is not served over gRPC by this runtime yet; see docs/bindings/grpc.md`),
-      undefined,
-      undefined,
-      status.UNIMPLEMENTED,
-    );
+  /** Ends each open StreamInvoke and Subscribe call; they would otherwise hold a graceful shutdown for its whole grace. */
+  const streaming: StreamingCalls = new Set();
 
   const handlers: Record<ServiceName, UntypedServiceImplementation> = {
     Discovery: {
@@ -121,11 +117,11 @@ export async function startGrpcBinding(
     },
     Invocation: {
       Invoke: unary(invoke),
-      StreamInvoke: (call: ServerDuplexStream<unknown, unknown>) => call.emit("error", unsupported("Invocation.StreamInvoke")),
+      StreamInvoke: (call: ServerDuplexStream<unknown, unknown>) => serveStreamInvoke(runtime, authenticator, call, streaming),
     },
     Events: {
-      Publish: (_call: Call, callback: sendUnaryData<unknown>) => callback(unsupported("Events.Publish")),
-      Subscribe: (call: ServerWritableStream<unknown, unknown>) => call.emit("error", unsupported("Events.Subscribe")),
+      Publish: unary((body, context) => runtime.publish(body, context)),
+      Subscribe: (call: ServerWritableStream<unknown, unknown>) => serveSubscribe(runtime, authenticator, call, streaming),
     },
     Control: {
       Cancel: unary((body, context) => runtime.cancel(body, context)),
@@ -155,6 +151,7 @@ export async function startGrpcBinding(
           return resolve();
         }
         const timer = setTimeout(() => server.forceShutdown(), graceMs);
+        for (const end of [...streaming]) end("the server is shutting down");
         server.tryShutdown(() => {
           clearTimeout(timer);
           resolve();

@@ -1,4 +1,4 @@
-// Checks over the gRPC binding: the standard's own gRPC smoke calls (Hello, Discover, Invoke) and the status of an error.
+// Checks over the gRPC binding: the standard's own gRPC smoke calls (Hello, Discover, Invoke), the status of an error, StreamInvoke, and replay over Events.
 
 import { status } from "@grpc/grpc-js";
 import { brief, ensure, fail } from "../assert.ts";
@@ -67,3 +67,53 @@ const invokeUnknown = check(
 );
 
 export const coreGrpcChecks: readonly Check[] = [hello, discover, invoke, invokeUnknown];
+
+const streamInvoke = check(
+  "STREAM-1", "grpc", "stream-invoke", "streaming",
+  `Invocation.StreamInvoke of ${INFER} (one request frame, then half-close) answers frames that all carry one stream_id, the last with end_stream, then status OK`,
+  async (ctx) => {
+    const answer = await ctx.grpc.stream(
+      "Invocation", "StreamInvoke",
+      [{ header: header(ctx), capability: INFER, kind: "FRAME_KIND_REQUEST", payload: stringStruct(INFER_PAYLOAD) }],
+      () => false,
+    );
+    if (answer.error) fail(`${answer.method} failed: ${status[answer.error.code] ?? answer.error.code} ${brief(answer.error.details)}`);
+    ensure(answer.code === status.OK, `the call ended with status ${brief(answer.code)}, expected OK`);
+    const frames = answer.messages;
+    ensure(frames.length > 0, "no frame arrived");
+    const ids = new Set(frames.map((f) => f.stream_id));
+    ensure(ids.size === 1 && typeof frames[0]!.stream_id === "string" && frames[0]!.stream_id !== "", `frames carry stream_ids ${brief([...ids])}`);
+    const ends = frames.map((f, i) => (f.end_stream === true ? i : -1)).filter((i) => i >= 0);
+    ensure(ends.length === 1 && ends[0] === frames.length - 1, `end_stream is set on frames ${brief(ends)} of ${frames.length}; expected the last only`);
+    const last = frames.at(-1)!;
+    ensure(last.kind === "FRAME_KIND_RESPONSE", `the last frame is ${brief(last.kind)} ${brief(last.error)}, expected FRAME_KIND_RESPONSE`);
+    return `${frames.length} frames`;
+  },
+);
+
+const replayFromCursor = check(
+  "EVENT-4", "grpc", "replay-from-cursor", "evented",
+  "Events.Publish three events, then Events.Subscribe from the first one's sequence: the later two, in order, with replay true",
+  async (ctx) => {
+    const topic = `conformance.${ctx.runId}.grpc-replay`;
+    const acks: Record<string, unknown>[] = [];
+    for (let n = 1; n <= 3; n++) {
+      const ack = expectOk(await ctx.grpc.call("Events", "Publish", { header: header(ctx), topic, payload: stringStruct({ n: String(n) }) }));
+      ensure(ack.accepted === true && typeof ack.event_id === "string", `PublishAck is ${brief(ack)}`);
+      acks.push(ack);
+    }
+    const ids = acks.map((a) => a.event_id);
+    const answer = await ctx.grpc.stream(
+      "Events", "Subscribe",
+      { header: header(ctx), topic, resume_cursor: String(acks[0]!.sequence) },
+      (messages) => messages.some((m) => m.event_id === ids[2]),
+    );
+    if (answer.error) fail(`${answer.method} failed: ${status[answer.error.code] ?? answer.error.code} ${brief(answer.error.details)}`);
+    const ours = answer.messages.filter((m) => ids.includes(m.event_id));
+    ensure(JSON.stringify(ours.map((m) => m.event_id)) === JSON.stringify(ids.slice(1)), `events arrived as ${brief(ours.map((m) => m.event_id))}, expected ${brief(ids.slice(1))}`);
+    ensure(ours.every((m) => m.replay === true), `replay flags ${brief(ours.map((m) => m.replay))}`);
+  },
+);
+
+export const streamingGrpcChecks: readonly Check[] = [streamInvoke];
+export const eventedGrpcChecks: readonly Check[] = [replayFromCursor];

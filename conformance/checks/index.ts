@@ -3,7 +3,7 @@
 import type { Check } from "../check.ts";
 import { answerChecks, envelopeSchemas } from "./answers.ts";
 import { coreHttpChecks } from "./core-http.ts";
-import { coreGrpcChecks } from "./grpc.ts";
+import { coreGrpcChecks, eventedGrpcChecks, streamingGrpcChecks } from "./grpc.ts";
 import { coreNatsChecks, eventedNatsChecks } from "./nats.ts";
 import { eventedHttpChecks } from "./evented-http.ts";
 import { fullHttpChecks } from "./full-http.ts";
@@ -15,7 +15,9 @@ export const ALL_CHECKS: readonly Check[] = [
   ...coreNatsChecks,
   ...coreGrpcChecks,
   ...streamingHttpChecks,
+  ...streamingGrpcChecks,
   ...eventedHttpChecks,
+  ...eventedGrpcChecks,
   ...eventedNatsChecks,
   ...fullHttpChecks,
   ...answerChecks,

@@ -91,3 +91,71 @@ export function struct(object: Record<string, string | number | boolean>): objec
   }
   return { fields };
 }
+
+/** A server stream or bidi call as a test reads it: messages in arrival order, and how the call ended. */
+export class CallReader {
+  readonly messages: any[] = [];
+  /** Initial metadata the server sent. */
+  metadata: Metadata | undefined;
+  /** The ServiceError the call ended with, or undefined while running / when it ended OK. */
+  error: ServiceError | undefined;
+  /** The status code once the call has ended (0 is OK). */
+  code: number | undefined;
+  private waiters: (() => void)[] = [];
+
+  constructor(readonly call: any) {
+    call.on("metadata", (m: Metadata) => (this.metadata = m));
+    call.on("data", (m: any) => {
+      this.messages.push(m);
+      this.wake();
+    });
+    call.on("error", (e: ServiceError) => {
+      this.error = e;
+      this.code = e.code;
+      this.wake();
+    });
+    call.on("status", (s: { code: number }) => {
+      this.code ??= s.code;
+      this.wake();
+    });
+  }
+
+  get ended(): boolean {
+    return this.code !== undefined;
+  }
+
+  private wake(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  /** Resolves once `check` holds (checked after each message and at the end); rejects when the call ends without it. */
+  async until(what: string, check: () => boolean): Promise<void> {
+    while (!check()) {
+      if (this.ended) throw new Error(`the call ended (status ${this.code}${this.error ? `: ${this.error.details}` : ""}) before ${what}; got ${this.messages.length} messages`);
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+
+  /** Resolves with the messages once the call has ended (its status is in `code` / `error`). */
+  async end(): Promise<any[]> {
+    while (!this.ended) await new Promise<void>((resolve) => this.waiters.push(resolve));
+    return this.messages;
+  }
+}
+
+/** Opens a StreamInvoke call. */
+export function streamInvoke(clients: MigClients, options: CallOptions = {}): CallReader {
+  const deadline = options.deadlineMs === undefined ? {} : { deadline: Date.now() + options.deadlineMs };
+  return new CallReader((clients.invocation as any).StreamInvoke(metadataOf(options.metadata), deadline));
+}
+
+/** Opens an Events.Subscribe call. */
+export function subscribeCall(clients: MigClients, request: unknown, options: CallOptions = {}): CallReader {
+  return new CallReader((clients.events as any).Subscribe(request, metadataOf(options.metadata)));
+}
+
+/** Opens a StreamInvoke call that writes raw bytes, as a client with a broken encoder would; answers are decoded. */
+export function rawStreamInvoke(clients: MigClients): CallReader {
+  const method = (loadSync(PROTO_FILE, LOADER_OPTIONS)["mig.v0_1.Invocation"] as any).StreamInvoke;
+  return new CallReader(clients.raw.makeBidiStreamRequest(method.path, (b: Buffer) => b, method.responseDeserialize, new Metadata()));
+}
