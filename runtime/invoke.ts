@@ -118,9 +118,12 @@ export function execute(
     const started = performance.now();
     const controller = new AbortController();
     let settled = false;
+    // The deadline is a plain timer that sends DEADLINE, not a delayed transition of the machine (see actors/invocation.ts).
+    let deadline: NodeJS.Timeout | undefined;
     const settle = (outcome: InvocationOutcome) => {
       if (settled) return;
       settled = true;
+      clearTimeout(deadline);
       core.inflight.delete(messageId);
       core.finished.add(messageId, header.tenant_id);
       core.metrics.invocations.inc({ capability: descriptor.id, outcome: outcomeLabel(outcome) });
@@ -131,6 +134,7 @@ export function execute(
       settle({ ok: false, error: new MigError("MIG_INTERNAL", `the invocation ${messageId} failed inside the runtime; it was contained`) }),
     );
     core.inflight.set(messageId, { tenant: header.tenant_id, subject: principal.subject, capability: descriptor.id, actor });
+    if (!settled) deadline = setTimeout(() => actor.send({ type: "DEADLINE" }), header.deadline_ms);
     actor.send({ type: "DISPATCHED" });
 
     const succeed = (value: unknown) => {

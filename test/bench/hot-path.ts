@@ -78,13 +78,16 @@ async function inFlight(total: number, concurrency: number, call: () => Promise<
 async function main(): Promise<void> {
   console.log(`hot-path bench: ${ROUNDS} rounds, median (min–max); load average ${(await import("node:os")).loadavg().map((l) => l.toFixed(1)).join(" ")}`);
 
-  await rounds("machine alone", N, async () => {
+  await rounds("machine alone (+ deadline timer)", N, async () => {
     const settle = () => undefined;
     for (let i = 0; i < N; i++) {
+      // As runtime/invoke.ts runs it: with its deadline timer, started and cleared.
       const actor = createActor(invocationMachine, { input: { deadlineMs: 30_000, controller: new AbortController(), settle } });
       actor.start();
+      const deadline = setTimeout(() => actor.send({ type: "DEADLINE" }), 30_000);
       actor.send({ type: "DISPATCHED" });
       actor.send({ type: "RESULT", payload: {} });
+      clearTimeout(deadline);
     }
   });
 
@@ -117,7 +120,7 @@ async function main(): Promise<void> {
       }),
     );
     await rounds("raw NATS request/reply (same conn)", natsOps, async () => {
-      const sub = nc.subscribe("bench.raw.echo", { callback: (_e, m) => m.respond(m.data) });
+      const sub = nc.subscribe("bench.raw.echo", { callback: (_e, m) => void m.respond(m.data) });
       await inFlight(natsOps, CONCURRENCY, () => nc.request("bench.raw.echo", body, { timeout: 30_000 }));
       sub.unsubscribe();
     });
