@@ -3,18 +3,22 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 
 export class Metrics {
   readonly registry = new Registry();
+  /** Set by the supervisor: brings mig_actors_live and mig_actor_transitions_total up to date before they are read. */
+  collectActors: (() => void) | undefined;
 
-  readonly actorsLive = new Gauge({
+  readonly actorsLive: Gauge<"kind" | "state"> = new Gauge({
     name: "mig_actors_live",
     help: "Live actors by kind and current state",
     labelNames: ["kind", "state"] as const,
     registers: [this.registry],
+    collect: () => this.collectActors?.(),
   });
-  readonly actorTransitions = new Counter({
+  readonly actorTransitions: Counter<"kind" | "state"> = new Counter({
     name: "mig_actor_transitions_total",
     help: "State entries of actors, by kind and state entered",
     labelNames: ["kind", "state"] as const,
     registers: [this.registry],
+    collect: () => this.collectActors?.(),
   });
   readonly actorCrashes = new Counter({
     name: "mig_actor_crashes_total",
