@@ -17,7 +17,8 @@ export type InvocationOutcome = { ok: true; payload: JsonObject } | { ok: false;
 
 export interface InvocationInput {
   deadlineMs: number;
-  controller: AbortController;
+  /** Aborts the handler's work (an AbortController, or runtime/invoke.ts's lazy one). */
+  controller: { abort(reason: MigError): void };
   settle: (outcome: InvocationOutcome) => void;
 }
 

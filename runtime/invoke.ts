@@ -116,7 +116,7 @@ export function execute(
   }
   return new Promise<InvocationOutcome>((resolve) => {
     const started = performance.now();
-    const controller = new AbortController();
+    const controller = new LazyAbortController();
     let settled = false;
     // The deadline is a plain timer that sends DEADLINE, not a delayed transition of the machine (see actors/invocation.ts).
     let deadline: NodeJS.Timeout | undefined;
@@ -142,11 +142,18 @@ export function execute(
       actor.send(problem ? { type: "FAIL", error: problem } : { type: "RESULT", payload: value as JsonObject });
     };
     const fail = (err: unknown) => {
-      if (controller.signal.aborted) return;
+      if (controller.aborted) return;
       actor.send({ type: "FAIL", error: providerError(core, descriptor.id, messageId, err) });
     };
     try {
-      const result = entry.handler(payload, { header, principal, capability: descriptor, signal: controller.signal });
+      const result = entry.handler(payload, {
+        header,
+        principal,
+        capability: descriptor,
+        get signal() {
+          return controller.signal;
+        },
+      });
       if (result !== null && typeof result === "object" && typeof (result as Promise<unknown>).then === "function") {
         (result as Promise<unknown>).then(succeed, fail);
       } else {
@@ -156,6 +163,34 @@ export function execute(
       fail(err);
     }
   });
+}
+
+/**
+ * An AbortController made only when the handler reads its signal: most handlers never do, and making
+ * one per invocation showed in profiles (docs/decisions.md). A signal read after the abort is born aborted,
+ * with the same reason.
+ */
+class LazyAbortController {
+  private controller: AbortController | undefined;
+  private reason: MigError | undefined;
+
+  get aborted(): boolean {
+    return this.reason !== undefined;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.reason !== undefined) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
+  }
+
+  abort(reason: MigError): void {
+    if (this.reason !== undefined) return;
+    this.reason = reason;
+    this.controller?.abort(reason);
+  }
 }
 
 export function checkOutput(core: RuntimeCore, entry: RegisteredCapability, value: unknown): MigError | undefined {
