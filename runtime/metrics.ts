@@ -36,10 +36,19 @@ export class Metrics {
     help: "Streams whose provider waits for credit because the consumer is not reading",
     registers: [this.registry],
   });
-  readonly streamBufferedFrames = new Gauge({
+  /**
+   * Per-frame figures are counted in these plain fields and handed to prom-client when the registry is
+   * read: a labelled prom-client call hashes its labels, and a stream frame made three of them on each side.
+   */
+  bufferedFrames = 0;
+  readonly framesCounted = { out: 0, in: 0 };
+  private readonly framesReported = { out: 0, in: 0 };
+
+  readonly streamBufferedFrames: Gauge = new Gauge({
     name: "mig_stream_buffered_frames",
     help: "Frames of all streams held by this process: handed to a binding but not yet written out, or waiting for credit",
     registers: [this.registry],
+    collect: () => this.streamBufferedFrames.set(this.bufferedFrames),
   });
   readonly streams = new Counter({
     name: "mig_streams_total",
@@ -47,11 +56,18 @@ export class Metrics {
     labelNames: ["capability", "outcome"] as const,
     registers: [this.registry],
   });
-  readonly streamFrames = new Counter({
+  readonly streamFrames: Counter<"direction"> = new Counter({
     name: "mig_stream_frames_total",
     help: "Stream frames by direction (out: to the caller, in: from the caller)",
     labelNames: ["direction"] as const,
     registers: [this.registry],
+    collect: () => {
+      for (const direction of ["out", "in"] as const) {
+        const delta = this.framesCounted[direction] - this.framesReported[direction];
+        if (delta > 0) this.streamFrames.inc({ direction }, delta);
+        this.framesReported[direction] = this.framesCounted[direction];
+      }
+    },
   });
   readonly supervisorRestarts = new Counter({
     name: "mig_supervisor_restarts_total",
