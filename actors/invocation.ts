@@ -1,12 +1,14 @@
 // The invocation actor: one per unary INVOKE, from acceptance to exactly one final outcome.
 //
-//   running ──────────────────────────────── after deadline ──▶ timed_out (final, aborts work)
+//   running ─────────────────────────────────────── DEADLINE ──▶ timed_out (final, aborts work)
 //   ├─ received ── DISPATCHED ─▶ dispatched ── RESULT ──▶ completed (final)
 //   ├─ FAIL ──▶ failed (final)
 //   └─ CANCEL ──▶ cancelled (final, aborts work)
 //
-// Kept lean on purpose (see docs/ARCHITECTURE.md): no child actors, one delayed transition, and the
-// handler's result arrives as an event. Each final state settles the caller exactly once.
+// Kept lean on purpose (see docs/ARCHITECTURE.md): no child actors, no delayed transition (the deadline
+// arrives as an event from a plain timer that execute() in runtime/invoke.ts starts and clears: XState's
+// scheduler cost about a third of the actor, docs/decisions.md), and the handler's result arrives as an
+// event. Each final state settles the caller exactly once.
 import { setup } from "xstate";
 import { MigError } from "../runtime/errors.ts";
 import type { JsonObject } from "../runtime/types.ts";
@@ -15,7 +17,8 @@ export type InvocationOutcome = { ok: true; payload: JsonObject } | { ok: false;
 
 export interface InvocationInput {
   deadlineMs: number;
-  controller: AbortController;
+  /** Aborts the handler's work (an AbortController, or runtime/invoke.ts's lazy one). */
+  controller: { abort(reason: MigError): void };
   settle: (outcome: InvocationOutcome) => void;
 }
 
@@ -23,16 +26,14 @@ export type InvocationEvent =
   | { type: "DISPATCHED" }
   | { type: "RESULT"; payload: JsonObject }
   | { type: "FAIL"; error: MigError }
-  | { type: "CANCEL"; reason: string };
+  | { type: "CANCEL"; reason: string }
+  | { type: "DEADLINE" };
 
 export const invocationMachine = setup({
   types: {
     context: {} as InvocationInput,
     input: {} as InvocationInput,
     events: {} as InvocationEvent,
-  },
-  delays: {
-    deadline: ({ context }) => context.deadlineMs,
   },
   actions: {
     deliverResult: ({ context, event }) => {
@@ -66,8 +67,8 @@ export const invocationMachine = setup({
   states: {
     running: {
       initial: "received",
-      after: { deadline: "timed_out" },
       on: {
+        DEADLINE: "timed_out",
         FAIL: "failed",
         CANCEL: "cancelled",
       },

@@ -116,11 +116,14 @@ export function execute(
   }
   return new Promise<InvocationOutcome>((resolve) => {
     const started = performance.now();
-    const controller = new AbortController();
+    const controller = new LazyAbortController();
     let settled = false;
+    // The deadline is a plain timer that sends DEADLINE, not a delayed transition of the machine (see actors/invocation.ts).
+    let deadline: NodeJS.Timeout | undefined;
     const settle = (outcome: InvocationOutcome) => {
       if (settled) return;
       settled = true;
+      clearTimeout(deadline);
       core.inflight.delete(messageId);
       core.finished.add(messageId, header.tenant_id);
       core.metrics.invocations.inc({ capability: descriptor.id, outcome: outcomeLabel(outcome) });
@@ -131,6 +134,7 @@ export function execute(
       settle({ ok: false, error: new MigError("MIG_INTERNAL", `the invocation ${messageId} failed inside the runtime; it was contained`) }),
     );
     core.inflight.set(messageId, { tenant: header.tenant_id, subject: principal.subject, capability: descriptor.id, actor });
+    if (!settled) deadline = setTimeout(() => actor.send({ type: "DEADLINE" }), header.deadline_ms);
     actor.send({ type: "DISPATCHED" });
 
     const succeed = (value: unknown) => {
@@ -138,11 +142,18 @@ export function execute(
       actor.send(problem ? { type: "FAIL", error: problem } : { type: "RESULT", payload: value as JsonObject });
     };
     const fail = (err: unknown) => {
-      if (controller.signal.aborted) return;
+      if (controller.aborted) return;
       actor.send({ type: "FAIL", error: providerError(core, descriptor.id, messageId, err) });
     };
     try {
-      const result = entry.handler(payload, { header, principal, capability: descriptor, signal: controller.signal });
+      const result = entry.handler(payload, {
+        header,
+        principal,
+        capability: descriptor,
+        get signal() {
+          return controller.signal;
+        },
+      });
       if (result !== null && typeof result === "object" && typeof (result as Promise<unknown>).then === "function") {
         (result as Promise<unknown>).then(succeed, fail);
       } else {
@@ -152,6 +163,34 @@ export function execute(
       fail(err);
     }
   });
+}
+
+/**
+ * An AbortController made only when the handler reads its signal: most handlers never do, and making
+ * one per invocation showed in profiles (docs/decisions.md). A signal read after the abort is born aborted,
+ * with the same reason.
+ */
+class LazyAbortController {
+  private controller: AbortController | undefined;
+  private reason: MigError | undefined;
+
+  get aborted(): boolean {
+    return this.reason !== undefined;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.reason !== undefined) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
+  }
+
+  abort(reason: MigError): void {
+    if (this.reason !== undefined) return;
+    this.reason = reason;
+    this.controller?.abort(reason);
+  }
 }
 
 export function checkOutput(core: RuntimeCore, entry: RegisteredCapability, value: unknown): MigError | undefined {

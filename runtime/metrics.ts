@@ -3,18 +3,22 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 
 export class Metrics {
   readonly registry = new Registry();
+  /** Set by the supervisor: brings mig_actors_live and mig_actor_transitions_total up to date before they are read. */
+  collectActors: (() => void) | undefined;
 
-  readonly actorsLive = new Gauge({
+  readonly actorsLive: Gauge<"kind" | "state"> = new Gauge({
     name: "mig_actors_live",
     help: "Live actors by kind and current state",
     labelNames: ["kind", "state"] as const,
     registers: [this.registry],
+    collect: () => this.collectActors?.(),
   });
-  readonly actorTransitions = new Counter({
+  readonly actorTransitions: Counter<"kind" | "state"> = new Counter({
     name: "mig_actor_transitions_total",
     help: "State entries of actors, by kind and state entered",
     labelNames: ["kind", "state"] as const,
     registers: [this.registry],
+    collect: () => this.collectActors?.(),
   });
   readonly actorCrashes = new Counter({
     name: "mig_actor_crashes_total",
@@ -32,10 +36,19 @@ export class Metrics {
     help: "Streams whose provider waits for credit because the consumer is not reading",
     registers: [this.registry],
   });
-  readonly streamBufferedFrames = new Gauge({
+  /**
+   * Per-frame figures are counted in these plain fields and handed to prom-client when the registry is
+   * read: a labelled prom-client call hashes its labels, and a stream frame made three of them on each side.
+   */
+  bufferedFrames = 0;
+  readonly framesCounted = { out: 0, in: 0 };
+  private readonly framesReported = { out: 0, in: 0 };
+
+  readonly streamBufferedFrames: Gauge = new Gauge({
     name: "mig_stream_buffered_frames",
     help: "Frames of all streams held by this process: handed to a binding but not yet written out, or waiting for credit",
     registers: [this.registry],
+    collect: () => this.streamBufferedFrames.set(this.bufferedFrames),
   });
   readonly streams = new Counter({
     name: "mig_streams_total",
@@ -43,11 +56,18 @@ export class Metrics {
     labelNames: ["capability", "outcome"] as const,
     registers: [this.registry],
   });
-  readonly streamFrames = new Counter({
+  readonly streamFrames: Counter<"direction"> = new Counter({
     name: "mig_stream_frames_total",
     help: "Stream frames by direction (out: to the caller, in: from the caller)",
     labelNames: ["direction"] as const,
     registers: [this.registry],
+    collect: () => {
+      for (const direction of ["out", "in"] as const) {
+        const delta = this.framesCounted[direction] - this.framesReported[direction];
+        if (delta > 0) this.streamFrames.inc({ direction }, delta);
+        this.framesReported[direction] = this.framesCounted[direction];
+      }
+    },
   });
   readonly supervisorRestarts = new Counter({
     name: "mig_supervisor_restarts_total",

@@ -16,7 +16,7 @@ import { MigError, type MigErrorBody } from "./errors.ts";
 import { decode, encode, INTERNAL_PREFIX, PROTOCOL_VERSION, principalFromWire, principalOnWire, readWorkRequest, WORK_QUEUE, type WorkRequest } from "./provider-protocol.ts";
 import type { MigRuntime } from "./runtime.ts";
 import type { CapabilityDefinition, StreamContext, StreamHandler } from "./provider.ts";
-import type { FrameSink, StreamMode, StreamSession } from "./stream.ts";
+import { EMITTED, type FrameSink, type StreamMode, type StreamSession } from "./stream.ts";
 import type { CapabilityDescriptor, JsonObject } from "./types.ts";
 
 export const streamOpenSubject = (capability: string) => `${INTERNAL_PREFIX}.stream.${capability}`;
@@ -183,7 +183,9 @@ class RemoteStream {
     this.pumping = true;
     try {
       while (this.frames.length > 0 && !this.done) {
-        await this.context.emit(this.frames.shift()!);
+        // Awaiting an emit that went out at once would cost each frame its own turn and socket write.
+        const emitted = this.context.emit(this.frames.shift()!);
+        if (emitted !== EMITTED) await emitted;
         if (++this.owed >= 8 || this.frames.length === 0) {
           this.send({ credit: this.owed });
           this.owed = 0;

@@ -57,7 +57,12 @@ export function encodeFrame(frame: StreamFrame): string {
   const body = JSON.stringify(rest);
   return body === "{}" ? `{"header":${header}}` : `{"header":${header},${body.slice(1)}`;
 }
-const RESOLVED: Promise<void> = Promise.resolve();
+/**
+ * What emit() returns when the frame went out at once. A relay that emits many frames (runtime/remote-stream.ts)
+ * goes on without awaiting it, so that its frames are published in one turn and leave in one socket write.
+ */
+export const EMITTED: Promise<void> = Promise.resolve();
+const RESOLVED = EMITTED;
 
 /** Checks a caller's stream id: it names the stream on the wire and becomes a NATS subject token. */
 export function checkStreamId(value: unknown): string {
@@ -177,8 +182,6 @@ export class StreamSession {
   private end: StreamEnd | undefined;
   private result: JsonObject = {};
   private resolveEnded!: (end: StreamEnd) => void;
-  private readonly framesOut;
-  private readonly framesIn;
 
   constructor(
     private readonly core: RuntimeCore,
@@ -198,8 +201,6 @@ export class StreamSession {
     // Past the window the binding stops reading its socket; the hard limit catches frames already read.
     this.inbound = new FrameQueue(Math.max(1024, core.config.streamWindow * 32), () => this.relieve());
     this.ended = new Promise((resolve) => (this.resolveEnded = resolve));
-    this.framesOut = core.metrics.streamFrames.labels({ direction: "out" });
-    this.framesIn = core.metrics.streamFrames.labels({ direction: "in" });
   }
 
   get isOver(): boolean {
@@ -270,7 +271,7 @@ export class StreamSession {
     }
     return new Promise<void>((resolve, reject) => {
       this.pending.push({ frame, resolve, reject });
-      this.core.metrics.streamBufferedFrames.inc();
+      this.core.metrics.bufferedFrames++;
       this.noteHeld();
       if (!this.paused) {
         this.paused = true;
@@ -304,7 +305,7 @@ export class StreamSession {
 
   private send(frame: StreamFrame): void {
     this.inTransit++;
-    this.core.metrics.streamBufferedFrames.inc();
+    this.core.metrics.bufferedFrames++;
     this.noteHeld();
     this.sink.write(frame, this.written);
   }
@@ -313,10 +314,10 @@ export class StreamSession {
   private readonly written = (): void => {
     this.inTransit--;
     if (this.end) return; // finish() already took this stream's frames off the gauge
-    this.core.metrics.streamBufferedFrames.dec();
+    this.core.metrics.bufferedFrames--;
     while (this.pending.length > 0 && this.inTransit < this.window) {
       const next = this.pending.shift()!;
-      this.core.metrics.streamBufferedFrames.dec();
+      this.core.metrics.bufferedFrames--;
       this.send(next.frame);
       this.release(next.resolve);
     }
@@ -364,7 +365,7 @@ export class StreamSession {
         this.fail(new MigError("MIG_INVALID_REQUEST", `a request frame's payload must be a JSON object (stream ${this.streamId})`));
         return;
       }
-      this.framesIn.inc();
+      this.core.metrics.framesCounted.in++;
       if (!this.inbound.push(payload as JsonObject)) {
         this.fail(new MigError("MIG_BACKPRESSURE", `stream ${this.streamId}: the caller sent more frames than its provider has read`));
         return;
@@ -409,7 +410,7 @@ export class StreamSession {
     if (end.state !== "completed") this.controller.abort(end.error);
     const reason = this.stopReason();
     for (const waiting of this.pending) waiting.reject(reason);
-    core.metrics.streamBufferedFrames.dec(this.inTransit + this.pending.length);
+    core.metrics.bufferedFrames -= this.inTransit + this.pending.length;
     this.pending.length = 0;
     if (this.paused) core.metrics.streamsPaused.dec();
     this.paused = false;
@@ -435,7 +436,7 @@ export class StreamSession {
   }
 
   private frame(kind: FrameKind, payload?: JsonObject): StreamFrame {
-    this.framesOut.inc();
+    this.core.metrics.framesCounted.out++;
     const frame: StreamFrame = { header: this.header, stream_id: this.streamId, capability: this.capability, kind, end_stream: false };
     if (payload !== undefined) frame.payload = payload;
     return frame;

@@ -5,8 +5,20 @@ import type { Metrics } from "./metrics.ts";
 
 interface LiveActor {
   kind: string;
-  state: string;
+  state: Tally;
   startedAt: number;
+}
+
+/** Counts of one (kind, state): how many actors are in it now, and how many entered it since start. */
+interface Tally {
+  kind: string;
+  state: string;
+  live: number;
+  entered: number;
+  /** `entered` as last reported to the counter. */
+  reported: number;
+  /** Whether an actor was ever live in it: only then does mig_actors_live have its series (as before). */
+  shown: boolean;
 }
 
 export interface ActorView {
@@ -34,11 +46,17 @@ function leafState(value: unknown): string {
  */
 export class Supervisor {
   private readonly live = new Map<string, LiveActor>();
+  /** Tallies by kind, then state. mig_actors_live and mig_actor_transitions_total are read from them when scraped. */
+  private readonly tallies = new Map<string, Map<string, Tally>>();
 
   constructor(
     private readonly metrics: Metrics,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    // Counting in plain fields and handing the totals to prom-client at scrape time, instead of three to
+    // seven labelled prom-client calls per actor lifecycle (each hashes its labels): docs/decisions.md.
+    metrics.collectActors = () => this.report();
+  }
 
   get size(): number {
     return this.live.size;
@@ -52,7 +70,7 @@ export class Supervisor {
 
   list(): ActorView[] {
     const now = Date.now();
-    return [...this.live].map(([id, a]) => ({ id, kind: a.kind, state: a.state, age_ms: now - a.startedAt }));
+    return [...this.live].map(([id, a]) => ({ id, kind: a.kind, state: a.state.state, age_ms: now - a.startedAt }));
   }
 
   /**
@@ -80,22 +98,46 @@ export class Supervisor {
 
   private track(id: string, kind: string, state: string, ended: boolean): void {
     const known = this.live.get(id);
-    if (known && known.state === state && !ended) return;
-    if (known) this.metrics.actorsLive.dec({ kind, state: known.state });
-    if (!known || known.state !== state) this.metrics.actorTransitions.inc({ kind, state });
+    if (known && known.state.state === state && !ended) return;
+    if (known) known.state.live--;
+    const tally = known && known.state.state === state ? known.state : this.tally(kind, state);
+    if (tally !== known?.state) tally.entered++;
     if (ended) {
       this.live.delete(id);
       return;
     }
-    if (known) known.state = state;
-    else this.live.set(id, { kind, state, startedAt: Date.now() });
-    this.metrics.actorsLive.inc({ kind, state });
+    tally.live++;
+    tally.shown = true;
+    if (known) known.state = tally;
+    else this.live.set(id, { kind, state: tally, startedAt: Date.now() });
+  }
+
+  private tally(kind: string, state: string): Tally {
+    let states = this.tallies.get(kind);
+    if (!states) this.tallies.set(kind, (states = new Map()));
+    let tally = states.get(state);
+    if (!tally) states.set(state, (tally = { kind, state, live: 0, entered: 0, reported: 0, shown: false }));
+    return tally;
   }
 
   private forget(id: string): void {
     const known = this.live.get(id);
     if (!known) return;
-    this.metrics.actorsLive.dec({ kind: known.kind, state: known.state });
+    known.state.live--;
     this.live.delete(id);
+  }
+
+  /** Hands the tallies to prom-client; called when the registry is read. */
+  private report(): void {
+    for (const states of this.tallies.values()) {
+      for (const tally of states.values()) {
+        const labels = { kind: tally.kind, state: tally.state };
+        if (tally.shown) this.metrics.actorsLive.set(labels, tally.live);
+        if (tally.entered > tally.reported) {
+          this.metrics.actorTransitions.inc(labels, tally.entered - tally.reported);
+          tally.reported = tally.entered;
+        }
+      }
+    }
   }
 }
