@@ -1,16 +1,10 @@
 // DISCOVER: the descriptors a principal may use, filtered by query, with schema refs and QoS on request.
-import { acceptHeader } from "./header.ts";
-import { transportTenant } from "./policy.ts";
-import { optionalBooleanField, optionalStringField, requireObject } from "./request.ts";
+import { acceptRequest, optionalBooleanField, optionalStringField } from "./request.ts";
 import type { RequestContext, RuntimeCore } from "./core.ts";
 import type { CapabilityDescriptor, DiscoverResponse } from "./types.ts";
 
 export function discover(core: RuntimeCore, body: unknown, request: RequestContext): DiscoverResponse {
-  const raw = requireObject(body);
-  const header = acceptHeader(raw, {
-    transportTenant: transportTenant(request.principal, request.tenant),
-    maxDeadlineMs: core.config.maxDeadlineMs,
-  });
+  const { raw, header } = acceptRequest(core, body, request);
   const query = optionalStringField(raw, "query", 200)?.toLowerCase();
   const includeSchemaRefs = optionalBooleanField(raw, "include_schema_refs", true);
   const includeQos = optionalBooleanField(raw, "include_qos", true);

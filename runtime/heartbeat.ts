@@ -1,7 +1,5 @@
 // HEARTBEAT: echoes the caller's interval within bounds and reports this process's load factor.
-import { acceptHeader } from "./header.ts";
-import { transportTenant } from "./policy.ts";
-import { optionalPositiveInt, requireObject } from "./request.ts";
+import { acceptRequest, optionalPositiveInt } from "./request.ts";
 import type { RequestContext, RuntimeCore } from "./core.ts";
 import type { HeartbeatAck } from "./types.ts";
 
@@ -10,11 +8,7 @@ const MIN_HEARTBEAT_MS = 1_000;
 const MAX_HEARTBEAT_MS = 60_000;
 
 export function heartbeat(core: RuntimeCore, body: unknown, request: RequestContext): HeartbeatAck {
-  const raw = requireObject(body);
-  const header = acceptHeader(raw, {
-    transportTenant: transportTenant(request.principal, request.tenant),
-    maxDeadlineMs: core.config.maxDeadlineMs,
-  });
+  const { raw, header } = acceptRequest(core, body, request);
   const interval = optionalPositiveInt(raw, "interval_ms", 24 * 3600 * 1000) ?? DEFAULT_HEARTBEAT_MS;
   const suggested_interval_ms = Math.min(Math.max(interval, MIN_HEARTBEAT_MS), MAX_HEARTBEAT_MS);
   return { header, suggested_interval_ms, load_factor: core.load.factor() };

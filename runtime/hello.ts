@@ -1,8 +1,7 @@
 // HELLO: deterministic version choice, binding choice and feature negotiation.
 import { MigError } from "./errors.ts";
-import { MIG_VERSION, acceptHeader } from "./header.ts";
-import { transportTenant } from "./policy.ts";
-import { optionalStringList, requireObject } from "./request.ts";
+import { MIG_VERSION } from "./header.ts";
+import { acceptRequest, optionalStringList } from "./request.ts";
 import type { RequestContext, RuntimeCore } from "./core.ts";
 import type { BindingType, HelloResponse } from "./types.ts";
 
@@ -43,11 +42,7 @@ export function chooseVersion(offered: string[]): string {
 }
 
 export function hello(core: RuntimeCore, body: unknown, request: RequestContext): HelloResponse {
-  const raw = requireObject(body);
-  const header = acceptHeader(raw, {
-    transportTenant: transportTenant(request.principal, request.tenant),
-    maxDeadlineMs: core.config.maxDeadlineMs,
-  });
+  const { raw, header } = acceptRequest(core, body, request);
   const selected_version = chooseVersion(optionalStringList(raw, "supported_versions"));
 
   const requested = optionalStringList(raw, "requested_bindings").map((b) => b.toLowerCase());

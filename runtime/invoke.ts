@@ -2,11 +2,9 @@
 import { performance } from "node:perf_hooks";
 import { invocationMachine, type InvocationOutcome } from "../actors/invocation.ts";
 import { MigError } from "./errors.ts";
-import { acceptHeader } from "./header.ts";
 import { IdempotencyStore } from "./idempotency.ts";
 import { checkDottedName } from "./names.ts";
-import { transportTenant } from "./policy.ts";
-import { agreeing, optionalStringField, requireObject } from "./request.ts";
+import { acceptRequest, agreeing, optionalStringField, requireObject } from "./request.ts";
 import type { RequestContext, RuntimeCore } from "./core.ts";
 import type { Principal } from "./principal.ts";
 import type { RegisteredCapability } from "./registry.ts";
@@ -15,12 +13,7 @@ import type { InvokeResponse, JsonObject, MessageHeader, StreamPreference } from
 const PREFERENCES: readonly StreamPreference[] = ["unary", "server_stream", "bidi_stream"];
 
 export async function invoke(core: RuntimeCore, body: unknown, request: RequestContext, pathCapability?: string): Promise<InvokeResponse> {
-  const raw = requireObject(body);
-  const header = acceptHeader(raw, {
-    transportTenant: transportTenant(request.principal, request.tenant),
-    maxDeadlineMs: core.config.maxDeadlineMs,
-    transportDeadlineAt: request.deadlineAt,
-  });
+  const { raw, header } = acceptRequest(core, body, request);
   const id = agreeing(pathCapability, optionalStringField(raw, "capability", 200), "capability");
   if (id === undefined) throw new MigError("MIG_INVALID_REQUEST", "capability is required: name it in the path or in the body");
   checkDottedName(id, "capability");

@@ -2,10 +2,9 @@
 import { createHash, randomUUID } from "node:crypto";
 import { MigError } from "./errors.ts";
 import { deliveredJson, topicRef, type EventStore } from "./events.ts";
-import { acceptHeader } from "./header.ts";
 import { checkDottedName, checkMessageId } from "./names.ts";
-import { authorizeCapability, transportTenant } from "./policy.ts";
-import { agreeing, optionalStringField, requireObject } from "./request.ts";
+import { authorizeCapability } from "./policy.ts";
+import { acceptRequest, agreeing, optionalStringField, requireObject } from "./request.ts";
 import type { RequestContext, RuntimeCore } from "./core.ts";
 import type { Principal } from "./principal.ts";
 import type { JsonObject, MessageHeader } from "./types.ts";
@@ -39,11 +38,7 @@ export function authorizeTopic(core: RuntimeCore, principal: Principal, topic: s
 }
 
 export async function publish(core: EventsCore, body: unknown, request: RequestContext, pathTopic?: string): Promise<PublishAck> {
-  const raw = requireObject(body);
-  const header = acceptHeader(raw, {
-    transportTenant: transportTenant(request.principal, request.tenant),
-    maxDeadlineMs: core.config.maxDeadlineMs,
-  });
+  const { raw, header } = acceptRequest(core, body, request);
   const topic = requestTopic(raw, pathTopic);
   authorizeTopic(core, request.principal, topic);
   const key = optionalStringField(raw, "key", MAX_KEY_LENGTH);

@@ -1,6 +1,9 @@
 // Shape checks of inbound request bodies, shared by every operation: one JSON object, typed fields.
 import { MigError } from "./errors.ts";
-import type { JsonObject } from "./types.ts";
+import { acceptHeader } from "./header.ts";
+import { transportTenant } from "./policy.ts";
+import type { RequestContext } from "./core.ts";
+import type { JsonObject, MessageHeader } from "./types.ts";
 
 export function requireObject(body: unknown, what = "the request body"): JsonObject {
   if (body === null || typeof body !== "object" || Array.isArray(body)) {
@@ -48,4 +51,22 @@ export function agreeing(fromPath: string | undefined, fromBody: string | undefi
     throw new MigError("MIG_INVALID_REQUEST", `${field} "${fromBody}" in the body differs from "${fromPath}" in the path`);
   }
   return fromPath ?? fromBody;
+}
+
+/**
+ * Where every operation starts: the body as one JSON object and its header normalized for this
+ * request's transport (tenant agreement with the credential, the transport's own deadline).
+ */
+export function acceptRequest(
+  core: { config: { maxDeadlineMs: number } },
+  body: unknown,
+  request: RequestContext,
+): { raw: JsonObject; header: MessageHeader } {
+  const raw = requireObject(body);
+  const header = acceptHeader(raw, {
+    transportTenant: transportTenant(request.principal, request.tenant),
+    maxDeadlineMs: core.config.maxDeadlineMs,
+    transportDeadlineAt: request.deadlineAt,
+  });
+  return { raw, header };
 }

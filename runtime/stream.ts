@@ -2,11 +2,9 @@
 import { streamMachine, type StreamEnd } from "../actors/stream.ts";
 import { MigError } from "./errors.ts";
 import { FrameQueue } from "./frame-queue.ts";
-import { acceptHeader } from "./header.ts";
 import { checkOutput, checkPayloadSize, providerError } from "./invoke.ts";
 import { checkDottedName } from "./names.ts";
-import { transportTenant } from "./policy.ts";
-import { agreeing, optionalStringField, requireObject } from "./request.ts";
+import { acceptRequest, agreeing, optionalStringField, requireObject } from "./request.ts";
 import type { Actor } from "xstate";
 import type { RequestContext, RuntimeCore } from "./core.ts";
 import type { Principal } from "./principal.ts";
@@ -78,12 +76,7 @@ export function checkStreamId(value: unknown): string {
  * so a binding can route the caller's next frame to the stream before any other I/O happens.
  */
 export function openStream(core: RuntimeCore, body: unknown, request: RequestContext, options: OpenStreamOptions): StreamSession {
-  const raw = requireObject(body);
-  const header = acceptHeader(raw, {
-    transportTenant: transportTenant(request.principal, request.tenant),
-    maxDeadlineMs: core.config.maxDeadlineMs,
-    transportDeadlineAt: request.deadlineAt,
-  });
+  const { raw, header } = acceptRequest(core, body, request);
   const id = agreeing(options.capability, optionalStringField(raw, "capability", 200), "capability");
   if (id === undefined) throw new MigError("MIG_INVALID_REQUEST", "capability is required: name it in the frame or in the path");
   checkDottedName(id, "capability");

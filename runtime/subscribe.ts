@@ -6,11 +6,10 @@ import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import { subscriptionMachine } from "../actors/subscription.ts";
 import { MigError, toMigError } from "./errors.ts";
 import { topicRef, unavailable, type TopicRef, type TopicState } from "./events.ts";
-import { acceptHeader } from "./header.ts";
 import { checkTenant } from "./names.ts";
-import { replySubjectAllowed, transportTenant } from "./policy.ts";
+import { replySubjectAllowed } from "./policy.ts";
 import { authorizeTopic, requestTopic, type EventsCore } from "./publish.ts";
-import { optionalStringField, requireObject } from "./request.ts";
+import { acceptRequest, optionalStringField } from "./request.ts";
 import { isNotFound, Pump } from "./subscription-pump.ts";
 import type { Bus } from "./bus.ts";
 import type { RequestContext } from "./core.ts";
@@ -143,11 +142,7 @@ export async function subscribe(
   pathTopic: string | undefined,
   sink: EventSink,
 ): Promise<Subscription> {
-  const raw = requireObject(body);
-  const header = acceptHeader(raw, {
-    transportTenant: transportTenant(request.principal, request.tenant),
-    maxDeadlineMs: core.config.maxDeadlineMs,
-  });
+  const { raw, header } = acceptRequest(core, body, request);
   const topic = requestTopic(raw, pathTopic);
   authorizeTopic(core, request.principal, topic);
   if (sink.destination !== undefined && !replySubjectAllowed(sink.destination, header.tenant_id)) {
