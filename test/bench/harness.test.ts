@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Histogram } from "./histogram.ts";
 import { aggregate, LoaderProcess } from "./measure.ts";
 import { runRow } from "./row-runner.ts";
+import { bareGrpc } from "./servers.ts";
 import type { BenchContext, RowDefinition } from "./types.ts";
 
 const root = resolve(fileURLToPath(import.meta.url), "../../..");
@@ -78,6 +79,27 @@ describe("load-http", () => {
     const target = { kind: "http" as const, url: `${base}/missing`, body: "{}" };
     await expect(LoaderProcess.start(root, target, 1)).rejects.toThrow(/^probe: HTTP 404/);
   });
+});
+
+describe("load-grpc", () => {
+  it("measures unary Invoke against the bare grpc-js echo service", async () => {
+    const ctx = { root, startTimeoutMs: 20_000, runtimeNodeArgs: [] } as unknown as BenchContext;
+    const body = JSON.stringify({ header: { tenant_id: "bench" }, capability: "bench.echo", payload: { input: "hello" } });
+    const server = await bareGrpc(body).start(ctx);
+    try {
+      const loader = await LoaderProcess.start(root, server.target, 2);
+      try {
+        const slice = await loader.run(50, 200);
+        expect(slice.tool).toBe("grpc");
+        expect(slice.errors).toBe(0);
+        expect(slice.requests).toBeGreaterThan(0);
+      } finally {
+        await loader.close();
+      }
+    } finally {
+      await server.stop();
+    }
+  }, 30_000);
 });
 
 describe("row runner", () => {

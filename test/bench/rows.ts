@@ -1,7 +1,7 @@
 // The benchmark table: one entry per row of issue 9, each a path under test and the raw tool
 // it is judged against. Adding a row is adding an entry here (and, for a new wire, a server
 // factory in servers.ts and a loader in measure.ts).
-import { bareHttp, natsEcho, runtimeHttp, runtimeNatsWorker } from "./servers.ts";
+import { bareGrpc, bareHttp, natsEcho, runtimeGrpc, runtimeHttp, runtimeNatsWorker } from "./servers.ts";
 import type { RowDefinition } from "./types.ts";
 
 const CAPABILITY = "observatory.models.infer";
@@ -12,6 +12,9 @@ const NATS_INVOKE_BODY = JSON.stringify({
   capability: CAPABILITY,
   payload: { input: "hello" },
 });
+
+/** gRPC InvokeRequest as MIG wire JSON; the loader turns it into the proto message once. */
+const GRPC_INVOKE_BODY = NATS_INVOKE_BODY;
 
 const WORKER_SUBJECT = "mig.v0_1.bench.invoke.bench.echo";
 const WORKER_BODY = JSON.stringify({ header: { tenant_id: "bench" }, payload: { input: "hello" } });
@@ -44,8 +47,10 @@ export const rows: RowDefinition[] = [
   {
     id: "grpc-invoke",
     name: "unary Invoke over gRPC",
-    measures: "Invocation/Invoke on the gRPC binding against a bare @grpc/grpc-js echo service.",
-    pending: "row not written yet: needs a gRPC loader and a bare grpc-js echo service",
+    measures:
+      "mig.v0_1.Invocation/Invoke of observatory.models.infer on the runtime's gRPC listener (@grpc/grpc-js client, schemas/mig.proto via proto-loader keepCase) against a bare @grpc/grpc-js service answering the same InvokeResponse message.",
+    path: runtimeGrpc(GRPC_INVOKE_BODY),
+    baseline: bareGrpc(GRPC_INVOKE_BODY),
   },
   {
     id: "nats-publish",

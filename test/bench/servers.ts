@@ -36,6 +36,27 @@ export function bareHttp(path: string, body: string): ServerSpec {
   };
 }
 
+/** A bare @grpc/grpc-js server answering mig.v0_1.Invocation/Invoke with an InvokeResponse to `body`. */
+export function bareGrpc(body: string): ServerSpec {
+  return {
+    label: "bare @grpc/grpc-js echo service",
+    async start(ctx) {
+      const child = spawnTs("baseline-grpc", ctx.root, "test/bench/baseline-grpc-echo.ts", []);
+      try {
+        const ready = await child.waitForLine(readyLine, ctx.startTimeoutMs);
+        return {
+          target: { kind: "grpc", address: String(ready.address), body },
+          failure: () => (child.running ? undefined : child.failure()),
+          stop: () => child.stop(),
+        };
+      } catch (err) {
+        await child.stop();
+        throw err;
+      }
+    },
+  };
+}
+
 /** A nats-server with a plain responder process on `subject`, replying InvokeResponse JSON. */
 export function natsEcho(subject: string, body: string): ServerSpec {
   return {
@@ -155,6 +176,17 @@ export function runtimeHttp(path: string, body: string, options: RuntimeOptions 
     async start(ctx: BenchContext): Promise<RunningServer> {
       const runtime = await startRuntime(ctx, options);
       return { ...runtime, target: { kind: "http", url: `${runtime.httpBase}${path}`, body } };
+    },
+  };
+}
+
+/** The runtime loaded over its gRPC binding with unary Invocation/Invoke of `body` (InvokeRequest as wire JSON). */
+export function runtimeGrpc(body: string, options: RuntimeOptions = {}): ServerSpec {
+  return {
+    label: "MIG runtime, gRPC binding",
+    async start(ctx: BenchContext): Promise<RunningServer> {
+      const runtime = await startRuntime(ctx, options);
+      return { ...runtime, target: { kind: "grpc", address: runtime.grpcAddr, body } };
     },
   };
 }

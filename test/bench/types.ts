@@ -4,7 +4,8 @@ import type { SerializedHistogram } from "./histogram.ts";
 /** What a load generator is pointed at: one request it repeats in a closed loop. */
 export type LoadTarget =
   | { kind: "http"; url: string; body: string }
-  | { kind: "nats"; servers: string; subject: string; body: string };
+  | { kind: "nats"; servers: string; subject: string; body: string }
+  | { kind: "grpc"; address: string; body: string };
 
 /** Latency percentiles in milliseconds. */
 export interface Latencies {
@@ -17,7 +18,7 @@ export interface Latencies {
 
 /** The one JSON line a load generator prints on stdout. */
 export interface LoadResult {
-  tool: "http" | "nats";
+  tool: "http" | "nats" | "grpc";
   concurrency: number;
   warmup_s: number;
   duration_s: number;
