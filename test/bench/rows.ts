@@ -1,7 +1,7 @@
 // The benchmark table: one entry per row of issue 9, each a path under test and the raw tool
 // it is judged against. Adding a row is adding an entry here (and, for a new wire, a server
 // factory in servers.ts and a loader in measure.ts).
-import { bareGrpc, bareHttp, natsEcho, runtimeGrpc, runtimeHttp, runtimeNatsWorker } from "./servers.ts";
+import { bareGrpc, bareHttp, natsEcho, runtimeGrpc, runtimeHttp, runtimeHttpWorker, runtimeNatsWorker } from "./servers.ts";
 import type { RowDefinition } from "./types.ts";
 
 const CAPABILITY = "observatory.models.infer";
@@ -17,6 +17,7 @@ const NATS_INVOKE_BODY = JSON.stringify({
 const GRPC_INVOKE_BODY = NATS_INVOKE_BODY;
 
 const WORKER_SUBJECT = "mig.v0_1.bench.invoke.bench.echo";
+const WORKER_HTTP_PATH = "/mig/v0.1/invoke/bench.echo";
 const WORKER_BODY = JSON.stringify({ header: { tenant_id: "bench" }, payload: { input: "hello" } });
 
 export const rows: RowDefinition[] = [
@@ -41,8 +42,10 @@ export const rows: RowDefinition[] = [
   {
     id: "http-invoke-worker",
     name: "unary INVOKE over HTTP, provider in a worker process",
-    measures: "As http-invoke, with the capability served by a worker process over NATS.",
-    pending: "row not written yet: runtimeNatsWorker's set-up, loaded over HTTP",
+    measures:
+      "POST /mig/v0.1/invoke/bench.echo on `runtime/cli.ts start`, bench.echo served by a `mig worker test/bench/echo-provider.ts` process over the bus (nats-invoke's set-up, loaded over HTTP), against the bare node:http server answering the same InvokeResponse JSON.",
+    path: runtimeHttpWorker(WORKER_HTTP_PATH, WORKER_BODY, "test/bench/echo-provider.ts", "bench.echo"),
+    baseline: bareHttp(WORKER_HTTP_PATH, WORKER_BODY),
   },
   {
     id: "grpc-invoke",
