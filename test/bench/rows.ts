@@ -2,7 +2,24 @@
 // it is judged against. Adding a row is adding an entry here (and, for a new wire, a server
 // factory in servers.ts and a loader in measure.ts).
 import { bareGrpc, bareHttp, natsEcho, runtimeGrpc, runtimeHttp, runtimeHttpWorker, runtimeNatsWorker } from "./servers.ts";
-import type { RowDefinition } from "./types.ts";
+import { runScript, verdict } from "./script-rows.ts";
+import type { BenchContext, RowDefinition, RunSettings } from "./types.ts";
+
+/** Issue 9's target for PUBLISH and replay: at least this share of raw JetStream. */
+const EVENTS_TARGET = 0.6;
+
+interface EventsFigures {
+  publish: { window: number; mig_rps: number; raw_jetstream_rps: number; ratio: number }[];
+  replay?: { events: number; mig_eps: number; raw_consumer_eps: number; ratio: number };
+}
+
+/** Runs test/bench/events.ts for one of its two measurements, short under --quick. */
+function events(ctx: BenchContext, settings: RunSettings, only: "publish" | "replay"): Promise<EventsFigures> {
+  const size = settings.quick
+    ? ["--publishes", "1000", "--events", "10000", "--rounds", "1"]
+    : ["--publishes", "5000", "--events", "100000", "--rounds", "3"];
+  return runScript(ctx, `events-${only}`, "test/bench/events.ts", [...size, "--windows", "1,64", "--only", only, "--json"], settings.quick ? 120_000 : 600_000) as unknown as Promise<EventsFigures>;
+}
 
 const CAPABILITY = "observatory.models.infer";
 const INVOKE_PATH = `/mig/v0.1/invoke/${CAPABILITY}`;
@@ -58,15 +75,38 @@ export const rows: RowDefinition[] = [
   {
     id: "nats-publish",
     name: "PUBLISH over NATS binding (acked)",
-    measures: "Acked PUBLISH on the NATS binding against raw jetstream.publish.",
-    pending: "row not written yet: needs a JetStream publish loader",
-    targets: { throughput_at_64: 0.6 },
+    measures:
+      "Acked PUBLISH by request on mig.v0_1.bench.events.bench.publish against raw jetstream.publish (same client, same runtime's nats-server) with 1 and 64 publishes in flight; test/bench/events.ts --only publish, rounds alternating raw and MIG, best round of each kept (--quick: 1,000 publishes, one round).",
+    async custom(ctx, settings) {
+      const { publish } = await events(ctx, settings, "publish");
+      const figures: Record<string, number | string> = {};
+      for (const p of publish) {
+        figures[`in flight ${p.window}`] =
+          `MIG ${p.mig_rps}/s · raw jetstream.publish ${p.raw_jetstream_rps}/s · ratio ${p.ratio.toFixed(2)}` +
+          (p.window === 64 ? ` (target ${verdict(p.ratio, EVENTS_TARGET, true)})` : "");
+        figures[`mig_rps_${p.window}`] = p.mig_rps;
+        figures[`raw_rps_${p.window}`] = p.raw_jetstream_rps;
+        figures[`ratio_${p.window}`] = p.ratio;
+      }
+      return figures;
+    },
   },
   {
     id: "replay",
     name: "SUBSCRIBE replay of 100,000 events",
-    measures: "Replay rate of 100,000 stored events against a raw JetStream consumer on the same stream.",
-    pending: "row not written yet: needs a replay reader for SUBSCRIBE and a raw consumer",
+    measures:
+      "Events per second of a SUBSCRIBE over SSE from cursor 0 of a topic holding 100,000 events (MIG_REPLAY_RATE_PER_SEC=0) against a raw JetStream consumer (explicit ack) reading the same stream; test/bench/events.ts --only replay, best of 3 rounds (--quick: 10,000 events, one round).",
+    async custom(ctx, settings) {
+      const { replay } = await events(ctx, settings, "replay");
+      if (!replay) throw new Error("events.ts gave no replay figures");
+      return {
+        events: replay.events,
+        "replay": `MIG ${replay.mig_eps}/s · raw consumer ${replay.raw_consumer_eps}/s · ratio ${replay.ratio.toFixed(2)} (target ${verdict(replay.ratio, EVENTS_TARGET, true)})`,
+        mig_eps: replay.mig_eps,
+        raw_eps: replay.raw_consumer_eps,
+        ratio: replay.ratio,
+      };
+    },
   },
   {
     id: "stream",

@@ -60,7 +60,7 @@ if (opts.list) {
   process.exit(0);
 }
 
-const settings: RunSettings = { ...(opts.quick ? QUICK : FULL) };
+const settings: RunSettings = { ...(opts.quick ? { ...QUICK, quick: true } : FULL) };
 if (opts.warmup !== undefined) settings.warmupMs = Math.round(opts.warmup * 1000);
 if (opts.duration !== undefined) settings.durationMs = Math.max(1, Math.round(opts.duration * 1000));
 if (opts.slices !== undefined) settings.slices = opts.slices;

@@ -170,4 +170,6 @@ export interface RunSettings {
   settleMs: number;
   /** Slices per side and concurrency, alternating baseline and path (ABBA…). */
   slices: number;
+  /** Set by --quick: custom rows that run a standalone script ask it for a short run. */
+  quick?: boolean;
 }
