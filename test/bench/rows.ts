@@ -5,6 +5,27 @@ import { bareGrpc, bareHttp, natsEcho, runtimeGrpc, runtimeHttp, runtimeHttpWork
 import { runScript, verdict } from "./script-rows.ts";
 import type { BenchContext, RowDefinition, RunSettings } from "./types.ts";
 
+/** Issue 9's targets for streaming: frames at least this share of raw pub/sub; CANCEL → signal p99 below this. */
+const STREAM_TARGET = 0.5;
+const CANCEL_P99_TARGET_MS = 5;
+
+interface StreamFigures {
+  stream?: { frames: number; frame_bytes: number; credit_batch: number; worker_to_nats_consumer_fps: number; raw_nats_pubsub_fps: number; ratio: number };
+  cancel_to_signal_ms?: {
+    samples: number;
+    nats_control_cancel: { p50: number; p99: number; p999: number; max: number };
+    websocket_cancel_frame: { p50: number; p99: number; p999: number; max: number };
+  };
+}
+
+/** Runs test/bench/stream.ts for one of its two measurements, short under --quick. */
+function streamScript(ctx: BenchContext, settings: RunSettings, only: "stream" | "cancel"): Promise<StreamFigures> {
+  const size = settings.quick ? ["--frames", "20000", "--cancels", "50"] : ["--frames", "100000", "--cancels", "300"];
+  return runScript(ctx, `stream-${only}`, "test/bench/stream.ts", [...size, "--only", only, "--json"], settings.quick ? 120_000 : 600_000) as unknown as Promise<StreamFigures>;
+}
+
+const round3 = (n: number) => Math.round(n * 1000) / 1000;
+
 /** Issue 9's target for PUBLISH and replay: at least this share of raw JetStream. */
 const EVENTS_TARGET = 0.6;
 
@@ -111,14 +132,41 @@ export const rows: RowDefinition[] = [
   {
     id: "stream",
     name: "one server_stream of small frames, worker → caller",
-    measures: "Frames per second of one server_stream against raw NATS publish/subscribe.",
-    pending: "row not written yet: needs streaming invocations and a frame counter",
+    measures:
+      "Frames per second of one server_stream of remote.stream.count from a `mig worker test/fixtures/stream-provider.ts` process, through the gateway's NATS stream subjects, to a NATS consumer granting credit in batches of 32 (window 64), against raw NATS publish/subscribe of same-sized payloads from a publisher process; test/bench/stream.ts --only stream, 100,000 frames (--quick: 20,000).",
+    async custom(ctx, settings) {
+      const { stream } = await streamScript(ctx, settings, "stream");
+      if (!stream) throw new Error("stream.ts gave no stream figures");
+      return {
+        frames: stream.frames,
+        frame_bytes: stream.frame_bytes,
+        "frames/s": `MIG ${stream.worker_to_nats_consumer_fps}/s · raw NATS pub/sub ${stream.raw_nats_pubsub_fps}/s · ratio ${stream.ratio.toFixed(2)} (target ${verdict(stream.ratio, STREAM_TARGET, true)})`,
+        mig_fps: stream.worker_to_nats_consumer_fps,
+        raw_fps: stream.raw_nats_pubsub_fps,
+        ratio: stream.ratio,
+      };
+    },
   },
   {
     id: "cancel",
     name: "CANCEL → provider's AbortSignal",
-    measures: "Time from CANCEL to the provider's AbortSignal firing (absolute p50/p99).",
-    pending: "row not written yet: a custom row timing CANCEL to the AbortSignal",
+    measures:
+      "Time from a CANCEL (NATS control.cancel publish, and a WebSocket cancel frame) to the AbortSignal of a running server_stream provider in the gateway's process, absolute; test/bench/stream.ts --only cancel, 300 cancels per way (--quick: 50).",
+    async custom(ctx, settings) {
+      const { cancel_to_signal_ms: c } = await streamScript(ctx, settings, "cancel");
+      if (!c) throw new Error("stream.ts gave no cancel figures");
+      const line = (l: { p50: number; p99: number; p999: number; max: number }) =>
+        `p50 ${round3(l.p50)} ms · p99 ${round3(l.p99)} ms · p99.9 ${round3(l.p999)} ms · max ${round3(l.max)} ms (target p99 ${verdict(l.p99, CANCEL_P99_TARGET_MS, false, " ms")})`;
+      return {
+        samples: c.samples,
+        "NATS control.cancel": line(c.nats_control_cancel),
+        "WebSocket cancel frame": line(c.websocket_cancel_frame),
+        nats_p50_ms: round3(c.nats_control_cancel.p50),
+        nats_p99_ms: round3(c.nats_control_cancel.p99),
+        ws_p50_ms: round3(c.websocket_cancel_frame.p50),
+        ws_p99_ms: round3(c.websocket_cancel_frame.p99),
+      };
+    },
   },
   {
     id: "scale",

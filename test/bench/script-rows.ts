@@ -42,7 +42,7 @@ export async function runScript(
 }
 
 /** "met" / "MISSED" against a target, as the table prints it for pair rows. */
-export function verdict(value: number, target: number, atLeast: boolean): string {
+export function verdict(value: number, target: number, atLeast: boolean, unit = ""): string {
   const met = atLeast ? value >= target : value < target;
-  return `${atLeast ? "≥" : "<"} ${target}: ${met ? "met" : "MISSED"}`;
+  return `${atLeast ? "≥" : "<"} ${target}${unit}: ${met ? "met" : "MISSED"}`;
 }
