@@ -7,7 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Histogram } from "./histogram.ts";
 import { aggregate, LoaderProcess } from "./measure.ts";
 import { runRow } from "./row-runner.ts";
+import { runScript } from "./script-rows.ts";
 import { bareGrpc } from "./servers.ts";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import type { BenchContext, RowDefinition } from "./types.ts";
 
 const root = resolve(fileURLToPath(import.meta.url), "../../..");
@@ -99,6 +102,24 @@ describe("load-grpc", () => {
     } finally {
       await server.stop();
     }
+  }, 30_000);
+});
+
+describe("script rows", () => {
+  const dir = mkdtempSync(resolve(tmpdir(), "mig-bench-script-"));
+  const ctx = { root, startTimeoutMs: 1_000, runtimeNodeArgs: [] } as unknown as BenchContext;
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("reads the last JSON line a script prints", async () => {
+    const file = resolve(dir, "ok.ts");
+    writeFileSync(file, 'console.log("progress");\nconsole.log(JSON.stringify({ a: 1 }));\nconsole.log(JSON.stringify({ a: 2 }));\n');
+    await expect(runScript(ctx, "ok", file, [], 20_000)).resolves.toEqual({ a: 2 });
+  }, 30_000);
+
+  it("fails with the script's output when it exits non-zero", async () => {
+    const file = resolve(dir, "bad.ts");
+    writeFileSync(file, 'console.log(JSON.stringify({ a: 1 }));\nconsole.error("Error: it broke");\nprocess.exit(3);\n');
+    await expect(runScript(ctx, "bad", file, [], 20_000)).rejects.toThrow(/exited with code 3/);
   }, 30_000);
 });
 
