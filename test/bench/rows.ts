@@ -184,6 +184,9 @@ export const rows: RowDefinition[] = [
     id: "http-calibration",
     name: "calibration: bare node:http vs itself",
     measures: "Two instances of the bare server measured as path and baseline; the ratio shows the run's noise (ideal 1.0).",
+    // Quick runs' short slices make its ratio swing too widely to calibrate anything, and it keeps
+    // --quick under 2 minutes; `--quick --only http-calibration` still runs it.
+    fullRunsOnly: true,
     path: bareHttp(INVOKE_PATH, HTTP_INVOKE_BODY),
     baseline: bareHttp(INVOKE_PATH, HTTP_INVOKE_BODY),
   },

@@ -55,7 +55,8 @@ const opts = program.opts<{
 
 if (opts.list) {
   for (const row of rows) {
-    console.log(`${row.id.padEnd(20)} ${row.name}${row.pending ? "  (pending)" : ""}`);
+    const note = row.pending ? "  (pending)" : row.fullRunsOnly ? "  (full runs, or --quick --only)" : "";
+    console.log(`${row.id.padEnd(20)} ${row.name}${note}`);
   }
   process.exit(0);
 }
@@ -67,9 +68,19 @@ if (opts.slices !== undefined) settings.slices = opts.slices;
 
 const selected = selectRows(opts.only);
 
-/** `--only` matches a row id exactly or a part of its name, case-insensitively. */
+/**
+ * `--only` matches a row id exactly or a part of its name, case-insensitively. Without it, a
+ * quick run leaves out the rows marked fullRunsOnly.
+ */
 function selectRows(only: string | undefined) {
-  if (!only) return rows;
+  if (!only) {
+    if (!opts.quick) return rows;
+    const left = rows.filter((r) => r.fullRunsOnly);
+    if (left.length > 0) {
+      process.stderr.write(`--quick leaves out ${left.map((r) => r.id).join(", ")} (name it in --only to run it)\n`);
+    }
+    return rows.filter((r) => !r.fullRunsOnly);
+  }
   const wanted = only.split(",").map((w) => w.trim().toLowerCase()).filter(Boolean);
   for (const w of wanted) {
     if (!rows.some((r) => r.id === w || r.name.toLowerCase().includes(w))) {

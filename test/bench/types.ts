@@ -117,6 +117,8 @@ export interface RowDefinition {
    * returns named figures, printed and written as they are. Used instead of path/baseline.
    */
   custom?(ctx: BenchContext, settings: RunSettings): Promise<Record<string, number | string>>;
+  /** Left out of --quick runs unless --only names it (rows that matter only over full runs). */
+  fullRunsOnly?: boolean;
   /** Set for rows not written yet: they appear in the table as pending and cost no time. */
   pending?: string;
 }
