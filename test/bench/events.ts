@@ -1,6 +1,9 @@
 // Events benchmark (issue 5): PUBLISH through the NATS binding against raw `jetstream.publish` with the same client,
 // and replay of 100,000 events over SSE against a raw JetStream consumer, in one run against one `mig start` process.
 //   node --import tsx test/bench/events.ts [--events 100000] [--publishes 20000] [--window 256] [--rounds 3]
+//     [--windows 1,64]  publish at each of these numbers of calls in flight instead of --window
+//     [--only publish|replay]  measure one of the two
+//     [--json]  print the figures as one JSON line instead of the text rows (the bench table reads it)
 import { request } from "node:http";
 import { connect } from "@nats-io/transport-node";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
@@ -15,6 +18,15 @@ const EVENTS = option("events", 100_000);
 const PUBLISHES = option("publishes", 20_000);
 const WINDOW = option("window", 256);
 const ROUNDS = option("rounds", 3);
+const textOption = (name: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i === -1 ? undefined : args[i + 1];
+};
+const WINDOWS = (textOption("windows") ?? String(WINDOW)).split(",").map(Number);
+const ONLY = textOption("only");
+const JSON_OUT = args.includes("--json");
+if (WINDOWS.some((w) => !Number.isInteger(w) || w < 1)) throw new Error("--windows: positive integers, comma-separated");
+if (ONLY !== undefined && ONLY !== "publish" && ONLY !== "replay") throw new Error("--only: publish or replay");
 
 /** Runs `count` calls of `one`, at most `window` in flight; returns calls per second. */
 async function pipelined(count: number, window: number, one: (i: number) => Promise<unknown>): Promise<number> {
@@ -68,47 +80,61 @@ async function main(): Promise<void> {
     const body = (i: number) => JSON.stringify({ header: { tenant_id: "bench" }, payload: { i, text: "an event of a typical small size" } });
 
     // PUBLISH: raw JetStream publish into a stream of the same settings, then the NATS binding, same client.
-    await jsm.streams.add({ name: "RAW_BENCH", subjects: ["raw.bench"], duplicate_window: 10 * 60 * 1e9 });
-    await pipelined(2_000, WINDOW, (i) => js.publish("raw.bench", body(i)));
-    await pipelined(2_000, WINDOW, (i) => nc.request("mig.v0_1.bench.events.bench.warmup", body(i), { timeout: 10_000 }));
-    // Rounds alternate raw and MIG, and each side keeps its best round: on a shared machine a burst of load
-    // from elsewhere then costs one round, not one side.
-    let raw = 0;
-    let viaMig = 0;
-    for (let round = 0; round < ROUNDS; round++) {
-      raw = Math.max(raw, await pipelined(PUBLISHES, WINDOW, (i) => js.publish("raw.bench", body(i), { msgID: `raw-${round}-${i}` })));
-      viaMig = Math.max(viaMig, await pipelined(PUBLISHES, WINDOW, (i) => nc.request("mig.v0_1.bench.events.bench.publish", body(i), { timeout: 10_000 })));
+    const publish: { window: number; mig_rps: number; raw_jetstream_rps: number; ratio: number }[] = [];
+    if (ONLY !== "replay") {
+      await jsm.streams.add({ name: "RAW_BENCH", subjects: ["raw.bench"], duplicate_window: 10 * 60 * 1e9 });
+      await pipelined(2_000, WINDOW, (i) => js.publish("raw.bench", body(i)));
+      await pipelined(2_000, WINDOW, (i) => nc.request("mig.v0_1.bench.events.bench.warmup", body(i), { timeout: 10_000 }));
+      for (const window of WINDOWS) {
+        // Rounds alternate raw and MIG, and each side keeps its best round: on a shared machine a burst of load
+        // from elsewhere then costs one round, not one side.
+        let raw = 0;
+        let viaMig = 0;
+        for (let round = 0; round < ROUNDS; round++) {
+          raw = Math.max(raw, await pipelined(PUBLISHES, window, (i) => js.publish("raw.bench", body(i), { msgID: `raw-${window}-${round}-${i}` })));
+          viaMig = Math.max(viaMig, await pipelined(PUBLISHES, window, (i) => nc.request("mig.v0_1.bench.events.bench.publish", body(i), { timeout: 10_000 })));
+        }
+        publish.push({ window, mig_rps: Math.round(viaMig), raw_jetstream_rps: Math.round(raw), ratio: Math.round((viaMig / raw) * 1000) / 1000 });
+      }
     }
 
-    // REPLAY: fill one topic with EVENTS events, then read them all with a raw consumer and with an SSE subscription.
-    await pipelined(EVENTS, WINDOW, (i) => nc.request("mig.v0_1.bench.events.bench.replay", body(i), { timeout: 10_000 }));
-    const streams = await jsm.streams.list("_MIG.ev.bench.bench.replay").next();
-    const stream = streams[0]!.config.name;
-    let rawReplay = 0;
-    let migReplay = 0;
-    for (let round = 0; round < ROUNDS; round++) {
-      const durable = `raw${round}`;
-      await jsm.consumers.add(stream, { durable_name: durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, max_ack_pending: 10_000 });
-      const consumer = await js.consumers.get(stream, durable);
-      const rate = await new Promise<number>((resolve) => {
-        const started = performance.now();
-        let n = 0;
-        void consumer.consume({
-          max_messages: 1_000,
-          callback: (m) => {
-            m.ack();
-            if (++n === EVENTS) resolve(EVENTS / ((performance.now() - started) / 1000));
-          },
+    let replay: { events: number; mig_eps: number; raw_consumer_eps: number; ratio: number } | undefined;
+    if (ONLY !== "publish") {
+      // REPLAY: fill one topic with EVENTS events, then read them all with a raw consumer and with an SSE subscription.
+      await pipelined(EVENTS, WINDOW, (i) => nc.request("mig.v0_1.bench.events.bench.replay", body(i), { timeout: 10_000 }));
+      const streams = await jsm.streams.list("_MIG.ev.bench.bench.replay").next();
+      const stream = streams[0]!.config.name;
+      let rawReplay = 0;
+      let migReplay = 0;
+      for (let round = 0; round < ROUNDS; round++) {
+        const durable = `raw${round}`;
+        await jsm.consumers.add(stream, { durable_name: durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, max_ack_pending: 10_000 });
+        const consumer = await js.consumers.get(stream, durable);
+        const rate = await new Promise<number>((resolve) => {
+          const started = performance.now();
+          let n = 0;
+          void consumer.consume({
+            max_messages: 1_000,
+            callback: (m) => {
+              m.ack();
+              if (++n === EVENTS) resolve(EVENTS / ((performance.now() - started) / 1000));
+            },
+          });
         });
-      });
-      rawReplay = Math.max(rawReplay, rate);
-      migReplay = Math.max(migReplay, await sseRate(`${String(http.url)}/mig/v0.1/subscribe/bench.replay?resume_cursor=0&max_inflight=10000`, EVENTS));
+        rawReplay = Math.max(rawReplay, rate);
+        migReplay = Math.max(migReplay, await sseRate(`${String(http.url)}/mig/v0.1/subscribe/bench.replay?resume_cursor=0&max_inflight=10000`, EVENTS));
+      }
+      replay = { events: EVENTS, mig_eps: Math.round(migReplay), raw_consumer_eps: Math.round(rawReplay), ratio: Math.round((migReplay / rawReplay) * 1000) / 1000 };
     }
 
-    const row = (name: string, mig: number, base: number) =>
-      `${name.padEnd(44)} ${Math.round(mig).toString().padStart(9)}/s   raw ${Math.round(base).toString().padStart(9)}/s   ratio ${(mig / base).toFixed(2)}`;
-    console.log(row(`publish via NATS binding (window ${WINDOW})`, viaMig, raw));
-    console.log(row(`replay ${EVENTS} events over SSE`, migReplay, rawReplay));
+    if (JSON_OUT) {
+      process.stdout.write(`${JSON.stringify({ publish, ...(replay ? { replay } : {}) })}\n`);
+    } else {
+      const row = (name: string, mig: number, base: number) =>
+        `${name.padEnd(44)} ${Math.round(mig).toString().padStart(9)}/s   raw ${Math.round(base).toString().padStart(9)}/s   ratio ${(mig / base).toFixed(2)}`;
+      for (const p of publish) console.log(row(`publish via NATS binding (window ${p.window})`, p.mig_rps, p.raw_jetstream_rps));
+      if (replay) console.log(row(`replay ${EVENTS} events over SSE`, replay.mig_eps, replay.raw_consumer_eps));
+    }
     await nc.close();
   } finally {
     await mig.stop();

@@ -7,6 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Histogram } from "./histogram.ts";
 import { aggregate, LoaderProcess } from "./measure.ts";
 import { runRow } from "./row-runner.ts";
+import { runScript } from "./script-rows.ts";
+import { bareGrpc } from "./servers.ts";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import type { BenchContext, RowDefinition } from "./types.ts";
 
 const root = resolve(fileURLToPath(import.meta.url), "../../..");
@@ -78,6 +82,45 @@ describe("load-http", () => {
     const target = { kind: "http" as const, url: `${base}/missing`, body: "{}" };
     await expect(LoaderProcess.start(root, target, 1)).rejects.toThrow(/^probe: HTTP 404/);
   });
+});
+
+describe("load-grpc", () => {
+  it("measures unary Invoke against the bare grpc-js echo service", async () => {
+    const ctx = { root, startTimeoutMs: 20_000, runtimeNodeArgs: [] } as unknown as BenchContext;
+    const body = JSON.stringify({ header: { tenant_id: "bench" }, capability: "bench.echo", payload: { input: "hello" } });
+    const server = await bareGrpc(body).start(ctx);
+    try {
+      const loader = await LoaderProcess.start(root, server.target, 2);
+      try {
+        const slice = await loader.run(50, 200);
+        expect(slice.tool).toBe("grpc");
+        expect(slice.errors).toBe(0);
+        expect(slice.requests).toBeGreaterThan(0);
+      } finally {
+        await loader.close();
+      }
+    } finally {
+      await server.stop();
+    }
+  }, 30_000);
+});
+
+describe("script rows", () => {
+  const dir = mkdtempSync(resolve(tmpdir(), "mig-bench-script-"));
+  const ctx = { root, startTimeoutMs: 1_000, runtimeNodeArgs: [] } as unknown as BenchContext;
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("reads the last JSON line a script prints", async () => {
+    const file = resolve(dir, "ok.ts");
+    writeFileSync(file, 'console.log("progress");\nconsole.log(JSON.stringify({ a: 1 }));\nconsole.log(JSON.stringify({ a: 2 }));\n');
+    await expect(runScript(ctx, "ok", file, [], 20_000)).resolves.toEqual({ a: 2 });
+  }, 30_000);
+
+  it("fails with the script's output when it exits non-zero", async () => {
+    const file = resolve(dir, "bad.ts");
+    writeFileSync(file, 'console.log(JSON.stringify({ a: 1 }));\nconsole.error("Error: it broke");\nprocess.exit(3);\n');
+    await expect(runScript(ctx, "bad", file, [], 20_000)).rejects.toThrow(/exited with code 3/);
+  }, 30_000);
 });
 
 describe("row runner", () => {

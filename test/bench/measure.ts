@@ -11,6 +11,7 @@ const loaders: {
 } = {
   http: { file: "test/bench/load-http.ts", args: (t) => ["--url", t.url] },
   nats: { file: "test/bench/load-nats.ts", args: (t) => ["--servers", t.servers, "--subject", t.subject] },
+  grpc: { file: "test/bench/load-grpc.ts", args: (t) => ["--address", t.address] },
 };
 
 /** Time a loader may take beyond what it was asked to run (start-up, probe, draining). */

@@ -1,8 +1,46 @@
 // The benchmark table: one entry per row of issue 9, each a path under test and the raw tool
 // it is judged against. Adding a row is adding an entry here (and, for a new wire, a server
 // factory in servers.ts and a loader in measure.ts).
-import { bareHttp, natsEcho, runtimeHttp, runtimeNatsWorker } from "./servers.ts";
-import type { RowDefinition } from "./types.ts";
+import { bareGrpc, bareHttp, natsEcho, runtimeGrpc, runtimeHttp, runtimeHttpWorker, runtimeNatsWorker } from "./servers.ts";
+import { runScript, verdict } from "./script-rows.ts";
+import type { BenchContext, RowDefinition, RunSettings } from "./types.ts";
+
+/** Issue 9's targets for streaming: frames at least this share of raw pub/sub; CANCEL → signal p99 below this. */
+const STREAM_TARGET = 0.5;
+const CANCEL_P99_TARGET_MS = 5;
+
+interface StreamFigures {
+  stream?: { frames: number; frame_bytes: number; credit_batch: number; worker_to_nats_consumer_fps: number; raw_nats_pubsub_fps: number; ratio: number };
+  cancel_to_signal_ms?: {
+    samples: number;
+    nats_control_cancel: { p50: number; p99: number; p999: number; max: number };
+    websocket_cancel_frame: { p50: number; p99: number; p999: number; max: number };
+  };
+}
+
+/** Runs test/bench/stream.ts for one of its two measurements, short under --quick. */
+function streamScript(ctx: BenchContext, settings: RunSettings, only: "stream" | "cancel"): Promise<StreamFigures> {
+  const size = settings.quick ? ["--frames", "20000", "--cancels", "50"] : ["--frames", "100000", "--cancels", "300"];
+  return runScript(ctx, `stream-${only}`, "test/bench/stream.ts", [...size, "--only", only, "--json"], settings.quick ? 120_000 : 600_000) as unknown as Promise<StreamFigures>;
+}
+
+const round3 = (n: number) => Math.round(n * 1000) / 1000;
+
+/** Issue 9's target for PUBLISH and replay: at least this share of raw JetStream. */
+const EVENTS_TARGET = 0.6;
+
+interface EventsFigures {
+  publish: { window: number; mig_rps: number; raw_jetstream_rps: number; ratio: number }[];
+  replay?: { events: number; mig_eps: number; raw_consumer_eps: number; ratio: number };
+}
+
+/** Runs test/bench/events.ts for one of its two measurements, short under --quick. */
+function events(ctx: BenchContext, settings: RunSettings, only: "publish" | "replay"): Promise<EventsFigures> {
+  const size = settings.quick
+    ? ["--publishes", "1000", "--events", "10000", "--rounds", "1"]
+    : ["--publishes", "5000", "--events", "100000", "--rounds", "3"];
+  return runScript(ctx, `events-${only}`, "test/bench/events.ts", [...size, "--windows", "1,64", "--only", only, "--json"], settings.quick ? 120_000 : 600_000) as unknown as Promise<EventsFigures>;
+}
 
 const CAPABILITY = "observatory.models.infer";
 const INVOKE_PATH = `/mig/v0.1/invoke/${CAPABILITY}`;
@@ -13,7 +51,11 @@ const NATS_INVOKE_BODY = JSON.stringify({
   payload: { input: "hello" },
 });
 
+/** gRPC InvokeRequest as MIG wire JSON; the loader turns it into the proto message once. */
+const GRPC_INVOKE_BODY = NATS_INVOKE_BODY;
+
 const WORKER_SUBJECT = "mig.v0_1.bench.invoke.bench.echo";
+const WORKER_HTTP_PATH = "/mig/v0.1/invoke/bench.echo";
 const WORKER_BODY = JSON.stringify({ header: { tenant_id: "bench" }, payload: { input: "hello" } });
 
 export const rows: RowDefinition[] = [
@@ -38,39 +80,93 @@ export const rows: RowDefinition[] = [
   {
     id: "http-invoke-worker",
     name: "unary INVOKE over HTTP, provider in a worker process",
-    measures: "As http-invoke, with the capability served by a worker process over NATS.",
-    pending: "row not written yet: runtimeNatsWorker's set-up, loaded over HTTP",
+    measures:
+      "POST /mig/v0.1/invoke/bench.echo on `runtime/cli.ts start`, bench.echo served by a `mig worker test/bench/echo-provider.ts` process over the bus (nats-invoke's set-up, loaded over HTTP), against the bare node:http server answering the same InvokeResponse JSON.",
+    path: runtimeHttpWorker(WORKER_HTTP_PATH, WORKER_BODY, "test/bench/echo-provider.ts", "bench.echo"),
+    baseline: bareHttp(WORKER_HTTP_PATH, WORKER_BODY),
   },
   {
     id: "grpc-invoke",
     name: "unary Invoke over gRPC",
-    measures: "Invocation/Invoke on the gRPC binding against a bare @grpc/grpc-js echo service.",
-    pending: "row not written yet: needs a gRPC loader and a bare grpc-js echo service",
+    measures:
+      "mig.v0_1.Invocation/Invoke of observatory.models.infer on the runtime's gRPC listener (@grpc/grpc-js client, schemas/mig.proto via proto-loader keepCase) against a bare @grpc/grpc-js service answering the same InvokeResponse message.",
+    path: runtimeGrpc(GRPC_INVOKE_BODY),
+    baseline: bareGrpc(GRPC_INVOKE_BODY),
   },
   {
     id: "nats-publish",
     name: "PUBLISH over NATS binding (acked)",
-    measures: "Acked PUBLISH on the NATS binding against raw jetstream.publish.",
-    pending: "row not written yet: needs a JetStream publish loader",
-    targets: { throughput_at_64: 0.6 },
+    measures:
+      "Acked PUBLISH by request on mig.v0_1.bench.events.bench.publish against raw jetstream.publish (same client, same runtime's nats-server) with 1 and 64 publishes in flight; test/bench/events.ts --only publish, rounds alternating raw and MIG, best round of each kept (--quick: 1,000 publishes, one round).",
+    async custom(ctx, settings) {
+      const { publish } = await events(ctx, settings, "publish");
+      const figures: Record<string, number | string> = {};
+      for (const p of publish) {
+        figures[`in flight ${p.window}`] =
+          `MIG ${p.mig_rps}/s · raw jetstream.publish ${p.raw_jetstream_rps}/s · ratio ${p.ratio.toFixed(2)}` +
+          (p.window === 64 ? ` (target ${verdict(p.ratio, EVENTS_TARGET, true)})` : "");
+        figures[`mig_rps_${p.window}`] = p.mig_rps;
+        figures[`raw_rps_${p.window}`] = p.raw_jetstream_rps;
+        figures[`ratio_${p.window}`] = p.ratio;
+      }
+      return figures;
+    },
   },
   {
     id: "replay",
     name: "SUBSCRIBE replay of 100,000 events",
-    measures: "Replay rate of 100,000 stored events against a raw JetStream consumer on the same stream.",
-    pending: "row not written yet: needs a replay reader for SUBSCRIBE and a raw consumer",
+    measures:
+      "Events per second of a SUBSCRIBE over SSE from cursor 0 of a topic holding 100,000 events (MIG_REPLAY_RATE_PER_SEC=0) against a raw JetStream consumer (explicit ack) reading the same stream; test/bench/events.ts --only replay, best of 3 rounds (--quick: 10,000 events, one round).",
+    async custom(ctx, settings) {
+      const { replay } = await events(ctx, settings, "replay");
+      if (!replay) throw new Error("events.ts gave no replay figures");
+      return {
+        events: replay.events,
+        "replay": `MIG ${replay.mig_eps}/s · raw consumer ${replay.raw_consumer_eps}/s · ratio ${replay.ratio.toFixed(2)} (target ${verdict(replay.ratio, EVENTS_TARGET, true)})`,
+        mig_eps: replay.mig_eps,
+        raw_eps: replay.raw_consumer_eps,
+        ratio: replay.ratio,
+      };
+    },
   },
   {
     id: "stream",
     name: "one server_stream of small frames, worker → caller",
-    measures: "Frames per second of one server_stream against raw NATS publish/subscribe.",
-    pending: "row not written yet: needs streaming invocations and a frame counter",
+    measures:
+      "Frames per second of one server_stream of remote.stream.count from a `mig worker test/fixtures/stream-provider.ts` process, through the gateway's NATS stream subjects, to a NATS consumer granting credit in batches of 32 (window 64), against raw NATS publish/subscribe of same-sized payloads from a publisher process; test/bench/stream.ts --only stream, 100,000 frames (--quick: 20,000).",
+    async custom(ctx, settings) {
+      const { stream } = await streamScript(ctx, settings, "stream");
+      if (!stream) throw new Error("stream.ts gave no stream figures");
+      return {
+        frames: stream.frames,
+        frame_bytes: stream.frame_bytes,
+        "frames/s": `MIG ${stream.worker_to_nats_consumer_fps}/s · raw NATS pub/sub ${stream.raw_nats_pubsub_fps}/s · ratio ${stream.ratio.toFixed(2)} (target ${verdict(stream.ratio, STREAM_TARGET, true)})`,
+        mig_fps: stream.worker_to_nats_consumer_fps,
+        raw_fps: stream.raw_nats_pubsub_fps,
+        ratio: stream.ratio,
+      };
+    },
   },
   {
     id: "cancel",
     name: "CANCEL → provider's AbortSignal",
-    measures: "Time from CANCEL to the provider's AbortSignal firing (absolute p50/p99).",
-    pending: "row not written yet: a custom row timing CANCEL to the AbortSignal",
+    measures:
+      "Time from a CANCEL (NATS control.cancel publish, and a WebSocket cancel frame) to the AbortSignal of a running server_stream provider in the gateway's process, absolute; test/bench/stream.ts --only cancel, 300 cancels per way (--quick: 50).",
+    async custom(ctx, settings) {
+      const { cancel_to_signal_ms: c } = await streamScript(ctx, settings, "cancel");
+      if (!c) throw new Error("stream.ts gave no cancel figures");
+      const line = (l: { p50: number; p99: number; p999: number; max: number }) =>
+        `p50 ${round3(l.p50)} ms · p99 ${round3(l.p99)} ms · p99.9 ${round3(l.p999)} ms · max ${round3(l.max)} ms (target p99 ${verdict(l.p99, CANCEL_P99_TARGET_MS, false, " ms")})`;
+      return {
+        samples: c.samples,
+        "NATS control.cancel": line(c.nats_control_cancel),
+        "WebSocket cancel frame": line(c.websocket_cancel_frame),
+        nats_p50_ms: round3(c.nats_control_cancel.p50),
+        nats_p99_ms: round3(c.nats_control_cancel.p99),
+        ws_p50_ms: round3(c.websocket_cancel_frame.p50),
+        ws_p99_ms: round3(c.websocket_cancel_frame.p99),
+      };
+    },
   },
   {
     id: "scale",
@@ -88,6 +184,9 @@ export const rows: RowDefinition[] = [
     id: "http-calibration",
     name: "calibration: bare node:http vs itself",
     measures: "Two instances of the bare server measured as path and baseline; the ratio shows the run's noise (ideal 1.0).",
+    // Quick runs' short slices make its ratio swing too widely to calibrate anything, and it keeps
+    // --quick under 2 minutes; `--quick --only http-calibration` still runs it.
+    fullRunsOnly: true,
     path: bareHttp(INVOKE_PATH, HTTP_INVOKE_BODY),
     baseline: bareHttp(INVOKE_PATH, HTTP_INVOKE_BODY),
   },

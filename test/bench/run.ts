@@ -55,21 +55,32 @@ const opts = program.opts<{
 
 if (opts.list) {
   for (const row of rows) {
-    console.log(`${row.id.padEnd(20)} ${row.name}${row.pending ? "  (pending)" : ""}`);
+    const note = row.pending ? "  (pending)" : row.fullRunsOnly ? "  (full runs, or --quick --only)" : "";
+    console.log(`${row.id.padEnd(20)} ${row.name}${note}`);
   }
   process.exit(0);
 }
 
-const settings: RunSettings = { ...(opts.quick ? QUICK : FULL) };
+const settings: RunSettings = { ...(opts.quick ? { ...QUICK, quick: true } : FULL) };
 if (opts.warmup !== undefined) settings.warmupMs = Math.round(opts.warmup * 1000);
 if (opts.duration !== undefined) settings.durationMs = Math.max(1, Math.round(opts.duration * 1000));
 if (opts.slices !== undefined) settings.slices = opts.slices;
 
 const selected = selectRows(opts.only);
 
-/** `--only` matches a row id exactly or a part of its name, case-insensitively. */
+/**
+ * `--only` matches a row id exactly or a part of its name, case-insensitively. Without it, a
+ * quick run leaves out the rows marked fullRunsOnly.
+ */
 function selectRows(only: string | undefined) {
-  if (!only) return rows;
+  if (!only) {
+    if (!opts.quick) return rows;
+    const left = rows.filter((r) => r.fullRunsOnly);
+    if (left.length > 0) {
+      process.stderr.write(`--quick leaves out ${left.map((r) => r.id).join(", ")} (name it in --only to run it)\n`);
+    }
+    return rows.filter((r) => !r.fullRunsOnly);
+  }
   const wanted = only.split(",").map((w) => w.trim().toLowerCase()).filter(Boolean);
   for (const w of wanted) {
     if (!rows.some((r) => r.id === w || r.name.toLowerCase().includes(w))) {

@@ -36,6 +36,27 @@ export function bareHttp(path: string, body: string): ServerSpec {
   };
 }
 
+/** A bare @grpc/grpc-js server answering mig.v0_1.Invocation/Invoke with an InvokeResponse to `body`. */
+export function bareGrpc(body: string): ServerSpec {
+  return {
+    label: "bare @grpc/grpc-js echo service",
+    async start(ctx) {
+      const child = spawnTs("baseline-grpc", ctx.root, "test/bench/baseline-grpc-echo.ts", []);
+      try {
+        const ready = await child.waitForLine(readyLine, ctx.startTimeoutMs);
+        return {
+          target: { kind: "grpc", address: String(ready.address), body },
+          failure: () => (child.running ? undefined : child.failure()),
+          stop: () => child.stop(),
+        };
+      } catch (err) {
+        await child.stop();
+        throw err;
+      }
+    },
+  };
+}
+
 /** A nats-server with a plain responder process on `subject`, replying InvokeResponse JSON. */
 export function natsEcho(subject: string, body: string): ServerSpec {
   return {
@@ -159,6 +180,64 @@ export function runtimeHttp(path: string, body: string, options: RuntimeOptions 
   };
 }
 
+/** The runtime loaded over its gRPC binding with unary Invocation/Invoke of `body` (InvokeRequest as wire JSON). */
+export function runtimeGrpc(body: string, options: RuntimeOptions = {}): ServerSpec {
+  return {
+    label: "MIG runtime, gRPC binding",
+    async start(ctx: BenchContext): Promise<RunningServer> {
+      const runtime = await startRuntime(ctx, options);
+      return { ...runtime, target: { kind: "grpc", address: runtime.grpcAddr, body } };
+    },
+  };
+}
+
+/**
+ * Starts the runtime and one `mig worker` process hosting `module`, and waits until the gateway
+ * lists `capability` from the worker (the runtime itself does not host it, so every call crosses
+ * the bus to the worker and back).
+ */
+async function startRuntimeWithWorker(
+  ctx: BenchContext,
+  module: string,
+  capability: string,
+  options: RuntimeOptions,
+): Promise<Omit<StartedRuntime, "target">> {
+  const runtime = await startRuntime(ctx, options);
+  const worker = spawnTs("worker", ctx.root, "runtime/cli.ts", ["worker", module], {
+    ...process.env,
+    MIG_NATS_URL: `nats://${runtime.natsUrl}`,
+    MIG_LOG_LEVEL: "info",
+  });
+  const stop = async () => {
+    await worker.stop();
+    await runtime.stop();
+  };
+  try {
+    await worker.waitForLine((line) => (line.includes('"worker serving"') ? true : undefined), ctx.startTimeoutMs);
+    // Ready when the gateway lists the worker's capability (its registry watch has seen the registration).
+    const deadline = Date.now() + ctx.startTimeoutMs;
+    for (;;) {
+      const res = await fetch(`${runtime.httpBase}/mig/v0.1/discover`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ header: { tenant_id: "bench" } }),
+      });
+      const answer = (await res.json()) as { capabilities?: { id: string }[] };
+      if (answer.capabilities?.some((c) => c.id === capability)) break;
+      if (Date.now() > deadline) throw new Error(`the runtime did not list ${capability} from the worker within ${ctx.startTimeoutMs} ms`);
+      await sleep(100);
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return {
+    ...runtime,
+    failure: () => runtime.failure?.() ?? (worker.running ? undefined : worker.failure()),
+    stop,
+  };
+}
+
 /**
  * The runtime loaded over its NATS binding on `subject`, the capability served by one `mig worker`
  * process hosting `module` (the runtime itself does not host it, so every call crosses the bus twice).
@@ -167,40 +246,19 @@ export function runtimeNatsWorker(subject: string, body: string, module: string,
   return {
     label: "MIG runtime, NATS binding, provider in a mig worker",
     async start(ctx: BenchContext): Promise<RunningServer> {
-      const runtime = await startRuntime(ctx, options);
-      const worker = spawnTs("worker", ctx.root, "runtime/cli.ts", ["worker", module], {
-        ...process.env,
-        MIG_NATS_URL: `nats://${runtime.natsUrl}`,
-        MIG_LOG_LEVEL: "info",
-      });
-      const stop = async () => {
-        await worker.stop();
-        await runtime.stop();
-      };
-      try {
-        await worker.waitForLine((line) => (line.includes('"worker serving"') ? true : undefined), ctx.startTimeoutMs);
-        // Ready when the gateway lists the worker's capability (its registry watch has seen the registration).
-        const deadline = Date.now() + ctx.startTimeoutMs;
-        for (;;) {
-          const res = await fetch(`${runtime.httpBase}/mig/v0.1/discover`, {
-            method: "POST",
-            headers: { "content-type": "application/json" },
-            body: JSON.stringify({ header: { tenant_id: "bench" } }),
-          });
-          const answer = (await res.json()) as { capabilities?: { id: string }[] };
-          if (answer.capabilities?.some((c) => c.id === capability)) break;
-          if (Date.now() > deadline) throw new Error(`the runtime did not list ${capability} from the worker within ${ctx.startTimeoutMs} ms`);
-          await sleep(100);
-        }
-      } catch (err) {
-        await stop();
-        throw err;
-      }
-      return {
-        target: { kind: "nats", servers: runtime.natsUrl, subject, body },
-        failure: () => runtime.failure?.() ?? (worker.running ? undefined : worker.failure()),
-        stop,
-      };
+      const started = await startRuntimeWithWorker(ctx, module, capability, options);
+      return { ...started, target: { kind: "nats", servers: started.natsUrl, subject, body } };
+    },
+  };
+}
+
+/** The runtime loaded over its HTTP binding (POST `body` to `path`), the capability served by a `mig worker` process. */
+export function runtimeHttpWorker(path: string, body: string, module: string, capability: string, options: RuntimeOptions = {}): ServerSpec {
+  return {
+    label: "MIG runtime, HTTP binding, provider in a mig worker",
+    async start(ctx: BenchContext): Promise<RunningServer> {
+      const started = await startRuntimeWithWorker(ctx, module, capability, options);
+      return { ...started, target: { kind: "http", url: `${started.httpBase}${path}`, body } };
     },
   };
 }

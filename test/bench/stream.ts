@@ -17,7 +17,17 @@ import { Authenticator } from "../../runtime/auth.ts";
 import { Histogram } from "./histogram.ts";
 import { spawnTs } from "./processes.ts";
 
-const { values } = parseArgs({ options: { frames: { type: "string", default: "100000" }, cancels: { type: "string", default: "300" }, credit: { type: "string", default: "64" } } });
+// --only stream|cancel measures one of the two; --json prints the report as one line (the bench table reads it).
+const { values } = parseArgs({
+  options: {
+    frames: { type: "string", default: "100000" },
+    cancels: { type: "string", default: "300" },
+    credit: { type: "string", default: "64" },
+    only: { type: "string" },
+    json: { type: "boolean", default: false },
+  },
+});
+if (values.only !== undefined && values.only !== "stream" && values.only !== "cancel") throw new Error("--only: stream or cancel");
 const FRAMES = Number(values.frames);
 const CANCELS = Number(values.cancels);
 const CREDIT = Number(values.credit);
@@ -146,18 +156,24 @@ async function cancelLatency(): Promise<{ nats: Histogram; ws: Histogram }> {
   return { nats, ws: wsh };
 }
 
-const stream = await streamThroughGateway();
-const cancels = await cancelLatency();
+const stream = values.only === "cancel" ? undefined : await streamThroughGateway();
+const cancels = values.only === "stream" ? undefined : await cancelLatency();
 const report = {
-  stream: {
-    frames: FRAMES,
-    frame_bytes: stream.bytes,
-    credit_batch: CREDIT,
-    worker_to_nats_consumer_fps: Math.round(stream.fps),
-    raw_nats_pubsub_fps: Math.round(stream.rawFps),
-    ratio: Math.round((stream.fps / stream.rawFps) * 1000) / 1000,
-  },
-  cancel_to_signal_ms: { samples: CANCELS, nats_control_cancel: cancels.nats.latencies(), websocket_cancel_frame: cancels.ws.latencies() },
+  ...(stream
+    ? {
+        stream: {
+          frames: FRAMES,
+          frame_bytes: stream.bytes,
+          credit_batch: CREDIT,
+          worker_to_nats_consumer_fps: Math.round(stream.fps),
+          raw_nats_pubsub_fps: Math.round(stream.rawFps),
+          ratio: Math.round((stream.fps / stream.rawFps) * 1000) / 1000,
+        },
+      }
+    : {}),
+  ...(cancels
+    ? { cancel_to_signal_ms: { samples: CANCELS, nats_control_cancel: cancels.nats.latencies(), websocket_cancel_frame: cancels.ws.latencies() } }
+    : {}),
 };
-process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+process.stdout.write(`${values.json ? JSON.stringify(report) : JSON.stringify(report, null, 2)}\n`);
 process.exit(0);

@@ -4,7 +4,8 @@ import type { SerializedHistogram } from "./histogram.ts";
 /** What a load generator is pointed at: one request it repeats in a closed loop. */
 export type LoadTarget =
   | { kind: "http"; url: string; body: string }
-  | { kind: "nats"; servers: string; subject: string; body: string };
+  | { kind: "nats"; servers: string; subject: string; body: string }
+  | { kind: "grpc"; address: string; body: string };
 
 /** Latency percentiles in milliseconds. */
 export interface Latencies {
@@ -17,7 +18,7 @@ export interface Latencies {
 
 /** The one JSON line a load generator prints on stdout. */
 export interface LoadResult {
-  tool: "http" | "nats";
+  tool: "http" | "nats" | "grpc";
   concurrency: number;
   warmup_s: number;
   duration_s: number;
@@ -116,6 +117,8 @@ export interface RowDefinition {
    * returns named figures, printed and written as they are. Used instead of path/baseline.
    */
   custom?(ctx: BenchContext, settings: RunSettings): Promise<Record<string, number | string>>;
+  /** Left out of --quick runs unless --only names it (rows that matter only over full runs). */
+  fullRunsOnly?: boolean;
   /** Set for rows not written yet: they appear in the table as pending and cost no time. */
   pending?: string;
 }
@@ -169,4 +172,6 @@ export interface RunSettings {
   settleMs: number;
   /** Slices per side and concurrency, alternating baseline and path (ABBA…). */
   slices: number;
+  /** Set by --quick: custom rows that run a standalone script ask it for a short run. */
+  quick?: boolean;
 }
