@@ -7,18 +7,11 @@ import { startGrpcBinding, type GrpcBinding } from "../bindings/grpc/server.ts";
 import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
 import { migClients, rawStreamInvoke, streamInvoke, struct, unary, type CallReader, type MigClients } from "./helpers/grpc.ts";
 import type { StreamSession } from "../runtime/stream.ts";
+import { anyDescriptor, anySchemas } from "./helpers/descriptors.ts";
 
 const WINDOW = 16;
-const ANY = "schema://test/any/v1";
-const schemas = { [ANY]: { type: "object" } };
-const descriptor = (id: string, modes: ("server_stream" | "bidi_stream")[]) => ({
-  id,
-  version: "1.0.0",
-  modes,
-  input_schema_uri: ANY,
-  output_schema_uri: ANY,
-  auth_scopes: [],
-});
+const schemas = anySchemas;
+const descriptor = anyDescriptor;
 
 /** Why each stream's provider signal fired, by message_id: proof that a cancel reached the provider. */
 const aborts = new Map<string, any>();

@@ -5,17 +5,10 @@ import { defineCapability, defineStreamingCapability } from "../runtime/provider
 import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
 import { StreamClient, type Frame } from "./helpers/stream-client.ts";
 import { expectEnvelope } from "./helpers/envelopes.ts";
+import { anyDescriptor, anySchemas } from "./helpers/descriptors.ts";
 
-const ANY = "schema://test/any/v1";
-const schemas = { [ANY]: { type: "object" } };
-const descriptor = (id: string, modes: ("unary" | "server_stream" | "bidi_stream")[]) => ({
-  id,
-  version: "1.0.0",
-  modes,
-  input_schema_uri: ANY,
-  output_schema_uri: ANY,
-  auth_scopes: [],
-});
+const schemas = anySchemas;
+const descriptor = anyDescriptor;
 
 const aborts = new Map<string, unknown>();
 

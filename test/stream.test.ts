@@ -6,17 +6,10 @@ import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.t
 import { StreamClient, type Frame } from "./helpers/stream-client.ts";
 import { expectEnvelope } from "./helpers/envelopes.ts";
 import type { StreamSession } from "../runtime/stream.ts";
+import { anyDescriptor, anySchemas } from "./helpers/descriptors.ts";
 
-const ANY = "schema://test/any/v1";
-const schemas = { [ANY]: { type: "object" } };
-const descriptor = (id: string, modes: ("unary" | "server_stream" | "bidi_stream")[]) => ({
-  id,
-  version: "1.0.0",
-  modes,
-  input_schema_uri: ANY,
-  output_schema_uri: ANY,
-  auth_scopes: [],
-});
+const schemas = anySchemas;
+const descriptor = anyDescriptor;
 
 /** Why each stream's provider signal fired, by message_id: proof that cancel reached the provider. */
 const aborts = new Map<string, unknown>();
