@@ -1,8 +1,7 @@
 // A separate listener that serves only /metrics (MIG_METRICS_ADDR), for a scrape network kept apart from callers.
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { parseAddr } from "../../runtime/config.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
+import { listenOn } from "./listen.ts";
 
 export interface MetricsListener {
   url: string;
@@ -28,17 +27,9 @@ export async function startMetricsListener(runtime: MigRuntime, addr: string): P
       },
     );
   });
-  const { host, port } = parseAddr(addr);
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const bound = server.address() as AddressInfo;
+  const bound = await listenOn(server, addr);
   return {
-    url: `http://${bound.family === "IPv6" ? `[${bound.address}]` : bound.address}:${bound.port}`,
+    url: `http://${bound}`,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

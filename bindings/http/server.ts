@@ -2,12 +2,11 @@
 import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createTlsServer } from "node:https";
-import type { AddressInfo } from "node:net";
 import { MigError } from "../../runtime/errors.ts";
-import { parseAddr } from "../../runtime/config.ts";
 import type { Authenticator } from "../../runtime/auth.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
 import { readJsonBody } from "./body.ts";
+import { listenOn } from "./listen.ts";
 import { sendError, sendJson } from "./respond.ts";
 import { matchRoute } from "./routes.ts";
 import { serveStream, wantsStream } from "./stream-sse.ts";
@@ -129,19 +128,10 @@ export async function startHttpBinding(runtime: MigRuntime, authenticator: Authe
     : createServer(onRequest);
   server.keepAliveTimeout = 65_000;
   const streams = attachStreamEndpoint(server, runtime, authenticator);
-  const { host, port } = parseAddr(addr);
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const bound = server.address() as AddressInfo;
-  const shownHost = bound.family === "IPv6" ? `[${bound.address}]` : bound.address;
+  const bound = await listenOn(server, addr);
   return {
     server,
-    url: `${tls ? "https" : "http"}://${shownHost}:${bound.port}`,
+    url: `${tls ? "https" : "http"}://${bound}`,
     close: () =>
       new Promise<void>((resolve) => {
         streams.close();
