@@ -68,7 +68,7 @@ async function worker(modules: string[], options: Record<string, string | undefi
   const logger = createLogger(config.logLevel);
   const definitions = await loadProviderModules(modules);
   const runtime = await MigRuntime.start(config, { logger, fleet: false });
-  const host = await WorkerHost.start(runtime, definitions, { heartbeatMs: config.heartbeatMs, concurrency: config.workerConcurrency });
+  const host = await WorkerHost.start(runtime, definitions, { heartbeatMs: config.heartbeatMs, concurrency: config.workerConcurrency, direct: config.workerDirect });
   logger.info({ provider_id: host.providerId, capabilities: host.capabilities, url: runtime.natsUrl }, "worker serving");
 
   let stopping = false;

@@ -23,6 +23,7 @@ export interface RuntimeConfig {
   capacity: number;
   heartbeatMs: number;
   workerConcurrency: number;
+  workerDirect: boolean;
   jwtPublicKeyFile: string | undefined;
   jwtJwksFile: string | undefined;
   jwtJwksUrl: string | undefined;
@@ -157,6 +158,7 @@ export const SETTINGS = [
   { key: "natsTlsKey", env: "MIG_NATS_TLS_KEY", flag: "--nats-tls-key <path>", description: "client key for NATS mutual TLS", defaultValue: undefined, parse: text },
   { key: "heartbeatMs", env: "MIG_PROVIDER_HEARTBEAT_MS", flag: "--provider-heartbeat-ms <ms>", description: "how often a worker renews its registration; three missed beats and it leaves DISCOVER", defaultValue: 2000, parse: integer("MIG_PROVIDER_HEARTBEAT_MS", 100, 60_000) },
   { key: "workerConcurrency", env: "MIG_WORKER_CONCURRENCY", flag: "--worker-concurrency <n>", description: "work-queue invocations a worker runs at once", defaultValue: 64, parse: integer("MIG_WORKER_CONCURRENCY", 1, 10_000) },
+  { key: "workerDirect", env: "MIG_WORKER_DIRECT", flag: "--worker-direct <bool>", description: "a worker answers NATS invokes of its best_effort unary capabilities itself (one bus hop) instead of through a gateway", defaultValue: true, parse: boolean("MIG_WORKER_DIRECT") },
 ] as const satisfies readonly Setting<keyof RuntimeConfig>[];
 
 function authMode(raw: string): AuthMode {

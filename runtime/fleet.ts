@@ -4,8 +4,10 @@ import type { KV } from "@nats-io/kv";
 import { checkDescriptor } from "./provider.ts";
 import {
   decode,
+  directEligible,
   encode,
   FLEET_CANCEL_SUBJECT,
+  HELD_WILDCARD,
   LEAVE_WILDCARD,
   MAX_REGISTRATION_BYTES,
   MISSED_BEATS,
@@ -17,6 +19,8 @@ import {
   usesWorkQueue,
 } from "./provider-protocol.ts";
 import { ensureWorkConsumer, ensureWorkStream } from "./worker.ts";
+import { answerFleetCancel } from "./fleet-cancel.ts";
+import { DirectWatch } from "./direct-watch.ts";
 import { MicroAttach } from "./micro-attach.ts";
 import { RemoteDispatcher } from "./remote-dispatch.ts";
 import { remoteStreamHandler } from "./remote-stream.ts";
@@ -39,8 +43,10 @@ export interface ProviderEntry {
   /** When the provider was last heard of (epoch ms) and how long silence may last before it is gone. */
   lastSeen: number;
   ttlMs: number;
-  /** JSON of its capabilities, to tell a heartbeat from a change. */
+  /** JSON of its capabilities (and direct lane), to tell a heartbeat from a change. */
   fingerprint: string;
+  /** From when (epoch ms) this worker answers public invoke subjects of its best_effort capabilities itself. */
+  directFrom?: number | undefined;
 }
 
 export interface FleetCancelAnswer {
@@ -53,6 +59,7 @@ const CANCEL_FANOUT_WAIT_MS = 300;
 
 export class Fleet {
   readonly dispatcher: RemoteDispatcher;
+  private readonly directWatch: DirectWatch;
   private readonly providers = new Map<string, ProviderEntry>();
   private readonly subscriptions: Subscription[] = [];
   private sweeper: NodeJS.Timeout | undefined;
@@ -66,6 +73,7 @@ export class Fleet {
   private constructor(private readonly runtime: MigRuntime) {
     const { nc, js } = runtime.bus;
     this.dispatcher = new RemoteDispatcher(nc, js, runtime.metrics, runtime.logger);
+    this.directWatch = new DirectWatch(nc, runtime.logger);
   }
 
   static async start(runtime: MigRuntime): Promise<Fleet> {
@@ -76,7 +84,10 @@ export class Fleet {
 
   private async open(): Promise<void> {
     const { nc, kvm } = this.runtime.bus;
-    this.subscriptions.push(nc.subscribe(FLEET_CANCEL_SUBJECT, { callback: (err, msg) => (err ? undefined : this.onFleetCancel(msg)) }));
+    this.subscriptions.push(
+      nc.subscribe(FLEET_CANCEL_SUBJECT, { callback: (err, msg) => (err ? undefined : answerFleetCancel(this.runtime, msg)) }),
+      nc.subscribe(HELD_WILDCARD, { callback: (err, msg) => (err ? undefined : this.directWatch.onNotice(msg)) }),
+    );
     this.registry = await kvm.create(REGISTRY_BUCKET, { history: 1, ttl: REGISTRY_TTL_MS });
     this.subscriptions.push(
       nc.subscribe(REGISTER_WILDCARD, { queue: REGISTRAR_QUEUE, callback: (err, msg) => (err ? undefined : void this.onRegister(msg)) }),
@@ -104,7 +115,8 @@ export class Fleet {
           capabilities: record.capabilities.map((c) => ({ descriptor: c.descriptor, schemas: c.schemas })),
           lastSeen: seen,
           ttlMs: record.heartbeat_ms * MISSED_BEATS,
-          fingerprint: JSON.stringify(record.capabilities),
+          fingerprint: JSON.stringify([record.capabilities, record.direct_from]),
+          directFrom: record.direct_from,
         });
       }
     })().catch((err: unknown) => {
@@ -128,6 +140,7 @@ export class Fleet {
     if (!this.providers.delete(providerId)) return;
     this.runtime.logger.info({ provider_id: providerId, why }, "provider gone");
     this.dispatcher.providerGone(providerId);
+    this.directWatch.providerGone(providerId);
     this.refresh();
   }
 
@@ -145,6 +158,9 @@ export class Fleet {
   /** Rebuilds the remote part of the capability registry from the live providers. */
   private refresh(): void {
     const chosen = new Map<string, RemoteCapability>();
+    // The earliest switch to a direct lane among the live workers of each capability: from then on a NATS
+    // invoke reaches one of them straight, and this gateway must not also dispatch it (docs/bindings/nats.md).
+    const direct = new Map<string, number>();
     // Workers first, newest last so that its descriptor wins; a micro service only fills gaps.
     const ordered = [...this.providers.values()].sort((a, b) => (a.kind === b.kind ? a.lastSeen - b.lastSeen : a.kind === "micro" ? -1 : 1));
     for (const provider of ordered) {
@@ -156,10 +172,18 @@ export class Fleet {
           continue;
         }
         chosen.set(capability.descriptor.id, capability);
+        if (provider.directFrom !== undefined && directEligible(capability.descriptor)) {
+          const id = capability.descriptor.id;
+          direct.set(id, Math.min(direct.get(id) ?? Infinity, provider.directFrom));
+        }
       }
     }
     const { capabilities, schemas } = this.runtime;
-    for (const id of capabilities.remoteIds()) if (!chosen.has(id)) capabilities.setRemote(id, undefined);
+    for (const id of capabilities.remoteIds()) {
+      if (!chosen.has(id)) capabilities.setRemote(id, undefined);
+      if (!direct.has(id)) capabilities.setDirect(id, undefined);
+    }
+    for (const [id, from] of direct) capabilities.setDirect(id, from);
     for (const [id, capability] of chosen) {
       const current = capabilities.get(id);
       for (const [uri, schema] of Object.entries(capability.schemas ?? {})) {
@@ -232,39 +256,6 @@ export class Fleet {
       // Nobody answered: no runtime holds it.
     }
     return undefined;
-  }
-
-  private onFleetCancel(msg: Msg): void {
-    let request: { target?: unknown; tenant?: unknown; reason?: unknown; from?: unknown; subject?: unknown; authenticated?: unknown };
-    try {
-      request = decode(msg.data) as typeof request;
-    } catch {
-      return;
-    }
-    if (!msg.reply || request.from === this.runtime.serverId || typeof request.target !== "string") return;
-    const inflight = this.runtime.inflight.get(request.target);
-    let answer: FleetCancelAnswer | undefined;
-    if (inflight) {
-      const caller: RequestContext = {
-        principal: {
-          subject: typeof request.subject === "string" ? request.subject : "unknown",
-          tenant_id: typeof request.tenant === "string" ? request.tenant : undefined,
-          scopes: new Set(),
-          authenticated: request.authenticated === true,
-        },
-        binding: "nats",
-      };
-      try {
-        this.runtime.policy.authorizeCancel(caller, String(request.tenant), inflight);
-        inflight.actor.send({ type: "CANCEL", reason: typeof request.reason === "string" ? request.reason : "" });
-        answer = { status: "cancelled" };
-      } catch (err) {
-        answer = { status: "forbidden", message: (err as Error).message };
-      }
-    } else if (this.runtime.finished.tenantOf(request.target) === request.tenant) {
-      answer = { status: "already_completed" };
-    }
-    if (answer) msg.respond(encode(answer));
   }
 
   async stop(): Promise<void> {

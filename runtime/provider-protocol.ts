@@ -43,6 +43,16 @@ export const REGISTER_WILDCARD = `${INTERNAL_PREFIX}.provider.register.*`;
 export const LEAVE_WILDCARD = `${INTERNAL_PREFIX}.provider.leave.*`;
 /** Queue group of the runtimes that relay registrations into the bucket: one write per announcement. */
 export const REGISTRAR_QUEUE = "mig-registrar";
+/**
+ * Queue group of the workers that answer public invoke subjects of their best_effort capabilities
+ * themselves (the direct lane, docs/bindings/provider-protocol.md section 8).
+ */
+export const DIRECT_QUEUE = "mig-direct";
+/** How far ahead of its registration a worker schedules the switch to its direct lane, so every gateway knows first. */
+export const DIRECT_SWITCH_MS = 1_000;
+/** A direct-lane worker still busy after ACCEPT_NOTICE_MS says so here; gateways answer for it if it dies. */
+export const heldSubject = (providerId: string) => `${INTERNAL_PREFIX}.provider.held.${providerId}`;
+export const HELD_WILDCARD = `${INTERNAL_PREFIX}.provider.held.*`;
 export const MAX_REGISTRATION_BYTES = 1024 * 1024;
 
 /** Durable consumer of one capability on the work stream: readable, and unique even when ids differ only in dots. */
@@ -64,6 +74,28 @@ export interface Registration {
   heartbeat_ms: number;
   started_at: string;
   capabilities: { descriptor: CapabilityDescriptor; schemas?: Record<string, JsonObject> }[];
+  /**
+   * Set only by MIG runtimes (`mig worker`): from this instant (epoch ms) the provider answers the public
+   * `mig.v0_1.*.invoke.<id>` subjects of its best_effort unary capabilities itself, and gateways leave them to it.
+   */
+  direct_from?: number;
+}
+
+/**
+ * A direct-lane worker's notice about one slow invocation (JSON), keyed by the caller's reply subject: held
+ * while running (with the tenant and, when the caller gave one in a NATS header, the message id, for the
+ * envelope a gateway would answer with), then released.
+ */
+export interface HeldNotice {
+  reply: string | undefined;
+  tenant_id?: string | undefined;
+  message_id?: string | undefined;
+  released?: true;
+}
+
+/** Whether a capability may take the direct lane: best_effort (core request/reply) and unary. */
+export function directEligible(descriptor: CapabilityDescriptor): boolean {
+  return !usesWorkQueue(descriptor) && descriptor.modes.includes("unary");
 }
 
 /** What the gateway sends a provider for one invocation (msgpack map). */
@@ -160,5 +192,6 @@ export function readRegistration(text: string): Registration | undefined {
   }
   if (!isObject(value) || typeof value.provider_id !== "string" || !Array.isArray(value.capabilities)) return undefined;
   const heartbeat = typeof value.heartbeat_ms === "number" && value.heartbeat_ms > 0 ? value.heartbeat_ms : DEFAULT_HEARTBEAT_MS;
-  return { ...(value as unknown as Registration), heartbeat_ms: heartbeat };
+  const directFrom = typeof value.direct_from === "number" && Number.isFinite(value.direct_from) ? value.direct_from : undefined;
+  return { ...(value as unknown as Registration), heartbeat_ms: heartbeat, direct_from: directFrom };
 }

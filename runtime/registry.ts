@@ -18,6 +18,8 @@ export interface RegisteredCapability {
 export class CapabilityRegistry {
   private readonly entries = new Map<string, RegisteredCapability>();
   private readonly remote = new Map<string, RegisteredCapability>();
+  /** Capabilities that a worker answers on the public subjects itself, and from when (epoch ms). */
+  private readonly direct = new Map<string, number>();
 
   constructor(private readonly schemas: SchemaRegistry) {}
 
@@ -34,6 +36,21 @@ export class CapabilityRegistry {
   setRemote(id: string, entry: RegisteredCapability | undefined): void {
     if (entry) this.remote.set(id, entry);
     else this.remote.delete(id);
+  }
+
+  /** Records (or, with undefined, clears) the instant from which a worker serves the capability's NATS invokes itself. */
+  setDirect(id: string, from: number | undefined): void {
+    if (from === undefined) this.direct.delete(id);
+    else this.direct.set(id, from);
+  }
+
+  /**
+   * Whether a NATS invoke of `id` is a direct-lane worker's to answer (this runtime stays silent). A
+   * capability this runtime hosts itself is always its own.
+   */
+  servedDirect(id: string, now: number): boolean {
+    const from = this.direct.get(id);
+    return from !== undefined && now >= from && !this.entries.has(id);
   }
 
   remoteIds(): string[] {

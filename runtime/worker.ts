@@ -7,13 +7,18 @@ import { MigError } from "./errors.ts";
 import { IDEMPOTENCY_BUCKET, IdempotencyStore } from "./idempotency.ts";
 import { execute } from "./invoke.ts";
 import { serveRemoteStreams } from "./remote-stream.ts";
+import { DirectLane } from "./direct-lane.ts";
+import { answerFleetCancel } from "./fleet-cancel.ts";
 import {
   ACCEPT_NOTICE_MS,
   CANCEL_WILDCARD,
   consumerName,
   decode,
   DEFAULT_HEARTBEAT_MS,
+  DIRECT_SWITCH_MS,
+  directEligible,
   encode,
+  FLEET_CANCEL_SUBJECT,
   jsWorkSubject,
   principalFromWire,
   readWorkRequest,
@@ -40,6 +45,8 @@ export interface WorkerOptions {
   heartbeatMs?: number;
   /** Invocations this worker runs at once on the work-queue path (core work is bounded by the runtime's capacity). */
   concurrency?: number;
+  /** Answer NATS invokes of best_effort unary capabilities on the public subjects directly (default true). */
+  direct?: boolean;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -54,6 +61,10 @@ export class WorkerHost {
   private doneRecords: KV | undefined;
   private readonly heartbeatMs: number;
   private readonly concurrency: number;
+  private readonly direct: boolean;
+  private directLane: DirectLane | undefined;
+  /** The instant named in the registration from which the direct lane answers (docs/bindings/provider-protocol.md §8). */
+  private directFrom: number | undefined;
 
   private constructor(
     private readonly runtime: MigRuntime,
@@ -62,6 +73,7 @@ export class WorkerHost {
   ) {
     this.heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.concurrency = options.concurrency ?? 64;
+    this.direct = options.direct ?? true;
   }
 
   static async start(runtime: MigRuntime, definitions: CapabilityDefinition[], options: WorkerOptions = {}): Promise<WorkerHost> {
@@ -101,6 +113,15 @@ export class WorkerHost {
         );
       }
     }
+    const direct = this.direct ? this.definitions.filter((d) => directEligible(d.descriptor)).map((d) => d.descriptor.id) : [];
+    if (direct.length > 0) {
+      // Subscribed before the registration names the switch instant, so no gateway ever leaves an invoke to a
+      // lane that is not listening yet; the instant lies far enough ahead for every gateway to hear of it.
+      this.directFrom = Date.now() + DIRECT_SWITCH_MS;
+      this.directLane = await DirectLane.open(this.runtime, this.providerId, direct, this.directFrom);
+      // Direct invocations live in this runtime: a CANCEL taken by a gateway reaches them by the fleet fan-out.
+      this.subscriptions.push(nc.subscribe(FLEET_CANCEL_SUBJECT, { callback: (err, msg) => (err ? undefined : answerFleetCancel(this.runtime, msg)) }));
+    }
     await nc.flush();
     this.register();
     this.beat = setInterval(() => this.register(), this.heartbeatMs);
@@ -114,6 +135,7 @@ export class WorkerHost {
       heartbeat_ms: this.heartbeatMs,
       started_at: new Date().toISOString(),
       capabilities: this.definitions.map((d) => ({ descriptor: d.descriptor, schemas: d.schemas })),
+      direct_from: this.directFrom,
     };
     // Through the registrar (any runtime of the fleet), like a provider in another language: providers
     // need no write access to the registry bucket (docs/bindings/provider-protocol.md).
@@ -225,6 +247,9 @@ export class WorkerHost {
     if (this.stopped) return;
     this.stopped = true;
     if (this.beat) clearInterval(this.beat);
+    // The direct lane first: while gateways still leave its invokes to this worker, another direct worker
+    // of the capability takes them (or, if none, they go unanswered until the leave below is heard: ms).
+    await this.directLane?.close();
     this.runtime.bus.nc.publish(leaveSubject(this.providerId), "");
     await this.runtime.bus.nc.flush().catch(() => undefined);
     for (const sub of this.subscriptions) await sub.drain().catch(() => undefined);

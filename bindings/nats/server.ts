@@ -8,7 +8,7 @@ import type { RequestContext } from "../../runtime/core.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
 import type { MessageHeader } from "../../runtime/types.ts";
 import { serveNatsStreams } from "./stream.ts";
-import { parseSubject, PUBLIC_SUBJECTS, QUEUE_GROUP, type ParsedSubject } from "./subjects.ts";
+import { parseSubject, PUBLIC_SUBJECTS, QUEUE_GROUP, SUBJECT_ROOT, type ParsedSubject } from "./subjects.ts";
 
 /** MIG header fields mirrored between the body's header and NATS message headers (spec section 7). */
 export const MIRRORED_FIELDS = ["mig_version", "message_id", "tenant_id", "session_id", "traceparent", "idempotency_key"] as const;
@@ -22,6 +22,17 @@ export interface NatsBinding {
 
 export interface NatsBindingOptions {
   queue?: string;
+  /** Subjects to serve instead of PUBLIC_SUBJECTS: a direct-lane worker serves only its capabilities' invoke subjects. */
+  subjects?: readonly string[];
+  /** Whether to serve stream control subjects too (default true). */
+  streams?: boolean;
+  /**
+   * Whether this process answers an invoke at all. Declined requests are another process's to answer: by
+   * default those of capabilities a direct-lane worker serves itself (runtime/direct-lane.ts).
+   */
+  acceptsInvoke?: (subject: string) => boolean;
+  /** Told when each accepted request starts and ends (the direct lane reports slow ones to the gateways). */
+  watch?: { started(msg: Msg): void; ended(msg: Msg): void };
 }
 
 type Operation = (runtime: MigRuntime, body: unknown, context: RequestContext, param: string | undefined) => Promise<unknown>;
@@ -40,6 +51,8 @@ export async function startNatsBinding(runtime: MigRuntime, authenticator: Authe
   const { nc } = runtime.bus;
   const queue = options.queue ?? QUEUE_GROUP;
   const limit = runtime.config.maxBodyBytes;
+  const acceptsInvoke = options.acceptsInvoke ?? ((subject: string) => !runtime.capabilities.servedDirect(capabilityOf(subject), Date.now()));
+  const { watch } = options;
 
   async function handle(msg: Msg): Promise<void> {
     let body: unknown;
@@ -72,7 +85,8 @@ export async function startNatsBinding(runtime: MigRuntime, authenticator: Authe
     }
   }
 
-  const subscriptions: Subscription[] = PUBLIC_SUBJECTS.map((subject) =>
+  const subjects = options.subjects ?? PUBLIC_SUBJECTS;
+  const subscriptions: Subscription[] = subjects.map((subject) =>
     nc.subscribe(subject, {
       queue,
       callback: (err, msg) => {
@@ -92,19 +106,33 @@ export async function startNatsBinding(runtime: MigRuntime, authenticator: Authe
           runtime.logger.debug({ subject: msg.subject, reply: msg.reply.slice(0, 120) }, "request with a reply subject outside the inboxes dropped");
           return;
         }
-        handle(msg).catch((e: unknown) => runtime.logger.error({ err: (e as Error)?.stack ?? String(e) }, "NATS reply failed"));
+        if (subject.includes(".invoke.") && !acceptsInvoke(msg.subject)) return;
+        if (!watch) {
+          handle(msg).catch((e: unknown) => runtime.logger.error({ err: (e as Error)?.stack ?? String(e) }, "NATS reply failed"));
+          return;
+        }
+        watch.started(msg);
+        handle(msg)
+          .catch((e: unknown) => runtime.logger.error({ err: (e as Error)?.stack ?? String(e) }, "NATS reply failed"))
+          .finally(() => watch.ended(msg));
       },
     }),
   );
-  subscriptions.push(serveNatsStreams(runtime, authenticator, queue));
+  if (options.streams !== false) subscriptions.push(serveNatsStreams(runtime, authenticator, queue));
   await nc.flush();
   return {
-    subjects: PUBLIC_SUBJECTS,
+    subjects,
     queue,
     async close() {
       for (const sub of subscriptions) await sub.drain().catch(() => undefined);
     },
   };
+}
+
+/** The capability of `mig.v0_1.<tenant>.invoke.<capability>` (checked later by parseSubject; here only looked up). */
+function capabilityOf(subject: string): string {
+  const at = subject.indexOf(".invoke.", SUBJECT_ROOT.length + 1);
+  return at < 0 ? "" : subject.slice(at + ".invoke.".length);
 }
 
 function parseBody(data: Uint8Array, limit: number): unknown {

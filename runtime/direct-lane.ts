@@ -1,0 +1,78 @@
+// Worker side of the direct lane: a `mig worker` answers the public NATS invoke subjects of its best_effort
+// unary capabilities itself, so a NATS caller's request crosses the bus once instead of twice (through a
+// gateway and then the internal work subject). Why and what it costs: docs/bindings/provider-protocol.md §8.
+import type { Msg } from "@nats-io/transport-node";
+import { startNatsBinding, type NatsBinding } from "../bindings/nats/server.ts";
+import { SUBJECT_ROOT } from "../bindings/nats/subjects.ts";
+import { ACCEPT_NOTICE_MS, DIRECT_QUEUE, heldSubject, type HeldNotice } from "./provider-protocol.ts";
+import type { MigRuntime } from "./runtime.ts";
+
+/** How often running requests are checked for the held notice; a notice is at most this late. */
+const SWEEP_MS = 50;
+
+export class DirectLane {
+  /** Requests running now, in the order they started, with their start time. */
+  private readonly running = new Map<Msg, number>();
+  /** The subset of `running` the gateways have been told about. */
+  private readonly held = new Set<Msg>();
+  private sweeper: NodeJS.Timeout | undefined;
+  private opened: NodeJS.Timeout | undefined;
+  private binding: NatsBinding | undefined;
+
+  private constructor(
+    private readonly runtime: MigRuntime,
+    private readonly providerId: string,
+  ) {}
+
+  /**
+   * Subscribes to the invoke subjects of `capabilities` at once, but answers only from `from` (epoch ms):
+   * the instant named in the worker's registration, when every gateway stops dispatching those invokes itself.
+   */
+  static async open(runtime: MigRuntime, providerId: string, capabilities: string[], from: number): Promise<DirectLane> {
+    const lane = new DirectLane(runtime, providerId);
+    lane.binding = await startNatsBinding(runtime, runtime.authenticator, {
+      queue: DIRECT_QUEUE,
+      subjects: capabilities.map((id) => `${SUBJECT_ROOT}.*.invoke.${id}`),
+      streams: false,
+      acceptsInvoke: () => Date.now() >= from,
+      watch: { started: (msg) => lane.running.set(msg, Date.now()), ended: (msg) => lane.ended(msg) },
+    });
+    lane.sweeper = setInterval(() => lane.sweep(), SWEEP_MS);
+    lane.sweeper.unref();
+    lane.opened = setTimeout(() => runtime.logger.info({ provider_id: providerId, capabilities }, "direct lane answering NATS invokes"), Math.max(0, from - Date.now()));
+    lane.opened.unref();
+    return lane;
+  }
+
+  /** Stops taking requests (the worker is leaving); the ones already taken are still answered. */
+  async close(): Promise<void> {
+    if (this.sweeper) clearInterval(this.sweeper);
+    clearTimeout(this.opened);
+    await this.binding?.close();
+  }
+
+  private ended(msg: Msg): void {
+    this.running.delete(msg);
+    if (this.held.delete(msg)) this.notify({ reply: msg.reply, released: true });
+  }
+
+  /**
+   * Tells the gateways about requests running longer than ACCEPT_NOTICE_MS: if this process dies, they
+   * answer those callers MIG_UNAVAILABLE at once. Quick requests, the usual case, cost no message.
+   */
+  private sweep(): void {
+    const threshold = Date.now() - ACCEPT_NOTICE_MS;
+    for (const [msg, started] of this.running) {
+      if (started > threshold) break; // started in order: the rest are younger
+      if (this.held.has(msg)) continue;
+      this.held.add(msg);
+      const tenant = msg.subject.split(".", 3)[2];
+      const messageId = msg.headers?.get("message_id") || undefined;
+      this.notify({ reply: msg.reply, tenant_id: tenant, message_id: messageId });
+    }
+  }
+
+  private notify(notice: HeldNotice): void {
+    this.runtime.bus.nc.publish(heldSubject(this.providerId), JSON.stringify(notice));
+  }
+}

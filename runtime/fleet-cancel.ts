@@ -1,0 +1,43 @@
+// The holder's side of CANCEL fan-out: a runtime asked on `_MIG.fleet.cancel` answers only for invocations it runs.
+import type { Msg } from "@nats-io/transport-node";
+import { decode, encode } from "./provider-protocol.ts";
+import type { RequestContext } from "./core.ts";
+import type { FleetCancelAnswer } from "./fleet.ts";
+import type { MigRuntime } from "./runtime.ts";
+
+/**
+ * Cancels `target` if this runtime runs it and the asker may (the same policy as a local CANCEL), or says it
+ * already completed; stays silent otherwise, so the runtime that does hold it is the one heard.
+ */
+export function answerFleetCancel(runtime: MigRuntime, msg: Msg): void {
+  let request: { target?: unknown; tenant?: unknown; reason?: unknown; from?: unknown; subject?: unknown; authenticated?: unknown };
+  try {
+    request = decode(msg.data) as typeof request;
+  } catch {
+    return;
+  }
+  if (!msg.reply || request.from === runtime.serverId || typeof request.target !== "string") return;
+  const inflight = runtime.inflight.get(request.target);
+  let answer: FleetCancelAnswer | undefined;
+  if (inflight) {
+    const caller: RequestContext = {
+      principal: {
+        subject: typeof request.subject === "string" ? request.subject : "unknown",
+        tenant_id: typeof request.tenant === "string" ? request.tenant : undefined,
+        scopes: new Set(),
+        authenticated: request.authenticated === true,
+      },
+      binding: "nats",
+    };
+    try {
+      runtime.policy.authorizeCancel(caller, String(request.tenant), inflight);
+      inflight.actor.send({ type: "CANCEL", reason: typeof request.reason === "string" ? request.reason : "" });
+      answer = { status: "cancelled" };
+    } catch (err) {
+      answer = { status: "forbidden", message: (err as Error).message };
+    }
+  } else if (runtime.finished.tenantOf(request.target) === request.tenant) {
+    answer = { status: "already_completed" };
+  }
+  if (answer) msg.respond(encode(answer));
+}
