@@ -117,10 +117,16 @@ export class WorkerHost {
     if (direct.length > 0) {
       // Subscribed before the registration names the switch instant, so no gateway ever leaves an invoke to a
       // lane that is not listening yet; the instant lies far enough ahead for every gateway to hear of it.
-      this.directFrom = Date.now() + DIRECT_SWITCH_MS;
-      this.directLane = await DirectLane.open(this.runtime, this.providerId, direct, this.directFrom);
-      // Direct invocations live in this runtime: a CANCEL taken by a gateway reaches them by the fleet fan-out.
-      this.subscriptions.push(nc.subscribe(FLEET_CANCEL_SUBJECT, { callback: (err, msg) => (err ? undefined : answerFleetCancel(this.runtime, msg)) }));
+      const from = Date.now() + DIRECT_SWITCH_MS;
+      try {
+        this.directLane = await DirectLane.open(this.runtime, this.providerId, direct, from);
+        this.directFrom = from;
+        // Direct invocations live in this runtime: a CANCEL taken by a gateway reaches them by the fleet fan-out.
+        this.subscriptions.push(nc.subscribe(FLEET_CANCEL_SUBJECT, { callback: (err, msg) => (err ? undefined : answerFleetCancel(this.runtime, msg)) }));
+      } catch (err) {
+        // The registration then names no switch: gateways keep dispatching these invokes over the work subjects.
+        this.runtime.logger.warn({ err: (err as Error).message }, "direct lane unavailable; NATS invokes reach this worker through the gateways");
+      }
     }
     await nc.flush();
     this.register();

@@ -120,6 +120,13 @@ export async function startNatsBinding(runtime: MigRuntime, authenticator: Authe
   );
   if (options.streams !== false) subscriptions.push(serveNatsStreams(runtime, authenticator, queue));
   await nc.flush();
+  // A bus whose permissions refuse this user a subject closes that subscription (the server's -ERR arrives
+  // before the flush's PONG). Serving a part of the subjects silently would leave callers unanswered.
+  const refused = subscriptions.find((sub) => sub.isClosed());
+  if (refused) {
+    for (const sub of subscriptions) sub.unsubscribe();
+    throw new Error(`the bus refused this runtime a subscription to ${refused.getSubject()} (check its NATS user's permissions)`);
+  }
   return {
     subjects,
     queue,
