@@ -86,14 +86,17 @@ export async function startNatsBinding(runtime: MigRuntime, authenticator: Authe
   }
 
   const subjects = options.subjects ?? PUBLIC_SUBJECTS;
-  const subscriptions: Subscription[] = subjects.map((subject) =>
-    nc.subscribe(subject, {
+  const subscriptions: Subscription[] = subjects.map((subject) => {
+    const isInvoke = subject.includes(".invoke.");
+    return nc.subscribe(subject, {
       queue,
       callback: (err, msg) => {
         if (err) {
           runtime.logger.warn({ subject, err: err.message }, "NATS binding subscription error");
           return;
         }
+        // First, and cheaply: a gateway receives a copy of every invoke a direct-lane worker answers.
+        if (isInvoke && !acceptsInvoke(msg.subject)) return;
         if (!msg.reply) {
           // Nobody could receive an answer: counted and dropped, never executed.
           runtime.metrics.natsDropped.inc({ reason: "no_reply_subject" });
@@ -106,7 +109,6 @@ export async function startNatsBinding(runtime: MigRuntime, authenticator: Authe
           runtime.logger.debug({ subject: msg.subject, reply: msg.reply.slice(0, 120) }, "request with a reply subject outside the inboxes dropped");
           return;
         }
-        if (subject.includes(".invoke.") && !acceptsInvoke(msg.subject)) return;
         if (!watch) {
           handle(msg).catch((e: unknown) => runtime.logger.error({ err: (e as Error)?.stack ?? String(e) }, "NATS reply failed"));
           return;
@@ -116,8 +118,8 @@ export async function startNatsBinding(runtime: MigRuntime, authenticator: Authe
           .catch((e: unknown) => runtime.logger.error({ err: (e as Error)?.stack ?? String(e) }, "NATS reply failed"))
           .finally(() => watch.ended(msg));
       },
-    }),
-  );
+    });
+  });
   if (options.streams !== false) subscriptions.push(serveNatsStreams(runtime, authenticator, queue));
   await nc.flush();
   // A bus whose permissions refuse this user a subject closes that subscription (the server's -ERR arrives
