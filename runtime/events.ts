@@ -194,7 +194,8 @@ export class EventStore {
     mirrorHeader(headers, header);
     if (key !== undefined) headers.set(KEY_HEADER, encodeURIComponent(key));
     try {
-      this.bus.nc.publish(ref.publicSubject, eventJson, { headers });
+      // On the no-echo connection that also holds the NATS binding's PUBLISH subscription: never delivered back here.
+      this.bus.events.publish(ref.publicSubject, eventJson, { headers });
     } catch (err) {
       this.logger.debug({ err: (err as Error).message, subject: ref.publicSubject }, "live fan-out failed");
     }

@@ -169,7 +169,9 @@ export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticato
       operation,
     });
 
-  const publishes = nc.subscribe("mig.v0_1.*.events.>", {
+  // On the bus's no-echo events connection, where the runtime also publishes its live EventMessages: the server does
+  // not hand this process its own copies. Another runtime's copies still arrive (queue group) and are dropped here.
+  const publishes = runtime.bus.events.subscribe("mig.v0_1.*.events.>", {
     queue: QUEUE,
     callback: (_err, msg) => {
       // The runtime's own live EventMessages travel on the same subjects: never a new PUBLISH.
