@@ -11,6 +11,7 @@
 import { createHash } from "node:crypto";
 import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
 import { DiscardPolicy, RetentionPolicy, StorageType, type StreamConfig } from "@nats-io/jetstream";
+import { AckedPublisher, type StreamAck } from "./acked-publish.ts";
 import { MigError } from "./errors.ts";
 import type { Bus } from "./bus.ts";
 import type { Logger } from "./logger.ts";
@@ -58,6 +59,10 @@ export interface EventStoreOptions {
 }
 
 const NANOS_PER_MS = 1_000_000;
+/** How long a PUBLISH waits for JetStream's ack (also across a bus restart) before MIG_UNAVAILABLE. */
+const APPEND_TIMEOUT_MS = 10_000;
+/** JetStream's dedup header: a repeat within the stream's duplicate window stores nothing. */
+const MSG_ID_HEADER = "Nats-Msg-Id";
 
 export function unavailable(what: string, err: unknown): MigError {
   return new MigError("MIG_UNAVAILABLE", `the event store on the bus cannot be reached (${what}); retry shortly`, {
@@ -78,12 +83,15 @@ export function deliveredJson(stored: string, sequence: number, replay: boolean)
 export class EventStore {
   /** Streams known to exist, by name; bounded by the number of topics in use. */
   private readonly streams = new Map<string, Promise<void>>();
+  private readonly acks: AckedPublisher;
 
   constructor(
     private readonly bus: Bus,
     private readonly options: EventStoreOptions,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.acks = new AckedPublisher(bus.nc, APPEND_TIMEOUT_MS);
+  }
 
   async init(): Promise<void> {
     await this.createOrKeep({
@@ -162,13 +170,13 @@ export class EventStore {
    * Appends one stored event; resolves once JetStream has persisted it. `msgId` dedups within the stream's
    * duplicate window: a repeat stores nothing and reports the first event's sequence with `duplicate`.
    */
-  async append(ref: TopicRef, stored: string, msgId: string, key: string | undefined): Promise<{ seq: number; duplicate: boolean }> {
+  async append(ref: TopicRef, stored: string, msgId: string, key: string | undefined): Promise<StreamAck> {
     await this.ensure(ref);
     const headers = natsHeaders();
+    headers.set(MSG_ID_HEADER, msgId);
     if (key !== undefined) headers.set(KEY_HEADER, encodeURIComponent(key));
     try {
-      const ack = await this.bus.js.publish(ref.subject, stored, { msgID: msgId, headers, timeout: 10_000 });
-      return { seq: ack.seq, duplicate: ack.duplicate };
+      return await this.acks.publish(ref.subject, stored, headers);
     } catch (err) {
       // The stream may have been deleted behind our back: forget it, so the next publish recreates it.
       this.streams.delete(ref.stream);
