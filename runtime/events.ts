@@ -25,17 +25,36 @@ export const ORIGIN_RUNTIME = "runtime";
 /** NATS header carrying an event's ordering key, on stored and fanned-out messages. */
 export const KEY_HEADER = "Mig-Key";
 
+/** Shared by every user of a topic (see `refs`): never changed after it is made. */
 export interface TopicRef {
-  tenant: string;
-  topic: string;
-  stream: string;
-  subject: string;
-  publicSubject: string;
-  deadLetterSubject: string;
+  readonly tenant: string;
+  readonly topic: string;
+  readonly stream: string;
+  readonly subject: string;
+  readonly publicSubject: string;
+  readonly deadLetterSubject: string;
 }
 
+/**
+ * Refs of recently used topics: a PUBLISH otherwise hashed its stream name and built four subjects each time.
+ * Cleared when it holds MAX_CACHED_REFS (a ref is cheap to rebuild), so any number of topics stays bounded.
+ */
+const refs = new Map<string, TopicRef>();
+const MAX_CACHED_REFS = 10_000;
+
 export function topicRef(tenant: string, topic: string): TopicRef {
-  const hash = createHash("sha256").update(`${tenant}\u0000${topic}`).digest("hex").slice(0, 32);
+  const id = `${tenant}\u0000${topic}`;
+  let ref = refs.get(id);
+  if (!ref) {
+    if (refs.size >= MAX_CACHED_REFS) refs.clear();
+    ref = newTopicRef(tenant, topic, id);
+    refs.set(id, ref);
+  }
+  return ref;
+}
+
+function newTopicRef(tenant: string, topic: string, id: string): TopicRef {
+  const hash = createHash("sha256").update(id).digest("hex").slice(0, 32);
   return {
     tenant,
     topic,
