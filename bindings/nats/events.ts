@@ -40,10 +40,14 @@ function parseBody(msg: Msg, limit: number): unknown {
   }
 }
 
-/** `mig.v0_1.<tenant>.<verb>.<rest…>` → tenant and the rest (the topic). */
+const PREFIX_LENGTH = "mig.v0_1.".length;
+
+/** `mig.v0_1.<tenant>.<verb>.<rest…>` → tenant and the rest (the topic); by index, as it runs for every PUBLISH. */
 function splitSubject(subject: string): { tenant: string; rest: string } {
-  const tokens = subject.split(".");
-  return { tenant: tokens[2] ?? "", rest: tokens.slice(4).join(".") };
+  const tenantEnd = subject.indexOf(".", PREFIX_LENGTH);
+  if (tenantEnd === -1) return { tenant: subject.slice(PREFIX_LENGTH), rest: "" };
+  const verbEnd = subject.indexOf(".", tenantEnd + 1);
+  return { tenant: subject.slice(PREFIX_LENGTH, tenantEnd), rest: verbEnd === -1 ? "" : subject.slice(verbEnd + 1) };
 }
 
 function reply(msg: Msg, value: unknown): void {
