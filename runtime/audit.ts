@@ -19,6 +19,13 @@ const TENANT_TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
 const FLUSH_EVERY_MS = 25;
 const FLUSH_AT = 512;
 const MAX_QUEUED = 50_000;
+/**
+ * Records of one flush and one tenant travel as one stream message, one JSON record per line: storing a
+ * message per record cost nats-server about as much as the PUBLISH it audited (docs/decisions.md). A record's
+ * cursor (`seq`) is its message's stream sequence times CURSOR_SPAN plus its line, so it stays one integer.
+ */
+const RECORDS_PER_MESSAGE = 512;
+const CURSOR_SPAN = 1024;
 
 export type AuditDecision = "allow" | "deny" | "none";
 
@@ -51,11 +58,12 @@ export interface AuditRecord {
 export interface AuditQuery {
   tenant?: string | undefined;
   limit: number;
-  /** Only records after this stream sequence (oldest first); without it, the newest `limit` records. */
+  /** Only records after this cursor (a record's `seq`), oldest first; without it, the newest `limit` records. */
   after?: number | undefined;
 }
 
 export interface StoredAuditRecord extends AuditRecord {
+  /** The record's cursor: its stream message's sequence × CURSOR_SPAN + its line in that message. */
   seq: number;
 }
 
@@ -137,21 +145,37 @@ export class AuditLog {
     if (this.queue.length === 0) return;
     const batch = this.queue;
     this.queue = [];
-    let lines = "";
-    for (let i = 0; i < batch.length; i++) {
-      const record = batch[i]!;
+    const messages = new Map<string, { records: AuditRecord[]; lines: string[] }[]>();
+    let fileLines = "";
+    for (const record of batch) {
       const line = JSON.stringify(record);
-      if (this.file) lines += line + "\n";
-      try {
-        this.bus.nc.publish(auditSubject(record.tenant), this.encoder.encode(line));
-      } catch (err) {
-        // The connection is closed or draining: keep the rest for a later flush, if there is one.
-        this.queue = batch.slice(i).concat(this.queue);
-        this.logger.warn({ err: (err as Error).message, queued: this.queue.length }, "audit records could not be published yet");
-        break;
+      if (this.file) fileLines += line + "\n";
+      const subject = auditSubject(record.tenant);
+      let chunks = messages.get(subject);
+      if (!chunks) messages.set(subject, (chunks = []));
+      let chunk = chunks[chunks.length - 1];
+      if (!chunk || chunk.records.length === RECORDS_PER_MESSAGE) chunks.push((chunk = { records: [], lines: [] }));
+      chunk.records.push(record);
+      chunk.lines.push(line);
+    }
+    const unsent: AuditRecord[] = [];
+    for (const [subject, chunks] of messages) {
+      for (const chunk of chunks) {
+        if (unsent.length > 0) {
+          unsent.push(...chunk.records);
+          continue;
+        }
+        try {
+          this.bus.nc.publish(subject, this.encoder.encode(chunk.lines.join("\n")));
+        } catch (err) {
+          // The connection is closed or draining: keep the rest for a later flush, if there is one.
+          unsent.push(...chunk.records);
+          this.logger.warn({ err: (err as Error).message }, "audit records could not be published yet");
+        }
       }
     }
-    if (this.file && lines) this.file.write(lines);
+    if (unsent.length > 0) this.queue = unsent.concat(this.queue);
+    if (this.file && fileLines) this.file.write(fileLines);
   }
 
   /** Reads records back from the stream, newest `limit` (or the `limit` after a cursor), filtered by tenant. */
@@ -159,17 +183,22 @@ export class AuditLog {
     this.flush();
     await this.bus.nc.flush();
     const subject = query.tenant === undefined ? `${AUDIT_SUBJECT_PREFIX}.>` : auditSubject(query.tenant);
+    let lastMessageSeq: number;
     let lastSeq: number;
     try {
-      lastSeq = (await this.bus.jsm.streams.getMessage(AUDIT_STREAM, { last_by_subj: subject }))!.seq;
+      const last = (await this.bus.jsm.streams.getMessage(AUDIT_STREAM, { last_by_subj: subject }))!;
+      lastMessageSeq = last.seq;
+      lastSeq = cursorOf(last.seq, lineCount(last.string()) - 1);
     } catch {
       return { records: [], last_seq: 0 };
     }
-    const startSeq = query.after !== undefined ? query.after + 1 : undefined;
-    if (startSeq !== undefined && startSeq > lastSeq) return { records: [], last_seq: lastSeq };
+    const after = query.after;
+    if (after !== undefined && after >= lastSeq) return { records: [], last_seq: lastSeq };
+    // The message holding the cursor may still hold later records: paging starts there and skips up to the cursor.
+    const startMessage = after !== undefined ? Math.max(1, Math.floor(after / CURSOR_SPAN)) : undefined;
     const consumer = await this.bus.js.consumers.get(AUDIT_STREAM, {
       filter_subjects: subject,
-      ...(startSeq !== undefined ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: startSeq } : { deliver_policy: DeliverPolicy.All }),
+      ...(startMessage !== undefined ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: startMessage } : { deliver_policy: DeliverPolicy.All }),
     });
     const records: StoredAuditRecord[] = [];
     let seen = 0;
@@ -179,10 +208,16 @@ export class AuditLog {
       for await (const msg of batch) {
         got++;
         seen++;
-        records.push({ ...(msg.json() as AuditRecord), seq: msg.seq });
-        // Forward paging stops at `limit`; "newest" keeps a window of the last `limit`.
-        if (startSeq === undefined && records.length > query.limit) records.shift();
-        if (msg.seq >= lastSeq || (startSeq !== undefined && records.length >= query.limit)) {
+        const lines = msg.string().split("\n");
+        for (let line = 0; line < lines.length && !done; line++) {
+          const seq = cursorOf(msg.seq, line);
+          if (after !== undefined && seq <= after) continue;
+          records.push({ ...(JSON.parse(lines[line]!) as AuditRecord), seq });
+          // Forward paging stops at `limit`; "newest" keeps a window of the last `limit`.
+          if (after === undefined && records.length > query.limit) records.shift();
+          if (after !== undefined && records.length >= query.limit) done = true;
+        }
+        if (done || msg.seq >= lastMessageSeq) {
           done = true;
           break;
         }
@@ -198,6 +233,16 @@ export class AuditLog {
     this.file = undefined;
     if (file) await new Promise<void>((resolve) => file.end(() => resolve()));
   }
+}
+
+function cursorOf(messageSeq: number, line: number): number {
+  return messageSeq * CURSOR_SPAN + line;
+}
+
+function lineCount(text: string): number {
+  let count = 1;
+  for (let at = text.indexOf("\n"); at !== -1; at = text.indexOf("\n", at + 1)) count++;
+  return count;
 }
 
 const SHORT = 200;

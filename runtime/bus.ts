@@ -1,4 +1,5 @@
-// The connection to the bus: one NATS connection per process, with JetStream and KV handles on it.
+// The connection to the bus: one NATS connection per process, with JetStream and KV handles on it, and a second
+// one for the public events subjects, opened without echo (see `events` below).
 import { readFileSync } from "node:fs";
 import { connect, credsAuthenticator, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
@@ -7,6 +8,13 @@ import type { Logger } from "./logger.ts";
 
 export interface Bus {
   nc: NatsConnection;
+  /**
+   * The connection of the public events subjects `mig.v0_1.<tenant>.events.<topic>`: the NATS binding's PUBLISH
+   * subscription and the runtime's live EventMessages share it, opened with `noEcho`, so the server never hands
+   * the runtime its own live copy of an event (which the binding would only drop again: that round trip cost
+   * about a fifth of the runtime's CPU per PUBLISH, docs/decisions.md). Closed when `nc` closes.
+   */
+  events: NatsConnection;
   js: JetStreamClient;
   jsm: JetStreamManager;
   kvm: Kvm;
@@ -39,25 +47,43 @@ function connectionSecurity(credentials: BusCredentials): Partial<NodeConnection
   return options;
 }
 
-export async function connectBus(url: string, name: string, logger: Logger, credentials: BusCredentials = {}): Promise<Bus> {
+async function open(url: string, name: string, logger: Logger, credentials: BusCredentials, noEcho: boolean): Promise<NatsConnection> {
   const nc = await connect({
     ...connectionSecurity(credentials),
     servers: url.split(","),
     name,
+    noEcho,
     // A runtime outlives bus restarts: it reconnects for as long as it runs.
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
     waitOnFirstConnect: true,
+    // The client library otherwise captures two stack traces per request (one for a timeout that rarely comes):
+    // measurable on every PUBLISH, and our errors name the operation themselves.
+    noAsyncTraces: true,
   });
   void (async () => {
     for await (const status of nc.status()) {
       if (status.type === "disconnect" || status.type === "reconnect") {
-        logger.info({ bus: status.type, server: "server" in status ? status.server : undefined }, `bus ${status.type}`);
+        logger.info({ bus: status.type, connection: name, server: "server" in status ? status.server : undefined }, `bus ${status.type}`);
       }
     }
   })();
+  return nc;
+}
+
+export async function connectBus(url: string, name: string, logger: Logger, credentials: BusCredentials = {}): Promise<Bus> {
+  const nc = await open(url, name, logger, credentials, false);
+  let events: NatsConnection;
+  try {
+    events = await open(url, `${name}-events`, logger, credentials, true);
+  } catch (err) {
+    await nc.close();
+    throw err;
+  }
+  // The runtime drains `nc` when it stops; the events connection follows it.
+  void nc.closed().then(() => events.drain().catch(() => undefined));
   const jsm = await jetstreamManager(nc);
-  return { nc, js: jetstream(nc), jsm, kvm: new Kvm(nc), url };
+  return { nc, events, js: jetstream(nc), jsm, kvm: new Kvm(nc), url };
 }
 
 /** Opens (or creates) a KV bucket; a bucket that exists keeps its settings. */

@@ -11,6 +11,7 @@
 import { createHash } from "node:crypto";
 import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
 import { DiscardPolicy, RetentionPolicy, StorageType, type StreamConfig } from "@nats-io/jetstream";
+import { AckedPublisher, type StreamAck } from "./acked-publish.ts";
 import { MigError } from "./errors.ts";
 import type { Bus } from "./bus.ts";
 import type { Logger } from "./logger.ts";
@@ -24,17 +25,36 @@ export const ORIGIN_RUNTIME = "runtime";
 /** NATS header carrying an event's ordering key, on stored and fanned-out messages. */
 export const KEY_HEADER = "Mig-Key";
 
+/** Shared by every user of a topic (see `refs`): never changed after it is made. */
 export interface TopicRef {
-  tenant: string;
-  topic: string;
-  stream: string;
-  subject: string;
-  publicSubject: string;
-  deadLetterSubject: string;
+  readonly tenant: string;
+  readonly topic: string;
+  readonly stream: string;
+  readonly subject: string;
+  readonly publicSubject: string;
+  readonly deadLetterSubject: string;
 }
 
+/**
+ * Refs of recently used topics: a PUBLISH otherwise hashed its stream name and built four subjects each time.
+ * Cleared when it holds MAX_CACHED_REFS (a ref is cheap to rebuild), so any number of topics stays bounded.
+ */
+const refs = new Map<string, TopicRef>();
+const MAX_CACHED_REFS = 10_000;
+
 export function topicRef(tenant: string, topic: string): TopicRef {
-  const hash = createHash("sha256").update(`${tenant}\u0000${topic}`).digest("hex").slice(0, 32);
+  const id = `${tenant}\u0000${topic}`;
+  let ref = refs.get(id);
+  if (!ref) {
+    if (refs.size >= MAX_CACHED_REFS) refs.clear();
+    ref = newTopicRef(tenant, topic, id);
+    refs.set(id, ref);
+  }
+  return ref;
+}
+
+function newTopicRef(tenant: string, topic: string, id: string): TopicRef {
+  const hash = createHash("sha256").update(id).digest("hex").slice(0, 32);
   return {
     tenant,
     topic,
@@ -58,6 +78,10 @@ export interface EventStoreOptions {
 }
 
 const NANOS_PER_MS = 1_000_000;
+/** How long a PUBLISH waits for JetStream's ack (also across a bus restart) before MIG_UNAVAILABLE. */
+const APPEND_TIMEOUT_MS = 10_000;
+/** JetStream's dedup header: a repeat within the stream's duplicate window stores nothing. */
+const MSG_ID_HEADER = "Nats-Msg-Id";
 
 export function unavailable(what: string, err: unknown): MigError {
   return new MigError("MIG_UNAVAILABLE", `the event store on the bus cannot be reached (${what}); retry shortly`, {
@@ -78,12 +102,15 @@ export function deliveredJson(stored: string, sequence: number, replay: boolean)
 export class EventStore {
   /** Streams known to exist, by name; bounded by the number of topics in use. */
   private readonly streams = new Map<string, Promise<void>>();
+  private readonly acks: AckedPublisher;
 
   constructor(
     private readonly bus: Bus,
     private readonly options: EventStoreOptions,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.acks = new AckedPublisher(bus.nc, APPEND_TIMEOUT_MS);
+  }
 
   async init(): Promise<void> {
     await this.createOrKeep({
@@ -162,13 +189,13 @@ export class EventStore {
    * Appends one stored event; resolves once JetStream has persisted it. `msgId` dedups within the stream's
    * duplicate window: a repeat stores nothing and reports the first event's sequence with `duplicate`.
    */
-  async append(ref: TopicRef, stored: string, msgId: string, key: string | undefined): Promise<{ seq: number; duplicate: boolean }> {
+  async append(ref: TopicRef, stored: string, msgId: string, key: string | undefined): Promise<StreamAck> {
     await this.ensure(ref);
     const headers = natsHeaders();
+    headers.set(MSG_ID_HEADER, msgId);
     if (key !== undefined) headers.set(KEY_HEADER, encodeURIComponent(key));
     try {
-      const ack = await this.bus.js.publish(ref.subject, stored, { msgID: msgId, headers, timeout: 10_000 });
-      return { seq: ack.seq, duplicate: ack.duplicate };
+      return await this.acks.publish(ref.subject, stored, headers);
     } catch (err) {
       // The stream may have been deleted behind our back: forget it, so the next publish recreates it.
       this.streams.delete(ref.stream);
@@ -194,7 +221,8 @@ export class EventStore {
     mirrorHeader(headers, header);
     if (key !== undefined) headers.set(KEY_HEADER, encodeURIComponent(key));
     try {
-      this.bus.nc.publish(ref.publicSubject, eventJson, { headers });
+      // On the no-echo connection that also holds the NATS binding's PUBLISH subscription: never delivered back here.
+      this.bus.events.publish(ref.publicSubject, eventJson, { headers });
     } catch (err) {
       this.logger.debug({ err: (err as Error).message, subject: ref.publicSubject }, "live fan-out failed");
     }

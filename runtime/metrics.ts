@@ -1,6 +1,22 @@
 // Prometheus metrics of one runtime: its own registry, so several runtimes can live in one process (tests).
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
+export interface TopicLabels {
+  readonly tenant: string;
+  readonly topic: string;
+}
+
+/** Adds a tally to its counter and starts it again, so the map holds only topics counted since the last read. */
+function reportTallies(tallies: Map<TopicLabels, number>, counter: Counter<"tenant" | "topic">): void {
+  for (const [{ tenant, topic }, count] of tallies) counter.inc({ tenant, topic }, count);
+  tallies.clear();
+}
+
+/** Counts one event of a topic in a tally. */
+export function tally(tallies: Map<TopicLabels, number>, labels: TopicLabels): void {
+  tallies.set(labels, (tallies.get(labels) ?? 0) + 1);
+}
+
 export class Metrics {
   readonly registry = new Registry();
   /** Set by the supervisor: brings mig_actors_live and mig_actor_transitions_total up to date before they are read. */
@@ -100,17 +116,26 @@ export class Metrics {
     labelNames: ["capability"] as const,
     registers: [this.registry],
   });
-  readonly eventsPublished = new Counter({
+  /**
+   * PUBLISH outcomes counted per topic in plain tallies (keyed by the topic's shared ref, runtime/events.ts) and
+   * handed to prom-client when the registry is read, like the stream frames above: one labelled call per event
+   * hashed its labels on the hot path.
+   */
+  readonly eventsCounted = { published: new Map<TopicLabels, number>(), deduplicated: new Map<TopicLabels, number>() };
+
+  readonly eventsPublished: Counter<"tenant" | "topic"> = new Counter({
     name: "mig_events_published_total",
     help: "Events stored by PUBLISH, by tenant and topic (idempotent repeats not counted)",
     labelNames: ["tenant", "topic"] as const,
     registers: [this.registry],
+    collect: () => reportTallies(this.eventsCounted.published, this.eventsPublished),
   });
-  readonly eventsDeduplicated = new Counter({
+  readonly eventsDeduplicated: Counter<"tenant" | "topic"> = new Counter({
     name: "mig_events_deduplicated_total",
     help: "PUBLISH repeats answered with the first ack (same idempotency key within the duplicate window)",
     labelNames: ["tenant", "topic"] as const,
     registers: [this.registry],
+    collect: () => reportTallies(this.eventsCounted.deduplicated, this.eventsDeduplicated),
   });
   readonly eventsReplayed = new Counter({
     name: "mig_events_replayed_total",

@@ -2,6 +2,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { MigError } from "./errors.ts";
 import { deliveredJson, topicRef, type EventStore } from "./events.ts";
+import { tally } from "./metrics.ts";
 import { checkDottedName, checkMessageId } from "./names.ts";
 import { authorizeCapability } from "./policy.ts";
 import { acceptRequest, agreeing, optionalStringField, requireObject } from "./request.ts";
@@ -64,10 +65,10 @@ export async function publish(core: EventsCore, body: unknown, request: RequestC
 
   const { seq, duplicate } = await core.events.append(ref, storedJson, msgId, key);
   if (duplicate) {
-    core.metrics.eventsDeduplicated.inc({ tenant: ref.tenant, topic });
+    tally(core.metrics.eventsCounted.deduplicated, ref);
     return { header, topic, event_id: await core.events.eventIdAt(ref, seq), sequence: seq, accepted: true };
   }
-  core.metrics.eventsPublished.inc({ tenant: ref.tenant, topic });
+  tally(core.metrics.eventsCounted.published, ref);
   core.events.fanOut(ref, deliveredJson(storedJson, seq, false), header, key);
   return { header, topic, event_id, sequence: seq, accepted: true };
 }

@@ -233,6 +233,20 @@ describe("NATS binding", () => {
     expect(bad.json<any>().error.code).toBe("MIG_INVALID_REQUEST");
   });
 
+  it("does not hand the runtime its own live EventMessages (the events connection has no echo)", async () => {
+    const subject = "mig.v0_1.acme.events.chat.echo";
+    const seen: Msg[] = [];
+    const plain = client.subscribe(subject, { callback: (_err, msg) => void seen.push(msg) });
+    await client.flush();
+    const before = t.runtime.bus.events.stats().inMsgs;
+    await publishN("chat.echo", 3);
+    await waitFor("three EventMessages", () => seen.length >= 3);
+    // The server queues anything it delivers to a connection before its answer to that connection's next PING.
+    await t.runtime.bus.events.flush();
+    expect(t.runtime.bus.events.stats().inMsgs).toBe(before);
+    plain.unsubscribe();
+  });
+
   it("subscribes with replay over NATS, with the subscriber's acks as the credits of max_inflight", async () => {
     const topic = "chat.rooms";
     await publishN(topic, 6);

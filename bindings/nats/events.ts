@@ -40,10 +40,14 @@ function parseBody(msg: Msg, limit: number): unknown {
   }
 }
 
-/** `mig.v0_1.<tenant>.<verb>.<rest…>` → tenant and the rest (the topic). */
+const PREFIX_LENGTH = "mig.v0_1.".length;
+
+/** `mig.v0_1.<tenant>.<verb>.<rest…>` → tenant and the rest (the topic); by index, as it runs for every PUBLISH. */
 function splitSubject(subject: string): { tenant: string; rest: string } {
-  const tokens = subject.split(".");
-  return { tenant: tokens[2] ?? "", rest: tokens.slice(4).join(".") };
+  const tenantEnd = subject.indexOf(".", PREFIX_LENGTH);
+  if (tenantEnd === -1) return { tenant: subject.slice(PREFIX_LENGTH), rest: "" };
+  const verbEnd = subject.indexOf(".", tenantEnd + 1);
+  return { tenant: subject.slice(PREFIX_LENGTH, tenantEnd), rest: verbEnd === -1 ? "" : subject.slice(verbEnd + 1) };
 }
 
 function reply(msg: Msg, value: unknown): void {
@@ -169,7 +173,9 @@ export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticato
       operation,
     });
 
-  const publishes = nc.subscribe("mig.v0_1.*.events.>", {
+  // On the bus's no-echo events connection, where the runtime also publishes its live EventMessages: the server does
+  // not hand this process its own copies. Another runtime's copies still arrive (queue group) and are dropped here.
+  const publishes = runtime.bus.events.subscribe("mig.v0_1.*.events.>", {
     queue: QUEUE,
     callback: (_err, msg) => {
       // The runtime's own live EventMessages travel on the same subjects: never a new PUBLISH.

@@ -1,0 +1,81 @@
+// JetStream publishes that wait for the stream's ack, through one reply subscription instead of a request per message.
+//
+// `jetstream.publish()` goes through `nc.request()`: per message an options copy, a request object with a random
+// token, a deferred, a timer, and an Error allocated (with its stack) when the request is cleaned up after the
+// answer. On the PUBLISH path that was about a tenth of the runtime's CPU. Here a message is a map entry keyed by
+// a counter under one wildcard inbox; one sweep per second times out what JetStream did not answer.
+import { createInbox, type MsgHdrs, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+
+export interface StreamAck {
+  seq: number;
+  duplicate: boolean;
+}
+
+/** Why JetStream did not store a message: no stream on the subject, an API error, or no answer in time. */
+export class AckError extends Error {}
+
+interface Waiting {
+  subject: string;
+  resolve: (ack: StreamAck) => void;
+  reject: (err: AckError) => void;
+  until: number;
+}
+
+const SWEEP_MS = 1_000;
+
+export class AckedPublisher {
+  private readonly prefix = `${createInbox()}.`;
+  private readonly waiting = new Map<string, Waiting>();
+  private subscription: Subscription | undefined;
+  private sweeper: NodeJS.Timeout | undefined;
+  private next = 0;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly timeoutMs: number,
+  ) {}
+
+  /** Publishes `data` to a stream's subject; resolves with the stream's ack once the message is stored. */
+  publish(subject: string, data: string | Uint8Array, headers: MsgHdrs): Promise<StreamAck> {
+    // The reply subscription is made on first use and lives as long as the connection (nats.js renews it on reconnect).
+    this.subscription ??= this.nc.subscribe(`${this.prefix}*`, { callback: (_err, msg) => this.answer(msg) });
+    const token = (this.next++).toString(36);
+    return new Promise<StreamAck>((resolve, reject) => {
+      this.nc.publish(subject, data, { reply: this.prefix + token, headers });
+      this.waiting.set(token, { subject, resolve, reject, until: Date.now() + this.timeoutMs });
+      this.sweeper ??= setInterval(() => this.sweep(), SWEEP_MS).unref();
+    });
+  }
+
+  private answer(msg: Msg): void {
+    const token = msg.subject.slice(this.prefix.length);
+    const waiting = this.waiting.get(token);
+    if (!waiting) return; // Timed out already.
+    this.waiting.delete(token);
+    if (msg.data.length === 0 && msg.headers?.code === 503) {
+      waiting.reject(new AckError(`no stream answers on ${waiting.subject}`));
+      return;
+    }
+    try {
+      const ack = JSON.parse(msg.string()) as { seq?: number; duplicate?: boolean; error?: { description?: string } };
+      if (ack.error || typeof ack.seq !== "number") throw new AckError(ack.error?.description ?? "the stream's answer has no sequence");
+      waiting.resolve({ seq: ack.seq, duplicate: ack.duplicate === true });
+    } catch (err) {
+      waiting.reject(err instanceof AckError ? err : new AckError(`the stream's answer is not JSON (${(err as Error).message})`));
+    }
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const [token, waiting] of this.waiting) {
+      if (waiting.until > now) continue;
+      this.waiting.delete(token);
+      waiting.reject(new AckError(`no ack from the stream within ${this.timeoutMs} ms`));
+    }
+    // No timer while nothing waits: a runtime that stopped publishing (or stopped) keeps none.
+    if (this.waiting.size === 0) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+    }
+  }
+}
