@@ -110,7 +110,7 @@ class StreamConnection {
         this.socket.cork();
         process.nextTick(this.uncork);
       }
-      this.ws.send(encodeFrame(frame), () => written());
+      this.ws.send(encodeFrame(frame), written); // called with an error too: a credit either way
     },
   };
 
