@@ -189,6 +189,7 @@ export class StreamSession {
   /** What the actor was last told (PAUSED / RESUMED): it hears of a resume only if it outlasts the turn. */
   private actorPaused = false;
   private resumeCheck = false;
+  private resumeTries = 0;
   /** Turns the provider is yielding (after each window of frames) rather than waiting for credit. */
   private yielding = 0;
   /** When the consumer last gave credit (performance.now()): the stall bound counts from here. */
@@ -357,10 +358,12 @@ export class StreamSession {
   };
 
   private readonly resumedYet = (): void => {
-    if (this.yielding > 0 && !this.end) {
-      setImmediate(this.resumedYet); // ask again once the provider has had its turn
+    // A provider in the middle of its yield has not shown yet whether it will wait: ask once or twice more.
+    if (this.yielding > 0 && !this.end && ++this.resumeTries <= 2) {
+      setImmediate(this.resumedYet);
       return;
     }
+    this.resumeTries = 0;
     this.resumeCheck = false;
     if (this.paused || !this.actorPaused || this.end) return;
     this.actorPaused = false;
