@@ -3,7 +3,7 @@
 //   running ─────────────────────────────────────────────── after deadline ──▶ timed_out (final, aborts work)
 //   ├─ opening ── OPENED ─▶ streaming
 //   │                        ├─ flowing ── PAUSED ─▶ paused ── RESUMED ─▶ flowing
-//   │                        │                       └─ after stall bound ──▶ failed (MIG_BACKPRESSURE)
+//   │                        │                       └─ stall bound after the last credit ──▶ failed (MIG_BACKPRESSURE)
 //   │                        └─ PROVIDER_DONE ─▶ draining ── DRAINED ─▶ completed (final)
 //   │                                            └─ after stall bound ──▶ failed (MIG_BACKPRESSURE)
 //   ├─ FAIL ──▶ failed (final, aborts work)
@@ -11,8 +11,12 @@
 //
 // Like the invocation actor it is lean: no child actors, the deadline and the stall bound are the
 // only delayed transitions, and flow control (counting frames, waking the provider) lives in the
-// stream session beside it, which feeds PAUSED / RESUMED / DRAINED in as events. Every final state
-// calls `finish` exactly once, and the session writes the one terminal frame from it.
+// stream session beside it, which feeds PAUSED / RESUMED / DRAINED in as events. A provider that is
+// faster than its consumer waits for credit again right after each credit, so the session tells the
+// actor of a resume only when the provider is still not waiting at the end of that turn; a paused
+// stream that keeps receiving credits stays `paused`, and its stall bound counts from the last
+// credit (the timer re-arms for the time left). Every final state calls `finish` exactly once, and
+// the session writes the one terminal frame from it.
 import { setup } from "xstate";
 import { MigError } from "../runtime/errors.ts";
 
@@ -26,6 +30,8 @@ export interface StreamInput {
   deadlineMs: number;
   /** How long the consumer may leave the provider paused (or the end undelivered) before MIG_BACKPRESSURE. */
   stallMs: number;
+  /** Milliseconds since the consumer last gave credit: a paused stream stalls only after stallMs of these. */
+  sinceCredit: () => number;
   finish: (end: StreamEnd) => void;
 }
 
@@ -53,6 +59,10 @@ export const streamMachine = setup({
   delays: {
     deadline: ({ context }) => context.deadlineMs,
     stall: ({ context }) => context.stallMs,
+    stallLeft: ({ context }) => Math.max(0, context.stallMs - context.sinceCredit()),
+  },
+  guards: {
+    stalled: ({ context }) => context.sinceCredit() >= context.stallMs,
   },
   actions: {
     endCompleted: ({ context }) => context.finish({ state: "completed" }),
@@ -97,7 +107,13 @@ export const streamMachine = setup({
             flowing: { on: { PAUSED: "paused" } },
             paused: {
               on: { RESUMED: "flowing" },
-              after: { stall: { target: "#stream.failed", actions: "endStalled" } },
+              after: {
+                stallLeft: [
+                  { guard: "stalled", target: "#stream.failed", actions: "endStalled" },
+                  // Credits came meanwhile: wait out the rest of the bound from the last one.
+                  { target: "paused", reenter: true },
+                ],
+              },
             },
           },
         },

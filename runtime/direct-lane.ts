@@ -1,6 +1,6 @@
 // Worker side of the direct lane: a `mig worker` answers the public NATS invoke subjects of its best_effort
 // unary capabilities itself, so a NATS caller's request crosses the bus once instead of twice (through a
-// gateway and then the internal work subject). Why and what it costs: docs/bindings/provider-protocol.md §8.
+// gateway and then the internal work subject). Why and what it costs: docs/bindings/provider-protocol.md §9.
 import type { Msg } from "@nats-io/transport-node";
 import { startNatsBinding, type NatsBinding } from "../bindings/nats/server.ts";
 import { SUBJECT_ROOT } from "../bindings/nats/subjects.ts";

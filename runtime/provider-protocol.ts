@@ -45,7 +45,7 @@ export const LEAVE_WILDCARD = `${INTERNAL_PREFIX}.provider.leave.*`;
 export const REGISTRAR_QUEUE = "mig-registrar";
 /**
  * Queue group of the workers that answer public invoke subjects of their best_effort capabilities
- * themselves (the direct lane, docs/bindings/provider-protocol.md section 8).
+ * themselves (the direct lane, docs/bindings/provider-protocol.md section 9).
  */
 export const DIRECT_QUEUE = "mig-direct";
 /** How far ahead of its registration a worker schedules the switch to its direct lane, so every gateway knows first. */

@@ -2,7 +2,7 @@
 //
 //   gateway                                   worker (queue group mig-workers)
 //   ── open  _MIG.stream.<capability>  ─────▶  runtime.openStream(...) with a bus FrameSink
-//   ◀─ {open, control}  on reply_to ─────────  (control = the worker's subject for this stream)
+//   ◀─ {open, control, window} on reply_to ──  (control = the worker's subject for this stream)
 //   ◀─ {frame} / {frames} … on reply_to ─────  at most the worker's window without credit
 //   ── {credit: n}  on control ─────────────▶  n frames' `written` callbacks: the worker's emit() goes on
 //   ── {input} / {input_end} on control ────▶  bidi: the caller's frames, in order
@@ -27,7 +27,7 @@ export interface StreamOpen extends WorkRequest {
 }
 
 type ToGateway =
-  | { open: string; control: string }
+  | { open: string; control: string; window: number }
   | { frame: JsonObject }
   | { frames: JsonObject[] }
   | { end: true; ok: true; payload: JsonObject }
@@ -127,6 +127,8 @@ class RemoteStream {
   private readonly frames: JsonObject[] = [];
   private pumping = false;
   private owed = 0;
+  /** Credits go back in batches of half the worker's window (it says its window when it opens the stream). */
+  private creditBatch = 8;
   private end: { ok: true; payload: JsonObject } | { ok: false; error: MigError } | undefined;
   private done = false;
 
@@ -154,6 +156,8 @@ class RemoteStream {
     if (this.done) return;
     if (typeof message.open === "string" && typeof message.control === "string") {
       this.control = message.control;
+      const window = message.window;
+      if (typeof window === "number" && Number.isInteger(window) && window > 0) this.creditBatch = Math.max(1, Math.floor(window / 2));
       for (const queued of this.unsent.splice(0)) this.nc.publish(this.control, encode(queued));
       return;
     }
@@ -177,7 +181,10 @@ class RemoteStream {
     this.fail(new MigError("MIG_INTERNAL", `the provider of capability ${this.capability} sent an unknown stream message`));
   }
 
-  /** Emits received frames one at a time; credits the worker in batches, and at once whenever the queue runs dry. */
+  /**
+   * Emits received frames one at a time; credits the worker per half window (one bus message for many
+   * frames, while the worker still holds the other half to send), and at once whenever the queue runs dry.
+   */
   private async pump(): Promise<void> {
     if (this.pumping) return;
     this.pumping = true;
@@ -186,7 +193,7 @@ class RemoteStream {
         // Awaiting an emit that went out at once would cost each frame its own turn and socket write.
         const emitted = this.context.emit(this.frames.shift()!);
         if (emitted !== EMITTED) await emitted;
-        if (++this.owed >= 8 || this.frames.length === 0) {
+        if (++this.owed >= this.creditBatch || this.frames.length === 0) {
           this.send({ credit: this.owed });
           this.owed = 0;
         }
@@ -288,7 +295,7 @@ export function serveRemoteStreams(runtime: MigRuntime, definitions: CapabilityD
       return;
     }
     live.set(token, entry);
-    reply({ open: providerId, control });
+    reply({ open: providerId, control, window: runtime.config.streamWindow });
     try {
       entry.session = runtime.openStream(
         { header: { ...request.header, deadline_ms: remaining }, capability: request.capability, payload: request.payload, stream_preference: request.mode },

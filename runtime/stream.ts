@@ -42,18 +42,34 @@ export interface OpenStreamOptions {
 }
 
 const STREAM_ID = /^[A-Za-z0-9_-]{1,128}$/;
-const headerJson = new WeakMap<MessageHeader, string>();
+/** Text made once per stream: the header's JSON, and everything of a data frame but its payload. */
+interface FrameText {
+  header: string;
+  streamId?: string;
+  capability?: string;
+  dataPrefix?: string;
+}
+const frameText = new WeakMap<MessageHeader, FrameText>();
 
 /**
  * A frame as JSON text, for sinks. Every frame of a stream carries the same header object, so its
- * JSON is made once per stream, not once per frame (the header is most of a small frame's bytes).
+ * JSON is made once per stream, not once per frame (the header is most of a small frame's bytes);
+ * a data frame differs from the stream's previous one only in its payload, so only that is encoded.
  */
 export function encodeFrame(frame: StreamFrame): string {
-  let header = headerJson.get(frame.header);
-  if (header === undefined) headerJson.set(frame.header, (header = JSON.stringify(frame.header)));
+  let text = frameText.get(frame.header);
+  if (text === undefined) frameText.set(frame.header, (text = { header: JSON.stringify(frame.header) }));
+  if (frame.kind === "response" && frame.end_stream === false && frame.payload !== undefined && frame.error === undefined) {
+    if (text.streamId !== frame.stream_id || text.capability !== frame.capability) {
+      text.streamId = frame.stream_id;
+      text.capability = frame.capability;
+      text.dataPrefix = `{"header":${text.header},"stream_id":${JSON.stringify(frame.stream_id)},"capability":${JSON.stringify(frame.capability)},"kind":"response","end_stream":false,"payload":`;
+    }
+    return `${text.dataPrefix}${JSON.stringify(frame.payload)}}`;
+  }
   const { header: _header, ...rest } = frame;
   const body = JSON.stringify(rest);
-  return body === "{}" ? `{"header":${header}}` : `{"header":${header},${body.slice(1)}`;
+  return body === "{}" ? `{"header":${text.header}}` : `{"header":${text.header},${body.slice(1)}`;
 }
 /**
  * What emit() returns when the frame went out at once. A relay that emits many frames (runtime/remote-stream.ts)
@@ -168,7 +184,16 @@ export class StreamSession {
   private inTransit = 0;
   /** Frames released to the provider since it last had to yield to the event loop. */
   private burst = 0;
+  /** The provider waits for credit (an emit is pending). */
   private paused = false;
+  /** What the actor was last told (PAUSED / RESUMED): it hears of a resume only if it outlasts the turn. */
+  private actorPaused = false;
+  private resumeCheck = false;
+  private resumeTries = 0;
+  /** Turns the provider is yielding (after each window of frames) rather than waiting for credit. */
+  private yielding = 0;
+  /** When the consumer last gave credit (performance.now()): the stall bound counts from here. */
+  private lastCredit = performance.now();
   private providerDone = false;
   private inputClosed = false;
   private inboundFull = false;
@@ -210,7 +235,12 @@ export class StreamSession {
     this.actor = core.supervisor.spawn(
       "stream",
       streamMachine,
-      { deadlineMs: this.header.deadline_ms, stallMs: core.config.streamStallMs, finish: (end) => this.finish(end) },
+      {
+        deadlineMs: this.header.deadline_ms,
+        stallMs: core.config.streamStallMs,
+        sinceCredit: () => performance.now() - this.lastCredit,
+        finish: (end) => this.finish(end),
+      },
       () => this.finish({ state: "failed", error: new MigError("MIG_INTERNAL", `the stream ${this.streamId} failed inside the runtime; it was contained`) }),
     );
     core.streams.set(this.messageId, this);
@@ -254,7 +284,7 @@ export class StreamSession {
       this.send(frame);
       if (++this.burst < this.window) return RESOLVED;
       this.burst = 0;
-      return new Promise((resolve) => setImmediate(resolve));
+      return this.yieldThen();
     }
     if (this.pending.length >= this.window) {
       // A provider that does not await emit() would make the runtime buffer without bound: refuse.
@@ -266,8 +296,9 @@ export class StreamSession {
       this.pending.push({ frame, resolve, reject });
       this.core.metrics.bufferedFrames++;
       this.noteHeld();
-      if (!this.paused) {
-        this.paused = true;
+      this.paused = true;
+      if (!this.actorPaused) {
+        this.actorPaused = true;
         this.core.metrics.streamsPaused.inc();
         this.actor.send({ type: "PAUSED" });
       }
@@ -307,6 +338,7 @@ export class StreamSession {
   private readonly written = (): void => {
     this.inTransit--;
     if (this.end) return; // finish() already took this stream's frames off the gauge
+    this.lastCredit = performance.now();
     this.core.metrics.bufferedFrames--;
     while (this.pending.length > 0 && this.inTransit < this.window) {
       const next = this.pending.shift()!;
@@ -316,10 +348,27 @@ export class StreamSession {
     }
     if (this.paused && this.pending.length === 0) {
       this.paused = false;
-      this.core.metrics.streamsPaused.dec();
-      this.actor.send({ type: "RESUMED" });
+      // A provider faster than its consumer is waiting again within this turn: then the actor need not hear of it.
+      if (this.actorPaused && !this.resumeCheck) {
+        this.resumeCheck = true;
+        setImmediate(this.resumedYet);
+      }
     }
     this.drainedYet();
+  };
+
+  private readonly resumedYet = (): void => {
+    // A provider in the middle of its yield has not shown yet whether it will wait: ask once or twice more.
+    if (this.yielding > 0 && !this.end && ++this.resumeTries <= 2) {
+      setImmediate(this.resumedYet);
+      return;
+    }
+    this.resumeTries = 0;
+    this.resumeCheck = false;
+    if (this.paused || !this.actorPaused || this.end) return;
+    this.actorPaused = false;
+    this.core.metrics.streamsPaused.dec();
+    this.actor.send({ type: "RESUMED" });
   };
 
   /**
@@ -330,7 +379,18 @@ export class StreamSession {
   private release(resolve: () => void): void {
     if (++this.burst < this.window) return resolve();
     this.burst = 0;
-    setImmediate(resolve);
+    void this.yieldThen().then(resolve);
+  }
+
+  /** A promise that resolves on the next turn; while it is out, the provider is not waiting for credit but yielding. */
+  private yieldThen(): Promise<void> {
+    this.yielding++;
+    return new Promise((resolve) =>
+      setImmediate(() => {
+        this.yielding--;
+        resolve();
+      }),
+    );
   }
 
   private drainedYet(): void {
@@ -405,8 +465,9 @@ export class StreamSession {
     for (const waiting of this.pending) waiting.reject(reason);
     core.metrics.bufferedFrames -= this.inTransit + this.pending.length;
     this.pending.length = 0;
-    if (this.paused) core.metrics.streamsPaused.dec();
+    if (this.actorPaused) core.metrics.streamsPaused.dec();
     this.paused = false;
+    this.actorPaused = false;
     if (end.state === "completed") this.inbound.end();
     else this.inbound.fail(end.error);
     this.relieve();

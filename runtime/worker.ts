@@ -63,7 +63,7 @@ export class WorkerHost {
   private readonly concurrency: number;
   private readonly direct: boolean;
   private directLane: DirectLane | undefined;
-  /** The instant named in the registration from which the direct lane answers (docs/bindings/provider-protocol.md §8). */
+  /** The instant named in the registration from which the direct lane answers (docs/bindings/provider-protocol.md §9). */
   private directFrom: number | undefined;
 
   private constructor(

@@ -103,6 +103,32 @@ describe("streams over NATS", () => {
     expect(aborts.get(s.messageId)).toMatchObject({ code: "MIG_BACKPRESSURE" });
   });
 
+  it("a consumer that trickles credit for longer than the stall bound keeps its stream: the bound counts from the last credit", async () => {
+    const s = await consume("test.stream.forever", {}, { grant: false });
+    // One credit each quarter of the bound, for three bounds (1,000 ms): the provider is paused throughout.
+    for (let i = 0; i < 12; i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      s.send({ kind: "control", payload: { action: "credit", credit: 1 } });
+    }
+    await waitFor("12 frames", () => s.frames.length >= 12 || undefined);
+    expect(s.frames.filter((f) => f.end_stream)).toHaveLength(0);
+    await s.done; // no more credit: now it stalls
+    expect(data(s.frames)).toHaveLength(12);
+    expect(s.frames.at(-1)).toMatchObject({ kind: "error", end_stream: true, error: { code: "MIG_BACKPRESSURE" } });
+  });
+
+  it("a paused stream that then gets plenty of credit counts as flowing again while it runs", async () => {
+    const paused = async () => (await t.runtime.metrics.streamsPaused.get()).values[0]?.value ?? 0;
+    const s = await consume("test.stream.forever", {}, { grant: false });
+    await waitFor("the stream to pause", async () => (await paused()) === 1 || undefined);
+    s.send({ kind: "control", payload: { action: "credit", credit: 1_000_000 } });
+    await waitFor("the stream to flow", async () => (await paused()) === 0 || undefined);
+    expect(s.frames.filter((f) => f.end_stream)).toHaveLength(0);
+    s.send({ kind: "control", payload: { action: "cancel" } });
+    await s.done;
+    expect(s.frames.at(-1)).toMatchObject({ kind: "control", end_stream: true });
+  });
+
   it("a cancel frame on the inbound subject aborts the provider; one control terminal frame", async () => {
     let cancelled = false;
     const s = await consume("test.stream.forever", {}, {

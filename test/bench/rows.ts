@@ -10,7 +10,16 @@ const STREAM_TARGET = 0.5;
 const CANCEL_P99_TARGET_MS = 5;
 
 interface StreamFigures {
-  stream?: { frames: number; frame_bytes: number; credit_batch: number; worker_to_nats_consumer_fps: number; raw_nats_pubsub_fps: number; ratio: number };
+  stream?: {
+    frames: number;
+    frame_bytes: number;
+    credit_batch: number;
+    worker_to_nats_consumer_fps: number;
+    raw_nats_pubsub_fps: number;
+    ratio: number;
+    cpu_us_per_frame?: Record<string, number>;
+    raw_cpu_us_per_frame?: Record<string, number>;
+  };
   cancel_to_signal_ms?: {
     samples: number;
     nats_control_cancel: { p50: number; p99: number; p999: number; max: number };
@@ -25,6 +34,9 @@ function streamScript(ctx: BenchContext, settings: RunSettings, only: "stream" |
 }
 
 const round3 = (n: number) => Math.round(n * 1000) / 1000;
+/** "gateway 21.2 + worker 20.1 + … = 70.3": each process's CPU per frame, the figure a loaded machine disturbs least. */
+const cpuLine = (cpu: Record<string, number>) =>
+  `${Object.entries(cpu).map(([k, v]) => `${k} ${v}`).join(" + ")} = ${round3(Object.values(cpu).reduce((a, b) => a + b, 0))}`;
 
 /** Issue 9's target for PUBLISH and replay: at least this share of raw JetStream. */
 const EVENTS_TARGET = 0.6;
@@ -144,6 +156,9 @@ export const rows: RowDefinition[] = [
         mig_fps: stream.worker_to_nats_consumer_fps,
         raw_fps: stream.raw_nats_pubsub_fps,
         ratio: stream.ratio,
+        ...(stream.cpu_us_per_frame && stream.raw_cpu_us_per_frame
+          ? { "CPU µs/frame": `MIG ${cpuLine(stream.cpu_us_per_frame)} · raw ${cpuLine(stream.raw_cpu_us_per_frame)}` }
+          : {}),
       };
     },
   },

@@ -228,7 +228,7 @@ async function startRuntimeWithWorker(
       await sleep(100);
     }
     // A best_effort capability takes the worker's direct lane for NATS invokes from an instant ~1 s after
-    // its registration (docs/bindings/provider-protocol.md section 8): measure that lane, not the switch.
+    // its registration (docs/bindings/provider-protocol.md section 9): measure that lane, not the switch.
     if (process.env.MIG_WORKER_DIRECT !== "false") {
       await worker.waitForLine((line) => (line.includes('"direct lane answering NATS invokes"') ? true : undefined), ctx.startTimeoutMs);
     }

@@ -1,10 +1,13 @@
 // Streaming benchmarks of issue 6 (run: node --import tsx test/bench/stream.ts):
 //  1. frames per second of one server_stream from a `mig worker` process, through a `mig start` gateway's
 //     NATS stream subjects, to a NATS consumer granting credit, against raw NATS publish/subscribe of
-//     same-sized payloads from a plain publisher process in the same run;
+//     same-sized payloads from a plain publisher process in the same run, with the CPU time each process
+//     spent per frame on both paths (from /proc, Linux): on a loaded machine the steadier figure;
 //  2. time from CANCEL (NATS control.cancel request) and from a WebSocket cancel frame to the provider's
 //     AbortSignal, with the provider in the gateway's process.
 import { randomUUID } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
@@ -33,7 +36,27 @@ const CANCELS = Number(values.cancels);
 const CREDIT = Number(values.credit);
 const ROOT = new URL("../..", import.meta.url).pathname;
 
-async function streamThroughGateway(): Promise<{ fps: number; rawFps: number; bytes: number }> {
+/** CPU time (user + system) of a process so far, in µs, from /proc (Linux); NaN elsewhere. */
+function cpuMicros(pid: number | undefined): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** The embedded nats-server's pid, from the ports file it wrote into the runtime's data directory. */
+function natsServerPid(dataDir: string): number | undefined {
+  const file = readdirSync(join(dataDir, "ports")).find((f) => /^nats-server_\d+\.ports$/.test(f));
+  return file ? Number(/\d+/.exec(file)![0]) : undefined;
+}
+
+type CpuPerFrame = Record<"gateway" | "worker" | "nats_server" | "consumer", number>;
+type RawCpuPerFrame = Record<"publisher" | "nats_server" | "consumer", number>;
+const perFrame = (us: number) => Math.round((us / FRAMES) * 10) / 10;
+
+async function streamThroughGateway(): Promise<{ fps: number; rawFps: number; bytes: number; cpu: CpuPerFrame; rawCpu: RawCpuPerFrame }> {
   const gateway = startMig(["start"], { MIG_LOG_LEVEL: "info", MIG_STREAM_WINDOW: String(CREDIT) });
   const bus = String((await gateway.waitForLog("embedded nats-server listening")).url);
   await gateway.waitForLog("NATS binding listening");
@@ -48,9 +71,16 @@ async function streamThroughGateway(): Promise<{ fps: number; rawFps: number; by
       await new Promise((r) => setTimeout(r, 100));
     }
     await runStream(nc, 2_000); // warm-up
+    // CPU per frame of each process, the figure that a loaded machine disturbs least.
+    const pids = { gateway: gateway.child.pid, worker: worker.child.pid, nats_server: natsServerPid(gateway.dataDir) };
+    const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuMicros(pid)]));
+    const self0 = process.cpuUsage();
     const { seconds, bytes } = await runStream(nc, FRAMES);
-    const raw = await rawPubSub(bus, FRAMES, bytes);
-    return { fps: FRAMES / seconds, rawFps: FRAMES / raw, bytes };
+    const self = process.cpuUsage(self0);
+    const cpu = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, perFrame(cpuMicros(pid) - before[k]!)])) as CpuPerFrame;
+    cpu.consumer = perFrame(self.user + self.system);
+    const raw = await rawPubSub(bus, FRAMES, bytes, pids.nats_server);
+    return { fps: FRAMES / seconds, rawFps: FRAMES / raw.seconds, bytes, cpu, rawCpu: raw.cpu };
   } finally {
     await nc.close();
     await worker.stop();
@@ -83,7 +113,7 @@ async function runStream(nc: NatsConnection, frames: number): Promise<{ seconds:
   return { seconds: (ended - started) / 1000, bytes };
 }
 
-async function rawPubSub(bus: string, frames: number, bytes: number): Promise<number> {
+async function rawPubSub(bus: string, frames: number, bytes: number, natsPid: number | undefined): Promise<{ seconds: number; cpu: RawCpuPerFrame }> {
   const body = JSON.stringify({ pad: "x".repeat(Math.max(0, bytes - 10)) });
   const go = `bench.go.${randomUUID()}`;
   const publisher = spawnTs("raw-stream-publisher", ROOT, "test/bench/raw-stream-publisher.ts", ["--servers", bus, "--subject", "bench.raw.stream", "--count", String(frames), "--body", body, "--go", go]);
@@ -95,12 +125,20 @@ async function rawPubSub(bus: string, frames: number, bytes: number): Promise<nu
     nc.subscribe("bench.raw.stream", { callback: (_e, msg) => { msg.json(); if (++read === frames) resolve(performance.now()); } });
   });
   await nc.flush();
+  const before = { publisher: cpuMicros(publisher.pid), nats_server: cpuMicros(natsPid) };
+  const self0 = process.cpuUsage();
   const started = performance.now();
   nc.publish(go, "");
   const ended = await done;
+  const self = process.cpuUsage(self0);
+  const cpu: RawCpuPerFrame = {
+    publisher: perFrame(cpuMicros(publisher.pid) - before.publisher),
+    nats_server: perFrame(cpuMicros(natsPid) - before.nats_server),
+    consumer: perFrame(self.user + self.system),
+  };
   await nc.close();
   await publisher.stop();
-  return (ended - started) / 1000;
+  return { seconds: (ended - started) / 1000, cpu };
 }
 
 async function cancelLatency(): Promise<{ nats: Histogram; ws: Histogram }> {
@@ -168,6 +206,8 @@ const report = {
           worker_to_nats_consumer_fps: Math.round(stream.fps),
           raw_nats_pubsub_fps: Math.round(stream.rawFps),
           ratio: Math.round((stream.fps / stream.rawFps) * 1000) / 1000,
+          cpu_us_per_frame: stream.cpu,
+          raw_cpu_us_per_frame: stream.rawCpu,
         },
       }
     : {}),
