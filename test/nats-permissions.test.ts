@@ -117,6 +117,15 @@ describe("nats-server.secure.conf", () => {
     expect(await refusedPublish(provider, "_MIG.provider.heartbeat")).toBe(false);
   });
 
+  it("a provider may take stream opens, read its streams' control subjects and send frames to the gateway", async () => {
+    const provider = await client("provider", PASSWORDS.MIG_NATS_PROVIDER_PASSWORD, "_INBOX_provider");
+    for (const subject of ["_MIG.stream.remote.stream.count", "_MIG.swk.abc.1"]) {
+      expect(await refusedSubscribe(provider, subject), subject).toBe(false);
+    }
+    expect(await refusedPublish(provider, "_MIG.sgw.gateway.1")).toBe(false);
+    expect(await refusedPublish(provider, "_MIG.swk.abc.1"), "credits are the gateway's to send").toBe(true);
+  });
+
   it("a provider answers exactly the work it received (allow_responses)", async () => {
     const provider = await client("provider", PASSWORDS.MIG_NATS_PROVIDER_PASSWORD, "_INBOX_provider");
     provider.nc.subscribe("_MIG.work.test.echo", { callback: (_err, msg) => void msg.respond(msg.data) });
