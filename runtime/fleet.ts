@@ -23,7 +23,7 @@ import { answerFleetCancel } from "./fleet-cancel.ts";
 import { DirectWatch } from "./direct-watch.ts";
 import { MicroAttach } from "./micro-attach.ts";
 import { RemoteDispatcher } from "./remote-dispatch.ts";
-import { remoteStreamHandler } from "./remote-stream.ts";
+import { remoteStreamHandler, remoteStreamsProviderGone } from "./remote-stream.ts";
 import type { RequestContext } from "./core.ts";
 import type { CancelStatus, CapabilityDescriptor, JsonObject } from "./types.ts";
 import type { UnaryHandler } from "./provider.ts";
@@ -141,6 +141,7 @@ export class Fleet {
     this.runtime.logger.info({ provider_id: providerId, why }, "provider gone");
     this.dispatcher.providerGone(providerId);
     this.directWatch.providerGone(providerId);
+    remoteStreamsProviderGone(this.runtime, providerId);
     this.refresh();
   }
 

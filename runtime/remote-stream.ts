@@ -53,6 +53,11 @@ export function remoteStreamHandler(runtime: MigRuntime, descriptor: CapabilityD
   return relay.handlerFor(descriptor.id);
 }
 
+/** A provider left the fleet: the remote streams it was running end now with MIG_UNAVAILABLE, not at their deadline. */
+export function remoteStreamsProviderGone(runtime: MigRuntime, providerId: string): void {
+  relays.get(runtime)?.providerGone(providerId);
+}
+
 /** One per gateway: a single wildcard subscription receives the frames of every remote stream. */
 class StreamRelay {
   private readonly prefix = `${INTERNAL_PREFIX}.sgw.${nuid.next()}`;
@@ -92,6 +97,16 @@ class StreamRelay {
     }
   }
 
+  providerGone(providerId: string): void {
+    for (const stream of this.live.values()) {
+      if (stream.provider !== providerId) continue;
+      stream.fail(new MigError("MIG_UNAVAILABLE", `the worker ${providerId} stopped while streaming; retry the stream`, {
+        retryable: true,
+        details: { provider_id: providerId },
+      }));
+    }
+  }
+
   private onMessage(msg: Msg): void {
     const stream = this.live.get(msg.subject.slice(this.prefix.length + 1));
     if (!stream) {
@@ -123,6 +138,8 @@ class RemoteStream {
   private resolve!: (payload: JsonObject) => void;
   private reject!: (err: unknown) => void;
   private control: string | undefined;
+  /** The provider_id of the worker running it, from its open message. */
+  provider: string | undefined;
   private readonly unsent: ToWorker[] = [];
   private readonly frames: JsonObject[] = [];
   private pumping = false;
@@ -156,6 +173,7 @@ class RemoteStream {
     if (this.done) return;
     if (typeof message.open === "string" && typeof message.control === "string") {
       this.control = message.control;
+      this.provider = message.open;
       const window = message.window;
       if (typeof window === "number" && Number.isInteger(window) && window > 0) this.creditBatch = Math.max(1, Math.floor(window / 2));
       for (const queued of this.unsent.splice(0)) this.nc.publish(this.control, encode(queued));

@@ -131,4 +131,14 @@ describe("a `mig worker` process", () => {
     expect(frames.at(-1)).toMatchObject({ kind: "response", payload: { frames: 2_000 } });
     client.close();
   });
+
+  it("ends a stream with MIG_UNAVAILABLE (retryable) when its worker is SIGKILLed, long before the deadline", async () => {
+    const client = await StreamClient.open(gateway.http.url);
+    const { streamId } = client.start("remote.stream.forever", {}, { deadlineMs: 600_000 });
+    await client.until("frames from the worker", () => client.of(streamId).length > 10);
+    await worker.stop("SIGKILL");
+    const frames = await client.ended(streamId);
+    expect(frames.at(-1)).toMatchObject({ kind: "error", end_stream: true, error: { code: "MIG_UNAVAILABLE", retryable: true } });
+    client.close();
+  }, 30_000);
 });
