@@ -70,6 +70,27 @@ async function waitForGauge(httpBase: string, name: string, value: number, timeo
   throw new Error(`${name} read ${seen}, not ${value}, after ${timeoutMs / 1000} s`);
 }
 
+/** JetStream consumers on the bus, from the nats-server's monitoring endpoint. */
+async function busConsumers(monitorUrl: string): Promise<number> {
+  const res = await fetch(`${monitorUrl}/jsz`, { signal: AbortSignal.timeout(10_000) });
+  return Number(((await res.json()) as { consumers?: number }).consumers);
+}
+
+/**
+ * Waits until the bus holds no more consumers than `baseline` (the runtime deletes those of ended
+ * subscriptions in the background), so the next phase does not measure that work; resolves with seconds.
+ */
+async function waitForConsumers(monitorUrl: string, baseline: number, timeoutMs: number): Promise<number> {
+  const started = Date.now();
+  let seen = NaN;
+  while (Date.now() - started < timeoutMs) {
+    seen = await busConsumers(monitorUrl);
+    if (seen <= baseline) return Math.round((Date.now() - started) / 100) / 10;
+    await sleep(500);
+  }
+  throw new Error(`the bus still held ${seen} consumers (${baseline} before the subscriptions) after ${timeoutMs / 1000} s`);
+}
+
 /** A holder process (scale-holder.ts) with its population open. */
 async function hold(ctx: BenchContext, args: string[], timeoutMs: number): Promise<{ child: Child; openS: number }> {
   const child = spawnTs("scale-holder", ctx.root, "test/bench/scale-holder.ts", args);
@@ -153,6 +174,7 @@ export async function measureScale(
     await loader.run(settings.warmupMs, 0);
     log(`  without: memory and ${slices} slices of unary INVOKE`);
     const before = await phase();
+    const consumersBefore = await busConsumers(runtime.natsMonitorUrl);
 
     log(`  opening ${n} SSE subscriptions`);
     const subs = await hold(ctx, ["--kind", "sse", "--url", runtime.httpBase, "--count", String(n), "--topics", String(TOPICS)], openTimeoutMs);
@@ -162,6 +184,7 @@ export async function measureScale(
     await checkHeld(holder, n);
     await release(holder);
     await waitForGauge(runtime.httpBase, "mig_subscriptions_active", 0, 60_000);
+    const reapS = await waitForConsumers(runtime.natsMonitorUrl, consumersBefore, 600_000);
 
     log(`  opening ${n} WebSocket streams`);
     const streams = await hold(ctx, ["--kind", "ws", "--url", runtime.httpBase, "--count", String(n), "--per-socket", String(STREAMS_PER_SOCKET)], openTimeoutMs);
@@ -175,7 +198,7 @@ export async function measureScale(
 
     log("  without again");
     const after = await phase();
-    return report(n, subs.openS, streams.openS, before, withSubs, withStreams, after);
+    return report(n, subs.openS, reapS, streams.openS, before, withSubs, withStreams, after);
   } finally {
     if (holder) await holder.stop(2_000);
     await loader?.close();
@@ -190,6 +213,7 @@ const percent = (share: number) => `${Math.round(share * 100)}%`;
 function report(
   n: number,
   subsOpenS: number,
+  reapS: number,
   streamsOpenS: number,
   before: Phase,
   subs: Phase,
@@ -212,7 +236,7 @@ function report(
     [name, `without ${f(before)} · ${count} subscriptions ${f(subs)} · ${count} streams ${f(streams)} · without again ${f(after)}`] as const;
   return {
     population: n,
-    "held": `${count} SSE subscriptions over ${TOPICS} topics (opened in ${subsOpenS} s), then ${count} idle bidi WebSocket streams of remote.stream.echo from a mig worker, ${STREAMS_PER_SOCKET} per socket (opened in ${streamsOpenS} s)${n === FULL_POPULATION ? "" : ` (${count} each instead of 10,000${n === QUICK_POPULATION ? ": --quick" : ""})`}`,
+    "held": `${count} SSE subscriptions over ${TOPICS} topics (opened in ${subsOpenS} s; their consumers were gone from the bus ${reapS} s after the runtime counted them closed), then ${count} idle bidi WebSocket streams of remote.stream.echo from a mig worker, ${STREAMS_PER_SOCKET} per socket (opened in ${streamsOpenS} s)${n === FULL_POPULATION ? "" : ` (${count} each instead of 10,000${n === QUICK_POPULATION ? ": --quick" : ""})`}`,
     ...Object.fromEntries([
       row("runtime RSS (MiB)", (x) => String(mib(x.rss))),
       row("runtime heap used after GC (MiB)", (x) => String(mib(x.heapUsed))),
@@ -225,6 +249,9 @@ function report(
     "RSS per item": `${perItemKib(subs)} KiB per subscription · ${perItemKib(streams)} KiB per stream; with subscriptions ${mib(subs.rss)} MiB (${rssVerdict})`,
     "unary p50": `without ${round3(base.p50)} ms · with subscriptions ${round3(p(subs.histogram).p50)} ms (${ratio(subs.histogram)}×, ${p50Verdict(ratio(subs.histogram))}) · with streams ${round3(p(streams.histogram).p50)} ms (${ratio(streams.histogram)}×, ${p50Verdict(ratio(streams.histogram))})`,
     "unary p99": `without ${round3(base.p99)} ms · with subscriptions ${round3(p(subs.histogram).p99)} ms · with streams ${round3(p(streams.histogram).p99)} ms`,
+    subscriptions_open_s: subsOpenS,
+    consumers_reaped_s: reapS,
+    streams_open_s: streamsOpenS,
     rss_mib_without: mib(before.rss),
     rss_mib_subscriptions: mib(subs.rss),
     rss_mib_streams: mib(streams.rss),

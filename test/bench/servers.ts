@@ -102,6 +102,8 @@ export interface StartedRuntime extends RunningServer {
   pid: number;
   httpBase: string;
   natsUrl: string;
+  /** The embedded nats-server's monitoring endpoint (/varz, /jsz). */
+  natsMonitorUrl: string;
   grpcAddr: string;
 }
 
@@ -157,6 +159,7 @@ export async function startRuntime(
           pid: child.pid,
           httpBase,
           natsUrl: `127.0.0.1:${natsPort}`,
+          natsMonitorUrl: `http://127.0.0.1:${natsMonitorPort}`,
           grpcAddr: `127.0.0.1:${grpcPort}`,
           failure: () => (child.running ? undefined : child.failure()),
           stop: () => child.stop(),
