@@ -4,6 +4,7 @@
 import { randomUUID } from "node:crypto";
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import { subscriptionMachine } from "../actors/subscription.ts";
+import { ConsumerReaper } from "./consumer-reaper.ts";
 import { MigError, toMigError } from "./errors.ts";
 import { topicRef, unavailable, type TopicRef, type TopicState } from "./events.ts";
 import { checkTenant } from "./names.ts";
@@ -97,6 +98,12 @@ function parseMaxInflight(value: unknown, limit: number): number {
 export class SubscriptionRegistry {
   private readonly open = new Map<string, Subscription>();
   private readonly durable = new Map<string, Subscription>();
+  private reaping: ConsumerReaper | undefined;
+
+  /** Deletes the consumers of ended ephemeral subscriptions, a few at a time (runtime/consumer-reaper.ts). */
+  reaper(bus: Bus): ConsumerReaper {
+    return (this.reaping ??= new ConsumerReaper(() => bus.jsm));
+  }
 
   get size(): number {
     return this.open.size;
@@ -265,8 +272,8 @@ function startActor(
     core.metrics.subscriptionsActive.dec({ binding });
     core.metrics.subscriptionLag.remove(label);
     core.metrics.subscriptionBuffered.remove(label);
-    // An ephemeral consumer has no future: remove it now rather than after its idle threshold.
-    if (info.consumer_id === undefined) core.bus.jsm.consumers.delete(ref.stream, pump.consumerName).catch(() => undefined);
+    // An ephemeral consumer has no future: remove it soon rather than after its idle threshold.
+    if (info.consumer_id === undefined) core.subscriptions.reaper(core.bus).delete(ref.stream, pump.consumerName);
     resolveClosed();
   };
 

@@ -4,6 +4,7 @@ import { connect, createInbox, type Msg, type NatsConnection } from "@nats-io/tr
 import { jetstream } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Authenticator } from "../runtime/auth.ts";
+import { REAPER_IN_FLIGHT } from "../runtime/consumer-reaper.ts";
 import { DEAD_LETTER_STREAM, ORIGIN_HEADER, topicRef } from "../runtime/events.ts";
 import { anonymousPrincipal } from "../runtime/principal.ts";
 import { startNatsEvents, type NatsEventsBinding } from "../bindings/nats/events.ts";
@@ -195,6 +196,22 @@ describe("durable takeover", () => {
     expect((await newer.waitForEvents(2)).map((e) => e.sequence)).toEqual([1, 2]);
     expect(older.events).toEqual([]);
     newer.close();
+  });
+});
+
+describe("many subscribers leaving at once", () => {
+  it("removes every ephemeral consumer, a few deletions at a time", async () => {
+    const topic = "crowd.leaving";
+    const subs = await Promise.all(
+      Array.from({ length: 40 }, () => SseClient.open(`${t.http.url}/mig/v0.1/subscribe/${topic}`, { "x-tenant-id": "acme" })),
+    );
+    expect(await consumerCount(topic)).toBe(40);
+    for (const sub of subs) sub.close();
+    await waitFor("the consumers of the closed subscriptions to be deleted", async () => (await consumerCount(topic)) === 0);
+    const reaper = t.runtime.subscriptions.reaper(t.runtime.bus);
+    await reaper.idle();
+    expect(reaper.peak).toBeGreaterThan(0);
+    expect(reaper.peak).toBeLessThanOrEqual(REAPER_IN_FLIGHT);
   });
 });
 

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Histogram } from "./histogram.ts";
 import { aggregate, LoaderProcess } from "./measure.ts";
 import { runRow } from "./row-runner.ts";
+import { measureScale, sample } from "./scale.ts";
 import { runScript } from "./script-rows.ts";
 import { bareGrpc } from "./servers.ts";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -177,4 +178,56 @@ describe("row runner", () => {
     const result = await runRow(row, ctx, settings, () => {});
     expect(result).toMatchObject({ status: "pending", error: "not built" });
   });
+});
+
+describe("row table", () => {
+  it("gives every row something to run: a custom measurement, a path or a baseline, or a pending note", async () => {
+    const { rows } = await import("./rows.ts");
+    expect(new Set(rows.map((r) => r.id)).size).toBe(rows.length);
+    for (const row of rows) {
+      const kinds = [row.custom !== undefined, row.path !== undefined || row.baseline !== undefined, row.pending !== undefined];
+      expect(kinds.filter(Boolean), row.id).toHaveLength(1);
+    }
+    expect(rows.find((r) => r.id === "scale")).toMatchObject({ fullRunsOnly: true });
+    expect(rows.find((r) => r.id === "scale")?.custom).toBeTypeOf("function");
+  });
+});
+
+describe("scale row", () => {
+  it("reads a Prometheus series summed over its label sets", () => {
+    const text = '# HELP x\nmig_subscriptions_active{binding="http"} 3\nmig_subscriptions_active{binding="nats"} 2\nmig_streams_active 7\n';
+    expect(sample(text, "mig_subscriptions_active")).toBe(5);
+    expect(sample(text, "mig_streams_active")).toBe(7);
+    expect(sample(text, "mig_absent")).toBeNaN();
+  });
+
+  it("holds subscriptions and streams against a real runtime, counted by the runtime, and lets them go", async () => {
+    const dir = mkdtempSync(resolve(tmpdir(), "mig-bench-scale-"));
+    let made = 0;
+    const ctx: BenchContext = {
+      root,
+      startTimeoutMs: 30_000,
+      runtimeNodeArgs: [],
+      tempDir: async (prefix) => mkdtempSync(resolve(dir, `${prefix}${made++}-`)),
+      freePort: () =>
+        new Promise((done) => {
+          const s = http.createServer().listen(0, "127.0.0.1", () => {
+            const { port } = s.address() as AddressInfo;
+            s.close(() => done(port));
+          });
+        }),
+    };
+    try {
+      // measureScale itself checks that the runtime's gauges reach 30 and return to 0, and that the
+      // holder lost none while they were held; a failure of any of these rejects.
+      const figures = await measureScale(ctx, { warmupMs: 50, durationMs: 100, settleMs: 0, slices: 1 }, () => {}, 30);
+      expect(figures.population).toBe(30);
+      for (const key of ["rss_mib_without", "rss_mib_subscriptions", "rss_mib_streams", "heap_used_mib_subscriptions", "p50_ms_without", "p50_ms_streams"]) {
+        expect(figures[key], key).toBeGreaterThan(0);
+      }
+      expect(String(figures.held)).toContain("30 each instead of 10,000");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

@@ -219,6 +219,36 @@ export function treeCpuTicks(root: number): number {
   return ticks;
 }
 
+/** CPU time (clock ticks) used so far by one process; 0 once it is gone. */
+export function cpuTicksOf(pid: number): number {
+  try {
+    return statOf(pid).cpuTicks;
+  } catch {
+    return 0;
+  }
+}
+
+/** Resident set size of one process in bytes (VmRSS of /proc/<pid>/status); 0 once it is gone. */
+export function rssBytesOf(pid: number): number {
+  try {
+    const kib = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+    return kib === undefined ? 0 : Number(kib) * 1024;
+  } catch {
+    return 0;
+  }
+}
+
+/** The first descendant of `root` whose command name (/proc/<pid>/comm) is `name`. */
+export function descendantNamed(root: number, name: string): number | undefined {
+  return descendantsOf(root).find((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/comm`, "utf8").trim() === name;
+    } catch {
+      return false;
+    }
+  });
+}
+
 /** Every process whose ancestry leads to `root` right now (Linux /proc). */
 function descendantsOf(root: number): number[] {
   const children = new Map<number, number[]>();

@@ -93,11 +93,17 @@ export function natsEcho(subject: string, body: string): ServerSpec {
 export interface RuntimeOptions {
   /** Extra MIG_* settings for the runtime, on top of the ports, data dir and log level. */
   env?: Record<string, string>;
+  /** Extra node flags for the runtime, after the run's own (`--profile`). */
+  nodeArgs?: string[];
 }
 
 export interface StartedRuntime extends RunningServer {
+  /** Process id of the runtime's node process (its embedded nats-server is a child of it). */
+  pid: number;
   httpBase: string;
   natsUrl: string;
+  /** The embedded nats-server's monitoring endpoint (/varz, /jsz). */
+  natsMonitorUrl: string;
   grpcAddr: string;
 }
 
@@ -132,7 +138,7 @@ export async function startRuntime(
     MIG_LOG_LEVEL: "warn",
     ...options.env,
   };
-  const child = spawnTs("runtime", ctx.root, "runtime/cli.ts", ["start"], env, ctx.runtimeNodeArgs);
+  const child = spawnTs("runtime", ctx.root, "runtime/cli.ts", ["start"], env, [...ctx.runtimeNodeArgs, ...(options.nodeArgs ?? [])]);
   const deadline = Date.now() + ctx.startTimeoutMs;
   let lastAnswer = "no answer yet";
   while (Date.now() < deadline) {
@@ -150,8 +156,10 @@ export async function startRuntime(
       const text = await res.text();
       if (res.status === 200) {
         return {
+          pid: child.pid,
           httpBase,
           natsUrl: `127.0.0.1:${natsPort}`,
+          natsMonitorUrl: `http://127.0.0.1:${natsMonitorPort}`,
           grpcAddr: `127.0.0.1:${grpcPort}`,
           failure: () => (child.running ? undefined : child.failure()),
           stop: () => child.stop(),
@@ -196,12 +204,12 @@ export function runtimeGrpc(body: string, options: RuntimeOptions = {}): ServerS
  * lists `capability` from the worker (the runtime itself does not host it, so every call crosses
  * the bus to the worker and back).
  */
-async function startRuntimeWithWorker(
+export async function startRuntimeWithWorker(
   ctx: BenchContext,
   module: string,
   capability: string,
-  options: RuntimeOptions,
-): Promise<Omit<StartedRuntime, "target">> {
+  options: RuntimeOptions = {},
+): Promise<Omit<StartedRuntime, "target"> & { workerPid: number }> {
   const runtime = await startRuntime(ctx, options);
   const worker = spawnTs("worker", ctx.root, "runtime/cli.ts", ["worker", module], {
     ...process.env,
@@ -238,6 +246,7 @@ async function startRuntimeWithWorker(
   }
   return {
     ...runtime,
+    workerPid: worker.pid,
     failure: () => runtime.failure?.() ?? (worker.running ? undefined : worker.failure()),
     stop,
   };
