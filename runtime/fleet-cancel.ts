@@ -1,4 +1,4 @@
-// The holder's side of CANCEL fan-out: a runtime asked on `_MIG.fleet.cancel` answers only for invocations it runs.
+// The holder's side of CANCEL fan-out: a runtime asked on `_MIG.fleet.cancel` answers only for invocations and streams it runs.
 import type { Msg } from "@nats-io/transport-node";
 import { decode, encode } from "./provider-protocol.ts";
 import type { RequestContext } from "./core.ts";
@@ -16,10 +16,11 @@ export function answerFleetCancel(runtime: MigRuntime, msg: Msg): void {
   } catch {
     return;
   }
-  if (!msg.reply || request.from === runtime.serverId || typeof request.target !== "string") return;
+  if (!msg.reply || request.from === runtime.instanceId || typeof request.target !== "string") return;
+  const stream = runtime.streams.get(request.target);
   const inflight = runtime.inflight.get(request.target);
   let answer: FleetCancelAnswer | undefined;
-  if (inflight) {
+  if (stream || inflight) {
     const caller: RequestContext = {
       principal: {
         subject: typeof request.subject === "string" ? request.subject : "unknown",
@@ -30,8 +31,14 @@ export function answerFleetCancel(runtime: MigRuntime, msg: Msg): void {
       binding: "nats",
     };
     try {
-      runtime.policy.authorizeCancel(caller, String(request.tenant), inflight);
-      inflight.actor.send({ type: "CANCEL", reason: typeof request.reason === "string" ? request.reason : "" });
+      const reason = typeof request.reason === "string" ? request.reason : "";
+      if (stream) {
+        runtime.policy.authorizeCancel(caller, String(request.tenant), stream);
+        stream.cancel(reason);
+      } else {
+        runtime.policy.authorizeCancel(caller, String(request.tenant), inflight!);
+        inflight!.actor.send({ type: "CANCEL", reason });
+      }
       answer = { status: "cancelled" };
     } catch (err) {
       answer = { status: "forbidden", message: (err as Error).message };

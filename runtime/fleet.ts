@@ -241,7 +241,7 @@ export class Fleet {
   async cancelElsewhere(target: string, tenant: string, reason: string, request: RequestContext): Promise<FleetCancelAnswer | undefined> {
     const { principal } = request;
     // The caller travels with the question, so the holder applies the same cancel policy as a local CANCEL.
-    const question = { target, tenant, reason, from: this.runtime.serverId, subject: principal.subject, authenticated: principal.authenticated };
+    const question = { target, tenant, reason, from: this.runtime.instanceId, subject: principal.subject, authenticated: principal.authenticated };
     try {
       const replies = await this.runtime.bus.nc.requestMany(FLEET_CANCEL_SUBJECT, encode(question), {
         strategy: "count",

@@ -1,5 +1,6 @@
 // The runtime of one process: starts the bus (embedded or joined), the registries and the supervisor,
 // and exposes the MIG operations that every binding calls.
+import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { AuditLog, operationRecord, parseAuditQuery, type StoredAuditRecord } from "./audit.ts";
 import { Authenticator } from "./auth.ts";
@@ -52,6 +53,8 @@ export interface RuntimeOptions {
 
 export class MigRuntime implements RuntimeCore {
   readonly serverId: string;
+  /** Tells this runtime apart on the bus, even from another runtime in the same process (server_id may repeat). */
+  readonly instanceId = randomUUID();
   readonly metrics = new Metrics();
   readonly schemas = new SchemaRegistry();
   readonly capabilities = new CapabilityRegistry(this.schemas);

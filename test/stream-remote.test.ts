@@ -80,6 +80,23 @@ describe("a worker's stream through a gateway", () => {
     client.close();
   });
 
+  it("a CANCEL sent to another gateway of the fleet reaches the stream through the fan-out", async () => {
+    const other = await startTestRuntime({ config: { natsUrl: gateway.runtime.natsUrl } });
+    try {
+      const client = await StreamClient.open(gateway.http.url);
+      const { streamId, messageId } = client.start("remote.stream.forever", {});
+      await client.until("10 frames", () => client.of(streamId).length >= 10);
+      const ack = await other.post(`/mig/v0.1/cancel/${messageId}`, { header: { tenant_id: "acme" }, reason: "from elsewhere" });
+      expect(ack.body).toMatchObject({ target_message_id: messageId, accepted: true, status: "cancelled" });
+      const frames = await client.ended(streamId);
+      expect(frames.at(-1)).toMatchObject({ kind: "control", end_stream: true, payload: { status: "cancelled" } });
+      await waitFor("the worker's provider to be aborted", () => aborted(messageId));
+      client.close();
+    } finally {
+      await other.stop();
+    }
+  });
+
   it("a deadline ends the remote never-ending stream with MIG_TIMEOUT on both sides", async () => {
     const client = await StreamClient.open(gateway.http.url);
     const { streamId, messageId } = client.start("remote.stream.forever", {}, { deadlineMs: 400 });
