@@ -19,6 +19,8 @@ export interface Bus {
   jsm: JetStreamManager;
   kvm: Kvm;
   url: string;
+  /** Called after `nc` reconnects (e.g. the bus restarted): pulls in flight may be lost, so their owners ask again. */
+  onReconnect: Set<() => void>;
 }
 
 /** How this process proves itself to the bus (docs/security.md): user/password or a creds file, and TLS. */
@@ -47,7 +49,7 @@ function connectionSecurity(credentials: BusCredentials): Partial<NodeConnection
   return options;
 }
 
-async function open(url: string, name: string, logger: Logger, credentials: BusCredentials, noEcho: boolean): Promise<NatsConnection> {
+async function open(url: string, name: string, logger: Logger, credentials: BusCredentials, noEcho: boolean, onReconnect?: Set<() => void>): Promise<NatsConnection> {
   const nc = await connect({
     ...connectionSecurity(credentials),
     servers: url.split(","),
@@ -66,13 +68,15 @@ async function open(url: string, name: string, logger: Logger, credentials: BusC
       if (status.type === "disconnect" || status.type === "reconnect") {
         logger.info({ bus: status.type, connection: name, server: "server" in status ? status.server : undefined }, `bus ${status.type}`);
       }
+      if (status.type === "reconnect" && onReconnect) for (const listener of onReconnect) listener();
     }
   })();
   return nc;
 }
 
 export async function connectBus(url: string, name: string, logger: Logger, credentials: BusCredentials = {}): Promise<Bus> {
-  const nc = await open(url, name, logger, credentials, false);
+  const onReconnect = new Set<() => void>();
+  const nc = await open(url, name, logger, credentials, false, onReconnect);
   let events: NatsConnection;
   try {
     events = await open(url, `${name}-events`, logger, credentials, true);
@@ -83,7 +87,7 @@ export async function connectBus(url: string, name: string, logger: Logger, cred
   // The runtime drains `nc` when it stops; the events connection follows it.
   void nc.closed().then(() => events.drain().catch(() => undefined));
   const jsm = await jetstreamManager(nc);
-  return { nc, events, js: jetstream(nc), jsm, kvm: new Kvm(nc), url };
+  return { nc, events, js: jetstream(nc), jsm, kvm: new Kvm(nc), url, onReconnect };
 }
 
 /** Opens (or creates) a KV bucket; a bucket that exists keeps its settings. */
