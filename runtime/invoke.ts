@@ -116,7 +116,7 @@ function sendDeadline(actor: Invocation["actor"]): void {
 }
 
 /**
- * One invocation's bookkeeping around its actor. Methods on one object rather than closures per call:
+ * One invocation's bookkeeping around its actor. Methods on one object rather than a closure per step:
  * each closure is an allocation (and, under tsx, a name definition) on the hot path. The actor gets a
  * small input object of its own, since XState copies the input's own properties into its context.
  */
