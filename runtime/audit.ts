@@ -5,6 +5,7 @@ import { dirname } from "node:path";
 import { DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, type StreamConfig } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
 import type { Bus } from "./bus.ts";
+import { isoNow } from "./clock.ts";
 import type { RuntimeConfig } from "./config.ts";
 import { MigError, type MigErrorCode } from "./errors.ts";
 import { checkTenant } from "./names.ts";
@@ -269,7 +270,7 @@ export function operationRecord(
   const named = shortString(header.tenant_id, 64) ?? shortString(request.tenant, 64);
   const tenant = principal.tenant_id ?? named ?? "";
   const record: AuditRecord = {
-    ts: new Date().toISOString(),
+    ts: isoNow(),
     server_id: serverId,
     kind: "operation",
     binding: request.binding,

@@ -68,35 +68,28 @@ export interface RuntimeCore {
   fleet?: FleetView | undefined;
 }
 
-/** A bounded memory of finished message ids: the oldest are forgotten first. */
+/**
+ * A bounded memory of finished message ids: the oldest are forgotten first, a generation at a time. Ids
+ * go into the young generation; when it holds `limit` it becomes the old one and the previous old one
+ * is dropped whole, so at least the newest `limit` ids are remembered, and at most twice that many.
+ * Nothing is deleted entry by entry: that needed an order array beside the Map and a delete per add,
+ * and a V8 Map keeps deleted entries until it rehashes (docs/decisions.md).
+ */
 export class RecentlyFinished {
-  private readonly ids = new Map<string, string>();
-  /**
-   * The ids in the order they were first added, from `head` on. The oldest is found here rather than with
-   * `ids.keys().next()`: a Map that is deleted from the front walks over its deleted entries until it
-   * rehashes, which made this 6 % of an in-process invoke (docs/decisions.md).
-   */
-  private order: (string | undefined)[] = [];
-  private head = 0;
+  private young = new Map<string, string>();
+  private old = new Map<string, string>();
 
   constructor(private readonly limit = 10_000) {}
 
   add(messageId: string, tenant: string): void {
-    const known = this.ids.has(messageId);
-    this.ids.set(messageId, tenant);
-    if (known) return;
-    this.order.push(messageId);
-    if (this.ids.size > this.limit) {
-      this.ids.delete(this.order[this.head]!);
-      this.order[this.head++] = undefined;
-      if (this.head >= this.limit) {
-        this.order = this.order.slice(this.head);
-        this.head = 0;
-      }
+    if (this.young.size >= this.limit) {
+      this.old = this.young;
+      this.young = new Map();
     }
+    this.young.set(messageId, tenant);
   }
 
   tenantOf(messageId: string): string | undefined {
-    return this.ids.get(messageId);
+    return this.young.get(messageId) ?? this.old.get(messageId);
   }
 }

@@ -1,5 +1,6 @@
 // Normalizes an inbound MIG header: fills the standard's defaults and rejects fields of the wrong shape.
 import { randomFillSync, randomUUID } from "node:crypto";
+import { isoNow } from "./clock.ts";
 import { MigError } from "./errors.ts";
 import { checkMessageId, checkTenant } from "./names.ts";
 import type { JsonObject, MessageHeader } from "./types.ts";
@@ -103,7 +104,7 @@ export function normalizeHeader(input: unknown, context: HeaderContext): Message
   const header: MessageHeader = {
     mig_version: MIG_VERSION,
     message_id,
-    timestamp: givenTime ?? new Date().toISOString(),
+    timestamp: givenTime ?? isoNow(),
     tenant_id: tenant,
     deadline_ms,
   };

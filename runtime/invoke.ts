@@ -1,5 +1,6 @@
 // Unary INVOKE: validates the request, authorizes it, honours idempotency, and runs one invocation actor.
 import { performance } from "node:perf_hooks";
+import type { Actor } from "xstate";
 import { invocationMachine, type InvocationOutcome } from "../actors/invocation.ts";
 import { MigError } from "./errors.ts";
 import { IdempotencyStore } from "./idempotency.ts";
@@ -99,7 +100,6 @@ export function execute(
   principal: Principal,
   payload: JsonObject,
 ): Promise<InvocationOutcome> {
-  const { descriptor } = entry;
   const messageId = header.message_id;
   if (core.inflight.has(messageId)) {
     return Promise.resolve({
@@ -107,37 +107,47 @@ export function execute(
       error: new MigError("MIG_INVALID_REQUEST", `message_id ${messageId} is already in flight; give every invocation its own UUID`),
     });
   }
-  return new Promise<InvocationOutcome>((resolve) => {
-    const started = performance.now();
-    const controller = new LazyAbortController();
-    let settled = false;
-    // The deadline is a plain timer that sends DEADLINE, not a delayed transition of the machine (see actors/invocation.ts).
-    let deadline: NodeJS.Timeout | undefined;
-    const settle = (outcome: InvocationOutcome) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(deadline);
-      core.inflight.delete(messageId);
-      core.finished.add(messageId, header.tenant_id);
-      core.metrics.invocations.inc({ capability: descriptor.id, outcome: outcomeLabel(outcome) });
-      core.metrics.invocationSeconds.observe({ capability: descriptor.id, tenant: header.tenant_id }, (performance.now() - started) / 1000);
-      resolve(outcome);
-    };
-    const actor = core.supervisor.spawn("invocation", invocationMachine, { deadlineMs: header.deadline_ms, controller, settle }, () =>
-      settle({ ok: false, error: new MigError("MIG_INTERNAL", `the invocation ${messageId} failed inside the runtime; it was contained`) }),
+  return new Promise<InvocationOutcome>((resolve) => new Invocation(core, entry, header, resolve).run(principal, payload));
+}
+
+/** The deadline timer's callback, shared by all invocations (setTimeout passes the actor). */
+function sendDeadline(actor: Invocation["actor"]): void {
+  actor.send({ type: "DEADLINE" });
+}
+
+/**
+ * One invocation's bookkeeping around its actor. Methods on one object rather than a closure per step:
+ * each closure is an allocation (and, under tsx, a name definition) on the hot path. The actor gets a
+ * small input object of its own, since XState copies the input's own properties into its context.
+ */
+class Invocation {
+  private readonly controller = new LazyAbortController();
+  private readonly started = performance.now();
+  private settled = false;
+  /** The deadline is a plain timer that sends DEADLINE, not a delayed transition of the machine (see actors/invocation.ts). */
+  private deadline: NodeJS.Timeout | undefined;
+  actor!: Actor<typeof invocationMachine>;
+
+  constructor(
+    private readonly core: RuntimeCore,
+    private readonly entry: RegisteredCapability,
+    private readonly header: MessageHeader,
+    private readonly resolve: (outcome: InvocationOutcome) => void,
+  ) {}
+
+  run(principal: Principal, payload: JsonObject): void {
+    const { core, header, entry } = this;
+    const { descriptor } = entry;
+    const controller = this.controller;
+    const input = { deadlineMs: header.deadline_ms, controller, settle: (outcome: InvocationOutcome) => this.settle(outcome) };
+    const actor = core.supervisor.spawn("invocation", invocationMachine, input, () =>
+      this.settle({ ok: false, error: new MigError("MIG_INTERNAL", `the invocation ${header.message_id} failed inside the runtime; it was contained`) }),
     );
-    core.inflight.set(messageId, { tenant: header.tenant_id, subject: principal.subject, capability: descriptor.id, actor });
-    if (!settled) deadline = setTimeout(() => actor.send({ type: "DEADLINE" }), header.deadline_ms);
+    this.actor = actor;
+    core.inflight.set(header.message_id, { tenant: header.tenant_id, subject: principal.subject, capability: descriptor.id, actor });
+    if (!this.settled) this.deadline = setTimeout(sendDeadline, header.deadline_ms, actor);
     actor.send({ type: "DISPATCHED" });
 
-    const succeed = (value: unknown) => {
-      const problem = checkOutput(core, entry, value);
-      actor.send(problem ? { type: "FAIL", error: problem } : { type: "RESULT", payload: value as JsonObject });
-    };
-    const fail = (err: unknown) => {
-      if (controller.aborted) return;
-      actor.send({ type: "FAIL", error: providerError(core, descriptor.id, messageId, err) });
-    };
     try {
       const result = entry.handler(payload, {
         header,
@@ -148,14 +158,41 @@ export function execute(
         },
       });
       if (result !== null && typeof result === "object" && typeof (result as Promise<unknown>).then === "function") {
-        (result as Promise<unknown>).then(succeed, fail);
+        (result as Promise<unknown>).then(
+          (value) => this.succeed(value),
+          (err) => this.fail(err),
+        );
       } else {
-        succeed(result);
+        this.succeed(result);
       }
     } catch (err) {
-      fail(err);
+      this.fail(err);
     }
-  });
+  }
+
+  /** Called by the actor's final state, once; a second call (a crash after settling) is ignored. */
+  private settle(outcome: InvocationOutcome): void {
+    if (this.settled) return;
+    this.settled = true;
+    clearTimeout(this.deadline);
+    const { core, header } = this;
+    const capability = this.entry.descriptor.id;
+    core.inflight.delete(header.message_id);
+    core.finished.add(header.message_id, header.tenant_id);
+    core.metrics.invocations.inc({ capability, outcome: outcomeLabel(outcome) });
+    core.metrics.invocationSeconds.observe({ capability, tenant: header.tenant_id }, (performance.now() - this.started) / 1000);
+    this.resolve(outcome);
+  }
+
+  private succeed(value: unknown): void {
+    const problem = checkOutput(this.core, this.entry, value);
+    this.actor.send(problem ? { type: "FAIL", error: problem } : { type: "RESULT", payload: value as JsonObject });
+  }
+
+  private fail(err: unknown): void {
+    if (this.controller.aborted) return;
+    this.actor.send({ type: "FAIL", error: providerError(this.core, this.entry.descriptor.id, this.header.message_id, err) });
+  }
 }
 
 /**

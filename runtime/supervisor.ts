@@ -1,5 +1,5 @@
 // The supervisor: starts every actor, watches its lifecycle through its snapshots, and contains crashes.
-import { createActor, type Actor, type AnyActorLogic, type InputFrom } from "xstate";
+import { createActor, fromCallback, type Actor, type AnyActorLogic, type AnyActorRef, type InputFrom } from "xstate";
 import type { Logger } from "./logger.ts";
 import type { Metrics } from "./metrics.ts";
 
@@ -39,13 +39,42 @@ function leafState(value: unknown): string {
   return typeof current === "string" ? current : "unknown";
 }
 
+/** Whether a machine schedules delayed transitions (`after`) anywhere in its states; cached per logic. */
+const schedulesDelays = new WeakMap<AnyActorLogic, boolean>();
+
+interface StateNodeLike {
+  config?: { after?: unknown };
+  states?: Record<string, StateNodeLike>;
+}
+
+function hasDelayedTransitions(logic: AnyActorLogic): boolean {
+  let known = schedulesDelays.get(logic);
+  if (known === undefined) {
+    const visit = (node: StateNodeLike | undefined): boolean =>
+      node !== undefined && (node.config?.after !== undefined || Object.values(node.states ?? {}).some(visit));
+    known = visit((logic as { root?: StateNodeLike }).root);
+    schedulesDelays.set(logic, known);
+  }
+  return known;
+}
+
 /**
- * Supervisor of all actors of a runtime. It is a plain object rather than a parent machine: XState
- * copies a parent's whole `children` record on every spawn and stop, which costs O(live actors) per
- * invocation; here each spawn and exit is O(1) (see docs/decisions.md).
+ * Supervisor of all actors of a runtime. Its own actor (`root`, a callback actor that does nothing) is
+ * the parent of the actors it starts, so that they share the root's XState system: a root actor builds
+ * a system of its own, and that was about a quarter of an invocation actor's cost (docs/decisions.md).
+ * The actors are started with `createActor(logic, { parent })`, not spawned by a parent machine: a
+ * machine copies its whole `children` record on every spawn and stop, O(live actors) per invocation;
+ * here each spawn and exit stays O(1). Their done and error events reach the root and are dropped
+ * there: each actor's snapshot observer below has already seen them.
+ *
+ * Actors whose machine has delayed transitions (`after`, the stream actor) still get a system each:
+ * XState keeps a system's timers in one record and, whenever any actor of the system stops, scans that
+ * whole record for the stopped actor's timers, so sharing would make every invocation pay for every
+ * live stream's timers.
  */
 export class Supervisor {
   private readonly live = new Map<string, LiveActor>();
+  private readonly root: AnyActorRef = createActor(fromCallback(() => undefined)).start();
   /** Tallies by kind, then state. mig_actors_live and mig_actor_transitions_total are read from them when scraped. */
   private readonly tallies = new Map<string, Map<string, Tally>>();
 
@@ -78,7 +107,8 @@ export class Supervisor {
    * actor is gone, and the caller must answer for it; the process and other actors go on.
    */
   spawn<L extends AnyActorLogic>(kind: string, logic: L, input: InputFrom<L>, onCrash: (error: unknown) => void): Actor<L> {
-    const actor = createActor(logic, { input } as never) as Actor<L>;
+    const parent = hasDelayedTransitions(logic) ? undefined : this.root;
+    const actor = createActor(logic, { input, parent } as never) as Actor<L>;
     const id = actor.sessionId;
     // One snapshot observer per actor, not XState's inspection API: inspection reports every event,
     // microstep and action and measured here it doubled the cost of an invocation actor

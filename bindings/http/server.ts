@@ -42,10 +42,13 @@ function mergeHeaderFields(req: IncomingMessage, body: unknown): void {
   }
 }
 
-/** The operation a path names, for the audit record of a refused credential. */
+const MIG_PREFIX = "/mig/v0.1/";
+
+/** The operation a path names, for the audit record of a refused credential (made per request: no split). */
 function operationOf(path: string): string {
-  const prefix = "/mig/v0.1/";
-  return path.startsWith(prefix) ? path.slice(prefix.length).split("/")[0]! : path.slice(0, 100);
+  if (!path.startsWith(MIG_PREFIX)) return path.slice(0, 100);
+  const end = path.indexOf("/", MIG_PREFIX.length);
+  return end === -1 ? path.slice(MIG_PREFIX.length) : path.slice(MIG_PREFIX.length, end);
 }
 
 export async function startHttpBinding(runtime: MigRuntime, authenticator: Authenticator, addr: string): Promise<HttpBinding> {

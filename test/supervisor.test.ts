@@ -1,0 +1,108 @@
+// The supervisor: actors share its XState system (or get their own when they keep timers), their states are
+// counted for /metrics, and an actor whose action throws is contained: its caller is told, the rest go on.
+import { describe, expect, it } from "vitest";
+import { setup } from "xstate";
+import { invocationMachine, type InvocationOutcome } from "../actors/invocation.ts";
+import { MigError } from "../runtime/errors.ts";
+import { createLogger } from "../runtime/logger.ts";
+import { Metrics } from "../runtime/metrics.ts";
+import { Supervisor } from "../runtime/supervisor.ts";
+
+/** A machine whose action throws on BOOM, or on entry when its input says so. */
+const fragile = setup({
+  types: { input: {} as { throwOnStart: boolean }, context: {} as { throwOnStart: boolean }, events: {} as { type: "BOOM" } | { type: "DONE" } },
+  actions: {
+    explode: () => {
+      throw new Error("boom inside an action");
+    },
+    maybeExplode: ({ context }) => {
+      if (context.throwOnStart) throw new Error("boom on entry");
+    },
+  },
+}).createMachine({
+  context: ({ input }) => input,
+  initial: "idle",
+  states: {
+    idle: { entry: "maybeExplode", on: { BOOM: { actions: "explode" }, DONE: "done" } },
+    done: { type: "final" },
+  },
+});
+
+/** A machine with a delayed transition, like the stream actor. */
+const timed = setup({ delays: { soon: 10 } }).createMachine({
+  initial: "waiting",
+  states: { waiting: { after: { soon: "late" } }, late: { type: "final" } },
+});
+
+function start() {
+  const metrics = new Metrics();
+  const supervisor = new Supervisor(metrics, createLogger("silent"));
+  const scrape = () => metrics.registry.metrics();
+  return { supervisor, scrape };
+}
+
+function invocationInput(outcomes: InvocationOutcome[]) {
+  return { deadlineMs: 30_000, controller: { abort: () => undefined }, settle: (outcome: InvocationOutcome) => void outcomes.push(outcome) };
+}
+
+describe("supervisor", () => {
+  it("runs invocation actors to their final state and counts each state entered", async () => {
+    const { supervisor, scrape } = start();
+    const outcomes: InvocationOutcome[] = [];
+    const held = supervisor.spawn("invocation", invocationMachine, invocationInput(outcomes), () => undefined);
+    held.send({ type: "DISPATCHED" });
+    for (let i = 0; i < 3; i++) {
+      const actor = supervisor.spawn("invocation", invocationMachine, invocationInput(outcomes), () => undefined);
+      actor.send({ type: "DISPATCHED" });
+      actor.send({ type: "RESULT", payload: { i } });
+    }
+    expect(outcomes).toEqual([0, 1, 2].map((i) => ({ ok: true, payload: { i } })));
+    expect(supervisor.countOf("invocation")).toBe(1);
+    expect(supervisor.list()).toMatchObject([{ kind: "invocation", state: "dispatched" }]);
+    const text = await scrape();
+    expect(text).toMatch(/mig_actors_live\{kind="invocation",state="dispatched"\} 1/);
+    expect(text).toMatch(/mig_actors_live\{kind="invocation",state="received"\} 0/);
+    expect(text).toMatch(/mig_actor_transitions_total\{kind="invocation",state="received"\} 4/);
+    expect(text).toMatch(/mig_actor_transitions_total\{kind="invocation",state="dispatched"\} 4/);
+    expect(text).toMatch(/mig_actor_transitions_total\{kind="invocation",state="completed"\} 3/);
+    held.send({ type: "FAIL", error: new MigError("MIG_INTERNAL", "the provider failed") });
+    expect(outcomes).toHaveLength(4);
+    expect(supervisor.size).toBe(0);
+  });
+
+  it("gives actors with delayed transitions a system of their own, and their timers still fire", async () => {
+    const { supervisor } = start();
+    const a = supervisor.spawn("invocation", invocationMachine, invocationInput([]), () => undefined);
+    const b = supervisor.spawn("invocation", invocationMachine, invocationInput([]), () => undefined);
+    const t = supervisor.spawn("timed", timed, undefined, () => undefined);
+    expect(a.system).toBe(b.system);
+    expect(t.system).not.toBe(a.system);
+    await new Promise<void>((resolve) => t.subscribe({ complete: () => resolve() }));
+    expect(t.getSnapshot().value).toBe("late");
+    expect(supervisor.countOf("timed")).toBe(0);
+  });
+
+  it("contains an action that throws: the caller is told, the crash is counted, other actors go on", async () => {
+    const { supervisor, scrape } = start();
+    const crashes: unknown[] = [];
+    const bystander = supervisor.spawn("fragile", fragile, { throwOnStart: false }, (err) => crashes.push(["bystander", err]));
+    const victim = supervisor.spawn("fragile", fragile, { throwOnStart: false }, (err) => crashes.push(err));
+    victim.send({ type: "BOOM" });
+    const onEntry = supervisor.spawn("fragile", fragile, { throwOnStart: true }, (err) => crashes.push(err));
+    expect(crashes.map((err) => (err as Error).message)).toEqual(["boom inside an action", "boom on entry"]);
+    expect(victim.getSnapshot().status).toBe("error");
+    expect(onEntry.getSnapshot().status).toBe("error");
+    expect(supervisor.countOf("fragile")).toBe(1);
+
+    // The shared system still serves: the bystander finishes, and a new actor runs its whole lifecycle.
+    bystander.send({ type: "DONE" });
+    expect(bystander.getSnapshot().status).toBe("done");
+    const outcomes: InvocationOutcome[] = [];
+    const next = supervisor.spawn("invocation", invocationMachine, invocationInput(outcomes), () => undefined);
+    next.send({ type: "DISPATCHED" });
+    next.send({ type: "RESULT", payload: {} });
+    expect(outcomes).toEqual([{ ok: true, payload: {} }]);
+    expect(supervisor.size).toBe(0);
+    expect(await scrape()).toMatch(/mig_actor_crashes_total\{kind="fragile"\} 2/);
+  });
+});
