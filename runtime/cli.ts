@@ -67,7 +67,8 @@ async function worker(modules: string[], options: Record<string, string | undefi
   if (!config.natsUrl) throw new Error("a worker joins a fleet's bus: set MIG_NATS_URL (or --nats-url) to its NATS server");
   const logger = createLogger(config.logLevel);
   const definitions = await loadProviderModules(modules);
-  const runtime = await MigRuntime.start(config, { logger, fleet: false });
+  // A direct lane decides from the fleet's registry, as gateways do (docs/bindings/provider-protocol.md §9).
+  const runtime = await MigRuntime.start(config, { logger, fleet: config.workerDirect });
   const host = await WorkerHost.start(runtime, definitions, { heartbeatMs: config.heartbeatMs, concurrency: config.workerConcurrency, direct: config.workerDirect });
   logger.info({ provider_id: host.providerId, capabilities: host.capabilities, url: runtime.natsUrl }, "worker serving");
 

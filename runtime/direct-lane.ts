@@ -7,6 +7,8 @@ import { SUBJECT_ROOT } from "../bindings/nats/subjects.ts";
 import { ACCEPT_NOTICE_MS, DIRECT_QUEUE, heldSubject, type HeldNotice } from "./provider-protocol.ts";
 import type { MigRuntime } from "./runtime.ts";
 
+const invokeSubjects = (capabilities: string[]) => capabilities.map((id) => `${SUBJECT_ROOT}.*.invoke.${id}`);
+
 /** How often running requests are checked for the held notice; a notice is at most this late. */
 const SWEEP_MS = 50;
 
@@ -16,61 +18,56 @@ export class DirectLane {
   /** The subset of `running` the gateways have been told about. */
   private readonly held = new Set<Msg>();
   private sweeper: NodeJS.Timeout | undefined;
-  private joining: NodeJS.Timeout | undefined;
+  private answering: NodeJS.Timeout | undefined;
   private binding: NatsBinding | undefined;
-  private closed = false;
 
   private constructor(
     private readonly runtime: MigRuntime,
     private readonly providerId: string,
-    private readonly capabilities: string[],
   ) {}
 
+  /** Throws unless the bus lets this process subscribe to the invoke subjects of `capabilities`. */
+  static async checkPermissions(runtime: MigRuntime, capabilities: string[]): Promise<void> {
+    // In a queue group of its own, so the probe takes no request from the workers that already answer.
+    const probe = await startNatsBinding(runtime, runtime.authenticator, {
+      queue: `${DIRECT_QUEUE}-probe`,
+      subjects: invokeSubjects(capabilities),
+      streams: false,
+      acceptsInvoke: () => false,
+    });
+    await probe.close();
+  }
+
   /**
-   * Checks now that the bus lets this worker subscribe to the invoke subjects of `capabilities` (it throws
-   * if not), and joins their queue group at `from` (epoch ms): the instant named in the worker's
-   * registration, when every gateway stops dispatching those invokes itself. Not before: NATS hands a
-   * queue group's messages to any member, and a member that declined would leave a request unanswered
-   * once the gateways have switched for an earlier worker of the capability.
+   * Joins the queue group of the invoke subjects of `capabilities`. A request is answered only from the
+   * instant this runtime's view of the fleet names for its capability (the earliest `direct_from` of the
+   * live direct-lane workers), the instant at which gateways, from the same registry, leave it to the workers.
    */
   static async open(runtime: MigRuntime, providerId: string, capabilities: string[], from: number): Promise<DirectLane> {
-    const lane = new DirectLane(runtime, providerId, capabilities);
-    // In a queue group of its own, so the probe takes no request from the workers that already answer.
-    const probe = await lane.subscribe(`${DIRECT_QUEUE}-probe`, () => false);
-    await probe.close();
-    lane.joining = setTimeout(() => void lane.join(), Math.max(0, from - Date.now()));
+    const lane = new DirectLane(runtime, providerId);
+    const registry = runtime.capabilities;
+    lane.binding = await startNatsBinding(runtime, runtime.authenticator, {
+      queue: DIRECT_QUEUE,
+      subjects: invokeSubjects(capabilities),
+      streams: false,
+      acceptsInvoke: (subject) => {
+        const since = registry.directSince(subject.slice(subject.indexOf(".invoke.") + ".invoke.".length));
+        return since !== undefined && Date.now() >= since;
+      },
+      watch: { started: (msg) => lane.running.set(msg, Date.now()), ended: (msg) => lane.ended(msg) },
+    });
     lane.sweeper = setInterval(() => lane.sweep(), SWEEP_MS);
     lane.sweeper.unref();
+    // By this worker's own instant, at the latest, every request it is handed is its to answer.
+    lane.answering = setTimeout(() => runtime.logger.info({ provider_id: providerId, capabilities }, "direct lane answering NATS invokes"), Math.max(0, from - Date.now()));
+    lane.answering.unref();
     return lane;
-  }
-
-  private subscribe(queue: string, accepts: () => boolean): Promise<NatsBinding> {
-    return startNatsBinding(this.runtime, this.runtime.authenticator, {
-      queue,
-      subjects: this.capabilities.map((id) => `${SUBJECT_ROOT}.*.invoke.${id}`),
-      streams: false,
-      acceptsInvoke: accepts,
-      watch: { started: (msg) => this.running.set(msg, Date.now()), ended: (msg) => this.ended(msg) },
-    });
-  }
-
-  private async join(): Promise<void> {
-    if (this.closed) return;
-    try {
-      this.binding = await this.subscribe(DIRECT_QUEUE, () => true);
-      if (this.closed) await this.binding.close();
-      else this.runtime.logger.info({ provider_id: this.providerId, capabilities: this.capabilities }, "direct lane answering NATS invokes");
-    } catch (err) {
-      // The probe passed at start, so this is a bus that changed its mind: the worker's log says so.
-      this.runtime.logger.error({ err: (err as Error).message }, "direct lane could not subscribe; NATS invokes of its capabilities go unanswered until it leaves");
-    }
   }
 
   /** Stops taking requests (the worker is leaving); the ones already taken are still answered. */
   async close(): Promise<void> {
-    this.closed = true;
     if (this.sweeper) clearInterval(this.sweeper);
-    clearTimeout(this.joining);
+    clearTimeout(this.answering);
     await this.binding?.close();
   }
 

@@ -53,6 +53,11 @@ export class CapabilityRegistry {
     return from !== undefined && now >= from && !this.entries.has(id);
   }
 
+  /** The earliest instant from which live direct-lane workers answer `id`'s NATS invokes, if any does. */
+  directSince(id: string): number | undefined {
+    return this.direct.get(id);
+  }
+
   remoteIds(): string[] {
     return [...this.remote.keys()];
   }

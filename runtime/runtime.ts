@@ -47,7 +47,7 @@ function fieldOf(body: unknown, field: string): string | undefined {
 export interface RuntimeOptions {
   logger?: Logger;
   capabilities?: CapabilityDefinition[];
-  /** Watch the fleet (remote providers, micro services, CANCEL fan-out); off for a worker process. Default true. */
+  /** Watch the fleet (remote providers, micro services, CANCEL fan-out); a worker without a direct lane needs none. Default true. */
   fleet?: boolean;
 }
 

@@ -8,7 +8,6 @@ import { IDEMPOTENCY_BUCKET, IdempotencyStore } from "./idempotency.ts";
 import { execute } from "./invoke.ts";
 import { serveRemoteStreams } from "./remote-stream.ts";
 import { DirectLane } from "./direct-lane.ts";
-import { answerFleetCancel } from "./fleet-cancel.ts";
 import {
   ACCEPT_NOTICE_MS,
   CANCEL_WILDCARD,
@@ -18,7 +17,6 @@ import {
   DIRECT_SWITCH_MS,
   directEligible,
   encode,
-  FLEET_CANCEL_SUBJECT,
   jsWorkSubject,
   principalFromWire,
   readWorkRequest,
@@ -50,6 +48,11 @@ export interface WorkerOptions {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits for `check` to hold, looking every 20 ms, for at most `limitMs`. */
+async function until(check: () => boolean, limitMs: number): Promise<void> {
+  for (const end = Date.now() + limitMs; !check() && Date.now() < end; ) await sleep(20);
+}
 
 export class WorkerHost {
   readonly providerId = `${hostname().replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 40)}-${process.pid}-${nuid.next().slice(-8)}`;
@@ -114,15 +117,13 @@ export class WorkerHost {
       }
     }
     const direct = this.direct ? this.definitions.filter((d) => directEligible(d.descriptor)).map((d) => d.descriptor.id) : [];
-    if (direct.length > 0) {
-      // Subscribed before the registration names the switch instant, so no gateway ever leaves an invoke to a
-      // lane that is not listening yet; the instant lies far enough ahead for every gateway to hear of it.
-      const from = Date.now() + DIRECT_SWITCH_MS;
+    if (direct.length > 0 && !this.runtime.fleet) {
+      this.runtime.logger.warn("direct lane needs the runtime's view of the fleet (started with fleet: false); NATS invokes go through the gateways");
+    } else if (direct.length > 0) {
       try {
-        this.directLane = await DirectLane.open(this.runtime, this.providerId, direct, from);
-        this.directFrom = from;
-        // Direct invocations live in this runtime: a CANCEL taken by a gateway reaches them by the fleet fan-out.
-        this.subscriptions.push(nc.subscribe(FLEET_CANCEL_SUBJECT, { callback: (err, msg) => (err ? undefined : answerFleetCancel(this.runtime, msg)) }));
+        await DirectLane.checkPermissions(this.runtime, direct);
+        // Far enough ahead for every gateway to hear of it before it comes (docs/bindings/provider-protocol.md §9).
+        this.directFrom = Date.now() + DIRECT_SWITCH_MS;
       } catch (err) {
         // The registration then names no switch: gateways keep dispatching these invokes over the work subjects.
         this.runtime.logger.warn({ err: (err as Error).message }, "direct lane unavailable; NATS invokes reach this worker through the gateways");
@@ -131,6 +132,13 @@ export class WorkerHost {
     await nc.flush();
     this.register();
     this.beat = setInterval(() => this.register(), this.heartbeatMs);
+    if (this.directFrom !== undefined) {
+      // Join the queue group once this runtime's own view of the fleet holds this registration (and so every
+      // earlier one): from then on it declines exactly what the gateways, from the same view, still answer.
+      const capabilities = this.runtime.capabilities;
+      await until(() => direct.every((id) => capabilities.directSince(id) !== undefined), 10_000);
+      this.directLane = await DirectLane.open(this.runtime, this.providerId, direct, this.directFrom);
+    }
   }
 
   /** Registration and heartbeat are one act: re-putting the record says "still alive". */

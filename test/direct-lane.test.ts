@@ -21,7 +21,8 @@ let httpUrl: string;
 let nc: NatsConnection;
 
 function worker(name: string, env: Record<string, string> = {}): MigProcess {
-  const child = startMig(["worker", FIXTURE], { MIG_NATS_URL: busUrl, WORKER_NAME: name, FLEET_LOG: log, MIG_PROVIDER_HEARTBEAT_MS: "500", ...env });
+  // Heartbeats at the default 2 s: a gateway paused for a moment by a test must not take a worker for dead.
+  const child = startMig(["worker", FIXTURE], { MIG_NATS_URL: busUrl, WORKER_NAME: name, FLEET_LOG: log, ...env });
   processes.push(child);
   return child;
 }

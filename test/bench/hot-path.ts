@@ -95,7 +95,7 @@ async function main(): Promise<void> {
   const { runtime } = gateway;
   const nats = await startNatsBinding(runtime, runtime.authenticator);
   const config = loadConfig({ natsUrl: runtime.natsUrl, dataDir: gateway.dataDir, logLevel: "silent", streamWindow: CREDIT, streamStallMs: 60_000 }, {});
-  const workerRuntime = await MigRuntime.start(config, { logger: createLogger("silent"), fleet: false });
+  const workerRuntime = await MigRuntime.start(config, { logger: createLogger("silent") }); // with its fleet view: the direct lane needs it
   const host = await WorkerHost.start(workerRuntime, [benchEcho, count], { heartbeatMs: 1000 });
   const nc = await connect({ servers: runtime.natsUrl, name: "bench-client" });
   try {
