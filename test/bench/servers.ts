@@ -209,6 +209,8 @@ export async function startRuntimeWithWorker(
   module: string,
   capability: string,
   options: RuntimeOptions = {},
+  /** Wait until the worker's direct lane answers NATS invokes (a best_effort unary capability measured over NATS). */
+  directLane = false,
 ): Promise<Omit<StartedRuntime, "target"> & { workerPid: number }> {
   const runtime = await startRuntime(ctx, options);
   const worker = spawnTs("worker", ctx.root, "runtime/cli.ts", ["worker", module], {
@@ -237,7 +239,7 @@ export async function startRuntimeWithWorker(
     }
     // A best_effort capability takes the worker's direct lane for NATS invokes from an instant ~1 s after
     // its registration (docs/bindings/provider-protocol.md section 9): measure that lane, not the switch.
-    if (process.env.MIG_WORKER_DIRECT !== "false") {
+    if (directLane && process.env.MIG_WORKER_DIRECT !== "false") {
       await worker.waitForLine((line) => (line.includes('"direct lane answering NATS invokes"') ? true : undefined), ctx.startTimeoutMs);
     }
   } catch (err) {
@@ -260,7 +262,7 @@ export function runtimeNatsWorker(subject: string, body: string, module: string,
   return {
     label: "MIG runtime, NATS binding, provider in a mig worker",
     async start(ctx: BenchContext): Promise<RunningServer> {
-      const started = await startRuntimeWithWorker(ctx, module, capability, options);
+      const started = await startRuntimeWithWorker(ctx, module, capability, options, true);
       return { ...started, target: { kind: "nats", servers: started.natsUrl, subject, body } };
     },
   };
