@@ -3,7 +3,7 @@
 // gateway and then the internal work subject). Why and what it costs: docs/bindings/provider-protocol.md §9.
 import type { Msg } from "@nats-io/transport-node";
 import { startNatsBinding, type NatsBinding } from "../bindings/nats/server.ts";
-import { SUBJECT_ROOT } from "../bindings/nats/subjects.ts";
+import { capabilityOf, SUBJECT_ROOT } from "../bindings/nats/subjects.ts";
 import { ACCEPT_NOTICE_MS, DIRECT_QUEUE, heldSubject, type HeldNotice } from "./provider-protocol.ts";
 import type { MigRuntime } from "./runtime.ts";
 
@@ -51,7 +51,7 @@ export class DirectLane {
       subjects: invokeSubjects(capabilities),
       streams: false,
       acceptsInvoke: (subject) => {
-        const since = registry.directSince(subject.slice(subject.indexOf(".invoke.") + ".invoke.".length));
+        const since = registry.directSince(capabilityOf(subject));
         return since !== undefined && Date.now() >= since;
       },
       watch: { started: (msg) => lane.running.set(msg, Date.now()), ended: (msg) => lane.ended(msg) },

@@ -8,7 +8,7 @@ import type { RequestContext } from "../../runtime/core.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
 import type { MessageHeader } from "../../runtime/types.ts";
 import { serveNatsStreams } from "./stream.ts";
-import { parseSubject, PUBLIC_SUBJECTS, QUEUE_GROUP, SUBJECT_ROOT, type ParsedSubject } from "./subjects.ts";
+import { capabilityOf, parseSubject, PUBLIC_SUBJECTS, QUEUE_GROUP, type ParsedSubject } from "./subjects.ts";
 
 /** MIG header fields mirrored between the body's header and NATS message headers (spec section 7). */
 export const MIRRORED_FIELDS = ["mig_version", "message_id", "tenant_id", "session_id", "traceparent", "idempotency_key"] as const;
@@ -136,12 +136,6 @@ export async function startNatsBinding(runtime: MigRuntime, authenticator: Authe
       for (const sub of subscriptions) await sub.drain().catch(() => undefined);
     },
   };
-}
-
-/** The capability of `mig.v0_1.<tenant>.invoke.<capability>` (checked later by parseSubject; here only looked up). */
-function capabilityOf(subject: string): string {
-  const at = subject.indexOf(".invoke.", SUBJECT_ROOT.length + 1);
-  return at < 0 ? "" : subject.slice(at + ".invoke.".length);
 }
 
 function parseBody(data: Uint8Array, limit: number): unknown {

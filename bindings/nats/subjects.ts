@@ -49,6 +49,15 @@ export function parseSubject(subject: string): ParsedSubject {
   throw new MigError("MIG_NOT_FOUND", `no MIG operation on subject "${clip(subject)}"; see docs/bindings/nats.md`);
 }
 
+/**
+ * The capability of `mig.v0_1.<tenant>.invoke.<capability>`, cheaply, for deciding who answers it; the
+ * handler still checks the whole subject with parseSubject.
+ */
+export function capabilityOf(subject: string): string {
+  const at = subject.indexOf(".invoke.", SUBJECT_ROOT.length + 1);
+  return at < 0 ? "" : subject.slice(at + ".invoke.".length);
+}
+
 function clip(subject: string): string {
   return subject.length > 160 ? `${subject.slice(0, 157)}...` : subject;
 }
