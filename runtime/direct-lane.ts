@@ -51,8 +51,8 @@ export class DirectLane {
       subjects: invokeSubjects(capabilities),
       streams: false,
       acceptsInvoke: (subject) => {
-        const since = registry.directSince(capabilityOf(subject));
-        return since !== undefined && Date.now() >= since;
+        // Its own instant if this runtime's view has lost the registration for a moment (a late heartbeat).
+        return Date.now() >= (registry.directSince(capabilityOf(subject)) ?? from);
       },
       watch: { started: (msg) => lane.running.set(msg, Date.now()), ended: (msg) => lane.ended(msg) },
     });
