@@ -62,6 +62,11 @@ export class CapabilityRegistry {
     return [...this.remote.keys()];
   }
 
+  /** Whether this runtime hosts `id` itself (a remote provider of the same id does not count). */
+  hasLocal(id: string): boolean {
+    return this.entries.has(id);
+  }
+
   get(id: string): RegisteredCapability | undefined {
     return this.entries.get(id) ?? this.remote.get(id);
   }

@@ -92,7 +92,8 @@ export class WorkerHost {
   private async open(): Promise<void> {
     const { nc, kvm } = this.runtime.bus;
     for (const definition of this.definitions) {
-      if (!this.runtime.capabilities.get(definition.descriptor.id)) this.runtime.capabilities.add(definition);
+      // Local, even when the runtime's fleet view already lists other workers of the same capability.
+      if (!this.runtime.capabilities.hasLocal(definition.descriptor.id)) this.runtime.capabilities.add(definition);
     }
     this.subscriptions.push(nc.subscribe(CANCEL_WILDCARD, { callback: (err, msg) => (err ? undefined : this.onCancel(msg)) }));
     this.subscriptions.push(...serveRemoteStreams(this.runtime, this.definitions, this.providerId));

@@ -7,6 +7,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createInbox, type NatsConnection } from "@nats-io/transport-node";
+import { loadConfig } from "../runtime/config.ts";
+import { createLogger } from "../runtime/logger.ts";
+import { anonymousPrincipal } from "../runtime/principal.ts";
+import { MigRuntime } from "../runtime/runtime.ts";
+import { WorkerHost } from "../runtime/worker.ts";
+import { echo } from "./fixtures/fleet-provider.ts";
 import { startMig, type MigProcess } from "./helpers/process.ts";
 import { natsClient, natsRequest } from "./helpers/nats.ts";
 import { waitFor } from "./helpers/runtime.ts";
@@ -149,4 +155,20 @@ describe("the direct lane of `mig worker`", () => {
     // A paused gateway misses heartbeats (500 ms here): it may drop the worker for a moment when it resumes.
     await waitFor("the gateway to dispatch to the worker again", async () => (await invoke("fleet.echo", { back: true })).payload?.served_by === "plain");
   }, 40_000);
+
+  it("a worker that starts while others serve its capability hosts it itself, not through them", async () => {
+    const config = loadConfig({ natsUrl: busUrl, dataDir: mkdtempSync(join(tmpdir(), "mig-direct-late-")), logLevel: "silent" }, {});
+    const runtime = await MigRuntime.start(config, { logger: createLogger("silent") });
+    try {
+      // Its fleet view lists the other worker's fleet.echo before the worker host adds its own.
+      await waitFor("the fleet view to list another worker's fleet.echo", () => runtime.capabilities.get("fleet.echo") !== undefined);
+      const host = await WorkerHost.start(runtime, [echo]);
+      expect(runtime.capabilities.hasLocal("fleet.echo")).toBe(true);
+      const answer = await runtime.invoke({ header: { tenant_id: "acme" }, payload: { late: true } }, { principal: anonymousPrincipal(), binding: "http", tenant: "acme" }, "fleet.echo");
+      expect(answer.payload).toEqual({ served_by: String(process.pid), echo: { late: true } });
+      await host.stop();
+    } finally {
+      await runtime.stop();
+    }
+  });
 });
