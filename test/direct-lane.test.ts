@@ -13,7 +13,7 @@ import { anonymousPrincipal } from "../runtime/principal.ts";
 import { MigRuntime } from "../runtime/runtime.ts";
 import { WorkerHost } from "../runtime/worker.ts";
 import { echo } from "./fixtures/fleet-provider.ts";
-import { startMig, type MigProcess } from "./helpers/process.ts";
+import { startGateway, startMig, type MigProcess } from "./helpers/process.ts";
 import { natsClient, natsRequest } from "./helpers/nats.ts";
 import { waitFor } from "./helpers/runtime.ts";
 
@@ -50,11 +50,8 @@ async function withGatewayPaused<T>(body: () => Promise<T>): Promise<T> {
 }
 
 beforeAll(async () => {
-  gateway = startMig(["start"]);
+  ({ gateway, busUrl, httpUrl } = await startGateway());
   processes.push(gateway);
-  busUrl = String((await gateway.waitForLog("embedded nats-server listening")).url);
-  httpUrl = String((await gateway.waitForLog("HTTP binding listening")).url);
-  await gateway.waitForLog("NATS binding listening");
   nc = await natsClient(busUrl);
   const first = worker("d1");
   await first.waitForLog("direct lane answering NATS invokes");

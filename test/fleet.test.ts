@@ -8,7 +8,7 @@ import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { createInbox, type NatsConnection } from "@nats-io/transport-node";
 import { decode, encode, jsWorkSubject, REGISTRY_BUCKET, workSubject } from "../runtime/provider-protocol.ts";
-import { startMig, type MigProcess } from "./helpers/process.ts";
+import { startGateway, startMig, type MigProcess } from "./helpers/process.ts";
 import { natsClient, natsRequest } from "./helpers/nats.ts";
 import { waitFor } from "./helpers/runtime.ts";
 
@@ -59,11 +59,8 @@ async function pooled<T>(count: number, width: number, call: (i: number) => Prom
 }
 
 beforeAll(async () => {
-  gateway = startMig(["start"]);
+  ({ gateway, busUrl, httpUrl } = await startGateway());
   processes.push(gateway);
-  busUrl = String((await gateway.waitForLog("embedded nats-server listening")).url);
-  httpUrl = String((await gateway.waitForLog("HTTP binding listening")).url);
-  await gateway.waitForLog("NATS binding listening");
   nc = await natsClient(busUrl);
   const workers = ["w1", "w2", "w3"].map((name) => worker(FIXTURE, name));
   await Promise.all(workers.map((w) => w.waitForLog("worker serving")));

@@ -110,3 +110,23 @@ export function startMig(args: string[], env: Record<string, string> = {}): MigP
     },
   };
 }
+
+export interface StartedGateway {
+  gateway: MigProcess;
+  busUrl: string;
+  httpUrl: string;
+}
+
+/** Runs `mig start` (embedded bus) and waits until its bus, HTTP and NATS bindings are up. */
+export async function startGateway(env: Record<string, string> = {}): Promise<StartedGateway> {
+  const gateway = startMig(["start"], env);
+  try {
+    const busUrl = String((await gateway.waitForLog("embedded nats-server listening")).url);
+    const httpUrl = String((await gateway.waitForLog("HTTP binding listening")).url);
+    await gateway.waitForLog("NATS binding listening");
+    return { gateway, busUrl, httpUrl };
+  } catch (err) {
+    await gateway.stop("SIGKILL"); // its caller never got it to stop
+    throw err;
+  }
+}
