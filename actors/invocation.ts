@@ -5,14 +5,18 @@
 //                         ── CANCEL ──▶ cancelled (final, aborts work)
 //                         ── DEADLINE ──▶ timed_out (final, aborts work)
 //
-// Kept lean on purpose (see docs/ARCHITECTURE.md): no child actors, no delayed transition (the deadline
-// arrives as an event from a plain timer that execute() in runtime/invoke.ts starts and clears: XState's
-// scheduler cost about a third of the actor, docs/decisions.md), and the handler's result arrives as an
-// event. Each final state settles the caller exactly once. The states are flat, with FAIL, CANCEL and
-// DEADLINE handled at the machine's root, rather than nested under a `running` parent: every snapshot and
-// transition of a nested machine walks both levels, and the flat one was 10-15 % cheaper per lifecycle.
-// Once a final state is reached the actor is done, so the root's handlers no longer apply.
-import { setup } from "xstate";
+// An XState actor whose logic is this file's transition function (XState's ActorLogic interface, as
+// `fromTransition` builds it), not a state machine: the same states, events and final outcomes, started,
+// observed and contained by the supervisor like every actor, at a fifth of a machine's cost. A machine
+// resolves state nodes, transition domains and action lists on every event, and that was a quarter of
+// a worker's CPU per NATS invoke (docs/decisions.md). The streams and subscriptions, which live long and
+// have timers, stay machines.
+//
+// The deadline arrives as an event from a plain timer that runtime/invoke.ts starts and clears, and the
+// handler's result arrives as an event. Entering a final state settles the caller exactly once; the
+// effects (settle, abort) are deferred to after the snapshot is taken, as XState runs a machine's
+// entry actions, so a throwing effect ends the actor in `error` and the supervisor contains it.
+import type { ActorLogic, ActorScope, Snapshot } from "xstate";
 import { MigError } from "../runtime/errors.ts";
 import type { JsonObject } from "../runtime/types.ts";
 
@@ -32,52 +36,57 @@ export type InvocationEvent =
   | { type: "CANCEL"; reason: string }
   | { type: "DEADLINE" };
 
-export const invocationMachine = setup({
-  types: {
-    context: {} as InvocationInput,
-    input: {} as InvocationInput,
-    events: {} as InvocationEvent,
-  },
-  actions: {
-    deliverResult: ({ context, event }) => {
-      if (event.type === "RESULT") context.settle({ ok: true, payload: event.payload });
-    },
-    deliverFailure: ({ context, event }) => {
-      if (event.type === "FAIL") context.settle({ ok: false, error: event.error });
-    },
-    abortForDeadline: ({ context }) => {
+export type InvocationState = "received" | "dispatched" | "completed" | "failed" | "cancelled" | "timed_out";
+
+/** A snapshot as the supervisor reads every actor's: `value` is the state, `status` is "done" once final. */
+export type InvocationSnapshot = Snapshot<InvocationOutcome> & { value: InvocationState; context: InvocationInput };
+
+type Scope = ActorScope<InvocationSnapshot, InvocationEvent>;
+
+function active(value: InvocationState, context: InvocationInput): InvocationSnapshot {
+  return { status: "active", value, context, output: undefined, error: undefined };
+}
+
+function final(scope: Scope, value: InvocationState, context: InvocationInput, outcome: InvocationOutcome, abort: boolean): InvocationSnapshot {
+  scope.defer(() => {
+    if (abort && !outcome.ok) context.controller.abort(outcome.error);
+    context.settle(outcome);
+  });
+  return { status: "done", value, context, output: outcome, error: undefined };
+}
+
+function transition(snapshot: InvocationSnapshot, event: InvocationEvent, scope: Scope): InvocationSnapshot {
+  if (snapshot.status !== "active") return snapshot;
+  const { context, value } = snapshot;
+  switch (event.type) {
+    case "DISPATCHED":
+      return value === "received" ? active("dispatched", context) : snapshot;
+    case "RESULT":
+      return value === "dispatched" ? final(scope, "completed", context, { ok: true, payload: event.payload }, false) : snapshot;
+    case "FAIL":
+      return final(scope, "failed", context, { ok: false, error: event.error }, false);
+    case "CANCEL": {
+      // The standard's reference answers a cancelled invocation with MIG_TIMEOUT; details tell the two apart.
+      const error = new MigError("MIG_TIMEOUT", `the invocation was cancelled${event.reason ? `: ${event.reason}` : ""}`, {
+        retryable: false,
+        details: { cancelled: true, reason: event.reason },
+      });
+      return final(scope, "cancelled", context, { ok: false, error }, true);
+    }
+    case "DEADLINE": {
       const error = new MigError("MIG_TIMEOUT", `the invocation exceeded its deadline of ${context.deadlineMs} ms`, {
         details: { deadline_ms: context.deadlineMs },
       });
-      context.controller.abort(error);
-      context.settle({ ok: false, error });
-    },
-    abortForCancel: ({ context, event }) => {
-      const reason = event.type === "CANCEL" ? event.reason : "";
-      // The standard's reference answers a cancelled invocation with MIG_TIMEOUT; details tell the two apart.
-      const error = new MigError("MIG_TIMEOUT", `the invocation was cancelled${reason ? `: ${reason}` : ""}`, {
-        retryable: false,
-        details: { cancelled: true, reason },
-      });
-      context.controller.abort(error);
-      context.settle({ ok: false, error });
-    },
-  },
-}).createMachine({
-  id: "invocation",
-  context: ({ input }) => input,
-  initial: "received",
-  on: {
-    DEADLINE: ".timed_out",
-    FAIL: ".failed",
-    CANCEL: ".cancelled",
-  },
-  states: {
-    received: { on: { DISPATCHED: "dispatched" } },
-    dispatched: { on: { RESULT: "completed" } },
-    completed: { type: "final", entry: "deliverResult" },
-    failed: { type: "final", entry: "deliverFailure" },
-    cancelled: { type: "final", entry: "abortForCancel" },
-    timed_out: { type: "final", entry: "abortForDeadline" },
-  },
-});
+      return final(scope, "timed_out", context, { ok: false, error }, true);
+    }
+    default:
+      return snapshot; // XState's own events (e.g. a child's done event) change nothing here
+  }
+}
+
+export const invocationLogic: ActorLogic<InvocationSnapshot, InvocationEvent, InvocationInput> = {
+  transition,
+  getInitialSnapshot: (_scope, input) => active("received", input),
+  // Nothing of an invocation survives its process (its callbacks cannot be stored): the snapshot as it is.
+  getPersistedSnapshot: (snapshot) => snapshot,
+};

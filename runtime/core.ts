@@ -1,6 +1,6 @@
 // What every operation needs from the runtime: its settings, registries, supervisor and bookkeeping.
 import type { Actor } from "xstate";
-import type { invocationMachine } from "../actors/invocation.ts";
+import type { invocationLogic } from "../actors/invocation.ts";
 import type { RuntimeConfig } from "./config.ts";
 import type { IdempotencyStore } from "./idempotency.ts";
 import type { LoadGauge } from "./load.ts";
@@ -36,7 +36,7 @@ export interface InflightInvocation {
   tenant: string;
   subject: string;
   capability: string;
-  actor: Actor<typeof invocationMachine>;
+  actor: Actor<typeof invocationLogic>;
 }
 
 /** A live stream as CANCEL sees it (runtime/stream.ts holds the rest). */

@@ -1,7 +1,7 @@
 // Unary INVOKE: validates the request, authorizes it, honours idempotency, and runs one invocation actor.
 import { performance } from "node:perf_hooks";
 import type { Actor } from "xstate";
-import { invocationMachine, type InvocationOutcome } from "../actors/invocation.ts";
+import { invocationLogic, type InvocationOutcome } from "../actors/invocation.ts";
 import { MigError } from "./errors.ts";
 import { IdempotencyStore } from "./idempotency.ts";
 import { checkDottedName } from "./names.ts";
@@ -126,7 +126,7 @@ class Invocation {
   private settled = false;
   /** The deadline is a plain timer that sends DEADLINE, not a delayed transition of the machine (see actors/invocation.ts). */
   private deadline: NodeJS.Timeout | undefined;
-  actor!: Actor<typeof invocationMachine>;
+  actor!: Actor<typeof invocationLogic>;
 
   constructor(
     private readonly core: RuntimeCore,
@@ -140,7 +140,7 @@ class Invocation {
     const { descriptor } = entry;
     const controller = this.controller;
     const input = { deadlineMs: header.deadline_ms, controller, settle: (outcome: InvocationOutcome) => this.settle(outcome) };
-    const actor = core.supervisor.spawn("invocation", invocationMachine, input, () =>
+    const actor = core.supervisor.spawn("invocation", invocationLogic, input, () =>
       this.settle({ ok: false, error: new MigError("MIG_INTERNAL", `the invocation ${header.message_id} failed inside the runtime; it was contained`) }),
     );
     this.actor = actor;

@@ -2,7 +2,7 @@
 // counted for /metrics, and an actor whose action throws is contained: its caller is told, the rest go on.
 import { describe, expect, it } from "vitest";
 import { setup } from "xstate";
-import { invocationMachine, type InvocationOutcome } from "../actors/invocation.ts";
+import { invocationLogic, type InvocationOutcome } from "../actors/invocation.ts";
 import { MigError } from "../runtime/errors.ts";
 import { createLogger } from "../runtime/logger.ts";
 import { Metrics } from "../runtime/metrics.ts";
@@ -49,10 +49,10 @@ describe("supervisor", () => {
   it("runs invocation actors to their final state and counts each state entered", async () => {
     const { supervisor, scrape } = start();
     const outcomes: InvocationOutcome[] = [];
-    const held = supervisor.spawn("invocation", invocationMachine, invocationInput(outcomes), () => undefined);
+    const held = supervisor.spawn("invocation", invocationLogic, invocationInput(outcomes), () => undefined);
     held.send({ type: "DISPATCHED" });
     for (let i = 0; i < 3; i++) {
-      const actor = supervisor.spawn("invocation", invocationMachine, invocationInput(outcomes), () => undefined);
+      const actor = supervisor.spawn("invocation", invocationLogic, invocationInput(outcomes), () => undefined);
       actor.send({ type: "DISPATCHED" });
       actor.send({ type: "RESULT", payload: { i } });
     }
@@ -70,10 +70,33 @@ describe("supervisor", () => {
     expect(supervisor.size).toBe(0);
   });
 
+  it("contains an invocation whose outcome effect throws, and ignores events after its final state", () => {
+    const { supervisor } = start();
+    const crashes: unknown[] = [];
+    const throwing = { deadlineMs: 30_000, controller: { abort: () => undefined }, settle: () => { throw new Error("settle failed"); } };
+    const actor = supervisor.spawn("invocation", invocationLogic, throwing, (err) => crashes.push(err));
+    actor.send({ type: "DISPATCHED" });
+    actor.send({ type: "RESULT", payload: {} });
+    expect(crashes.map((err) => (err as Error).message)).toEqual(["settle failed"]);
+    expect(actor.getSnapshot().status).toBe("error");
+    expect(supervisor.size).toBe(0);
+
+    const outcomes: InvocationOutcome[] = [];
+    const aborted: MigError[] = [];
+    const cancelled = supervisor.spawn("invocation", invocationLogic, { ...invocationInput(outcomes), controller: { abort: (e: MigError) => void aborted.push(e) } }, () => undefined);
+    cancelled.send({ type: "CANCEL", reason: "by the caller" });
+    cancelled.send({ type: "RESULT", payload: {} });
+    cancelled.send({ type: "DEADLINE" });
+    expect(outcomes).toHaveLength(1);
+    expect(outcomes[0]).toMatchObject({ ok: false, error: { code: "MIG_TIMEOUT", details: { cancelled: true, reason: "by the caller" } } });
+    expect(aborted).toEqual([(outcomes[0] as { error: MigError }).error]);
+    expect(cancelled.getSnapshot()).toMatchObject({ status: "done", value: "cancelled" });
+  });
+
   it("gives actors with delayed transitions a system of their own, and their timers still fire", async () => {
     const { supervisor } = start();
-    const a = supervisor.spawn("invocation", invocationMachine, invocationInput([]), () => undefined);
-    const b = supervisor.spawn("invocation", invocationMachine, invocationInput([]), () => undefined);
+    const a = supervisor.spawn("invocation", invocationLogic, invocationInput([]), () => undefined);
+    const b = supervisor.spawn("invocation", invocationLogic, invocationInput([]), () => undefined);
     const t = supervisor.spawn("timed", timed, undefined, () => undefined);
     expect(a.system).toBe(b.system);
     expect(t.system).not.toBe(a.system);
@@ -98,7 +121,7 @@ describe("supervisor", () => {
     bystander.send({ type: "DONE" });
     expect(bystander.getSnapshot().status).toBe("done");
     const outcomes: InvocationOutcome[] = [];
-    const next = supervisor.spawn("invocation", invocationMachine, invocationInput(outcomes), () => undefined);
+    const next = supervisor.spawn("invocation", invocationLogic, invocationInput(outcomes), () => undefined);
     next.send({ type: "DISPATCHED" });
     next.send({ type: "RESULT", payload: {} });
     expect(outcomes).toEqual([{ ok: true, payload: {} }]);

@@ -11,7 +11,7 @@ import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { createActor } from "xstate";
-import { invocationMachine } from "../../actors/invocation.ts";
+import { invocationLogic } from "../../actors/invocation.ts";
 import { startNatsBinding } from "../../bindings/nats/server.ts";
 import { loadConfig } from "../../runtime/config.ts";
 import { createLogger } from "../../runtime/logger.ts";
@@ -82,7 +82,7 @@ async function main(): Promise<void> {
     const settle = () => undefined;
     for (let i = 0; i < N; i++) {
       // As runtime/invoke.ts runs it: with its deadline timer, started and cleared.
-      const actor = createActor(invocationMachine, { input: { deadlineMs: 30_000, controller: new AbortController(), settle } });
+      const actor = createActor(invocationLogic, { input: { deadlineMs: 30_000, controller: new AbortController(), settle } });
       actor.start();
       const deadline = setTimeout(() => actor.send({ type: "DEADLINE" }), 30_000);
       actor.send({ type: "DISPATCHED" });
