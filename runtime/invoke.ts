@@ -1,7 +1,7 @@
 // Unary INVOKE: validates the request, authorizes it, honours idempotency, and runs one invocation actor.
 import { performance } from "node:perf_hooks";
 import type { Actor } from "xstate";
-import { invocationLogic, type InvocationOutcome } from "../actors/invocation.ts";
+import { invocationLogic, type InvocationInput, type InvocationOutcome } from "../actors/invocation.ts";
 import { MigError } from "./errors.ts";
 import { IdempotencyStore } from "./idempotency.ts";
 import { checkDottedName } from "./names.ts";
@@ -9,7 +9,8 @@ import { acceptRequest, agreeing, optionalStringField, requireObject } from "./r
 import type { RequestContext, RuntimeCore } from "./core.ts";
 import type { Principal } from "./principal.ts";
 import type { RegisteredCapability } from "./registry.ts";
-import type { InvokeResponse, JsonObject, MessageHeader, StreamPreference } from "./types.ts";
+import type { InvocationContext } from "./provider.ts";
+import type { CapabilityDescriptor, InvokeResponse, JsonObject, MessageHeader, StreamPreference } from "./types.ts";
 
 const PREFERENCES: readonly StreamPreference[] = ["unary", "server_stream", "bidi_stream"];
 
@@ -116,12 +117,13 @@ function sendDeadline(actor: Invocation["actor"]): void {
 }
 
 /**
- * One invocation's bookkeeping around its actor. Methods on one object rather than a closure per step:
- * each closure is an allocation (and, under tsx, a name definition) on the hot path. The actor gets a
- * small input object of its own, since XState copies the input's own properties into its context.
+ * One invocation's bookkeeping around its actor, and the actor's input: the actor keeps its input as
+ * its context (actors/invocation.ts), so this object is that context and no other is made. Methods on
+ * one object rather than a closure per step: each closure is an allocation (and, under tsx, a name
+ * definition) on the hot path.
  */
-class Invocation {
-  private readonly controller = new LazyAbortController();
+class Invocation implements InvocationInput {
+  readonly controller = new LazyAbortController();
   private readonly started = performance.now();
   private settled = false;
   /** The deadline is a plain timer that sends DEADLINE, not a delayed transition of the machine (see actors/invocation.ts). */
@@ -135,12 +137,14 @@ class Invocation {
     private readonly resolve: (outcome: InvocationOutcome) => void,
   ) {}
 
+  get deadlineMs(): number {
+    return this.header.deadline_ms;
+  }
+
   run(principal: Principal, payload: JsonObject): void {
     const { core, header, entry } = this;
     const { descriptor } = entry;
-    const controller = this.controller;
-    const input = { deadlineMs: header.deadline_ms, controller, settle: (outcome: InvocationOutcome) => this.settle(outcome) };
-    const actor = core.supervisor.spawn("invocation", invocationLogic, input, () =>
+    const actor = core.supervisor.spawn("invocation", invocationLogic, this, () =>
       this.settle({ ok: false, error: new MigError("MIG_INTERNAL", `the invocation ${header.message_id} failed inside the runtime; it was contained`) }),
     );
     this.actor = actor;
@@ -149,14 +153,7 @@ class Invocation {
     actor.send({ type: "DISPATCHED" });
 
     try {
-      const result = entry.handler(payload, {
-        header,
-        principal,
-        capability: descriptor,
-        get signal() {
-          return controller.signal;
-        },
-      });
+      const result = entry.handler(payload, new HandlerContext(header, principal, descriptor, this.controller));
       if (result !== null && typeof result === "object" && typeof (result as Promise<unknown>).then === "function") {
         (result as Promise<unknown>).then(
           (value) => this.succeed(value),
@@ -171,7 +168,7 @@ class Invocation {
   }
 
   /** Called by the actor's final state, once; a second call (a crash after settling) is ignored. */
-  private settle(outcome: InvocationOutcome): void {
+  settle(outcome: InvocationOutcome): void {
     if (this.settled) return;
     this.settled = true;
     clearTimeout(this.deadline);
@@ -192,6 +189,24 @@ class Invocation {
   private fail(err: unknown): void {
     if (this.controller.aborted) return;
     this.actor.send({ type: "FAIL", error: providerError(this.core, this.entry.descriptor.id, this.header.message_id, err) });
+  }
+}
+
+/** What a unary handler gets: its signal from a getter on the prototype, not one defined per call. */
+class HandlerContext implements InvocationContext {
+  readonly #controller: LazyAbortController;
+
+  constructor(
+    readonly header: MessageHeader,
+    readonly principal: Principal,
+    readonly capability: CapabilityDescriptor,
+    controller: LazyAbortController,
+  ) {
+    this.#controller = controller;
+  }
+
+  get signal(): AbortSignal {
+    return this.#controller.signal;
   }
 }
 

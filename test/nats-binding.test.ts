@@ -77,6 +77,16 @@ describe("the NATS binding of one runtime", () => {
     expect(answer.headers.session_id).toBe("s-1");
   });
 
+  it("answers a request whose header value cannot be a NATS header line, leaving that value out of the NATS headers", async () => {
+    const answer = await natsRequest(nc, infer, { header: { tenant_id: "acme", session_id: "two\r\nlines" }, payload: { input: "x" } });
+    expect(answer.body.header.session_id).toBe("two\r\nlines");
+    expect(answer.headers.session_id).toBeUndefined();
+    expect(answer.headers.message_id).toBe(answer.body.header.message_id);
+    const failed = await natsRequest(nc, "mig.v0_1.acme.invoke.no.such.capability", { header: { tenant_id: "acme", idempotency_key: "k\n1" }, payload: {} });
+    expect(failed.headers.mig_error_code).toBe("MIG_UNSUPPORTED_CAPABILITY");
+    expect(failed.headers.idempotency_key).toBeUndefined();
+  });
+
   it("answers heartbeat and cancel", async () => {
     const beat = await natsRequest(nc, "mig.v0_1.acme.control.heartbeat", { interval_ms: 5000 });
     expect(beat.body.suggested_interval_ms).toBe(5000);

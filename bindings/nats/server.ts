@@ -1,5 +1,5 @@
 // The NATS binding: serves the public mig.v0_1 subjects in one queue group, translating each request for the runtime.
-import { headers as natsHeaders, Match, type Msg, type MsgHdrs, type Subscription } from "@nats-io/transport-node";
+import { Match, type Msg, type MsgHdrs, type Subscription } from "@nats-io/transport-node";
 import { MigError, toMigError } from "../../runtime/errors.ts";
 import { errorEnvelope } from "../../runtime/envelope.ts";
 import { replySubjectAllowed } from "../../runtime/policy.ts";
@@ -7,11 +7,10 @@ import type { Authenticator } from "../../runtime/auth.ts";
 import type { RequestContext } from "../../runtime/core.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
 import type { MessageHeader } from "../../runtime/types.ts";
+import { MIRRORED_FIELDS, replyHeaders } from "./reply-headers.ts";
 import { serveNatsStreams } from "./stream.ts";
 import { capabilityOf, parseSubject, PUBLIC_SUBJECTS, QUEUE_GROUP, type ParsedSubject } from "./subjects.ts";
 
-/** MIG header fields mirrored between the body's header and NATS message headers (spec section 7). */
-export const MIRRORED_FIELDS = ["mig_version", "message_id", "tenant_id", "session_id", "traceparent", "idempotency_key"] as const;
 
 export interface NatsBinding {
   subjects: readonly string[];
@@ -72,16 +71,14 @@ export async function startNatsBinding(runtime: MigRuntime, authenticator: Authe
       const context: RequestContext = { principal, tenant: parsed.tenant, binding: "nats", bodyBytes: msg.data.length };
       reachedRuntime = true;
       const answer = (await OPERATIONS[parsed.operation](runtime, body, context, parsed.param)) as { header: MessageHeader };
-      msg.respond(JSON.stringify(answer), { headers: mirror(answer.header) });
+      msg.respond(JSON.stringify(answer), { headers: replyHeaders(answer.header) });
     } catch (err) {
       const error = toMigError(err);
       if (!(err instanceof MigError)) runtime.logger.error({ err: (err as Error)?.stack ?? String(err) }, "NATS request failed");
       // Operations count their own errors in guard(); refusals of the subject or body are counted here.
       if (!reachedRuntime) runtime.metrics.errors.inc({ code: error.code, operation: "nats_binding" });
       const envelope = errorEnvelope(error, body, tenantHint);
-      const headers = mirror(envelope.header);
-      headers.set("mig_error_code", error.code);
-      msg.respond(JSON.stringify(envelope), { headers });
+      msg.respond(JSON.stringify(envelope), { headers: replyHeaders(envelope.header, error.code) });
     }
   }
 
@@ -166,14 +163,4 @@ function mergeHeaderFields(headers: MsgHdrs | undefined, body: unknown): void {
     const header = target.header as Record<string, unknown>;
     if (header[field] === undefined || header[field] === "") header[field] = value;
   }
-}
-
-function mirror(header: MessageHeader | undefined): MsgHdrs {
-  const headers = natsHeaders();
-  if (!header) return headers;
-  for (const field of MIRRORED_FIELDS) {
-    const value = header[field];
-    if (value !== undefined && value !== "") headers.set(field, String(value));
-  }
-  return headers;
 }
