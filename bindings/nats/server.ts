@@ -52,6 +52,7 @@ export async function startNatsBinding(runtime: MigRuntime, authenticator: Authe
   const limit = runtime.config.maxBodyBytes;
   const acceptsInvoke = options.acceptsInvoke ?? ((subject: string) => !runtime.capabilities.servedDirect(capabilityOf(subject), Date.now()));
   const { watch } = options;
+  const replies = new ReplyBatch();
 
   async function handle(msg: Msg): Promise<void> {
     let body: unknown;
@@ -71,14 +72,14 @@ export async function startNatsBinding(runtime: MigRuntime, authenticator: Authe
       const context: RequestContext = { principal, tenant: parsed.tenant, binding: "nats", bodyBytes: msg.data.length };
       reachedRuntime = true;
       const answer = (await OPERATIONS[parsed.operation](runtime, body, context, parsed.param)) as { header: MessageHeader };
-      msg.respond(JSON.stringify(answer), { headers: replyHeaders(answer.header) });
+      replies.send(msg, JSON.stringify(answer), replyHeaders(answer.header));
     } catch (err) {
       const error = toMigError(err);
       if (!(err instanceof MigError)) runtime.logger.error({ err: (err as Error)?.stack ?? String(err) }, "NATS request failed");
       // Operations count their own errors in guard(); refusals of the subject or body are counted here.
       if (!reachedRuntime) runtime.metrics.errors.inc({ code: error.code, operation: "nats_binding" });
       const envelope = errorEnvelope(error, body, tenantHint);
-      msg.respond(JSON.stringify(envelope), { headers: replyHeaders(envelope.header, error.code) });
+      replies.send(msg, JSON.stringify(envelope), replyHeaders(envelope.header, error.code));
     }
   }
 
@@ -162,5 +163,24 @@ function mergeHeaderFields(headers: MsgHdrs | undefined, body: unknown): void {
     if (typeof target.header !== "object" || Array.isArray(target.header)) return;
     const header = target.header as Record<string, unknown>;
     if (header[field] === undefined || header[field] === "") header[field] = value;
+  }
+}
+
+/**
+ * Replies leave in one batch per turn of the event loop: nats.js writes its buffer to the socket once per
+ * microtask checkpoint, and replies settled in different checkpoints of one turn (requests from several
+ * socket reads, handlers of different depths) would each cost a write system call.
+ */
+class ReplyBatch {
+  private queued: { msg: Msg; data: string; headers: MsgHdrs }[] = [];
+
+  send(msg: Msg, data: string, headers: MsgHdrs): void {
+    if (this.queued.push({ msg, data, headers }) === 1) setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    const batch = this.queued;
+    this.queued = [];
+    for (const { msg, data, headers } of batch) msg.respond(data, { headers });
   }
 }
