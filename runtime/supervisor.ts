@@ -113,20 +113,13 @@ export class Supervisor {
     // One snapshot observer per actor, not XState's inspection API: inspection reports every event,
     // microstep and action and measured here it doubled the cost of an invocation actor
     // (docs/decisions.md). Snapshots of the actor itself are all the gauges need; children do not notify it.
-    actor.subscribe({
-      next: (snapshot: { status: string; value?: unknown }) => this.track(id, kind, leafState(snapshot.value), snapshot.status !== "active"),
-      error: (error) => {
-        this.forget(id);
-        this.metrics.actorCrashes.inc({ kind });
-        this.logger.error({ kind, err: error instanceof Error ? error.message : String(error) }, "actor crashed; contained by the supervisor");
-        onCrash(error);
-      },
-    });
+    actor.subscribe(new ActorWatch(this, id, kind, onCrash));
     actor.start();
     return actor;
   }
 
-  private track(id: string, kind: string, state: string, ended: boolean): void {
+  /** @internal An actor's snapshot, from its ActorWatch. */
+  track(id: string, kind: string, state: string, ended: boolean): void {
     const known = this.live.get(id);
     if (known && known.state.state === state && !ended) return;
     if (known) known.state.live--;
@@ -150,6 +143,14 @@ export class Supervisor {
     return tally;
   }
 
+  /** @internal An actor crashed (an action or effect threw), from its ActorWatch. */
+  crashed(id: string, kind: string, error: unknown, onCrash: (error: unknown) => void): void {
+    this.forget(id);
+    this.metrics.actorCrashes.inc({ kind });
+    this.logger.error({ kind, err: error instanceof Error ? error.message : String(error) }, "actor crashed; contained by the supervisor");
+    onCrash(error);
+  }
+
   private forget(id: string): void {
     const known = this.live.get(id);
     if (!known) return;
@@ -169,5 +170,26 @@ export class Supervisor {
         }
       }
     }
+  }
+}
+
+/**
+ * The supervisor's observer of one actor. A class rather than an object of two closures: XState binds an
+ * observer's methods either way, and each closure made per actor also costs tsx's name definition.
+ */
+class ActorWatch {
+  constructor(
+    private readonly supervisor: Supervisor,
+    private readonly id: string,
+    private readonly kind: string,
+    private readonly onCrash: (error: unknown) => void,
+  ) {}
+
+  next(snapshot: { status: string; value?: unknown }): void {
+    this.supervisor.track(this.id, this.kind, leafState(snapshot.value), snapshot.status !== "active");
+  }
+
+  error(error: unknown): void {
+    this.supervisor.crashed(this.id, this.kind, error, this.onCrash);
   }
 }

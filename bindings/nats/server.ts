@@ -54,6 +54,9 @@ export async function startNatsBinding(runtime: MigRuntime, authenticator: Authe
   const { watch } = options;
   const replies = new ReplyBatch();
 
+  // Made once, not per request: under tsx every closure made on the hot path also defines its name.
+  const replyFailed = (e: unknown) => runtime.logger.error({ err: (e as Error)?.stack ?? String(e) }, "NATS reply failed");
+
   async function handle(msg: Msg): Promise<void> {
     let body: unknown;
     let reachedRuntime = false;
@@ -80,6 +83,8 @@ export async function startNatsBinding(runtime: MigRuntime, authenticator: Authe
       if (!reachedRuntime) runtime.metrics.errors.inc({ code: error.code, operation: "nats_binding" });
       const envelope = errorEnvelope(error, body, tenantHint);
       replies.send(msg, JSON.stringify(envelope), replyHeaders(envelope.header, error.code));
+    } finally {
+      watch?.ended(msg);
     }
   }
 
@@ -107,14 +112,8 @@ export async function startNatsBinding(runtime: MigRuntime, authenticator: Authe
           runtime.logger.debug({ subject: msg.subject, reply: msg.reply.slice(0, 120) }, "request with a reply subject outside the inboxes dropped");
           return;
         }
-        if (!watch) {
-          handle(msg).catch((e: unknown) => runtime.logger.error({ err: (e as Error)?.stack ?? String(e) }, "NATS reply failed"));
-          return;
-        }
-        watch.started(msg);
-        handle(msg)
-          .catch((e: unknown) => runtime.logger.error({ err: (e as Error)?.stack ?? String(e) }, "NATS reply failed"))
-          .finally(() => watch.ended(msg));
+        watch?.started(msg);
+        handle(msg).catch(replyFailed);
       },
     });
   });
