@@ -78,7 +78,7 @@ async function inFlight(total: number, concurrency: number, call: () => Promise<
 async function main(): Promise<void> {
   console.log(`hot-path bench: ${ROUNDS} rounds, median (min–max); load average ${(await import("node:os")).loadavg().map((l) => l.toFixed(1)).join(" ")}`);
 
-  await rounds("machine alone (+ deadline timer)", N, async () => {
+  await rounds("invocation actor alone (+ deadline timer)", N, async () => {
     const settle = () => undefined;
     for (let i = 0; i < N; i++) {
       // As runtime/invoke.ts runs it: with its deadline timer, started and cleared.
