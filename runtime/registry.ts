@@ -11,12 +11,12 @@ export interface RegisteredCapability {
   stream?: StreamHandler | undefined;
 }
 
+const NONE: readonly CapabilityDescriptor[] = [];
+
 /**
  * Local entries are hosted in this process; remote entries are served by providers elsewhere on the
  * bus (kept current by runtime/fleet.ts). A local entry wins over a remote one of the same id.
  */
-const NONE: readonly CapabilityDescriptor[] = [];
-
 export class CapabilityRegistry {
   private readonly entries = new Map<string, RegisteredCapability>();
   private readonly remote = new Map<string, RegisteredCapability>();
@@ -24,7 +24,7 @@ export class CapabilityRegistry {
   private readonly direct = new Map<string, number>();
   /**
    * The capabilities that list each event topic, built when first asked after a change: PUBLISH and SUBSCRIBE
-   * look their topic up on every call, where sorting all descriptors each time showed in profiles.
+   * look their topic up on every call, which copied and sorted every descriptor each time.
    */
   private byEventTopic: Map<string, CapabilityDescriptor[]> | undefined;
 

@@ -61,9 +61,9 @@ function nextPhase(): Promise<false> {
 }
 
 const ACK = new TextEncoder().encode("+ACK");
+const TERM = new TextEncoder().encode("+TERM");
 /** How long a stopping durable subscription waits for JetStream to confirm its last ack. */
 const FINAL_ACK_TIMEOUT_MS = 2_000;
-const TERM = new TextEncoder().encode("+TERM");
 
 /** What the pump needs of a delivered JetStream message, read from its `$JS.ACK…` reply subject. */
 interface Delivery {
@@ -105,8 +105,8 @@ export class Pump implements SubscriptionPump {
   private recovering = false;
   /**
    * The consumer acks all events up to the one acknowledged (AckPolicy.All): the pump acks the last event written
-   * once per batch, when it is about to wait, instead of each event (a publish per event was a fifth of the
-   * runtime's CPU in replay, and as much again in nats-server). `unacked` is that event's ack subject.
+   * once per batch, when it is about to wait, instead of each event (an ack per event cost nats-server about a
+   * third of its CPU per replayed event, 20 -> 13 µs). `unacked` is that event's ack subject.
    */
   private unacked: string | undefined;
   private lastAck: string | undefined;
@@ -366,7 +366,7 @@ export class Pump implements SubscriptionPump {
     this.flushMetrics();
     // Node counts a socket write against the high-water mark until the tick after the kernel took it, so a write
     // that went out at once "drains" before the next phase of the event loop: that is no pause. Without this
-    // check a fast SSE reader paused the actor every 16 KiB (a fifth of the runtime's replay CPU).
+    // check a fast SSE reader paused the actor every 16 KiB (2,513 PAUSE/RESUME pairs in a replay of 100,000 events).
     const drained = this.sink.drained();
     if (await Promise.race([drained.then(() => true), nextPhase()])) return;
     this.stats.pauses++;
