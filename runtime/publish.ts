@@ -1,5 +1,6 @@
 // PUBLISH: validates and authorizes an event, persists it in the topic's JetStream stream, then acknowledges it.
 import { createHash, randomUUID } from "node:crypto";
+import { isoNow } from "./clock.ts";
 import { MigError } from "./errors.ts";
 import { deliveredJson, topicRef, type EventStore } from "./events.ts";
 import { tally } from "./metrics.ts";
@@ -33,9 +34,7 @@ export function requestTopic(raw: JsonObject, pathTopic: string | undefined): st
 
 /** A topic listed in a capability's event_topics takes that capability's scopes. */
 export function authorizeTopic(core: RuntimeCore, principal: Principal, topic: string): void {
-  for (const descriptor of core.capabilities.descriptors()) {
-    if (descriptor.event_topics?.includes(topic)) authorizeCapability(principal, descriptor);
-  }
+  for (const descriptor of core.capabilities.withEventTopic(topic)) authorizeCapability(principal, descriptor);
 }
 
 export async function publish(core: EventsCore, body: unknown, request: RequestContext, pathTopic?: string): Promise<PublishAck> {
@@ -56,7 +55,7 @@ export async function publish(core: EventsCore, body: unknown, request: RequestC
       ? `k:${createHash("sha256").update(header.idempotency_key).digest("base64url")}`
       : `e:${event_id}`;
   const ref = topicRef(header.tenant_id, topic);
-  const published_at = new Date().toISOString();
+  const published_at = isoNow();
   const stored: JsonObject = { header, topic, event_id };
   if (key !== undefined) stored.key = key;
   stored.payload = payload;

@@ -11,6 +11,8 @@ export interface RegisteredCapability {
   stream?: StreamHandler | undefined;
 }
 
+const NONE: readonly CapabilityDescriptor[] = [];
+
 /**
  * Local entries are hosted in this process; remote entries are served by providers elsewhere on the
  * bus (kept current by runtime/fleet.ts). A local entry wins over a remote one of the same id.
@@ -20,6 +22,11 @@ export class CapabilityRegistry {
   private readonly remote = new Map<string, RegisteredCapability>();
   /** Capabilities that a worker answers on the public subjects itself, and from when (epoch ms). */
   private readonly direct = new Map<string, number>();
+  /**
+   * The capabilities that list each event topic, built when first asked after a change: PUBLISH and SUBSCRIBE
+   * look their topic up on every call, which copied and sorted every descriptor each time.
+   */
+  private byEventTopic: Map<string, CapabilityDescriptor[]> | undefined;
 
   constructor(private readonly schemas: SchemaRegistry) {}
 
@@ -30,12 +37,14 @@ export class CapabilityRegistry {
     }
     for (const [uri, schema] of Object.entries(definition.schemas)) this.schemas.register(uri, schema);
     this.entries.set(descriptor.id, { descriptor, handler: definition.handler, stream: definition.stream });
+    this.byEventTopic = undefined;
   }
 
   /** Sets (or, with undefined, removes) the entry of a capability that live remote providers serve. */
   setRemote(id: string, entry: RegisteredCapability | undefined): void {
     if (entry) this.remote.set(id, entry);
     else this.remote.delete(id);
+    this.byEventTopic = undefined;
   }
 
   /** Records (or, with undefined, clears) the instant from which a worker serves the capability's NATS invokes itself. */
@@ -69,6 +78,21 @@ export class CapabilityRegistry {
 
   get(id: string): RegisteredCapability | undefined {
     return this.entries.get(id) ?? this.remote.get(id);
+  }
+
+  /** The capabilities whose `event_topics` list `topic` (usually none). */
+  withEventTopic(topic: string): readonly CapabilityDescriptor[] {
+    if (this.byEventTopic === undefined) {
+      this.byEventTopic = new Map();
+      for (const descriptor of this.descriptors()) {
+        for (const t of descriptor.event_topics ?? []) {
+          let list = this.byEventTopic.get(t);
+          if (!list) this.byEventTopic.set(t, (list = []));
+          list.push(descriptor);
+        }
+      }
+    }
+    return this.byEventTopic.get(topic) ?? NONE;
   }
 
   descriptors(): CapabilityDescriptor[] {

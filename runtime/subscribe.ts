@@ -29,6 +29,11 @@ export interface EventSink {
   open(info: SubscriptionInfo): void;
   /** Writes one EventMessage (JSON); false means the transport is full: wait for `drained()` before the next. */
   event(sequence: number, json: string): boolean;
+  /**
+   * Sends what `event` gathered, if the sink gathers (SSE writes a batch as one chunk); the pump calls it before it
+   * acknowledges the batch and waits. False as for `event`.
+   */
+  flush?(): boolean;
   /** Lifecycle notices the subscriber can see (SSE comment frames). */
   notice(kind: "live" | "paused" | "resumed" | "dead_lettered", detail: Record<string, string | number>): void;
   /** Resolves when the transport can take more, or when it closed. */
@@ -236,7 +241,8 @@ async function placeConsumer(
     const created = await jsm.consumers.add(ref.stream, {
       ...(consumerId !== undefined ? { durable_name: consumerId } : {}),
       description: `MIG subscription to ${topic}`,
-      ack_policy: AckPolicy.Explicit,
+      // One ack covers every event up to it: the pump acknowledges a batch, not each event (docs/events.md).
+      ack_policy: AckPolicy.All,
       deliver_policy: DeliverPolicy.StartSequence,
       opt_start_seq: start,
       max_ack_pending: maxInflight,
@@ -272,9 +278,14 @@ function startActor(
     core.metrics.subscriptionsActive.dec({ binding });
     core.metrics.subscriptionLag.remove(label);
     core.metrics.subscriptionBuffered.remove(label);
-    // An ephemeral consumer has no future: remove it soon rather than after its idle threshold.
-    if (info.consumer_id === undefined) core.subscriptions.reaper(core.bus).delete(ref.stream, pump.consumerName);
-    resolveClosed();
+    if (info.consumer_id === undefined) {
+      // An ephemeral consumer has no future: remove it soon rather than after its idle threshold.
+      core.subscriptions.reaper(core.bus).delete(ref.stream, pump.consumerName);
+      resolveClosed();
+    } else {
+      // Closed once JetStream has the last ack: a takeover or a reconnect reads the durable's ack floor after this.
+      void pump.settle().then(resolveClosed);
+    }
   };
 
   core.metrics.subscriptionsActive.inc({ binding });

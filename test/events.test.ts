@@ -18,8 +18,8 @@ afterAll(() => t?.stop());
 const TENANT = { "x-tenant-id": "acme" };
 const context = { principal: anonymousPrincipal(), tenant: "acme", binding: "http" as const };
 
-/** Publishes `count` events through the runtime's PUBLISH operation, `concurrency` at a time; acks by sequence. */
-async function publishMany(topic: string, count: number, concurrency = 200, from = 0): Promise<Map<number, PublishAck>> {
+/** Publishes `count` events through the runtime's PUBLISH operation, `concurrency` at a time (payload `{n}`, plus `text` if given); acks by sequence. */
+async function publishMany(topic: string, count: number, concurrency = 200, from = 0, text?: string): Promise<Map<number, PublishAck>> {
   const acks = new Map<number, PublishAck>();
   let next = from;
   const end = from + count;
@@ -27,7 +27,7 @@ async function publishMany(topic: string, count: number, concurrency = 200, from
     Array.from({ length: concurrency }, async () => {
       while (next < end) {
         const n = next++;
-        const ack = await t.runtime.publish({ header: { tenant_id: "acme" }, payload: { n } }, context, topic);
+        const ack = await t.runtime.publish({ header: { tenant_id: "acme" }, payload: text === undefined ? { n } : { n, text } }, context, topic);
         acks.set(ack.sequence, ack);
       }
     }),
@@ -166,6 +166,50 @@ describe("SUBSCRIBE over SSE", () => {
     expect(sequences(await again.waitForEvents(51))).toEqual(range(51, 101));
     again.close();
   });
+
+  it("hands a durable consumer_id over in the middle of a replay: the two connections together get every event once, in order", async () => {
+    // Events of about 1 KiB, so that a reader that stops reading backs the replay up well before its end.
+    const bulk = "x".repeat(1_000);
+    await publishMany("ledger.entries", 20_000, 200, 0, bulk);
+    const older = await subscribe("ledger.entries", "resume_cursor=0&consumer_id=ledger&max_inflight=64");
+    await older.waitForEvents(1_000);
+    older.pause();
+    const subscription = t.runtime.subscriptions.list().find((s) => s.info.topic === "ledger.entries")!;
+    await waitFor("the older replay to pause", () => subscription.stats().state === "paused", 30_000);
+
+    const newer = await subscribe("ledger.entries", "consumer_id=ledger");
+    older.resume();
+    await waitFor("the older stream to end", () => older.ended);
+    expect((older.errors[0] as { error: { code: string } }).error.code).toBe("MIG_UNAVAILABLE");
+    const handedOver = older.events.length;
+    expect(handedOver).toBe(subscription.stats().last_sequence);
+    expect(handedOver).toBeLessThan(20_000);
+    const rest = await newer.waitForEvents(20_000 - handedOver, 60_000);
+    expect(sequences([...older.events, ...rest])).toEqual(range(1, 20_000));
+    newer.close();
+  }, 120_000);
+
+  it("resumes a durable consumer_id right after the last event written when its connection drops mid-replay", async () => {
+    await publishMany("ledger.audits", 20_000, 200, 0, "y".repeat(1_000));
+    const first = await subscribe("ledger.audits", "resume_cursor=0&consumer_id=auditor&max_inflight=64");
+    await first.waitForEvents(1_000);
+    first.pause();
+    const subscription = t.runtime.subscriptions.list().find((s) => s.info.topic === "ledger.audits")!;
+    await waitFor("the replay to pause", () => subscription.stats().state === "paused", 30_000);
+    first.close();
+    await subscription.closed;
+    const written = subscription.stats().last_sequence;
+    expect(written).toBeLessThan(20_000);
+    // Every event written was acknowledged before the subscription counted as closed: its ack floor is the resume point.
+    const consumer = await t.runtime.bus.jsm.consumers.info(topicRef("acme", "ledger.audits").stream, "auditor");
+    expect(consumer.ack_floor.stream_seq).toBe(written);
+
+    const again = await subscribe("ledger.audits", "consumer_id=auditor");
+    const resumed = await again.waitForEvents(20_000 - written, 60_000);
+    expect(sequences(resumed)).toEqual(range(written + 1, 20_000));
+    expect(resumed.every((e) => e.replay)).toBe(true);
+    again.close();
+  }, 120_000);
 
   it("resumes exactly after Last-Event-ID on reconnect, even over the original query's cursor", async () => {
     await publishMany("tickets.opened", 20, 1);

@@ -15,13 +15,18 @@ function firstValue(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
-/** Writes a subscription as SSE: `id: <sequence>`, `event: mig-event`, `data: <EventMessage JSON>`. */
+/**
+ * Writes a subscription as SSE: `id: <sequence>`, `event: mig-event`, `data: <EventMessage JSON>`. Frames are gathered
+ * into one string and written as one chunk when the pump ends a batch (or the chunk reaches the socket's high-water
+ * mark): a `res.write` per event cost three socket buffers each (chunked encoding) and a writev of all of them.
+ */
 class SseSink implements EventSink {
   private waiters: (() => void)[] = [];
   private ended = false;
   private keepalive: NodeJS.Timeout | undefined;
   private info: SubscriptionInfo | undefined;
-  private corked = false;
+  /** Frames gathered and not yet written. */
+  private pending = "";
 
   constructor(private readonly res: ServerResponse) {
     const wake = () => {
@@ -41,7 +46,7 @@ class SseSink implements EventSink {
   }
 
   get bufferedBytes(): number {
-    return this.res.writableLength;
+    return this.res.writableLength + this.pending.length;
   }
 
   open(info: SubscriptionInfo): void {
@@ -58,34 +63,35 @@ class SseSink implements EventSink {
         `${info.consumer_id ? ` consumer_id=${info.consumer_id}` : ""} start_sequence=${info.start_sequence}` +
         ` replay_until=${info.replay_until} max_inflight=${info.max_inflight}\n\n`,
     );
-    this.keepalive = setInterval(() => {
-      if (!this.ended) this.res.write(": keepalive\n\n");
-    }, KEEPALIVE_MS);
+    this.keepalive = setInterval(() => this.notice("keepalive", {}), KEEPALIVE_MS);
     this.keepalive.unref();
   }
 
   event(sequence: number, json: string): boolean {
     if (this.ended) return true;
-    this.batchWrites();
-    return this.res.write(`id: ${sequence}\nevent: mig-event\ndata: ${json}\n\n`);
+    this.pending += `id: ${sequence}\nevent: mig-event\ndata: ${json}\n\n`;
+    // What the transport holds stays within the high-water mark plus one frame, as with a write per event.
+    if (this.res.writableLength + this.pending.length >= this.res.writableHighWaterMark) return this.flush();
+    return true;
   }
 
-  /** Events written in one turn of the event loop leave in one socket write, not one each. */
-  private batchWrites(): void {
-    if (this.corked) return;
-    this.corked = true;
-    this.res.cork();
-    process.nextTick(() => {
-      this.corked = false;
-      this.res.uncork();
-    });
+  flush(): boolean {
+    if (this.ended) {
+      this.pending = "";
+      return true;
+    }
+    if (this.pending === "") return !this.res.writableNeedDrain;
+    const chunk = this.pending;
+    this.pending = "";
+    return this.res.write(chunk);
   }
 
   notice(kind: string, detail: Record<string, string | number>): void {
     if (this.ended) return;
     let line = `: ${kind}`;
     for (const [k, v] of Object.entries(detail)) line += ` ${k}=${v}`;
-    this.res.write(`${line}\n\n`);
+    this.pending += `${line}\n\n`;
+    this.flush();
   }
 
   drained(): Promise<void> {
@@ -96,11 +102,12 @@ class SseSink implements EventSink {
   close(error: MigError | undefined): void {
     clearInterval(this.keepalive);
     if (this.ended) return;
-    this.ended = true;
     if (error) {
       const envelope = errorEnvelope(error, this.info ? { header: this.info.header } : undefined);
-      this.res.write(`event: mig-error\ndata: ${JSON.stringify(envelope)}\n\n`);
+      this.pending += `event: mig-error\ndata: ${JSON.stringify(envelope)}\n\n`;
     }
+    this.flush();
+    this.ended = true;
     this.res.end();
   }
 }

@@ -1,5 +1,7 @@
 // Events benchmark (issue 5): PUBLISH through the NATS binding against raw `jetstream.publish` with the same client,
 // and replay of 100,000 events over SSE against a raw JetStream consumer, in one run against one `mig start` process.
+// Each figure comes with the CPU time per event of the runtime, its nats-server and this client process (/proc,
+// Linux; best round's), the steadier figure on a shared machine. Both replay readers decode every event's JSON.
 //   node --import tsx test/bench/events.ts [--events 100000] [--publishes 20000] [--window 256] [--rounds 3]
 //     [--windows 1,64]  publish at each of these numbers of calls in flight instead of --window
 //     [--only publish|replay]  measure one of the two
@@ -8,6 +10,7 @@ import { request } from "node:http";
 import { connect } from "@nats-io/transport-node";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { startMig } from "../helpers/process.ts";
+import { cpuPerUnit, natsServerPid } from "./cpu.ts";
 
 const args = process.argv.slice(2);
 const option = (name: string, fallback: number) => {
@@ -40,7 +43,10 @@ async function pipelined(count: number, window: number, one: (i: number) => Prom
   return count / ((performance.now() - started) / 1000);
 }
 
-/** Reads an SSE subscription until `count` event frames arrived; returns events per second (from the request). */
+/**
+ * Reads an SSE subscription until `count` events arrived, parsing each `data:` line as JSON (as the raw consumer
+ * decodes each message); returns events per second (from the request).
+ */
 function sseRate(url: string, count: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
@@ -52,11 +58,15 @@ function sseRate(url: string, count: number): Promise<number> {
       res.on("data", (chunk: string) => {
         const text = tail + chunk;
         let at = 0;
-        while ((at = text.indexOf("event: mig-event", at)) !== -1) {
-          seen++;
-          at += 16;
+        for (;;) {
+          const data = text.indexOf("\ndata: ", at);
+          const end = data === -1 ? -1 : text.indexOf("\n", data + 7);
+          if (end === -1) break;
+          const event = JSON.parse(text.slice(data + 7, end)) as { sequence?: unknown };
+          if (typeof event.sequence === "number") seen++;
+          at = end;
         }
-        tail = text.slice(-16);
+        tail = text.slice(at);
         if (seen >= count) {
           resolve(count / ((performance.now() - started) / 1000));
           req.destroy();
@@ -79,8 +89,14 @@ async function main(): Promise<void> {
     const jsm = await jetstreamManager(nc);
     const body = (i: number) => JSON.stringify({ header: { tenant_id: "bench" }, payload: { i, text: "an event of a typical small size" } });
 
+    const pids = { runtime: mig.child.pid, nats_server: natsServerPid(mig.dataDir) };
+    type Cpu = Record<string, number>;
+    /** Keeps the faster round of a side, with the CPU per unit of that round. */
+    const best = (kept: { rate: number; cpu: Cpu }, round: { result: number; cpu: Cpu }) =>
+      round.result > kept.rate ? { rate: round.result, cpu: round.cpu } : kept;
+
     // PUBLISH: raw JetStream publish into a stream of the same settings, then the NATS binding, same client.
-    const publish: { window: number; mig_rps: number; raw_jetstream_rps: number; ratio: number }[] = [];
+    const publish: { window: number; mig_rps: number; raw_jetstream_rps: number; ratio: number; cpu_us: Cpu; raw_cpu_us: Cpu }[] = [];
     if (ONLY !== "replay") {
       await jsm.streams.add({ name: "RAW_BENCH", subjects: ["raw.bench"], duplicate_window: 10 * 60 * 1e9 });
       await pipelined(2_000, WINDOW, (i) => js.publish("raw.bench", body(i)));
@@ -88,43 +104,65 @@ async function main(): Promise<void> {
       for (const window of WINDOWS) {
         // Rounds alternate raw and MIG, and each side keeps its best round: on a shared machine a burst of load
         // from elsewhere then costs one round, not one side.
-        let raw = 0;
-        let viaMig = 0;
+        let raw = { rate: 0, cpu: {} as Cpu };
+        let viaMig = { rate: 0, cpu: {} as Cpu };
         for (let round = 0; round < ROUNDS; round++) {
-          raw = Math.max(raw, await pipelined(PUBLISHES, window, (i) => js.publish("raw.bench", body(i), { msgID: `raw-${window}-${round}-${i}` })));
-          viaMig = Math.max(viaMig, await pipelined(PUBLISHES, window, (i) => nc.request("mig.v0_1.bench.events.bench.publish", body(i), { timeout: 10_000 })));
+          raw = best(raw, await cpuPerUnit(pids, PUBLISHES, () => pipelined(PUBLISHES, window, (i) => js.publish("raw.bench", body(i), { msgID: `raw-${window}-${round}-${i}` }))));
+          viaMig = best(viaMig, await cpuPerUnit(pids, PUBLISHES, () => pipelined(PUBLISHES, window, (i) => nc.request("mig.v0_1.bench.events.bench.publish", body(i), { timeout: 10_000 }))));
         }
-        publish.push({ window, mig_rps: Math.round(viaMig), raw_jetstream_rps: Math.round(raw), ratio: Math.round((viaMig / raw) * 1000) / 1000 });
+        publish.push({
+          window,
+          mig_rps: Math.round(viaMig.rate),
+          raw_jetstream_rps: Math.round(raw.rate),
+          ratio: Math.round((viaMig.rate / raw.rate) * 1000) / 1000,
+          cpu_us: viaMig.cpu,
+          raw_cpu_us: raw.cpu,
+        });
       }
     }
 
-    let replay: { events: number; mig_eps: number; raw_consumer_eps: number; ratio: number } | undefined;
+    let replay: { events: number; mig_eps: number; raw_consumer_eps: number; ratio: number; cpu_us: Cpu; raw_cpu_us: Cpu } | undefined;
     if (ONLY !== "publish") {
       // REPLAY: fill one topic with EVENTS events, then read them all with a raw consumer and with an SSE subscription.
       await pipelined(EVENTS, WINDOW, (i) => nc.request("mig.v0_1.bench.events.bench.replay", body(i), { timeout: 10_000 }));
       const streams = await jsm.streams.list("_MIG.ev.bench.bench.replay").next();
       const stream = streams[0]!.config.name;
-      let rawReplay = 0;
-      let migReplay = 0;
+      let rawReplay = { rate: 0, cpu: {} as Cpu };
+      let migReplay = { rate: 0, cpu: {} as Cpu };
       for (let round = 0; round < ROUNDS; round++) {
         const durable = `raw${round}`;
         await jsm.consumers.add(stream, { durable_name: durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, max_ack_pending: 10_000 });
         const consumer = await js.consumers.get(stream, durable);
-        const rate = await new Promise<number>((resolve) => {
-          const started = performance.now();
-          let n = 0;
-          void consumer.consume({
-            max_messages: 1_000,
-            callback: (m) => {
-              m.ack();
-              if (++n === EVENTS) resolve(EVENTS / ((performance.now() - started) / 1000));
-            },
-          });
-        });
-        rawReplay = Math.max(rawReplay, rate);
-        migReplay = Math.max(migReplay, await sseRate(`${String(http.url)}/mig/v0.1/subscribe/bench.replay?resume_cursor=0&max_inflight=10000`, EVENTS));
+        const rawRound = await cpuPerUnit(pids, EVENTS, () =>
+          new Promise<number>((resolve) => {
+            const started = performance.now();
+            let n = 0;
+            const reading = consumer.consume({
+              max_messages: 1_000,
+              callback: (m) => {
+                // Decoded as the SSE reader parses each event.
+                if (typeof m.json<{ payload?: unknown }>().payload === "object") n++;
+                m.ack();
+                if (n === EVENTS) {
+                  resolve(EVENTS / ((performance.now() - started) / 1000));
+                  void reading.then((messages) => messages.stop());
+                }
+              },
+            });
+          }),
+        );
+        rawReplay = best(rawReplay, rawRound);
+        const url = `${String(http.url)}/mig/v0.1/subscribe/bench.replay?resume_cursor=0&max_inflight=10000`;
+        migReplay = best(migReplay, await cpuPerUnit(pids, EVENTS, () => sseRate(url, EVENTS)));
       }
-      replay = { events: EVENTS, mig_eps: Math.round(migReplay), raw_consumer_eps: Math.round(rawReplay), ratio: Math.round((migReplay / rawReplay) * 1000) / 1000 };
+      replay = {
+        events: EVENTS,
+        mig_eps: Math.round(migReplay.rate),
+        raw_consumer_eps: Math.round(rawReplay.rate),
+        ratio: Math.round((migReplay.rate / rawReplay.rate) * 1000) / 1000,
+        cpu_us: migReplay.cpu,
+        raw_cpu_us: rawReplay.cpu,
+      };
     }
 
     if (JSON_OUT) {
@@ -132,8 +170,16 @@ async function main(): Promise<void> {
     } else {
       const row = (name: string, mig: number, base: number) =>
         `${name.padEnd(44)} ${Math.round(mig).toString().padStart(9)}/s   raw ${Math.round(base).toString().padStart(9)}/s   ratio ${(mig / base).toFixed(2)}`;
-      for (const p of publish) console.log(row(`publish via NATS binding (window ${p.window})`, p.mig_rps, p.raw_jetstream_rps));
-      if (replay) console.log(row(`replay ${EVENTS} events over SSE`, replay.mig_eps, replay.raw_consumer_eps));
+      const cpu = (c: Cpu) => Object.entries(c).map(([k, v]) => `${k} ${v}`).join(", ");
+      const cpuRows = (mig: Cpu, raw: Cpu) => `${"".padEnd(44)} CPU µs/event: MIG ${cpu(mig)}; raw ${cpu(raw)}`;
+      for (const p of publish) {
+        console.log(row(`publish via NATS binding (window ${p.window})`, p.mig_rps, p.raw_jetstream_rps));
+        console.log(cpuRows(p.cpu_us, p.raw_cpu_us));
+      }
+      if (replay) {
+        console.log(row(`replay ${EVENTS} events over SSE`, replay.mig_eps, replay.raw_consumer_eps));
+        console.log(cpuRows(replay.cpu_us, replay.raw_cpu_us));
+      }
     }
     await nc.close();
   } finally {

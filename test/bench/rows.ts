@@ -42,9 +42,12 @@ const cpuLine = (cpu: Record<string, number>) =>
 /** Issue 9's target for PUBLISH and replay: at least this share of raw JetStream. */
 const EVENTS_TARGET = 0.6;
 
+/** CPU µs per event of each process (runtime, nats_server, client), from events.ts. */
+type EventsCpu = Record<string, number>;
+
 interface EventsFigures {
-  publish: { window: number; mig_rps: number; raw_jetstream_rps: number; ratio: number }[];
-  replay?: { events: number; mig_eps: number; raw_consumer_eps: number; ratio: number };
+  publish: { window: number; mig_rps: number; raw_jetstream_rps: number; ratio: number; cpu_us: EventsCpu; raw_cpu_us: EventsCpu }[];
+  replay?: { events: number; mig_eps: number; raw_consumer_eps: number; ratio: number; cpu_us: EventsCpu; raw_cpu_us: EventsCpu };
 }
 
 /** Runs test/bench/events.ts for one of its two measurements, short under --quick. */
@@ -121,6 +124,7 @@ export const rows: RowDefinition[] = [
         figures[`mig_rps_${p.window}`] = p.mig_rps;
         figures[`raw_rps_${p.window}`] = p.raw_jetstream_rps;
         figures[`ratio_${p.window}`] = p.ratio;
+        figures[`cpu µs per publish ${p.window}`] = `MIG ${cpuLine(p.cpu_us)} · raw ${cpuLine(p.raw_cpu_us)}`;
       }
       return figures;
     },
@@ -129,7 +133,7 @@ export const rows: RowDefinition[] = [
     id: "replay",
     name: "SUBSCRIBE replay of 100,000 events",
     measures:
-      "Events per second of a SUBSCRIBE over SSE from cursor 0 of a topic holding 100,000 events (MIG_REPLAY_RATE_PER_SEC=0) against a raw JetStream consumer (explicit ack) reading the same stream; test/bench/events.ts --only replay, best of 3 rounds (--quick: 10,000 events, one round).",
+      "Events per second of a SUBSCRIBE over SSE from cursor 0 of a topic holding 100,000 events (MIG_REPLAY_RATE_PER_SEC=0) against a raw JetStream consumer (explicit ack) reading the same stream, both readers decoding every event's JSON; test/bench/events.ts --only replay, best of 3 rounds (--quick: 10,000 events, one round).",
     async custom(ctx, settings) {
       const { replay } = await events(ctx, settings, "replay");
       if (!replay) throw new Error("events.ts gave no replay figures");
@@ -139,6 +143,7 @@ export const rows: RowDefinition[] = [
         mig_eps: replay.mig_eps,
         raw_eps: replay.raw_consumer_eps,
         ratio: replay.ratio,
+        "cpu µs per event": `MIG ${cpuLine(replay.cpu_us)} · raw ${cpuLine(replay.raw_cpu_us)}`,
       };
     },
   },

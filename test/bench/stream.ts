@@ -6,8 +6,6 @@
 //  2. time from CANCEL (NATS control.cancel request) and from a WebSocket cancel frame to the provider's
 //     AbortSignal, with the provider in the gateway's process.
 import { randomUUID } from "node:crypto";
-import { readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
@@ -18,6 +16,7 @@ import { startMig } from "../helpers/process.ts";
 import { startTestRuntime } from "../helpers/runtime.ts";
 import { Authenticator } from "../../runtime/auth.ts";
 import { Histogram } from "./histogram.ts";
+import { cpuMicros, natsServerPid } from "./cpu.ts";
 import { spawnTs } from "./processes.ts";
 
 // --only stream|cancel measures one of the two; --json prints the report as one line (the bench table reads it).
@@ -35,22 +34,6 @@ const FRAMES = Number(values.frames);
 const CANCELS = Number(values.cancels);
 const CREDIT = Number(values.credit);
 const ROOT = new URL("../..", import.meta.url).pathname;
-
-/** CPU time (user + system) of a process so far, in µs, from /proc (Linux); NaN elsewhere. */
-function cpuMicros(pid: number | undefined): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100; // utime, stime in clock ticks (USER_HZ = 100)
-  } catch {
-    return Number.NaN;
-  }
-}
-
-/** The embedded nats-server's pid, from the ports file it wrote into the runtime's data directory. */
-function natsServerPid(dataDir: string): number | undefined {
-  const file = readdirSync(join(dataDir, "ports")).find((f) => /^nats-server_\d+\.ports$/.test(f));
-  return file ? Number(/\d+/.exec(file)![0]) : undefined;
-}
 
 type CpuPerFrame = Record<"gateway" | "worker" | "nats_server" | "consumer", number>;
 type RawCpuPerFrame = Record<"publisher" | "nats_server" | "consumer", number>;
