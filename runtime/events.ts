@@ -9,7 +9,8 @@
 // A stream per topic makes the stream sequence the topic's own sequence: contiguous, so a subscriber can tell
 // a gap from a filter, and a cursor is one number.
 import { createHash } from "node:crypto";
-import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
+import { headers as natsHeaders } from "@nats-io/transport-node";
+import { HeaderBlock } from "./nats-header-block.ts";
 import { DiscardPolicy, RetentionPolicy, StorageType, type StreamConfig } from "@nats-io/jetstream";
 import { AckedPublisher, type StreamAck } from "./acked-publish.ts";
 import { MigError } from "./errors.ts";
@@ -191,11 +192,10 @@ export class EventStore {
    */
   async append(ref: TopicRef, stored: string, msgId: string, key: string | undefined): Promise<StreamAck> {
     await this.ensure(ref);
-    const headers = natsHeaders();
-    headers.append(MSG_ID_HEADER, msgId);
-    if (key !== undefined) headers.append(KEY_HEADER, encodeURIComponent(key));
+    const headers = new HeaderBlock().add(MSG_ID_HEADER, msgId);
+    if (key !== undefined) headers.add(KEY_HEADER, encodeURIComponent(key));
     try {
-      return await this.acks.publish(ref.subject, stored, headers);
+      return await this.acks.publish(ref.subject, stored, headers.forPublish);
     } catch (err) {
       // The stream may have been deleted behind our back: forget it, so the next publish recreates it.
       this.streams.delete(ref.stream);
@@ -216,13 +216,12 @@ export class EventStore {
 
   /** Publishes a live EventMessage onto the public subject for plain NATS subscribers (best effort). */
   fanOut(ref: TopicRef, eventJson: string, header: MessageHeader, key: string | undefined): void {
-    const headers = natsHeaders();
-    headers.append(ORIGIN_HEADER, ORIGIN_RUNTIME);
+    const headers = new HeaderBlock().add(ORIGIN_HEADER, ORIGIN_RUNTIME);
     mirrorHeader(headers, header);
-    if (key !== undefined) headers.append(KEY_HEADER, encodeURIComponent(key));
+    if (key !== undefined) headers.add(KEY_HEADER, encodeURIComponent(key));
     try {
       // On the no-echo connection that also holds the NATS binding's PUBLISH subscription: never delivered back here.
-      this.bus.events.publish(ref.publicSubject, eventJson, { headers });
+      this.bus.events.publish(ref.publicSubject, eventJson, { headers: headers.forPublish });
     } catch (err) {
       this.logger.debug({ err: (err as Error).message, subject: ref.publicSubject }, "live fan-out failed");
     }
@@ -239,15 +238,10 @@ export class EventStore {
   }
 }
 
-/**
- * Mirrors the MIG header fields the NATS binding names into NATS headers (values are ASCII-safe here). Into a fresh
- * headers object, so `append`: `set` first searches for the key to replace, a quarter of the headers' cost.
- */
-export function mirrorHeader(headers: MsgHdrs, header: MessageHeader): void {
-  headers.append("mig_version", header.mig_version);
-  headers.append("message_id", header.message_id);
-  headers.append("tenant_id", header.tenant_id);
-  if (header.session_id !== undefined) headers.append("session_id", encodeURIComponent(header.session_id));
-  if (header.traceparent !== undefined) headers.append("traceparent", header.traceparent);
-  if (header.idempotency_key !== undefined) headers.append("idempotency_key", encodeURIComponent(header.idempotency_key));
+/** Mirrors the MIG header fields the NATS binding names into NATS headers (free-text values URI-encoded). */
+function mirrorHeader(headers: HeaderBlock, header: MessageHeader): void {
+  headers.add("mig_version", header.mig_version).add("message_id", header.message_id).add("tenant_id", header.tenant_id);
+  if (header.session_id !== undefined) headers.add("session_id", encodeURIComponent(header.session_id));
+  if (header.traceparent !== undefined) headers.add("traceparent", header.traceparent);
+  if (header.idempotency_key !== undefined) headers.add("idempotency_key", encodeURIComponent(header.idempotency_key));
 }
