@@ -8,6 +8,7 @@ import { startMig, type MigProcess } from "./helpers/process.ts";
 import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
 import { natsClient, natsRequest, rawRequest } from "./helpers/nats.ts";
 import { expectEnvelope } from "./helpers/envelopes.ts";
+import { defineCapability } from "../runtime/provider.ts";
 
 describe("the standard's NATS smoke checks against `mig start`", () => {
   let mig: MigProcess;
@@ -146,6 +147,32 @@ describe("the NATS binding of one runtime", () => {
     await waitFor("the drops to be counted", async () => (await dropped(rt)) === before + 3);
     const after = await natsRequest(nc, infer, { payload: { input: "still here" } });
     expect(after.body.payload.echo.input).toBe("still here");
+  });
+});
+
+describe("the NATS binding with an answer larger than the bus carries", () => {
+  it("answers MIG_INTERNAL naming the sizes, and keeps serving", async () => {
+    const big = defineCapability(
+      { id: "test.big", version: "1.0.0", modes: ["unary"], input_schema_uri: "schema://test/open/v1", output_schema_uri: "schema://test/open/v1", auth_scopes: [] },
+      (payload) => ({ blob: "x".repeat(Number(payload.bytes)) }),
+      { "schema://test/open/v1": { type: "object" } },
+    );
+    const rt = await startTestRuntime({ capabilities: [big] });
+    const binding = await startNatsBinding(rt.runtime, rt.runtime.authenticator);
+    const nc = await natsClient(rt.runtime.natsUrl);
+    try {
+      const subject = "mig.v0_1.acme.invoke.test.big";
+      const tooBig = await natsRequest(nc, subject, { header: { tenant_id: "acme" }, payload: { bytes: 9 * 1024 * 1024 } });
+      expect(tooBig.headers.mig_error_code).toBe("MIG_INTERNAL");
+      expect(tooBig.body.error.message).toMatch(/max_payload/);
+      expect(tooBig.body.error.details.answer_bytes).toBeGreaterThan(9 * 1024 * 1024);
+      const fine = await natsRequest(nc, subject, { header: { tenant_id: "acme" }, payload: { bytes: 1024 } });
+      expect(fine.body.payload.blob).toHaveLength(1024);
+    } finally {
+      await nc.close();
+      await binding.close();
+      await rt.stop();
+    }
   });
 });
 

@@ -52,10 +52,9 @@ export async function startNatsBinding(runtime: MigRuntime, authenticator: Authe
   const limit = runtime.config.maxBodyBytes;
   const acceptsInvoke = options.acceptsInvoke ?? ((subject: string) => !runtime.capabilities.servedDirect(capabilityOf(subject), Date.now()));
   const { watch } = options;
-  const replies = new ReplyBatch();
-
   // Made once, not per request: under tsx every closure made on the hot path also defines its name.
   const replyFailed = (e: unknown) => runtime.logger.error({ err: (e as Error)?.stack ?? String(e) }, "NATS reply failed");
+  const replies = new ReplyBatch(replyFailed);
 
   async function handle(msg: Msg): Promise<void> {
     let body: unknown;
@@ -75,7 +74,7 @@ export async function startNatsBinding(runtime: MigRuntime, authenticator: Authe
       const context: RequestContext = { principal, tenant: parsed.tenant, binding: "nats", bodyBytes: msg.data.length };
       reachedRuntime = true;
       const answer = (await OPERATIONS[parsed.operation](runtime, body, context, parsed.param)) as { header: MessageHeader };
-      replies.send(msg, JSON.stringify(answer), replyHeaders(answer.header));
+      replies.send(msg, fitting(JSON.stringify(answer), nc.info?.max_payload), replyHeaders(answer.header));
     } catch (err) {
       const error = toMigError(err);
       if (!(err instanceof MigError)) runtime.logger.error({ err: (err as Error)?.stack ?? String(err) }, "NATS request failed");
@@ -135,6 +134,20 @@ export async function startNatsBinding(runtime: MigRuntime, authenticator: Authe
   };
 }
 
+/**
+ * The reply text, if the bus can carry it: nats.js refuses to publish more than the server's max_payload, and
+ * would throw only when the batch is written, too late to tell the caller. Otherwise a MigError, answered instead.
+ */
+function fitting(text: string, maxPayload: number | undefined): string {
+  // A UTF-8 string is at most 3 bytes per UTF-16 unit: most replies need no count.
+  if (maxPayload === undefined || text.length * 3 < maxPayload - 4096) return text;
+  const bytes = Buffer.byteLength(text);
+  if (bytes <= maxPayload - 4096) return text;
+  throw new MigError("MIG_INTERNAL", `the answer is ${bytes} bytes, more than this NATS server carries in one message (max_payload ${maxPayload}); use a streaming binding or a smaller output`, {
+    details: { answer_bytes: bytes, max_payload: maxPayload },
+  });
+}
+
 function parseBody(data: Uint8Array, limit: number): unknown {
   if (data.length > limit) {
     throw new MigError("MIG_INVALID_REQUEST", `the request body is larger than ${limit} bytes; send a smaller payload`, {
@@ -177,9 +190,20 @@ class ReplyBatch {
     if (this.queued.push({ msg, data, headers }) === 1) setImmediate(() => this.flush());
   }
 
+  constructor(private readonly failed: (err: unknown) => void) {}
+
   private flush(): void {
     const batch = this.queued;
     this.queued = [];
-    for (const { msg, data, headers } of batch) msg.respond(data, { headers });
+    for (const { msg, data, headers } of batch) {
+      try {
+        msg.respond(data, { headers });
+      } catch (err) {
+        // The connection closed meanwhile (nats.js throws): the rest of the batch would fail alike, and nothing may
+        // escape a timer's callback.
+        this.failed(err);
+        return;
+      }
+    }
   }
 }
