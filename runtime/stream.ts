@@ -86,12 +86,21 @@ export function checkStreamId(value: unknown): string {
   return value;
 }
 
+/** A stream request that passed every check (validation, policy): what opening or handing it off needs. */
+export interface AcceptedStream {
+  header: MessageHeader;
+  entry: RegisteredCapability;
+  principal: Principal;
+  mode: StreamMode;
+  payload: JsonObject;
+  streamId: string;
+}
+
 /**
- * Opens a stream from an InvokeRequest-shaped body (a WebSocket request frame, an SSE invoke):
- * validates it like a unary INVOKE, then starts its actor and its provider. Synchronous on purpose,
- * so a binding can route the caller's next frame to the stream before any other I/O happens.
+ * Checks a stream request from an InvokeRequest-shaped body (a WebSocket request frame, an SSE invoke)
+ * like a unary INVOKE: names, capability, mode, policy, payload schema. Throws the MigError to answer.
  */
-export function openStream(core: RuntimeCore, body: unknown, request: RequestContext, options: OpenStreamOptions): StreamSession {
+export function acceptStream(core: RuntimeCore, body: unknown, request: RequestContext, options: Omit<OpenStreamOptions, "sink">): AcceptedStream {
   const { raw, header } = acceptRequest(core, body, request);
   const id = agreeing(options.capability, optionalStringField(raw, "capability", 200), "capability");
   if (id === undefined) throw new MigError("MIG_INVALID_REQUEST", "capability is required: name it in the frame or in the path");
@@ -119,7 +128,21 @@ export function openStream(core: RuntimeCore, body: unknown, request: RequestCon
   if (core.inflight.has(header.message_id) || core.streams.has(header.message_id)) {
     throw new MigError("MIG_INVALID_REQUEST", `message_id ${header.message_id} is already in flight; give every invocation its own UUID`);
   }
-  const session = new StreamSession(core, entry, header, request.principal, mode, streamId, options.sink, options.inboundPressure);
+  return { header, entry, principal: request.principal, mode, payload, streamId };
+}
+
+/**
+ * Opens a stream: checks it (acceptStream), then starts its actor and its provider. Synchronous on
+ * purpose, so a binding can route the caller's next frame to the stream before any other I/O happens.
+ */
+export function openStream(core: RuntimeCore, body: unknown, request: RequestContext, options: OpenStreamOptions): StreamSession {
+  return startSession(core, acceptStream(core, body, request, options), options);
+}
+
+/** Starts the actor and the provider of an accepted stream, its frames going to `options.sink`. */
+export function startSession(core: RuntimeCore, accepted: AcceptedStream, options: OpenStreamOptions): StreamSession {
+  const { entry, header, principal, mode, streamId, payload } = accepted;
+  const session = new StreamSession(core, entry, header, principal, mode, streamId, options.sink, options.inboundPressure);
   session.start(payload);
   return session;
 }
