@@ -1,0 +1,203 @@
+// NATS streams of worker-served capabilities are handed off: the gateway checks the start, the worker publishes the frames and reads the inbound subject.
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { randomUUID } from "node:crypto";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { startNatsBinding, type NatsBinding } from "../bindings/nats/server.ts";
+import { Authenticator } from "../runtime/auth.ts";
+import { loadConfig } from "../runtime/config.ts";
+import { createLogger } from "../runtime/logger.ts";
+import { MigRuntime } from "../runtime/runtime.ts";
+import { StreamSession } from "../runtime/stream.ts";
+import { WorkerHost } from "../runtime/worker.ts";
+import { count, echo, forever } from "./fixtures/stream-provider.ts";
+import { natsClient, natsRequest } from "./helpers/nats.ts";
+import { startMig } from "./helpers/process.ts";
+import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
+
+const log = join(mkdtempSync(join(tmpdir(), "mig-stream-handoff-")), "aborts.log");
+process.env.STREAM_LOG = log;
+const aborted = (messageId: string) => (existsSync(log) ? readFileSync(log, "utf8") : "").split("\n").find((l) => l.startsWith(`aborted ${messageId}`));
+
+let gateway: TestRuntime;
+let binding: NatsBinding;
+let workerRuntime: MigRuntime;
+let host: WorkerHost;
+let nc: NatsConnection;
+
+beforeAll(async () => {
+  gateway = await startTestRuntime({ config: { streamWindow: 16 } });
+  binding = await startNatsBinding(gateway.runtime, new Authenticator("none"));
+  const config = loadConfig({ natsUrl: gateway.runtime.natsUrl, dataDir: gateway.dataDir, logLevel: "silent", streamWindow: 16, streamStallMs: 60_000 }, {});
+  // Without a fleet view: a CANCEL must reach its streams through the gateway's record, not the fan-out.
+  workerRuntime = await MigRuntime.start(config, { logger: createLogger("silent"), fleet: false });
+  host = await WorkerHost.start(workerRuntime, [count, forever, echo], { heartbeatMs: 500 });
+  nc = await natsClient(gateway.runtime.natsUrl);
+  await waitFor("the gateway to see the worker", () => ["remote.stream.count", "remote.stream.forever", "remote.stream.echo"].every((id) => gateway.runtime.capabilities.get(id)?.handOff));
+});
+afterAll(async () => {
+  await nc?.close();
+  await host?.stop();
+  await workerRuntime?.stop();
+  await binding?.close();
+  await gateway?.stop();
+});
+
+type Frame = Record<string, any>;
+const data = (frames: Frame[]) => frames.filter((f) => !f.end_stream);
+const terminals = (frames: Frame[]) => frames.filter((f) => f.end_stream);
+
+/** A NATS consumer: subscribes, starts the stream, grants `batch` credits per batch read (unless told not to). */
+async function consume(capability: string, payload: unknown, options: { deadlineMs?: number; grant?: boolean; messageId?: string; mode?: string } = {}) {
+  const streamId = `h-${randomUUID()}`;
+  const messageId = options.messageId ?? randomUUID();
+  const subject = `mig.v0_1.acme.stream.${streamId}`;
+  const inbound = `${subject}.in`;
+  const frames: Frame[] = [];
+  const batch = 16;
+  let read = 0;
+  let ended!: () => void;
+  const done = new Promise<void>((r) => (ended = r));
+  const sub = nc.subscribe(subject, {
+    callback: (_e, msg) => {
+      const frame = msg.json<Frame>();
+      frames.push(frame);
+      if (frame.end_stream) return ended();
+      if (++read === batch && options.grant !== false) {
+        read = 0;
+        nc.publish(inbound, JSON.stringify({ kind: "control", payload: { action: "credit", credit: batch } }));
+      }
+    },
+  });
+  await nc.flush();
+  const header: Frame = { tenant_id: "acme", message_id: messageId };
+  if (options.deadlineMs) header.deadline_ms = options.deadlineMs;
+  const answer = (await natsRequest(nc, "mig.v0_1.acme.control.stream", { header, capability, payload, stream_id: streamId, stream_preference: options.mode ?? "server_stream" })).body;
+  if (!answer.error && options.grant !== false) nc.publish(inbound, JSON.stringify({ kind: "control", payload: { action: "credit", credit: batch } }));
+  return { streamId, messageId, subject, inbound, frames, answer, done: done.finally(() => sub.unsubscribe()), send: (f: unknown) => nc.publish(inbound, typeof f === "string" ? f : JSON.stringify(f)) };
+}
+
+describe("a NATS stream of a worker-served capability", () => {
+  it("runs in the worker, not the gateway: 5,000 frames in order, one terminal frame, the worker holding at most its window + 1", async () => {
+    const s = await consume("remote.stream.count", { count: 5_000 });
+    expect(s.answer).toMatchObject({ stream_id: s.streamId, capability: "remote.stream.count", subject: s.subject, inbound_subject: s.inbound });
+    const atWorker = workerRuntime.streams.get(s.messageId);
+    const atGateway = gateway.runtime.streams.get(s.messageId);
+    await s.done;
+    expect(atWorker).toBeInstanceOf(StreamSession);
+    // The gateway keeps a record (the target of CANCEL) but runs no session of its own.
+    expect(atGateway).toBeDefined();
+    expect(atGateway).not.toBeInstanceOf(StreamSession);
+    expect(data(s.frames).every((f, i) => f.payload.i === i)).toBe(true);
+    expect(data(s.frames)).toHaveLength(5_000);
+    expect(terminals(s.frames)).toEqual([expect.objectContaining({ kind: "response", payload: { frames: 5_000 }, stream_id: s.streamId, capability: "remote.stream.count" })]);
+    expect((atWorker as StreamSession).highWater).toBeLessThanOrEqual(17);
+    await waitFor("the gateway to forget the stream", () => !gateway.runtime.streams.has(s.messageId));
+  });
+
+  it("CANCEL of its message id at the gateway reaches the worker's provider; one control terminal frame", async () => {
+    const s = await consume("remote.stream.forever", {});
+    await waitFor("frames", () => s.frames.length >= 20);
+    const ack = await natsRequest(nc, `mig.v0_1.acme.control.cancel.${s.messageId}`, { reason: "enough" });
+    expect(ack.body).toMatchObject({ target_message_id: s.messageId, accepted: true, status: "cancelled" });
+    await s.done;
+    expect(terminals(s.frames)).toHaveLength(1);
+    expect(s.frames.at(-1)).toMatchObject({ kind: "control", end_stream: true, payload: { status: "cancelled", reason: "enough" } });
+    await waitFor("the worker's provider to be aborted", () => aborted(s.messageId));
+    await waitFor("the gateway to forget the stream", () => !gateway.runtime.streams.has(s.messageId));
+    // Afterwards the gateway still knows the id: a second CANCEL says it is over.
+    const again = await natsRequest(nc, `mig.v0_1.acme.control.cancel.${s.messageId}`, {});
+    expect(again.body).toMatchObject({ status: "already_completed" });
+  });
+
+  it("a CANCEL at another gateway of the fleet reaches it through the fan-out", async () => {
+    const other = await startTestRuntime({ config: { natsUrl: gateway.runtime.natsUrl } });
+    try {
+      const s = await consume("remote.stream.forever", {});
+      await waitFor("frames", () => s.frames.length >= 20);
+      const ack = await other.post(`/mig/v0.1/cancel/${s.messageId}`, { header: { tenant_id: "acme" }, reason: "from elsewhere" });
+      expect(ack.body).toMatchObject({ target_message_id: s.messageId, accepted: true, status: "cancelled" });
+      await s.done;
+      expect(terminals(s.frames)).toEqual([expect.objectContaining({ kind: "control", payload: expect.objectContaining({ status: "cancelled" }) })]);
+      await waitFor("the worker's provider to be aborted", () => aborted(s.messageId));
+    } finally {
+      await other.stop();
+    }
+  });
+
+  it("a cancel frame on the inbound subject goes to the worker directly; one control terminal frame", async () => {
+    const s = await consume("remote.stream.forever", {});
+    await waitFor("frames", () => s.frames.length >= 20);
+    s.send({ kind: "control", payload: { action: "cancel", reason: "stop" } });
+    await s.done;
+    expect(terminals(s.frames)).toEqual([expect.objectContaining({ kind: "control", payload: expect.objectContaining({ status: "cancelled", reason: "stop" }) })]);
+    await waitFor("the worker's provider to be aborted", () => aborted(s.messageId));
+  });
+
+  it("a deadline ends the never-ending stream with one MIG_TIMEOUT terminal frame", async () => {
+    const s = await consume("remote.stream.forever", {}, { deadlineMs: 400 });
+    await s.done;
+    expect(terminals(s.frames)).toEqual([expect.objectContaining({ kind: "error", error: expect.objectContaining({ code: "MIG_TIMEOUT" }) })]);
+    await waitFor("the worker's provider to be aborted", () => aborted(s.messageId));
+    expect(aborted(s.messageId)).toContain("MIG_TIMEOUT");
+  });
+
+  it("bidi: request frames on the inbound subject reach the worker's provider in order", async () => {
+    const s = await consume("remote.stream.echo", {}, { mode: "bidi_stream" });
+    for (let i = 0; i < 300; i++) s.send({ kind: "request", payload: { i } });
+    s.send({ kind: "request", end_stream: true });
+    await s.done;
+    expect(data(s.frames).map((f) => f.payload.echo.i)).toEqual(Array.from({ length: 300 }, (_, i) => i));
+    expect(terminals(s.frames)).toEqual([expect.objectContaining({ kind: "response", payload: { received: 300 } })]);
+  });
+
+  it.each([
+    ["not JSON", "{nope", "MIG_INVALID_REQUEST"],
+    ["an unknown frame kind", { kind: "gossip", payload: {} }, "MIG_INVALID_REQUEST"],
+    ["a credit that is not a positive integer", { kind: "control", payload: { action: "credit", credit: -3 } }, "MIG_INVALID_REQUEST"],
+    ["a bidi frame to a server_stream", { kind: "request", payload: { i: 1 } }, "MIG_INVALID_REQUEST"],
+  ])("bad input on the inbound subject (%s) ends the stream with one %s error frame", async (_what, input, code) => {
+    const s = await consume("remote.stream.forever", {});
+    await waitFor("frames", () => s.frames.length >= 5);
+    s.send(input);
+    await s.done;
+    expect(terminals(s.frames)).toEqual([expect.objectContaining({ kind: "error", error: expect.objectContaining({ code }) })]);
+    await waitFor("the worker's provider to be aborted", () => aborted(s.messageId));
+  });
+
+  it("the gateway refuses a bad start itself: a payload the schema refuses, a message id already streaming", async () => {
+    const running = await consume("remote.stream.forever", {});
+    const again = await consume("remote.stream.forever", {}, { messageId: running.messageId });
+    expect(again.answer.error).toMatchObject({ code: "MIG_INVALID_REQUEST" });
+    expect(again.answer.error.message).toMatch(/already in flight/);
+    const bidiToServer = await consume("remote.stream.count", { count: 1 }, { mode: "bidi_stream" });
+    expect(bidiToServer.answer.error).toMatchObject({ code: "MIG_UNSUPPORTED_CAPABILITY" });
+    running.send({ kind: "control", payload: { action: "cancel" } });
+    await running.done;
+    expect(terminals(running.frames)).toHaveLength(1);
+  });
+});
+
+describe("a handed-off stream whose `mig worker` process dies", () => {
+  it("ends with one MIG_UNAVAILABLE (retryable) terminal frame from the gateway, long before its deadline", async () => {
+    await host.stop(); // only the process serves now
+    await workerRuntime.stop();
+    await waitFor("the gateway to see the in-process worker leave", () => !gateway.runtime.capabilities.get("remote.stream.forever"));
+    const worker = startMig(["worker", "test/fixtures/stream-provider.ts"], { MIG_NATS_URL: gateway.runtime.natsUrl, MIG_PROVIDER_HEARTBEAT_MS: "500", STREAM_LOG: log });
+    try {
+      await worker.waitForLog("worker serving");
+      await waitFor("the gateway to route to the process", () => gateway.runtime.capabilities.get("remote.stream.forever")?.handOff);
+      const s = await consume("remote.stream.forever", {}, { deadlineMs: 600_000 });
+      await waitFor("frames from the worker", () => s.frames.length > 10);
+      await worker.stop("SIGKILL");
+      await s.done;
+      expect(s.frames.at(-1)).toMatchObject({ kind: "error", end_stream: true, stream_id: s.streamId, error: { code: "MIG_UNAVAILABLE", retryable: true } });
+      await waitFor("the gateway to forget the stream", () => !gateway.runtime.streams.has(s.messageId));
+      expect(terminals(s.frames)).toHaveLength(1);
+    } finally {
+      await worker.stop();
+    }
+  }, 30_000);
+});
