@@ -8,7 +8,7 @@
 import { randomUUID } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { performance } from "node:perf_hooks";
+import { monitorEventLoopDelay, performance, PerformanceObserver } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import WebSocket from "ws";
@@ -16,6 +16,7 @@ import { startNatsBinding } from "../../bindings/nats/server.ts";
 import { defineStreamingCapability } from "../../runtime/provider.ts";
 import { startMig } from "../helpers/process.ts";
 import { startTestRuntime } from "../helpers/runtime.ts";
+import type { StreamSession } from "../../runtime/stream.ts";
 import { Authenticator } from "../../runtime/auth.ts";
 import { Histogram } from "./histogram.ts";
 import { spawnTs } from "./processes.ts";
@@ -141,7 +142,20 @@ async function rawPubSub(bus: string, frames: number, bytes: number, natsPid: nu
   return { seconds: (ended - started) / 1000, cpu };
 }
 
-async function cancelLatency(): Promise<{ nats: Histogram; ws: Histogram }> {
+/**
+ * Where a cancel's time went, beside the figure itself: until the runtime called session.cancel (the
+ * message's way through the socket, nats-server and this process's event loop), from there to the
+ * signal (the runtime's own path), how many samples overlapped a GC pause, and how late this process's
+ * event loop ran its timers meanwhile (a process waiting for the CPU shows as loop delay with no work).
+ */
+interface CancelBreakdown {
+  to_session_cancel: Histogram;
+  session_cancel_to_signal: Histogram;
+  samples_overlapping_gc: number;
+  frames_emitted_per_sample_max: number;
+}
+
+async function cancelLatency(): Promise<{ nats: Histogram; ws: Histogram; breakdown: Record<"nats" | "ws", CancelBreakdown>; loopDelayP99Ms: number; gcPauses: number }> {
   const aborted = new Map<string, number>();
   const waiting = new Map<string, () => void>();
   const forever = defineStreamingCapability(
@@ -168,6 +182,17 @@ async function cancelLatency(): Promise<{ nats: Histogram; ws: Histogram }> {
   });
   const nats = new Histogram();
   const wsh = new Histogram();
+  const breakdown = {
+    nats: { to_session_cancel: new Histogram(), session_cancel_to_signal: new Histogram(), samples_overlapping_gc: 0, frames_emitted_per_sample_max: 0 },
+    ws: { to_session_cancel: new Histogram(), session_cancel_to_signal: new Histogram(), samples_overlapping_gc: 0, frames_emitted_per_sample_max: 0 },
+  };
+  const gcs: { start: number; end: number }[] = [];
+  const gcObserver = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gcs.push({ start: e.startTime, end: e.startTime + e.duration });
+  });
+  gcObserver.observe({ entryTypes: ["gc"] });
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
   try {
     for (let k = 0; k < CANCELS; k++) {
       for (const via of ["nats", "ws"] as const) {
@@ -177,21 +202,38 @@ async function cancelLatency(): Promise<{ nats: Histogram; ws: Histogram }> {
         ws.send(JSON.stringify({ header: { tenant_id: "acme", message_id: messageId }, stream_id: streamId, capability: "bench.stream.forever", kind: "request", payload: {} }));
         await running;
         const gone = new Promise<void>((r) => waiting.set(messageId, r));
+        // Timestamps the runtime's call of cancel on this one session (the bench's own probe, not the runtime's).
+        const session = t.runtime.streams.get(messageId) as StreamSession;
+        let cancelledAt = Number.NaN;
+        const cancel = session.cancel.bind(session);
+        session.cancel = (reason) => {
+          cancelledAt = performance.now();
+          cancel(reason);
+        };
+        const emitted0 = session.emitted;
         const t0 = performance.now();
         if (via === "nats") nc.publish(`mig.v0_1.acme.control.cancel.${messageId}`, "{}", { reply: "_INBOX.bench.ignore" });
         else ws.send(JSON.stringify({ header: { tenant_id: "acme" }, stream_id: streamId, kind: "control", payload: { action: "cancel" } }));
         await gone;
-        (via === "nats" ? nats : wsh).recordMs(aborted.get(messageId)! - t0);
+        const at = aborted.get(messageId)!;
+        (via === "nats" ? nats : wsh).recordMs(at - t0);
+        const b = breakdown[via];
+        b.to_session_cancel.recordMs(cancelledAt - t0);
+        b.session_cancel_to_signal.recordMs(at - cancelledAt);
+        if (gcs.some((g) => g.end > t0 && g.start < at)) b.samples_overlapping_gc++;
+        b.frames_emitted_per_sample_max = Math.max(b.frames_emitted_per_sample_max, session.emitted - emitted0);
         waiting.delete(messageId);
       }
     }
   } finally {
+    loop.disable();
+    gcObserver.disconnect();
     ws.terminate();
     await nc.close();
     await binding.close();
     await t.stop();
   }
-  return { nats, ws: wsh };
+  return { nats, ws: wsh, breakdown, loopDelayP99Ms: Math.round(loop.percentile(99) / 1e4) / 100, gcPauses: gcs.length };
 }
 
 const stream = values.only === "cancel" ? undefined : await streamThroughGateway();
@@ -212,7 +254,19 @@ const report = {
       }
     : {}),
   ...(cancels
-    ? { cancel_to_signal_ms: { samples: CANCELS, nats_control_cancel: cancels.nats.latencies(), websocket_cancel_frame: cancels.ws.latencies() } }
+    ? {
+        cancel_to_signal_ms: { samples: CANCELS, nats_control_cancel: cancels.nats.latencies(), websocket_cancel_frame: cancels.ws.latencies() },
+        cancel_breakdown: {
+          ...Object.fromEntries(
+            (["nats", "ws"] as const).map((via) => {
+              const b = cancels.breakdown[via];
+              return [via, { to_session_cancel_ms: b.to_session_cancel.latencies(), session_cancel_to_signal_ms: b.session_cancel_to_signal.latencies(), samples_overlapping_gc: b.samples_overlapping_gc, frames_emitted_per_sample_max: b.frames_emitted_per_sample_max }];
+            }),
+          ),
+          event_loop_delay_p99_ms: cancels.loopDelayP99Ms,
+          gc_pauses: cancels.gcPauses,
+        },
+      }
     : {}),
 };
 process.stdout.write(`${values.json ? JSON.stringify(report) : JSON.stringify(report, null, 2)}\n`);
