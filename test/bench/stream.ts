@@ -153,6 +153,25 @@ interface CancelBreakdown {
   session_cancel_to_signal: Histogram;
   samples_overlapping_gc: number;
   frames_emitted_per_sample_max: number;
+  /** Per sample: its latency, and this process's CPU time and run-queue wait (ready, not running) meanwhile, in ms. */
+  samples: { ms: number; cpu_ms: number; runqueue_ms: number }[];
+}
+
+/** The main thread's time on the CPU and waiting on the run queue, in ms (Linux /proc/self/schedstat; NaN elsewhere). */
+function schedMs(): { running: number; waiting: number } {
+  try {
+    const [running, waiting] = readFileSync("/proc/self/schedstat", "utf8").split(" ").map(Number);
+    return { running: running! / 1e6, waiting: waiting! / 1e6 };
+  } catch {
+    return { running: Number.NaN, waiting: Number.NaN };
+  }
+}
+
+/** The slowest 1 % of samples: how much of their time this process ran, and how much it waited for a CPU. */
+function slowest(samples: CancelBreakdown["samples"]): { samples: number; mean_ms: number; mean_cpu_ms: number; mean_runqueue_ms: number } {
+  const tail = [...samples].sort((a, b) => b.ms - a.ms).slice(0, Math.max(1, Math.ceil(samples.length / 100)));
+  const mean = (f: (x: CancelBreakdown["samples"][number]) => number) => Math.round((tail.reduce((sum, x) => sum + f(x), 0) / tail.length) * 100) / 100;
+  return { samples: tail.length, mean_ms: mean((x) => x.ms), mean_cpu_ms: mean((x) => x.cpu_ms), mean_runqueue_ms: mean((x) => x.runqueue_ms) };
 }
 
 async function cancelLatency(): Promise<{ nats: Histogram; ws: Histogram; breakdown: Record<"nats" | "ws", CancelBreakdown>; loopDelayP99Ms: number; gcPauses: number }> {
@@ -183,8 +202,8 @@ async function cancelLatency(): Promise<{ nats: Histogram; ws: Histogram; breakd
   const nats = new Histogram();
   const wsh = new Histogram();
   const breakdown = {
-    nats: { to_session_cancel: new Histogram(), session_cancel_to_signal: new Histogram(), samples_overlapping_gc: 0, frames_emitted_per_sample_max: 0 },
-    ws: { to_session_cancel: new Histogram(), session_cancel_to_signal: new Histogram(), samples_overlapping_gc: 0, frames_emitted_per_sample_max: 0 },
+    nats: { to_session_cancel: new Histogram(), session_cancel_to_signal: new Histogram(), samples_overlapping_gc: 0, frames_emitted_per_sample_max: 0, samples: [] } as CancelBreakdown,
+    ws: { to_session_cancel: new Histogram(), session_cancel_to_signal: new Histogram(), samples_overlapping_gc: 0, frames_emitted_per_sample_max: 0, samples: [] } as CancelBreakdown,
   };
   const gcs: { start: number; end: number }[] = [];
   const gcObserver = new PerformanceObserver((list) => {
@@ -211,13 +230,16 @@ async function cancelLatency(): Promise<{ nats: Histogram; ws: Histogram; breakd
           cancel(reason);
         };
         const emitted0 = session.emitted;
+        const sched0 = schedMs(); // read outside the timed interval
         const t0 = performance.now();
         if (via === "nats") nc.publish(`mig.v0_1.acme.control.cancel.${messageId}`, "{}", { reply: "_INBOX.bench.ignore" });
         else ws.send(JSON.stringify({ header: { tenant_id: "acme" }, stream_id: streamId, kind: "control", payload: { action: "cancel" } }));
         await gone;
         const at = aborted.get(messageId)!;
+        const sched1 = schedMs();
         (via === "nats" ? nats : wsh).recordMs(at - t0);
         const b = breakdown[via];
+        b.samples.push({ ms: at - t0, cpu_ms: sched1.running - sched0.running, runqueue_ms: sched1.waiting - sched0.waiting });
         b.to_session_cancel.recordMs(cancelledAt - t0);
         b.session_cancel_to_signal.recordMs(at - cancelledAt);
         if (gcs.some((g) => g.end > t0 && g.start < at)) b.samples_overlapping_gc++;
@@ -260,7 +282,7 @@ const report = {
           ...Object.fromEntries(
             (["nats", "ws"] as const).map((via) => {
               const b = cancels.breakdown[via];
-              return [via, { to_session_cancel_ms: b.to_session_cancel.latencies(), session_cancel_to_signal_ms: b.session_cancel_to_signal.latencies(), samples_overlapping_gc: b.samples_overlapping_gc, frames_emitted_per_sample_max: b.frames_emitted_per_sample_max }];
+              return [via, { to_session_cancel_ms: b.to_session_cancel.latencies(), session_cancel_to_signal_ms: b.session_cancel_to_signal.latencies(), samples_overlapping_gc: b.samples_overlapping_gc, frames_emitted_per_sample_max: b.frames_emitted_per_sample_max, slowest_1_percent: slowest(b.samples) }];
             }),
           ),
           event_loop_delay_p99_ms: cancels.loopDelayP99Ms,
