@@ -12,6 +12,8 @@ import { createLogger } from "../runtime/logger.ts";
 import { MigRuntime } from "../runtime/runtime.ts";
 import { StreamSession } from "../runtime/stream.ts";
 import { WorkerHost } from "../runtime/worker.ts";
+import { decode, encode, leaveSubject, registerSubject } from "../runtime/provider-protocol.ts";
+import { streamOpenSubject, type StreamOpen } from "../runtime/remote-stream.ts";
 import { count, echo, forever } from "./fixtures/stream-provider.ts";
 import { natsClient, natsRequest } from "./helpers/nats.ts";
 import { startMig } from "./helpers/process.ts";
@@ -177,6 +179,70 @@ describe("a NATS stream of a worker-served capability", () => {
     running.send({ kind: "control", payload: { action: "cancel" } });
     await running.done;
     expect(terminals(running.frames)).toHaveLength(1);
+  });
+});
+
+describe("the hand-off protocol, spoken by a provider on plain NATS (provider-protocol.md §6.1)", () => {
+  const schema = "schema://test/plain-any/v1";
+  const descriptor = (id: string) => ({ id, version: "1.0.0", modes: ["server_stream"], input_schema_uri: schema, output_schema_uri: schema, auth_scopes: [] });
+  let plain: NatsConnection;
+  beforeAll(async () => {
+    plain = await natsClient(gateway.runtime.natsUrl);
+    // plain.ticks: three frames against the caller's credit, then the result. plain.refuses: ends before opening. plain.silent: never answers.
+    plain.subscribe(streamOpenSubject("plain.ticks"), {
+      queue: "mig-workers",
+      callback: (_e, msg) => {
+        const open = decode(msg.data) as StreamOpen & { nats_stream_id: string };
+        const subject = `mig.v0_1.${open.header.tenant_id}.stream.${open.nats_stream_id}`;
+        let sent = 0;
+        const frame = (extra: Record<string, unknown>) => JSON.stringify({ header: open.header, stream_id: open.nats_stream_id, capability: open.capability, ...extra });
+        plain.subscribe(`${subject}.in`, {
+          max: 1,
+          callback: (_e2, m) => {
+            const credit = (m.json<{ payload: { credit: number } }>()).payload.credit;
+            while (sent < Math.min(3, credit)) plain.publish(subject, frame({ kind: "response", end_stream: false, payload: { tick: sent++ } }));
+            plain.publish(subject, frame({ kind: "response", end_stream: true, payload: { ticks: sent } }));
+            plain.publish(open.reply_to!, encode({ end: true, ok: true, payload: {} }));
+          },
+        });
+        plain.publish(open.reply_to!, encode({ open: "plain-1", control: "_MIG.swk.plain.1", window: 16 }));
+      },
+    });
+    plain.subscribe(streamOpenSubject("plain.refuses"), {
+      queue: "mig-workers",
+      callback: (_e, msg) => {
+        const open = decode(msg.data) as StreamOpen;
+        plain.publish(open.reply_to!, encode({ end: true, ok: false, error: { code: "MIG_UNAVAILABLE", message: "no GPU free", retryable: true } }));
+      },
+    });
+    plain.subscribe(streamOpenSubject("plain.silent"), { queue: "mig-workers", callback: () => undefined });
+    const record = { v: 1, provider_id: "plain-1", heartbeat_ms: 60_000, started_at: new Date().toISOString(), capabilities: ["plain.ticks", "plain.refuses", "plain.silent"].map((id) => ({ descriptor: descriptor(id), schemas: { [schema]: { type: "object" } } })) };
+    plain.publish(registerSubject("plain-1"), JSON.stringify(record));
+    await waitFor("the plain provider's capabilities", () => ["plain.ticks", "plain.refuses", "plain.silent"].every((id) => gateway.runtime.capabilities.get(id)?.handOff));
+  });
+  afterAll(async () => {
+    plain?.publish(leaveSubject("plain-1"));
+    await plain?.close();
+  });
+
+  it("the provider's frames and terminal frame reach the caller as it published them", async () => {
+    const s = await consume("plain.ticks", {});
+    await s.done;
+    expect(s.frames.map((f) => f.payload)).toEqual([{ tick: 0 }, { tick: 1 }, { tick: 2 }, { ticks: 3 }]);
+    expect(terminals(s.frames)).toHaveLength(1);
+    await waitFor("the gateway to forget the stream", () => !gateway.runtime.streams.has(s.messageId));
+  });
+
+  it("a provider that refuses the open: the caller's start is answered with its error", async () => {
+    const s = await consume("plain.refuses", {});
+    expect(s.answer.error).toMatchObject({ code: "MIG_UNAVAILABLE", message: "no GPU free", retryable: true });
+    expect(gateway.runtime.streams.has(s.messageId)).toBe(false);
+  });
+
+  it("a provider that never answers the open: MIG_UNAVAILABLE once the wait (here the deadline) is over", async () => {
+    const s = await consume("plain.silent", {}, { deadlineMs: 300 });
+    expect(s.answer.error).toMatchObject({ code: "MIG_UNAVAILABLE", retryable: true });
+    expect(gateway.runtime.streams.has(s.messageId)).toBe(false);
   });
 });
 
