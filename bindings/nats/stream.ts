@@ -5,7 +5,7 @@ import { errorEnvelope } from "../../runtime/envelope.ts";
 import { MigError, toMigError } from "../../runtime/errors.ts";
 import { checkTenant } from "../../runtime/names.ts";
 import { replySubjectAllowed } from "../../runtime/policy.ts";
-import { checkStreamId, encodeFrame, type FrameSink, type StreamSession } from "../../runtime/stream.ts";
+import { checkStreamId, encodeFrameBytes, type FrameSink, type StreamSession } from "../../runtime/stream.ts";
 import type { Authenticator } from "../../runtime/auth.ts";
 import type { RequestContext } from "../../runtime/core.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
@@ -172,7 +172,7 @@ export class CreditSink implements FrameSink {
     if (frame.end_stream) {
       this.held.length = 0;
       this.publishOutgoing();
-      this.nc.publish(this.subject, encodeFrame(frame));
+      this.nc.publish(this.subject, encodeFrameBytes(frame));
       return;
     }
     if (this.credit > 0 && this.held.length === 0) {
@@ -188,7 +188,7 @@ export class CreditSink implements FrameSink {
     while (this.credit > 0 && this.held.length > 0) {
       const { frame, written } = this.held.shift()!;
       this.credit--;
-      this.nc.publish(this.subject, encodeFrame(frame));
+      this.nc.publish(this.subject, encodeFrameBytes(frame));
       written();
     }
   }
@@ -197,7 +197,7 @@ export class CreditSink implements FrameSink {
     const frames = this.outgoing;
     if (frames.length === 0) return;
     this.outgoing = [];
-    if (!this.muted) for (const { frame } of frames) this.nc.publish(this.subject, encodeFrame(frame));
+    if (!this.muted) for (const { frame } of frames) this.nc.publish(this.subject, encodeFrameBytes(frame));
     for (const { written } of frames) written();
   };
 }
