@@ -30,7 +30,7 @@ export interface StreamOpen extends WorkRequest {
 }
 
 type ToGateway =
-  | { open: string; control: string; window: number }
+  | { open: string; control: string; window: number; nats?: true }
   | { frame: JsonObject }
   | { frames: JsonObject[] }
   | { end: true; ok: true; payload: JsonObject }
@@ -327,7 +327,7 @@ export function serveRemoteStreams(runtime: MigRuntime, definitions: CapabilityD
         entry.session = session;
         entry.mute = () => onSubjects.mute();
         // Sent after subscribing to the inbound subject: the caller, answered on this, may grant credit at once.
-        reply({ open: providerId, control, window: runtime.config.streamWindow });
+        reply({ open: providerId, control, window: runtime.config.streamWindow, nats: true });
         void session.ended.then((end) => {
           live.delete(token);
           reply(end.state === "completed" ? { end: true, ok: true, payload: {} } : { end: true, ok: false, error: end.error.toJSON() });

@@ -4,7 +4,7 @@
 //   ── open _MIG.stream.<capability>, nats_stream_id ──▶  runs the session itself: frames as StreamFrame JSON on
 //                                                        mig.v0_1.<tenant>.stream.<id>, the caller's credit, cancel
 //                                                        and bidi frames from <that subject>.in
-//   ◀─ {open, control, window} on reply_to ────────────  subscribed to the inbound subject: the gateway answers the start
+//   ◀─ {open, control, window, nats: true} on reply_to ─  subscribed to the inbound subject: the gateway answers the start
 //   ── {cancel: reason} on control ─────────────────────▶ CANCEL of the message id at any gateway of the fleet
 //   ── {cancel: reason, silent: true} on control ──────▶ the gateway ended the stream itself (the worker left the registry)
 //   ◀─ {end, ok, …} on reply_to ─────────────────────────  the stream ended; its terminal frame is on the public subject
@@ -131,6 +131,12 @@ class HandOffs {
       message = undefined;
     }
     if (isObject(message) && typeof message.open === "string" && typeof message.control === "string") {
+      if (message.nats !== true) {
+        // A worker from before the hand-off took the open as one to relay: nobody would publish to the caller.
+        this.nc.publish(message.control, encode({ cancel: "this gateway hands NATS streams off; the worker relays only" }));
+        stream.refuse(new MigError("MIG_UNAVAILABLE", `the worker ${message.open} is too old to stream to NATS callers itself; retry, or upgrade it`, { retryable: true }));
+        return;
+      }
       stream.accept(message.open, message.control);
     } else if (isObject(message) && message.end === true) {
       // Before its open: the worker refused the stream, and the caller hears why. After: it has ended.

@@ -186,6 +186,7 @@ describe("the hand-off protocol, spoken by a provider on plain NATS (provider-pr
   const schema = "schema://test/plain-any/v1";
   const descriptor = (id: string) => ({ id, version: "1.0.0", modes: ["server_stream"], input_schema_uri: schema, output_schema_uri: schema, auth_scopes: [] });
   let plain: NatsConnection;
+  const oldCancels: Record<string, unknown>[] = [];
   beforeAll(async () => {
     plain = await natsClient(gateway.runtime.natsUrl);
     // plain.ticks: three frames against the caller's credit, then the result. plain.refuses: ends before opening. plain.silent: never answers.
@@ -205,7 +206,7 @@ describe("the hand-off protocol, spoken by a provider on plain NATS (provider-pr
             plain.publish(open.reply_to!, encode({ end: true, ok: true, payload: {} }));
           },
         });
-        plain.publish(open.reply_to!, encode({ open: "plain-1", control: "_MIG.swk.plain.1", window: 16 }));
+        plain.publish(open.reply_to!, encode({ open: "plain-1", control: "_MIG.swk.plain.1", window: 16, nats: true }));
       },
     });
     plain.subscribe(streamOpenSubject("plain.refuses"), {
@@ -216,7 +217,16 @@ describe("the hand-off protocol, spoken by a provider on plain NATS (provider-pr
       },
     });
     plain.subscribe(streamOpenSubject("plain.silent"), { queue: "mig-workers", callback: () => undefined });
-    const record = { v: 1, provider_id: "plain-1", heartbeat_ms: 60_000, started_at: new Date().toISOString(), capabilities: ["plain.ticks", "plain.refuses", "plain.silent"].map((id) => ({ descriptor: descriptor(id), schemas: { [schema]: { type: "object" } } })) };
+    // A provider from before the hand-off: answers the open as one to relay, and hears the gateway's cancel.
+    plain.subscribe(streamOpenSubject("plain.old"), {
+      queue: "mig-workers",
+      callback: (_e, msg) => {
+        const open = decode(msg.data) as StreamOpen;
+        plain.subscribe("_MIG.swk.plain.old", { max: 1, callback: (_e2, m) => void oldCancels.push(decode(m.data) as Record<string, unknown>) });
+        plain.publish(open.reply_to!, encode({ open: "plain-1", control: "_MIG.swk.plain.old", window: 16 }));
+      },
+    });
+    const record = { v: 1, provider_id: "plain-1", heartbeat_ms: 60_000, started_at: new Date().toISOString(), capabilities: ["plain.ticks", "plain.refuses", "plain.silent", "plain.old"].map((id) => ({ descriptor: descriptor(id), schemas: { [schema]: { type: "object" } } })) };
     plain.publish(registerSubject("plain-1"), JSON.stringify(record));
     await waitFor("the plain provider's capabilities", () => ["plain.ticks", "plain.refuses", "plain.silent"].every((id) => gateway.runtime.capabilities.get(id)?.handOff));
   });
@@ -237,6 +247,13 @@ describe("the hand-off protocol, spoken by a provider on plain NATS (provider-pr
     const s = await consume("plain.refuses", {});
     expect(s.answer.error).toMatchObject({ code: "MIG_UNAVAILABLE", message: "no GPU free", retryable: true });
     expect(gateway.runtime.streams.has(s.messageId)).toBe(false);
+  });
+
+  it("a provider that answers the open as one to relay (from before the hand-off): MIG_UNAVAILABLE, and it is told to stop", async () => {
+    const s = await consume("plain.old", {});
+    expect(s.answer.error).toMatchObject({ code: "MIG_UNAVAILABLE", retryable: true });
+    await waitFor("the cancel on its control subject", () => oldCancels.length === 1);
+    expect(oldCancels[0]).toMatchObject({ cancel: expect.any(String) });
   });
 
   it("a provider that never answers the open: MIG_UNAVAILABLE once the wait (here the deadline) is over", async () => {
