@@ -1,5 +1,5 @@
 // Streaming INVOKE: validates a stream request, runs one stream actor, and carries frames with credit-based flow control.
-import { streamMachine, type StreamEnd } from "../actors/stream.ts";
+import { cancelError, streamMachine, type StreamEnd } from "../actors/stream.ts";
 import { MigError } from "./errors.ts";
 import { FrameQueue } from "./frame-queue.ts";
 import { checkOutput, checkPayloadSize, providerError } from "./invoke.ts";
@@ -498,7 +498,12 @@ export class StreamSession {
   // ── ending ─────────────────────────────────────────────────────────────────────────────────────
 
   cancel(reason: string): void {
-    this.actor.send({ type: "CANCEL", reason });
+    if (this.end) return;
+    const error = cancelError(reason);
+    // The provider hears of it before the actor's transition runs (and any GC that transition's
+    // allocations set off): the actor still decides the one terminal frame, and finish() aborts no twice.
+    this.controller.abort(error);
+    this.actor.send({ type: "CANCEL", reason, error });
   }
 
   fail(error: MigError): void {
