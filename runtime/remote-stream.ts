@@ -322,8 +322,9 @@ export function serveRemoteStreams(runtime: MigRuntime, definitions: CapabilityD
     const context = { principal: principalFromWire(request.principal), binding: "nats" as const };
     if (request.nats_stream_id !== undefined) {
       // Handed off: this process publishes the frames on the public subjects and reads the caller's itself.
+      // The caller sees these frames as they are, so they carry its header (the deadline counts from deadline_at).
       try {
-        const { session, sink: onSubjects } = openOnSubjects(runtime, body, context, String(request.nats_stream_id));
+        const { session, sink: onSubjects } = openOnSubjects(runtime, { ...body, header: request.header }, context, String(request.nats_stream_id), remaining);
         entry.session = session;
         entry.mute = () => onSubjects.mute();
         // Sent after subscribing to the inbound subject: the caller, answered on this, may grant credit at once.

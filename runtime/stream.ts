@@ -35,6 +35,11 @@ export interface OpenStreamOptions {
   /** Set by a worker for a stream its gateway already authorized (policy, quota and audit happened there). */
   authorized?: boolean | undefined;
   /**
+   * The time the stream has left, when less than its header's `deadline_ms` (a worker taking a stream
+   * later than its caller sent it); the frames keep the caller's header.
+   */
+  deadlineMs?: number | undefined;
+  /**
    * Called with true when the caller's frames pile up (a window's worth unread by the provider) and
    * with false once the provider has read them all: a binding stops and resumes reading its socket.
    */
@@ -174,7 +179,7 @@ export function openStream(core: RuntimeCore, body: unknown, request: RequestCon
 /** Starts the actor and the provider of an accepted stream, its frames going to `options.sink`. */
 export function startSession(core: RuntimeCore, accepted: AcceptedStream, options: OpenStreamOptions): StreamSession {
   const { entry, header, principal, mode, streamId, payload } = accepted;
-  const session = new StreamSession(core, entry, header, principal, mode, streamId, options.sink, options.inboundPressure);
+  const session = new StreamSession(core, entry, header, principal, mode, streamId, options.sink, options.inboundPressure, options.deadlineMs);
   session.start(payload);
   return session;
 }
@@ -265,6 +270,7 @@ export class StreamSession {
     readonly streamId: string,
     private readonly sink: FrameSink,
     private readonly inboundPressure?: ((full: boolean) => void) | undefined,
+    private readonly deadlineMs: number = header.deadline_ms,
   ) {
     this.messageId = header.message_id;
     this.tenant = header.tenant_id;
@@ -291,7 +297,7 @@ export class StreamSession {
       "stream",
       streamMachine,
       {
-        deadlineMs: this.header.deadline_ms,
+        deadlineMs: this.deadlineMs,
         stallMs: core.config.streamStallMs,
         sinceCredit: () => performance.now() - this.lastCredit,
         finish: (end) => this.finish(end),

@@ -85,6 +85,8 @@ describe("a NATS stream of a worker-served capability", () => {
   it("runs in the worker, not the gateway: 5,000 frames in order, one terminal frame, the worker holding at most its window + 1", async () => {
     const s = await consume("remote.stream.count", { count: 5_000 });
     expect(s.answer).toMatchObject({ stream_id: s.streamId, capability: "remote.stream.count", subject: s.subject, inbound_subject: s.inbound });
+    // Every frame carries the header the start was answered with (the caller's deadline_ms, not the time the worker had left).
+    const header = s.answer.header;
     const atWorker = workerRuntime.streams.get(s.messageId);
     const atGateway = gateway.runtime.streams.get(s.messageId);
     await s.done;
@@ -96,6 +98,8 @@ describe("a NATS stream of a worker-served capability", () => {
     expect(data(s.frames)).toHaveLength(5_000);
     expect(terminals(s.frames)).toEqual([expect.objectContaining({ kind: "response", payload: { frames: 5_000 }, stream_id: s.streamId, capability: "remote.stream.count" })]);
     expect((atWorker as StreamSession).highWater).toBeLessThanOrEqual(17);
+    expect(new Set(s.frames.map((f) => JSON.stringify(f.header))).size).toBe(1);
+    expect(s.frames[0]!.header).toEqual(header);
     await waitFor("the gateway to forget the stream", () => !gateway.runtime.streams.has(s.messageId));
   });
 

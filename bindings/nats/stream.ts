@@ -99,10 +99,10 @@ export function listenToCaller(runtime: MigRuntime, session: StreamSession, sink
  * A worker's side of a handed-off stream (runtime/stream-handoff.ts): runs the stream of `body`, already
  * authorized by the gateway, with its frames on the public stream subject and the caller's on its inbound one.
  */
-export function openOnSubjects(runtime: MigRuntime, body: { header: { tenant_id: string } }, request: RequestContext, streamId: string): { session: StreamSession; sink: CreditSink } {
+export function openOnSubjects(runtime: MigRuntime, body: { header: { tenant_id: string } }, request: RequestContext, streamId: string, deadlineMs: number): { session: StreamSession; sink: CreditSink } {
   const tenant = checkTenant(body.header.tenant_id, "the tenant of a handed-off stream");
   const sink = new CreditSink(runtime.bus.nc, streamSubject(tenant, checkStreamId(streamId)));
-  const session = runtime.openStream(body, request, { sink, streamId, clientFrames: true, authorized: true });
+  const session = runtime.openStream(body, request, { sink, streamId, clientFrames: true, authorized: true, deadlineMs });
   listenToCaller(runtime, session, sink);
   return { session, sink };
 }
