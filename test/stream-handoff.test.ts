@@ -186,6 +186,31 @@ describe("a NATS stream of a worker-served capability", () => {
   });
 });
 
+describe("a gateway that stops", () => {
+  it("cancels the streams it handed off (nobody would watch their worker): one control terminal frame from the worker", async () => {
+    // Only the second gateway serves the start subject for this test.
+    await binding.close();
+    const other = await startTestRuntime({ config: { natsUrl: gateway.runtime.natsUrl } });
+    const otherBinding = await startNatsBinding(other.runtime, new Authenticator("none"));
+    let stopped = false;
+    try {
+      await waitFor("the second gateway to see the worker", () => other.runtime.capabilities.get("remote.stream.forever")?.handOff);
+      const s = await consume("remote.stream.forever", {});
+      await waitFor("frames", () => s.frames.length >= 20);
+      expect(other.runtime.streams.has(s.messageId)).toBe(true);
+      await otherBinding.close();
+      await other.stop();
+      stopped = true;
+      await s.done;
+      expect(terminals(s.frames)).toEqual([expect.objectContaining({ kind: "control", payload: expect.objectContaining({ status: "cancelled", reason: "the runtime is shutting down" }) })]);
+      await waitFor("the worker's provider to be aborted", () => aborted(s.messageId));
+    } finally {
+      if (!stopped) await otherBinding.close().then(() => other.stop());
+      binding = await startNatsBinding(gateway.runtime, new Authenticator("none"));
+    }
+  });
+});
+
 describe("the hand-off protocol, spoken by a provider on plain NATS (provider-protocol.md §6.1)", () => {
   const schema = "schema://test/plain-any/v1";
   const descriptor = (id: string) => ({ id, version: "1.0.0", modes: ["server_stream"], input_schema_uri: schema, output_schema_uri: schema, auth_scopes: [] });
