@@ -269,7 +269,7 @@ interface WorkerStream {
  * Takes stream work for every definition with a stream handler: subscribes `_MIG.stream.<id>` in the
  * workers' queue group and one control subject for credits, caller frames and cancels.
  */
-export function serveRemoteStreams(runtime: MigRuntime, definitions: CapabilityDefinition[], providerId: string): Subscription[] {
+export function serveRemoteStreams(runtime: MigRuntime, definitions: CapabilityDefinition[], providerId: string): { subscriptions: Subscription[]; leaving: () => void } {
   const { nc } = runtime.bus;
   const prefix = `${INTERNAL_PREFIX}.swk.${nuid.next()}`;
   const live = new Map<string, WorkerStream>();
@@ -380,7 +380,15 @@ export function serveRemoteStreams(runtime: MigRuntime, definitions: CapabilityD
       nc.subscribe(streamOpenSubject(definition.descriptor.id), { queue: WORK_QUEUE, callback: (err, msg) => (err ? undefined : onOpen(msg)) }),
     );
   }
-  return subscriptions;
+  /**
+   * The worker is about to leave the registry: each gateway then ends the streams it handed to this worker
+   * with MIG_UNAVAILABLE, so they publish nothing more from here (their cancel at the runtime's stop
+   * included): one terminal frame, the gateway's.
+   */
+  const leaving = () => {
+    for (const entry of live.values()) entry.mute?.();
+  };
+  return { subscriptions, leaving };
 }
 
 function endOf(err: unknown): ToGateway {

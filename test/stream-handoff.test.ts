@@ -78,7 +78,14 @@ async function consume(capability: string, payload: unknown, options: { deadline
   if (options.deadlineMs) header.deadline_ms = options.deadlineMs;
   const answer = (await natsRequest(nc, "mig.v0_1.acme.control.stream", { header, capability, payload, stream_id: streamId, stream_preference: options.mode ?? "server_stream" })).body;
   if (!answer.error && options.grant !== false) nc.publish(inbound, JSON.stringify({ kind: "control", payload: { action: "credit", credit: batch } }));
-  return { streamId, messageId, subject, inbound, frames, answer, done: done.finally(() => sub.unsubscribe()), send: (f: unknown) => nc.publish(inbound, typeof f === "string" ? f : JSON.stringify(f)) };
+  // The subscription stays: a second terminal frame would land in `frames` too (closed with the connection).
+  void sub;
+  /** Once the gateway has forgotten the stream, the worker has published all it will: its `{end}` follows its terminal frame. */
+  const settled = async (gone: () => boolean = () => !gateway.runtime.streams.has(messageId)) => {
+    await waitFor("the stream to be over everywhere", gone);
+    await nc.flush();
+  };
+  return { streamId, messageId, subject, inbound, frames, answer, done, settled, send: (f: unknown) => nc.publish(inbound, typeof f === "string" ? f : JSON.stringify(f)) };
 }
 
 describe("a NATS stream of a worker-served capability", () => {
@@ -96,6 +103,7 @@ describe("a NATS stream of a worker-served capability", () => {
     expect(atGateway).not.toBeInstanceOf(StreamSession);
     expect(data(s.frames).every((f, i) => f.payload.i === i)).toBe(true);
     expect(data(s.frames)).toHaveLength(5_000);
+    await s.settled();
     expect(terminals(s.frames)).toEqual([expect.objectContaining({ kind: "response", payload: { frames: 5_000 }, stream_id: s.streamId, capability: "remote.stream.count" })]);
     expect((atWorker as StreamSession).highWater).toBeLessThanOrEqual(17);
     expect(new Set(s.frames.map((f) => JSON.stringify(f.header))).size).toBe(1);
@@ -109,6 +117,7 @@ describe("a NATS stream of a worker-served capability", () => {
     const ack = await natsRequest(nc, `mig.v0_1.acme.control.cancel.${s.messageId}`, { reason: "enough" });
     expect(ack.body).toMatchObject({ target_message_id: s.messageId, accepted: true, status: "cancelled" });
     await s.done;
+    await s.settled();
     expect(terminals(s.frames)).toHaveLength(1);
     expect(s.frames.at(-1)).toMatchObject({ kind: "control", end_stream: true, payload: { status: "cancelled", reason: "enough" } });
     await waitFor("the worker's provider to be aborted", () => aborted(s.messageId));
@@ -126,6 +135,7 @@ describe("a NATS stream of a worker-served capability", () => {
       const ack = await other.post(`/mig/v0.1/cancel/${s.messageId}`, { header: { tenant_id: "acme" }, reason: "from elsewhere" });
       expect(ack.body).toMatchObject({ target_message_id: s.messageId, accepted: true, status: "cancelled" });
       await s.done;
+      await s.settled();
       expect(terminals(s.frames)).toEqual([expect.objectContaining({ kind: "control", payload: expect.objectContaining({ status: "cancelled" }) })]);
       await waitFor("the worker's provider to be aborted", () => aborted(s.messageId));
     } finally {
@@ -138,6 +148,7 @@ describe("a NATS stream of a worker-served capability", () => {
     await waitFor("frames", () => s.frames.length >= 20);
     s.send({ kind: "control", payload: { action: "cancel", reason: "stop" } });
     await s.done;
+    await s.settled();
     expect(terminals(s.frames)).toEqual([expect.objectContaining({ kind: "control", payload: expect.objectContaining({ status: "cancelled", reason: "stop" }) })]);
     await waitFor("the worker's provider to be aborted", () => aborted(s.messageId));
   });
@@ -145,6 +156,7 @@ describe("a NATS stream of a worker-served capability", () => {
   it("a deadline ends the never-ending stream with one MIG_TIMEOUT terminal frame", async () => {
     const s = await consume("remote.stream.forever", {}, { deadlineMs: 400 });
     await s.done;
+    await s.settled();
     expect(terminals(s.frames)).toEqual([expect.objectContaining({ kind: "error", error: expect.objectContaining({ code: "MIG_TIMEOUT" }) })]);
     await waitFor("the worker's provider to be aborted", () => aborted(s.messageId));
     expect(aborted(s.messageId)).toContain("MIG_TIMEOUT");
@@ -156,6 +168,7 @@ describe("a NATS stream of a worker-served capability", () => {
     s.send({ kind: "request", end_stream: true });
     await s.done;
     expect(data(s.frames).map((f) => f.payload.echo.i)).toEqual(Array.from({ length: 300 }, (_, i) => i));
+    await s.settled();
     expect(terminals(s.frames)).toEqual([expect.objectContaining({ kind: "response", payload: { received: 300 } })]);
   });
 
@@ -169,6 +182,7 @@ describe("a NATS stream of a worker-served capability", () => {
     await waitFor("frames", () => s.frames.length >= 5);
     s.send(input);
     await s.done;
+    await s.settled();
     expect(terminals(s.frames)).toEqual([expect.objectContaining({ kind: "error", error: expect.objectContaining({ code }) })]);
     await waitFor("the worker's provider to be aborted", () => aborted(s.messageId));
   });
@@ -182,6 +196,7 @@ describe("a NATS stream of a worker-served capability", () => {
     expect(bidiToServer.answer.error).toMatchObject({ code: "MIG_UNSUPPORTED_CAPABILITY" });
     running.send({ kind: "control", payload: { action: "cancel" } });
     await running.done;
+    await running.settled();
     expect(terminals(running.frames)).toHaveLength(1);
   });
 });
@@ -202,6 +217,7 @@ describe("a gateway that stops", () => {
       await other.stop();
       stopped = true;
       await s.done;
+      await s.settled(() => !workerRuntime.streams.has(s.messageId));
       expect(terminals(s.frames)).toEqual([expect.objectContaining({ kind: "control", payload: expect.objectContaining({ status: "cancelled", reason: "the runtime is shutting down" }) })]);
       await waitFor("the worker's provider to be aborted", () => aborted(s.messageId));
     } finally {
@@ -268,6 +284,7 @@ describe("the hand-off protocol, spoken by a provider on plain NATS (provider-pr
     const s = await consume("plain.ticks", {});
     await s.done;
     expect(s.frames.map((f) => f.payload)).toEqual([{ tick: 0 }, { tick: 1 }, { tick: 2 }, { ticks: 3 }]);
+    await s.settled();
     expect(terminals(s.frames)).toHaveLength(1);
     await waitFor("the gateway to forget the stream", () => !gateway.runtime.streams.has(s.messageId));
   });
@@ -292,21 +309,48 @@ describe("the hand-off protocol, spoken by a provider on plain NATS (provider-pr
   });
 });
 
-describe("a handed-off stream whose `mig worker` process dies", () => {
-  it("ends with one MIG_UNAVAILABLE (retryable) terminal frame from the gateway, long before its deadline", async () => {
-    await host.stop(); // only the process serves now
+describe("a handed-off stream whose `mig worker` process leaves", () => {
+  const startWorker = async () => {
+    const worker = startMig(["worker", "test/fixtures/stream-provider.ts"], { MIG_NATS_URL: gateway.runtime.natsUrl, MIG_PROVIDER_HEARTBEAT_MS: "500", STREAM_LOG: log });
+    await worker.waitForLog("worker serving");
+    await waitFor("the gateway to route to the process", () => gateway.runtime.capabilities.get("remote.stream.forever")?.handOff);
+    return worker;
+  };
+  beforeAll(async () => {
+    await host.stop(); // only a process serves now
     await workerRuntime.stop();
     await waitFor("the gateway to see the in-process worker leave", () => !gateway.runtime.capabilities.get("remote.stream.forever"));
-    const worker = startMig(["worker", "test/fixtures/stream-provider.ts"], { MIG_NATS_URL: gateway.runtime.natsUrl, MIG_PROVIDER_HEARTBEAT_MS: "500", STREAM_LOG: log });
+  });
+
+  it("stopping (SIGTERM): one MIG_UNAVAILABLE (retryable) terminal frame, the gateway's, and nothing from the worker after it", async () => {
+    const worker = await startWorker();
     try {
-      await worker.waitForLog("worker serving");
-      await waitFor("the gateway to route to the process", () => gateway.runtime.capabilities.get("remote.stream.forever")?.handOff);
+      const s = await consume("remote.stream.forever", {}, { deadlineMs: 600_000 });
+      await waitFor("frames from the worker", () => s.frames.length > 10);
+      await worker.stop("SIGTERM");
+      await s.done;
+      expect(s.frames.at(-1)).toMatchObject({ kind: "error", end_stream: true, stream_id: s.streamId, error: { code: "MIG_UNAVAILABLE", retryable: true } });
+      await waitFor("the gateway to forget the stream", () => !gateway.runtime.streams.has(s.messageId));
+      // The worker's own cancel at its runtime's stop went nowhere; the gateway's frame stays the only terminal one.
+      await waitFor("the worker's provider to be aborted", () => aborted(s.messageId));
+      await nc.flush();
+      await s.settled();
+      expect(terminals(s.frames)).toHaveLength(1);
+    } finally {
+      await worker.stop();
+    }
+  }, 30_000);
+
+  it("dying (SIGKILL): one MIG_UNAVAILABLE (retryable) terminal frame from the gateway, long before its deadline", async () => {
+    const worker = await startWorker();
+    try {
       const s = await consume("remote.stream.forever", {}, { deadlineMs: 600_000 });
       await waitFor("frames from the worker", () => s.frames.length > 10);
       await worker.stop("SIGKILL");
       await s.done;
       expect(s.frames.at(-1)).toMatchObject({ kind: "error", end_stream: true, stream_id: s.streamId, error: { code: "MIG_UNAVAILABLE", retryable: true } });
       await waitFor("the gateway to forget the stream", () => !gateway.runtime.streams.has(s.messageId));
+      await s.settled();
       expect(terminals(s.frames)).toHaveLength(1);
     } finally {
       await worker.stop();
