@@ -42,7 +42,15 @@ export type StreamEvent =
   | { type: "PROVIDER_DONE" }
   | { type: "DRAINED" }
   | { type: "FAIL"; error: MigError }
-  | { type: "CANCEL"; reason: string };
+  | { type: "CANCEL"; reason: string; error: MigError };
+
+/** The error a cancelled stream ends with (its provider's signal reason): made by the session, which aborts first. */
+export function cancelError(reason: string): MigError {
+  return new MigError("MIG_TIMEOUT", `the stream was cancelled${reason ? `: ${reason}` : ""}`, {
+    retryable: false,
+    details: { cancelled: true, reason },
+  });
+}
 
 function backpressure(context: StreamInput, what: string): MigError {
   return new MigError("MIG_BACKPRESSURE", `the consumer ${what} for ${context.stallMs} ms; the stream was ended`, {
@@ -72,12 +80,7 @@ export const streamMachine = setup({
     endStalled: ({ context }) => context.finish({ state: "failed", error: backpressure(context, "read nothing") }),
     endUndelivered: ({ context }) => context.finish({ state: "failed", error: backpressure(context, "did not take the last frames") }),
     endCancelled: ({ context, event }) => {
-      const reason = event.type === "CANCEL" ? event.reason : "";
-      const error = new MigError("MIG_TIMEOUT", `the stream was cancelled${reason ? `: ${reason}` : ""}`, {
-        retryable: false,
-        details: { cancelled: true, reason },
-      });
-      context.finish({ state: "cancelled", reason, error });
+      if (event.type === "CANCEL") context.finish({ state: "cancelled", reason: event.reason, error: event.error });
     },
     endTimedOut: ({ context }) => {
       const error = new MigError("MIG_TIMEOUT", `the stream exceeded its deadline of ${context.deadlineMs} ms`, {

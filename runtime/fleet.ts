@@ -24,6 +24,7 @@ import { DirectWatch } from "./direct-watch.ts";
 import { MicroAttach } from "./micro-attach.ts";
 import { RemoteDispatcher } from "./remote-dispatch.ts";
 import { remoteStreamHandler, remoteStreamsProviderGone } from "./remote-stream.ts";
+import { handedOffStreamsProviderGone, streamHandOff } from "./stream-handoff.ts";
 import type { RequestContext } from "./core.ts";
 import type { CancelStatus, CapabilityDescriptor, JsonObject } from "./types.ts";
 import type { UnaryHandler } from "./provider.ts";
@@ -142,6 +143,7 @@ export class Fleet {
     this.dispatcher.providerGone(providerId);
     this.directWatch.providerGone(providerId);
     remoteStreamsProviderGone(this.runtime, providerId);
+    handedOffStreamsProviderGone(this.runtime, providerId);
     this.refresh();
   }
 
@@ -200,6 +202,8 @@ export class Fleet {
         handler: capability.handler ?? this.dispatcher.handlerFor(capability.descriptor),
         // Workers stream too (runtime/remote-stream.ts); a micro service is unary only.
         stream: capability.handler ? undefined : remoteStreamHandler(this.runtime, capability.descriptor),
+        // NATS-bound streams skip the relay: the worker publishes their frames itself (runtime/stream-handoff.ts).
+        handOff: capability.handler ? undefined : streamHandOff(this.runtime, capability.descriptor),
       });
     }
   }

@@ -1,6 +1,7 @@
 // The capability registry: which capabilities this runtime can serve, and how to reach each one.
 import { MigError } from "./errors.ts";
 import type { CapabilityDefinition, StreamHandler, UnaryHandler } from "./provider.ts";
+import type { AcceptedStream } from "./stream.ts";
 import type { SchemaRegistry } from "./schema-registry.ts";
 import type { CapabilityDescriptor } from "./types.ts";
 
@@ -9,6 +10,12 @@ export interface RegisteredCapability {
   handler: UnaryHandler;
   /** Serves server_stream and bidi_stream; absent when the provider only answers unary. */
   stream?: StreamHandler | undefined;
+  /**
+   * For a stream whose frames go out on bus subjects (the NATS binding): runs the whole stream in the
+   * worker that serves the capability, which publishes its frames itself (runtime/stream-handoff.ts).
+   * Resolves once the worker has taken it. Absent for capabilities this process hosts.
+   */
+  handOff?: ((stream: AcceptedStream) => Promise<void>) | undefined;
 }
 
 const NONE: readonly CapabilityDescriptor[] = [];

@@ -16,6 +16,7 @@ import { MigError, type MigErrorBody } from "./errors.ts";
 import { decode, encode, INTERNAL_PREFIX, PROTOCOL_VERSION, principalFromWire, principalOnWire, readWorkRequest, WORK_QUEUE, type WorkRequest } from "./provider-protocol.ts";
 import type { MigRuntime } from "./runtime.ts";
 import type { CapabilityDefinition, StreamContext, StreamHandler } from "./provider.ts";
+import { openOnSubjects } from "../bindings/nats/stream.ts";
 import { EMITTED, type FrameSink, type StreamMode, type StreamSession } from "./stream.ts";
 import type { CapabilityDescriptor, JsonObject } from "./types.ts";
 
@@ -24,16 +25,18 @@ export const streamOpenSubject = (capability: string) => `${INTERNAL_PREFIX}.str
 /** What a gateway sends to open a stream: a work request plus the mode. */
 export interface StreamOpen extends WorkRequest {
   mode: StreamMode;
+  /** Set when the gateway hands the stream off (runtime/stream-handoff.ts): the stream id of its public NATS subjects. */
+  nats_stream_id?: string;
 }
 
 type ToGateway =
-  | { open: string; control: string; window: number }
+  | { open: string; control: string; window: number; nats?: true }
   | { frame: JsonObject }
   | { frames: JsonObject[] }
   | { end: true; ok: true; payload: JsonObject }
   | { end: true; ok: false; error: MigErrorBody };
 
-type ToWorker = { credit: number } | { input: JsonObject } | { input_end: true } | { cancel: string };
+type ToWorker = { credit: number } | { input: JsonObject } | { input_end: true } | { cancel: string; silent?: boolean };
 
 const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
 
@@ -256,6 +259,8 @@ class RemoteStream {
 
 interface WorkerStream {
   session: StreamSession | undefined;
+  /** A handed-off stream's sink: silenced when the gateway has ended the stream for the caller itself. */
+  mute?: () => void;
   /** `written` callbacks of frames the gateway has not credited yet, oldest first. */
   uncredited: (() => void)[];
 }
@@ -264,7 +269,7 @@ interface WorkerStream {
  * Takes stream work for every definition with a stream handler: subscribes `_MIG.stream.<id>` in the
  * workers' queue group and one control subject for credits, caller frames and cancels.
  */
-export function serveRemoteStreams(runtime: MigRuntime, definitions: CapabilityDefinition[], providerId: string): Subscription[] {
+export function serveRemoteStreams(runtime: MigRuntime, definitions: CapabilityDefinition[], providerId: string): { subscriptions: Subscription[]; leaving: () => void } {
   const { nc } = runtime.bus;
   const prefix = `${INTERNAL_PREFIX}.swk.${nuid.next()}`;
   const live = new Map<string, WorkerStream>();
@@ -313,13 +318,30 @@ export function serveRemoteStreams(runtime: MigRuntime, definitions: CapabilityD
       return;
     }
     live.set(token, entry);
+    const body = { header: { ...request.header, deadline_ms: remaining }, capability: request.capability, payload: request.payload, stream_preference: request.mode };
+    const context = { principal: principalFromWire(request.principal), binding: "nats" as const };
+    if (request.nats_stream_id !== undefined) {
+      // Handed off: this process publishes the frames on the public subjects and reads the caller's itself.
+      // The caller sees these frames as they are, so they carry its header (the deadline counts from deadline_at).
+      try {
+        const { session, sink: onSubjects } = openOnSubjects(runtime, { ...body, header: request.header }, context, String(request.nats_stream_id), remaining);
+        entry.session = session;
+        entry.mute = () => onSubjects.mute();
+        // Sent after subscribing to the inbound subject: the caller, answered on this, may grant credit at once.
+        reply({ open: providerId, control, window: runtime.config.streamWindow, nats: true });
+        void session.ended.then((end) => {
+          live.delete(token);
+          reply(end.state === "completed" ? { end: true, ok: true, payload: {} } : { end: true, ok: false, error: end.error.toJSON() });
+        });
+      } catch (err) {
+        live.delete(token);
+        reply(endOf(err));
+      }
+      return;
+    }
     reply({ open: providerId, control, window: runtime.config.streamWindow });
     try {
-      entry.session = runtime.openStream(
-        { header: { ...request.header, deadline_ms: remaining }, capability: request.capability, payload: request.payload, stream_preference: request.mode },
-        { principal: principalFromWire(request.principal), binding: "nats" },
-        { sink, clientFrames: request.mode === "bidi_stream", authorized: true },
-      );
+      entry.session = runtime.openStream(body, context, { sink, clientFrames: request.mode === "bidi_stream", authorized: true });
     } catch (err) {
       live.delete(token);
       reply(endOf(err));
@@ -342,7 +364,10 @@ export function serveRemoteStreams(runtime: MigRuntime, definitions: CapabilityD
         for (let i = 0; i < message.credit && entry.uncredited.length > 0; i++) entry.uncredited.shift()!();
       } else if (isObject(message.input)) session.receive(message.input, false);
       else if (message.input_end === true) session.receive(undefined, true);
-      else if (typeof message.cancel === "string") session.cancel(message.cancel);
+      else if (typeof message.cancel === "string") {
+        if (message.silent === true) entry.mute?.();
+        session.cancel(message.cancel);
+      }
     } catch {
       // A frame for a stream that just ended: nothing to do.
     }
@@ -355,7 +380,15 @@ export function serveRemoteStreams(runtime: MigRuntime, definitions: CapabilityD
       nc.subscribe(streamOpenSubject(definition.descriptor.id), { queue: WORK_QUEUE, callback: (err, msg) => (err ? undefined : onOpen(msg)) }),
     );
   }
-  return subscriptions;
+  /**
+   * The worker is about to leave the registry: each gateway then ends the streams it handed to this worker
+   * with MIG_UNAVAILABLE, so they publish nothing more from here (their cancel at the runtime's stop
+   * included): one terminal frame, the gateway's.
+   */
+  const leaving = () => {
+    for (const entry of live.values()) entry.mute?.();
+  };
+  return { subscriptions, leaving };
 }
 
 function endOf(err: unknown): ToGateway {

@@ -15,7 +15,7 @@ import { heartbeat } from "./heartbeat.ts";
 import { hello } from "./hello.ts";
 import { IDEMPOTENCY_BUCKET, IdempotencyStore } from "./idempotency.ts";
 import { invoke } from "./invoke.ts";
-import { openStream, type OpenStreamOptions, type StreamSession } from "./stream.ts";
+import { acceptStream, openStream, startSession, type OpenStreamOptions, type StreamSession } from "./stream.ts";
 import { LoadGauge } from "./load.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { Metrics } from "./metrics.ts";
@@ -29,7 +29,7 @@ import { Supervisor } from "./supervisor.ts";
 import type { RuntimeConfig } from "./config.ts";
 import type { Principal } from "./principal.ts";
 import type { CapabilityDefinition } from "./provider.ts";
-import type { CancelAck, DiscoverResponse, HeartbeatAck, HelloResponse, InvokeResponse } from "./types.ts";
+import type { CancelAck, DiscoverResponse, HeartbeatAck, HelloResponse, InvokeResponse, MessageHeader } from "./types.ts";
 
 /** What guard() needs to audit an operation: the body (whose header acceptHeader normalized) and the request. */
 export interface AuditedRequest {
@@ -253,6 +253,28 @@ export class MigRuntime implements RuntimeCore {
       const session = openStream(this, body, request, options);
       if (this.audit && !options.authorized) this.audit.record(operationRecord(this.serverId, "stream", body, request, target, undefined));
       return session;
+    } catch (err) {
+      const error = this.counted("stream", err);
+      if (this.audit && !options.authorized) this.audit.record(operationRecord(this.serverId, "stream", body, request, target, error));
+      throw error;
+    }
+  }
+
+  /**
+   * Starts a stream whose frames go out on bus subjects named by its stream id (the NATS binding). A
+   * capability that a worker serves is handed off: checked here like any stream, then run whole by the
+   * worker, which publishes the frames and reads the caller's subject itself (runtime/stream-handoff.ts);
+   * `session` is then undefined. Otherwise it runs here, as openStream does.
+   */
+  async openBusStream(body: unknown, request: RequestContext, options: OpenStreamOptions): Promise<{ header: MessageHeader; capability: string; session?: StreamSession }> {
+    const target = options.capability ?? (typeof (body as { capability?: unknown })?.capability === "string" ? (body as { capability: string }).capability : undefined);
+    try {
+      const accepted = acceptStream(this, body, request, options);
+      let session: StreamSession | undefined;
+      if (accepted.entry.handOff) await accepted.entry.handOff(accepted);
+      else session = startSession(this, accepted, options);
+      if (this.audit && !options.authorized) this.audit.record(operationRecord(this.serverId, "stream", body, request, target, undefined));
+      return { header: accepted.header, capability: accepted.entry.descriptor.id, session };
     } catch (err) {
       const error = this.counted("stream", err);
       if (this.audit && !options.authorized) this.audit.record(operationRecord(this.serverId, "stream", body, request, target, error));

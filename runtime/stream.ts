@@ -1,5 +1,5 @@
 // Streaming INVOKE: validates a stream request, runs one stream actor, and carries frames with credit-based flow control.
-import { streamMachine, type StreamEnd } from "../actors/stream.ts";
+import { cancelError, streamMachine, type StreamEnd } from "../actors/stream.ts";
 import { MigError } from "./errors.ts";
 import { FrameQueue } from "./frame-queue.ts";
 import { checkOutput, checkPayloadSize, providerError } from "./invoke.ts";
@@ -35,6 +35,11 @@ export interface OpenStreamOptions {
   /** Set by a worker for a stream its gateway already authorized (policy, quota and audit happened there). */
   authorized?: boolean | undefined;
   /**
+   * The time the stream has left, when less than its header's `deadline_ms` (a worker taking a stream
+   * later than its caller sent it); the frames keep the caller's header.
+   */
+  deadlineMs?: number | undefined;
+  /**
    * Called with true when the caller's frames pile up (a window's worth unread by the provider) and
    * with false once the provider has read them all: a binding stops and resumes reading its socket.
    */
@@ -48,8 +53,25 @@ interface FrameText {
   streamId?: string;
   capability?: string;
   dataPrefix?: string;
+  dataPrefixBytes?: Uint8Array | undefined;
 }
 const frameText = new WeakMap<MessageHeader, FrameText>();
+
+const isDataFrame = (frame: StreamFrame): boolean =>
+  frame.kind === "response" && frame.end_stream === false && frame.payload !== undefined && frame.error === undefined;
+
+/** The text made once per stream for `frame`'s header, with the data-frame prefix of its stream id and capability. */
+function textOf(frame: StreamFrame): FrameText {
+  let text = frameText.get(frame.header);
+  if (text === undefined) frameText.set(frame.header, (text = { header: JSON.stringify(frame.header) }));
+  if (isDataFrame(frame) && (text.streamId !== frame.stream_id || text.capability !== frame.capability)) {
+    text.streamId = frame.stream_id;
+    text.capability = frame.capability;
+    text.dataPrefix = `{"header":${text.header},"stream_id":${JSON.stringify(frame.stream_id)},"capability":${JSON.stringify(frame.capability)},"kind":"response","end_stream":false,"payload":`;
+    text.dataPrefixBytes = undefined;
+  }
+  return text;
+}
 
 /**
  * A frame as JSON text, for sinks. Every frame of a stream carries the same header object, so its
@@ -57,20 +79,35 @@ const frameText = new WeakMap<MessageHeader, FrameText>();
  * a data frame differs from the stream's previous one only in its payload, so only that is encoded.
  */
 export function encodeFrame(frame: StreamFrame): string {
-  let text = frameText.get(frame.header);
-  if (text === undefined) frameText.set(frame.header, (text = { header: JSON.stringify(frame.header) }));
-  if (frame.kind === "response" && frame.end_stream === false && frame.payload !== undefined && frame.error === undefined) {
-    if (text.streamId !== frame.stream_id || text.capability !== frame.capability) {
-      text.streamId = frame.stream_id;
-      text.capability = frame.capability;
-      text.dataPrefix = `{"header":${text.header},"stream_id":${JSON.stringify(frame.stream_id)},"capability":${JSON.stringify(frame.capability)},"kind":"response","end_stream":false,"payload":`;
-    }
-    return `${text.dataPrefix}${JSON.stringify(frame.payload)}}`;
-  }
+  const text = textOf(frame);
+  if (isDataFrame(frame)) return `${text.dataPrefix}${JSON.stringify(frame.payload)}}`;
   const { header: _header, ...rest } = frame;
   const body = JSON.stringify(rest);
   return body === "{}" ? `{"header":${text.header}}` : `{"header":${text.header},${body.slice(1)}`;
 }
+
+const utf8 = new TextEncoder();
+const CLOSE_BRACE = 0x7d;
+
+/**
+ * The same frame as UTF-8 bytes, for sinks that publish bytes (NATS). A data frame's prefix is encoded
+ * once per stream and copied; only the payload's JSON is encoded per frame, straight into the frame's
+ * buffer (the prefix is most of a small frame: encoding it per frame was the NATS sink's largest cost after writes).
+ */
+export function encodeFrameBytes(frame: StreamFrame): Uint8Array {
+  if (!isDataFrame(frame)) return utf8.encode(encodeFrame(frame));
+  const text = textOf(frame);
+  const prefix = (text.dataPrefixBytes ??= utf8.encode(text.dataPrefix!));
+  const payload = JSON.stringify(frame.payload);
+  // At most 3 bytes per UTF-16 unit; subarray cuts the unused tail off without a copy. allocUnsafe takes
+  // small buffers from Node's shared pool instead of making (and zeroing) an ArrayBuffer per frame.
+  const out = Buffer.allocUnsafe(prefix.length + payload.length * 3 + 1);
+  out.set(prefix);
+  const { written } = utf8.encodeInto(payload, out.subarray(prefix.length));
+  out[prefix.length + written] = CLOSE_BRACE;
+  return out.subarray(0, prefix.length + written + 1);
+}
+
 /**
  * What emit() returns when the frame went out at once. A relay that emits many frames (runtime/remote-stream.ts)
  * goes on without awaiting it, so that its frames are published in one turn and leave in one socket write.
@@ -86,12 +123,21 @@ export function checkStreamId(value: unknown): string {
   return value;
 }
 
+/** A stream request that passed every check (validation, policy): what opening or handing it off needs. */
+export interface AcceptedStream {
+  header: MessageHeader;
+  entry: RegisteredCapability;
+  principal: Principal;
+  mode: StreamMode;
+  payload: JsonObject;
+  streamId: string;
+}
+
 /**
- * Opens a stream from an InvokeRequest-shaped body (a WebSocket request frame, an SSE invoke):
- * validates it like a unary INVOKE, then starts its actor and its provider. Synchronous on purpose,
- * so a binding can route the caller's next frame to the stream before any other I/O happens.
+ * Checks a stream request from an InvokeRequest-shaped body (a WebSocket request frame, an SSE invoke)
+ * like a unary INVOKE: names, capability, mode, policy, payload schema. Throws the MigError to answer.
  */
-export function openStream(core: RuntimeCore, body: unknown, request: RequestContext, options: OpenStreamOptions): StreamSession {
+export function acceptStream(core: RuntimeCore, body: unknown, request: RequestContext, options: Omit<OpenStreamOptions, "sink">): AcceptedStream {
   const { raw, header } = acceptRequest(core, body, request);
   const id = agreeing(options.capability, optionalStringField(raw, "capability", 200), "capability");
   if (id === undefined) throw new MigError("MIG_INVALID_REQUEST", "capability is required: name it in the frame or in the path");
@@ -119,7 +165,21 @@ export function openStream(core: RuntimeCore, body: unknown, request: RequestCon
   if (core.inflight.has(header.message_id) || core.streams.has(header.message_id)) {
     throw new MigError("MIG_INVALID_REQUEST", `message_id ${header.message_id} is already in flight; give every invocation its own UUID`);
   }
-  const session = new StreamSession(core, entry, header, request.principal, mode, streamId, options.sink, options.inboundPressure);
+  return { header, entry, principal: request.principal, mode, payload, streamId };
+}
+
+/**
+ * Opens a stream: checks it (acceptStream), then starts its actor and its provider. Synchronous on
+ * purpose, so a binding can route the caller's next frame to the stream before any other I/O happens.
+ */
+export function openStream(core: RuntimeCore, body: unknown, request: RequestContext, options: OpenStreamOptions): StreamSession {
+  return startSession(core, acceptStream(core, body, request, options), options);
+}
+
+/** Starts the actor and the provider of an accepted stream, its frames going to `options.sink`. */
+export function startSession(core: RuntimeCore, accepted: AcceptedStream, options: OpenStreamOptions): StreamSession {
+  const { entry, header, principal, mode, streamId, payload } = accepted;
+  const session = new StreamSession(core, entry, header, principal, mode, streamId, options.sink, options.inboundPressure, options.deadlineMs);
   session.start(payload);
   return session;
 }
@@ -210,6 +270,7 @@ export class StreamSession {
     readonly streamId: string,
     private readonly sink: FrameSink,
     private readonly inboundPressure?: ((full: boolean) => void) | undefined,
+    private readonly deadlineMs: number = header.deadline_ms,
   ) {
     this.messageId = header.message_id;
     this.tenant = header.tenant_id;
@@ -236,7 +297,7 @@ export class StreamSession {
       "stream",
       streamMachine,
       {
-        deadlineMs: this.header.deadline_ms,
+        deadlineMs: this.deadlineMs,
         stallMs: core.config.streamStallMs,
         sinceCredit: () => performance.now() - this.lastCredit,
         finish: (end) => this.finish(end),
@@ -443,7 +504,12 @@ export class StreamSession {
   // ── ending ─────────────────────────────────────────────────────────────────────────────────────
 
   cancel(reason: string): void {
-    this.actor.send({ type: "CANCEL", reason });
+    if (this.end) return;
+    const error = cancelError(reason);
+    // The provider hears of it before the actor's transition runs (and any GC that transition's
+    // allocations set off): the actor still decides the one terminal frame, and finish() aborts no twice.
+    this.controller.abort(error);
+    this.actor.send({ type: "CANCEL", reason, error });
   }
 
   fail(error: MigError): void {

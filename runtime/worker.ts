@@ -66,6 +66,8 @@ export class WorkerHost {
   private readonly concurrency: number;
   private readonly direct: boolean;
   private directLane: DirectLane | undefined;
+  /** Silences the streams gateways handed to this worker: on its leave, the gateways end them. */
+  private leavingStreams: (() => void) | undefined;
   /** The instant named in the registration from which the direct lane answers (docs/bindings/provider-protocol.md §9). */
   private directFrom: number | undefined;
 
@@ -96,7 +98,9 @@ export class WorkerHost {
       if (!this.runtime.capabilities.hasLocal(definition.descriptor.id)) this.runtime.capabilities.add(definition);
     }
     this.subscriptions.push(nc.subscribe(CANCEL_WILDCARD, { callback: (err, msg) => (err ? undefined : this.onCancel(msg)) }));
-    this.subscriptions.push(...serveRemoteStreams(this.runtime, this.definitions, this.providerId));
+    const streams = serveRemoteStreams(this.runtime, this.definitions, this.providerId);
+    this.subscriptions.push(...streams.subscriptions);
+    this.leavingStreams = streams.leaving;
 
     const queued = this.definitions.filter((d) => usesWorkQueue(d.descriptor));
     if (queued.length > 0) {
@@ -265,6 +269,7 @@ export class WorkerHost {
     // The direct lane first: while gateways still leave its invokes to this worker, another direct worker
     // of the capability takes them (or, if none, they go unanswered until the leave below is heard: ms).
     await this.directLane?.close();
+    this.leavingStreams?.();
     this.runtime.bus.nc.publish(leaveSubject(this.providerId), "");
     await this.runtime.bus.nc.flush().catch(() => undefined);
     for (const sub of this.subscriptions) await sub.drain().catch(() => undefined);

@@ -126,6 +126,22 @@ describe("nats-server.secure.conf", () => {
     expect(await refusedPublish(provider, "_MIG.swk.abc.1"), "credits are the gateway's to send").toBe(true);
   });
 
+  it("a provider may run a handed-off NATS stream: publish its frames, read its caller's inbound subject, and no more", async () => {
+    const provider = await client("provider", PASSWORDS.MIG_NATS_PROVIDER_PASSWORD, "_INBOX_provider");
+    expect(await refusedPublish(provider, "mig.v0_1.acme.stream.s-1")).toBe(false);
+    expect(await refusedSubscribe(provider, "mig.v0_1.acme.stream.s-1.in")).toBe(false);
+    // Not the caller's side: credits and cancels on the inbound subject, nor reading other streams' frames.
+    expect(await refusedPublish(provider, "mig.v0_1.acme.stream.s-1.in")).toBe(true);
+    expect(await refusedSubscribe(provider, "mig.v0_1.acme.stream.s-2")).toBe(true);
+    expect(await refusedPublish(provider, "mig.v0_1.acme.control.stream")).toBe(true);
+  });
+
+  it("a tenant client reads its own tenant's stream frames, not another's", async () => {
+    const acme = await client("acme", PASSWORDS.MIG_NATS_TENANT_ACME_PASSWORD, "_INBOX_acme");
+    expect(await refusedSubscribe(acme, "mig.v0_1.acme.stream.s-1")).toBe(false);
+    expect(await refusedSubscribe(acme, "mig.v0_1.globex.stream.s-1")).toBe(true);
+  });
+
   it("a provider answers exactly the work it received (allow_responses)", async () => {
     const provider = await client("provider", PASSWORDS.MIG_NATS_PROVIDER_PASSWORD, "_INBOX_provider");
     provider.nc.subscribe("_MIG.work.test.echo", { callback: (_err, msg) => void msg.respond(msg.data) });

@@ -160,6 +160,15 @@ describe("streams over NATS", () => {
     expect(s.frames.at(-1)).toMatchObject({ kind: "response", payload: { received: 50 } });
   });
 
+  it("payloads beyond ASCII arrive intact (frames are encoded to UTF-8 bytes by the sink itself)", async () => {
+    const texts = ["héllo", "✓ done", "🚀 emoji, a surrogate pair", "\u0000 and \"quotes\"", "日本語"];
+    const s = await consume("test.stream.echo", {});
+    for (const text of texts) s.send({ kind: "request", payload: { text } });
+    s.send({ kind: "request", end_stream: true });
+    await s.done;
+    expect(data(s.frames).map((f) => f.payload.echo.text)).toEqual(texts);
+  });
+
   it("a refused start is an error envelope: unary-only capability, bad stream_id", async () => {
     const a = await natsRequest(nc, "mig.v0_1.acme.control.stream", { header: { tenant_id: "acme" }, capability: "test.unary.only", payload: {} });
     expect(a.body.error.code).toBe("MIG_UNSUPPORTED_CAPABILITY");

@@ -5,8 +5,9 @@ import { errorEnvelope } from "../../runtime/envelope.ts";
 import { MigError, toMigError } from "../../runtime/errors.ts";
 import { checkTenant } from "../../runtime/names.ts";
 import { replySubjectAllowed } from "../../runtime/policy.ts";
-import { checkStreamId, encodeFrame, type FrameSink, type StreamSession } from "../../runtime/stream.ts";
+import { checkStreamId, encodeFrameBytes, type FrameSink, type StreamSession } from "../../runtime/stream.ts";
 import type { Authenticator } from "../../runtime/auth.ts";
+import type { RequestContext } from "../../runtime/core.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
 import type { StreamFrame } from "../../runtime/types.ts";
 import { SUBJECT_ROOT } from "./subjects.ts";
@@ -19,7 +20,7 @@ export const streamInboundSubject = (tenant: string, streamId: string) => `${str
 
 const decoder = new TextDecoder();
 
-/** Serves STREAM_START_SUBJECT in the runtimes' queue group; each stream then lives on the gateway that started it. */
+/** Serves STREAM_START_SUBJECT in the runtimes' queue group; a stream then lives on the gateway that started it, or in the worker it was handed to. */
 export function serveNatsStreams(runtime: MigRuntime, authenticator: Authenticator, queue: string): Subscription {
   const { nc } = runtime.bus;
   const limit = runtime.config.maxBodyBytes;
@@ -40,17 +41,15 @@ export function serveNatsStreams(runtime: MigRuntime, authenticator: Authenticat
         operation: "stream",
       });
       const streamId = raw.stream_id === undefined || raw.stream_id === "" ? `stream-${randomUUID()}` : checkStreamId(raw.stream_id);
-      const subject = streamSubject(tenant, streamId);
-      const sink = new CreditSink(nc, subject);
-      const session: StreamSession = runtime.openStream(body, { principal, tenant, binding: "nats", bodyBytes: msg.data.length }, {
+      const sink = new CreditSink(nc, streamSubject(tenant, streamId));
+      // A worker-served capability is handed off: the worker publishes the frames and reads the inbound subject.
+      const { header, capability, session } = await runtime.openBusStream(body, { principal, tenant, binding: "nats", bodyBytes: msg.data.length }, {
         sink,
         streamId,
         clientFrames: true,
       });
-      const inboundSubject = streamInboundSubject(tenant, streamId);
-      inbound = nc.subscribe(inboundSubject, { callback: (err, m) => (err ? undefined : fromCaller(runtime, session, sink, m)) });
-      void session.ended.then(() => inbound?.unsubscribe());
-      msg.respond(JSON.stringify({ header: session.header, stream_id: streamId, capability: session.capability, subject, inbound_subject: inboundSubject }));
+      if (session) inbound = listenToCaller(runtime, session, sink);
+      msg.respond(JSON.stringify({ header, stream_id: streamId, capability, subject: streamSubject(tenant, streamId), inbound_subject: streamInboundSubject(tenant, streamId) }));
     } catch (err) {
       inbound?.unsubscribe();
       const error = err instanceof MigError ? err : runtime.counted("stream", err);
@@ -82,6 +81,30 @@ function parse(data: Uint8Array, limit: number): Record<string, unknown> {
   }
   if (value === null || typeof value !== "object" || Array.isArray(value)) throw new MigError("MIG_INVALID_REQUEST", "the request body must be a JSON object");
   return value as Record<string, unknown>;
+}
+
+/**
+ * Takes the caller's frames for `session` from its inbound subject until the stream ends. Subscribed
+ * before the start is answered, so the consumer's first credit cannot come before anyone listens.
+ */
+export function listenToCaller(runtime: MigRuntime, session: StreamSession, sink: CreditSink): Subscription {
+  const inbound = runtime.bus.nc.subscribe(streamInboundSubject(session.tenant, session.streamId), {
+    callback: (err, m) => (err ? undefined : fromCaller(runtime, session, sink, m)),
+  });
+  void session.ended.then(() => inbound.unsubscribe());
+  return inbound;
+}
+
+/**
+ * A worker's side of a handed-off stream (runtime/stream-handoff.ts): runs the stream of `body`, already
+ * authorized by the gateway, with its frames on the public stream subject and the caller's on its inbound one.
+ */
+export function openOnSubjects(runtime: MigRuntime, body: { header: { tenant_id: string } }, request: RequestContext, streamId: string, deadlineMs: number): { session: StreamSession; sink: CreditSink } {
+  const tenant = checkTenant(body.header.tenant_id, "the tenant of a handed-off stream");
+  const sink = new CreditSink(runtime.bus.nc, streamSubject(tenant, checkStreamId(streamId)));
+  const session = runtime.openStream(body, request, { sink, streamId, clientFrames: true, authorized: true, deadlineMs });
+  listenToCaller(runtime, session, sink);
+  return { session, sink };
 }
 
 /** A frame from the caller on the inbound subject: credit, cancel, or a bidi request frame. A bad one ends the stream. */
@@ -116,26 +139,45 @@ function fromCaller(runtime: MigRuntime, session: StreamSession, sink: CreditSin
  * Publishes frames only against credit the consumer granted: NATS has no write callback toward a
  * subscriber, so the consumer's `credit` frames are the stream's credits. Held frames are bounded by
  * the stream's window; a terminal frame goes out at once (queued data frames of an aborted stream are dropped).
+ *
+ * Frames that have credit are published together once per event-loop turn (setImmediate), not one by
+ * one: the NATS client writes its buffer to the socket on a microtask, and a provider's `await emit()`
+ * takes one microtask per frame, so publishing each at once cost one socket write, and one read at the
+ * server and at the consumer, per frame (with credit 1024: worker 9.9 → 7.8 µs a frame, consumer 11.6 → 5.6).
  */
-class CreditSink implements FrameSink {
+export class CreditSink implements FrameSink {
   private credit = 0;
+  private muted = false;
+  /** Frames waiting for credit. */
   private readonly held: { frame: StreamFrame; written: () => void }[] = [];
+  /** Frames with credit, published at the end of this turn. */
+  private outgoing: { frame: StreamFrame; written: () => void }[] = [];
 
   constructor(
     private readonly nc: NatsConnection,
     private readonly subject: string,
   ) {}
 
+  /** Publishes nothing more, the terminal frame included: someone else has ended the stream for the caller. */
+  mute(): void {
+    this.muted = true;
+    this.held.length = 0;
+  }
+
   write(frame: StreamFrame, written: () => void): void {
+    if (this.muted) {
+      queueMicrotask(written); // not from inside the session's own send()
+      return;
+    }
     if (frame.end_stream) {
       this.held.length = 0;
-      this.nc.publish(this.subject, encodeFrame(frame));
+      this.publishOutgoing();
+      this.nc.publish(this.subject, encodeFrameBytes(frame));
       return;
     }
     if (this.credit > 0 && this.held.length === 0) {
       this.credit--;
-      this.nc.publish(this.subject, encodeFrame(frame));
-      queueMicrotask(written); // not from inside the session's own send()
+      if (this.outgoing.push({ frame, written }) === 1) setImmediate(this.publishOutgoing);
       return;
     }
     this.held.push({ frame, written });
@@ -146,8 +188,16 @@ class CreditSink implements FrameSink {
     while (this.credit > 0 && this.held.length > 0) {
       const { frame, written } = this.held.shift()!;
       this.credit--;
-      this.nc.publish(this.subject, encodeFrame(frame));
+      this.nc.publish(this.subject, encodeFrameBytes(frame));
       written();
     }
   }
+
+  private readonly publishOutgoing = (): void => {
+    const frames = this.outgoing;
+    if (frames.length === 0) return;
+    this.outgoing = [];
+    if (!this.muted) for (const { frame } of frames) this.nc.publish(this.subject, encodeFrameBytes(frame));
+    for (const { written } of frames) written();
+  };
 }

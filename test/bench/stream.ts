@@ -4,9 +4,10 @@
 //     same-sized payloads from a plain publisher process in the same run, with the CPU time each process
 //     spent per frame on both paths (from /proc, Linux): on a loaded machine the steadier figure;
 //  2. time from CANCEL (NATS control.cancel request) and from a WebSocket cancel frame to the provider's
-//     AbortSignal, with the provider in the gateway's process.
+//     AbortSignal, with the provider in the gateway's process; with --breakdown, where each cancel's time went.
 import { randomUUID } from "node:crypto";
-import { performance } from "node:perf_hooks";
+import { readFileSync } from "node:fs";
+import { monitorEventLoopDelay, performance, PerformanceObserver } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import WebSocket from "ws";
@@ -14,6 +15,7 @@ import { startNatsBinding } from "../../bindings/nats/server.ts";
 import { defineStreamingCapability } from "../../runtime/provider.ts";
 import { startMig } from "../helpers/process.ts";
 import { startTestRuntime } from "../helpers/runtime.ts";
+import type { StreamSession } from "../../runtime/stream.ts";
 import { Authenticator } from "../../runtime/auth.ts";
 import { Histogram } from "./histogram.ts";
 import { cpuMicros, natsServerPid } from "./cpu.ts";
@@ -27,12 +29,16 @@ const { values } = parseArgs({
     credit: { type: "string", default: "64" },
     only: { type: "string" },
     json: { type: "boolean", default: false },
+    // Off by default: its probes (a GC observer, a 1 ms event-loop monitor, a wrapper per session) run in
+    // the measured process, so the default figure is measured as before them.
+    breakdown: { type: "boolean", default: false },
   },
 });
 if (values.only !== undefined && values.only !== "stream" && values.only !== "cancel") throw new Error("--only: stream or cancel");
 const FRAMES = Number(values.frames);
 const CANCELS = Number(values.cancels);
 const CREDIT = Number(values.credit);
+const BREAKDOWN = values.breakdown;
 const ROOT = new URL("../..", import.meta.url).pathname;
 
 type CpuPerFrame = Record<"gateway" | "worker" | "nats_server" | "consumer", number>;
@@ -124,7 +130,39 @@ async function rawPubSub(bus: string, frames: number, bytes: number, natsPid: nu
   return { seconds: (ended - started) / 1000, cpu };
 }
 
-async function cancelLatency(): Promise<{ nats: Histogram; ws: Histogram }> {
+/**
+ * Where a cancel's time went, beside the figure itself: until the runtime called session.cancel (the
+ * message's way through the socket, nats-server and this process's event loop), from there to the
+ * signal (the runtime's own path), how many samples overlapped a GC pause, and how late this process's
+ * event loop ran its timers meanwhile (a process waiting for the CPU shows as loop delay with no work).
+ */
+interface CancelBreakdown {
+  to_session_cancel: Histogram;
+  session_cancel_to_signal: Histogram;
+  samples_overlapping_gc: number;
+  frames_emitted_per_sample_max: number;
+  /** Per sample: its latency, and this process's CPU time and run-queue wait (ready, not running) meanwhile, in ms. */
+  samples: { ms: number; cpu_ms: number; runqueue_ms: number }[];
+}
+
+/** The main thread's time on the CPU and waiting on the run queue, in ms (Linux /proc/self/schedstat; NaN elsewhere). */
+function schedMs(): { running: number; waiting: number } {
+  try {
+    const [running, waiting] = readFileSync("/proc/self/schedstat", "utf8").split(" ").map(Number);
+    return { running: running! / 1e6, waiting: waiting! / 1e6 };
+  } catch {
+    return { running: Number.NaN, waiting: Number.NaN };
+  }
+}
+
+/** The slowest 1 % of samples: how much of their time this process ran, and how much it waited for a CPU. */
+function slowest(samples: CancelBreakdown["samples"]): { samples: number; mean_ms: number; mean_cpu_ms: number; mean_runqueue_ms: number } {
+  const tail = [...samples].sort((a, b) => b.ms - a.ms).slice(0, Math.max(1, Math.ceil(samples.length / 100)));
+  const mean = (f: (x: CancelBreakdown["samples"][number]) => number) => Math.round((tail.reduce((sum, x) => sum + f(x), 0) / tail.length) * 100) / 100;
+  return { samples: tail.length, mean_ms: mean((x) => x.ms), mean_cpu_ms: mean((x) => x.cpu_ms), mean_runqueue_ms: mean((x) => x.runqueue_ms) };
+}
+
+async function cancelLatency(): Promise<{ nats: Histogram; ws: Histogram; breakdown: Record<"nats" | "ws", CancelBreakdown>; loopDelayP99Ms: number; gcPauses: number }> {
   const aborted = new Map<string, number>();
   const waiting = new Map<string, () => void>();
   const forever = defineStreamingCapability(
@@ -151,6 +189,19 @@ async function cancelLatency(): Promise<{ nats: Histogram; ws: Histogram }> {
   });
   const nats = new Histogram();
   const wsh = new Histogram();
+  const breakdown = {
+    nats: { to_session_cancel: new Histogram(), session_cancel_to_signal: new Histogram(), samples_overlapping_gc: 0, frames_emitted_per_sample_max: 0, samples: [] } as CancelBreakdown,
+    ws: { to_session_cancel: new Histogram(), session_cancel_to_signal: new Histogram(), samples_overlapping_gc: 0, frames_emitted_per_sample_max: 0, samples: [] } as CancelBreakdown,
+  };
+  const gcs: { start: number; end: number }[] = [];
+  const gcObserver = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gcs.push({ start: e.startTime, end: e.startTime + e.duration });
+  });
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  if (BREAKDOWN) {
+    gcObserver.observe({ entryTypes: ["gc"] });
+    loop.enable();
+  }
   try {
     for (let k = 0; k < CANCELS; k++) {
       for (const via of ["nats", "ws"] as const) {
@@ -160,21 +211,43 @@ async function cancelLatency(): Promise<{ nats: Histogram; ws: Histogram }> {
         ws.send(JSON.stringify({ header: { tenant_id: "acme", message_id: messageId }, stream_id: streamId, capability: "bench.stream.forever", kind: "request", payload: {} }));
         await running;
         const gone = new Promise<void>((r) => waiting.set(messageId, r));
+        // Timestamps the runtime's call of cancel on this one session (the bench's own probe, not the runtime's).
+        const session = t.runtime.streams.get(messageId) as StreamSession;
+        let cancelledAt = Number.NaN;
+        if (BREAKDOWN) {
+          const cancel = session.cancel.bind(session);
+          session.cancel = (reason) => {
+            cancelledAt = performance.now();
+            cancel(reason);
+          };
+        }
+        const emitted0 = session.emitted;
+        const sched0 = BREAKDOWN ? schedMs() : { running: Number.NaN, waiting: Number.NaN }; // read outside the timed interval
         const t0 = performance.now();
         if (via === "nats") nc.publish(`mig.v0_1.acme.control.cancel.${messageId}`, "{}", { reply: "_INBOX.bench.ignore" });
         else ws.send(JSON.stringify({ header: { tenant_id: "acme" }, stream_id: streamId, kind: "control", payload: { action: "cancel" } }));
         await gone;
-        (via === "nats" ? nats : wsh).recordMs(aborted.get(messageId)! - t0);
+        const at = aborted.get(messageId)!;
+        const sched1 = BREAKDOWN ? schedMs() : sched0;
+        (via === "nats" ? nats : wsh).recordMs(at - t0);
+        const b = breakdown[via];
+        b.samples.push({ ms: at - t0, cpu_ms: sched1.running - sched0.running, runqueue_ms: sched1.waiting - sched0.waiting });
+        b.to_session_cancel.recordMs(cancelledAt - t0);
+        b.session_cancel_to_signal.recordMs(at - cancelledAt);
+        if (gcs.some((g) => g.end > t0 && g.start < at)) b.samples_overlapping_gc++;
+        b.frames_emitted_per_sample_max = Math.max(b.frames_emitted_per_sample_max, session.emitted - emitted0);
         waiting.delete(messageId);
       }
     }
   } finally {
+    loop.disable();
+    gcObserver.disconnect();
     ws.terminate();
     await nc.close();
     await binding.close();
     await t.stop();
   }
-  return { nats, ws: wsh };
+  return { nats, ws: wsh, breakdown, loopDelayP99Ms: Math.round(loop.percentile(99) / 1e4) / 100, gcPauses: gcs.length };
 }
 
 const stream = values.only === "cancel" ? undefined : await streamThroughGateway();
@@ -196,6 +269,20 @@ const report = {
     : {}),
   ...(cancels
     ? { cancel_to_signal_ms: { samples: CANCELS, nats_control_cancel: cancels.nats.latencies(), websocket_cancel_frame: cancels.ws.latencies() } }
+    : {}),
+  ...(cancels && BREAKDOWN
+    ? {
+        cancel_breakdown: {
+          ...Object.fromEntries(
+            (["nats", "ws"] as const).map((via) => {
+              const b = cancels.breakdown[via];
+              return [via, { to_session_cancel_ms: b.to_session_cancel.latencies(), session_cancel_to_signal_ms: b.session_cancel_to_signal.latencies(), samples_overlapping_gc: b.samples_overlapping_gc, frames_emitted_per_sample_max: b.frames_emitted_per_sample_max, slowest_1_percent: slowest(b.samples) }];
+            }),
+          ),
+          event_loop_delay_p99_ms: cancels.loopDelayP99Ms,
+          gc_pauses: cancels.gcPauses,
+        },
+      }
     : {}),
 };
 process.stdout.write(`${values.json ? JSON.stringify(report) : JSON.stringify(report, null, 2)}\n`);
