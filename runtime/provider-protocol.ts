@@ -139,7 +139,8 @@ export function principalFromWire(wire: WorkRequest["principal"]): Principal {
   return { subject: wire.subject, tenant_id: wire.tenant_id, scopes: new Set(wire.scopes), authenticated: wire.authenticated };
 }
 
-const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
+/** A decoded protocol message that is a map (msgpack and JSON objects alike). */
+export const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
 
 /** Decodes and shape-checks a work request; throws MIG_INVALID_REQUEST for anything else. */
 export function readWorkRequest(data: Uint8Array): WorkRequest {

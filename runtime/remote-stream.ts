@@ -13,7 +13,7 @@
 // a slow consumer at the gateway pauses the worker's provider: neither side holds more than its window.
 import { nuid, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { MigError, type MigErrorBody } from "./errors.ts";
-import { decode, encode, INTERNAL_PREFIX, PROTOCOL_VERSION, principalFromWire, principalOnWire, readWorkRequest, WORK_QUEUE, type WorkRequest } from "./provider-protocol.ts";
+import { decode, encode, INTERNAL_PREFIX, isObject, PROTOCOL_VERSION, principalFromWire, principalOnWire, readWorkRequest, WORK_QUEUE, type WorkRequest } from "./provider-protocol.ts";
 import type { MigRuntime } from "./runtime.ts";
 import type { CapabilityDefinition, StreamContext, StreamHandler } from "./provider.ts";
 import { openOnSubjects } from "../bindings/nats/stream.ts";
@@ -37,8 +37,6 @@ type ToGateway =
   | { end: true; ok: false; error: MigErrorBody };
 
 type ToWorker = { credit: number } | { input: JsonObject } | { input_end: true } | { cancel: string; silent?: boolean };
-
-const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
 
 export function streams(descriptor: CapabilityDescriptor): boolean {
   return descriptor.modes.includes("server_stream") || descriptor.modes.includes("bidi_stream");

@@ -18,7 +18,7 @@ import { nuid, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { streamSubject } from "../bindings/nats/stream.ts";
 import type { InflightStream } from "./core.ts";
 import { MigError } from "./errors.ts";
-import { decode, encode, INTERNAL_PREFIX, PROTOCOL_VERSION, principalOnWire } from "./provider-protocol.ts";
+import { decode, encode, INTERNAL_PREFIX, isObject, PROTOCOL_VERSION, principalOnWire } from "./provider-protocol.ts";
 import { streamOpenSubject, streams, type StreamOpen } from "./remote-stream.ts";
 import type { MigRuntime } from "./runtime.ts";
 import { encodeFrame, type AcceptedStream } from "./stream.ts";
@@ -44,8 +44,6 @@ export function streamHandOff(runtime: MigRuntime, descriptor: CapabilityDescrip
 export function handedOffStreamsProviderGone(runtime: MigRuntime, providerId: string): void {
   handOffs.get(runtime)?.providerGone(providerId);
 }
-
-const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
 
 /** One per gateway: a single wildcard subscription receives every handed-off stream's open and end. */
 class HandOffs {
