@@ -11,7 +11,6 @@ import { MIRRORED_FIELDS, replyHeaders } from "./reply-headers.ts";
 import { serveNatsStreams } from "./stream.ts";
 import { capabilityOf, parseSubject, PUBLIC_SUBJECTS, QUEUE_GROUP, type ParsedSubject } from "./subjects.ts";
 
-
 export interface NatsBinding {
   subjects: readonly string[];
   queue: string;
@@ -186,11 +185,11 @@ function mergeHeaderFields(headers: MsgHdrs | undefined, body: unknown): void {
 class ReplyBatch {
   private queued: { msg: Msg; data: string; headers: MsgHdrs }[] = [];
 
+  constructor(private readonly failed: (err: unknown) => void) {}
+
   send(msg: Msg, data: string, headers: MsgHdrs): void {
     if (this.queued.push({ msg, data, headers }) === 1) setImmediate(() => this.flush());
   }
-
-  constructor(private readonly failed: (err: unknown) => void) {}
 
   private flush(): void {
     const batch = this.queued;
@@ -199,8 +198,8 @@ class ReplyBatch {
       try {
         msg.respond(data, { headers });
       } catch (err) {
-        // The connection closed meanwhile (nats.js throws): the rest of the batch would fail alike, and nothing may
-        // escape a timer's callback.
+        // nats.js refused the publish (fitting() already keeps answers under max_payload, so this is unexpected):
+        // it is logged, the rest of the batch is dropped with it, and nothing escapes the timer's callback.
         this.failed(err);
         return;
       }
