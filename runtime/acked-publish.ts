@@ -5,6 +5,7 @@
 // answer. On the PUBLISH path that was about a tenth of the runtime's CPU. Here a message is a map entry keyed by
 // a counter under one wildcard inbox; one sweep per second times out what JetStream did not answer.
 import { createInbox, type MsgHdrs, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { TurnBatch } from "./turn-batch.ts";
 
 export interface StreamAck {
   seq: number;
@@ -30,9 +31,14 @@ export class AckedPublisher {
   private sweeper: NodeJS.Timeout | undefined;
   private next = 0;
 
+  /**
+   * Messages leave through `outbox` (one write per turn of the event loop), which must be on `nc`: a caller that
+   * also answers its own callers through it has the acked messages and those answers share writes.
+   */
   constructor(
     private readonly nc: NatsConnection,
     private readonly timeoutMs: number,
+    private readonly outbox: TurnBatch = new TurnBatch(nc, () => undefined),
   ) {}
 
   /** Publishes `data` to a stream's subject; resolves with the stream's ack once the message is stored. */
@@ -41,10 +47,18 @@ export class AckedPublisher {
     this.subscription ??= this.nc.subscribe(`${this.prefix}*`, { callback: (_err, msg) => this.answer(msg) });
     const token = (this.next++).toString(36);
     return new Promise<StreamAck>((resolve, reject) => {
-      this.nc.publish(subject, data, { reply: this.prefix + token, headers });
       this.waiting.set(token, { subject, resolve, reject, until: Date.now() + this.timeoutMs });
+      this.outbox.publish(subject, data, { reply: this.prefix + token, headers }, (err) => this.refused(token, err));
       this.sweeper ??= setInterval(() => this.sweep(), SWEEP_MS).unref();
     });
+  }
+
+  /** nats.js refused the message when the batch was written (a closed connection, a message over max_payload). */
+  private refused(token: string, err: unknown): void {
+    const waiting = this.waiting.get(token);
+    if (!waiting) return;
+    this.waiting.delete(token);
+    waiting.reject(new AckError(`the message to ${waiting.subject} could not be sent (${err instanceof Error ? err.message : String(err)})`));
   }
 
   private answer(msg: Msg): void {

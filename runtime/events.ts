@@ -13,6 +13,7 @@ import { headers as natsHeaders } from "@nats-io/transport-node";
 import { HeaderBlock } from "./nats-header-block.ts";
 import { DiscardPolicy, RetentionPolicy, StorageType, type StreamConfig } from "@nats-io/jetstream";
 import { AckedPublisher, type StreamAck } from "./acked-publish.ts";
+import { TurnBatch } from "./turn-batch.ts";
 import { MigError } from "./errors.ts";
 import type { Bus } from "./bus.ts";
 import type { Logger } from "./logger.ts";
@@ -104,13 +105,19 @@ export class EventStore {
   /** Streams known to exist, by name; bounded by the number of topics in use. */
   private readonly streams = new Map<string, Promise<void>>();
   private readonly acks: AckedPublisher;
+  /**
+   * The events connection's messages of one turn (stored events, live copies, and the NATS binding's PUBLISH
+   * answers), written together: a PUBLISH then costs the runtime a share of one write, not several.
+   */
+  readonly outbox: TurnBatch;
 
   constructor(
     private readonly bus: Bus,
     private readonly options: EventStoreOptions,
     private readonly logger: Logger,
   ) {
-    this.acks = new AckedPublisher(bus.nc, APPEND_TIMEOUT_MS);
+    this.outbox = new TurnBatch(bus.events, (err, subject) => logger.debug({ err: (err as Error).message, subject }, "events message could not be sent"));
+    this.acks = new AckedPublisher(bus.events, APPEND_TIMEOUT_MS, this.outbox);
   }
 
   async init(): Promise<void> {
@@ -219,12 +226,9 @@ export class EventStore {
     const headers = new HeaderBlock().add(ORIGIN_HEADER, ORIGIN_RUNTIME);
     mirrorHeader(headers, header);
     if (key !== undefined) headers.add(KEY_HEADER, encodeURIComponent(key));
-    try {
-      // On the no-echo connection that also holds the NATS binding's PUBLISH subscription: never delivered back here.
-      this.bus.events.publish(ref.publicSubject, eventJson, { headers: headers.forPublish });
-    } catch (err) {
-      this.logger.debug({ err: (err as Error).message, subject: ref.publicSubject }, "live fan-out failed");
-    }
+    // On the no-echo connection that also holds the NATS binding's PUBLISH subscription: never delivered back here.
+    // A copy nats.js refuses is logged by the outbox (best effort: the event is stored).
+    this.outbox.publish(ref.publicSubject, eventJson, { headers: headers.forPublish });
   }
 
   /** Moves a poison event to the dead-letter subject, with why and where it came from. */

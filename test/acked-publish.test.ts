@@ -39,6 +39,16 @@ describe("AckedPublisher", () => {
     await expect(publisher.publish("acked.nowhere", "{}", withId("x"))).rejects.toThrow(AckError);
   });
 
+  it("rejects a message the client refuses to send, and keeps serving the others", async () => {
+    const publisher = new AckedPublisher(nc, 5_000);
+    const tooBig = new Uint8Array(nc.info!.max_payload + 1);
+    const [big, small] = await Promise.allSettled([publisher.publish("acked.test", tooBig, withId("big")), publisher.publish("acked.test", "{}", withId("small"))]);
+    expect(big.status).toBe("rejected");
+    expect((big as PromiseRejectedResult).reason).toBeInstanceOf(AckError);
+    expect((big as PromiseRejectedResult).reason.message).toMatch(/could not be sent/);
+    expect(small.status).toBe("fulfilled");
+  });
+
   it("rejects what is not answered within its timeout", async () => {
     // A plain subscriber takes the message and never answers: no ack comes.
     const silent = nc.subscribe("acked.silent");

@@ -173,6 +173,11 @@ export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticato
       operation,
     });
 
+  // Answers share the turn's write with the stored events and live copies (runtime/turn-batch.ts).
+  const answer = (msg: Msg, value: unknown) => {
+    if (msg.reply) runtime.events.outbox.publish(msg.reply, JSON.stringify(value));
+  };
+
   // On the bus's no-echo events connection, where the runtime also publishes its live EventMessages: the server does
   // not hand this process its own copies. Another runtime's copies still arrive (queue group) and are dropped here.
   const publishes = runtime.bus.events.subscribe("mig.v0_1.*.events.>", {
@@ -191,8 +196,8 @@ export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticato
       authenticate(msg, tenant, "publish")
         .then((principal) => runtime.publish(body, context(principal, tenant, msg.data.length), rest))
         .then(
-          (ack) => reply(msg, ack),
-          (err: unknown) => replyError(msg, err, body, tenant),
+          (ack) => answer(msg, ack),
+          (err: unknown) => answer(msg, errorEnvelope(err, body, tenant)),
         );
     },
   });

@@ -1,5 +1,6 @@
 // The NATS binding: serves the public mig.v0_1 subjects in one queue group, translating each request for the runtime.
 import { Match, type Msg, type MsgHdrs, type Subscription } from "@nats-io/transport-node";
+import { TurnBatch } from "../../runtime/turn-batch.ts";
 import { MigError, toMigError } from "../../runtime/errors.ts";
 import { errorEnvelope } from "../../runtime/envelope.ts";
 import { replySubjectAllowed } from "../../runtime/policy.ts";
@@ -53,7 +54,9 @@ export async function startNatsBinding(runtime: MigRuntime, authenticator: Authe
   const { watch } = options;
   // Made once, not per request: under tsx every closure made on the hot path also defines its name.
   const replyFailed = (e: unknown) => runtime.logger.error({ err: (e as Error)?.stack ?? String(e) }, "NATS reply failed");
-  const replies = new ReplyBatch(replyFailed);
+  // Replies leave in one write per turn of the event loop: replies settled in different microtask checkpoints of
+  // one turn (requests from several socket reads, handlers of different depths) would each cost a write.
+  const replies = new TurnBatch(nc, replyFailed);
 
   async function handle(msg: Msg): Promise<void> {
     let body: unknown;
@@ -73,14 +76,14 @@ export async function startNatsBinding(runtime: MigRuntime, authenticator: Authe
       const context: RequestContext = { principal, tenant: parsed.tenant, binding: "nats", bodyBytes: msg.data.length };
       reachedRuntime = true;
       const answer = (await OPERATIONS[parsed.operation](runtime, body, context, parsed.param)) as { header: MessageHeader };
-      replies.send(msg, fitting(JSON.stringify(answer), nc.info?.max_payload), replyHeaders(answer.header));
+      replies.publish(msg.reply!, fitting(JSON.stringify(answer), nc.info?.max_payload), { headers: replyHeaders(answer.header) });
     } catch (err) {
       const error = toMigError(err);
       if (!(err instanceof MigError)) runtime.logger.error({ err: (err as Error)?.stack ?? String(err) }, "NATS request failed");
       // Operations count their own errors in guard(); refusals of the subject or body are counted here.
       if (!reachedRuntime) runtime.metrics.errors.inc({ code: error.code, operation: "nats_binding" });
       const envelope = errorEnvelope(error, body, tenantHint);
-      replies.send(msg, JSON.stringify(envelope), replyHeaders(envelope.header, error.code));
+      replies.publish(msg.reply!, JSON.stringify(envelope), { headers: replyHeaders(envelope.header, error.code) });
     } finally {
       watch?.ended(msg);
     }
@@ -177,32 +180,3 @@ function mergeHeaderFields(headers: MsgHdrs | undefined, body: unknown): void {
   }
 }
 
-/**
- * Replies leave in one batch per turn of the event loop: nats.js writes its buffer to the socket once per
- * microtask checkpoint, and replies settled in different checkpoints of one turn (requests from several
- * socket reads, handlers of different depths) would each cost a write system call.
- */
-class ReplyBatch {
-  private queued: { msg: Msg; data: string; headers: MsgHdrs }[] = [];
-
-  constructor(private readonly failed: (err: unknown) => void) {}
-
-  send(msg: Msg, data: string, headers: MsgHdrs): void {
-    if (this.queued.push({ msg, data, headers }) === 1) setImmediate(() => this.flush());
-  }
-
-  private flush(): void {
-    const batch = this.queued;
-    this.queued = [];
-    for (const { msg, data, headers } of batch) {
-      try {
-        msg.respond(data, { headers });
-      } catch (err) {
-        // nats.js refused the publish (fitting() already keeps answers under max_payload, so this is unexpected):
-        // it is logged, the rest of the batch is dropped with it, and nothing escapes the timer's callback.
-        this.failed(err);
-        return;
-      }
-    }
-  }
-}
