@@ -13,6 +13,8 @@ const LINE_BREAK = /[\r\n]/;
 
 export class HeaderBlock {
   private text = "NATS/1.0";
+  /** Set by encodeInto(): the block's bytes in a buffer shared with other messages of a batch. */
+  private encoded: Uint8Array | undefined;
 
   /**
    * Adds `key: value`. Keys are the runtime's own constants. A value with a line break is left out (callers that
@@ -25,7 +27,19 @@ export class HeaderBlock {
   }
 
   encode(): Uint8Array {
-    return encoder.encode(`${this.text}\r\n\r\n`);
+    return this.encoded ?? encoder.encode(`${this.text}\r\n\r\n`);
+  }
+
+  /** The size of the encoded block in bytes. */
+  get byteLength(): number {
+    return Buffer.byteLength(this.text) + 4;
+  }
+
+  /** Encodes the block into `buffer` at `offset` (runtime/turn-batch.ts), where encode() then finds it; returns the end. */
+  encodeInto(buffer: Buffer, offset: number): number {
+    const end = offset + buffer.write(`${this.text}\r\n\r\n`, offset);
+    this.encoded = buffer.subarray(offset, end);
+    return end;
   }
 
   /** For nats.js's `headers` option, whose type names the whole MsgHdrs interface although publish uses encode() only. */
