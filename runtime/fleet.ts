@@ -64,6 +64,8 @@ export class Fleet {
   private readonly providers = new Map<string, ProviderEntry>();
   private readonly subscriptions: Subscription[] = [];
   private sweeper: NodeJS.Timeout | undefined;
+  private lastSweep = Date.now();
+  private skippedLate = false;
   private registry!: KV;
   private stopped = false;
   private stopWatch: (() => void) | undefined;
@@ -123,6 +125,7 @@ export class Fleet {
     })().catch((err: unknown) => {
       if (!this.stopped) this.runtime.logger.error({ err: (err as Error).message }, "registry watch ended");
     });
+    this.lastSweep = Date.now();
     this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
     this.micro = new MicroAttach(nc, this, this.runtime.logger);
     this.micro.start();
@@ -153,6 +156,17 @@ export class Fleet {
 
   private sweep(): void {
     const now = Date.now();
+    // A sweep that runs late ran after this process itself was stalled (GC, a busy machine): heartbeats that
+    // arrived meanwhile still wait in its socket, and timers run before the event loop reads it. Such a sweep
+    // judges nobody; the next one, after the socket was read, does (so a process that is always late still
+    // judges at every other sweep).
+    const late = now - this.lastSweep - SWEEP_MS;
+    this.lastSweep = now;
+    if (late > SWEEP_MS && !this.skippedLate) {
+      this.skippedLate = true;
+      return;
+    }
+    this.skippedLate = false;
     for (const [id, entry] of this.providers) {
       if (now - entry.lastSeen > entry.ttlMs) this.remove(id, `no heartbeat for ${entry.ttlMs} ms`);
     }

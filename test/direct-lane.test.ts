@@ -149,7 +149,7 @@ describe("the direct lane of `mig worker`", () => {
     });
     const paused = await withGatewayPaused(() => invoke("fleet.echo", {}, {}, 1_500).then(() => "answered", () => "no answer"));
     expect(paused).toBe("no answer");
-    // A paused gateway misses heartbeats (500 ms here): it may drop the worker for a moment when it resumes.
+    // The gateway answers the calls it took while paused; the next one is dispatched to the worker as before.
     await waitFor("the gateway to dispatch to the worker again", async () => (await invoke("fleet.echo", { back: true })).payload?.served_by === "plain");
   }, 40_000);
 

@@ -139,6 +139,20 @@ describe("a fleet of workers behind `mig start`", () => {
     expect((await invoke("fleet.lonely", {})).payload.lonely).toBe(true);
   }, 30_000);
 
+  it("keeps its live workers through a stall of its own longer than their heartbeat window", async () => {
+    const gone = () => gateway.logs.filter((l) => l.msg === "provider gone").length;
+    const before = gone();
+    // Stopped for longer than 3 missed heartbeats (3 × 500 ms): the workers beat on, the gateway cannot read them.
+    process.kill(gateway.child.pid!, "SIGSTOP");
+    await new Promise((r) => setTimeout(r, 2_500));
+    process.kill(gateway.child.pid!, "SIGCONT");
+    // Answering proves it read its socket again; a second later it has swept twice more.
+    await discoverIds();
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(gone()).toBe(before);
+    expect((await discoverIds()).filter((id) => id.startsWith("fleet.record"))).not.toHaveLength(0);
+  }, 20_000);
+
   it("answers MIG_UNAVAILABLE (retryable) when the worker running a best_effort call dies, before the deadline", async () => {
     const holder = processes.filter((p) => p.child.spawnargs.includes(LONELY) && p.child.exitCode === null).at(-1)!;
     const id = randomUUID();
