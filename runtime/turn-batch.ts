@@ -3,8 +3,8 @@
 // nats.js writes its buffer to the socket at the next microtask checkpoint after a publish. On paths where
 // answers settle at different promise depths (a PUBLISH's ack, its reply and its live copy; replies to requests
 // read in several socket reads), one turn's messages were otherwise spread over several checkpoints and cost a
-// write system call each: on the PUBLISH path, writes were the largest single item of the runtime's CPU profile.
-// Queued messages go out in one setImmediate callback, so nats.js flushes them in one write.
+// write system call each, and the server a read and a wake-up each. Queued messages go out in one setImmediate
+// callback, so nats.js flushes them in one write.
 //
 // Their text is encoded into one buffer per batch: handed a string (or a header block), nats.js encodes each
 // into an array buffer of its own, and allocating (and later sweeping) those backing stores showed in profiles
