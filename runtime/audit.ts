@@ -4,6 +4,7 @@ import { createWriteStream, mkdirSync, type WriteStream } from "node:fs";
 import { dirname } from "node:path";
 import { DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, type StreamConfig } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
+import { auditLine } from "./audit-line.ts";
 import type { Bus } from "./bus.ts";
 import { isoNow } from "./clock.ts";
 import type { RuntimeConfig } from "./config.ts";
@@ -149,7 +150,7 @@ export class AuditLog {
     const messages = new Map<string, { records: AuditRecord[]; lines: string[] }[]>();
     let fileLines = "";
     for (const record of batch) {
-      const line = JSON.stringify(record);
+      const line = auditLine(record);
       if (this.file) fileLines += line + "\n";
       const subject = auditSubject(record.tenant);
       let chunks = messages.get(subject);
