@@ -1,6 +1,9 @@
 // Prometheus metrics of one runtime: its own registry, so several runtimes can live in one process (tests).
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
+/** Period of the event-loop delay samples behind nodejs_eventloop_lag_* (ms). */
+const EVENT_LOOP_SAMPLE_MS = 100;
+
 export interface TopicLabels {
   readonly tenant: string;
   readonly topic: string;
@@ -188,6 +191,9 @@ export class Metrics {
   });
 
   constructor() {
-    collectDefaultMetrics({ register: this.registry });
+    // prom-client samples the event loop's delay with a timer of this period (default 10 ms): a timer that woke
+    // every runtime process 100 times a second, idle or not, and on a busy machine each wake-up of a mostly idle
+    // process costs far more than its work (docs/decisions.md). Ten samples a second still show lag.
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   }
 }
