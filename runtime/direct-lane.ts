@@ -18,6 +18,7 @@ export class DirectLane {
   /** The subset of `running` the gateways have been told about. */
   private readonly held = new Set<Msg>();
   private sweeper: NodeJS.Timeout | undefined;
+  private closed = false;
   private answering: NodeJS.Timeout | undefined;
   private binding: NatsBinding | undefined;
 
@@ -54,10 +55,8 @@ export class DirectLane {
         // Its own instant if this runtime's view has lost the registration for a moment (a late heartbeat).
         return Date.now() >= (registry.directSince(capabilityOf(subject)) ?? from);
       },
-      watch: { started: (msg) => lane.running.set(msg, Date.now()), ended: (msg) => lane.ended(msg) },
+      watch: { started: (msg) => lane.started(msg), ended: (msg) => lane.ended(msg) },
     });
-    lane.sweeper = setInterval(() => lane.sweep(), SWEEP_MS);
-    lane.sweeper.unref();
     // By this worker's own instant, at the latest, every request it is handed is its to answer.
     lane.answering = setTimeout(() => runtime.logger.info({ provider_id: providerId, capabilities }, "direct lane answering NATS invokes"), Math.max(0, from - Date.now()));
     lane.answering.unref();
@@ -66,9 +65,20 @@ export class DirectLane {
 
   /** Stops taking requests (the worker is leaving); the ones already taken are still answered. */
   async close(): Promise<void> {
-    if (this.sweeper) clearInterval(this.sweeper);
+    this.closed = true;
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
     clearTimeout(this.answering);
     await this.binding?.close();
+  }
+
+  private started(msg: Msg): void {
+    this.running.set(msg, Date.now());
+    // Swept only while requests run: an idle worker keeps no timer waking it.
+    if (!this.sweeper && !this.closed) {
+      this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
+      this.sweeper.unref();
+    }
   }
 
   private ended(msg: Msg): void {
@@ -81,6 +91,11 @@ export class DirectLane {
    * answer those callers MIG_UNAVAILABLE at once. Quick requests, the usual case, cost no message.
    */
   private sweep(): void {
+    if (this.running.size === 0) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+      return;
+    }
     const threshold = Date.now() - ACCEPT_NOTICE_MS;
     for (const [msg, started] of this.running) {
       if (started > threshold) break; // started in order: the rest are younger
