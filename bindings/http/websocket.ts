@@ -4,7 +4,7 @@ import type { Duplex } from "node:stream";
 import { WebSocket, WebSocketServer, type RawData } from "ws";
 import { errorHeader } from "../../runtime/envelope.ts";
 import { HTTP_STATUS, MigError } from "../../runtime/errors.ts";
-import { checkStreamId, encodeFrameBytes, type FrameSink, type StreamSession } from "../../runtime/stream.ts";
+import { checkStreamId, encodeFrame, type FrameSink, type StreamSession } from "../../runtime/stream.ts";
 import type { Authenticator } from "../../runtime/auth.ts";
 import type { RequestContext } from "../../runtime/core.ts";
 import type { Principal } from "../../runtime/principal.ts";
@@ -19,12 +19,6 @@ const REMEMBERED_ENDS = 1024;
 const MAX_UNSENT_BYTES = 8 * 1024 * 1024;
 const STREAM_ID = /^[A-Za-z0-9_-]{1,128}$/;
 const DOTTED = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
-/**
- * Frames go to ws as UTF-8 bytes sent as text messages: the bytes live in Node's buffer pool, outside
- * the JavaScript heap, where a frame's JSON string (about 350 bytes) was young-generation garbage per
- * frame, and young-generation GC pauses are what a CANCEL's slowest samples wait behind.
- */
-const TEXT = { binary: false } as const;
 
 export interface StreamEndpoint {
   close(): void;
@@ -116,7 +110,7 @@ class StreamConnection {
         this.socket.cork();
         process.nextTick(this.uncork);
       }
-      this.ws.send(encodeFrameBytes(frame), TEXT, written); // called with an error too: a credit either way
+      this.ws.send(encodeFrame(frame), written); // called with an error too: a credit either way
     },
   };
 
