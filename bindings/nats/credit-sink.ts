@@ -13,7 +13,7 @@ import type { StreamFrame } from "../../runtime/types.ts";
  * as it can before the socket write: the frames waiting for credit were encoded when the session
  * handed them over, and their `written` callbacks (which wake the provider, whose next frames are
  * work for later) run after the client's flush. Measured on the bench's stream: from the credit's
- * arrival to the start of the write, 216–540 µs before, 179–223 µs after (docs/streaming.md).
+ * arrival to the start of the write, median 347 µs before, 181 µs after (docs/streaming.md).
  *
  * Frames that have credit when they are emitted are published together once per event-loop turn
  * (setImmediate), not one by one: the NATS client writes its buffer to the socket on a microtask, and
