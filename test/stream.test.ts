@@ -207,6 +207,22 @@ describe("bidi_stream over WebSocket", () => {
     expect(frames.at(-1)).toMatchObject({ kind: "response", end_stream: true, payload: { received: 100 } });
     client.close();
   });
+
+  it("frames come as text messages, and text beyond ASCII arrives as it was sent", async () => {
+    const client = await StreamClient.open(t.http.url);
+    const kinds: boolean[] = [];
+    client.ws.on("message", (_data, isBinary) => kinds.push(isBinary));
+    const words = ["naïve", "日本語", "emoji 🚀 ok", "\u0000 and \"quotes\" and \\"];
+    const { streamId } = client.start("test.stream.echo", { name: "zoë" });
+    for (const word of words) client.send({ header: { tenant_id: "acme" }, stream_id: streamId, capability: "test.stream.echo", kind: "request", payload: { word } });
+    client.send({ header: { tenant_id: "acme" }, stream_id: streamId, capability: "test.stream.echo", kind: "request", end_stream: true });
+    const frames = await client.ended(streamId);
+    expect(data(frames)[0]!.payload).toEqual({ hello: "zoë" });
+    expect(data(frames).slice(1).map((f) => f.payload.echo.word)).toEqual(words);
+    expect(kinds).toHaveLength(frames.length);
+    expect(kinds.every((binary) => binary === false)).toBe(true);
+    client.close();
+  });
 });
 
 describe("server_stream over SSE", () => {

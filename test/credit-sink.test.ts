@@ -1,0 +1,78 @@
+// The NATS stream sink: frames go out only against the consumer's credit, and a grant's frames leave before the provider is woken.
+import { describe, expect, it } from "vitest";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { CreditSink } from "../bindings/nats/credit-sink.ts";
+import type { StreamFrame } from "../runtime/types.ts";
+
+const header = { mig_version: "0.1", message_id: "7d0f4c8e-4b8e-4a43-9a4e-0c5d1b2e3f40", timestamp: "2026-12-07T00:00:00.000Z", tenant_id: "acme", deadline_ms: 30_000 };
+const data = (i: number): StreamFrame => ({ header, stream_id: "s1", capability: "test.stream.count", kind: "response", end_stream: false, payload: { i } });
+const decoder = new TextDecoder();
+
+/** A sink on a connection that records, in order, what it published and which frames' credits came back. */
+function recordingSink() {
+  const events: string[] = [];
+  const nc = {
+    publish: (_subject: string, bytes: Uint8Array) => {
+      const frame = JSON.parse(decoder.decode(bytes)) as StreamFrame;
+      events.push(frame.end_stream ? `publish end` : `publish ${(frame.payload as { i: number }).i}`);
+    },
+  } as unknown as NatsConnection;
+  const sink = new CreditSink(nc, "mig.v0_1.acme.stream.s1");
+  const write = (frame: StreamFrame) => sink.write(frame, () => events.push(`written ${(frame.payload as { i: number }).i}`));
+  return { sink, events, write };
+}
+
+const microtasks = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+describe("CreditSink", () => {
+  it("publishes nothing without credit; a grant publishes that many held frames, oldest first", async () => {
+    const { sink, events, write } = recordingSink();
+    for (let i = 0; i < 3; i++) write(data(i));
+    await microtasks();
+    expect(events).toEqual([]);
+
+    sink.grant(2);
+    await microtasks();
+    expect(events.filter((e) => e.startsWith("publish"))).toEqual(["publish 0", "publish 1"]);
+    expect(events.filter((e) => e.startsWith("written"))).toEqual(["written 0", "written 1"]);
+  });
+
+  it("hands a grant's frames to the client before it wakes the provider (their written callbacks)", async () => {
+    const { sink, events, write } = recordingSink();
+    for (let i = 0; i < 4; i++) write(data(i));
+    sink.grant(4);
+    // Published within grant(); the credits come back only after the client's flush (a microtask queued first).
+    expect(events).toEqual(["publish 0", "publish 1", "publish 2", "publish 3"]);
+    await microtasks();
+    expect(events.slice(4)).toEqual(["written 0", "written 1", "written 2", "written 3"]);
+  });
+
+  it("frames emitted while credit is left go out together at the end of the turn", async () => {
+    const { sink, events, write } = recordingSink();
+    sink.grant(10);
+    write(data(0));
+    write(data(1));
+    expect(events).toEqual([]);
+    await microtasks();
+    expect(events).toEqual(["publish 0", "publish 1", "written 0", "written 1"]);
+  });
+
+  it("the terminal frame goes out at once, without credit, and the frames still held are dropped", async () => {
+    const { sink, events, write } = recordingSink();
+    write(data(0));
+    write(data(1));
+    sink.write({ header, stream_id: "s1", capability: "test.stream.count", kind: "response", end_stream: true, payload: { frames: 2 } }, () => undefined);
+    sink.grant(5);
+    await microtasks();
+    expect(events).toEqual(["publish end"]);
+  });
+
+  it("a muted sink publishes nothing, and still gives each frame's credit back", async () => {
+    const { sink, events, write } = recordingSink();
+    sink.grant(5);
+    sink.mute();
+    write(data(0));
+    await microtasks();
+    expect(events).toEqual(["written 0"]);
+  });
+});
