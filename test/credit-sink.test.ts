@@ -1,32 +1,52 @@
 // The NATS stream sink: frames go out only against the consumer's credit, and a grant's frames leave before the provider is woken.
-import { describe, expect, it } from "vitest";
-import type { NatsConnection } from "@nats-io/transport-node";
+// On a real nats-server (the test runtime's); the sink's connection records each publish it passes on.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { CreditSink } from "../bindings/nats/credit-sink.ts";
 import type { StreamFrame } from "../runtime/types.ts";
+import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
 
 const header = { mig_version: "0.1", message_id: "7d0f4c8e-4b8e-4a43-9a4e-0c5d1b2e3f40", timestamp: "2026-12-07T00:00:00.000Z", tenant_id: "acme", deadline_ms: 30_000 };
 const data = (i: number): StreamFrame => ({ header, stream_id: "s1", capability: "test.stream.count", kind: "response", end_stream: false, payload: { i } });
 const decoder = new TextDecoder();
 
-/** A sink on a connection that records, in order, what it published and which frames' credits came back. */
+let t: TestRuntime;
+let client: NatsConnection;
+beforeAll(async () => {
+  t = await startTestRuntime();
+  client = await connect({ servers: t.runtime.natsUrl });
+});
+afterAll(async () => {
+  await client?.close();
+  await t?.stop();
+});
+
+let streams = 0;
+
+/** A sink on its own subject that records, in order, what it published and which frames' credits came back. */
 function recordingSink() {
   const events: string[] = [];
-  const nc = {
-    publish: (_subject: string, bytes: Uint8Array) => {
-      const frame = JSON.parse(decoder.decode(bytes)) as StreamFrame;
-      events.push(frame.end_stream ? `publish end` : `publish ${(frame.payload as { i: number }).i}`);
-    },
-  } as unknown as NatsConnection;
-  const sink = new CreditSink(nc, "mig.v0_1.acme.stream.s1");
+  const subject = `mig.v0_1.acme.stream.s${++streams}`;
+  const publish = client.publish.bind(client);
+  const nc = Object.create(client) as NatsConnection;
+  nc.publish = (subj, bytes, options) => {
+    const frame = JSON.parse(decoder.decode(bytes as Uint8Array)) as StreamFrame;
+    events.push(frame.end_stream ? `publish end` : `publish ${(frame.payload as { i: number }).i}`);
+    publish(subj, bytes, options);
+  };
+  const sink = new CreditSink(nc, subject);
   const write = (frame: StreamFrame) => sink.write(frame, () => events.push(`written ${(frame.payload as { i: number }).i}`));
-  return { sink, events, write };
+  return { sink, events, write, subject };
 }
 
 const microtasks = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 describe("CreditSink", () => {
   it("publishes nothing without credit; a grant publishes that many held frames, oldest first", async () => {
-    const { sink, events, write } = recordingSink();
+    const { sink, events, write, subject } = recordingSink();
+    const received: number[] = [];
+    client.subscribe(subject, { callback: (_e, msg) => void received.push(msg.json<{ payload: { i: number } }>().payload.i) });
+    await client.flush();
     for (let i = 0; i < 3; i++) write(data(i));
     await microtasks();
     expect(events).toEqual([]);
@@ -35,6 +55,8 @@ describe("CreditSink", () => {
     await microtasks();
     expect(events.filter((e) => e.startsWith("publish"))).toEqual(["publish 0", "publish 1"]);
     expect(events.filter((e) => e.startsWith("written"))).toEqual(["written 0", "written 1"]);
+    await waitFor("the granted frames at a subscriber", () => received.length === 2);
+    expect(received).toEqual([0, 1]);
   });
 
   it("hands a grant's frames to the client before it wakes the provider (their written callbacks)", async () => {

@@ -173,7 +173,7 @@ export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticato
       operation,
     });
 
-  // Answers share the turn's write with the stored events and live copies (runtime/turn-batch.ts).
+  // Every PUBLISH answer shares the turn's write with the stored events and live copies (runtime/turn-batch.ts).
   const answer = (msg: Msg, value: unknown) => {
     if (msg.reply) runtime.events.outbox.publish(msg.reply, JSON.stringify(value));
   };
@@ -191,7 +191,7 @@ export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticato
       try {
         body = parseBody(msg, limit);
       } catch (err) {
-        return replyError(msg, err, undefined, tenant);
+        return answer(msg, errorEnvelope(err, undefined, tenant));
       }
       authenticate(msg, tenant, "publish")
         .then((principal) => runtime.publish(body, context(principal, tenant, msg.data.length), rest))
