@@ -14,7 +14,8 @@ interface StreamFigures {
   stream?: {
     frames: number;
     frame_bytes: number;
-    credit_batch: number;
+    window: number;
+    credit: number;
     worker_to_nats_consumer_fps: number;
     raw_nats_pubsub_fps: number;
     ratio: number;
@@ -151,7 +152,7 @@ export const rows: RowDefinition[] = [
     id: "stream",
     name: "one server_stream of small frames, worker → caller",
     measures:
-      "Frames per second of one server_stream of remote.stream.count from a `mig worker test/fixtures/stream-provider.ts` process, through the gateway's NATS stream subjects, to a NATS consumer granting credit in batches of 32 (window 64), against raw NATS publish/subscribe of same-sized payloads from a publisher process; test/bench/stream.ts --only stream, 100,000 frames (--quick: 20,000).",
+      "Frames per second of one server_stream of remote.stream.count from a `mig worker test/fixtures/stream-provider.ts` process, through the gateway's NATS stream subjects, to a NATS consumer granting credit of 512 frames in halves (the runtime's window, MIG_STREAM_WINDOW, is 64 frames in both processes), against raw NATS publish/subscribe of the same payload (the stream's first frame) from a publisher process; test/bench/stream.ts --only stream, 100,000 frames (--quick: 20,000).",
     async custom(ctx, settings) {
       const { stream } = await streamScript(ctx, settings, "stream");
       if (!stream) throw new Error("stream.ts gave no stream figures");

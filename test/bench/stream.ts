@@ -1,7 +1,8 @@
 // Streaming benchmarks of issue 6 (run: node --import tsx test/bench/stream.ts):
 //  1. frames per second of one server_stream from a `mig worker` process, through a `mig start` gateway's
 //     NATS stream subjects, to a NATS consumer granting credit, against raw NATS publish/subscribe of
-//     same-sized payloads from a plain publisher process in the same run, with the CPU time each process
+//     the same payload (the stream's first frame, as the consumer received it) from a plain publisher process
+//     in the same run, with the CPU time each process
 //     spent per frame on both paths (from /proc, Linux): on a loaded machine the steadier figure;
 //  2. time from CANCEL (NATS control.cancel request) and from a WebSocket cancel frame to the provider's
 //     AbortSignal, with the provider in the gateway's process; with --breakdown, where each cancel's time went.
@@ -26,7 +27,11 @@ const { values } = parseArgs({
   options: {
     frames: { type: "string", default: "100000" },
     cancels: { type: "string", default: "300" },
-    credit: { type: "string", default: "64" },
+    // The runtime's window (MIG_STREAM_WINDOW in both processes: frames it holds per stream) and the
+    // consumer's credit (frames it lets be in flight toward it: its receive buffer) are separate choices. A
+    // credit covering a round trip's worth of frames keeps the pipe full (docs/streaming.md, "window and credit").
+    window: { type: "string", default: "64" },
+    credit: { type: "string", default: "512" },
     only: { type: "string" },
     json: { type: "boolean", default: false },
     // Off by default: its probes (a GC observer, a 1 ms event-loop monitor, a wrapper per session) run in
@@ -37,6 +42,7 @@ const { values } = parseArgs({
 if (values.only !== undefined && values.only !== "stream" && values.only !== "cancel") throw new Error("--only: stream or cancel");
 const FRAMES = Number(values.frames);
 const CANCELS = Number(values.cancels);
+const WINDOW = Number(values.window);
 const CREDIT = Number(values.credit);
 const BREAKDOWN = values.breakdown;
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -46,10 +52,10 @@ type RawCpuPerFrame = Record<"publisher" | "nats_server" | "consumer", number>;
 const perFrame = (us: number) => Math.round((us / FRAMES) * 10) / 10;
 
 async function streamThroughGateway(): Promise<{ fps: number; rawFps: number; bytes: number; cpu: CpuPerFrame; rawCpu: RawCpuPerFrame }> {
-  const gateway = startMig(["start"], { MIG_LOG_LEVEL: "info", MIG_STREAM_WINDOW: String(CREDIT) });
+  const gateway = startMig(["start"], { MIG_LOG_LEVEL: "info", MIG_STREAM_WINDOW: String(WINDOW) });
   const bus = String((await gateway.waitForLog("embedded nats-server listening")).url);
   await gateway.waitForLog("NATS binding listening");
-  const worker = startMig(["worker", "test/fixtures/stream-provider.ts"], { MIG_NATS_URL: bus, MIG_STREAM_WINDOW: String(CREDIT) });
+  const worker = startMig(["worker", "test/fixtures/stream-provider.ts"], { MIG_NATS_URL: bus, MIG_STREAM_WINDOW: String(WINDOW) });
   await worker.waitForLog("worker serving");
   const nc = await connect({ servers: bus, name: "bench-consumer" });
   try {
@@ -64,12 +70,12 @@ async function streamThroughGateway(): Promise<{ fps: number; rawFps: number; by
     const pids = { gateway: gateway.child.pid, worker: worker.child.pid, nats_server: natsServerPid(gateway.dataDir) };
     const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuMicros(pid)]));
     const self0 = process.cpuUsage();
-    const { seconds, bytes } = await runStream(nc, FRAMES);
+    const { seconds, sample } = await runStream(nc, FRAMES);
     const self = process.cpuUsage(self0);
     const cpu = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, perFrame(cpuMicros(pid) - before[k]!)])) as CpuPerFrame;
     cpu.consumer = perFrame(self.user + self.system);
-    const raw = await rawPubSub(bus, FRAMES, bytes, pids.nats_server);
-    return { fps: FRAMES / seconds, rawFps: FRAMES / raw.seconds, bytes, cpu, rawCpu: raw.cpu };
+    const raw = await rawPubSub(bus, FRAMES, sample, pids.nats_server);
+    return { fps: FRAMES / seconds, rawFps: FRAMES / raw.seconds, bytes: Buffer.byteLength(sample), cpu, rawCpu: raw.cpu };
   } finally {
     await nc.close();
     await worker.stop();
@@ -77,19 +83,20 @@ async function streamThroughGateway(): Promise<{ fps: number; rawFps: number; by
   }
 }
 
-async function runStream(nc: NatsConnection, frames: number): Promise<{ seconds: number; bytes: number }> {
+/** Runs one stream of `frames` frames; `sample` is its first data frame as received, the raw baseline's payload. */
+async function runStream(nc: NatsConnection, frames: number): Promise<{ seconds: number; sample: string }> {
   const streamId = `b-${randomUUID()}`;
   const subject = `mig.v0_1.bench.stream.${streamId}`;
   let read = 0;
-  let bytes = 0;
+  let sample = "";
   let started = 0;
   const done = new Promise<number>((resolve) => {
     nc.subscribe(subject, {
       callback: (_e, msg) => {
         const frame = msg.json<{ end_stream?: boolean }>();
         if (frame.end_stream) return resolve(performance.now());
-        bytes = msg.data.length;
-        // Grant half a window each time half a window was read: the pipe never runs dry waiting for credit.
+        if (read === 0) sample = msg.string();
+        // Grant half the credit each time half of it was read: the pipe never runs dry waiting for credit.
         if (++read % (CREDIT / 2) === 0) nc.publish(`${subject}.in`, JSON.stringify({ kind: "control", payload: { action: "credit", credit: CREDIT / 2 } }));
       },
     });
@@ -99,11 +106,11 @@ async function runStream(nc: NatsConnection, frames: number): Promise<{ seconds:
   await nc.request("mig.v0_1.bench.control.stream", JSON.stringify({ capability: "remote.stream.count", payload: { count: frames }, stream_id: streamId, stream_preference: "server_stream", header: { deadline_ms: 600_000 } }));
   nc.publish(`${subject}.in`, JSON.stringify({ kind: "control", payload: { action: "credit", credit: CREDIT } }));
   const ended = await done;
-  return { seconds: (ended - started) / 1000, bytes };
+  return { seconds: (ended - started) / 1000, sample };
 }
 
-async function rawPubSub(bus: string, frames: number, bytes: number, natsPid: number | undefined): Promise<{ seconds: number; cpu: RawCpuPerFrame }> {
-  const body = JSON.stringify({ pad: "x".repeat(Math.max(0, bytes - 10)) });
+/** Raw NATS publish/subscribe of `frames` copies of `body` (a frame of the MIG stream, so the same payload: same bytes, same JSON to parse). */
+async function rawPubSub(bus: string, frames: number, body: string, natsPid: number | undefined): Promise<{ seconds: number; cpu: RawCpuPerFrame }> {
   const go = `bench.go.${randomUUID()}`;
   const publisher = spawnTs("raw-stream-publisher", ROOT, "test/bench/raw-stream-publisher.ts", ["--servers", bus, "--subject", "bench.raw.stream", "--count", String(frames), "--body", body, "--go", go]);
   await publisher.waitForLine((l) => (l.includes('"ready":true') ? l : undefined), 20_000);
@@ -258,7 +265,8 @@ const report = {
         stream: {
           frames: FRAMES,
           frame_bytes: stream.bytes,
-          credit_batch: CREDIT,
+          window: WINDOW,
+          credit: CREDIT,
           worker_to_nats_consumer_fps: Math.round(stream.fps),
           raw_nats_pubsub_fps: Math.round(stream.rawFps),
           ratio: Math.round((stream.fps / stream.rawFps) * 1000) / 1000,
