@@ -190,6 +190,8 @@ async function cancelLatency(): Promise<{ nats: Histogram; ws: Histogram; breakd
   await new Promise((r) => ws.once("open", r));
   const firstFrame = new Map<string, () => void>();
   ws.on("message", (data) => {
+    // Only a new stream's first frame is awaited: the frames of a running stream are read, not decoded.
+    if (firstFrame.size === 0) return;
     const f = JSON.parse(data.toString()) as { stream_id: string };
     firstFrame.get(f.stream_id)?.();
     firstFrame.delete(f.stream_id);
