@@ -159,6 +159,8 @@ export const rows: RowDefinition[] = [
       return {
         frames: stream.frames,
         frame_bytes: stream.frame_bytes,
+        runtime_window: stream.window,
+        consumer_credit: stream.credit,
         "frames/s": `MIG ${stream.worker_to_nats_consumer_fps}/s · raw NATS pub/sub ${stream.raw_nats_pubsub_fps}/s · ratio ${stream.ratio.toFixed(2)} (target ${verdict(stream.ratio, STREAM_TARGET, true)})`,
         mig_fps: stream.worker_to_nats_consumer_fps,
         raw_fps: stream.raw_nats_pubsub_fps,
