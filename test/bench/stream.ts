@@ -1,9 +1,9 @@
 // Streaming benchmarks of issue 6 (run: node --import tsx test/bench/stream.ts):
 //  1. frames per second of one server_stream from a `mig worker` process, through a `mig start` gateway's
 //     NATS stream subjects, to a NATS consumer granting credit, against raw NATS publish/subscribe of
-//     the same payload (the stream's first frame, as the consumer received it) from a plain publisher process
-//     in the same run, with the CPU time each process
-//     spent per frame on both paths (from /proc, Linux): on a loaded machine the steadier figure;
+//     the same payload (the stream's first frame, as the consumer received it) from a plain publisher
+//     process in the same run, with the CPU time each process spent per frame on both paths (from /proc,
+//     Linux): on a loaded machine the steadier figure;
 //  2. time from CANCEL (NATS control.cancel request) and from a WebSocket cancel frame to the provider's
 //     AbortSignal, with the provider in the gateway's process; with --breakdown, where each cancel's time went.
 import { randomUUID } from "node:crypto";
@@ -29,7 +29,8 @@ const { values } = parseArgs({
     cancels: { type: "string", default: "300" },
     // The runtime's window (MIG_STREAM_WINDOW in both processes: frames it holds per stream) and the
     // consumer's credit (frames it lets be in flight toward it: its receive buffer) are separate choices. A
-    // credit covering a round trip's worth of frames keeps the pipe full (docs/streaming.md, "window and credit").
+    // credit covering a round trip's worth of frames keeps the pipe full (docs/streaming.md, NATS, "Credit and
+    // window are two numbers").
     window: { type: "string", default: "64" },
     credit: { type: "string", default: "512" },
     only: { type: "string" },
@@ -44,6 +45,8 @@ const FRAMES = Number(values.frames);
 const CANCELS = Number(values.cancels);
 const WINDOW = Number(values.window);
 const CREDIT = Number(values.credit);
+if (!Number.isInteger(WINDOW) || WINDOW < 1) throw new Error("--window: a positive number of frames");
+if (!Number.isInteger(CREDIT) || CREDIT < 2 || CREDIT % 2 !== 0) throw new Error("--credit: an even number of frames, at least 2 (granted in halves)");
 const BREAKDOWN = values.breakdown;
 const ROOT = new URL("../..", import.meta.url).pathname;
 
