@@ -172,7 +172,7 @@ function slowest(samples: CancelBreakdown["samples"]): { samples: number; mean_m
   return { samples: tail.length, mean_ms: mean((x) => x.ms), mean_cpu_ms: mean((x) => x.cpu_ms), mean_runqueue_ms: mean((x) => x.runqueue_ms) };
 }
 
-async function cancelLatency(): Promise<{ nats: Histogram; ws: Histogram; breakdown: Record<"nats" | "ws", CancelBreakdown>; loopDelayP99Ms: number; gcPauses: number }> {
+async function cancelLatency(): Promise<{ nats: Histogram; ws: Histogram; breakdown: Record<"nats" | "ws", CancelBreakdown>; natsPlain: Histogram; loopDelayP99Ms: number; gcPauses: number }> {
   const aborted = new Map<string, number>();
   const waiting = new Map<string, () => void>();
   const forever = defineStreamingCapability(
@@ -210,6 +210,20 @@ async function cancelLatency(): Promise<{ nats: Histogram; ws: Histogram; breakd
     for (const e of list.getEntries()) gcs.push({ start: e.startTime, end: e.startTime + e.duration });
   });
   const loop = monitorEventLoopDelay({ resolution: 1 });
+  // With --breakdown, a plain NATS subscriber on a connection of its own in this process also receives each
+  // CANCEL message: how long the bus alone took to deliver it here, the same moment the runtime's binding got it.
+  const plainArrival = new Map<string, number>();
+  const plainWaiting = new Map<string, () => void>();
+  const plain = BREAKDOWN ? await connect({ servers: t.runtime.natsUrl }) : undefined;
+  plain?.subscribe("mig.v0_1.acme.control.cancel.*", {
+    callback: (_err, msg) => {
+      const id = msg.subject.slice("mig.v0_1.acme.control.cancel.".length);
+      plainArrival.set(id, performance.now());
+      plainWaiting.get(id)?.();
+    },
+  });
+  await plain?.flush();
+  const natsPlain = new Histogram();
   if (BREAKDOWN) {
     gcObserver.observe({ entryTypes: ["gc"] });
     loop.enable();
@@ -239,6 +253,7 @@ async function cancelLatency(): Promise<{ nats: Histogram; ws: Histogram; breakd
         if (via === "nats") nc.publish(`mig.v0_1.acme.control.cancel.${messageId}`, "{}", { reply: "_INBOX.bench.ignore" });
         else ws.send(JSON.stringify({ header: { tenant_id: "acme" }, stream_id: streamId, kind: "control", payload: { action: "cancel" } }));
         await gone;
+        if (plain && via === "nats" && !plainArrival.has(messageId)) await new Promise<void>((r) => plainWaiting.set(messageId, r));
         const at = aborted.get(messageId)!;
         const sched1 = BREAKDOWN ? schedMs() : sched0;
         (via === "nats" ? nats : wsh).recordMs(at - t0);
@@ -248,7 +263,10 @@ async function cancelLatency(): Promise<{ nats: Histogram; ws: Histogram; breakd
         b.session_cancel_to_signal.recordMs(at - cancelledAt);
         if (gcs.some((g) => g.end > t0 && g.start < at)) b.samples_overlapping_gc++;
         b.frames_emitted_per_sample_max = Math.max(b.frames_emitted_per_sample_max, session.emitted - emitted0);
+        if (plain && via === "nats") natsPlain.recordMs(plainArrival.get(messageId)! - t0);
         waiting.delete(messageId);
+        plainWaiting.delete(messageId);
+        plainArrival.delete(messageId);
       }
     }
   } finally {
@@ -256,10 +274,11 @@ async function cancelLatency(): Promise<{ nats: Histogram; ws: Histogram; breakd
     gcObserver.disconnect();
     ws.terminate();
     await nc.close();
+    await plain?.close();
     await binding.close();
     await t.stop();
   }
-  return { nats, ws: wsh, breakdown, loopDelayP99Ms: Math.round(loop.percentile(99) / 1e4) / 100, gcPauses: gcs.length };
+  return { nats, ws: wsh, breakdown, natsPlain, loopDelayP99Ms: Math.round(loop.percentile(99) / 1e4) / 100, gcPauses: gcs.length };
 }
 
 const stream = values.only === "cancel" ? undefined : await streamThroughGateway();
@@ -292,6 +311,7 @@ const report = {
               return [via, { to_session_cancel_ms: b.to_session_cancel.latencies(), session_cancel_to_signal_ms: b.session_cancel_to_signal.latencies(), samples_overlapping_gc: b.samples_overlapping_gc, frames_emitted_per_sample_max: b.frames_emitted_per_sample_max, slowest_1_percent: slowest(b.samples) }];
             }),
           ),
+          nats_plain_subscriber_ms: cancels.natsPlain.latencies(),
           event_loop_delay_p99_ms: cancels.loopDelayP99Ms,
           gc_pauses: cancels.gcPauses,
         },
