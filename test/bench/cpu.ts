@@ -34,3 +34,37 @@ export async function cpuPerUnit<T>(
   cpu.client = per(self.user + self.system);
   return { result, cpu };
 }
+
+/** CPU µs of each named process so far. */
+export function cpuSnapshot(pids: Record<string, number | undefined>): Record<string, number> {
+  return Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuMicros(pid)]));
+}
+
+/** CPU µs per call of each process between two snapshots; processes that could not be read are left out. */
+export function cpuPerCall(before: Record<string, number>, after: Record<string, number>, calls: number): Record<string, number> {
+  const per: Record<string, number> = {};
+  for (const [name, us] of Object.entries(after)) {
+    const spent = us - before[name]!;
+    if (calls > 0 && Number.isFinite(spent)) per[name] = Math.round((spent / calls) * 10) / 10;
+  }
+  return per;
+}
+
+/** `{cpu_us_per_call}` with each process's median over the slices, or nothing when no slice measured any. */
+export function medianPerKey(slices: Record<string, number>[]): { cpu_us_per_call?: Record<string, number> } {
+  const names = [...new Set(slices.flatMap((slice) => Object.keys(slice)))];
+  if (names.length === 0) return {};
+  const median = (values: number[]) => {
+    const sorted = [...values].sort((a, b) => a - b);
+    const mid = sorted.length / 2;
+    const value = sorted.length % 2 ? sorted[Math.floor(mid)]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+    return Math.round(value * 10) / 10;
+  };
+  return { cpu_us_per_call: Object.fromEntries(names.map((name) => [name, median(slices.flatMap((slice) => (name in slice ? [slice[name]!] : [])))])) };
+}
+
+/** "gateway 21.2 + worker 20.1 + … = 70.3": each process's CPU per unit, the figure a loaded machine disturbs least. */
+export function cpuLine(cpu: Record<string, number>): string {
+  const total = Object.values(cpu).reduce((a, b) => a + b, 0);
+  return `${Object.entries(cpu).map(([k, v]) => `${k} ${v}`).join(" + ")} = ${Math.round(total * 1000) / 1000}`;
+}

@@ -4,6 +4,7 @@ import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import { resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cpuPerCall, medianPerKey } from "./cpu.ts";
 import { Histogram } from "./histogram.ts";
 import { aggregate, LoaderProcess } from "./measure.ts";
 import { runRow } from "./row-runner.ts";
@@ -165,6 +166,9 @@ describe("row runner", () => {
       for (const side of [result.path!, result.baseline!]) {
         expect(side.results).toHaveLength(1);
         expect(side.results[0]).toMatchObject({ concurrency: 1, slices: 2, errors: 0 });
+        // The server here names no processes: only the loader's CPU is counted.
+        expect(Object.keys(side.results[0]!.cpu_us_per_call!)).toEqual(["client"]);
+        expect(side.results[0]!.cpu_us_per_call!.client).toBeGreaterThanOrEqual(0);
       }
       expect(result.ratio?.throughput["1"]).toBeGreaterThan(0);
       expect(result.ratio?.p50_at_1).toBeGreaterThan(0);
@@ -177,6 +181,15 @@ describe("row runner", () => {
     const row: RowDefinition = { id: "later", name: "later", measures: "x", pending: "not built" };
     const result = await runRow(row, ctx, settings, () => {});
     expect(result).toMatchObject({ status: "pending", error: "not built" });
+  });
+});
+
+describe("CPU per call", () => {
+  it("divides each process's CPU by the calls, leaves out what could not be read, and takes medians per process", () => {
+    expect(cpuPerCall({ worker: 1_000, gone: Number.NaN }, { worker: 3_000, gone: Number.NaN }, 100)).toEqual({ worker: 20 });
+    expect(cpuPerCall({ worker: 1_000 }, { worker: 3_000 }, 0)).toEqual({});
+    expect(medianPerKey([{ worker: 20, client: 5 }, { worker: 30 }, { worker: 10, client: 7 }])).toEqual({ cpu_us_per_call: { worker: 20, client: 6 } });
+    expect(medianPerKey([{}, {}])).toEqual({});
   });
 });
 

@@ -50,6 +50,10 @@ export class LoaderProcess {
     return loaderProcess;
   }
 
+  get pid(): number {
+    return this.child.pid;
+  }
+
   /** Runs one warm-up plus measured window and returns the loader's figures. */
   async run(warmupMs: number, durationMs: number): Promise<LoadResult> {
     this.child.proc.stdin?.write(`${JSON.stringify({ warmup_ms: warmupMs, duration_ms: durationMs })}\n`);

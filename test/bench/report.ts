@@ -1,5 +1,6 @@
 // Formats benchmark row results as the terminal table.
 import { BUSY_THRESHOLD } from "./background.ts";
+import { cpuLine } from "./cpu.ts";
 import type { Measurement, RowResult, SideResult } from "./types.ts";
 
 const HEADER = ["side", "callers", "req/s", "spread", "p50 ms", "p99 ms", "p99.9 ms", "errors"];
@@ -76,6 +77,13 @@ export function formatRow(row: RowResult): string {
         if (m) out.push(`  ${line(name, m)}`);
       }
     }
+  }
+  for (const c of row.settings.concurrency) {
+    const cpu = sides.flatMap(([name, side]) => {
+      const perCall = side?.results.find((x) => x.concurrency === c)?.cpu_us_per_call;
+      return perCall ? [`${name} ${cpuLine(perCall)}`] : [];
+    });
+    if (cpu.length > 0) out.push(`  cpu µs per call @${c}: ${cpu.join(" · ")}`);
   }
   for (const [name, side] of sides) {
     if (side?.error) out.push(`  ${name} FAILED: ${short(side.error)}`);

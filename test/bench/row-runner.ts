@@ -4,6 +4,7 @@
 // and works out the ratios. A side that fails is reported in the row; the run goes on.
 import { BUSY_THRESHOLD, startCpuMeter } from "./background.ts";
 import { describe } from "./closed-loop.ts";
+import { cpuPerCall, cpuSnapshot, medianPerKey } from "./cpu.ts";
 import { aggregate, LoaderProcess } from "./measure.ts";
 import type {
   BenchContext,
@@ -26,6 +27,8 @@ interface Side {
   loader?: LoaderProcess;
   slices: LoadResult[];
   background: number[];
+  /** CPU µs per call of each process, one record per slice. */
+  cpu: Record<string, number>[];
 }
 
 export async function runRow(
@@ -88,7 +91,7 @@ async function startSide(
   ctx: BenchContext,
   log: (line: string) => void,
 ): Promise<Side> {
-  const side: Side = { name, result: { label: spec.label, results: [] }, slices: [], background: [] };
+  const side: Side = { name, result: { label: spec.label, results: [] }, slices: [], background: [], cpu: [] };
   log(`  starting ${name}: ${spec.label}`);
   try {
     side.server = await spec.start(ctx);
@@ -119,6 +122,7 @@ async function measureAt(
       usable().map(async (side) => {
         side.slices = [];
         side.background = [];
+        side.cpu = [];
         try {
           side.loader = await LoaderProcess.start(ctx.root, side.server!.target, c);
         } catch (err) {
@@ -137,12 +141,16 @@ async function measureAt(
       const order = slice % 2 === 0 ? usable() : usable().reverse();
       for (const side of order) {
         const otherWork = startCpuMeter();
+        const pids = { ...side.server!.processes?.(), client: side.loader!.pid };
+        const cpu0 = cpuSnapshot(pids);
         try {
           const slice = await side.loader!.run(settings.settleMs, settings.durationMs);
           const gone = side.server?.failure?.();
           if (gone) throw new Error(gone);
           side.slices.push(slice);
           side.background.push(otherWork());
+          // The loader counts only the measured window's calls; the settle time's run at about the same rate.
+          side.cpu.push(cpuPerCall(cpu0, cpuSnapshot(pids), (slice.requests * (settings.settleMs + settings.durationMs)) / settings.durationMs));
         } catch (err) {
           fail(side, err);
         }
@@ -151,7 +159,7 @@ async function measureAt(
     const busiest = Math.max(0, ...sides.flatMap((side) => side.background));
     if (busiest > BUSY_THRESHOLD) log(`    other work used up to ${Math.round(busiest * 100)}% of the machine`);
     for (const side of usable()) {
-      if (side.slices.length > 0) side.result.results.push(aggregate(c, side.slices, side.background));
+      if (side.slices.length > 0) side.result.results.push({ ...aggregate(c, side.slices, side.background), ...medianPerKey(side.cpu) });
     }
   } finally {
     await Promise.all(

@@ -2,6 +2,7 @@
 // it is judged against. Adding a row is adding an entry here (and, for a new wire, a server
 // factory in servers.ts and a loader in measure.ts).
 import { bareGrpc, bareHttp, natsEcho, runtimeGrpc, runtimeHttp, runtimeHttpWorker, runtimeNatsWorker } from "./servers.ts";
+import { cpuLine } from "./cpu.ts";
 import { measureScale } from "./scale.ts";
 import { runScript, verdict } from "./script-rows.ts";
 import type { BenchContext, RowDefinition, RunSettings } from "./types.ts";
@@ -36,9 +37,6 @@ function streamScript(ctx: BenchContext, settings: RunSettings, only: "stream" |
 }
 
 const round3 = (n: number) => Math.round(n * 1000) / 1000;
-/** "gateway 21.2 + worker 20.1 + … = 70.3": each process's CPU per frame, the figure a loaded machine disturbs least. */
-const cpuLine = (cpu: Record<string, number>) =>
-  `${Object.entries(cpu).map(([k, v]) => `${k} ${v}`).join(" + ")} = ${round3(Object.values(cpu).reduce((a, b) => a + b, 0))}`;
 
 /** Issue 9's target for PUBLISH and replay: at least this share of raw JetStream. */
 const EVENTS_TARGET = 0.6;

@@ -1,6 +1,7 @@
 // The servers the benchmark rows start: the MIG runtime under test and the raw baselines.
 // Each factory returns a ServerSpec; rows.ts combines them into rows.
 import { startNatsServer } from "./nats-server.ts";
+import { natsServerPid } from "./cpu.ts";
 import { sleep, spawnTs } from "./processes.ts";
 import type { BenchContext, RunningServer, ServerSpec } from "./types.ts";
 
@@ -26,6 +27,7 @@ export function bareHttp(path: string, body: string): ServerSpec {
         return {
           target: { kind: "http", url: `${String(ready.url)}${path}`, body },
           failure: () => (child.running ? undefined : child.failure()),
+          processes: () => ({ server: child.pid }),
           stop: () => child.stop(),
         };
       } catch (err) {
@@ -47,6 +49,7 @@ export function bareGrpc(body: string): ServerSpec {
         return {
           target: { kind: "grpc", address: String(ready.address), body },
           failure: () => (child.running ? undefined : child.failure()),
+          processes: () => ({ server: child.pid }),
           stop: () => child.stop(),
         };
       } catch (err) {
@@ -83,10 +86,20 @@ export function natsEcho(subject: string, body: string): ServerSpec {
         target: { kind: "nats", servers: nats.url, subject, body },
         failure: () =>
           !nats.child.running ? nats.child.failure() : !echo.running ? echo.failure() : undefined,
+        processes: () => ({ responder: echo.pid, nats_server: nats.child.pid }),
         stop,
       };
     },
   };
+}
+
+/** The runtime's embedded nats-server, once it has written its ports file; undefined before (or elsewhere). */
+function embeddedNatsPid(dataDir: string): number | undefined {
+  try {
+    return natsServerPid(dataDir);
+  } catch {
+    return undefined;
+  }
 }
 
 /** Environment and readiness of `runtime/cli.ts start` as one benchmark child. */
@@ -162,6 +175,7 @@ export async function startRuntime(
           natsMonitorUrl: `http://127.0.0.1:${natsMonitorPort}`,
           grpcAddr: `127.0.0.1:${grpcPort}`,
           failure: () => (child.running ? undefined : child.failure()),
+          processes: () => ({ runtime: child.pid, nats_server: embeddedNatsPid(dataDir) }),
           stop: () => child.stop(),
         };
       }
@@ -250,6 +264,10 @@ export async function startRuntimeWithWorker(
     ...runtime,
     workerPid: worker.pid,
     failure: () => runtime.failure?.() ?? (worker.running ? undefined : worker.failure()),
+    processes: () => {
+      const { runtime: gateway, ...rest } = runtime.processes?.() ?? {};
+      return { gateway, worker: worker.pid, ...rest };
+    },
     stop,
   };
 }

@@ -58,6 +58,12 @@ export interface Measurement {
   connections_opened?: number;
   /** Share of all cores used by other work on the machine during each slice (0 … 1). */
   background_cpu: number[];
+  /**
+   * CPU µs per call of each of the side's processes and of the loader (`client`), median over the slices
+   * (Linux /proc): on a shared machine the steadier figure. The settle time's calls are counted at the
+   * measured window's rate.
+   */
+  cpu_us_per_call?: Record<string, number>;
 }
 
 /** Everything a server definition may need to start, shared across one run. */
@@ -79,6 +85,8 @@ export interface RunningServer {
   target: LoadTarget;
   /** Why the server is gone, when one of its processes has exited; undefined while it serves. */
   failure?(): string | undefined;
+  /** The side's processes by role (e.g. runtime, worker, nats_server), for CPU per call. */
+  processes?(): Record<string, number | undefined>;
   stop(): Promise<void>;
 }
 
