@@ -27,6 +27,7 @@ interface StreamFigures {
     samples: number;
     nats_control_cancel: { p50: number; p99: number; p999: number; max: number };
     websocket_cancel_frame: { p50: number; p99: number; p999: number; max: number };
+    http_cancel?: { p50: number; p99: number; p999: number; max: number };
   };
 }
 
@@ -173,7 +174,7 @@ export const rows: RowDefinition[] = [
     id: "cancel",
     name: "CANCEL → provider's AbortSignal",
     measures:
-      "Time from a CANCEL (NATS control.cancel publish, and a WebSocket cancel frame) to the AbortSignal of a running server_stream provider in the gateway's process, absolute; test/bench/stream.ts --only cancel, 300 cancels per way (--quick: 50).",
+      "Time from a CANCEL (NATS control.cancel publish, HTTP POST /mig/v0.1/cancel/{id} on a kept-alive connection, and a WebSocket cancel frame) to the AbortSignal of a running server_stream provider in the gateway's process, absolute; test/bench/stream.ts --only cancel, 300 cancels per way (--quick: 50).",
     async custom(ctx, settings) {
       const { cancel_to_signal_ms: c } = await streamScript(ctx, settings, "cancel");
       if (!c) throw new Error("stream.ts gave no cancel figures");
@@ -183,10 +184,12 @@ export const rows: RowDefinition[] = [
         samples: c.samples,
         "NATS control.cancel": line(c.nats_control_cancel),
         "WebSocket cancel frame": line(c.websocket_cancel_frame),
+        ...(c.http_cancel ? { "HTTP POST /cancel": line(c.http_cancel) } : {}),
         nats_p50_ms: round3(c.nats_control_cancel.p50),
         nats_p99_ms: round3(c.nats_control_cancel.p99),
         ws_p50_ms: round3(c.websocket_cancel_frame.p50),
         ws_p99_ms: round3(c.websocket_cancel_frame.p99),
+        ...(c.http_cancel ? { http_p50_ms: round3(c.http_cancel.p50), http_p99_ms: round3(c.http_cancel.p99) } : {}),
       };
     },
   },

@@ -4,9 +4,11 @@
 //     the same payload (the stream's first frame, as the consumer received it) from a plain publisher
 //     process in the same run, with the CPU time each process spent per frame on both paths (from /proc,
 //     Linux): on a loaded machine the steadier figure;
-//  2. time from CANCEL (NATS control.cancel request) and from a WebSocket cancel frame to the provider's
-//     AbortSignal, with the provider in the gateway's process; with --breakdown, where each cancel's time went.
+//  2. time from CANCEL (NATS control.cancel request, HTTP POST /mig/v0.1/cancel/{id}) and from a WebSocket
+//     cancel frame to the provider's AbortSignal, with the provider in the gateway's process; with
+//     --breakdown, where each cancel's time went.
 import { randomUUID } from "node:crypto";
+import { Agent as HttpAgent, request as httpRequest } from "node:http";
 import { readFileSync } from "node:fs";
 import { monitorEventLoopDelay, performance, PerformanceObserver } from "node:perf_hooks";
 import { parseArgs } from "node:util";
@@ -172,7 +174,9 @@ function slowest(samples: CancelBreakdown["samples"]): { samples: number; mean_m
   return { samples: tail.length, mean_ms: mean((x) => x.ms), mean_cpu_ms: mean((x) => x.cpu_ms), mean_runqueue_ms: mean((x) => x.runqueue_ms) };
 }
 
-async function cancelLatency(): Promise<{ nats: Histogram; ws: Histogram; breakdown: Record<"nats" | "ws", CancelBreakdown>; natsPlain: Histogram; loopDelayP99Ms: number; gcPauses: number }> {
+type CancelWay = "nats" | "ws" | "http";
+
+async function cancelLatency(): Promise<{ latency: Record<CancelWay, Histogram>; breakdown: Record<CancelWay, CancelBreakdown>; natsPlain: Histogram; loopDelayP99Ms: number; gcPauses: number }> {
   const aborted = new Map<string, number>();
   const waiting = new Map<string, () => void>();
   const forever = defineStreamingCapability(
@@ -199,11 +203,15 @@ async function cancelLatency(): Promise<{ nats: Histogram; ws: Histogram; breakd
     firstFrame.get(f.stream_id)?.();
     firstFrame.delete(f.stream_id);
   });
-  const nats = new Histogram();
-  const wsh = new Histogram();
-  const breakdown = {
-    nats: { to_session_cancel: new Histogram(), session_cancel_to_signal: new Histogram(), samples_overlapping_gc: 0, frames_emitted_per_sample_max: 0, samples: [] } as CancelBreakdown,
-    ws: { to_session_cancel: new Histogram(), session_cancel_to_signal: new Histogram(), samples_overlapping_gc: 0, frames_emitted_per_sample_max: 0, samples: [] } as CancelBreakdown,
+  const latency: Record<CancelWay, Histogram> = { nats: new Histogram(), ws: new Histogram(), http: new Histogram() };
+  const newBreakdown = (): CancelBreakdown => ({ to_session_cancel: new Histogram(), session_cancel_to_signal: new Histogram(), samples_overlapping_gc: 0, frames_emitted_per_sample_max: 0, samples: [] });
+  const breakdown: Record<CancelWay, CancelBreakdown> = { nats: newBreakdown(), ws: newBreakdown(), http: newBreakdown() };
+  // CANCEL over HTTP, `POST /mig/v0.1/cancel/{message_id}` on a kept-alive connection; its answer is not waited for.
+  const agent = new HttpAgent({ keepAlive: true, maxSockets: 1 });
+  const httpCancel = (messageId: string) => {
+    const req = httpRequest(`${t.http.url}/mig/v0.1/cancel/${messageId}`, { method: "POST", agent, headers: { "content-type": "application/json" } }, (res) => res.resume());
+    req.on("error", () => undefined); // a failed CANCEL shows as a missing signal, which the run waits for
+    req.end('{"header":{"tenant_id":"acme"}}');
   };
   const gcs: { start: number; end: number }[] = [];
   const gcObserver = new PerformanceObserver((list) => {
@@ -230,7 +238,7 @@ async function cancelLatency(): Promise<{ nats: Histogram; ws: Histogram; breakd
   }
   try {
     for (let k = 0; k < CANCELS; k++) {
-      for (const via of ["nats", "ws"] as const) {
+      for (const via of ["nats", "ws", "http"] as const) {
         const messageId = randomUUID();
         const streamId = `c-${k}-${via}`;
         const running = new Promise<void>((r) => firstFrame.set(streamId, r));
@@ -251,12 +259,13 @@ async function cancelLatency(): Promise<{ nats: Histogram; ws: Histogram; breakd
         const sched0 = BREAKDOWN ? schedMs() : { running: Number.NaN, waiting: Number.NaN }; // read outside the timed interval
         const t0 = performance.now();
         if (via === "nats") nc.publish(`mig.v0_1.acme.control.cancel.${messageId}`, "{}", { reply: "_INBOX.bench.ignore" });
+        else if (via === "http") httpCancel(messageId);
         else ws.send(JSON.stringify({ header: { tenant_id: "acme" }, stream_id: streamId, kind: "control", payload: { action: "cancel" } }));
         await gone;
         if (plain && via === "nats" && !plainArrival.has(messageId)) await new Promise<void>((r) => plainWaiting.set(messageId, r));
         const at = aborted.get(messageId)!;
         const sched1 = BREAKDOWN ? schedMs() : sched0;
-        (via === "nats" ? nats : wsh).recordMs(at - t0);
+        latency[via].recordMs(at - t0);
         const b = breakdown[via];
         b.samples.push({ ms: at - t0, cpu_ms: sched1.running - sched0.running, runqueue_ms: sched1.waiting - sched0.waiting });
         b.to_session_cancel.recordMs(cancelledAt - t0);
@@ -273,12 +282,13 @@ async function cancelLatency(): Promise<{ nats: Histogram; ws: Histogram; breakd
     loop.disable();
     gcObserver.disconnect();
     ws.terminate();
+    agent.destroy();
     await nc.close();
     await plain?.close();
     await binding.close();
     await t.stop();
   }
-  return { nats, ws: wsh, breakdown, natsPlain, loopDelayP99Ms: Math.round(loop.percentile(99) / 1e4) / 100, gcPauses: gcs.length };
+  return { latency, breakdown, natsPlain, loopDelayP99Ms: Math.round(loop.percentile(99) / 1e4) / 100, gcPauses: gcs.length };
 }
 
 const stream = values.only === "cancel" ? undefined : await streamThroughGateway();
@@ -300,13 +310,20 @@ const report = {
       }
     : {}),
   ...(cancels
-    ? { cancel_to_signal_ms: { samples: CANCELS, nats_control_cancel: cancels.nats.latencies(), websocket_cancel_frame: cancels.ws.latencies() } }
+    ? {
+        cancel_to_signal_ms: {
+          samples: CANCELS,
+          nats_control_cancel: cancels.latency.nats.latencies(),
+          websocket_cancel_frame: cancels.latency.ws.latencies(),
+          http_cancel: cancels.latency.http.latencies(),
+        },
+      }
     : {}),
   ...(cancels && BREAKDOWN
     ? {
         cancel_breakdown: {
           ...Object.fromEntries(
-            (["nats", "ws"] as const).map((via) => {
+            (["nats", "ws", "http"] as const).map((via) => {
               const b = cancels.breakdown[via];
               return [via, { to_session_cancel_ms: b.to_session_cancel.latencies(), session_cancel_to_signal_ms: b.session_cancel_to_signal.latencies(), samples_overlapping_gc: b.samples_overlapping_gc, frames_emitted_per_sample_max: b.frames_emitted_per_sample_max, slowest_1_percent: slowest(b.samples) }];
             }),
