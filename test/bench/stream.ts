@@ -206,11 +206,25 @@ async function cancelLatency(): Promise<{ latency: Record<CancelWay, Histogram>;
   const latency: Record<CancelWay, Histogram> = { nats: new Histogram(), ws: new Histogram(), http: new Histogram() };
   const newBreakdown = (): CancelBreakdown => ({ to_session_cancel: new Histogram(), session_cancel_to_signal: new Histogram(), samples_overlapping_gc: 0, frames_emitted_per_sample_max: 0, samples: [] });
   const breakdown: Record<CancelWay, CancelBreakdown> = { nats: newBreakdown(), ws: newBreakdown(), http: newBreakdown() };
-  // CANCEL over HTTP, `POST /mig/v0.1/cancel/{message_id}` on a kept-alive connection; its answer is not waited for.
+  // CANCEL over HTTP, `POST /mig/v0.1/cancel/{message_id}` on a kept-alive connection. The sample ends at the
+  // signal, not at the answer; a CANCEL the runtime did not accept (or no answer) ends the run with its reason.
   const agent = new HttpAgent({ keepAlive: true, maxSockets: 1 });
+  let httpFailure: Error | undefined;
   const httpCancel = (messageId: string) => {
-    const req = httpRequest(`${t.http.url}/mig/v0.1/cancel/${messageId}`, { method: "POST", agent, headers: { "content-type": "application/json" } }, (res) => res.resume());
-    req.on("error", () => undefined); // a failed CANCEL shows as a missing signal, which the run waits for
+    const fail = (why: string) => {
+      httpFailure ??= new Error(`HTTP CANCEL of ${messageId} failed: ${why}`);
+      waiting.get(messageId)?.();
+    };
+    const req = httpRequest(`${t.http.url}/mig/v0.1/cancel/${messageId}`, { method: "POST", agent, headers: { "content-type": "application/json" } }, (res) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => (text += chunk));
+      res.on("end", () => {
+        const accepted = res.statusCode === 200 && (JSON.parse(text) as { accepted?: boolean }).accepted === true;
+        if (!accepted) fail(`${res.statusCode} ${text.slice(0, 200)}`);
+      });
+    });
+    req.on("error", (err) => fail(err.message));
     req.end('{"header":{"tenant_id":"acme"}}');
   };
   const gcs: { start: number; end: number }[] = [];
@@ -262,6 +276,7 @@ async function cancelLatency(): Promise<{ latency: Record<CancelWay, Histogram>;
         else if (via === "http") httpCancel(messageId);
         else ws.send(JSON.stringify({ header: { tenant_id: "acme" }, stream_id: streamId, kind: "control", payload: { action: "cancel" } }));
         await gone;
+        if (httpFailure) throw httpFailure;
         if (plain && via === "nats" && !plainArrival.has(messageId)) await new Promise<void>((r) => plainWaiting.set(messageId, r));
         const at = aborted.get(messageId)!;
         const sched1 = BREAKDOWN ? schedMs() : sched0;
