@@ -149,7 +149,7 @@ async function measureAt(
           if (gone) throw new Error(gone);
           side.slices.push(slice);
           side.background.push(otherWork());
-          // The loader counts only the measured window's calls; the settle time's run at about the same rate.
+          // The loader counts only the measured window's calls; the lead-in's are taken to run at the same rate.
           side.cpu.push(cpuPerCall(cpu0, cpuSnapshot(pids), (slice.requests * (settings.settleMs + settings.durationMs)) / settings.durationMs));
         } catch (err) {
           fail(side, err);
