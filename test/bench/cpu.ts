@@ -19,19 +19,18 @@ export function natsServerPid(dataDir: string): number | undefined {
   return file ? Number(/\d+/.exec(file)![0]) : undefined;
 }
 
-/** CPU µs per unit of work that each named process (and this one, as `client`) spent while `run` ran. */
+/** CPU µs per unit of work that each named process (and this one, as `client`) spent while `run` ran; unreadable ones left out. */
 export async function cpuPerUnit<T>(
   pids: Record<string, number | undefined>,
   units: number,
   run: () => Promise<T>,
 ): Promise<{ result: T; cpu: Record<string, number> }> {
-  const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuMicros(pid)]));
+  const before = cpuSnapshot(pids);
   const self0 = process.cpuUsage();
   const result = await run();
   const self = process.cpuUsage(self0);
-  const per = (us: number) => Math.round((us / units) * 10) / 10;
-  const cpu = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, per(cpuMicros(pid) - before[k]!)]));
-  cpu.client = per(self.user + self.system);
+  const cpu = cpuPerCall(before, cpuSnapshot(pids), units);
+  cpu.client = Math.round(((self.user + self.system) / units) * 10) / 10;
   return { result, cpu };
 }
 
