@@ -28,12 +28,16 @@ interface StreamFigures {
     nats_control_cancel: { p50: number; p99: number; p999: number; max: number };
     websocket_cancel_frame: { p50: number; p99: number; p999: number; max: number };
     http_cancel?: { p50: number; p99: number; p999: number; max: number };
+    /** The warm-up rounds' times, kept apart from the measured ones. */
+    warmup?: { samples: number; nats_control_cancel: { p99: number }; websocket_cancel_frame: { p99: number }; http_cancel: { p99: number } };
   };
 }
 
 /** Runs test/bench/stream.ts for one of its two measurements, short under --quick. */
 function streamScript(ctx: BenchContext, settings: RunSettings, only: "stream" | "cancel"): Promise<StreamFigures> {
-  const size = settings.quick ? ["--frames", "20000", "--cancels", "50"] : ["--frames", "100000", "--cancels", "300"];
+  const size = settings.quick
+    ? ["--frames", "20000", "--cancels", "300", "--cancel-warmup", "300"]
+    : ["--frames", "100000", "--cancels", "1000", "--cancel-warmup", "300"];
   return runScript(ctx, `stream-${only}`, "test/bench/stream.ts", [...size, "--only", only, "--json"], settings.quick ? 120_000 : 600_000) as unknown as Promise<StreamFigures>;
 }
 
@@ -174,7 +178,7 @@ export const rows: RowDefinition[] = [
     id: "cancel",
     name: "CANCEL → provider's AbortSignal",
     measures:
-      "Time from a CANCEL (NATS control.cancel publish, HTTP POST /mig/v0.1/cancel/{id} on a kept-alive connection, and a WebSocket cancel frame) to the AbortSignal of a running server_stream provider in the gateway's process, absolute; test/bench/stream.ts --only cancel, 300 cancels per way (--quick: 50).",
+      "Time from a CANCEL (NATS control.cancel publish, HTTP POST /mig/v0.1/cancel/{id} on a kept-alive connection, and a WebSocket cancel frame) to the AbortSignal of a running server_stream provider in the gateway's process, absolute; test/bench/stream.ts --only cancel, 1,000 cancels per way after 300 warm-up rounds whose p99 is printed apart (--quick: 300 after 300).",
     async custom(ctx, settings) {
       const { cancel_to_signal_ms: c } = await streamScript(ctx, settings, "cancel");
       if (!c) throw new Error("stream.ts gave no cancel figures");
@@ -185,6 +189,11 @@ export const rows: RowDefinition[] = [
         "NATS control.cancel": line(c.nats_control_cancel),
         "WebSocket cancel frame": line(c.websocket_cancel_frame),
         ...(c.http_cancel ? { "HTTP POST /cancel": line(c.http_cancel) } : {}),
+        ...(c.warmup
+          ? {
+              [`warm-up (${c.warmup.samples} rounds, not measured)`]: `p99 NATS ${round3(c.warmup.nats_control_cancel.p99)} ms · WebSocket ${round3(c.warmup.websocket_cancel_frame.p99)} ms · HTTP ${round3(c.warmup.http_cancel.p99)} ms`,
+            }
+          : {}),
         nats_p50_ms: round3(c.nats_control_cancel.p50),
         nats_p99_ms: round3(c.nats_control_cancel.p99),
         ws_p50_ms: round3(c.websocket_cancel_frame.p50),

@@ -5,8 +5,8 @@
 //     process in the same run, with the CPU time each process spent per frame on both paths (from /proc,
 //     Linux): on a loaded machine the steadier figure;
 //  2. time from CANCEL (NATS control.cancel request, HTTP POST /mig/v0.1/cancel/{id}) and from a WebSocket
-//     cancel frame to the provider's AbortSignal, with the provider in the gateway's process; with
-//     --breakdown, where each cancel's time went.
+//     cancel frame to the provider's AbortSignal, with the provider in the gateway's process, after
+//     warm-up rounds whose times are reported apart; with --breakdown, where each cancel's time went.
 import { randomUUID } from "node:crypto";
 import { Agent as HttpAgent, request as httpRequest } from "node:http";
 import { readFileSync } from "node:fs";
@@ -28,7 +28,11 @@ import { spawnTs } from "./processes.ts";
 const { values } = parseArgs({
   options: {
     frames: { type: "string", default: "100000" },
-    cancels: { type: "string", default: "300" },
+    cancels: { type: "string", default: "1000" },
+    // Rounds (one cancel of each way) run before the measured ones, as every loader row warms up: the first few
+    // hundred cancels of a fresh process run code V8 has not optimized yet, and their tail was the p99 of a short
+    // run (docs/streaming.md, sixth session). Their times are reported apart, as `warmup`.
+    "cancel-warmup": { type: "string", default: "300" },
     // The runtime's window (MIG_STREAM_WINDOW in both processes: frames it holds per stream) and the
     // consumer's credit (frames it lets be in flight toward it: its receive buffer) are separate choices. A
     // credit covering a round trip's worth of frames keeps the pipe full (docs/streaming.md, NATS, "Credit and
@@ -45,6 +49,9 @@ const { values } = parseArgs({
 if (values.only !== undefined && values.only !== "stream" && values.only !== "cancel") throw new Error("--only: stream or cancel");
 const FRAMES = Number(values.frames);
 const CANCELS = Number(values.cancels);
+const CANCEL_WARMUP = Number(values["cancel-warmup"]);
+if (!Number.isInteger(CANCELS) || CANCELS < 1) throw new Error("--cancels: a positive number of rounds");
+if (!Number.isInteger(CANCEL_WARMUP) || CANCEL_WARMUP < 0) throw new Error("--cancel-warmup: a number of rounds, 0 or more");
 const WINDOW = Number(values.window);
 const CREDIT = Number(values.credit);
 if (!Number.isInteger(WINDOW) || WINDOW < 1) throw new Error("--window: a positive number of frames");
@@ -176,7 +183,7 @@ function slowest(samples: CancelBreakdown["samples"]): { samples: number; mean_m
 
 type CancelWay = "nats" | "ws" | "http";
 
-async function cancelLatency(): Promise<{ latency: Record<CancelWay, Histogram>; breakdown: Record<CancelWay, CancelBreakdown>; natsPlain: Histogram; loopDelayP99Ms: number; gcPauses: number }> {
+async function cancelLatency(): Promise<{ latency: Record<CancelWay, Histogram>; warmup: Record<CancelWay, Histogram>; breakdown: Record<CancelWay, CancelBreakdown>; natsPlain: Histogram; loopDelayP99Ms: number; gcPauses: number }> {
   const aborted = new Map<string, number>();
   const waiting = new Map<string, () => void>();
   const forever = defineStreamingCapability(
@@ -204,6 +211,7 @@ async function cancelLatency(): Promise<{ latency: Record<CancelWay, Histogram>;
     firstFrame.delete(f.stream_id);
   });
   const latency: Record<CancelWay, Histogram> = { nats: new Histogram(), ws: new Histogram(), http: new Histogram() };
+  const warmup: Record<CancelWay, Histogram> = { nats: new Histogram(), ws: new Histogram(), http: new Histogram() };
   const newBreakdown = (): CancelBreakdown => ({ to_session_cancel: new Histogram(), session_cancel_to_signal: new Histogram(), samples_overlapping_gc: 0, frames_emitted_per_sample_max: 0, samples: [] });
   const breakdown: Record<CancelWay, CancelBreakdown> = { nats: newBreakdown(), ws: newBreakdown(), http: newBreakdown() };
   // CANCEL over HTTP, `POST /mig/v0.1/cancel/{message_id}` on a kept-alive connection. The sample ends at the
@@ -246,12 +254,13 @@ async function cancelLatency(): Promise<{ latency: Record<CancelWay, Histogram>;
   });
   await plain?.flush();
   const natsPlain = new Histogram();
-  if (BREAKDOWN) {
-    gcObserver.observe({ entryTypes: ["gc"] });
-    loop.enable();
-  }
   try {
-    for (let k = 0; k < CANCELS; k++) {
+    for (let k = -CANCEL_WARMUP; k < CANCELS; k++) {
+      if (k === 0 && BREAKDOWN) {
+        // The breakdown's process-wide probes watch the measured rounds only.
+        gcObserver.observe({ entryTypes: ["gc"] });
+        loop.enable();
+      }
       for (const via of ["nats", "ws", "http"] as const) {
         const messageId = randomUUID();
         const streamId = `c-${k}-${via}`;
@@ -280,6 +289,13 @@ async function cancelLatency(): Promise<{ latency: Record<CancelWay, Histogram>;
         if (plain && via === "nats" && !plainArrival.has(messageId)) await new Promise<void>((r) => plainWaiting.set(messageId, r));
         const at = aborted.get(messageId)!;
         const sched1 = BREAKDOWN ? schedMs() : sched0;
+        waiting.delete(messageId);
+        if (k < 0) {
+          warmup[via].recordMs(at - t0);
+          plainWaiting.delete(messageId);
+          plainArrival.delete(messageId);
+          continue;
+        }
         latency[via].recordMs(at - t0);
         const b = breakdown[via];
         b.samples.push({ ms: at - t0, cpu_ms: sched1.running - sched0.running, runqueue_ms: sched1.waiting - sched0.waiting });
@@ -288,7 +304,6 @@ async function cancelLatency(): Promise<{ latency: Record<CancelWay, Histogram>;
         if (gcs.some((g) => g.end > t0 && g.start < at)) b.samples_overlapping_gc++;
         b.frames_emitted_per_sample_max = Math.max(b.frames_emitted_per_sample_max, session.emitted - emitted0);
         if (plain && via === "nats") natsPlain.recordMs(plainArrival.get(messageId)! - t0);
-        waiting.delete(messageId);
         plainWaiting.delete(messageId);
         plainArrival.delete(messageId);
       }
@@ -303,7 +318,7 @@ async function cancelLatency(): Promise<{ latency: Record<CancelWay, Histogram>;
     await binding.close();
     await t.stop();
   }
-  return { latency, breakdown, natsPlain, loopDelayP99Ms: Math.round(loop.percentile(99) / 1e4) / 100, gcPauses: gcs.length };
+  return { latency, warmup, breakdown, natsPlain, loopDelayP99Ms: Math.round(loop.percentile(99) / 1e4) / 100, gcPauses: gcs.length };
 }
 
 const stream = values.only === "cancel" ? undefined : await streamThroughGateway();
@@ -331,6 +346,12 @@ const report = {
           nats_control_cancel: cancels.latency.nats.latencies(),
           websocket_cancel_frame: cancels.latency.ws.latencies(),
           http_cancel: cancels.latency.http.latencies(),
+          warmup: {
+            samples: CANCEL_WARMUP,
+            nats_control_cancel: cancels.warmup.nats.latencies(),
+            websocket_cancel_frame: cancels.warmup.ws.latencies(),
+            http_cancel: cancels.warmup.http.latencies(),
+          },
         },
       }
     : {}),
