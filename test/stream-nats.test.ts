@@ -95,6 +95,44 @@ describe("streams over NATS", () => {
     expect(session!.highWater).toBeLessThanOrEqual(17);
   });
 
+  it("a 100,000-frame stream to a consumer that reads slowly keeps at most window + 1 frames in the runtime", async () => {
+    const paused = async () => (await t.runtime.metrics.streamsPaused.get()).values[0]?.value ?? 0;
+    let session: StreamSession | undefined;
+    let pauses = 0;
+    let s!: Awaited<ReturnType<typeof consume>>;
+    const grant = () => s.send({ kind: "control", payload: { action: "credit", credit: 64 } });
+    s = await consume("test.stream.count", { count: 100_000 }, {
+      grant: false,
+      onFrame: (frame, n) => {
+        if (n === 1) session = [...t.runtime.streams.values()].find((x) => (x as StreamSession).capability === "test.stream.count") as StreamSession;
+        if (frame.end_stream || n % 64 !== 0) return;
+        // Every 9,600 frames the reader stops granting until the runtime has paused the provider for want of credit.
+        if ((n / 64) % 150 === 0) void waitFor("the provider to pause", async () => (await paused()) === 1 || undefined).then(() => (pauses++, grant()));
+        else grant();
+      },
+    });
+    grant();
+    await s.done;
+    expect(s.frames).toHaveLength(100_001);
+    expect(data(s.frames).every((f, i) => f.payload.i === i)).toBe(true);
+    expect(s.frames.at(-1)).toMatchObject({ kind: "response", end_stream: true, payload: { frames: 100_000 } });
+    expect(pauses).toBe(10);
+    expect(session!.highWater).toBeLessThanOrEqual(17);
+  });
+
+  it("200 concurrent streams each get their own frames, in order, and one terminal frame", async () => {
+    const lengthOf = (k: number) => 40 + (k % 7);
+    const streams = await Promise.all(Array.from({ length: 200 }, (_, k) => consume("test.stream.count", { count: lengthOf(k) })));
+    await Promise.all(streams.map((s) => s.done));
+    for (const [k, s] of streams.entries()) {
+      expect(s.frames).toHaveLength(lengthOf(k) + 1);
+      expect(s.frames.every((f) => f.stream_id === s.streamId)).toBe(true);
+      expect(data(s.frames).map((f) => f.payload.i)).toEqual(Array.from({ length: lengthOf(k) }, (_, i) => i));
+      expect(s.frames.filter((f) => f.end_stream)).toHaveLength(1);
+      expect(s.frames.at(-1)).toMatchObject({ kind: "response", end_stream: true, payload: { frames: lengthOf(k) } });
+    }
+  });
+
   it("a consumer that grants no credit gets nothing, and the stream ends with MIG_BACKPRESSURE after the stall bound", async () => {
     const s = await consume("test.stream.forever", {}, { grant: false });
     await s.done;

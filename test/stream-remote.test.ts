@@ -37,9 +37,9 @@ const data = (frames: Frame[]) => frames.filter((f) => !f.end_stream);
 const aborted = (messageId: string) => (existsSync(log) ? readFileSync(log, "utf8") : "").split("\n").find((l) => l.startsWith(`aborted ${messageId}`));
 
 describe("a worker's stream through a gateway", () => {
-  it("20,000 frames to a consumer reading in bursts: in order, and neither process holds more than its window + 1", async () => {
+  it("100,000 frames to a consumer reading in bursts: in order, and neither process holds more than its window + 1", async () => {
     const client = await StreamClient.open(gateway.http.url);
-    const { streamId, messageId } = client.start("remote.stream.count", { count: 20_000 }, { deadlineMs: 120_000 });
+    const { streamId, messageId } = client.start("remote.stream.count", { count: 100_000 }, { deadlineMs: 120_000 });
     const atGateway = await waitFor("the gateway's stream", () => gateway.runtime.streams.get(messageId) as StreamSession | undefined);
     const atWorker = await waitFor("the worker's stream", () => workerRuntime.streams.get(messageId) as StreamSession | undefined);
     let pauses = 0;
@@ -54,12 +54,12 @@ describe("a worker's stream through a gateway", () => {
       });
       if (!atWorker.isOver) pauses++;
       client.ws.resume();
-      await client.until("more frames", () => client.done.has(streamId) || client.of(streamId).length > before + 5_000);
+      await client.until("more frames", () => client.done.has(streamId) || client.of(streamId).length > before + 10_000);
     }
     const frames = await client.ended(streamId);
-    expect(frames).toHaveLength(20_001);
+    expect(frames).toHaveLength(100_001);
     expect(data(frames).every((f, i) => f.payload.i === i && f.payload.pid === process.pid)).toBe(true);
-    expect(frames.at(-1)).toMatchObject({ kind: "response", end_stream: true, payload: { frames: 20_000 } });
+    expect(frames.at(-1)).toMatchObject({ kind: "response", end_stream: true, payload: { frames: 100_000 } });
     expect(pauses).toBeGreaterThan(0);
     expect(atGateway.highWater).toBeLessThanOrEqual(17);
     expect(atWorker.highWater).toBeLessThanOrEqual(17);
