@@ -64,7 +64,7 @@ describe("a worker's stream through a gateway", () => {
     expect(atGateway.highWater).toBeLessThanOrEqual(17);
     expect(atWorker.highWater).toBeLessThanOrEqual(17);
     client.close();
-  });
+  }, 60_000); // seconds on this machine; room for a slower one
 
   it("a control cancel at the gateway aborts the worker's provider; one control terminal frame", async () => {
     const client = await StreamClient.open(gateway.http.url);
