@@ -289,11 +289,12 @@ async function cancelLatency(): Promise<{ latency: Record<CancelWay, Histogram>;
         if (plain && via === "nats" && !plainArrival.has(messageId)) await new Promise<void>((r) => plainWaiting.set(messageId, r));
         const at = aborted.get(messageId)!;
         const sched1 = BREAKDOWN ? schedMs() : sched0;
+        const plainAt = plainArrival.get(messageId);
         waiting.delete(messageId);
+        plainWaiting.delete(messageId);
+        plainArrival.delete(messageId);
         if (k < 0) {
           warmup[via].recordMs(at - t0);
-          plainWaiting.delete(messageId);
-          plainArrival.delete(messageId);
           continue;
         }
         latency[via].recordMs(at - t0);
@@ -303,9 +304,7 @@ async function cancelLatency(): Promise<{ latency: Record<CancelWay, Histogram>;
         b.session_cancel_to_signal.recordMs(at - cancelledAt);
         if (gcs.some((g) => g.end > t0 && g.start < at)) b.samples_overlapping_gc++;
         b.frames_emitted_per_sample_max = Math.max(b.frames_emitted_per_sample_max, session.emitted - emitted0);
-        if (plain && via === "nats") natsPlain.recordMs(plainArrival.get(messageId)! - t0);
-        plainWaiting.delete(messageId);
-        plainArrival.delete(messageId);
+        if (plain && via === "nats") natsPlain.recordMs(plainAt! - t0);
       }
     }
   } finally {
