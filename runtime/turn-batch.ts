@@ -34,7 +34,9 @@ export class TurnBatch {
     if (this.queued.push({ subject, data, options, failed }) === 1) setImmediate(this.flush);
   }
 
-  private readonly flush = (): void => {
+  /** Writes what is queued now (the scheduled write then finds nothing). */
+  readonly flush = (): void => {
+    if (this.queued.length === 0) return;
     const batch = this.queued;
     this.queued = [];
     let bytes = 0;
