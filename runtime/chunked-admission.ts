@@ -11,6 +11,10 @@
 // A request waits at most until the chunks before it have started, a few turns of the loop. If more than
 // `maxWaiting` wait (a flood), everything waiting starts at once, in order, as it did without chunks: admission
 // control then answers the excess with MIG_BACKPRESSURE instead of letting the queue grow.
+
+/** Requests started per turn by the NATS bindings; at 64 callers, 24 and 32 did best (docs/decisions.md). */
+export const ADMISSION_CHUNK = 32;
+
 export class ChunkedAdmission<T> {
   private readonly waiting: T[] = [];
   private head = 0;

@@ -9,6 +9,7 @@
 //                                              reply subject of every delivered event, so `msg.respond()` acks
 //   mig.v0_1.<tenant>.subscription.<id>.close  ends the subscription (request/reply)
 import { Match, type Msg, type NatsConnection, type Subscription as NatsSubscription } from "@nats-io/transport-node";
+import { ADMISSION_CHUNK, ChunkedAdmission } from "../../runtime/chunked-admission.ts";
 import { errorEnvelope } from "../../runtime/envelope.ts";
 import { ORIGIN_HEADER, ORIGIN_RUNTIME } from "../../runtime/events.ts";
 import { MigError } from "../../runtime/errors.ts";
@@ -178,6 +179,24 @@ export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticato
     if (msg.reply) runtime.events.outbox.publish(msg.reply, JSON.stringify(value));
   };
 
+  const startPublish = (msg: Msg): void => {
+    const { tenant, rest } = splitSubject(msg.subject);
+    if (replyRefused(runtime, msg, tenant)) return;
+    let body: unknown;
+    try {
+      body = parseBody(msg, limit);
+    } catch (err) {
+      return answer(msg, errorEnvelope(err, undefined, tenant));
+    }
+    authenticate(msg, tenant, "publish")
+      .then((principal) => runtime.publish(body, context(principal, tenant, msg.data.length), rest))
+      .then(
+        (ack) => answer(msg, ack),
+        (err: unknown) => answer(msg, errorEnvelope(err, body, tenant)),
+      );
+  };
+  // A chunk of PUBLISH requests per turn, their stores written before the next chunk starts (runtime/chunked-admission.ts).
+  const admission = new ChunkedAdmission<Msg>(ADMISSION_CHUNK, runtime.config.capacity, startPublish, runtime.events.outbox.flush);
   // On the bus's no-echo events connection, where the runtime also publishes its live EventMessages: the server does
   // not hand this process its own copies. Another runtime's copies still arrive (queue group) and are dropped here.
   const publishes = runtime.bus.events.subscribe("mig.v0_1.*.events.>", {
@@ -185,20 +204,7 @@ export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticato
     callback: (_err, msg) => {
       // The runtime's own live EventMessages travel on the same subjects: never a new PUBLISH.
       if (msg.headers?.get(ORIGIN_HEADER) === ORIGIN_RUNTIME) return;
-      const { tenant, rest } = splitSubject(msg.subject);
-      if (replyRefused(runtime, msg, tenant)) return;
-      let body: unknown;
-      try {
-        body = parseBody(msg, limit);
-      } catch (err) {
-        return answer(msg, errorEnvelope(err, undefined, tenant));
-      }
-      authenticate(msg, tenant, "publish")
-        .then((principal) => runtime.publish(body, context(principal, tenant, msg.data.length), rest))
-        .then(
-          (ack) => answer(msg, ack),
-          (err: unknown) => answer(msg, errorEnvelope(err, body, tenant)),
-        );
+      admission.admit(msg);
     },
   });
 
@@ -245,6 +251,7 @@ export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticato
     async close() {
       publishes.unsubscribe();
       subscribes.unsubscribe();
+      await admission.whenEmpty();
     },
   };
 }

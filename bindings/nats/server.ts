@@ -1,6 +1,6 @@
 // The NATS binding: serves the public mig.v0_1 subjects in one queue group, translating each request for the runtime.
 import { Match, type Msg, type MsgHdrs, type Subscription } from "@nats-io/transport-node";
-import { ChunkedAdmission } from "../../runtime/chunked-admission.ts";
+import { ADMISSION_CHUNK, ChunkedAdmission } from "../../runtime/chunked-admission.ts";
 import { TurnBatch } from "../../runtime/turn-batch.ts";
 import { MigError, toMigError } from "../../runtime/errors.ts";
 import { errorEnvelope } from "../../runtime/envelope.ts";
@@ -46,9 +46,6 @@ const OPERATIONS: Record<ParsedSubject["operation"], Operation> = {
 };
 
 const decoder = new TextDecoder();
-
-/** Requests started per turn of the event loop; measured at 64 callers, 24 and 32 did best (docs/decisions.md). */
-const ADMISSION_CHUNK = 32;
 
 export async function startNatsBinding(runtime: MigRuntime, authenticator: Authenticator, options: NatsBindingOptions = {}): Promise<NatsBinding> {
   const { nc } = runtime.bus;
