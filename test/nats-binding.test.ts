@@ -9,6 +9,7 @@ import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.t
 import { natsClient, natsRequest, rawRequest } from "./helpers/nats.ts";
 import { expectEnvelope } from "./helpers/envelopes.ts";
 import { defineCapability } from "../runtime/provider.ts";
+import { ADMISSION_CHUNK } from "../runtime/chunked-admission.ts";
 
 describe("the standard's NATS smoke checks against `mig start`", () => {
   let mig: MigProcess;
@@ -48,8 +49,18 @@ describe("the NATS binding of one runtime", () => {
   let rt: TestRuntime;
   let binding: NatsBinding;
   let nc: NatsConnection;
+  /** test.counted's calls, in the order they ran: the request's number and how many messages the runtime had handed to the bus. */
+  const counted: { n: number; sent: number }[] = [];
   beforeAll(async () => {
-    rt = await startTestRuntime();
+    const countedCapability = defineCapability(
+      { id: "test.counted", version: "1.0.0", modes: ["unary"], input_schema_uri: "schema://test/counted/v1", output_schema_uri: "schema://test/counted/v1", auth_scopes: [] },
+      (payload) => {
+        counted.push({ n: Number(payload.n), sent: rt.runtime.bus.nc.stats().outMsgs });
+        return { n: payload.n };
+      },
+      { "schema://test/counted/v1": { type: "object" } },
+    );
+    rt = await startTestRuntime({ capabilities: [countedCapability] });
     binding = await startNatsBinding(rt.runtime, rt.runtime.authenticator);
     nc = await natsClient(rt.runtime.natsUrl);
   });
@@ -147,6 +158,23 @@ describe("the NATS binding of one runtime", () => {
     await waitFor("the drops to be counted", async () => (await dropped(rt)) === before + 3);
     const after = await natsRequest(nc, infer, { payload: { input: "still here" } });
     expect(after.body.payload.echo.input).toBe("still here");
+  });
+
+  it("answers a burst of 200 in the order sent, handing each chunk's answers to the bus before the next chunk starts", async () => {
+    const count = 200;
+    const before = rt.runtime.bus.nc.stats().outMsgs;
+    // One caller's requests, flushed together: nats-server delivers them in this order.
+    const answers = await Promise.all(
+      Array.from({ length: count }, (_, n) => natsRequest(nc, "mig.v0_1.acme.invoke.test.counted", { payload: { n } })),
+    );
+    answers.forEach((answer, n) => {
+      expect(answer.body.error, JSON.stringify(answer.body)).toBeUndefined();
+      expect(answer.body.payload.n).toBe(n);
+    });
+    expect(counted.map((c) => c.n)).toEqual(Array.from({ length: count }, (_, n) => n));
+    // Without chunks all 200 would run before the first answer left. With them, only the requests started in the
+    // same turn (at most one chunk) can still be waiting for their answers to be handed to the bus.
+    counted.forEach(({ n, sent }) => expect(sent - before, `request ${n}`).toBeGreaterThanOrEqual(n - ADMISSION_CHUNK));
   });
 });
 
