@@ -3,14 +3,14 @@
 //
 // Why: nats.js hands a process every message of one socket read at once. Under load that is a whole burst of
 // requests (at 64 callers, most of them), and started together they also finish together: their answers leave in
-// one write, after the last of them has run. Until then the caller's process, on the other core, has nothing to
+// one write, after the last of them has run. Until then the caller's process, on another core, has nothing to
 // do, and when the answers arrive this process waits in turn. Caller and runtime then take turns instead of
 // working side by side. Starting a chunk, writing its answers, then starting the next lets the caller work on the
 // first answers while this process runs the rest (docs/decisions.md, session 7, has the figures).
 //
 // A request waits at most until the chunks before it have started, a few turns of the loop. If more than
-// `maxWaiting` wait (a flood), everything waiting starts at once, in order, as it did without chunks: admission
-// control then answers the excess with MIG_BACKPRESSURE instead of letting the queue grow.
+// `maxWaiting` wait (a flood), everything waiting starts at once, in order, as it did without chunks, rather than
+// letting the queue grow: INVOKE's admission control then answers the excess with MIG_BACKPRESSURE.
 
 /** Requests started per turn by the NATS bindings; at 64 callers, 24 and 32 did best (docs/decisions.md). */
 export const ADMISSION_CHUNK = 32;
