@@ -178,17 +178,32 @@ describe("the NATS binding of one runtime", () => {
   });
 });
 
+/** A runtime of its own with `capabilities` and its NATS binding, for one test; stopped afterwards. */
+async function withOwnRuntime(
+  options: Parameters<typeof startTestRuntime>[0],
+  test: (nc: NatsConnection, rt: TestRuntime) => Promise<void>,
+): Promise<void> {
+  const rt = await startTestRuntime(options);
+  const binding = await startNatsBinding(rt.runtime, rt.runtime.authenticator);
+  const nc = await natsClient(rt.runtime.natsUrl);
+  try {
+    await test(nc, rt);
+  } finally {
+    await nc.close();
+    await binding.close();
+    await rt.stop();
+  }
+}
+
+const openSchema = { "schema://test/open/v1": { type: "object" } };
+const openDescriptor = (id: string) => ({
+  id, version: "1.0.0", modes: ["unary" as const], input_schema_uri: "schema://test/open/v1", output_schema_uri: "schema://test/open/v1", auth_scopes: [],
+});
+
 describe("the NATS binding with an answer larger than the bus carries", () => {
   it("answers MIG_INTERNAL naming the sizes, and keeps serving", async () => {
-    const big = defineCapability(
-      { id: "test.big", version: "1.0.0", modes: ["unary"], input_schema_uri: "schema://test/open/v1", output_schema_uri: "schema://test/open/v1", auth_scopes: [] },
-      (payload) => ({ blob: "x".repeat(Number(payload.bytes)) }),
-      { "schema://test/open/v1": { type: "object" } },
-    );
-    const rt = await startTestRuntime({ capabilities: [big] });
-    const binding = await startNatsBinding(rt.runtime, rt.runtime.authenticator);
-    const nc = await natsClient(rt.runtime.natsUrl);
-    try {
+    const big = defineCapability(openDescriptor("test.big"), (payload) => ({ blob: "x".repeat(Number(payload.bytes)) }), openSchema);
+    await withOwnRuntime({ capabilities: [big] }, async (nc) => {
       const subject = "mig.v0_1.acme.invoke.test.big";
       const tooBig = await natsRequest(nc, subject, { header: { tenant_id: "acme" }, payload: { bytes: 9 * 1024 * 1024 } });
       expect(tooBig.headers.mig_error_code).toBe("MIG_INTERNAL");
@@ -196,11 +211,33 @@ describe("the NATS binding with an answer larger than the bus carries", () => {
       expect(tooBig.body.error.details.answer_bytes).toBeGreaterThan(9 * 1024 * 1024);
       const fine = await natsRequest(nc, subject, { header: { tenant_id: "acme" }, payload: { bytes: 1024 } });
       expect(fine.body.payload.blob).toHaveLength(1024);
-    } finally {
-      await nc.close();
-      await binding.close();
-      await rt.stop();
-    }
+    });
+  });
+});
+
+describe("the NATS binding under a flood past its capacity", () => {
+  it("answers every request, the excess with MIG_BACKPRESSURE, never more in flight than the capacity, and serves again after", async () => {
+    let running = 0;
+    let most = 0;
+    const slow = defineCapability(openDescriptor("test.slow"), async () => {
+      most = Math.max(most, ++running);
+      // Long enough that all 300 arrive while the first ones still run, even on a slow machine.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      running--;
+      return { done: true };
+    }, openSchema);
+    await withOwnRuntime({ config: { capacity: 40 }, capabilities: [slow] }, async (nc) => {
+      const subject = "mig.v0_1.acme.invoke.test.slow";
+      // 300 at once: more than the capacity wait to start, so all of them start together and the excess is shed.
+      const answers = await Promise.all(Array.from({ length: 300 }, () => natsRequest(nc, subject, { payload: {} })));
+      const done = answers.filter((a) => a.body.payload?.done === true).length;
+      const shed = answers.filter((a) => a.body.error?.code === "MIG_BACKPRESSURE").length;
+      expect(done + shed).toBe(300);
+      expect(done).toBeGreaterThanOrEqual(40);
+      expect(shed).toBeGreaterThan(0);
+      expect(most).toBeLessThanOrEqual(40);
+      expect((await natsRequest(nc, subject, { payload: {} })).body.payload.done).toBe(true);
+    });
   });
 });
 
