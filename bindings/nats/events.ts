@@ -183,12 +183,15 @@ export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticato
     const { tenant, rest } = splitSubject(msg.subject);
     if (replyRefused(runtime, msg, tenant)) return;
     let body: unknown;
+    let authenticated: Promise<Principal>;
     try {
       body = parseBody(msg, limit);
+      // Reading the headers happens here, synchronously: a throw must not stop the admission's turn.
+      authenticated = authenticate(msg, tenant, "publish");
     } catch (err) {
-      return answer(msg, errorEnvelope(err, undefined, tenant));
+      return answer(msg, errorEnvelope(err, body, tenant));
     }
-    authenticate(msg, tenant, "publish")
+    authenticated
       .then((principal) => runtime.publish(body, context(principal, tenant, msg.data.length), rest))
       .then(
         (ack) => answer(msg, ack),
