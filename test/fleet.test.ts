@@ -39,8 +39,8 @@ async function discoverIds(): Promise<string[]> {
   return answer.body.capabilities.map((c: { id: string }) => c.id);
 }
 
-function invoke(capability: string, payload: unknown, header: Record<string, unknown> = {}) {
-  return natsRequest(nc, `mig.v0_1.acme.invoke.${capability}`, { header, payload }, {}, 40_000).then((a) => a.body);
+function invoke(capability: string, payload: unknown, header: Record<string, unknown> = {}, timeoutMs = 40_000) {
+  return natsRequest(nc, `mig.v0_1.acme.invoke.${capability}`, { header, payload }, {}, timeoutMs).then((a) => a.body);
 }
 
 /** Runs `count` calls with at most `width` in flight, keeping each answer in order. */
@@ -74,7 +74,12 @@ afterAll(async () => {
 
 describe("a fleet of workers behind `mig start`", () => {
   it("shares 300 invocations among 3 workers, each serving some", async () => {
-    const answers = await pooled(300, 30, (i) => invoke("fleet.echo", { i }));
+    // A request left unanswered fails with its own number, within the test's time.
+    const answers = await pooled(300, 30, (i) =>
+      invoke("fleet.echo", { i }, {}, 20_000).catch((err: Error) => {
+        throw new Error(`invocation ${i} of fleet.echo: ${err.message}`);
+      }),
+    );
     const servedBy = new Map<string, number>();
     answers.forEach((answer, i) => {
       expect(answer.error, JSON.stringify(answer)).toBeUndefined();
@@ -83,7 +88,7 @@ describe("a fleet of workers behind `mig start`", () => {
     });
     expect([...servedBy.keys()].sort()).toEqual(["w1", "w2", "w3"]);
     expect([...servedBy.values()].reduce((a, b) => a + b, 0)).toBe(300);
-  });
+  }, 60_000);
 
   it("loses none of 200 at_least_once invocations when a worker is SIGKILLed mid-run; with idempotency keys callers see no duplicates", async () => {
     const batch = randomUUID().slice(0, 8);
