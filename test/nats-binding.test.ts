@@ -11,6 +11,12 @@ import { expectEnvelope } from "./helpers/envelopes.ts";
 import { defineCapability } from "../runtime/provider.ts";
 import { ADMISSION_CHUNK } from "../runtime/chunked-admission.ts";
 
+/** An open-schema unary capability's descriptor, for the tests' own capabilities. */
+const openSchema = { "schema://test/open/v1": { type: "object" } };
+const openDescriptor = (id: string) => ({
+  id, version: "1.0.0", modes: ["unary" as const], input_schema_uri: "schema://test/open/v1", output_schema_uri: "schema://test/open/v1", auth_scopes: [],
+});
+
 describe("the standard's NATS smoke checks against `mig start`", () => {
   let mig: MigProcess;
   let nc: NatsConnection;
@@ -52,14 +58,10 @@ describe("the NATS binding of one runtime", () => {
   /** test.counted's calls, in the order they ran: the request's number and how many messages the runtime had handed to the bus. */
   const counted: { n: number; sent: number }[] = [];
   beforeAll(async () => {
-    const countedCapability = defineCapability(
-      { id: "test.counted", version: "1.0.0", modes: ["unary"], input_schema_uri: "schema://test/counted/v1", output_schema_uri: "schema://test/counted/v1", auth_scopes: [] },
-      (payload) => {
-        counted.push({ n: Number(payload.n), sent: rt.runtime.bus.nc.stats().outMsgs });
-        return { n: payload.n };
-      },
-      { "schema://test/counted/v1": { type: "object" } },
-    );
+    const countedCapability = defineCapability(openDescriptor("test.counted"), (payload) => {
+      counted.push({ n: Number(payload.n), sent: rt.runtime.bus.nc.stats().outMsgs });
+      return { n: payload.n };
+    }, openSchema);
     rt = await startTestRuntime({ capabilities: [countedCapability] });
     binding = await startNatsBinding(rt.runtime, rt.runtime.authenticator);
     nc = await natsClient(rt.runtime.natsUrl);
@@ -181,24 +183,19 @@ describe("the NATS binding of one runtime", () => {
 /** A runtime of its own with `capabilities` and its NATS binding, for one test; stopped afterwards. */
 async function withOwnRuntime(
   options: Parameters<typeof startTestRuntime>[0],
-  test: (nc: NatsConnection, rt: TestRuntime) => Promise<void>,
+  test: (nc: NatsConnection) => Promise<void>,
 ): Promise<void> {
   const rt = await startTestRuntime(options);
   const binding = await startNatsBinding(rt.runtime, rt.runtime.authenticator);
   const nc = await natsClient(rt.runtime.natsUrl);
   try {
-    await test(nc, rt);
+    await test(nc);
   } finally {
     await nc.close();
     await binding.close();
     await rt.stop();
   }
 }
-
-const openSchema = { "schema://test/open/v1": { type: "object" } };
-const openDescriptor = (id: string) => ({
-  id, version: "1.0.0", modes: ["unary" as const], input_schema_uri: "schema://test/open/v1", output_schema_uri: "schema://test/open/v1", auth_scopes: [],
-});
 
 describe("the NATS binding with an answer larger than the bus carries", () => {
   it("answers MIG_INTERNAL naming the sizes, and keeps serving", async () => {
