@@ -11,7 +11,7 @@ import { expectEnvelope } from "./helpers/envelopes.ts";
 import { defineCapability } from "../runtime/provider.ts";
 import { ADMISSION_CHUNK } from "../runtime/chunked-admission.ts";
 
-/** An open-schema unary capability's descriptor, for the tests' own capabilities. */
+/** An open schema, and a unary descriptor using it, for the tests' own capabilities. */
 const openSchema = { "schema://test/open/v1": { type: "object" } };
 const openDescriptor = (id: string) => ({
   id, version: "1.0.0", modes: ["unary" as const], input_schema_uri: "schema://test/open/v1", output_schema_uri: "schema://test/open/v1", auth_scopes: [],
