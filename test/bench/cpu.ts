@@ -2,6 +2,7 @@
 // than a rate, as it does not count the time a process waited for a core.
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { median } from "./paired.ts";
 
 /** CPU time (user + system) of a process so far, in µs; NaN when it cannot be read (gone, or not Linux). */
 export function cpuMicros(pid: number | undefined): number {
@@ -53,13 +54,8 @@ export function cpuPerCall(before: Record<string, number>, after: Record<string,
 export function medianPerKey(slices: Record<string, number>[]): { cpu_us_per_call?: Record<string, number> } {
   const names = [...new Set(slices.flatMap((slice) => Object.keys(slice)))];
   if (names.length === 0) return {};
-  const median = (values: number[]) => {
-    const sorted = [...values].sort((a, b) => a - b);
-    const mid = sorted.length / 2;
-    const value = sorted.length % 2 ? sorted[Math.floor(mid)]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-    return Math.round(value * 10) / 10;
-  };
-  return { cpu_us_per_call: Object.fromEntries(names.map((name) => [name, median(slices.flatMap((slice) => (name in slice ? [slice[name]!] : [])))])) };
+  const of = (name: string) => Math.round(median(slices.flatMap((slice) => (name in slice ? [slice[name]!] : []))) * 10) / 10;
+  return { cpu_us_per_call: Object.fromEntries(names.map((name) => [name, of(name)])) };
 }
 
 /** "gateway 21.2 + worker 20.1 + … = 70.3": each process's CPU per unit, the figure a loaded machine disturbs least. */

@@ -1,7 +1,10 @@
 // Events benchmark (issue 5): PUBLISH through the NATS binding against raw `jetstream.publish` with the same client,
 // and replay of 100,000 events over SSE against a raw JetStream consumer, in one run against one `mig start` process.
+// Rounds alternate the two sides (raw, MIG, MIG, raw, …) and the ratio is the median over the pairs of neighbouring
+// rounds (paired.ts), as the loader rows measure theirs; the ratio of each side's best round is printed beside it.
 // Each figure comes with the CPU time per event of the runtime, its nats-server and this client process (/proc,
-// Linux; best round's), the steadier figure on a shared machine. Both replay readers decode every event's JSON.
+// Linux; median over the rounds), the steadier figure on a shared machine. Both replay readers decode every
+// event's JSON.
 //   node --import tsx test/bench/events.ts [--events 100000] [--publishes 20000] [--window 256] [--rounds 3]
 //     [--windows 1,64]  publish at each of these numbers of calls in flight instead of --window
 //     [--only publish|replay]  measure one of the two
@@ -10,7 +13,8 @@ import { request } from "node:http";
 import { connect } from "@nats-io/transport-node";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { startMig } from "../helpers/process.ts";
-import { cpuPerUnit, natsServerPid } from "./cpu.ts";
+import { cpuPerUnit, medianPerKey, natsServerPid } from "./cpu.ts";
+import { median, pairedMedianRatio } from "./paired.ts";
 
 const args = process.argv.slice(2);
 const option = (name: string, fallback: number) => {
@@ -78,6 +82,53 @@ function sseRate(url: string, count: number): Promise<number> {
   });
 }
 
+type Cpu = Record<string, number>;
+type Rates = { mig: number[]; raw: number[] };
+/** One round of one side: its rate, and the CPU µs per unit of each process during it. */
+interface Round {
+  result: number;
+  cpu: Cpu;
+}
+
+/**
+ * Runs `rounds` rounds of each side, alternating raw, MIG, MIG, raw, …, so that a drift in background load falls
+ * on both sides alike.
+ */
+async function alternate(rounds: number, raw: () => Promise<Round>, viaMig: () => Promise<Round>): Promise<{ raw: Round[]; mig: Round[] }> {
+  const sides = { raw: [] as Round[], mig: [] as Round[] };
+  for (let round = 0; round < rounds; round++) {
+    if (round % 2 === 0) {
+      sides.raw.push(await raw());
+      sides.mig.push(await viaMig());
+    } else {
+      sides.mig.push(await viaMig());
+      sides.raw.push(await raw());
+    }
+  }
+  return sides;
+}
+
+/** A side's figures over its rounds: median rate, best rate, median CPU per unit of each process. */
+function summary(rounds: Round[]): { median: number; best: number; cpu: Cpu } {
+  const rates = rounds.map((r) => r.result);
+  return { median: Math.round(median(rates)), best: Math.round(Math.max(...rates)), cpu: medianPerKey(rounds.map((r) => r.cpu)).cpu_us_per_call ?? {} };
+}
+
+/** The two sides compared: the paired median ratio (the verdict) and, beside it, best round against best round. */
+function compare(sides: { raw: Round[]; mig: Round[] }) {
+  const mig = summary(sides.mig);
+  const raw = summary(sides.raw);
+  return {
+    ratio: pairedMedianRatio(sides.mig.map((r) => r.result), sides.raw.map((r) => r.result)) ?? 0,
+    best_round_ratio: Math.round((mig.best / raw.best) * 1000) / 1000,
+    rounds: sides.mig.length,
+    /** Each round's rate, in the order run: any other estimate can be worked out from these. */
+    rates: { mig: sides.mig.map((r) => Math.round(r.result)), raw: sides.raw.map((r) => Math.round(r.result)) },
+    mig,
+    raw,
+  };
+}
+
 async function main(): Promise<void> {
   const mig = startMig(["start"], { MIG_REPLAY_RATE_PER_SEC: "0", MIG_REPLAY_MAX_EVENTS: String(EVENTS), MIG_LOG_LEVEL: "info" });
   try {
@@ -90,50 +141,62 @@ async function main(): Promise<void> {
     const body = (i: number) => JSON.stringify({ header: { tenant_id: "bench" }, payload: { i, text: "an event of a typical small size" } });
 
     const pids = { runtime: mig.child.pid, nats_server: natsServerPid(mig.dataDir) };
-    type Cpu = Record<string, number>;
-    /** Keeps the faster round of a side, with the CPU per unit of that round. */
-    const best = (kept: { rate: number; cpu: Cpu }, round: { result: number; cpu: Cpu }) =>
-      round.result > kept.rate ? { rate: round.result, cpu: round.cpu } : kept;
 
     // PUBLISH: raw JetStream publish into a stream of the same settings, then the NATS binding, same client.
-    const publish: { window: number; mig_rps: number; raw_jetstream_rps: number; ratio: number; cpu_us: Cpu; raw_cpu_us: Cpu }[] = [];
+    const publish: {
+      window: number;
+      mig_rps: number;
+      raw_jetstream_rps: number;
+      ratio: number;
+      best_round_ratio: number;
+      rounds: number;
+      rates: Rates;
+      cpu_us: Cpu;
+      raw_cpu_us: Cpu;
+    }[] = [];
     if (ONLY !== "replay") {
       await jsm.streams.add({ name: "RAW_BENCH", subjects: ["raw.bench"], duplicate_window: 10 * 60 * 1e9 });
       await pipelined(2_000, WINDOW, (i) => js.publish("raw.bench", body(i)));
       await pipelined(2_000, WINDOW, (i) => nc.request("mig.v0_1.bench.events.bench.warmup", body(i), { timeout: 10_000 }));
       for (const window of WINDOWS) {
-        // Rounds alternate raw and MIG, and each side keeps its best round: on a shared machine a burst of load
-        // from elsewhere then costs one round, not one side.
-        let raw = { rate: 0, cpu: {} as Cpu };
-        let viaMig = { rate: 0, cpu: {} as Cpu };
-        for (let round = 0; round < ROUNDS; round++) {
-          raw = best(raw, await cpuPerUnit(pids, PUBLISHES, () => pipelined(PUBLISHES, window, (i) => js.publish("raw.bench", body(i), { msgID: `raw-${window}-${round}-${i}` }))));
-          viaMig = best(viaMig, await cpuPerUnit(pids, PUBLISHES, () => pipelined(PUBLISHES, window, (i) => nc.request("mig.v0_1.bench.events.bench.publish", body(i), { timeout: 10_000 }))));
-        }
+        let rawRound = 0;
+        const sides = await alternate(
+          ROUNDS,
+          () => {
+            const round = rawRound++;
+            return cpuPerUnit(pids, PUBLISHES, () => pipelined(PUBLISHES, window, (i) => js.publish("raw.bench", body(i), { msgID: `raw-${window}-${round}-${i}` })));
+          },
+          () => cpuPerUnit(pids, PUBLISHES, () => pipelined(PUBLISHES, window, (i) => nc.request("mig.v0_1.bench.events.bench.publish", body(i), { timeout: 10_000 }))),
+        );
+        const { ratio, best_round_ratio, rounds, rates, mig: viaMig, raw } = compare(sides);
         publish.push({
           window,
-          mig_rps: Math.round(viaMig.rate),
-          raw_jetstream_rps: Math.round(raw.rate),
-          ratio: Math.round((viaMig.rate / raw.rate) * 1000) / 1000,
+          mig_rps: viaMig.median,
+          raw_jetstream_rps: raw.median,
+          ratio,
+          best_round_ratio,
+          rounds,
+          rates,
           cpu_us: viaMig.cpu,
           raw_cpu_us: raw.cpu,
         });
       }
     }
 
-    let replay: { events: number; mig_eps: number; raw_consumer_eps: number; ratio: number; cpu_us: Cpu; raw_cpu_us: Cpu } | undefined;
+    let replay:
+      | { events: number; mig_eps: number; raw_consumer_eps: number; ratio: number; best_round_ratio: number; rounds: number; rates: Rates; cpu_us: Cpu; raw_cpu_us: Cpu }
+      | undefined;
     if (ONLY !== "publish") {
       // REPLAY: fill one topic with EVENTS events, then read them all with a raw consumer and with an SSE subscription.
       await pipelined(EVENTS, WINDOW, (i) => nc.request("mig.v0_1.bench.events.bench.replay", body(i), { timeout: 10_000 }));
       const streams = await jsm.streams.list("_MIG.ev.bench.bench.replay").next();
       const stream = streams[0]!.config.name;
-      let rawReplay = { rate: 0, cpu: {} as Cpu };
-      let migReplay = { rate: 0, cpu: {} as Cpu };
-      for (let round = 0; round < ROUNDS; round++) {
-        const durable = `raw${round}`;
+      let rawRound = 0;
+      const rawConsumer = async (): Promise<Round> => {
+        const durable = `raw${rawRound++}`;
         await jsm.consumers.add(stream, { durable_name: durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, max_ack_pending: 10_000 });
         const consumer = await js.consumers.get(stream, durable);
-        const rawRound = await cpuPerUnit(pids, EVENTS, () =>
+        return cpuPerUnit(pids, EVENTS, () =>
           new Promise<number>((resolve) => {
             const started = performance.now();
             let n = 0;
@@ -151,33 +214,37 @@ async function main(): Promise<void> {
             });
           }),
         );
-        rawReplay = best(rawReplay, rawRound);
-        const url = `${String(http.url)}/mig/v0.1/subscribe/bench.replay?resume_cursor=0&max_inflight=10000`;
-        migReplay = best(migReplay, await cpuPerUnit(pids, EVENTS, () => sseRate(url, EVENTS)));
-      }
+      };
+      const url = `${String(http.url)}/mig/v0.1/subscribe/bench.replay?resume_cursor=0&max_inflight=10000`;
+      const sides = await alternate(ROUNDS, rawConsumer, () => cpuPerUnit(pids, EVENTS, () => sseRate(url, EVENTS)));
+      const { ratio, best_round_ratio, rounds, rates, mig: viaMig, raw } = compare(sides);
       replay = {
         events: EVENTS,
-        mig_eps: Math.round(migReplay.rate),
-        raw_consumer_eps: Math.round(rawReplay.rate),
-        ratio: Math.round((migReplay.rate / rawReplay.rate) * 1000) / 1000,
-        cpu_us: migReplay.cpu,
-        raw_cpu_us: rawReplay.cpu,
+        mig_eps: viaMig.median,
+        raw_consumer_eps: raw.median,
+        ratio,
+        best_round_ratio,
+        rounds,
+        rates,
+        cpu_us: viaMig.cpu,
+        raw_cpu_us: raw.cpu,
       };
     }
 
     if (JSON_OUT) {
       process.stdout.write(`${JSON.stringify({ publish, ...(replay ? { replay } : {}) })}\n`);
     } else {
-      const row = (name: string, mig: number, base: number) =>
-        `${name.padEnd(44)} ${Math.round(mig).toString().padStart(9)}/s   raw ${Math.round(base).toString().padStart(9)}/s   ratio ${(mig / base).toFixed(2)}`;
+      const row = (name: string, p: { ratio: number; best_round_ratio: number; rounds: number }, mig: number, base: number) =>
+        `${name.padEnd(44)} ${mig.toString().padStart(9)}/s   raw ${base.toString().padStart(9)}/s   ratio ${p.ratio.toFixed(2)} ` +
+        `(median of ${p.rounds} paired rounds; best round against best round ${p.best_round_ratio.toFixed(2)})`;
       const cpu = (c: Cpu) => Object.entries(c).map(([k, v]) => `${k} ${v}`).join(", ");
       const cpuRows = (mig: Cpu, raw: Cpu) => `${"".padEnd(44)} CPU µs/event: MIG ${cpu(mig)}; raw ${cpu(raw)}`;
       for (const p of publish) {
-        console.log(row(`publish via NATS binding (window ${p.window})`, p.mig_rps, p.raw_jetstream_rps));
+        console.log(row(`publish via NATS binding (window ${p.window})`, p, p.mig_rps, p.raw_jetstream_rps));
         console.log(cpuRows(p.cpu_us, p.raw_cpu_us));
       }
       if (replay) {
-        console.log(row(`replay ${EVENTS} events over SSE`, replay.mig_eps, replay.raw_consumer_eps));
+        console.log(row(`replay ${EVENTS} events over SSE`, replay, replay.mig_eps, replay.raw_consumer_eps));
         console.log(cpuRows(replay.cpu_us, replay.raw_cpu_us));
       }
     }

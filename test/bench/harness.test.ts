@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cpuPerCall, medianPerKey } from "./cpu.ts";
+import { median, pairedMedianRatio } from "./paired.ts";
 import { Histogram } from "./histogram.ts";
 import { aggregate, LoaderProcess } from "./measure.ts";
 import { runRow } from "./row-runner.ts";
@@ -190,6 +191,19 @@ describe("CPU per call", () => {
     expect(cpuPerCall({ worker: 1_000 }, { worker: 3_000 }, 0)).toEqual({});
     expect(medianPerKey([{ worker: 20, client: 5 }, { worker: 30 }, { worker: 10, client: 7 }])).toEqual({ cpu_us_per_call: { worker: 20, client: 6 } });
     expect(medianPerKey([{}, {}])).toEqual({});
+  });
+});
+
+describe("paired ratio", () => {
+  it("divides each path slice by its neighbouring baseline slice and takes the median, skipping pairs with nothing measured", () => {
+    // One baseline slice run fast (a burst on the baseline's side) moves one pair, not the answer.
+    expect(pairedMedianRatio([60, 70, 65, 66, 64], [100, 100, 200, 100, 100])).toBe(0.64);
+    expect(pairedMedianRatio([60, 70, 65, 66], [100, 100, 200, 100])).toBe(0.63);
+    expect(pairedMedianRatio([60, 0, 70], [100, 100, 100])).toBe(0.65);
+    expect(pairedMedianRatio([60, 70, 80], [100, 100])).toBe(0.65);
+    expect(pairedMedianRatio([0], [100])).toBeNull();
+    expect(pairedMedianRatio(undefined, [100])).toBeNull();
+    expect(median([])).toBeNaN();
   });
 });
 

@@ -6,6 +6,7 @@ import { BUSY_THRESHOLD, startCpuMeter } from "./background.ts";
 import { describe } from "./closed-loop.ts";
 import { cpuPerCall, cpuSnapshot, medianPerKey } from "./cpu.ts";
 import { aggregate, LoaderProcess } from "./measure.ts";
+import { pairedMedianRatio } from "./paired.ts";
 import type {
   BenchContext,
   LoadResult,
@@ -171,30 +172,15 @@ async function measureAt(
   }
 }
 
-/** Path / baseline per pair of neighbouring slices, then the median over the pairs. */
+/** Path / baseline per pair of neighbouring slices, then the median over the pairs (paired.ts). */
 function ratios(path: SideResult, baseline: SideResult, concurrency: number[]) {
   const at = (side: SideResult, c: number) => side.results.find((r) => r.concurrency === c);
-  const pairedMedian = (p: number[] | undefined, b: number[] | undefined): number | null => {
-    if (!p || !b) return null;
-    const values = p
-      .slice(0, b.length)
-      .map((value, i) => (b[i] > 0 && value > 0 ? value / b[i] : NaN))
-      .filter((v) => Number.isFinite(v))
-      .sort((x, y) => x - y);
-    if (values.length === 0) return null;
-    const mid = values.length / 2;
-    const median = values.length % 2 ? values[Math.floor(mid)] : (values[mid - 1] + values[mid]) / 2;
-    return Math.round(median * 1000) / 1000;
-  };
   const throughput: Record<string, number | null> = {};
   for (const c of concurrency) {
-    throughput[String(c)] = pairedMedian(
-      at(path, c)?.throughput_rps_slices,
-      at(baseline, c)?.throughput_rps_slices,
-    );
+    throughput[String(c)] = pairedMedianRatio(at(path, c)?.throughput_rps_slices, at(baseline, c)?.throughput_rps_slices);
   }
   return {
     throughput,
-    p50_at_1: pairedMedian(at(path, 1)?.p50_ms_slices, at(baseline, 1)?.p50_ms_slices),
+    p50_at_1: pairedMedianRatio(at(path, 1)?.p50_ms_slices, at(baseline, 1)?.p50_ms_slices),
   };
 }
