@@ -20,6 +20,7 @@ interface StreamFigures {
     worker_to_nats_consumer_fps: number;
     raw_nats_pubsub_fps: number;
     ratio: number;
+    rounds: number;
     cpu_us_per_frame?: Record<string, number>;
     raw_cpu_us_per_frame?: Record<string, number>;
   };
@@ -36,8 +37,8 @@ interface StreamFigures {
 /** Runs test/bench/stream.ts for one of its two measurements, short under --quick. */
 function streamScript(ctx: BenchContext, settings: RunSettings, only: "stream" | "cancel"): Promise<StreamFigures> {
   const size = settings.quick
-    ? ["--frames", "20000", "--cancels", "300", "--cancel-warmup", "300"]
-    : ["--frames", "100000", "--cancels", "1000", "--cancel-warmup", "300"];
+    ? ["--frames", "20000", "--rounds", "1", "--cancels", "300", "--cancel-warmup", "300"]
+    : ["--frames", "100000", "--rounds", "3", "--cancels", "1000", "--cancel-warmup", "300"];
   return runScript(ctx, `stream-${only}`, "test/bench/stream.ts", [...size, "--only", only, "--json"], settings.quick ? 120_000 : 600_000) as unknown as Promise<StreamFigures>;
 }
 
@@ -163,7 +164,7 @@ export const rows: RowDefinition[] = [
     id: "stream",
     name: "one server_stream of small frames, worker → caller",
     measures:
-      "Frames per second of one server_stream of remote.stream.count from a `mig worker test/fixtures/stream-provider.ts` process, through the gateway's NATS stream subjects, to a NATS consumer granting credit of 512 frames in halves (the runtime's window, MIG_STREAM_WINDOW, is 64 frames in both processes), against raw NATS publish/subscribe of the same payload (the stream's first frame) from a publisher process; test/bench/stream.ts --only stream, 100,000 frames (--quick: 20,000).",
+      "Frames per second of one server_stream of remote.stream.count from a `mig worker test/fixtures/stream-provider.ts` process, through the gateway's NATS stream subjects, to a NATS consumer granting credit of 512 frames in halves (the runtime's window, MIG_STREAM_WINDOW, is 64 frames in both processes), against raw NATS publish/subscribe of the same payload (the stream's first frame) from a publisher process; test/bench/stream.ts --only stream, 3 rounds of 100,000 frames per side alternating MIG, raw, raw, MIG, …; rates are each side's median round, the ratio the median over pairs of neighbouring rounds (--quick: one round of 20,000).",
     async custom(ctx, settings) {
       const { stream } = await streamScript(ctx, settings, "stream");
       if (!stream) throw new Error("stream.ts gave no stream figures");

@@ -2,8 +2,9 @@
 //  1. frames per second of one server_stream from a `mig worker` process, through a `mig start` gateway's
 //     NATS stream subjects, to a NATS consumer granting credit, against raw NATS publish/subscribe of
 //     the same payload (the stream's first frame, as the consumer received it) from a plain publisher
-//     process in the same run, with the CPU time each process spent per frame on both paths (from /proc,
-//     Linux): on a loaded machine the steadier figure;
+//     process in the same run, in alternating rounds (--rounds, the ratio their paired median), with the CPU
+//     time each process spent per frame on both paths (from /proc, Linux; median over the rounds): on a
+//     loaded machine the steadier figure;
 //  2. time from CANCEL (NATS control.cancel request, HTTP POST /mig/v0.1/cancel/{id}) and from a WebSocket
 //     cancel frame to the provider's AbortSignal, with the provider in the gateway's process, after
 //     warm-up rounds whose times are reported apart; with --breakdown, where each cancel's time went.
@@ -21,7 +22,8 @@ import { startTestRuntime } from "../helpers/runtime.ts";
 import type { StreamSession } from "../../runtime/stream.ts";
 import { Authenticator } from "../../runtime/auth.ts";
 import { Histogram } from "./histogram.ts";
-import { cpuMicros, natsServerPid } from "./cpu.ts";
+import { cpuMicros, medianPerKey, natsServerPid } from "./cpu.ts";
+import { median, pairedMedianRatio } from "./paired.ts";
 import { spawnTs } from "./processes.ts";
 
 // --only stream|cancel measures one of the two; --json prints the report as one line (the bench table reads it).
@@ -39,6 +41,9 @@ const { values } = parseArgs({
     // window are two numbers").
     window: { type: "string", default: "64" },
     credit: { type: "string", default: "512" },
+    // Rounds of the stream and of raw pub/sub, alternating (MIG, raw, raw, MIG, …); the ratio is the median over
+    // pairs of neighbouring rounds (paired.ts), as the loader rows measure theirs.
+    rounds: { type: "string", default: "3" },
     only: { type: "string" },
     json: { type: "boolean", default: false },
     // Off by default: its probes (a GC observer, a 1 ms event-loop monitor, a wrapper per session) run in
@@ -56,6 +61,8 @@ const WINDOW = Number(values.window);
 const CREDIT = Number(values.credit);
 if (!Number.isInteger(WINDOW) || WINDOW < 1) throw new Error("--window: a positive number of frames");
 if (!Number.isInteger(CREDIT) || CREDIT < 2 || CREDIT % 2 !== 0) throw new Error("--credit: an even number of frames, at least 2 (granted in halves)");
+const ROUNDS = Number(values.rounds);
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error("--rounds: a positive number");
 const BREAKDOWN = values.breakdown;
 const ROOT = new URL("../..", import.meta.url).pathname;
 
@@ -63,7 +70,16 @@ type CpuPerFrame = Record<"gateway" | "worker" | "nats_server" | "consumer", num
 type RawCpuPerFrame = Record<"publisher" | "nats_server" | "consumer", number>;
 const perFrame = (us: number) => Math.round((us / FRAMES) * 10) / 10;
 
-async function streamThroughGateway(): Promise<{ fps: number; rawFps: number; bytes: number; cpu: CpuPerFrame; rawCpu: RawCpuPerFrame }> {
+interface StreamRounds {
+  /** Each round's frames per second, in the order run. */
+  rates: { mig: number[]; raw: number[] };
+  bytes: number;
+  /** CPU µs per frame of each process, one record per round. */
+  cpu: CpuPerFrame[];
+  rawCpu: RawCpuPerFrame[];
+}
+
+async function streamThroughGateway(): Promise<StreamRounds> {
   const gateway = startMig(["start"], { MIG_LOG_LEVEL: "info", MIG_STREAM_WINDOW: String(WINDOW) });
   const bus = String((await gateway.waitForLog("embedded nats-server listening")).url);
   await gateway.waitForLog("NATS binding listening");
@@ -77,17 +93,29 @@ async function streamThroughGateway(): Promise<{ fps: number; rawFps: number; by
       if (answer.capabilities.some((c) => c.id === "remote.stream.count")) break;
       await new Promise((r) => setTimeout(r, 100));
     }
-    await runStream(nc, 2_000); // warm-up
+    const { sample } = await runStream(nc, 2_000); // warm-up; its first frame is the raw side's payload
     // CPU per frame of each process, the figure that a loaded machine disturbs least.
     const pids = { gateway: gateway.child.pid, worker: worker.child.pid, nats_server: natsServerPid(gateway.dataDir) };
-    const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuMicros(pid)]));
-    const self0 = process.cpuUsage();
-    const { seconds, sample } = await runStream(nc, FRAMES);
-    const self = process.cpuUsage(self0);
-    const cpu = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, perFrame(cpuMicros(pid) - before[k]!)])) as CpuPerFrame;
-    cpu.consumer = perFrame(self.user + self.system);
-    const raw = await rawPubSub(bus, FRAMES, sample, pids.nats_server);
-    return { fps: FRAMES / seconds, rawFps: FRAMES / raw.seconds, bytes: Buffer.byteLength(sample), cpu, rawCpu: raw.cpu };
+    const rounds: StreamRounds = { rates: { mig: [], raw: [] }, bytes: Buffer.byteLength(sample), cpu: [], rawCpu: [] };
+    const viaMig = async () => {
+      const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuMicros(pid)]));
+      const self0 = process.cpuUsage();
+      const { seconds } = await runStream(nc, FRAMES);
+      const self = process.cpuUsage(self0);
+      const cpu = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, perFrame(cpuMicros(pid) - before[k]!)])) as CpuPerFrame;
+      cpu.consumer = perFrame(self.user + self.system);
+      rounds.rates.mig.push(Math.round(FRAMES / seconds));
+      rounds.cpu.push(cpu);
+    };
+    const raw = async () => {
+      const { seconds, cpu } = await rawPubSub(bus, FRAMES, sample, pids.nats_server);
+      rounds.rates.raw.push(Math.round(FRAMES / seconds));
+      rounds.rawCpu.push(cpu);
+    };
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const side of round % 2 === 0 ? [viaMig, raw] : [raw, viaMig]) await side();
+    }
+    return rounds;
   } finally {
     await nc.close();
     await worker.stop();
@@ -330,11 +358,13 @@ const report = {
           frame_bytes: stream.bytes,
           window: WINDOW,
           credit: CREDIT,
-          worker_to_nats_consumer_fps: Math.round(stream.fps),
-          raw_nats_pubsub_fps: Math.round(stream.rawFps),
-          ratio: Math.round((stream.fps / stream.rawFps) * 1000) / 1000,
-          cpu_us_per_frame: stream.cpu,
-          raw_cpu_us_per_frame: stream.rawCpu,
+          worker_to_nats_consumer_fps: Math.round(median(stream.rates.mig)),
+          raw_nats_pubsub_fps: Math.round(median(stream.rates.raw)),
+          ratio: pairedMedianRatio(stream.rates.mig, stream.rates.raw) ?? 0,
+          rounds: ROUNDS,
+          rates: stream.rates,
+          cpu_us_per_frame: medianPerKey(stream.cpu).cpu_us_per_call,
+          raw_cpu_us_per_frame: medianPerKey(stream.rawCpu).cpu_us_per_call,
         },
       }
     : {}),
