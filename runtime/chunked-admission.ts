@@ -12,8 +12,14 @@
 // `maxWaiting` wait (a flood), everything waiting starts at once, in order, as it did without chunks, rather than
 // letting the queue grow: INVOKE's admission control then answers the excess with MIG_BACKPRESSURE.
 
-/** Requests started per turn by the NATS bindings; at 64 callers, 24 and 32 did best (docs/decisions.md). */
+/** Requests started per turn by the NATS binding; at 64 callers, 24 and 32 did best (docs/decisions.md, session 7). */
 export const ADMISSION_CHUNK = 32;
+/**
+ * PUBLISH requests started per turn by the NATS events binding. A PUBLISH crosses nats-server twice more than an
+ * INVOKE's answer does (its store, and the stream's ack), so nats-server is a third busy process; smaller chunks
+ * let it store one chunk while the runtime starts the next. At 64 in flight 16 did best (session 8).
+ */
+export const PUBLISH_ADMISSION_CHUNK = 16;
 
 export class ChunkedAdmission<T> {
   private readonly waiting: T[] = [];

@@ -4,6 +4,7 @@ import { connect, createInbox, type Msg, type NatsConnection } from "@nats-io/tr
 import { jetstream } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Authenticator } from "../runtime/auth.ts";
+import { PUBLISH_ADMISSION_CHUNK } from "../runtime/chunked-admission.ts";
 import { REAPER_IN_FLIGHT } from "../runtime/consumer-reaper.ts";
 import { DEAD_LETTER_STREAM, ORIGIN_HEADER, topicRef } from "../runtime/events.ts";
 import { anonymousPrincipal } from "../runtime/principal.ts";
@@ -248,6 +249,29 @@ describe("NATS binding", () => {
 
     const bad = await client.request("mig.v0_1.acme.events.nodot", JSON.stringify({ payload: {} }), { timeout: 5_000 });
     expect(bad.json<any>().error.code).toBe("MIG_INVALID_REQUEST");
+  });
+
+  it("stores a burst of PUBLISH requests from one connection in the order sent, started a chunk per turn", async () => {
+    const subject = "mig.v0_1.acme.events.chat.burst";
+    const live: number[] = [];
+    const plain = client.subscribe(subject, {
+      callback: (_err, msg) => {
+        if (msg.headers?.get(ORIGIN_HEADER) === "runtime") live.push(msg.json<any>().payload.n);
+      },
+    });
+    await client.flush();
+    // Sent in one turn, so one write: the binding reads them together and starts them PUBLISH_ADMISSION_CHUNK at a time.
+    const count = 10 * PUBLISH_ADMISSION_CHUNK + 3;
+    const replies = await Promise.all(
+      Array.from({ length: count }, (_, n) => client.request(subject, JSON.stringify({ header: { tenant_id: "acme" }, payload: { n } }), { timeout: 10_000 })),
+    );
+    const acks = replies.map((reply) => reply.json<any>());
+    for (const ack of acks) expectEnvelope("PublishAck", ack);
+    expect(acks.map((ack) => ack.sequence)).toEqual(Array.from({ length: count }, (_, n) => n + 1));
+    // The live copies follow the stored order too.
+    await waitFor("every live copy", () => live.length >= count);
+    expect(live).toEqual(Array.from({ length: count }, (_, n) => n));
+    plain.unsubscribe();
   });
 
   it("does not hand the runtime its own live EventMessages (the events connection has no echo)", async () => {

@@ -9,7 +9,7 @@
 //                                              reply subject of every delivered event, so `msg.respond()` acks
 //   mig.v0_1.<tenant>.subscription.<id>.close  ends the subscription (request/reply)
 import { Match, type Msg, type NatsConnection, type Subscription as NatsSubscription } from "@nats-io/transport-node";
-import { ADMISSION_CHUNK, ChunkedAdmission } from "../../runtime/chunked-admission.ts";
+import { ChunkedAdmission, PUBLISH_ADMISSION_CHUNK } from "../../runtime/chunked-admission.ts";
 import { errorEnvelope } from "../../runtime/envelope.ts";
 import { ORIGIN_HEADER, ORIGIN_RUNTIME } from "../../runtime/events.ts";
 import { MigError } from "../../runtime/errors.ts";
@@ -199,7 +199,7 @@ export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticato
       );
   };
   // A chunk of PUBLISH requests per turn, their stores written before the next chunk starts (runtime/chunked-admission.ts).
-  const admission = new ChunkedAdmission<Msg>(ADMISSION_CHUNK, runtime.config.capacity, startPublish, runtime.events.outbox.flush);
+  const admission = new ChunkedAdmission<Msg>(PUBLISH_ADMISSION_CHUNK, runtime.config.capacity, startPublish, runtime.events.outbox.flush);
   // On the bus's no-echo events connection, where the runtime also publishes its live EventMessages: the server does
   // not hand this process its own copies. Another runtime's copies still arrive (queue group) and are dropped here.
   const publishes = runtime.bus.events.subscribe("mig.v0_1.*.events.>", {
