@@ -17,7 +17,8 @@ export const ADMISSION_CHUNK = 32;
 /**
  * PUBLISH requests started per turn by the NATS events binding. A PUBLISH crosses nats-server twice more than an
  * INVOKE's answer does (its store, and the stream's ack), so nats-server is a third busy process; smaller chunks
- * let it store one chunk while the runtime starts the next. At 64 in flight 16 did best (session 8).
+ * let it store one chunk while the runtime starts the next. At 64 in flight 16 beat 32 in five pairs of seven, by a
+ * small margin (docs/decisions.md, session 8).
  */
 export const PUBLISH_ADMISSION_CHUNK = 16;
 
