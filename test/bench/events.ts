@@ -14,7 +14,7 @@ import { connect } from "@nats-io/transport-node";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { startMig } from "../helpers/process.ts";
 import { cpuPerUnit, medianPerKey, natsServerPid } from "./cpu.ts";
-import { median, pairedMedianRatio } from "./paired.ts";
+import { alternate, median, pairedMedianRatio } from "./paired.ts";
 
 const args = process.argv.slice(2);
 const option = (name: string, fallback: number) => {
@@ -83,29 +83,10 @@ function sseRate(url: string, count: number): Promise<number> {
 }
 
 type Cpu = Record<string, number>;
-type Rates = { mig: number[]; raw: number[] };
 /** One round of one side: its rate, and the CPU µs per unit of each process during it. */
 interface Round {
   result: number;
   cpu: Cpu;
-}
-
-/**
- * Runs `rounds` rounds of each side, alternating raw, MIG, MIG, raw, …, so that a drift in background load falls
- * on both sides alike.
- */
-async function alternate(rounds: number, raw: () => Promise<Round>, viaMig: () => Promise<Round>): Promise<{ raw: Round[]; mig: Round[] }> {
-  const sides = { raw: [] as Round[], mig: [] as Round[] };
-  for (let round = 0; round < rounds; round++) {
-    if (round % 2 === 0) {
-      sides.raw.push(await raw());
-      sides.mig.push(await viaMig());
-    } else {
-      sides.mig.push(await viaMig());
-      sides.raw.push(await raw());
-    }
-  }
-  return sides;
 }
 
 /** A side's figures over its rounds: median rate, best rate, median CPU per unit of each process. */
@@ -114,20 +95,24 @@ function summary(rounds: Round[]): { median: number; best: number; cpu: Cpu } {
   return { median: Math.round(median(rates)), best: Math.round(Math.max(...rates)), cpu: medianPerKey(rounds.map((r) => r.cpu)).cpu_us_per_call ?? {} };
 }
 
-/** The two sides compared: the paired median ratio (the verdict) and, beside it, best round against best round. */
-function compare(sides: { raw: Round[]; mig: Round[] }) {
-  const mig = summary(sides.mig);
-  const raw = summary(sides.raw);
+/** The two sides compared (raw as `a`, MIG as `b`): the paired median ratio (the verdict) and, beside it, best round against best round. */
+function compare({ a: rawRounds, b: migRounds }: { a: Round[]; b: Round[] }) {
+  const mig = summary(migRounds);
+  const raw = summary(rawRounds);
   return {
-    ratio: pairedMedianRatio(sides.mig.map((r) => r.result), sides.raw.map((r) => r.result)) ?? 0,
+    mig_median: mig.median,
+    raw_median: raw.median,
+    ratio: pairedMedianRatio(migRounds.map((r) => r.result), rawRounds.map((r) => r.result)) ?? 0,
     best_round_ratio: Math.round((mig.best / raw.best) * 1000) / 1000,
-    rounds: sides.mig.length,
+    rounds: migRounds.length,
     /** Each round's rate, in the order run: any other estimate can be worked out from these. */
-    rates: { mig: sides.mig.map((r) => Math.round(r.result)), raw: sides.raw.map((r) => Math.round(r.result)) },
-    mig,
-    raw,
+    rates: { mig: migRounds.map((r) => Math.round(r.result)), raw: rawRounds.map((r) => Math.round(r.result)) },
+    cpu_us: mig.cpu,
+    raw_cpu_us: raw.cpu,
   };
 }
+/** What the JSON line reports of a comparison, beside each measurement's own rates. */
+type Compared = Omit<ReturnType<typeof compare>, "mig_median" | "raw_median">;
 
 async function main(): Promise<void> {
   const mig = startMig(["start"], { MIG_REPLAY_RATE_PER_SEC: "0", MIG_REPLAY_MAX_EVENTS: String(EVENTS), MIG_LOG_LEVEL: "info" });
@@ -143,17 +128,7 @@ async function main(): Promise<void> {
     const pids = { runtime: mig.child.pid, nats_server: natsServerPid(mig.dataDir) };
 
     // PUBLISH: raw JetStream publish into a stream of the same settings, then the NATS binding, same client.
-    const publish: {
-      window: number;
-      mig_rps: number;
-      raw_jetstream_rps: number;
-      ratio: number;
-      best_round_ratio: number;
-      rounds: number;
-      rates: Rates;
-      cpu_us: Cpu;
-      raw_cpu_us: Cpu;
-    }[] = [];
+    const publish: (Compared & { window: number; mig_rps: number; raw_jetstream_rps: number })[] = [];
     if (ONLY !== "replay") {
       await jsm.streams.add({ name: "RAW_BENCH", subjects: ["raw.bench"], duplicate_window: 10 * 60 * 1e9 });
       await pipelined(2_000, WINDOW, (i) => js.publish("raw.bench", body(i)));
@@ -168,24 +143,12 @@ async function main(): Promise<void> {
           },
           () => cpuPerUnit(pids, PUBLISHES, () => pipelined(PUBLISHES, window, (i) => nc.request("mig.v0_1.bench.events.bench.publish", body(i), { timeout: 10_000 }))),
         );
-        const { ratio, best_round_ratio, rounds, rates, mig: viaMig, raw } = compare(sides);
-        publish.push({
-          window,
-          mig_rps: viaMig.median,
-          raw_jetstream_rps: raw.median,
-          ratio,
-          best_round_ratio,
-          rounds,
-          rates,
-          cpu_us: viaMig.cpu,
-          raw_cpu_us: raw.cpu,
-        });
+        const { mig_median, raw_median, ...figures } = compare(sides);
+        publish.push({ window, mig_rps: mig_median, raw_jetstream_rps: raw_median, ...figures });
       }
     }
 
-    let replay:
-      | { events: number; mig_eps: number; raw_consumer_eps: number; ratio: number; best_round_ratio: number; rounds: number; rates: Rates; cpu_us: Cpu; raw_cpu_us: Cpu }
-      | undefined;
+    let replay: (Compared & { events: number; mig_eps: number; raw_consumer_eps: number }) | undefined;
     if (ONLY !== "publish") {
       // REPLAY: fill one topic with EVENTS events, then read them all with a raw consumer and with an SSE subscription.
       await pipelined(EVENTS, WINDOW, (i) => nc.request("mig.v0_1.bench.events.bench.replay", body(i), { timeout: 10_000 }));
@@ -217,18 +180,8 @@ async function main(): Promise<void> {
       };
       const url = `${String(http.url)}/mig/v0.1/subscribe/bench.replay?resume_cursor=0&max_inflight=10000`;
       const sides = await alternate(ROUNDS, rawConsumer, () => cpuPerUnit(pids, EVENTS, () => sseRate(url, EVENTS)));
-      const { ratio, best_round_ratio, rounds, rates, mig: viaMig, raw } = compare(sides);
-      replay = {
-        events: EVENTS,
-        mig_eps: viaMig.median,
-        raw_consumer_eps: raw.median,
-        ratio,
-        best_round_ratio,
-        rounds,
-        rates,
-        cpu_us: viaMig.cpu,
-        raw_cpu_us: raw.cpu,
-      };
+      const { mig_median, raw_median, ...figures } = compare(sides);
+      replay = { events: EVENTS, mig_eps: mig_median, raw_consumer_eps: raw_median, ...figures };
     }
 
     if (JSON_OUT) {

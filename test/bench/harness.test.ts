@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import { resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cpuPerCall, medianPerKey } from "./cpu.ts";
-import { median, pairedMedianRatio } from "./paired.ts";
+import { alternate, median, pairedMedianRatio } from "./paired.ts";
 import { Histogram } from "./histogram.ts";
 import { aggregate, LoaderProcess } from "./measure.ts";
 import { runRow } from "./row-runner.ts";
@@ -204,6 +204,17 @@ describe("paired ratio", () => {
     expect(pairedMedianRatio([0], [100])).toBeNull();
     expect(pairedMedianRatio(undefined, [100])).toBeNull();
     expect(median([])).toBeNaN();
+  });
+
+  it("runs rounds in the order a, b, b, a, a, b, …", async () => {
+    const order: string[] = [];
+    const sides = await alternate(
+      3,
+      async () => (order.push("a"), order.length),
+      async () => (order.push("b"), order.length),
+    );
+    expect(order).toEqual(["a", "b", "b", "a", "a", "b"]);
+    expect(sides).toEqual({ a: [1, 4, 5], b: [2, 3, 6] });
   });
 });
 

@@ -20,3 +20,21 @@ export function pairedMedianRatio(path: number[] | undefined, baseline: number[]
   if (ratios.length === 0) return null;
   return Math.round(median(ratios) * 1000) / 1000;
 }
+
+/**
+ * Runs `rounds` rounds of two sides in the order a, b, b, a, a, b, …: a drift in background load then falls on
+ * both sides alike, and each side's slice has a neighbour of the other to be paired with.
+ */
+export async function alternate<T>(rounds: number, a: () => Promise<T>, b: () => Promise<T>): Promise<{ a: T[]; b: T[] }> {
+  const sides = { a: [] as T[], b: [] as T[] };
+  for (let round = 0; round < rounds; round++) {
+    if (round % 2 === 0) {
+      sides.a.push(await a());
+      sides.b.push(await b());
+    } else {
+      sides.b.push(await b());
+      sides.a.push(await a());
+    }
+  }
+  return sides;
+}
