@@ -112,7 +112,7 @@ async function streamThroughGateway(): Promise<StreamRounds> {
       rounds.rates.raw.push(Math.round(FRAMES / seconds));
       rounds.rawCpu.push(cpu);
     };
-    // MIG first: its warm-up already gave the raw side's payload, and the pairs need MIG, raw, raw, MIG, ….
+    // MIG, raw, raw, MIG, …: a drift in background load falls on both sides alike.
     await alternate(ROUNDS, viaMig, raw);
     return rounds;
   } finally {
