@@ -13,6 +13,13 @@ export async function cancel(core: RuntimeCore, body: unknown, request: RequestC
   const reason = optionalStringField(raw, "reason", 500) ?? "";
 
   // A stream (runtime/stream.ts) is cancelled by the message_id of its request, like an invocation.
+  const live = core.streams.get(target) ?? core.inflight.get(target);
+  if (live && live.tenant !== header.tenant_id) {
+    // Answered exactly like an id nobody holds, so that CANCEL is no oracle for another tenant's live
+    // ids; the refusal still reaches the audit log.
+    request.hiddenDenial = new MigError("MIG_FORBIDDEN", "the target invocation belongs to another tenant; only its own tenant may cancel it");
+    return { header, target_message_id: target, accepted: false, status: "not_found" };
+  }
   const stream = core.streams.get(target);
   if (stream) {
     core.policy.authorizeCancel(request, header.tenant_id, stream);

@@ -32,6 +32,7 @@ export interface RuntimeConfig {
   jwtClockSkewS: number;
   jwtRequireExp: boolean;
   adminScope: string;
+  adminGlobalScope: string;
   metricsPublic: boolean;
   metricsAddr: string | undefined;
   httpTlsCert: string | undefined;
@@ -138,6 +139,7 @@ export const SETTINGS = [
   { key: "jwtClockSkewS", env: "MIG_JWT_CLOCK_SKEW_S", flag: "--jwt-clock-skew-s <s>", description: "clock skew allowed when checking `exp` and `nbf`", defaultValue: 30, parse: integer("MIG_JWT_CLOCK_SKEW_S", 0, 600) },
   { key: "jwtRequireExp", env: "MIG_JWT_REQUIRE_EXP", flag: "--jwt-require-exp <bool>", description: "refuse tokens without an `exp` claim", defaultValue: false, parse: boolean("MIG_JWT_REQUIRE_EXP") },
   { key: "adminScope", env: "MIG_ADMIN_SCOPE", flag: "--admin-scope <scope>", description: "scope a token needs for /admin/v0.1/* (and /metrics) in jwt mode", defaultValue: "mig:admin", parse: text },
+  { key: "adminGlobalScope", env: "MIG_ADMIN_GLOBAL_SCOPE", flag: "--admin-global-scope <scope>", description: "scope a token needs to read every tenant's admin data (audit, live actors, /metrics) in jwt mode; the admin scope alone shows the token's own tenant", defaultValue: "mig:admin:global", parse: text },
   { key: "metricsPublic", env: "MIG_METRICS_PUBLIC", flag: "--metrics-public <bool>", description: "serve /metrics without a token in jwt mode", defaultValue: false, parse: boolean("MIG_METRICS_PUBLIC") },
   { key: "metricsAddr", env: "MIG_METRICS_ADDR", flag: "--metrics-addr <host:port>", description: "a separate, unauthenticated /metrics listener (then the main listener no longer serves /metrics)", defaultValue: undefined, parse: text },
   { key: "httpTlsCert", env: "MIG_HTTP_TLS_CERT", flag: "--http-tls-cert <path>", description: "PEM certificate (chain) for HTTPS on the HTTP listener; needs MIG_HTTP_TLS_KEY", defaultValue: undefined, parse: text },

@@ -1,4 +1,5 @@
 // What every operation needs from the runtime: its settings, registries, supervisor and bookkeeping.
+import type { MigError } from "./errors.ts";
 import type { Actor } from "xstate";
 import type { invocationLogic } from "../actors/invocation.ts";
 import type { RuntimeConfig } from "./config.ts";
@@ -30,6 +31,11 @@ export interface RequestContext {
   deadlineAt?: number | undefined;
   /** Set by the policy once the request passed authorization (for the audit record's decision). */
   authorized?: boolean;
+  /**
+   * A refusal the caller is not told of: the answer is the one for a target that does not exist, so
+   * that a caller cannot probe another tenant's live ids. Kept here for the audit record.
+   */
+  hiddenDenial?: MigError;
 }
 
 export interface InflightInvocation {

@@ -4,6 +4,21 @@ import { decode, encode } from "./provider-protocol.ts";
 import type { RequestContext } from "./core.ts";
 import type { FleetCancelAnswer } from "./fleet.ts";
 import type { MigRuntime } from "./runtime.ts";
+import { operationRecord } from "./audit.ts";
+import { MigError } from "./errors.ts";
+
+/** The asker's caller as the question describes it. */
+function callerOf(request: { tenant?: unknown; subject?: unknown; authenticated?: unknown }): RequestContext {
+  return {
+    principal: {
+      subject: typeof request.subject === "string" ? request.subject : "unknown",
+      tenant_id: typeof request.tenant === "string" ? request.tenant : undefined,
+      scopes: new Set(),
+      authenticated: request.authenticated === true,
+    },
+    binding: "nats",
+  };
+}
 
 /**
  * Cancels `target` if this runtime runs it and the asker may (the same policy as a local CANCEL), or says it
@@ -20,16 +35,16 @@ export function answerFleetCancel(runtime: MigRuntime, msg: Msg): void {
   const stream = runtime.streams.get(request.target);
   const inflight = runtime.inflight.get(request.target);
   let answer: FleetCancelAnswer | undefined;
+  const held = stream ?? inflight;
+  if (held && held.tenant !== request.tenant) {
+    // Silent, as for an id this runtime does not hold: the asker answers not_found, so CANCEL is no oracle
+    // for another tenant's live ids. The refusal is audited here, where the target lives.
+    const error = new MigError("MIG_FORBIDDEN", "the target invocation belongs to another tenant; only its own tenant may cancel it");
+    runtime.audit?.record(operationRecord(runtime.serverId, "cancel", undefined, { ...callerOf(request), tenant: String(request.tenant) }, request.target, error));
+    return;
+  }
   if (stream || inflight) {
-    const caller: RequestContext = {
-      principal: {
-        subject: typeof request.subject === "string" ? request.subject : "unknown",
-        tenant_id: typeof request.tenant === "string" ? request.tenant : undefined,
-        scopes: new Set(),
-        authenticated: request.authenticated === true,
-      },
-      binding: "nats",
-    };
+    const caller = callerOf(request);
     try {
       const reason = typeof request.reason === "string" ? request.reason : "";
       if (stream) {

@@ -37,6 +37,11 @@ export function authorizeCapability(principal: Principal, descriptor: Capability
   }
 }
 
+/** What an admin route may show: one tenant's records, or (`tenant` undefined) every tenant's. */
+export interface AdminView {
+  tenant: string | undefined;
+}
+
 /** The policy file (`MIG_POLICY_FILE`, YAML or JSON); rate limits are "rate/burst" strings or {rate, burst}. */
 export interface PolicyDocument {
   tenants?: Record<string, { rate_limit?: string | RateLimit }>;
@@ -110,14 +115,32 @@ export class AccessPolicy {
     request.authorized = true;
   }
 
-  /** Admin routes (and /metrics unless public): the admin scope in jwt mode; open in auth mode none. */
-  authorizeAdmin(principal: Principal, what: string): void {
-    if (this.config.authMode === "none") return;
-    if (!principal.authenticated || !principal.scopes.has(this.config.adminScope)) {
-      throw new MigError("MIG_FORBIDDEN", `${what} needs the scope ${this.config.adminScope}`, {
-        details: { required_scopes: [this.config.adminScope] },
+  /**
+   * Admin routes (and /metrics unless public), open in auth mode none. In jwt mode the admin scope gives
+   * a view of the admin's own tenant; the cross-tenant scope gives every tenant, and is the only way to
+   * routes that cannot be cut by tenant (`everyTenant`: live actors, /metrics).
+   */
+  authorizeAdmin(principal: Principal, what: string, everyTenant = false): AdminView {
+    if (this.config.authMode === "none") return { tenant: undefined };
+    const { adminScope, adminGlobalScope } = this.config;
+    const global = principal.authenticated && principal.scopes.has(adminGlobalScope);
+    if (global) return { tenant: undefined };
+    if (everyTenant) {
+      throw new MigError("MIG_FORBIDDEN", `${what} shows every tenant and needs the scope ${adminGlobalScope}`, {
+        details: { required_scopes: [adminGlobalScope] },
       });
     }
+    if (!principal.authenticated || !principal.scopes.has(adminScope) || principal.tenant_id === undefined) {
+      throw new MigError("MIG_FORBIDDEN", `${what} needs the scope ${adminScope} (or ${adminGlobalScope} for every tenant)`, {
+        details: { required_scopes: [adminScope, adminGlobalScope] },
+      });
+    }
+    return { tenant: principal.tenant_id };
+  }
+
+  /** Whether a tenant-scoped admin view shows `capability` (the tenant allow lists of the policy file). */
+  adminSees(view: AdminView, capability: string): boolean {
+    return view.tenant === undefined || this.tenantAllowed(capability, view.tenant);
   }
 
   /** Whether /metrics on the main listener asks for a token. */

@@ -21,7 +21,7 @@ import { createLogger, type Logger } from "./logger.ts";
 import { Metrics } from "./metrics.ts";
 import { NatsLauncher } from "./nats-launcher.ts";
 import { publish, type PublishAck } from "./publish.ts";
-import { AccessPolicy, transportTenant } from "./policy.ts";
+import { AccessPolicy, transportTenant, type AdminView } from "./policy.ts";
 import { CapabilityRegistry } from "./registry.ts";
 import { SchemaRegistry } from "./schema-registry.ts";
 import { subscribe, SubscriptionRegistry, type EventSink, type Subscription } from "./subscribe.ts";
@@ -186,7 +186,11 @@ export class MigRuntime implements RuntimeCore {
   async guard<T>(operation: string, run: () => T | Promise<T>, audited?: AuditedRequest): Promise<T> {
     try {
       const result = await run();
-      if (audited && this.audit) this.audit.record(operationRecord(this.serverId, operation, audited.body, audited.request, audited.target, undefined));
+      if (audited && this.audit) {
+        const hidden = audited.request.hiddenDenial;
+        if (hidden) this.metrics.errors.inc({ code: hidden.code, operation });
+        this.audit.record(operationRecord(this.serverId, operation, audited.body, audited.request, audited.target, hidden));
+      }
       return result;
     } catch (err) {
       const error = err instanceof MigError ? err : this.unexpected(operation, err);
@@ -211,13 +215,15 @@ export class MigRuntime implements RuntimeCore {
   }
 
   /**
-   * Admin routes and /metrics: the admin scope in jwt mode. Every decision, allow or deny, is audited.
+   * Admin routes and /metrics: the admin scope in jwt mode, scoped to the admin's tenant unless the token
+   * holds the cross-tenant scope (runtime/policy.ts). Every decision, allow or deny, is audited.
    * `what` names the route, e.g. "GET /admin/v0.1/audit".
    */
-  authorizeAdmin(principal: Principal, what: string, binding = "http"): void {
+  authorizeAdmin(principal: Principal, what: string, everyTenant = false, binding = "http"): AdminView {
     let error: MigError | undefined;
+    let view: AdminView | undefined;
     try {
-      this.policy.authorizeAdmin(principal, what);
+      view = this.policy.authorizeAdmin(principal, what, everyTenant);
     } catch (err) {
       error = err as MigError;
       this.metrics.errors.inc({ code: error.code, operation: "admin" });
@@ -226,13 +232,24 @@ export class MigRuntime implements RuntimeCore {
     record.kind = "admin";
     this.audit?.record(record);
     if (error) throw error;
+    return view!;
   }
 
-  /** GET /admin/v0.1/audit: records filtered by `tenant`, newest `limit` or `limit` after the cursor `after`. */
-  readAudit(params: { get(name: string): string | null }): Promise<{ records: StoredAuditRecord[]; last_seq: number }> {
+  /**
+   * GET /admin/v0.1/audit: records filtered by `tenant`, newest `limit` or `limit` after the cursor `after`.
+   * A tenant-scoped admin reads only its own tenant's records, whatever `tenant` says.
+   */
+  readAudit(params: { get(name: string): string | null }, view: AdminView = { tenant: undefined }): Promise<{ records: StoredAuditRecord[]; last_seq: number }> {
     return this.guard("admin.audit", () => {
       if (!this.audit) throw new MigError("MIG_UNAVAILABLE", "the audit log is not open yet");
-      return this.audit.query(parseAuditQuery(params));
+      const query = parseAuditQuery(params);
+      if (view.tenant !== undefined) {
+        if (query.tenant !== undefined && query.tenant !== view.tenant) {
+          throw new MigError("MIG_FORBIDDEN", `this admin token is scoped to tenant "${view.tenant}" and cannot read tenant "${query.tenant}"'s records; that needs the scope ${this.config.adminGlobalScope}`);
+        }
+        query.tenant = view.tenant;
+      }
+      return this.audit.query(query);
     });
   }
 

@@ -178,6 +178,9 @@ describe("a fleet of workers behind `mig start`", () => {
       fetch(base + path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) }).then((r) => r.json() as Promise<any>);
     const pending = post(otherHttp, "/mig/v0.1/invoke/fleet.echo", { header: { tenant_id: "acme", message_id: id }, payload: { sleep_ms: 20_000 } });
     await waitFor("the worker to start the call", () => logLines().some((l) => l.startsWith(`started ${id}`)));
+    // Another tenant asking through the fleet hears what it would hear of an id nobody holds.
+    const probe = await post(httpUrl, `/mig/v0.1/cancel/${id}`, { header: { tenant_id: "globex" }, reason: "probe" });
+    expect(probe).toMatchObject({ target_message_id: id, accepted: false, status: "not_found" });
     const ack = await post(httpUrl, `/mig/v0.1/cancel/${id}`, { header: { tenant_id: "acme" }, reason: "user left" });
     expect(ack).toMatchObject({ target_message_id: id, accepted: true, status: "cancelled" });
     const answer = await pending;

@@ -38,7 +38,8 @@ const bearer = (jwt: string) => ({ authorization: `Bearer ${jwt}` });
 let alice: Record<string, string>; // tenant acme
 let aliceTwin: Record<string, string>; // tenant acme, another subject
 let bob: Record<string, string>; // tenant globex
-let admin: Record<string, string>; // tenant ops, admin scope
+let admin: Record<string, string>; // tenant ops, the cross-tenant admin scope (an operator)
+let acmeAdmin: Record<string, string>; // tenant acme, the admin scope only
 
 beforeAll(async () => {
   const policyFile = join(dir, "policy.yaml");
@@ -61,7 +62,8 @@ beforeAll(async () => {
   alice = bearer(await token({ sub: "alice", tenant_id: "acme", scope: "capability:infer" }));
   aliceTwin = bearer(await token({ sub: "mallory", tenant_id: "acme", scope: "capability:infer" }));
   bob = bearer(await token({ sub: "bob", tenant_id: "globex", scope: "capability:infer" }));
-  admin = bearer(await token({ sub: "root", tenant_id: "ops", scope: "mig:admin" }));
+  admin = bearer(await token({ sub: "root", tenant_id: "ops", scope: "mig:admin:global" }));
+  acmeAdmin = bearer(await token({ sub: "acme-admin", tenant_id: "acme", scope: "mig:admin" }));
 });
 afterAll(() => t?.stop());
 
@@ -88,7 +90,12 @@ describe("tenancy", () => {
 
   it("tenant A cannot cancel tenant B's invocation; B's work runs on", async () => {
     const slow = await startSlow(bob);
-    expectError(await t.post(`/mig/v0.1/cancel/${slow.id}`, {}, alice), 403, "MIG_FORBIDDEN");
+    // Answered as for an id nobody holds: CANCEL tells no one that another tenant's id is live.
+    const probe = await t.post(`/mig/v0.1/cancel/${slow.id}`, {}, alice);
+    const unknown = await t.post(`/mig/v0.1/cancel/${randomUUID()}`, {}, alice);
+    expect(probe.status).toBe(200);
+    expect(probe.body).toMatchObject({ accepted: false, status: "not_found" });
+    expect({ ...probe.body, header: undefined, target_message_id: undefined }).toEqual({ ...unknown.body, header: undefined, target_message_id: undefined });
     expectError(await t.post(`/mig/v0.1/cancel/${slow.id}`, {}, { ...alice, "x-tenant-id": "globex" }), 403, "MIG_FORBIDDEN");
     expect(t.runtime.inflight.has(slow.id)).toBe(true);
     const ack = await t.post(`/mig/v0.1/cancel/${slow.id}`, {}, bob);
@@ -221,6 +228,28 @@ describe("admin routes and the audit log", () => {
       return text.includes("not a valid JWT") ? text.trim().split("\n") : undefined;
     });
     for (const line of lines) expect(JSON.parse(line)).toHaveProperty("decision");
+  });
+
+  it("an admin scoped to one tenant reads only that tenant's records, and not the routes that span tenants", async () => {
+    await t.post("/mig/v0.1/invoke/observatory.models.infer", { payload: { input: "x" } }, bob);
+    await waitFor("globex's record", async () => (await getJson("/admin/v0.1/audit?tenant=globex&limit=1000", admin)).body.records.some((r: any) => r.actor === "bob"));
+    expectError(await getJson("/admin/v0.1/audit?tenant=globex", acmeAdmin), 403, "MIG_FORBIDDEN");
+    const own = await getJson("/admin/v0.1/audit?limit=1000", acmeAdmin);
+    expect(own.status).toBe(200);
+    expect(own.body.records.length).toBeGreaterThan(0);
+    expect(own.body.records.every((r: any) => r.tenant === "acme")).toBe(true);
+    expect((await getJson("/admin/v0.1/audit?tenant=acme&limit=1", acmeAdmin)).status).toBe(200);
+    for (const path of ["/admin/v0.1/actors", "/metrics"]) {
+      const res = await getJson(path, acmeAdmin);
+      expectError(res, 403, "MIG_FORBIDDEN");
+      expect(res.body.error.details.required_scopes).toEqual(["mig:admin:global"]);
+    }
+    // The capability list follows the tenant allow lists: globex's admin would not see acme.reports.run.
+    const globexAdmin = bearer(await token({ sub: "globex-admin", tenant_id: "globex", scope: "mig:admin" }));
+    const ids = (await getJson("/admin/v0.1/capabilities", globexAdmin)).body.capabilities.map((c: any) => c.id);
+    expect(ids).toContain("observatory.models.infer");
+    expect(ids).not.toContain("acme.reports.run");
+    expect((await getJson("/admin/v0.1/capabilities", acmeAdmin)).body.capabilities.map((c: any) => c.id)).toContain("acme.reports.run");
   });
 
   it("refuses a bad audit query with 400", async () => {

@@ -1,6 +1,7 @@
 // The HTTP route table: method and path to a runtime operation; path segments are checked by the runtime.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { RequestContext } from "../../runtime/core.ts";
+import type { AdminView } from "../../runtime/policy.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
 import { serveSubscription } from "./sse.ts";
 
@@ -13,9 +14,13 @@ export interface JsonRoute {
 
 export interface RawRoute {
   kind: "raw";
-  run: (runtime: MigRuntime, req: IncomingMessage, res: ServerResponse) => Promise<void>;
-  /** "admin": needs the admin scope in jwt mode; "metrics": the same unless MIG_METRICS_PUBLIC. */
-  guard?: "admin" | "metrics";
+  /** `view` is what a guarded route may show: one tenant's data, or every tenant's. */
+  run: (runtime: MigRuntime, req: IncomingMessage, res: ServerResponse, view: AdminView) => Promise<void>;
+  /**
+   * In jwt mode, "admin": the admin scope, showing the token's tenant (or every tenant with the cross-tenant
+   * scope); "operator": the cross-tenant scope; "metrics": the same unless MIG_METRICS_PUBLIC.
+   */
+  guard?: "admin" | "operator" | "metrics";
 }
 
 /** A long-lived answer (SSE): authenticated by the server like a JSON route, then given the raw response. */
@@ -57,15 +62,17 @@ const GET: Record<string, RawRoute> = {
   "/admin/v0.1/capabilities": {
     kind: "raw",
     guard: "admin",
-    run: async (rt, _req, res) => {
-      const text = JSON.stringify({ capabilities: rt.capabilities.descriptors(), schemas: rt.schemas.list() });
+    run: async (rt, _req, res, view) => {
+      const capabilities = rt.capabilities.descriptors().filter((d) => rt.policy.adminSees(view, d.id));
+      const text = JSON.stringify({ capabilities, schemas: rt.schemas.list() });
       res.writeHead(200, { "content-type": "application/json" });
       res.end(text);
     },
   },
   "/admin/v0.1/actors": {
     kind: "raw",
-    guard: "admin",
+    // Live actors carry no tenant: only an operator sees them.
+    guard: "operator",
     run: async (rt, _req, res) => {
       const text = JSON.stringify({ actors: rt.supervisor.list() });
       res.writeHead(200, { "content-type": "application/json" });
@@ -75,8 +82,8 @@ const GET: Record<string, RawRoute> = {
   "/admin/v0.1/audit": {
     kind: "raw",
     guard: "admin",
-    run: async (rt, req, res) => {
-      const answer = await rt.readAudit(new URL(req.url ?? "/", "http://x").searchParams);
+    run: async (rt, req, res, view) => {
+      const answer = await rt.readAudit(new URL(req.url ?? "/", "http://x").searchParams, view);
       const text = JSON.stringify(answer);
       res.writeHead(200, { "content-type": "application/json" });
       res.end(text);

@@ -4,6 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createTlsServer } from "node:https";
 import { MigError } from "../../runtime/errors.ts";
 import type { Authenticator } from "../../runtime/auth.ts";
+import type { AdminView } from "../../runtime/policy.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
 import { readJsonBody } from "./body.ts";
 import { listenOn } from "./listen.ts";
@@ -81,10 +82,11 @@ export async function startHttpBinding(runtime: MigRuntime, authenticator: Authe
         if (route.guard === "metrics" && runtime.config.metricsAddr) {
           throw new MigError("MIG_NOT_FOUND", "/metrics is served on its own listener (MIG_METRICS_ADDR)");
         }
-        if (route.guard === "admin" || (route.guard === "metrics" && runtime.policy.metricsProtected)) {
-          runtime.authorizeAdmin(await authenticator.authenticate(credentials), `${req.method} ${path}`);
+        let view: AdminView = { tenant: undefined };
+        if (route.guard === "admin" || route.guard === "operator" || (route.guard === "metrics" && runtime.policy.metricsProtected)) {
+          view = runtime.authorizeAdmin(await authenticator.authenticate(credentials), `${req.method} ${path}`, route.guard !== "admin");
         }
-        return await route.run(runtime, req, res);
+        return await route.run(runtime, req, res, view);
       } catch (err) {
         req.resume();
         return sendError(res, err, undefined, tenant);
