@@ -38,7 +38,8 @@ function killEmbeddedServers(dataDir: string): void {
 }
 
 export function startMig(args: string[], env: Record<string, string> = {}): MigProcess {
-  const dataDir = mkdtempSync(join(tmpdir(), "mig-proc-"));
+  // A caller that names MIG_DATA_DIR (a restart on the same store) gets that directory back as `dataDir`.
+  const dataDir = env.MIG_DATA_DIR ?? mkdtempSync(join(tmpdir(), "mig-proc-"));
   const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "runtime/cli.ts"), ...args], {
     cwd: ROOT,
     env: {
