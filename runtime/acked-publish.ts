@@ -5,6 +5,8 @@
 // answer. On the PUBLISH path that was about a tenth of the runtime's CPU. Here a message is a map entry keyed by
 // a counter under one wildcard inbox; one sweep per second times out what JetStream did not answer.
 import { createInbox, type MsgHdrs, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { onConnectionChange } from "./bus.ts";
+import { BusDropped } from "./errors.ts";
 import { TurnBatch } from "./turn-batch.ts";
 
 export interface StreamAck {
@@ -18,7 +20,7 @@ export class AckError extends Error {}
 interface Waiting {
   subject: string;
   resolve: (ack: StreamAck) => void;
-  reject: (err: AckError) => void;
+  reject: (err: AckError | BusDropped) => void;
   until: number;
 }
 
@@ -39,7 +41,11 @@ export class AckedPublisher {
     private readonly nc: NatsConnection,
     private readonly timeoutMs: number,
     private readonly outbox: TurnBatch = new TurnBatch(nc, () => undefined),
-  ) {}
+  ) {
+    onConnectionChange(nc, (change) => {
+      if (change === "disconnect") this.dropped();
+    });
+  }
 
   /** Publishes `data` to a stream's subject; resolves with the stream's ack once the message is stored. */
   publish(subject: string, data: string | Uint8Array, headers: MsgHdrs): Promise<StreamAck> {
@@ -77,6 +83,18 @@ export class AckedPublisher {
     } catch (err) {
       waiting.reject(err instanceof AckError ? err : new AckError(`the stream's answer is not JSON (${(err as Error).message})`));
     }
+  }
+
+  /**
+   * The connection lost its server: an ack JetStream sends now reaches nobody (the reply subscription is renewed
+   * only after the reconnect), so every waiting publish fails at once, retryable, instead of at its timeout. The
+   * message may have been stored; a retry with the same Nats-Msg-Id is deduplicated by the stream.
+   */
+  private dropped(): void {
+    if (this.waiting.size === 0) return;
+    const waiting = [...this.waiting.values()];
+    this.waiting.clear();
+    for (const w of waiting) w.reject(new BusDropped("the message waited for JetStream's ack"));
   }
 
   private sweep(): void {

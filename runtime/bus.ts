@@ -92,6 +92,19 @@ export async function connectBus(url: string, name: string, logger: Logger, cred
   return { nc, events, js: jetstream(nc), jsm, kvm: new Kvm(nc), url, onReconnect };
 }
 
+/**
+ * Calls `listener` with "disconnect" each time `nc` loses its server (before nats.js starts reconnecting) and with
+ * "reconnect" when it is back; ends with the connection. What waits for an answer on `nc` fails fast on a
+ * disconnect (the answer, if it comes at all, comes while nobody listens) rather than at its own timeout.
+ */
+export function onConnectionChange(nc: NatsConnection, listener: (change: "disconnect" | "reconnect") => void): void {
+  void (async () => {
+    for await (const status of nc.status()) {
+      if (status.type === "disconnect" || status.type === "reconnect") listener(status.type);
+    }
+  })().catch(() => undefined);
+}
+
 /** Opens (or creates) a KV bucket; a bucket that exists keeps its settings. */
 export async function openBucket(bus: Bus, name: string, ttlMs: number): Promise<KV> {
   return bus.kvm.create(name, { ttl: ttlMs, history: 1 });

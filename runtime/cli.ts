@@ -1,5 +1,7 @@
 // The `mig` command line: `mig start` runs a whole runtime process (bus, bindings, demo provider); `mig worker` hosts providers.
+import { existsSync } from "node:fs";
 import { Command, Option } from "commander";
+import { runtimeCredentialsFile } from "./bus-credentials.ts";
 import { loadConfig, SETTINGS, type RuntimeConfig } from "./config.ts";
 import { observatoryInfer } from "./demo-provider.ts";
 import { createLogger } from "./logger.ts";
@@ -64,7 +66,15 @@ async function start(options: Record<string, string | undefined>): Promise<void>
 
 async function worker(modules: string[], options: Record<string, string | undefined>): Promise<void> {
   const config = loadConfig(overridesFrom(options));
-  if (!config.natsUrl) throw new Error("a worker joins a fleet's bus: set MIG_NATS_URL (or --nats-url) to its NATS server");
+  // A gateway in jwt mode on its embedded bus leaves the runtime user's credentials in its data directory: a worker
+  // given the same MIG_DATA_DIR joins with them, and needs no MIG_NATS_URL either.
+  const gatewayFile = runtimeCredentialsFile(config.dataDir);
+  if (!config.natsCredentials && !config.natsUser && !config.natsCredsFile && existsSync(gatewayFile)) config.natsCredentials = gatewayFile;
+  if (!config.natsUrl && !config.natsCredentials) {
+    throw new Error(
+      `a worker joins a fleet's bus: set MIG_NATS_URL (or --nats-url) to its NATS server, or MIG_NATS_CREDENTIALS to a credentials file; a jwt-mode gateway writes ${gatewayFile} when its MIG_DATA_DIR is this one`,
+    );
+  }
   const logger = createLogger(config.logLevel);
   const definitions = await loadProviderModules(modules);
   // A direct lane decides from the fleet's registry, as gateways do (docs/bindings/provider-protocol.md §9).
@@ -85,6 +95,16 @@ async function worker(modules: string[], options: Record<string, string | undefi
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
 }
 
+const WORKER_BUS_HELP = `
+Joining the bus:
+  A gateway in auth mode jwt on its embedded bus (no MIG_NATS_URL, no MIG_NATS_CONF) generates the bus's users and
+  writes <data dir>/credentials/runtime.json ({ "url", "user", "password" }, readable by its owner only).
+  - on the same host: run the worker with the gateway's MIG_DATA_DIR; it reads that file (no MIG_NATS_URL needed).
+  - elsewhere: copy the file and set MIG_NATS_CREDENTIALS=<path> (MIG_NATS_URL, if set, overrides its url).
+  - any other bus: MIG_NATS_URL, with MIG_NATS_USER and MIG_NATS_PASSWORD or MIG_NATS_CREDS_FILE if it has users.
+  Foreign providers (docs/bindings/provider-protocol.md) use <data dir>/credentials/provider.json instead.
+`;
+
 const program = new Command("mig").description("MIG v0.1 runtime on an embedded NATS bus");
 addSettings(program.command("start").description("run a runtime: embedded bus (unless MIG_NATS_URL), bindings, demo provider")).action(
   (options: Record<string, string | undefined>) =>
@@ -97,8 +117,9 @@ addSettings(program.command("start").description("run a runtime: embedded bus (u
 addSettings(
   program
     .command("worker")
-    .description("host the capabilities that provider modules export, taking their work from the bus (needs MIG_NATS_URL)")
-    .argument("<module...>", "modules exporting defineCapability(...) results"),
+    .description("host the capabilities that provider modules export, taking their work from the bus (needs MIG_NATS_URL or a credentials file)")
+    .argument("<module...>", "modules exporting defineCapability(...) results")
+    .addHelpText("after", WORKER_BUS_HELP),
 ).action((modules: string[], options: Record<string, string | undefined>) =>
   worker(modules, options).catch((err: unknown) => {
     process.stderr.write(`mig worker: ${err instanceof Error ? err.message : String(err)}\n`);

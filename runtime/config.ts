@@ -1,6 +1,7 @@
 // Runtime configuration: one table of settings, each readable from an environment variable or a CLI flag.
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DEFAULT_MAX_JSON_DEPTH } from "./json-limits.ts";
 
 export type AuthMode = "none" | "jwt";
 
@@ -10,12 +11,21 @@ export interface RuntimeConfig {
   natsUrl: string | undefined;
   natsPort: number;
   natsMonitorPort: number;
+  natsStartTimeoutMs: number;
   dataDir: string;
   authMode: AuthMode;
   jwtHs256Secret: string | undefined;
   logLevel: string;
   serverId: string | undefined;
   maxBodyBytes: number;
+  httpHeadersTimeoutMs: number;
+  httpRequestTimeoutMs: number;
+  httpKeepAliveTimeoutMs: number;
+  httpMaxRequestsPerSocket: number;
+  httpMaxConnections: number;
+  httpDrainBytes: number;
+  wsMaxStreams: number;
+  maxJsonDepth: number;
   streamWindow: number;
   streamStallMs: number;
   idempotencyWindowMs: number;
@@ -51,13 +61,27 @@ export interface RuntimeConfig {
   natsTlsCa: string | undefined;
   natsTlsCert: string | undefined;
   natsTlsKey: string | undefined;
+  natsCredentials: string | undefined;
+  allowOpenBus: boolean;
   eventMaxPayloadBytes: number;
   eventMaxAgeMs: number;
   maxInflightLimit: number;
   replayRatePerSec: number;
   replayMaxEvents: number;
   deadLetterAfter: number;
+  tenantMaxTopics: number;
+  maxTopics: number;
+  topicMaxBytes: number;
+  topicMaxMsgs: number;
+  topicDiscard: TopicDiscard;
+  tenantPublishRateLimit: RateLimit | undefined;
+  idempotencyMaxRecordBytes: number;
+  idempotencyTenantMaxBytes: number;
+  idempotencyMaxBytes: number;
 }
+
+/** What a full topic does: `old` drops its oldest events, `new` refuses new ones (docs/events.md). */
+export type TopicDiscard = "old" | "new";
 
 /** A token bucket: `rate` tokens per second refill a bucket of `burst` tokens. */
 export interface RateLimit {
@@ -113,6 +137,7 @@ export const SETTINGS = [
   { key: "natsUrl", env: "MIG_NATS_URL", flag: "--nats-url <url>", description: "NATS server or cluster to join; unset starts an embedded nats-server", defaultValue: undefined, parse: text },
   { key: "natsPort", env: "MIG_NATS_PORT", flag: "--nats-port <port>", description: "client port of the embedded nats-server (0 picks a free one)", defaultValue: 4222, parse: integer("MIG_NATS_PORT", 0, 65535) },
   { key: "natsMonitorPort", env: "MIG_NATS_MONITOR_PORT", flag: "--nats-monitor-port <port>", description: "monitoring port of the embedded nats-server (0 picks a free one)", defaultValue: 8222, parse: integer("MIG_NATS_MONITOR_PORT", 0, 65535) },
+  { key: "natsStartTimeoutMs", env: "MIG_NATS_START_TIMEOUT_MS", flag: "--nats-start-timeout-ms <ms>", description: "how long the embedded nats-server may take to start (it recovers its JetStream store first: grows with the number of streams)", defaultValue: 120_000, parse: integer("MIG_NATS_START_TIMEOUT_MS", 1, 24 * 3600 * 1000) },
   { key: "dataDir", env: "MIG_DATA_DIR", flag: "--data-dir <dir>", description: "where the embedded nats-server keeps JetStream data", defaultValue: "./data", parse: text },
   { key: "authMode", env: "MIG_AUTH_MODE", flag: "--auth-mode <mode>", description: "`none` (anonymous callers, tenant from the request) or `jwt`", defaultValue: "none", parse: authMode },
   { key: "jwtHs256Secret", env: "MIG_JWT_HS256_SECRET", flag: "--jwt-hs256-secret <secret>", description: "shared secret for HS256 tokens in jwt mode", defaultValue: undefined, parse: text },
@@ -125,7 +150,26 @@ export const SETTINGS = [
   { key: "replayRatePerSec", env: "MIG_REPLAY_RATE_PER_SEC", flag: "--replay-rate-per-sec <n>", description: "replayed events per second per subscription (0: unthrottled)", defaultValue: 50_000, parse: integer("MIG_REPLAY_RATE_PER_SEC", 0, 100_000_000) },
   { key: "replayMaxEvents", env: "MIG_REPLAY_MAX_EVENTS", flag: "--replay-max-events <n>", description: "how far behind the end of a topic one subscription may start (events)", defaultValue: 100_000, parse: integer("MIG_REPLAY_MAX_EVENTS", 0, 1_000_000_000) },
   { key: "deadLetterAfter", env: "MIG_DEAD_LETTER_AFTER", flag: "--dead-letter-after <n>", description: "deliveries of one event before it goes to the dead-letter subject", defaultValue: 5, parse: integer("MIG_DEAD_LETTER_AFTER", 1, 1000) },
+  // Quotas (docs/security.md): what one tenant may take of the bus, so that it cannot exhaust JetStream for the others.
+  { key: "tenantMaxTopics", env: "MIG_TENANT_MAX_TOPICS", flag: "--tenant-max-topics <n>", description: "topics (JetStream streams) one tenant may have; a PUBLISH or SUBSCRIBE that would create one more is refused", defaultValue: 100, parse: integer("MIG_TENANT_MAX_TOPICS", 1, 1_000_000) },
+  { key: "maxTopics", env: "MIG_MAX_TOPICS", flag: "--max-topics <n>", description: "topics of all tenants together (each costs nats-server about 2 file descriptors and start-up time)", defaultValue: 1000, parse: integer("MIG_MAX_TOPICS", 1, 1_000_000) },
+  { key: "topicMaxBytes", env: "MIG_TOPIC_MAX_BYTES", flag: "--topic-max-bytes <n>", description: "stored bytes per topic (JetStream reserves them from its max_file_store)", defaultValue: 4 * 1024 * 1024, parse: integer("MIG_TOPIC_MAX_BYTES", 1024, Number.MAX_SAFE_INTEGER) },
+  { key: "topicMaxMsgs", env: "MIG_TOPIC_MAX_MSGS", flag: "--topic-max-msgs <n>", description: "stored events per topic", defaultValue: 1_000_000, parse: integer("MIG_TOPIC_MAX_MSGS", 1, Number.MAX_SAFE_INTEGER) },
+  { key: "topicDiscard", env: "MIG_TOPIC_DISCARD", flag: "--topic-discard <old|new>", description: "a full topic drops its oldest events (`old`) or refuses new ones with MIG_BACKPRESSURE (`new`)", defaultValue: "old", parse: topicDiscard },
+  { key: "tenantPublishRateLimit", env: "MIG_TENANT_PUBLISH_RATE_LIMIT", flag: "--tenant-publish-rate-limit <rate/burst|off>", description: "PUBLISH rate limit per tenant, per process", defaultValue: { rate: 1000, burst: 2000 }, parse: optionalRateLimit("MIG_TENANT_PUBLISH_RATE_LIMIT") },
+  { key: "idempotencyMaxRecordBytes", env: "MIG_IDEMPOTENCY_MAX_RECORD_BYTES", flag: "--idempotency-max-record-bytes <n>", description: "largest result kept for an idempotency key; a larger one is answered but not kept", defaultValue: 64 * 1024, parse: integer("MIG_IDEMPOTENCY_MAX_RECORD_BYTES", 256, 64 * 1024 * 1024) },
+  { key: "idempotencyTenantMaxBytes", env: "MIG_IDEMPOTENCY_TENANT_MAX_BYTES", flag: "--idempotency-tenant-max-bytes <n>", description: "bytes of results one tenant may keep within the idempotency window, per process; beyond it results are not kept", defaultValue: 64 * 1024 * 1024, parse: integer("MIG_IDEMPOTENCY_TENANT_MAX_BYTES", 0, Number.MAX_SAFE_INTEGER) },
+  { key: "idempotencyMaxBytes", env: "MIG_IDEMPOTENCY_MAX_BYTES", flag: "--idempotency-max-bytes <n>", description: "size cap of the idempotency KV bucket (all tenants); when full, results are not kept", defaultValue: 1024 * 1024 * 1024, parse: integer("MIG_IDEMPOTENCY_MAX_BYTES", 64 * 1024, Number.MAX_SAFE_INTEGER) },
   { key: "maxBodyBytes", env: "MIG_MAX_BODY_BYTES", flag: "--max-body-bytes <n>", description: "largest request body any binding accepts", defaultValue: 2 * 1024 * 1024, parse: integer("MIG_MAX_BODY_BYTES", 1024, 64 * 1024 * 1024) },
+  // The HTTP listener's own limits (docs/security.md): slow or idle clients cannot hold sockets without bound.
+  { key: "httpHeadersTimeoutMs", env: "MIG_HTTP_HEADERS_TIMEOUT_MS", flag: "--http-headers-timeout-ms <ms>", description: "time a client has to send a request's headers; then it gets 408 and the connection closes", defaultValue: 10_000, parse: integer("MIG_HTTP_HEADERS_TIMEOUT_MS", 100, 3600 * 1000) },
+  { key: "httpRequestTimeoutMs", env: "MIG_HTTP_REQUEST_TIMEOUT_MS", flag: "--http-request-timeout-ms <ms>", description: "time a client has to send a whole request (headers and body); it does not limit the answer, so streams and subscriptions run on", defaultValue: 30_000, parse: integer("MIG_HTTP_REQUEST_TIMEOUT_MS", 100, 3600 * 1000) },
+  { key: "httpKeepAliveTimeoutMs", env: "MIG_HTTP_KEEPALIVE_TIMEOUT_MS", flag: "--http-keepalive-timeout-ms <ms>", description: "how long an idle keep-alive connection stays open (longer than a load balancer's idle timeout)", defaultValue: 65_000, parse: integer("MIG_HTTP_KEEPALIVE_TIMEOUT_MS", 100, 3600 * 1000) },
+  { key: "httpMaxRequestsPerSocket", env: "MIG_HTTP_MAX_REQUESTS_PER_SOCKET", flag: "--http-max-requests-per-socket <n>", description: "requests one keep-alive connection serves before the server closes it (0: no cap)", defaultValue: 1000, parse: integer("MIG_HTTP_MAX_REQUESTS_PER_SOCKET", 0, 1_000_000_000) },
+  { key: "httpMaxConnections", env: "MIG_HTTP_MAX_CONNECTIONS", flag: "--http-max-connections <n>", description: "open connections of the HTTP listener (WebSockets included); beyond it a request gets 503 MIG_BACKPRESSURE with Retry-After; keep it below the open-file limit", defaultValue: 10_000, parse: integer("MIG_HTTP_MAX_CONNECTIONS", 1, 1_000_000) },
+  { key: "httpDrainBytes", env: "MIG_HTTP_DRAIN_BYTES", flag: "--http-drain-bytes <n>", description: "how much of a refused request's body (413, 415, 401, ...) the server reads and discards so that the client gets the answer; past it the connection is closed", defaultValue: 8 * 1024 * 1024, parse: integer("MIG_HTTP_DRAIN_BYTES", 0, 1024 * 1024 * 1024) },
+  { key: "wsMaxStreams", env: "MIG_WS_MAX_STREAMS", flag: "--ws-max-streams <n>", description: "open streams on one WebSocket; one more is refused with a MIG_BACKPRESSURE error frame", defaultValue: 256, parse: integer("MIG_WS_MAX_STREAMS", 1, 100_000) },
+  { key: "maxJsonDepth", env: "MIG_MAX_JSON_DEPTH", flag: "--max-json-depth <n>", description: "deepest nesting of objects and arrays a request body may have (every binding); deeper is MIG_INVALID_REQUEST", defaultValue: DEFAULT_MAX_JSON_DEPTH, parse: integer("MIG_MAX_JSON_DEPTH", 1, 1000) },
   { key: "streamWindow", env: "MIG_STREAM_WINDOW", flag: "--stream-window <frames>", description: "frames a stream may have on its way to the consumer before its provider waits for credit", defaultValue: 32, parse: integer("MIG_STREAM_WINDOW", 1, 4096) },
   { key: "streamStallMs", env: "MIG_STREAM_STALL_MS", flag: "--stream-stall-ms <ms>", description: "how long a consumer may read nothing before its stream ends with MIG_BACKPRESSURE", defaultValue: 30_000, parse: integer("MIG_STREAM_STALL_MS", 1, 3600 * 1000) },
   { key: "idempotencyWindowMs", env: "MIG_IDEMPOTENCY_WINDOW_MS", flag: "--idempotency-window-ms <ms>", description: "how long an idempotency key's first result is kept (KV bucket TTL)", defaultValue: 10 * 60 * 1000, parse: integer("MIG_IDEMPOTENCY_WINDOW_MS", 1000, 7 * 24 * 3600 * 1000) },
@@ -158,10 +202,23 @@ export const SETTINGS = [
   { key: "natsTlsCa", env: "MIG_NATS_TLS_CA", flag: "--nats-tls-ca <path>", description: "CA certificate that signs the NATS server's certificate (turns TLS on)", defaultValue: undefined, parse: text },
   { key: "natsTlsCert", env: "MIG_NATS_TLS_CERT", flag: "--nats-tls-cert <path>", description: "client certificate for NATS mutual TLS", defaultValue: undefined, parse: text },
   { key: "natsTlsKey", env: "MIG_NATS_TLS_KEY", flag: "--nats-tls-key <path>", description: "client key for NATS mutual TLS", defaultValue: undefined, parse: text },
+  { key: "natsCredentials", env: "MIG_NATS_CREDENTIALS", flag: "--nats-credentials <path>", description: "JSON file { url, user, password } to join the bus with, e.g. <data dir>/credentials/runtime.json of a jwt-mode runtime; its url applies when MIG_NATS_URL is unset", defaultValue: undefined, parse: text },
+  { key: "allowOpenBus", env: "MIG_ALLOW_OPEN_BUS", flag: "--allow-open-bus <bool>", description: "in jwt mode, start even on a bus that anonymous clients can read (MIG_NATS_URL or MIG_NATS_CONF without users): they would see every bearer token", defaultValue: false, parse: boolean("MIG_ALLOW_OPEN_BUS") },
   { key: "heartbeatMs", env: "MIG_PROVIDER_HEARTBEAT_MS", flag: "--provider-heartbeat-ms <ms>", description: "how often a worker renews its registration; three missed beats and it leaves DISCOVER", defaultValue: 2000, parse: integer("MIG_PROVIDER_HEARTBEAT_MS", 100, 60_000) },
   { key: "workerConcurrency", env: "MIG_WORKER_CONCURRENCY", flag: "--worker-concurrency <n>", description: "work-queue invocations a worker runs at once", defaultValue: 64, parse: integer("MIG_WORKER_CONCURRENCY", 1, 10_000) },
-  { key: "workerDirect", env: "MIG_WORKER_DIRECT", flag: "--worker-direct <bool>", description: "a worker answers NATS invokes of its best_effort unary capabilities itself (one bus hop) instead of through a gateway", defaultValue: true, parse: boolean("MIG_WORKER_DIRECT") },
+  { key: "workerDirect", env: "MIG_WORKER_DIRECT", flag: "--worker-direct <bool>", description: "a worker answers NATS invokes of its best_effort unary capabilities itself (one bus hop) instead of through a gateway, while its auth settings equal every gateway's", defaultValue: true, parse: boolean("MIG_WORKER_DIRECT") },
 ] as const satisfies readonly Setting<keyof RuntimeConfig>[];
+
+function topicDiscard(raw: string): TopicDiscard {
+  if (raw === "old" || raw === "new") return raw;
+  throw new Error(`MIG_TOPIC_DISCARD must be "old" or "new", got "${raw}"`);
+}
+
+/** A rate limit that `off` (or `0`) switches off. */
+function optionalRateLimit(name: string) {
+  const parse = parseRateLimit(name);
+  return (raw: string): RateLimit | undefined => (/^\s*(off|0)\s*$/i.test(raw) ? undefined : parse(raw));
+}
 
 function authMode(raw: string): AuthMode {
   if (raw === "none" || raw === "jwt") return raw;

@@ -1,6 +1,8 @@
 // Worker side of the direct lane: a `mig worker` answers the public NATS invoke subjects of its best_effort
 // unary capabilities itself, so a NATS caller's request crosses the bus once instead of twice (through a
 // gateway and then the internal work subject). Why and what it costs: docs/bindings/provider-protocol.md §9.
+// It answers with the worker's own authenticator and policy, so the worker opens it only while its auth
+// settings equal every gateway's (runtime/worker.ts, runtime/policy-fingerprint.ts).
 import type { Msg } from "@nats-io/transport-node";
 import { startNatsBinding, type NatsBinding } from "../bindings/nats/server.ts";
 import { capabilityOf, SUBJECT_ROOT } from "../bindings/nats/subjects.ts";

@@ -1,6 +1,7 @@
 // The holder's side of CANCEL fan-out: a runtime asked on `_MIG.fleet.cancel` answers only for invocations and streams it runs.
 import type { Msg } from "@nats-io/transport-node";
 import { decode, encode } from "./provider-protocol.ts";
+import { replySubjectAllowed } from "./policy.ts";
 import type { RequestContext } from "./core.ts";
 import type { FleetCancelAnswer } from "./fleet.ts";
 import type { MigRuntime } from "./runtime.ts";
@@ -32,6 +33,8 @@ export function answerFleetCancel(runtime: MigRuntime, msg: Msg): void {
     return;
   }
   if (!msg.reply || request.from === runtime.instanceId || typeof request.target !== "string") return;
+  // Asking gateways listen on an inbox; on a bus without permissions anyone could ask, naming any reply subject.
+  if (!replySubjectAllowed(msg.reply, typeof request.tenant === "string" ? request.tenant : "")) return;
   const stream = runtime.streams.get(request.target);
   const inflight = runtime.inflight.get(request.target);
   let answer: FleetCancelAnswer | undefined;

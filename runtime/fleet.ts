@@ -4,19 +4,23 @@ import type { KV } from "@nats-io/kv";
 import { checkDescriptor } from "./provider.ts";
 import {
   decode,
+  DEFAULT_HEARTBEAT_MS,
   directEligible,
   encode,
   FLEET_CANCEL_SUBJECT,
+  GATEWAY_POLICY_PREFIX,
   HELD_WILDCARD,
   LEAVE_WILDCARD,
   MAX_REGISTRATION_BYTES,
   MISSED_BEATS,
+  readGatewayPolicy,
   readRegistration,
   REGISTER_WILDCARD,
   REGISTRAR_QUEUE,
   REGISTRY_BUCKET,
   REGISTRY_TTL_MS,
   usesWorkQueue,
+  type GatewayPolicyRecord,
 } from "./provider-protocol.ts";
 import { ensureWorkConsumer, ensureWorkStream } from "./worker.ts";
 import { answerFleetCancel } from "./fleet-cancel.ts";
@@ -25,6 +29,7 @@ import { MicroAttach } from "./micro-attach.ts";
 import { RemoteDispatcher } from "./remote-dispatch.ts";
 import { remoteStreamHandler, remoteStreamsProviderGone } from "./remote-stream.ts";
 import { handedOffStreamsProviderGone, streamHandOff } from "./stream-handoff.ts";
+import { policyFingerprint, type PolicyFingerprint } from "./policy-fingerprint.ts";
 import type { RequestContext } from "./core.ts";
 import type { CancelStatus, CapabilityDescriptor, JsonObject } from "./types.ts";
 import type { UnaryHandler } from "./provider.ts";
@@ -50,6 +55,17 @@ export interface ProviderEntry {
   directFrom?: number | undefined;
 }
 
+/** A gateway's auth settings as this runtime last heard them (docs/bindings/provider-protocol.md §9). */
+export interface GatewayPolicy extends GatewayPolicyRecord {
+  lastSeen: number;
+  ttlMs: number;
+}
+
+/** A gateway's announcement of its policy; withdrawn when it stops serving the public subjects. */
+export interface PolicyAnnouncement {
+  withdraw(): Promise<void>;
+}
+
 export interface FleetCancelAnswer {
   status: CancelStatus | "forbidden";
   message?: string;
@@ -72,6 +88,10 @@ export class Fleet {
   private micro: MicroAttach | undefined;
   /** Queued capabilities whose work consumer this runtime has already made sure of. */
   private readonly queuesReady = new Set<string>();
+  /** The live gateways' policies, by runtime instance; a direct-lane worker answers only under the same one. */
+  private readonly gateways = new Map<string, GatewayPolicy>();
+  private readonly policyListeners = new Set<() => void>();
+  private announcement: PolicyAnnouncement | undefined;
 
   private constructor(private readonly runtime: MigRuntime) {
     const { nc, js } = runtime.bus;
@@ -100,6 +120,10 @@ export class Fleet {
     this.stopWatch = () => watcher.stop();
     void (async () => {
       for await (const entry of watcher) {
+        if (entry.key.startsWith(GATEWAY_POLICY_PREFIX)) {
+          this.onGatewayPolicy(entry.key, entry.operation === "PUT" ? entry.string() : undefined, entry.isUpdate ? Date.now() : Math.min(Date.now(), entry.created.getTime()));
+          continue;
+        }
         if (entry.operation !== "PUT") {
           this.remove(entry.key, "left the registry");
           continue;
@@ -154,6 +178,87 @@ export class Fleet {
     return [...this.providers.keys()];
   }
 
+  /**
+   * Publishes this runtime's policy fingerprint (runtime/policy-fingerprint.ts) into the registry bucket and
+   * renews it every beat, as a gateway serving the public subjects does: direct-lane workers compare theirs
+   * with it. Resolves once the first record is written.
+   */
+  async announcePolicy(): Promise<PolicyAnnouncement> {
+    if (this.announcement) return this.announcement;
+    const fingerprint = policyFingerprint(this.runtime.config);
+    const key = `${GATEWAY_POLICY_PREFIX}${this.runtime.instanceId}`;
+    const record: GatewayPolicyRecord = {
+      v: 1,
+      instance_id: this.runtime.instanceId,
+      server_id: this.runtime.serverId,
+      heartbeat_ms: DEFAULT_HEARTBEAT_MS,
+      auth_mode: fingerprint.auth_mode,
+      parts: fingerprint.parts,
+      digest: fingerprint.digest,
+    };
+    const put = () => this.registry.put(key, JSON.stringify(record));
+    try {
+      await put();
+    } catch (err) {
+      // Not a reason to serve nothing: until a beat gets through, direct-lane workers only stay off.
+      this.runtime.logger.warn({ err: (err as Error).message }, "could not publish this gateway's auth settings to the registry; direct-lane workers stay off until a later beat does");
+    }
+    const beat = setInterval(() => {
+      put().catch((err: unknown) => this.runtime.logger.debug({ err: (err as Error).message }, "policy announcement not renewed; the next beat retries"));
+    }, DEFAULT_HEARTBEAT_MS);
+    beat.unref();
+    const announcement: PolicyAnnouncement = {
+      withdraw: async () => {
+        clearInterval(beat);
+        if (this.announcement !== announcement) return;
+        this.announcement = undefined;
+        await this.registry.delete(key).catch(() => undefined);
+      },
+    };
+    this.announcement = announcement;
+    return announcement;
+  }
+
+  /** The policies of the gateways alive now. */
+  gatewayPolicies(): GatewayPolicy[] {
+    return [...this.gateways.values()];
+  }
+
+  /** Calls `listener` whenever a gateway's policy appears, changes or goes; returns the unsubscribe. */
+  onGatewayPolicies(listener: () => void): () => void {
+    this.policyListeners.add(listener);
+    return () => this.policyListeners.delete(listener);
+  }
+
+  private onGatewayPolicy(key: string, text: string | undefined, seen: number): void {
+    const instance = key.slice(GATEWAY_POLICY_PREFIX.length);
+    const record = text === undefined ? undefined : readGatewayPolicy(text);
+    const known = this.gateways.get(instance);
+    if (!record || record.instance_id !== instance) {
+      if (text !== undefined) this.runtime.logger.warn({ key }, "registry entry is not a gateway policy; ignored");
+      if (known) this.gatewayGone(instance);
+      return;
+    }
+    const entry: GatewayPolicy = { ...record, lastSeen: seen, ttlMs: record.heartbeat_ms * MISSED_BEATS };
+    if (Date.now() - entry.lastSeen > entry.ttlMs) return;
+    this.gateways.set(instance, entry);
+    if (!known || known.digest !== entry.digest) this.policiesChanged();
+  }
+
+  private gatewayGone(instance: string): void {
+    if (this.gateways.delete(instance)) this.policiesChanged();
+  }
+
+  private policiesChanged(): void {
+    for (const listener of [...this.policyListeners]) {
+      try {
+        listener();
+      } catch (err) {
+        this.runtime.logger.error({ err: (err as Error)?.stack ?? String(err) }, "gateway policy listener failed");
+      }
+    }
+  }
+
   private sweep(): void {
     const now = Date.now();
     // A sweep that runs late ran after this process itself was stalled (GC, a busy machine): heartbeats that
@@ -169,6 +274,9 @@ export class Fleet {
     this.skippedLate = false;
     for (const [id, entry] of this.providers) {
       if (now - entry.lastSeen > entry.ttlMs) this.remove(id, `no heartbeat for ${entry.ttlMs} ms`);
+    }
+    for (const [instance, entry] of this.gateways) {
+      if (now - entry.lastSeen > entry.ttlMs) this.gatewayGone(instance);
     }
   }
 
@@ -278,6 +386,7 @@ export class Fleet {
   }
 
   async stop(): Promise<void> {
+    await this.announcement?.withdraw();
     this.stopped = true;
     if (this.sweeper) clearInterval(this.sweeper);
     this.micro?.stop();

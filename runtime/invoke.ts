@@ -3,7 +3,8 @@ import { performance } from "node:perf_hooks";
 import type { Actor } from "xstate";
 import { invocationLogic, type InvocationInput, type InvocationOutcome } from "../actors/invocation.ts";
 import { MigError } from "./errors.ts";
-import { IdempotencyStore } from "./idempotency.ts";
+import { valueDepth } from "./json-limits.ts";
+import { IDEMPOTENCY_META_KEY, IdempotencyStore } from "./idempotency.ts";
 import { checkDottedName } from "./names.ts";
 import { acceptRequest, agreeing, optionalStringField, requireObject } from "./request.ts";
 import type { RequestContext, RuntimeCore } from "./core.ts";
@@ -55,6 +56,7 @@ export async function invoke(core: RuntimeCore, body: unknown, request: RequestC
     const deadlineAt = Date.now() + header.deadline_ms;
     const result = await core.idempotency.run(key, deadlineAt, () => execute(core, entry, header, request.principal, payload));
     if (result.replayed) core.metrics.idempotentReplays.inc({ capability: id });
+    if (result.notKept !== undefined) header.meta = { ...header.meta, [IDEMPOTENCY_META_KEY]: result.notKept };
     outcome = result.outcome;
   } else {
     outcome = await execute(core, entry, header, request.principal, payload);
@@ -244,6 +246,11 @@ export function checkOutput(core: RuntimeCore, entry: RegisteredCapability, valu
     const got = value === null ? "null" : Array.isArray(value) ? "an array" : typeof value;
     return new MigError("MIG_INTERNAL", `capability ${id} returned ${got} instead of a JSON object`);
   }
+  const unsendable = unsendableReason(value, core.config.maxJsonDepth);
+  if (unsendable !== undefined) {
+    core.logger.warn({ capability: id, reason: unsendable }, "capability returned an output that cannot be serialized");
+    return new MigError("MIG_INTERNAL", `capability ${id} returned an output that cannot be sent: ${unsendable}`, { retryable: false });
+  }
   const problems = core.schemas.check(output_schema_uri, value);
   if (problems) {
     return new MigError("MIG_INTERNAL", `capability ${id} returned output that does not match ${output_schema_uri}`, {
@@ -251,6 +258,39 @@ export function checkOutput(core: RuntimeCore, entry: RegisteredCapability, valu
     });
   }
   return undefined;
+}
+
+/**
+ * Why an output could not go on the wire, checked when the provider returns it: every binding serializes the answer
+ * (and the idempotency store its record) only after the invocation settled, where a throw could no longer become
+ * the caller's error. One bounded walk, no trial serialization (outputs may be large): too deep (JSON.stringify
+ * itself would overflow the stack on it), a cycle, or a BigInt, which JSON.stringify refuses.
+ */
+function unsendableReason(value: object, maxDepth: number): string | undefined {
+  if (valueDepth(value, maxDepth) > maxDepth) {
+    return refersToItself(value, new Set(), maxDepth + 1) ? "it refers to itself (a circular structure)" : `it nests objects or arrays deeper than ${maxDepth} levels`;
+  }
+  return holdsBigInt(value) ? "it holds a BigInt, which JSON cannot carry" : undefined;
+}
+
+/** Whether a value already known to be at most the depth limit deep holds a BigInt. */
+function holdsBigInt(value: unknown): boolean {
+  if (typeof value === "bigint") return true;
+  if (value === null || typeof value !== "object") return false;
+  for (const child of Array.isArray(value) ? value : Object.values(value)) if (holdsBigInt(child)) return true;
+  return false;
+}
+
+/** Whether `value` contains itself within `levels` levels (only asked of an output already found too deep). */
+function refersToItself(value: object, ancestors: Set<object>, levels: number): boolean {
+  if (ancestors.has(value)) return true;
+  if (levels === 0) return false;
+  ancestors.add(value);
+  for (const child of Object.values(value)) {
+    if (child !== null && typeof child === "object" && refersToItself(child, ancestors, levels - 1)) return true;
+  }
+  ancestors.delete(value);
+  return false;
 }
 
 export function providerError(core: RuntimeCore, capability: string, messageId: string, err: unknown): MigError {

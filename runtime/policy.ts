@@ -190,6 +190,8 @@ function rateLimitOf(value: string | RateLimit, where: string): RateLimit {
  * (a confused deputy). Replies go only to inboxes: `_INBOX.…`, or the tenant's own `_INBOX_<tenant>.…`.
  */
 export function replySubjectAllowed(reply: string, tenant: string): boolean {
-  if (reply.startsWith("_INBOX.")) return true;
-  return reply.startsWith(`_INBOX_${tenant}.`) && !/[\s*>]/.test(reply);
+  if (!reply.startsWith("_INBOX.") && !reply.startsWith(`_INBOX_${tenant}.`)) return false;
+  // One inbox, named in full: a wildcard (`_INBOX.*`, `_INBOX.>`) would make the runtime publish to every
+  // subscriber of a pattern, and an empty token or white space is no subject a caller can listen on.
+  return !/[\s*>]/.test(reply) && !reply.includes("..") && !reply.endsWith(".");
 }

@@ -54,6 +54,11 @@ export const DIRECT_SWITCH_MS = 1_000;
 export const heldSubject = (providerId: string) => `${INTERNAL_PREFIX}.provider.held.${providerId}`;
 export const HELD_WILDCARD = `${INTERNAL_PREFIX}.provider.held.*`;
 export const MAX_REGISTRATION_BYTES = 1024 * 1024;
+/**
+ * Registry keys of the gateways' policy fingerprints, `policy.<instance id>`: a provider id has no dot, so a
+ * provider's registration (written by the registrar under its id) can never overwrite one.
+ */
+export const GATEWAY_POLICY_PREFIX = "policy.";
 
 /** Durable consumer of one capability on the work stream: readable, and unique even when ids differ only in dots. */
 export function consumerName(capability: string): string {
@@ -79,6 +84,36 @@ export interface Registration {
    * `mig.v0_1.*.invoke.<id>` subjects of its best_effort unary capabilities itself, and gateways leave them to it.
    */
   direct_from?: number;
+}
+
+/**
+ * What each gateway (a runtime serving the public NATS subjects) keeps in the registry bucket under
+ * `policy.<instance_id>`, renewed every `heartbeat_ms`: the fingerprint of its auth settings
+ * (runtime/policy-fingerprint.ts). A direct-lane worker answers only when its own equals every live gateway's.
+ */
+export interface GatewayPolicyRecord {
+  v: number;
+  instance_id: string;
+  server_id: string;
+  heartbeat_ms: number;
+  auth_mode: string;
+  /** Digest per setting, named by its environment variable. */
+  parts: Record<string, string>;
+  digest: string;
+}
+
+export function readGatewayPolicy(text: string): GatewayPolicyRecord | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!isObject(value) || typeof value.instance_id !== "string" || typeof value.digest !== "string" || typeof value.auth_mode !== "string") return undefined;
+  if (!isObject(value.parts) || !Object.values(value.parts).every((part) => typeof part === "string")) return undefined;
+  const heartbeat = typeof value.heartbeat_ms === "number" && value.heartbeat_ms > 0 ? value.heartbeat_ms : DEFAULT_HEARTBEAT_MS;
+  const serverId = typeof value.server_id === "string" ? value.server_id : value.instance_id;
+  return { ...(value as unknown as GatewayPolicyRecord), heartbeat_ms: heartbeat, server_id: serverId };
 }
 
 /**

@@ -41,6 +41,8 @@ export async function publish(core: EventsCore, body: unknown, request: RequestC
   const { raw, header } = acceptRequest(core, body, request);
   const topic = requestTopic(raw, pathTopic);
   authorizeTopic(core, request.principal, topic);
+  // Before the payload is read: a tenant past its rate costs the runtime as little as possible.
+  core.events.admitPublish(header.tenant_id);
   const key = optionalStringField(raw, "key", MAX_KEY_LENGTH);
   if (raw.payload === undefined) throw new MigError("MIG_INVALID_REQUEST", "payload is required: send a JSON object, e.g. {}");
   const payload = requireObject(raw.payload, "payload");

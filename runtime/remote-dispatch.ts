@@ -1,7 +1,8 @@
 // Gateway side of the provider protocol: sends one invocation over the bus and turns the reply into a result or a MigError.
 import { nuid, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import type { JetStreamClient } from "@nats-io/jetstream";
-import { MigError } from "./errors.ts";
+import { onConnectionChange } from "./bus.ts";
+import { busCauseDetails, busDropped, MigError } from "./errors.ts";
 import {
   cancelSubject,
   encode,
@@ -22,6 +23,7 @@ import type { CapabilityDescriptor, JsonObject } from "./types.ts";
 
 interface Pending {
   capability: string;
+  messageId: string;
   resolve: (payload: JsonObject) => void;
   reject: (error: MigError) => void;
   provider: string | undefined;
@@ -37,6 +39,8 @@ export class RemoteDispatcher {
   private readonly byProvider = new Map<string, Set<string>>();
   private readonly prefix = replyPrefix(nuid.next());
   private seq = 0;
+  /** Invocations failed when the connection dropped: their workers are told to stop once it is back. */
+  private orphaned: CancelNotice[] = [];
 
   constructor(
     private readonly nc: NatsConnection,
@@ -45,6 +49,7 @@ export class RemoteDispatcher {
     private readonly logger: Logger,
   ) {
     nc.subscribe(`${this.prefix}.*`, { callback: (err, msg) => (err ? undefined : this.onReply(msg)) });
+    onConnectionChange(nc, (change) => (change === "disconnect" ? this.connectionDropped() : this.reconnected()));
   }
 
   /** The handler of a capability served by workers over the bus. */
@@ -79,12 +84,13 @@ export class RemoteDispatcher {
         reject(signal.reason as MigError);
       };
       signal.addEventListener("abort", onAbort, { once: true });
-      this.pending.set(token, { capability, resolve, reject, provider: undefined, cleanup: () => signal.removeEventListener("abort", onAbort) });
+      this.pending.set(token, { capability, messageId: header.message_id, resolve, reject, provider: undefined, cleanup: () => signal.removeEventListener("abort", onAbort) });
       const data = encode(request);
       if (queued) {
         this.js.publish(jsWorkSubject(capability), data).catch((err: unknown) => {
           this.fail(token, new MigError("MIG_UNAVAILABLE", `the work queue of capability ${capability} did not take the invocation; retry shortly`, {
-            details: { cause: err instanceof Error ? err.message : String(err) },
+            details: busCauseDetails(err),
+            cause: err,
           }));
         });
       } else {
@@ -135,6 +141,25 @@ export class RemoteDispatcher {
         details: { provider_id: providerId },
       }));
     }
+  }
+
+  /**
+   * The connection lost its server: a worker's answer sent now reaches nobody (the reply subscription is renewed
+   * only after the reconnect), so every waiting invocation fails at once with MIG_UNAVAILABLE, retryable, instead
+   * of at its deadline. Its worker may still be running it: it is told to stop once the connection is back.
+   */
+  private connectionDropped(): void {
+    for (const token of [...this.pending.keys()]) {
+      const entry = this.pending.get(token)!;
+      this.orphaned.push({ message_id: entry.messageId, reason: "the gateway lost its bus connection while waiting for the answer" });
+      this.fail(token, busDropped(`waiting for the worker's answer to this invocation of ${entry.capability}`));
+    }
+  }
+
+  private reconnected(): void {
+    const notices = this.orphaned;
+    this.orphaned = [];
+    for (const notice of notices) this.nc.publish(cancelSubject(notice.message_id), encode(notice));
   }
 
   private fail(token: string, error: MigError): void {

@@ -17,6 +17,8 @@ import { decode, encode, INTERNAL_PREFIX, isObject, PROTOCOL_VERSION, principalF
 import type { MigRuntime } from "./runtime.ts";
 import type { CapabilityDefinition, StreamContext, StreamHandler } from "./provider.ts";
 import { openOnSubjects } from "../bindings/nats/stream.ts";
+import type { Authenticator } from "./auth.ts";
+import { ControlGuard } from "./control-guard.ts";
 import { EMITTED, type FrameSink, type StreamMode, type StreamSession } from "./stream.ts";
 import type { CapabilityDescriptor, JsonObject } from "./types.ts";
 
@@ -27,6 +29,11 @@ export interface StreamOpen extends WorkRequest {
   mode: StreamMode;
   /** Set when the gateway hands the stream off (runtime/stream-handoff.ts): the stream id of its public NATS subjects. */
   nats_stream_id?: string;
+  /**
+   * With a hand-off in auth mode jwt: a digest of the bearer token that opened the stream, so the worker
+   * knows the opener's token on the inbound subject without being handed the credential (runtime/control-guard.ts).
+   */
+  nats_token_digest?: string;
 }
 
 type ToGateway =
@@ -265,9 +272,16 @@ interface WorkerStream {
 
 /**
  * Takes stream work for every definition with a stream handler: subscribes `_MIG.stream.<id>` in the
- * workers' queue group and one control subject for credits, caller frames and cancels.
+ * workers' queue group and one control subject for credits, caller frames and cancels. On a handed-off
+ * stream's inbound subject the caller's frames must carry the token that opened it; `authenticator`
+ * verifies another one (a refreshed token) when this worker may, i.e. its auth settings are the gateways'.
  */
-export function serveRemoteStreams(runtime: MigRuntime, definitions: CapabilityDefinition[], providerId: string): { subscriptions: Subscription[]; leaving: () => void } {
+export function serveRemoteStreams(
+  runtime: MigRuntime,
+  definitions: CapabilityDefinition[],
+  providerId: string,
+  authenticator: () => Authenticator | undefined = () => undefined,
+): { subscriptions: Subscription[]; leaving: () => void } {
   const { nc } = runtime.bus;
   const prefix = `${INTERNAL_PREFIX}.swk.${nuid.next()}`;
   const live = new Map<string, WorkerStream>();
@@ -322,7 +336,10 @@ export function serveRemoteStreams(runtime: MigRuntime, definitions: CapabilityD
       // Handed off: this process publishes the frames on the public subjects and reads the caller's itself.
       // The caller sees these frames as they are, so they carry its header (the deadline counts from deadline_at).
       try {
-        const { session, sink: onSubjects } = openOnSubjects(runtime, { ...body, header: request.header }, context, String(request.nats_stream_id), remaining);
+        const streamId = String(request.nats_stream_id);
+        const digest = typeof request.nats_token_digest === "string" ? request.nats_token_digest : undefined;
+        const guard = new ControlGuard(runtime, { opener: context.principal, digest, authenticator, what: "stream", target: streamId });
+        const { session, sink: onSubjects } = openOnSubjects(runtime, { ...body, header: request.header }, context, streamId, remaining, guard);
         entry.session = session;
         entry.mute = () => onSubjects.mute();
         // Sent after subscribing to the inbound subject: the caller, answered on this, may grant credit at once.

@@ -2,24 +2,26 @@
 // and exposes the MIG operations that every binding calls.
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
+import { join, resolve } from "node:path";
 import { AuditLog, operationRecord, parseAuditQuery, type StoredAuditRecord } from "./audit.ts";
 import { Authenticator } from "./auth.ts";
-import { connectBus, openBucket, type Bus } from "./bus.ts";
+import { connectBus, type Bus, type BusCredentials } from "./bus.ts";
+import { EmbeddedBusUsers, generatedConfFile, openToAnonymous, readCredentialsFile, RUNTIME_USER, shownUrl, type BusUserCredentials } from "./bus-credentials.ts";
 import { cancel } from "./cancel.ts";
 import { RecentlyFinished, type InflightInvocation, type RequestContext, type RuntimeCore } from "./core.ts";
 import { discover } from "./discover.ts";
 import { Fleet } from "./fleet.ts";
 import { MigError } from "./errors.ts";
-import { EventStore } from "./events.ts";
+import { EventStore, eventStoreOptions } from "./events.ts";
 import { heartbeat } from "./heartbeat.ts";
 import { hello } from "./hello.ts";
-import { IDEMPOTENCY_BUCKET, IdempotencyStore } from "./idempotency.ts";
+import { openIdempotencyStore, type IdempotencyStore } from "./idempotency.ts";
 import { invoke } from "./invoke.ts";
 import { acceptStream, openStream, startSession, type OpenStreamOptions, type StreamSession } from "./stream.ts";
 import { LoadGauge } from "./load.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { Metrics } from "./metrics.ts";
-import { NatsLauncher } from "./nats-launcher.ts";
+import { DEFAULT_CONF, NatsLauncher } from "./nats-launcher.ts";
 import { publish, type PublishAck } from "./publish.ts";
 import { AccessPolicy, transportTenant, type AdminView } from "./policy.ts";
 import { CapabilityRegistry } from "./registry.ts";
@@ -72,6 +74,10 @@ export class MigRuntime implements RuntimeCore {
   events!: EventStore;
   bus!: Bus;
   launcher: NatsLauncher | undefined;
+  /** The users of the embedded bus, when this runtime generated them (jwt mode without MIG_NATS_CONF). */
+  busUsers: EmbeddedBusUsers | undefined;
+  /** How this runtime proves itself to the bus (what it connected with). */
+  busCredentials: BusCredentials = {};
   fleet: Fleet | undefined;
 
   private constructor(
@@ -114,35 +120,122 @@ export class MigRuntime implements RuntimeCore {
   }
 
   private async connect(): Promise<void> {
-    let url = this.config.natsUrl;
-    if (!url) {
-      this.launcher = new NatsLauncher({
-        port: this.config.natsPort,
-        monitorPort: this.config.natsMonitorPort,
-        dataDir: this.config.dataDir,
-        logger: this.logger,
-        ...(this.config.natsConf ? { confFile: this.config.natsConf } : {}),
-      });
-      this.launcher.on("restarted", () => this.metrics.supervisorRestarts.inc({ child: "nats-server" }));
-      const ports = await this.launcher.start();
-      url = ports.clientUrl;
-      this.logger.info({ url, monitor: ports.monitorUrl, data_dir: this.config.dataDir }, "embedded nats-server listening");
-    }
-    this.bus = await connectBus(url, this.serverId, this.logger, {
-      user: this.config.natsUser,
-      password: this.config.natsPassword,
-      credsFile: this.config.natsCredsFile,
-      tlsCa: this.config.natsTlsCa,
-      tlsCert: this.config.natsTlsCert,
-      tlsKey: this.config.natsTlsKey,
-    });
+    await this.connectToBus();
     const audit = new AuditLog(this.bus, this.config, this.logger);
     await audit.open();
     this.audit = audit;
-    const bucket = await openBucket(this.bus, IDEMPOTENCY_BUCKET, this.config.idempotencyWindowMs);
-    this.idempotency = new IdempotencyStore(bucket, this.serverId);
-    this.events = new EventStore(this.bus, { maxAgeMs: this.config.eventMaxAgeMs, duplicateWindowMs: this.config.idempotencyWindowMs }, this.logger);
+    this.idempotency = await openIdempotencyStore(this.bus, this.config, this.serverId, this.logger);
+    this.events = new EventStore(this.bus, eventStoreOptions(this.config), this.logger);
     await this.events.init();
+  }
+
+  /**
+   * Starts the embedded bus (unless the runtime joins one) and connects to it. In jwt mode no one may read the bus
+   * without a credential, since callers' bearer tokens travel on it: the embedded bus gets generated users (unless
+   * MIG_NATS_CONF names its configuration), and a bus joined or configured otherwise must refuse anonymous clients.
+   */
+  private async connectToBus(): Promise<void> {
+    const config = this.config;
+    const credentials: BusCredentials = {
+      user: config.natsUser,
+      password: config.natsPassword,
+      credsFile: config.natsCredsFile,
+      tlsCa: config.natsTlsCa,
+      tlsCert: config.natsTlsCert,
+      tlsKey: config.natsTlsKey,
+    };
+    let url = config.natsUrl;
+    if (config.natsCredentials) {
+      const file = readCredentialsFile(config.natsCredentials);
+      if (!url && !file.url) throw new Error(`MIG_NATS_CREDENTIALS: ${config.natsCredentials} names no bus URL yet (its runtime has not started its bus); start that runtime first or set MIG_NATS_URL`);
+      url ||= file.url;
+      // A user named explicitly (MIG_NATS_USER, MIG_NATS_CREDS_FILE) wins over the file's.
+      if (!config.natsUser && !config.natsCredsFile) Object.assign(credentials, { user: file.user, password: file.password });
+    }
+    if (!url) {
+      const generateUsers = config.authMode === "jwt" && !config.natsConf;
+      this.launcher = new NatsLauncher({
+        port: config.natsPort,
+        monitorPort: config.natsMonitorPort,
+        dataDir: config.dataDir,
+        logger: this.logger,
+        startTimeoutMs: config.natsStartTimeoutMs,
+        ...(generateUsers ? { confFile: generatedConfFile(config.dataDir) } : config.natsConf ? { confFile: config.natsConf } : {}),
+      });
+      // Claimed before anything is written into it: a runtime refused for a live owner must not touch its files.
+      await this.launcher.claim();
+      if (generateUsers) {
+        const storeDir = join(resolve(config.dataDir), "jetstream");
+        this.busUsers = EmbeddedBusUsers.prepare(config.dataDir, DEFAULT_CONF, storeDir, this.logger);
+        Object.assign(credentials, { user: RUNTIME_USER, password: this.busUsers.runtimePassword, credsFile: undefined });
+      }
+      this.launcher.on("restarted", () => this.metrics.supervisorRestarts.inc({ child: "nats-server" }));
+      const ports = await this.launcher.start();
+      url = ports.clientUrl;
+      this.logger.info({ url, monitor: ports.monitorUrl, data_dir: config.dataDir }, "embedded nats-server listening");
+      if (this.busUsers) {
+        const launcher = this.launcher;
+        this.busUsers.serverPid = () => launcher.pid;
+        this.busUsers.published(url);
+      }
+    }
+    this.busCredentials = credentials;
+    try {
+      this.bus = await connectBus(url, this.serverId, this.logger, credentials);
+    } catch (err) {
+      if (!/authorization|authentication/i.test((err as Error).message)) throw err;
+      throw new Error(
+        `the NATS bus at ${shownUrl(url)} refused this runtime's credential (${(err as Error).message}): give it a user of that bus, ` +
+          "MIG_NATS_CREDENTIALS=<file> (a jwt-mode gateway writes <data dir>/credentials/runtime.json; a mig worker with the gateway's MIG_DATA_DIR finds it), " +
+          "or MIG_NATS_USER and MIG_NATS_PASSWORD, or MIG_NATS_CREDS_FILE",
+      );
+    }
+    if (config.authMode === "jwt") await this.checkBusSecurity(url);
+  }
+
+  /** jwt mode: says which bus security is in force, and refuses a bus that anonymous clients can read (unless allowed). */
+  private async checkBusSecurity(url: string): Promise<void> {
+    if (this.busUsers) {
+      this.logger.info(
+        { runtime_credentials: this.busUsers.runtimeCredentialsFile, provider_credentials: this.busUsers.providerCredentialsFile, tenant_credentials: "POST /mig/v0.1/nats/credentials" },
+        "bus security: generated users, no anonymous access; a mig worker with the same MIG_DATA_DIR (or MIG_NATS_CREDENTIALS) reads the runtime credentials file",
+      );
+      return;
+    }
+    if (!(await openToAnonymous(url, this.config.natsTlsCa))) {
+      this.logger.info({ url: shownUrl(url) }, "bus security: the bus refuses anonymous clients (checked at start); its users are configured outside the runtime");
+      return;
+    }
+    if (this.config.allowOpenBus) {
+      this.logger.warn({ url: shownUrl(url) }, "bus security: none (MIG_ALLOW_OPEN_BUS=true): anonymous clients can read every tenant's requests and bearer tokens");
+      return;
+    }
+    throw new Error(
+      `the NATS bus at ${shownUrl(url)} lets anonymous clients connect and read mig.v0_1.>, where every caller's bearer token travels; ` +
+        "in jwt mode run it with users (nats-server.secure.conf, or leave MIG_NATS_URL and MIG_NATS_CONF unset for generated ones) and give this runtime its credential " +
+        "(MIG_NATS_USER and MIG_NATS_PASSWORD, MIG_NATS_CREDS_FILE or MIG_NATS_CREDENTIALS), or set MIG_ALLOW_OPEN_BUS=true to accept the risk",
+    );
+  }
+
+  /**
+   * POST /mig/v0.1/nats/credentials: the bus user of the caller's tenant, for the NATS binding (docs/security.md).
+   * Only a runtime that generated its bus's users issues them; the token's tenant decides which user.
+   */
+  natsCredentials(body: unknown, request: RequestContext, what?: string): Promise<BusUserCredentials> {
+    return this.guard(
+      "nats.credentials",
+      () => {
+        if (what !== "credentials") throw new MigError("MIG_NOT_FOUND", `no MIG route POST /mig/v0.1/nats/${what ?? ""}; bus credentials are at POST /mig/v0.1/nats/credentials`);
+        if (!this.busUsers) {
+          throw new MigError("MIG_NOT_FOUND", "this runtime issues no bus credentials: only a jwt-mode runtime on its embedded bus with generated users does (no MIG_NATS_URL, no MIG_NATS_CONF); ask the bus's operator for a credential");
+        }
+        const tenant = transportTenant(request.principal, request.tenant);
+        if (!request.principal.authenticated || tenant === undefined) throw new MigError("MIG_UNAUTHORIZED", "bus credentials need a bearer token that names a tenant");
+        request.authorized = true;
+        return this.busUsers.tenantCredentials(tenant);
+      },
+      { body, request, target: "nats.credentials" },
+    );
   }
 
   hello(body: unknown, request: RequestContext): Promise<HelloResponse> {
@@ -195,6 +288,7 @@ export class MigRuntime implements RuntimeCore {
     } catch (err) {
       const error = err instanceof MigError ? err : this.unexpected(operation, err);
       this.metrics.errors.inc({ code: error.code, operation });
+      if (error.cause !== undefined) this.logCause(operation, error);
       if (audited && this.audit) this.audit.record(operationRecord(this.serverId, operation, audited.body, audited.request, audited.target, error));
       throw error;
     }
@@ -303,7 +397,14 @@ export class MigRuntime implements RuntimeCore {
   counted(operation: string, err: unknown): MigError {
     const error = err instanceof MigError ? err : this.unexpected(operation, err);
     this.metrics.errors.inc({ code: error.code, operation });
+    if (error.cause !== undefined) this.logCause(operation, error);
     return error;
+  }
+
+  /** The library's or system's error behind a MigError: the caller got a sanitized `details.cause`, the log gets it whole. */
+  logCause(operation: string, error: MigError): void {
+    const cause = error.cause;
+    this.logger.warn({ operation, code: error.code, cause: cause instanceof Error ? cause.stack ?? cause.message : String(cause) }, error.message);
   }
 
   async stop(): Promise<void> {

@@ -17,6 +17,7 @@
 import { nuid, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { streamSubject } from "../bindings/nats/stream.ts";
 import type { InflightStream } from "./core.ts";
+import { credentialDigest } from "./control-guard.ts";
 import { MigError } from "./errors.ts";
 import { decode, encode, INTERNAL_PREFIX, isObject, PROTOCOL_VERSION, principalOnWire } from "./provider-protocol.ts";
 import { streamOpenSubject, streams, type StreamOpen } from "./remote-stream.ts";
@@ -75,6 +76,9 @@ class HandOffs {
       mode: accepted.mode,
       nats_stream_id: streamId,
     };
+    // The worker takes the caller's frames on the inbound subject only with the token that opened the stream.
+    const digest = credentialDigest(accepted.principal);
+    if (digest !== undefined) open.nats_token_digest = digest;
     this.nc.publish(streamOpenSubject(entry.descriptor.id), encode(open), { reply: open.reply_to });
     const waiting = setTimeout(
       () => stream.refuse(new MigError("MIG_UNAVAILABLE", `no worker took the stream of capability ${entry.descriptor.id} in time; retry it`, { retryable: true })),

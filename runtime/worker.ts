@@ -8,6 +8,7 @@ import { IDEMPOTENCY_BUCKET, IdempotencyStore } from "./idempotency.ts";
 import { execute } from "./invoke.ts";
 import { serveRemoteStreams } from "./remote-stream.ts";
 import { DirectLane } from "./direct-lane.ts";
+import { policyDifferences, policyFingerprint, type PolicyFingerprint } from "./policy-fingerprint.ts";
 import {
   ACCEPT_NOTICE_MS,
   CANCEL_WILDCARD,
@@ -43,7 +44,10 @@ export interface WorkerOptions {
   heartbeatMs?: number;
   /** Invocations this worker runs at once on the work-queue path (core work is bounded by the runtime's capacity). */
   concurrency?: number;
-  /** Answer NATS invokes of best_effort unary capabilities on the public subjects directly (default true). */
+  /**
+   * Answer NATS invokes of best_effort unary capabilities on the public subjects directly (default true), while
+   * this worker's auth settings equal every live gateway's (runtime/policy-fingerprint.ts).
+   */
   direct?: boolean;
 }
 
@@ -70,6 +74,13 @@ export class WorkerHost {
   private leavingStreams: (() => void) | undefined;
   /** The instant named in the registration from which the direct lane answers (docs/bindings/provider-protocol.md §9). */
   private directFrom: number | undefined;
+  /** This worker's auth settings, compared with the gateways' before its direct lane opens. */
+  private readonly policy: PolicyFingerprint;
+  /** Whether every live gateway (at least one) answers under this worker's policy. */
+  private policyMatches = false;
+  private laneOffReason: string | undefined;
+  private reviewing: Promise<void> = Promise.resolve();
+  private stopWatchingPolicies: (() => void) | undefined;
 
   private constructor(
     private readonly runtime: MigRuntime,
@@ -79,6 +90,7 @@ export class WorkerHost {
     this.heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.concurrency = options.concurrency ?? 64;
     this.direct = options.direct ?? true;
+    this.policy = policyFingerprint(runtime.config);
   }
 
   static async start(runtime: MigRuntime, definitions: CapabilityDefinition[], options: WorkerOptions = {}): Promise<WorkerHost> {
@@ -98,7 +110,8 @@ export class WorkerHost {
       if (!this.runtime.capabilities.hasLocal(definition.descriptor.id)) this.runtime.capabilities.add(definition);
     }
     this.subscriptions.push(nc.subscribe(CANCEL_WILDCARD, { callback: (err, msg) => (err ? undefined : this.onCancel(msg)) }));
-    const streams = serveRemoteStreams(this.runtime, this.definitions, this.providerId);
+    // A handed-off stream's caller may switch to a refreshed token: verified here only under the gateways' settings.
+    const streams = serveRemoteStreams(this.runtime, this.definitions, this.providerId, () => (this.policyMatches ? this.runtime.authenticator : undefined));
     this.subscriptions.push(...streams.subscriptions);
     this.leavingStreams = streams.leaving;
 
@@ -122,13 +135,13 @@ export class WorkerHost {
       }
     }
     const direct = this.direct ? this.definitions.filter((d) => directEligible(d.descriptor)).map((d) => d.descriptor.id) : [];
+    let laneAllowed = false;
     if (direct.length > 0 && !this.runtime.fleet) {
       this.runtime.logger.warn("direct lane needs the runtime's view of the fleet (started with fleet: false); NATS invokes go through the gateways");
     } else if (direct.length > 0) {
       try {
         await DirectLane.checkPermissions(this.runtime, direct);
-        // Far enough ahead for every gateway to hear of it before it comes (docs/bindings/provider-protocol.md §9).
-        this.directFrom = Date.now() + DIRECT_SWITCH_MS;
+        laneAllowed = true;
       } catch (err) {
         // The registration then names no switch: gateways keep dispatching these invokes over the work subjects.
         this.runtime.logger.warn({ err: (err as Error).message }, "direct lane unavailable; NATS invokes reach this worker through the gateways");
@@ -137,12 +150,69 @@ export class WorkerHost {
     await nc.flush();
     this.register();
     this.beat = setInterval(() => this.register(), this.heartbeatMs);
-    if (this.directFrom !== undefined) {
+    const fleet = this.runtime.fleet;
+    if (fleet) {
+      // Whether this worker may verify tokens itself (a refreshed token on a handed-off stream) follows the
+      // gateways' policies too; the lane, when it may have one, opens and closes with them.
+      this.stopWatchingPolicies = fleet.onGatewayPolicies(() => this.review(laneAllowed ? direct : []));
+      this.review(laneAllowed ? direct : []);
+    }
+  }
+
+  /**
+   * Compares this worker's policy fingerprint with every live gateway's (runtime/fleet.ts) and opens or closes
+   * the direct lane to match: a request is answered under the gateways' auth settings or not by this worker
+   * at all. One review at a time, in order; each waits for the one before.
+   */
+  private review(direct: string[]): void {
+    this.reviewing = this.reviewing.then(() => this.applyPolicies(direct)).catch((err: unknown) => {
+      this.runtime.logger.error({ err: (err as Error)?.stack ?? String(err) }, "direct lane review failed");
+    });
+  }
+
+  private async applyPolicies(direct: string[]): Promise<void> {
+    if (this.stopped) return;
+    const gateways = this.runtime.fleet?.gatewayPolicies() ?? [];
+    const differing = gateways.filter((g) => g.digest !== this.policy.digest);
+    this.policyMatches = gateways.length > 0 && differing.length === 0;
+    if (direct.length === 0) return;
+    if (this.policyMatches) {
+      this.laneOffReason = undefined;
+      if (this.directFrom !== undefined) return;
+      // Far enough ahead for every gateway to hear of it before it comes (docs/bindings/provider-protocol.md §9).
+      const from = Date.now() + DIRECT_SWITCH_MS;
+      this.directFrom = from;
+      this.register();
       // Join the queue group once this runtime's own view of the fleet holds this registration (and so every
       // earlier one): from then on it declines exactly what the gateways, from the same view, still answer.
       const capabilities = this.runtime.capabilities;
-      await until(() => direct.every((id) => capabilities.directSince(id) !== undefined), 10_000);
-      this.directLane = await DirectLane.open(this.runtime, this.providerId, direct, this.directFrom);
+      await until(() => this.stopped || direct.every((id) => capabilities.directSince(id) !== undefined), 10_000);
+      if (this.stopped) return;
+      this.directLane = await DirectLane.open(this.runtime, this.providerId, direct, from);
+      return;
+    }
+    // Off: the public subjects are the gateways'. The lane is left first, then the registration drops its switch,
+    // so that no request is answered under other settings (for the milliseconds until every gateway hears of
+    // the change, one of these invokes may go unanswered, as when a direct-lane worker stops).
+    const lane = this.directLane;
+    this.directLane = undefined;
+    await lane?.close();
+    if (this.directFrom !== undefined) {
+      this.directFrom = undefined;
+      this.register();
+    }
+    const reason = gateways.length === 0
+      ? "no gateway has published its auth settings yet"
+      : differing.map((g) => `${g.server_id}: ${policyDifferences(this.policy, g).join(", ")}`).join("; ");
+    if (reason === this.laneOffReason) return;
+    this.laneOffReason = reason;
+    if (gateways.length === 0) {
+      this.runtime.logger.info({ capabilities: direct }, "direct lane waiting: no gateway has published its auth settings yet; NATS invokes go through the gateways");
+    } else {
+      this.runtime.logger.warn(
+        { capabilities: direct, differing: differing.map((g) => ({ server_id: g.server_id, settings: policyDifferences(this.policy, g) })) },
+        `direct lane off: this worker's auth settings differ from the gateways' (${reason}); start it with the same MIG_AUTH_MODE and MIG_JWT_* settings (and policy file, rate limits, cancel and admin scope settings) as the gateways; NATS invokes go through the gateways`,
+      );
     }
   }
 
@@ -266,6 +336,8 @@ export class WorkerHost {
     if (this.stopped) return;
     this.stopped = true;
     if (this.beat) clearInterval(this.beat);
+    this.stopWatchingPolicies?.();
+    await this.reviewing;
     // The direct lane first: while gateways still leave its invokes to this worker, another direct worker
     // of the capability takes them (or, if none, they go unanswered until the leave below is heard: ms).
     await this.directLane?.close();

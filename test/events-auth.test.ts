@@ -1,6 +1,6 @@
 // Events in auth mode jwt: the tenant comes from the token on HTTP, SSE and NATS alike, and a topic listed in a
 // capability's event_topics needs that capability's scopes for PUBLISH and SUBSCRIBE.
-import { connect, headers, type NatsConnection } from "@nats-io/transport-node";
+import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Authenticator } from "../runtime/auth.ts";
@@ -9,6 +9,7 @@ import { startNatsEvents, type NatsEventsBinding } from "../bindings/nats/events
 import { expectEnvelope, expectError } from "./helpers/envelopes.ts";
 import { startTestRuntime, type TestRuntime } from "./helpers/runtime.ts";
 import { SseClient } from "./helpers/sse.ts";
+import { runtimeBusClient } from "./helpers/nats.ts";
 
 const SECRET = "a-test-secret-that-is-long-enough-for-hs256";
 const SCOPED_TOPIC = "observatory.inference.completed";
@@ -23,7 +24,7 @@ function token(claims: Record<string, unknown>): Promise<string> {
 beforeAll(async () => {
   t = await startTestRuntime({ config: { authMode: "jwt", jwtHs256Secret: SECRET } });
   natsEvents = startNatsEvents(t.runtime, new Authenticator("jwt", SECRET));
-  client = await connect({ servers: t.runtime.natsUrl });
+  client = await runtimeBusClient(t.runtime);
 });
 afterAll(async () => {
   await client?.close();

@@ -11,7 +11,8 @@ import type { PublishAck } from "../runtime/publish.ts";
 
 let t: TestRuntime;
 beforeAll(async () => {
-  t = await startTestRuntime();
+  // Tens of thousands of events per topic, as fast as the bus takes them: above the default quotas (test/quotas.test.ts).
+  t = await startTestRuntime({ config: { tenantPublishRateLimit: { rate: 1e9, burst: 1e9 }, topicMaxBytes: 64 * 1024 * 1024 } });
 });
 afterAll(() => t?.stop());
 

@@ -6,7 +6,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { startNatsBinding, type NatsBinding } from "../bindings/nats/server.ts";
 import { startMig, type MigProcess } from "./helpers/process.ts";
 import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
-import { natsClient, natsRequest, rawRequest } from "./helpers/nats.ts";
+import { natsClient, natsRequest, rawRequest, runtimeBusClient } from "./helpers/nats.ts";
 import { expectEnvelope } from "./helpers/envelopes.ts";
 import { defineCapability } from "../runtime/provider.ts";
 import { ADMISSION_CHUNK } from "../runtime/chunked-admission.ts";
@@ -246,7 +246,7 @@ describe("the NATS binding with jwt auth", () => {
   beforeAll(async () => {
     rt = await startTestRuntime({ config: { authMode: "jwt", jwtHs256Secret: secret } });
     binding = await startNatsBinding(rt.runtime, rt.runtime.authenticator);
-    nc = await natsClient(rt.runtime.natsUrl);
+    nc = await runtimeBusClient(rt.runtime);
   });
   afterAll(async () => {
     await nc?.close();

@@ -64,7 +64,8 @@ function serversOn(dataDir: string): number[] {
     .filter((entry) => {
       try {
         const argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
-        return argv[0]!.includes("nats-server") && argv.includes(join(dataDir, "jetstream"));
+        // argv[1] for a stand-in server that is a shell script (the never-ready one below).
+        return (argv[0]!.includes("nats-server") || argv[1]?.endsWith("/nats-server")) && argv.includes(join(dataDir, "jetstream"));
       } catch {
         return false;
       }
@@ -161,8 +162,10 @@ describe("restart after SIGKILL", () => {
 describe("readiness", () => {
   it("reports a start that exceeds MIG_NATS_START_TIMEOUT_MS with the setting to raise, and leaves no server behind", async () => {
     const dataDir = tempDataDir();
-    // 1 ms is less than any nats-server needs to come up, even with an empty store.
-    const gateway = startMig(["start"], { MIG_DATA_DIR: dataDir, MIG_NATS_START_TIMEOUT_MS: "1" });
+    // A stand-in for nats-server that never reports its ports: a start that cannot finish, however fast the machine.
+    const fake = join(mkdtempSync(join(tmpdir(), "mig-fake-nats-")), "nats-server");
+    writeFileSync(fake, "#!/bin/sh\nwhile :; do sleep 1; done\n", { mode: 0o755 });
+    const gateway = startMig(["start"], { MIG_DATA_DIR: dataDir, MIG_NATS_START_TIMEOUT_MS: "1500", NATS_SERVER_BIN: fake });
     cleanups.push(() => gateway.stop("SIGKILL"));
     const outcome = await Promise.race([gateway.exited, gateway.waitForLog("embedded nats-server listening").then(() => "listening")]);
     expect(outcome).toBe(1);

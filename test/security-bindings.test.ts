@@ -7,7 +7,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
-import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
+import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
 import { SignJWT, exportSPKI, generateKeyPair, type JWTPayload } from "jose";
 import WebSocket from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -18,6 +18,7 @@ import { defineCapability } from "../runtime/provider.ts";
 import type { StoredAuditRecord } from "../runtime/audit.ts";
 import { expectEnvelope, expectError } from "./helpers/envelopes.ts";
 import { expectStatus, migClients, struct, unary, type MigClients } from "./helpers/grpc.ts";
+import { runtimeBusClient } from "./helpers/nats.ts";
 import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
 import { SseClient } from "./helpers/sse.ts";
 import { StreamClient } from "./helpers/stream-client.ts";
@@ -385,7 +386,7 @@ beforeAll(async () => {
   natsEvents = startNatsEvents(t.runtime, t.runtime.authenticator);
   grpc = await startGrpcBinding(t.runtime, t.runtime.authenticator, "127.0.0.1:0");
   grpcClients = migClients(grpc.address);
-  nc = await connect({ servers: t.runtime.natsUrl });
+  nc = await runtimeBusClient(t.runtime);
 
   const bob = { authorization: `Bearer ${await hs256({ sub: "bob", tenant_id: "globex" })}` };
   const id = randomUUID();

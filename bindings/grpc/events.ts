@@ -10,7 +10,7 @@ import { credentialsOf, mergeHeaderFields, tenantOf } from "./metadata.ts";
 import { UndecodableRequest } from "./proto.ts";
 import type { StreamingCalls } from "./server.ts";
 import { statusFor } from "./status.ts";
-import { fromProto, toProto } from "./translate.ts";
+import { requestFromProto, toProto } from "./translate.ts";
 
 type Call = ServerWritableStream<unknown, unknown>;
 
@@ -124,7 +124,7 @@ export function serveSubscribe(runtime: MigRuntime, authenticator: Authenticator
     if (request instanceof UndecodableRequest) {
       throw new MigError("MIG_INVALID_REQUEST", `the request is not a valid ${request.typeName} message: ${request.reason}`);
     }
-    body = fromProto(request as Record<string, unknown>);
+    body = requestFromProto(request as Record<string, unknown>, runtime.config.maxJsonDepth);
     mergeHeaderFields(call.metadata, body);
     if (sink.gone) return undefined;
     const context: RequestContext = { principal, tenant, binding: "grpc" };

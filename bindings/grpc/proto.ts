@@ -2,6 +2,7 @@
 import { join } from "node:path";
 import { loadSync, type PackageDefinition, type Options } from "@grpc/proto-loader";
 import type { MethodDefinition, ServiceDefinition } from "@grpc/grpc-js";
+import { publicCause } from "../../runtime/errors.ts";
 
 export const PROTO_FILE = join(import.meta.dirname, "../../schemas/mig.proto");
 
@@ -46,7 +47,7 @@ export function migService(name: ServiceName): ServiceDefinition {
         try {
           return decode(bytes);
         } catch (err) {
-          return new UndecodableRequest(`mig.v0_1.${typeName}`, err instanceof Error ? err.message : String(err));
+          return new UndecodableRequest(`mig.v0_1.${typeName}`, publicCause(err));
         }
       },
     };

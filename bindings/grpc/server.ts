@@ -20,7 +20,7 @@ import { migPackageDefinition, migService, UndecodableRequest, type ServiceName 
 import { statusFor } from "./status.ts";
 import { serveSubscribe } from "./events.ts";
 import { serveStreamInvoke } from "./stream-invoke.ts";
-import { fromProto, toProto } from "./translate.ts";
+import { answerToProto, requestFromProto } from "./translate.ts";
 
 export interface GrpcBindingOptions {
   /** Largest request message accepted (bytes); larger ones end with RESOURCE_EXHAUSTED. Default: config.maxBodyBytes. */
@@ -65,12 +65,21 @@ export async function startGrpcBinding(
         if (request instanceof UndecodableRequest) {
           throw new MigError("MIG_INVALID_REQUEST", `the request is not a valid ${request.typeName} message: ${request.reason}`);
         }
-        body = fromProto(request as Record<string, unknown>);
+        body = requestFromProto(request as Record<string, unknown>, runtime.config.maxJsonDepth);
         mergeHeaderFields(call.metadata, body);
         return operation(body, { principal, tenant, binding: "grpc" }, call);
       };
       answer().then(
-        (value) => callback(null, toProto(value as JsonObject)),
+        (value) => {
+          let message: object;
+          try {
+            message = answerToProto(value as JsonObject);
+          } catch (err) {
+            callback(statusFor(err, body, tenant));
+            return;
+          }
+          callback(null, message);
+        },
         (err: unknown) => {
           if (!(err instanceof MigError)) runtime.logger.error({ err: (err as Error)?.stack ?? String(err), path: call.getPath() }, "gRPC handler failed");
           callback(statusFor(err, body, tenant));

@@ -17,7 +17,7 @@ import { credentialsOf, deadlineAtOf, endedByDeadline, mergeHeaderFields, tenant
 import { UndecodableRequest } from "./proto.ts";
 import type { StreamingCalls } from "./server.ts";
 import { statusFor } from "./status.ts";
-import { fromProto, toProto } from "./translate.ts";
+import { requestFromProto, toProto } from "./translate.ts";
 
 type Call = ServerDuplexStream<unknown, unknown>;
 type ProtoObject = Record<string, unknown>;
@@ -104,7 +104,7 @@ class StreamCall {
       if (message instanceof UndecodableRequest) {
         throw new MigError("MIG_INVALID_REQUEST", `a frame is not a valid ${message.typeName} message: ${message.reason}`);
       }
-      frame = fromProto(message as ProtoObject);
+      frame = requestFromProto(message as ProtoObject, this.runtime.config.maxJsonDepth);
     } catch (err) {
       if (live) this.fail(live, err);
       else this.refuse(undefined, err);

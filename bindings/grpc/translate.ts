@@ -9,6 +9,7 @@
 // Inbound, proto3 default values ("", 0, false, UNSPECIFIED, unset messages, empty lists) mean
 // "not set": they are left out, and the runtime applies the standard's defaults as on every binding.
 import { MIG_ERROR_CODES, MigError } from "../../runtime/errors.ts";
+import { tooDeep, valueDepth } from "../../runtime/json-limits.ts";
 import type { JsonObject } from "../../runtime/types.ts";
 
 interface EnumTable {
@@ -53,6 +54,16 @@ type ProtoObject = Record<string, unknown>;
 
 // ---- inbound: a decoded request → the JSON body the runtime takes ----------------------------
 
+/**
+ * fromProto of a whole request or frame, held to the nesting limit every binding applies (`maxJsonDepth`), so a
+ * gRPC caller cannot send deeper JSON than an HTTP or NATS caller can.
+ */
+export function requestFromProto(message: ProtoObject, maxDepth: number): JsonObject {
+  const body = fromProto(message);
+  if (valueDepth(body, maxDepth) > maxDepth) throw tooDeep(maxDepth);
+  return body;
+}
+
 /** Turns a decoded mig.v0_1 request into the runtime's JSON body; throws MIG_INVALID_REQUEST on values JSON cannot carry. */
 export function fromProto(message: ProtoObject, path = ""): JsonObject {
   const out: JsonObject = {};
@@ -93,7 +104,8 @@ function enumToJson(table: EnumTable, value: unknown, where: string): string | u
 }
 
 // Nesting is bounded before this walk: protobufjs refuses to decode messages nested deeper than 100
-// levels (protoc's default), and the request decoder turns that into MIG_INVALID_REQUEST.
+// levels (protoc's default; a JSON level is two of them, a Value and its Struct or ListValue), and the
+// request decoder turns that into MIG_INVALID_REQUEST. requestFromProto then applies the runtime's own limit.
 function structToJson(struct: ProtoObject, where: string): JsonObject {
   const out: JsonObject = {};
   const fields = struct.fields as Record<string, ProtoObject> | undefined;
@@ -142,21 +154,37 @@ function timestampToRfc3339(timestamp: ProtoObject, where: string): string {
 
 // ---- outbound: a runtime answer → the object proto-loader encodes ---------------------------
 
-/** Turns a runtime answer (JSON wire object) into the object proto-loader serializes. */
-export function toProto(message: JsonObject): ProtoObject {
+/**
+ * Message nesting protobufjs encodes (its util.recursionLimit, protoc's default): the top message is level 0, and
+ * each JSON level of a Struct takes two (a Value and its Struct or ListValue). Deeper, grpc-js could only fail the
+ * call with a bare INTERNAL "Error serializing response" after the work was done.
+ */
+const PROTOBUF_MAX_LEVEL = 100;
+
+/**
+ * A unary answer as toProto makes it, refused with a MIG error when protobuf could not encode it (nested deeper
+ * than PROTOBUF_MAX_LEVEL), so that the caller gets a status with the MIG trailers instead.
+ */
+export function answerToProto(message: JsonObject): ProtoObject {
+  return toProto(message, 0);
+}
+
+/** Turns a runtime answer (JSON wire object) into the object proto-loader serializes; with `level`, checks its nesting. */
+export function toProto(message: JsonObject, level?: number): ProtoObject {
+  const inner = level === undefined ? undefined : level + 1;
   const out: ProtoObject = {};
   for (const key in message) {
     const value = message[key];
     if (value === null || value === undefined) continue;
-    if (STRUCT_FIELDS.has(key)) out[key] = jsonToStruct(value as JsonObject);
+    if (STRUCT_FIELDS.has(key)) out[key] = jsonToStruct(value as JsonObject, inner);
     else if (TIMESTAMP_FIELDS.has(key)) out[key] = rfc3339ToTimestamp(value as string);
     else if (key in ENUM_FIELDS) {
       const table = ENUM_FIELDS[key]!;
       out[key] = Array.isArray(value) ? value.map((v) => enumToProto(table, v)) : enumToProto(table, value);
     } else if (Array.isArray(value)) {
-      out[key] = value.map((v) => (isObject(v) ? toProto(v) : v));
+      out[key] = value.map((v) => (isObject(v) ? toProto(v, inner) : v));
     } else if (isObject(value)) {
-      out[key] = toProto(value);
+      out[key] = toProto(value, inner);
     } else {
       out[key] = value;
     }
@@ -168,16 +196,27 @@ function enumToProto(table: EnumTable, value: unknown): string {
   return (typeof value === "string" && table.toProto.get(value)) || table.unspecified;
 }
 
-export function jsonToStruct(object: JsonObject): ProtoObject {
+export function jsonToStruct(object: JsonObject, level?: number): ProtoObject {
+  if (level !== undefined && level > PROTOBUF_MAX_LEVEL) throw tooDeepForProtobuf();
+  const inner = level === undefined ? undefined : level + 1;
   const fields: ProtoObject = {};
   for (const key in object) {
     const value = object[key];
-    if (value !== undefined) fields[key] = jsonToValue(value);
+    if (value !== undefined) fields[key] = jsonToValue(value, inner);
   }
   return { fields };
 }
 
-function jsonToValue(value: unknown): ProtoObject {
+function tooDeepForProtobuf(): MigError {
+  const levels = PROTOBUF_MAX_LEVEL / 2;
+  return new MigError("MIG_INTERNAL", `the answer nests objects or arrays deeper than gRPC's protobuf encoding carries (about ${levels} levels); use the HTTP or NATS binding, or a flatter output`, {
+    details: { max_protobuf_depth: PROTOBUF_MAX_LEVEL },
+  });
+}
+
+function jsonToValue(value: unknown, level?: number): ProtoObject {
+  if (level !== undefined && level > PROTOBUF_MAX_LEVEL) throw tooDeepForProtobuf();
+  const inner = level === undefined ? undefined : level + 1;
   switch (typeof value) {
     case "string":
       return { stringValue: value };
@@ -187,8 +226,11 @@ function jsonToValue(value: unknown): ProtoObject {
       return { boolValue: value };
     case "object":
       if (value === null) return { nullValue: "NULL_VALUE" };
-      if (Array.isArray(value)) return { listValue: { values: value.map((v) => jsonToValue(v ?? null)) } };
-      return { structValue: jsonToStruct(value as JsonObject) };
+      if (Array.isArray(value)) {
+        const deeper = inner === undefined ? undefined : inner + 1; // the ListValue, then each Value in it
+        return { listValue: { values: value.map((v) => jsonToValue(v ?? null, deeper)) } };
+      }
+      return { structValue: jsonToStruct(value as JsonObject, inner) };
     default:
       return { nullValue: "NULL_VALUE" };
   }

@@ -1,17 +1,38 @@
 // Writes MIG answers over HTTP: JSON bodies, and error envelopes with the status of the standard's table.
 import type { ServerResponse } from "node:http";
-import { HTTP_STATUS, toMigError } from "../../runtime/errors.ts";
-import { errorEnvelope } from "../../runtime/envelope.ts";
-import { BodyTooLarge } from "./body.ts";
+import { HTTP_STATUS, MigError, toMigError } from "../../runtime/errors.ts";
+import { errorEnvelope, errorHeader } from "../../runtime/envelope.ts";
+import { encodeFrame } from "../../runtime/stream.ts";
+import type { StreamFrame } from "../../runtime/types.ts";
+import { BodyTooLarge, UnsupportedContentType } from "./body.ts";
 
-export function sendJson(res: ServerResponse, status: number, value: unknown, extraHeaders: Record<string, string> = {}): void {
-  const text = JSON.stringify(value);
-  res.writeHead(status, {
+/** The answer when an answer cannot be encoded as JSON (too deep, a BigInt, a cycle): the caller still gets an envelope. */
+export const UNENCODABLE = "the answer could not be encoded as JSON; the runtime log has the cause";
+
+/**
+ * JSON.stringify that never throws: a value it cannot encode becomes a MIG_INTERNAL envelope that keeps the
+ * request's correlation header. `failed` says which happened, for the status and the log.
+ */
+export function encodeAnswer(value: unknown, tenantHint?: string): { text: string; failed: unknown } {
+  try {
+    return { text: JSON.stringify(value), failed: undefined };
+  } catch (err) {
+    const envelope = { header: errorHeader(value, tenantHint), error: new MigError("MIG_INTERNAL", UNENCODABLE).toJSON() };
+    return { text: JSON.stringify(envelope), failed: err };
+  }
+}
+
+/** Writes `value` as JSON; one that cannot be encoded is answered 500 MIG_INTERNAL. Returns what failed, if anything. */
+export function sendJson(res: ServerResponse, status: number, value: unknown, extraHeaders: Record<string, string> = {}): unknown {
+  if (res.destroyed || res.headersSent) return undefined;
+  const { text, failed } = encodeAnswer(value);
+  res.writeHead(failed === undefined ? status : 500, {
     "content-type": "application/json",
     "content-length": Buffer.byteLength(text),
     ...extraHeaders,
   });
   res.end(text);
+  return failed;
 }
 
 export function sendError(
@@ -19,15 +40,44 @@ export function sendError(
   err: unknown,
   body: unknown,
   tenantHint: string | undefined,
-  override: { status?: number; headers?: Record<string, string> } = {},
-): void {
+  override: { status?: number; headers?: Record<string, string>; close?: boolean } = {},
+): unknown {
   const error = toMigError(err);
-  // A body over the limit is MIG_INVALID_REQUEST on the wire, but HTTP has a precise status for it.
-  const status = override.status ?? (err instanceof BodyTooLarge ? 413 : HTTP_STATUS[error.code]);
+  // A body over the limit or not JSON is MIG_INVALID_REQUEST on the wire, but HTTP has a precise status for each.
+  const status = override.status ?? (err instanceof BodyTooLarge ? 413 : err instanceof UnsupportedContentType ? 415 : HTTP_STATUS[error.code]);
   const headers: Record<string, string> = { ...override.headers };
-  if (err instanceof BodyTooLarge) headers.connection = "close";
-  if (error.code === "MIG_RATE_LIMITED" && typeof error.details?.retry_after_ms === "number") {
-    headers["retry-after"] = String(Math.ceil(error.details.retry_after_ms / 1000));
+  if (err instanceof BodyTooLarge || override.close) headers.connection = "close";
+  const retryAfterMs = error.details?.retry_after_ms;
+  if ((error.code === "MIG_RATE_LIMITED" || error.code === "MIG_BACKPRESSURE") && typeof retryAfterMs === "number") {
+    headers["retry-after"] = String(Math.max(1, Math.ceil(retryAfterMs / 1000)));
   }
-  sendJson(res, status, errorEnvelope(error, body, tenantHint), headers);
+  let envelope = errorEnvelope(error, body, tenantHint);
+  try {
+    JSON.stringify(envelope.error);
+  } catch {
+    // Details a provider or a remote runtime filled with something JSON cannot hold: the code and message still go out.
+    envelope = { header: envelope.header, error: { code: error.code, message: error.message, retryable: error.retryable } };
+  }
+  return sendJson(res, status, envelope, headers);
+}
+
+/** A stream frame as JSON, or undefined when JSON cannot encode it (then its stream is failed, or its terminal replaced). */
+export function tryEncodeFrame(frame: StreamFrame): string | undefined {
+  try {
+    return encodeFrame(frame);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The terminal error frame that stands in for a terminal frame JSON could not encode: same stream, a header of its well-formed fields. */
+export function unencodableTerminal(frame: StreamFrame, tenantHint?: string): string {
+  return JSON.stringify({
+    header: errorHeader(frame, tenantHint),
+    stream_id: typeof frame.stream_id === "string" ? frame.stream_id : "",
+    capability: typeof frame.capability === "string" ? frame.capability : "",
+    kind: "error",
+    end_stream: true,
+    error: new MigError("MIG_INTERNAL", UNENCODABLE).toJSON(),
+  });
 }

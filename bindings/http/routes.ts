@@ -41,8 +41,10 @@ const MIG_POST: Record<string, JsonRoute> = {
   invoke: { kind: "json", streams: true, run: (rt, body, ctx, capability) => rt.invoke(body, ctx, capability) },
   cancel: { kind: "json", run: (rt, body, ctx, messageId) => rt.cancel(body, ctx, messageId) },
   publish: { kind: "json", run: (rt, body, ctx, topic) => rt.publish(body, ctx, topic) },
+  // POST /mig/v0.1/nats/credentials: the bus user of the token's tenant, for the NATS binding (docs/security.md).
+  nats: { kind: "json", run: (rt, body, ctx, what) => rt.natsCredentials(body, ctx, what) },
 };
-const WITH_PARAM = new Set(["invoke", "cancel", "publish"]);
+const WITH_PARAM = new Set(["invoke", "cancel", "publish", "nats"]);
 
 /** GET routes of the MIG API that stream; each takes the last path segment as its parameter. */
 const MIG_GET: Record<string, StreamRoute> = {

@@ -1,8 +1,10 @@
 // Server-sent events for POST /mig/v0.1/invoke/{capability} with stream_preference server_stream: one event per StreamFrame.
 import type { ServerResponse } from "node:http";
 import type { RequestContext } from "../../runtime/core.ts";
+import { MigError } from "../../runtime/errors.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
-import { encodeFrame, type FrameSink } from "../../runtime/stream.ts";
+import type { FrameSink, StreamSession } from "../../runtime/stream.ts";
+import { tryEncodeFrame, UNENCODABLE, unencodableTerminal } from "./respond.ts";
 
 /** True when an invoke body asks for a stream; the runtime decides whether it may have one. */
 export function wantsStream(body: unknown): boolean {
@@ -21,19 +23,34 @@ export function serveStream(runtime: MigRuntime, res: ServerResponse, body: unkn
     if (res.headersSent) return;
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no" });
   };
+  let session: StreamSession | undefined;
   const sink: FrameSink = {
     write(frame, written) {
       // A gone consumer drops the frame and gives no credit: the close handler below cancels the stream.
       if (res.destroyed || res.writableEnded) return;
+      let text = tryEncodeFrame(frame);
+      if (text === undefined) {
+        runtime.logger.error({ stream_id: frame.stream_id, capability: frame.capability }, "a stream frame could not be encoded as JSON");
+        if (!frame.end_stream) {
+          // The stream fails instead; its terminal error frame comes through here next.
+          queueMicrotask(() => {
+            written();
+            session?.fail(new MigError("MIG_INTERNAL", UNENCODABLE));
+          });
+          return;
+        }
+        text = unencodableTerminal(frame, context.tenant);
+      }
       open();
-      res.write(`event: mig-frame\ndata: ${encodeFrame(frame)}\n\n`, () => written());
+      res.write(`event: mig-frame\ndata: ${text}\n\n`, () => written());
       if (frame.end_stream) res.end();
     },
   };
-  const session = runtime.openStream(body, context, { sink, capability, clientFrames: false });
+  const opened = runtime.openStream(body, context, { sink, capability, clientFrames: false });
+  session = opened;
   open();
   res.flushHeaders();
   res.on("close", () => {
-    if (!session.isOver) session.cancel("the SSE connection closed");
+    if (!opened.isOver) opened.cancel("the SSE connection closed");
   });
 }

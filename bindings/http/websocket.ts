@@ -4,12 +4,15 @@ import type { Duplex } from "node:stream";
 import { WebSocket, WebSocketServer, type RawData } from "ws";
 import { errorHeader } from "../../runtime/envelope.ts";
 import { HTTP_STATUS, MigError } from "../../runtime/errors.ts";
-import { checkStreamId, encodeFrame, type FrameSink, type StreamSession } from "../../runtime/stream.ts";
+import { parseJsonLimited } from "../../runtime/json-limits.ts";
+import { checkStreamId, type FrameSink, type StreamSession } from "../../runtime/stream.ts";
 import type { Authenticator } from "../../runtime/auth.ts";
 import type { RequestContext } from "../../runtime/core.ts";
 import type { Principal } from "../../runtime/principal.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
 import type { StreamFrame } from "../../runtime/types.ts";
+import { tryEncodeFrame, UNENCODABLE, unencodableTerminal } from "./respond.ts";
+import { rawErrorAnswer, tooManyConnections, type ConnectionGuard } from "./server-limits.ts";
 
 export const STREAM_PATH = "/mig/v0.1/stream";
 
@@ -25,7 +28,7 @@ export interface StreamEndpoint {
 }
 
 /** Serves WebSocket upgrades of `server` on STREAM_PATH; authentication happens once, at the upgrade. */
-export function attachStreamEndpoint(server: Server, runtime: MigRuntime, authenticator: Authenticator): StreamEndpoint {
+export function attachStreamEndpoint(server: Server, runtime: MigRuntime, authenticator: Authenticator, connections?: ConnectionGuard): StreamEndpoint {
   const limit = runtime.config.maxBodyBytes;
   // Messages between `limit` and maxPayload get an error frame; beyond maxPayload ws closes with 1009.
   const wss = new WebSocketServer({ noServer: true, maxPayload: Math.max(2 * limit, limit + 1024 * 1024), perMessageDeflate: false });
@@ -35,6 +38,10 @@ export function attachStreamEndpoint(server: Server, runtime: MigRuntime, authen
     const query = url.indexOf("?");
     const path = query === -1 ? url : url.slice(0, query);
     const named = first(req.headers["x-tenant-id"]);
+    if (connections?.refused(socket)) {
+      refuseUpgrade(socket, tooManyConnections(runtime.config.httpMaxConnections), named);
+      return;
+    }
     if (path !== STREAM_PATH) {
       refuseUpgrade(socket, new MigError("MIG_NOT_FOUND", `no WebSocket endpoint at ${path}; streams are at ${STREAM_PATH}`), named);
       return;
@@ -44,7 +51,7 @@ export function attachStreamEndpoint(server: Server, runtime: MigRuntime, authen
       .then((principal) => {
         const tenant = runtime.connectionTenant({ principal, tenant: named, binding: "http" }, "stream");
         wss.handleUpgrade(req, socket, head, (ws) => {
-          new StreamConnection(runtime, ws, socket, principal, tenant, limit).listen();
+          new StreamConnection(runtime, ws, socket, principal, tenant, limit, runtime.config.wsMaxStreams).listen();
         });
       })
       .catch((err: unknown) => refuseUpgrade(socket, runtime.counted("stream", err), named));
@@ -64,11 +71,9 @@ function first(value: string | string[] | undefined): string | undefined {
 
 /** Answers a refused upgrade with a plain HTTP error envelope, as the JSON routes do. */
 function refuseUpgrade(socket: Duplex, error: MigError, tenant: string | undefined): void {
-  const body = JSON.stringify({ header: errorHeader(undefined, tenant), error: error.toJSON() });
-  const status = HTTP_STATUS[error.code];
-  socket.end(
-    `HTTP/1.1 ${status} ${error.code}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-  );
+  const retryAfterMs = error.details?.retry_after_ms;
+  const headers: Record<string, string> = typeof retryAfterMs === "number" ? { "retry-after": String(Math.max(1, Math.ceil(retryAfterMs / 1000))) } : {};
+  socket.end(rawErrorAnswer(HTTP_STATUS[error.code], error, tenant, headers));
 }
 
 function sizeOf(data: RawData): number {
@@ -94,6 +99,7 @@ class StreamConnection {
     principal: Principal,
     private readonly tenant: string | undefined,
     private readonly limit: number,
+    private readonly maxStreams: number,
   ) {
     this.context = { principal, tenant, binding: "http" };
   }
@@ -103,6 +109,8 @@ class StreamConnection {
     write: (frame, written) => {
       // A closed socket drops the frame and gives no credit: its streams are being cancelled by onClose.
       if (this.ws.readyState !== WebSocket.OPEN) return;
+      const text = tryEncodeFrame(frame) ?? this.unencodable(frame, written);
+      if (text === undefined) return;
       if (!this.corked) {
         // The frames written in this tick leave in one socket write, not one syscall each: a provider's
         // burst of a window of frames then takes a fraction of the event loop's turn (and a CANCEL waits less).
@@ -110,9 +118,24 @@ class StreamConnection {
         this.socket.cork();
         process.nextTick(this.uncork);
       }
-      this.ws.send(encodeFrame(frame), written); // called with an error too: a credit either way
+      this.ws.send(text, written); // called with an error too: a credit either way
     },
   };
+
+  /**
+   * A frame JSON cannot encode: a data frame fails its stream instead (whose terminal error frame follows
+   * through the sink); a terminal frame is replaced by an error frame of the same stream.
+   */
+  private unencodable(frame: StreamFrame, written: () => void): string | undefined {
+    this.runtime.logger.error({ stream_id: frame.stream_id, capability: frame.capability }, "a stream frame could not be encoded as JSON");
+    if (frame.end_stream) return unencodableTerminal(frame, this.tenant);
+    const session = this.streams.get(frame.stream_id);
+    queueMicrotask(() => {
+      written();
+      session?.fail(new MigError("MIG_INTERNAL", UNENCODABLE));
+    });
+    return undefined;
+  }
 
   private corked = false;
   private readonly uncork = (): void => {
@@ -145,9 +168,9 @@ class StreamConnection {
     }
     let value: unknown;
     try {
-      value = JSON.parse(textOf(data));
+      value = parseJsonLimited(textOf(data), this.runtime.config.maxJsonDepth, "a WebSocket message");
     } catch (err) {
-      this.refuse(undefined, this.runtime.counted("stream", new MigError("MIG_INVALID_REQUEST", `a WebSocket message is not valid JSON (${(err as Error).message})`)));
+      this.refuse(undefined, this.runtime.counted("stream", err));
       return;
     }
     if (value === null || typeof value !== "object" || Array.isArray(value)) {
@@ -194,6 +217,15 @@ class StreamConnection {
     }
     if (typeof streamId === "string" && this.endedIds.has(streamId)) {
       this.refuseFrame(frame, new MigError("MIG_INVALID_REQUEST", `stream ${streamId} has ended (end_stream was sent); start a new stream with a new stream_id`));
+      return;
+    }
+    if (this.openStreams() >= this.maxStreams) {
+      const error = new MigError(
+        "MIG_BACKPRESSURE",
+        `this WebSocket already has ${this.maxStreams} open streams, the most one connection may have; wait for one to end, or open another connection`,
+        { details: { max_streams: this.maxStreams } },
+      );
+      this.refuseFrame(frame, error);
       return;
     }
     let session: StreamSession;
@@ -256,6 +288,12 @@ class StreamConnection {
     return undefined;
   }
 
+  /** Streams of this socket still running (ended ones are forgotten on the way). */
+  private openStreams(): number {
+    for (const session of this.streams.values()) if (session.isOver) this.forget(session);
+    return this.streams.size;
+  }
+
   private forget(session: StreamSession): void {
     if (this.streams.get(session.streamId) !== session) return;
     this.streams.delete(session.streamId);
@@ -305,6 +343,12 @@ class StreamConnection {
       this.ws.terminate();
       return;
     }
-    this.ws.send(JSON.stringify(frame));
+    let text: string;
+    try {
+      text = JSON.stringify(frame);
+    } catch {
+      text = unencodableTerminal(frame, this.tenant);
+    }
+    this.ws.send(text);
   }
 }

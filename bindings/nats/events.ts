@@ -8,17 +8,22 @@
 //   mig.v0_1.<tenant>.subscription.<id>.ack.<sequence>   the subscriber's ack (credit) for one event: the
 //                                              reply subject of every delivered event, so `msg.respond()` acks
 //   mig.v0_1.<tenant>.subscription.<id>.close  ends the subscription (request/reply)
+//
+// In auth mode jwt, acks and close carry the subscriber's bearer token like any request (runtime/control-guard.ts).
 import { Match, type Msg, type NatsConnection, type Subscription as NatsSubscription } from "@nats-io/transport-node";
 import { ChunkedAdmission, PUBLISH_ADMISSION_CHUNK } from "../../runtime/chunked-admission.ts";
 import { errorEnvelope } from "../../runtime/envelope.ts";
 import { ORIGIN_HEADER, ORIGIN_RUNTIME } from "../../runtime/events.ts";
-import { MigError } from "../../runtime/errors.ts";
+import { MigError, toMigError } from "../../runtime/errors.ts";
+import { parseJsonLimited } from "../../runtime/json-limits.ts";
+import { ControlGuard } from "../../runtime/control-guard.ts";
 import { replySubjectAllowed } from "../../runtime/policy.ts";
 import type { Authenticator } from "../../runtime/auth.ts";
 import type { Principal } from "../../runtime/principal.ts";
 import type { RequestContext } from "../../runtime/core.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
 import type { EventSink, SubscriptionInfo } from "../../runtime/subscribe.ts";
+import { replyHeaders } from "./reply-headers.ts";
 
 const QUEUE = "mig-events";
 /** A subscriber that leaves its credits unused this long while events wait is taken for gone. */
@@ -29,16 +34,12 @@ export interface NatsEventsBinding {
   close(): Promise<void>;
 }
 
-function parseBody(msg: Msg, limit: number): unknown {
+function parseBody(msg: Msg, limit: number, maxDepth: number): unknown {
   if (msg.data.length > limit) {
     throw new MigError("MIG_INVALID_REQUEST", `the request body is larger than ${limit} bytes; send a smaller payload`, { details: { max_body_bytes: limit } });
   }
   if (msg.data.length === 0) return {};
-  try {
-    return JSON.parse(msg.string());
-  } catch (err) {
-    throw new MigError("MIG_INVALID_REQUEST", `the request body is not valid JSON (${(err as Error).message})`);
-  }
+  return parseJsonLimited(msg.string(), maxDepth);
 }
 
 const PREFIX_LENGTH = "mig.v0_1.".length;
@@ -62,8 +63,11 @@ function replyRefused(runtime: MigRuntime, msg: Msg, tenant: string): boolean {
   return true;
 }
 
+/** An error envelope, with its code in the `mig_error_code` header as on every NATS error reply (docs/bindings/nats.md). */
 function replyError(msg: Msg, err: unknown, body: unknown, tenant: string): void {
-  reply(msg, errorEnvelope(err, body, tenant));
+  if (!msg.reply) return;
+  const envelope = errorEnvelope(err, body, tenant);
+  msg.respond(JSON.stringify(envelope), { headers: replyHeaders(envelope.header, envelope.error.code) });
 }
 
 /** Delivers a subscription's events to the subscriber's subject; its acks are the credits of max_inflight. */
@@ -75,6 +79,8 @@ class NatsSink implements EventSink {
   private idleTimer: NodeJS.Timeout | undefined;
   private info: SubscriptionInfo | undefined;
   onIdle: () => void = () => undefined;
+  /** Who may ack and close: set once the subscriber is authenticated, before the subscription opens. */
+  guard: ControlGuard | undefined;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -97,19 +103,39 @@ class NatsSink implements EventSink {
 
   open(info: SubscriptionInfo): void {
     this.info = info;
+    const prefixLength = this.prefix().length + 1;
     this.control = this.nc.subscribe(`${this.prefix()}.>`, {
       callback: (_err, msg) => {
-        const verb = msg.subject.slice(this.prefix().length + 1);
-        if (verb.startsWith("ack.")) {
-          if (this.unacked > 0) this.unacked--;
-          this.wake();
-        } else if (verb === "close") {
-          if (msg.reply && !replySubjectAllowed(msg.reply, this.tenant)) return;
-          reply(msg, { header: info.header, subscription_id: info.subscription_id, closed: true });
-          this.onClose();
-        }
+        const verb = msg.subject.slice(prefixLength);
+        const ack = verb.startsWith("ack.");
+        if (!ack && verb !== "close") return;
+        // Answers go only into inboxes: a close naming another reply subject is dropped, an ack is not answered.
+        const answerable = !msg.reply || replySubjectAllowed(msg.reply, this.tenant);
+        if (!ack && !answerable) return;
+        const guard = this.guard;
+        // In auth mode none nothing is checked, and no header is read: acks cost what they cost before.
+        const admitted = guard?.checks
+          ? guard.admit(msg.headers?.get("Authorization", Match.IgnoreCase) || undefined, ack ? "subscription.ack" : "subscription.close", this.tenant)
+          : true;
+        if (admitted === true) this.act(ack, msg);
+        else admitted.then(() => this.act(ack, msg), (err: unknown) => {
+          // A refused control message changes nothing; its sender hears why when it asked for an answer.
+          if (answerable) replyError(msg, toMigError(err), { header: { tenant_id: this.tenant } }, this.tenant);
+        });
       },
     });
+  }
+
+  /** An admitted ack or close. */
+  private act(ack: boolean, msg: Msg): void {
+    if (ack) {
+      if (this.unacked > 0) this.unacked--;
+      this.wake();
+      return;
+    }
+    const info = this.info!;
+    reply(msg, { header: info.header, subscription_id: info.subscription_id, closed: true });
+    this.onClose();
   }
 
   event(sequence: number, json: string): boolean {
@@ -146,7 +172,8 @@ class NatsSink implements EventSink {
     this.control?.unsubscribe();
     if (error && this.info) {
       try {
-        this.nc.publish(this.deliverSubject, JSON.stringify(errorEnvelope(error, { header: this.info.header })));
+        const envelope = errorEnvelope(error, { header: this.info.header });
+        this.nc.publish(this.deliverSubject, JSON.stringify(envelope), { headers: replyHeaders(envelope.header, envelope.error.code) });
       } catch {
         // The connection is going away too.
       }
@@ -178,6 +205,11 @@ export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticato
   const answer = (msg: Msg, value: unknown) => {
     if (msg.reply) runtime.events.outbox.publish(msg.reply, JSON.stringify(value));
   };
+  const answerError = (msg: Msg, err: unknown, body: unknown, tenant: string) => {
+    if (!msg.reply) return;
+    const envelope = errorEnvelope(err, body, tenant);
+    runtime.events.outbox.publish(msg.reply, JSON.stringify(envelope), { headers: replyHeaders(envelope.header, envelope.error.code) });
+  };
 
   const startPublish = (msg: Msg): void => {
     const { tenant, rest } = splitSubject(msg.subject);
@@ -185,17 +217,17 @@ export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticato
     let body: unknown;
     let authenticated: Promise<Principal>;
     try {
-      body = parseBody(msg, limit);
+      body = parseBody(msg, limit, runtime.config.maxJsonDepth);
       // Reading the headers happens here, synchronously: a throw must not stop the admission's turn.
       authenticated = authenticate(msg, tenant, "publish");
     } catch (err) {
-      return answer(msg, errorEnvelope(err, body, tenant));
+      return answerError(msg, err, body, tenant);
     }
     authenticated
       .then((principal) => runtime.publish(body, context(principal, tenant, msg.data.length), rest))
       .then(
         (ack) => answer(msg, ack),
-        (err: unknown) => answer(msg, errorEnvelope(err, body, tenant)),
+        (err: unknown) => answerError(msg, err, body, tenant),
       );
   };
   // A chunk of PUBLISH requests per turn, their stores written before the next chunk starts (runtime/chunked-admission.ts).
@@ -218,15 +250,20 @@ export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticato
       if (replyRefused(runtime, msg, tenant)) return;
       let body: unknown;
       try {
-        body = parseBody(msg, limit);
+        body = parseBody(msg, limit, runtime.config.maxJsonDepth);
         const deliver = (body as { deliver_subject?: unknown } | null)?.deliver_subject;
         if (typeof deliver !== "string" || deliver.length > 256 || !DELIVER_SUBJECT.test(deliver)) {
           throw new MigError("MIG_INVALID_REQUEST", "deliver_subject is required: a NATS subject without wildcards (e.g. an inbox) where events are sent");
         }
         let close = () => undefined as void;
         const sink = new NatsSink(nc, tenant, deliver, () => close());
+        const authorization = msg.headers?.get("Authorization", Match.IgnoreCase) || undefined;
         authenticate(msg, tenant, "subscribe")
-          .then((principal) => runtime.subscribe(body, context(principal, tenant, msg.data.length), rest, sink))
+          .then((principal) => {
+            // Its acks and close must come from the same principal (runtime/control-guard.ts).
+            sink.guard = new ControlGuard(runtime, { opener: principal, authorization, authenticator: () => authenticator, what: "subscription", target: rest });
+            return runtime.subscribe(body, context(principal, tenant, msg.data.length), rest, sink);
+          })
           .then(
           (subscription) => {
             close = () => subscription.close();

@@ -4,6 +4,7 @@ import { ADMISSION_CHUNK, ChunkedAdmission } from "../../runtime/chunked-admissi
 import { TurnBatch } from "../../runtime/turn-batch.ts";
 import { MigError, toMigError } from "../../runtime/errors.ts";
 import { errorEnvelope } from "../../runtime/envelope.ts";
+import { parseJsonLimited } from "../../runtime/json-limits.ts";
 import { replySubjectAllowed } from "../../runtime/policy.ts";
 import type { Authenticator } from "../../runtime/auth.ts";
 import type { RequestContext } from "../../runtime/core.ts";
@@ -51,6 +52,7 @@ export async function startNatsBinding(runtime: MigRuntime, authenticator: Authe
   const { nc } = runtime.bus;
   const queue = options.queue ?? QUEUE_GROUP;
   const limit = runtime.config.maxBodyBytes;
+  const maxDepth = runtime.config.maxJsonDepth;
   const acceptsInvoke = options.acceptsInvoke ?? ((subject: string) => !runtime.capabilities.servedDirect(capabilityOf(subject), Date.now()));
   const { watch } = options;
   // Made once, not per request: under tsx every closure made on the hot path also defines its name.
@@ -65,7 +67,7 @@ export async function startNatsBinding(runtime: MigRuntime, authenticator: Authe
     const tenantHint = msg.subject.split(".", 3)[2];
     try {
       const parsed = parseSubject(msg.subject);
-      body = parseBody(msg.data, limit);
+      body = parseBody(msg.data, limit, maxDepth);
       mergeHeaderFields(msg.headers, body);
       const principal = await authenticator.authenticate({
         authorization: msg.headers?.get("Authorization", Match.IgnoreCase) || undefined,
@@ -94,6 +96,8 @@ export async function startNatsBinding(runtime: MigRuntime, authenticator: Authe
   const admission = new ChunkedAdmission<Msg>(ADMISSION_CHUNK, runtime.config.capacity, (msg) => void handle(msg).catch(replyFailed), replies.flush);
 
   const subjects = options.subjects ?? PUBLIC_SUBJECTS;
+  // A gateway says which auth settings it answers with, before it answers: direct-lane workers answer only under the same ones (runtime/fleet.ts).
+  const announced = options.subjects === undefined ? await runtime.fleet?.announcePolicy() : undefined;
   const subscriptions: Subscription[] = subjects.map((subject) => {
     const isInvoke = subject.includes(".invoke.");
     return nc.subscribe(subject, {
@@ -129,12 +133,14 @@ export async function startNatsBinding(runtime: MigRuntime, authenticator: Authe
   const refused = subscriptions.find((sub) => sub.isClosed());
   if (refused) {
     for (const sub of subscriptions) sub.unsubscribe();
+    await announced?.withdraw();
     throw new Error(`the bus refused this runtime a subscription to ${refused.getSubject()} (check its NATS user's permissions)`);
   }
   return {
     subjects,
     queue,
     async close() {
+      await announced?.withdraw();
       for (const sub of subscriptions) await sub.drain().catch(() => undefined);
       await admission.whenEmpty();
     },
@@ -155,7 +161,7 @@ function fitting(text: string, maxPayload: number | undefined): string {
   });
 }
 
-function parseBody(data: Uint8Array, limit: number): unknown {
+function parseBody(data: Uint8Array, limit: number, maxDepth: number): unknown {
   if (data.length > limit) {
     throw new MigError("MIG_INVALID_REQUEST", `the request body is larger than ${limit} bytes; send a smaller payload`, {
       details: { max_body_bytes: limit },
@@ -164,11 +170,9 @@ function parseBody(data: Uint8Array, limit: number): unknown {
   if (data.length === 0) return {};
   const text = decoder.decode(data);
   if (text.trim() === "") return {};
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new MigError("MIG_INVALID_REQUEST", `the request body is not valid JSON (${(err as Error).message})`);
-  }
+  // Nesting is bounded here, before anything runs: a deep body would otherwise overflow the stack later, when
+  // an answer that echoes it (the header's meta) is serialized after the work is done.
+  return parseJsonLimited(text, maxDepth);
 }
 
 /** NATS headers may carry MIG header fields; a field present in the body's header takes precedence. */

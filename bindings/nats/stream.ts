@@ -2,6 +2,7 @@
 import { randomUUID } from "node:crypto";
 import { Match, type Msg, type Subscription } from "@nats-io/transport-node";
 import { errorEnvelope } from "../../runtime/envelope.ts";
+import { parseJsonLimited } from "../../runtime/json-limits.ts";
 import { MigError, toMigError } from "../../runtime/errors.ts";
 import { checkTenant } from "../../runtime/names.ts";
 import { replySubjectAllowed } from "../../runtime/policy.ts";
@@ -9,7 +10,9 @@ import { checkStreamId, type StreamSession } from "../../runtime/stream.ts";
 import type { Authenticator } from "../../runtime/auth.ts";
 import type { RequestContext } from "../../runtime/core.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
+import { ControlGuard, rememberCredential } from "../../runtime/control-guard.ts";
 import { CreditSink } from "./credit-sink.ts";
+import { replyHeaders } from "./reply-headers.ts";
 import { SUBJECT_ROOT } from "./subjects.ts";
 
 /** Request/reply: an InvokeRequest (optionally with `stream_id`) starts a stream; the reply names its subjects. */
@@ -23,7 +26,6 @@ const decoder = new TextDecoder();
 /** Serves STREAM_START_SUBJECT in the runtimes' queue group; a stream then lives on the gateway that started it, or in the worker it was handed to. */
 export function serveNatsStreams(runtime: MigRuntime, authenticator: Authenticator, queue: string): Subscription {
   const { nc } = runtime.bus;
-  const limit = runtime.config.maxBodyBytes;
 
   async function start(msg: Msg): Promise<void> {
     const tenant = msg.subject.split(".")[2] ?? "";
@@ -31,15 +33,18 @@ export function serveNatsStreams(runtime: MigRuntime, authenticator: Authenticat
     let inbound: Subscription | undefined;
     try {
       checkTenant(tenant, "the tenant token of the stream start subject");
-      body = parse(msg.data, limit);
+      body = parse(msg.data, runtime.config);
       const raw = body as Record<string, unknown>;
+      const authorization = msg.headers?.get("Authorization", Match.IgnoreCase) || undefined;
       const principal = await authenticator.authenticate({
-        authorization: msg.headers?.get("Authorization", Match.IgnoreCase) || undefined,
+        authorization,
         actor: msg.headers?.get("X-Actor", Match.IgnoreCase) || undefined,
         binding: "nats",
         tenant,
         operation: "stream",
       });
+      // The stream's control messages must come from this principal, here or in the worker it is handed to.
+      rememberCredential(principal, authorization);
       const streamId = raw.stream_id === undefined || raw.stream_id === "" ? `stream-${randomUUID()}` : checkStreamId(raw.stream_id);
       const sink = new CreditSink(nc, streamSubject(tenant, streamId));
       // A worker-served capability is handed off: the worker publishes the frames and reads the inbound subject.
@@ -48,7 +53,10 @@ export function serveNatsStreams(runtime: MigRuntime, authenticator: Authenticat
         streamId,
         clientFrames: true,
       });
-      if (session) inbound = listenToCaller(runtime, session, sink);
+      if (session) {
+        const guard = new ControlGuard(runtime, { opener: principal, authorization, authenticator: () => authenticator, what: "stream", target: streamId });
+        inbound = listenToCaller(runtime, session, sink, guard);
+      }
       msg.respond(JSON.stringify({ header, stream_id: streamId, capability, subject: streamSubject(tenant, streamId), inbound_subject: streamInboundSubject(tenant, streamId) }));
     } catch (err) {
       inbound?.unsubscribe();
@@ -71,14 +79,11 @@ export function serveNatsStreams(runtime: MigRuntime, authenticator: Authenticat
   });
 }
 
-function parse(data: Uint8Array, limit: number): Record<string, unknown> {
+/** A stream start or a caller's frame, read within the body size and nesting limits (runtime/json-limits.ts). */
+function parse(data: Uint8Array, limits: { maxBodyBytes: number; maxJsonDepth: number }): Record<string, unknown> {
+  const limit = limits.maxBodyBytes;
   if (data.length > limit) throw new MigError("MIG_INVALID_REQUEST", `the request body is larger than ${limit} bytes`, { details: { max_body_bytes: limit } });
-  let value: unknown;
-  try {
-    value = data.length === 0 ? {} : JSON.parse(decoder.decode(data));
-  } catch (err) {
-    throw new MigError("MIG_INVALID_REQUEST", `the request body is not valid JSON (${(err as Error).message})`);
-  }
+  const value = data.length === 0 ? {} : parseJsonLimited(decoder.decode(data), limits.maxJsonDepth);
   if (value === null || typeof value !== "object" || Array.isArray(value)) throw new MigError("MIG_INVALID_REQUEST", "the request body must be a JSON object");
   return value as Record<string, unknown>;
 }
@@ -86,10 +91,38 @@ function parse(data: Uint8Array, limit: number): Record<string, unknown> {
 /**
  * Takes the caller's frames for `session` from its inbound subject until the stream ends. Subscribed
  * before the start is answered, so the consumer's first credit cannot come before anyone listens.
+ * Only frames of the principal that opened the stream act on it (`guard`); others get an error reply,
+ * when they name a reply subject, and change nothing.
  */
-export function listenToCaller(runtime: MigRuntime, session: StreamSession, sink: CreditSink): Subscription {
+export function listenToCaller(runtime: MigRuntime, session: StreamSession, sink: CreditSink, guard: ControlGuard): Subscription {
+  // Frames behind one whose token is being verified wait for it: bidi frames keep their order.
+  let verifying: Promise<void> | undefined;
+  const token = (m: Msg) => m.headers?.get("Authorization", Match.IgnoreCase) || undefined;
+  const refuse = (m: Msg, err: unknown) => {
+    if (!m.reply || !replySubjectAllowed(m.reply, session.tenant)) return;
+    const envelope = errorEnvelope(err, { header: { tenant_id: session.tenant } }, session.tenant);
+    m.respond(JSON.stringify(envelope), { headers: replyHeaders(envelope.header, envelope.error.code) });
+  };
+  const admit = (m: Msg) => guard.admit(token(m), "stream.control", session.tenant);
+  const onFrame = (m: Msg) => {
+    // In auth mode none nothing is checked; with the opener's own token, nothing is verified again.
+    if (!guard.checks) return fromCaller(runtime, session, sink, m);
+    let admitted: Promise<void>;
+    if (verifying === undefined) {
+      const now = admit(m);
+      if (now === true) return fromCaller(runtime, session, sink, m);
+      admitted = now;
+    } else {
+      admitted = verifying.then(async () => void (await admit(m)));
+    }
+    const turn = admitted.then(() => fromCaller(runtime, session, sink, m), (err: unknown) => refuse(m, err));
+    verifying = turn;
+    void turn.finally(() => {
+      if (verifying === turn) verifying = undefined;
+    });
+  };
   const inbound = runtime.bus.nc.subscribe(streamInboundSubject(session.tenant, session.streamId), {
-    callback: (err, m) => (err ? undefined : fromCaller(runtime, session, sink, m)),
+    callback: (err, m) => (err ? undefined : onFrame(m)),
   });
   void session.ended.then(() => inbound.unsubscribe());
   return inbound;
@@ -99,11 +132,18 @@ export function listenToCaller(runtime: MigRuntime, session: StreamSession, sink
  * A worker's side of a handed-off stream (runtime/stream-handoff.ts): runs the stream of `body`, already
  * authorized by the gateway, with its frames on the public stream subject and the caller's on its inbound one.
  */
-export function openOnSubjects(runtime: MigRuntime, body: { header: { tenant_id: string } }, request: RequestContext, streamId: string, deadlineMs: number): { session: StreamSession; sink: CreditSink } {
+export function openOnSubjects(
+  runtime: MigRuntime,
+  body: { header: { tenant_id: string } },
+  request: RequestContext,
+  streamId: string,
+  deadlineMs: number,
+  guard: ControlGuard,
+): { session: StreamSession; sink: CreditSink } {
   const tenant = checkTenant(body.header.tenant_id, "the tenant of a handed-off stream");
   const sink = new CreditSink(runtime.bus.nc, streamSubject(tenant, checkStreamId(streamId)));
   const session = runtime.openStream(body, request, { sink, streamId, clientFrames: true, authorized: true, deadlineMs });
-  listenToCaller(runtime, session, sink);
+  listenToCaller(runtime, session, sink, guard);
   return { session, sink };
 }
 
@@ -112,7 +152,7 @@ function fromCaller(runtime: MigRuntime, session: StreamSession, sink: CreditSin
   if (session.isOver) return;
   let frame: Record<string, unknown>;
   try {
-    frame = parse(msg.data, runtime.config.maxBodyBytes);
+    frame = parse(msg.data, runtime.config);
   } catch (err) {
     session.fail(toMigError(err));
     return;

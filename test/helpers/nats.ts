@@ -77,3 +77,12 @@ export function rawRequest(
     });
   });
 }
+
+/**
+ * A client with the runtime's own bus credential (full access): for tests of the gateway's own checks on a bus that
+ * refuses anonymous clients (jwt mode generates the embedded bus's users).
+ */
+export async function runtimeBusClient(runtime: { natsUrl: string; busCredentials: { user?: string | undefined; password?: string | undefined } }): Promise<NatsConnection> {
+  const { user, password } = runtime.busCredentials;
+  return connect({ servers: runtime.natsUrl, name: "mig-test-client", ...(user ? { user, pass: password ?? "" } : {}) });
+}

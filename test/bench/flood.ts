@@ -1,0 +1,146 @@
+// One tenant floods, another measures: the victim tenant's INVOKE and PUBLISH latency over HTTP, alone and while an
+// attacker tenant publishes to ever new topics, publishes to one topic as fast as it can, and invokes a capability
+// with 500 KB outputs under fresh idempotency keys. Prints both and how the attacker's requests were answered.
+//
+//   node --import tsx test/bench/flood.ts [--seconds 4] [--concurrency 48] [--no-quotas]
+//
+// The runtime runs in this process (embedded nats-server on random ports, HTTP binding); the attacker runs in a
+// child process, so that its client work does not share the runtime's event loop.
+import { spawn } from "node:child_process";
+import { rmSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { startHttpBinding } from "../../bindings/http/server.ts";
+import { loadConfig, scratchDataDir, type RuntimeConfig } from "../../runtime/config.ts";
+import { createLogger } from "../../runtime/logger.ts";
+import { defineCapability } from "../../runtime/provider.ts";
+import { MigRuntime } from "../../runtime/runtime.ts";
+import { anyDescriptor, anySchemas } from "../helpers/descriptors.ts";
+import { Histogram } from "./histogram.ts";
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: "string", default: "4" },
+    concurrency: { type: "string", default: "48" },
+    "no-quotas": { type: "boolean", default: false },
+    attack: { type: "string" },
+  },
+});
+const seconds = Number(values.seconds);
+const BIG_OUTPUT = "x".repeat(500 * 1024);
+
+if (values.attack) {
+  await attack(values.attack, seconds, Number(values.concurrency));
+  process.exit(0);
+}
+
+const echo = defineCapability(anyDescriptor("bench.flood.echo", ["unary"]), (payload) => ({ echo: payload }), anySchemas);
+const big = defineCapability(anyDescriptor("bench.flood.big", ["unary"]), () => ({ blob: BIG_OUTPUT }), anySchemas);
+
+const unlimited: Partial<RuntimeConfig> = values["no-quotas"]
+  ? {
+      tenantMaxTopics: 1_000_000,
+      maxTopics: 1_000_000,
+      topicMaxBytes: 64 * 1024 * 1024,
+      tenantPublishRateLimit: { rate: 1e9, burst: 1e9 },
+      idempotencyMaxRecordBytes: 64 * 1024 * 1024,
+      idempotencyTenantMaxBytes: Number.MAX_SAFE_INTEGER,
+    }
+  : {};
+const dataDir = scratchDataDir("flood");
+const config = loadConfig({ natsPort: 0, natsMonitorPort: 0, dataDir, httpAddr: "127.0.0.1:0", logLevel: "silent", ...unlimited }, {});
+const runtime = await MigRuntime.start(config, { logger: createLogger("silent"), capabilities: [echo, big] });
+const http = await startHttpBinding(runtime, runtime.authenticator, config.httpAddr);
+
+try {
+  const alone = await victim(http.url, seconds);
+  const child = spawn(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), "--attack", http.url, "--seconds", String(seconds + 1), "--concurrency", String(values.concurrency)], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  let out = "";
+  child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
+  const started = new Promise<void>((resolve) => child.stdout.on("data", () => out.includes("started") && resolve()));
+  await started;
+  const flooded = await victim(http.url, seconds);
+  await new Promise((resolve) => child.on("exit", resolve));
+  const attacker = JSON.parse(out.split("\n").find((line) => line.startsWith("{"))!);
+  const streams = await countStreams();
+  console.log(JSON.stringify({ quotas: !values["no-quotas"], seconds, alone, flooded, attacker, event_streams: streams }, null, 1));
+} finally {
+  await http.close();
+  await runtime.stop();
+  rmSync(dataDir, { recursive: true, force: true });
+}
+// fetch's keep-alive sockets would hold the process a while longer.
+process.exit(0);
+
+async function countStreams(): Promise<number> {
+  let n = 0;
+  for await (const _ of runtime.bus.jsm.streams.names("_MIG.ev.>")) n++;
+  return n;
+}
+
+/** One request at a time, INVOKE and PUBLISH in turn, for `seconds`: p50 and p99 of each in ms. */
+async function victim(url: string, seconds: number) {
+  const invoke = new Histogram();
+  const publish = new Histogram();
+  const failures: Record<string, number> = {};
+  const until = performance.now() + seconds * 1000;
+  let i = 0;
+  while (performance.now() < until) {
+    const isInvoke = i++ % 2 === 0;
+    const path = isInvoke ? "/mig/v0.1/invoke/bench.flood.echo" : "/mig/v0.1/publish/victim.orders";
+    const started = performance.now();
+    const res = await fetch(url + path, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-tenant-id": "victim" },
+      body: JSON.stringify({ payload: { n: i } }),
+    });
+    const text = await res.text();
+    (isInvoke ? invoke : publish).recordMs(performance.now() - started);
+    if (res.status !== 200) {
+      const code = JSON.parse(text).error?.code ?? res.status;
+      failures[code] = (failures[code] ?? 0) + 1;
+    }
+  }
+  const summary = (h: Histogram) => ({ n: h.count, p50_ms: round(h.percentileMs(50)), p99_ms: round(h.percentileMs(99)) });
+  return { invoke: summary(invoke), publish: summary(publish), failures };
+}
+
+/** The attacker: `concurrency` loops split over three kinds of abuse, answers counted by kind and code. */
+async function attack(url: string, seconds: number, concurrency: number): Promise<void> {
+  const kinds = ["new_topics", "one_topic", "big_idempotent"] as const;
+  const answers: Record<string, Record<string, number>> = { new_topics: {}, one_topic: {}, big_idempotent: {} };
+  let topic = 0;
+  let key = 0;
+  const until = performance.now() + seconds * 1000;
+  process.stdout.write("started\n");
+  await Promise.all(
+    Array.from({ length: concurrency }, async (_, worker) => {
+      const kind = kinds[worker % kinds.length]!;
+      while (performance.now() < until) {
+        const path =
+          kind === "new_topics" ? `/mig/v0.1/publish/flood.t${topic++}` : kind === "one_topic" ? "/mig/v0.1/publish/flood.one" : "/mig/v0.1/invoke/bench.flood.big";
+        const body = kind === "big_idempotent" ? { header: { idempotency_key: `k${key++}` }, payload: {} } : { payload: { blob: "a".repeat(512) } };
+        let code: string;
+        try {
+          const res = await fetch(url + path, {
+            method: "POST",
+            headers: { "content-type": "application/json", "x-tenant-id": "attacker" },
+            body: JSON.stringify(body),
+          });
+          const text = await res.text();
+          code = res.status === 200 ? "ok" : (JSON.parse(text).error?.code ?? String(res.status));
+        } catch (err) {
+          code = `client:${(err as Error).message}`;
+        }
+        answers[kind]![code] = (answers[kind]![code] ?? 0) + 1;
+      }
+    }),
+  );
+  process.stdout.write(`${JSON.stringify(answers)}\n`);
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}
