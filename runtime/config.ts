@@ -31,6 +31,7 @@ export interface RuntimeConfig {
   idempotencyWindowMs: number;
   maxDeadlineMs: number;
   capacity: number;
+  tenantMaxInflight: number | undefined;
   heartbeatMs: number;
   workerConcurrency: number;
   workerDirect: boolean;
@@ -175,6 +176,7 @@ export const SETTINGS = [
   { key: "idempotencyWindowMs", env: "MIG_IDEMPOTENCY_WINDOW_MS", flag: "--idempotency-window-ms <ms>", description: "how long an idempotency key's first result is kept (KV bucket TTL)", defaultValue: 10 * 60 * 1000, parse: integer("MIG_IDEMPOTENCY_WINDOW_MS", 1000, 7 * 24 * 3600 * 1000) },
   { key: "maxDeadlineMs", env: "MIG_MAX_DEADLINE_MS", flag: "--max-deadline-ms <ms>", description: "upper bound on a caller's deadline_ms", defaultValue: 10 * 60 * 1000, parse: integer("MIG_MAX_DEADLINE_MS", 1, 24 * 3600 * 1000) },
   { key: "capacity", env: "MIG_CAPACITY", flag: "--capacity <n>", description: "in-flight invocations this process accepts; beyond it INVOKE answers MIG_BACKPRESSURE and HEARTBEAT reports a load factor of 1", defaultValue: 1024, parse: integer("MIG_CAPACITY", 1, 1_000_000) },
+  { key: "tenantMaxInflight", env: "MIG_TENANT_MAX_INFLIGHT", flag: "--tenant-max-inflight <n>", description: "in-flight invocations one tenant may hold in this process (its share of MIG_CAPACITY; default half of it); beyond it INVOKE answers MIG_BACKPRESSURE to that tenant only", defaultValue: undefined, parse: integer("MIG_TENANT_MAX_INFLIGHT", 1, 1_000_000) },
   { key: "jwtPublicKeyFile", env: "MIG_JWT_PUBLIC_KEY_FILE", flag: "--jwt-public-key-file <path>", description: "PEM public key (SPKI) for RS256, ES256/384/512 or EdDSA tokens; the algorithm follows the key type", defaultValue: undefined, parse: text },
   { key: "jwtJwksFile", env: "MIG_JWT_JWKS_FILE", flag: "--jwt-jwks-file <path>", description: "JWKS file (JSON) of public keys, chosen by the token's kid and alg", defaultValue: undefined, parse: text },
   { key: "jwtJwksUrl", env: "MIG_JWT_JWKS_URL", flag: "--jwt-jwks-url <url>", description: "JWKS URL of an identity provider (fetched and cached; refetched on an unknown kid)", defaultValue: undefined, parse: text },

@@ -66,6 +66,8 @@ export interface RuntimeCore {
   policy: AccessPolicy;
   /** Invocations in flight in this process, by message_id (the target of CANCEL). */
   inflight: Map<string, InflightInvocation>;
+  /** How many of `inflight` each tenant holds, for the per-tenant share of the capacity. */
+  inflightByTenant: Map<string, number>;
   /** Streams in flight in this process, by the message_id of their request (the target of CANCEL). */
   streams: Map<string, InflightStream>;
   /** Recently finished message ids with their tenant, so CANCEL can say "already_completed". */

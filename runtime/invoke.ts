@@ -49,6 +49,14 @@ export async function invoke(core: RuntimeCore, body: unknown, request: RequestC
       details: { inflight: core.inflight.size, capacity: core.config.capacity },
     });
   }
+  const held = core.inflightByTenant.get(header.tenant_id) ?? 0;
+  const share = core.config.tenantMaxInflight ?? Math.ceil(core.config.capacity / 2);
+  if (held >= share) {
+    // One tenant's share of the capacity: slow or abandoned work of one tenant cannot shut the others out.
+    throw new MigError("MIG_BACKPRESSURE", `tenant ${header.tenant_id} already has ${held} invocations in flight on this runtime, its share of the capacity (MIG_TENANT_MAX_INFLIGHT); retry when some finish`, {
+      details: { inflight: held, limit: share, limit_scope: "tenant", retry_after_ms: TENANT_SHARE_RETRY_MS },
+    });
+  }
 
   let outcome: InvocationOutcome;
   if (header.idempotency_key !== undefined) {
@@ -64,6 +72,9 @@ export async function invoke(core: RuntimeCore, body: unknown, request: RequestC
   if (!outcome.ok) throw outcome.error;
   return { header, capability: id, payload: outcome.payload, result_schema_uri: descriptor.output_schema_uri };
 }
+
+/** A hint for a tenant over its share: about the time a short invocation of another caller takes to finish. */
+const TENANT_SHARE_RETRY_MS = 100;
 
 function checkMode(raw: JsonObject, entry: RegisteredCapability): void {
   const preference = raw.stream_preference;
@@ -151,6 +162,7 @@ class Invocation implements InvocationInput {
     );
     this.actor = actor;
     core.inflight.set(header.message_id, { tenant: header.tenant_id, subject: principal.subject, capability: descriptor.id, actor });
+    core.inflightByTenant.set(header.tenant_id, (core.inflightByTenant.get(header.tenant_id) ?? 0) + 1);
     if (!this.settled) this.deadline = setTimeout(sendDeadline, header.deadline_ms, actor);
     actor.send({ type: "DISPATCHED" });
 
@@ -176,7 +188,11 @@ class Invocation implements InvocationInput {
     clearTimeout(this.deadline);
     const { core, header } = this;
     const capability = this.entry.descriptor.id;
-    core.inflight.delete(header.message_id);
+    if (core.inflight.delete(header.message_id)) {
+      const held = (core.inflightByTenant.get(header.tenant_id) ?? 1) - 1;
+      if (held > 0) core.inflightByTenant.set(header.tenant_id, held);
+      else core.inflightByTenant.delete(header.tenant_id);
+    }
     core.finished.add(header.message_id, header.tenant_id);
     core.metrics.invocations.inc({ capability, outcome: outcomeLabel(outcome) });
     core.metrics.invocationSeconds.observe({ capability, tenant: header.tenant_id }, (performance.now() - this.started) / 1000);

@@ -62,6 +62,7 @@ export class MigRuntime implements RuntimeCore {
   readonly capabilities = new CapabilityRegistry(this.schemas);
   readonly supervisor: Supervisor;
   readonly inflight = new Map<string, InflightInvocation>();
+  readonly inflightByTenant = new Map<string, number>();
   readonly streams: RuntimeCore["streams"] = new Map();
   readonly finished = new RecentlyFinished();
   readonly load: LoadGauge;

@@ -92,6 +92,8 @@ beforeAll(async () => {
     capabilities: [slow, later, echo, unencodable, streamUnencodable, parked, ticks],
     config: {
       capacity: 8,
+      // One tenant may fill the capacity here, so that an abandoned tenant's work is what blocks the other.
+      tenantMaxInflight: 8,
       maxBodyBytes: LIMIT,
       httpHeadersTimeoutMs: HEADERS_TIMEOUT_MS,
       httpRequestTimeoutMs: REQUEST_TIMEOUT_MS,

@@ -179,7 +179,8 @@ describe("metrics", () => {
 
 describe("admission control", () => {
   it("past its capacity a runtime answers MIG_BACKPRESSURE, and takes work again once below it", async () => {
-    const small = await startTestRuntime({ capabilities, config: { capacity: 2 } });
+    // One tenant may fill it here: the share of each tenant is the subject of the next test.
+    const small = await startTestRuntime({ capabilities, config: { capacity: 2, tenantMaxInflight: 2 } });
     try {
       small.runtime.schemas.register("schema://test/any", { type: "object" });
       const ids = [randomUUID(), randomUUID()];
@@ -194,6 +195,30 @@ describe("admission control", () => {
       expect(hb.body.load_factor).toBeGreaterThanOrEqual(1);
       for (const id of ids) await small.post(`/mig/v0.1/cancel/${id}`, { header: { tenant_id: "acme" } });
       await Promise.all(pending);
+      const again = await small.post("/mig/v0.1/invoke/observatory.models.infer", { header: { tenant_id: "acme" }, payload: { input: "x" } });
+      expect(again.status).toBe(200);
+    } finally {
+      await small.stop();
+    }
+  });
+
+  it("one tenant holds at most its share of the capacity: past it that tenant alone gets MIG_BACKPRESSURE", async () => {
+    const small = await startTestRuntime({ capabilities, config: { capacity: 4 } });
+    try {
+      small.runtime.schemas.register("schema://test/any", { type: "object" });
+      const ids = [randomUUID(), randomUUID()];
+      const pending = ids.map((message_id) => small.post("/mig/v0.1/invoke/test.slow", { header: { tenant_id: "acme", message_id }, payload: {} }));
+      await waitFor("acme's two invocations in flight", () => small.runtime.inflight.size === 2);
+      // Half of the capacity of 4 is acme's: a third is refused, while globex still gets its answers.
+      const third = await small.post("/mig/v0.1/invoke/observatory.models.infer", { header: { tenant_id: "acme" }, payload: { input: "x" } });
+      expectError(third, 503, "MIG_BACKPRESSURE");
+      expect(third.body.error.details).toMatchObject({ limit_scope: "tenant", limit: 2, inflight: 2 });
+      expect(third.body.error.retryable).toBe(true);
+      const other = await small.post("/mig/v0.1/invoke/observatory.models.infer", { header: { tenant_id: "globex" }, payload: { input: "x" } });
+      expect(other.status).toBe(200);
+      for (const id of ids) await small.post(`/mig/v0.1/cancel/${id}`, { header: { tenant_id: "acme" } });
+      await Promise.all(pending);
+      expect(small.runtime.inflightByTenant.size).toBe(0);
       const again = await small.post("/mig/v0.1/invoke/observatory.models.infer", { header: { tenant_id: "acme" }, payload: { input: "x" } });
       expect(again.status).toBe(200);
     } finally {

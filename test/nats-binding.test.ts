@@ -223,7 +223,7 @@ describe("the NATS binding under a flood past its capacity", () => {
       running--;
       return { done: true };
     }, openSchema);
-    await withOwnRuntime({ config: { capacity: 40 }, capabilities: [slow] }, async (nc) => {
+    await withOwnRuntime({ config: { capacity: 40, tenantMaxInflight: 40 }, capabilities: [slow] }, async (nc) => {
       const subject = "mig.v0_1.acme.invoke.test.slow";
       // 300 at once: more than the capacity wait to start, so all of them start together and the excess is shed.
       const answers = await Promise.all(Array.from({ length: 300 }, () => natsRequest(nc, subject, { payload: {} })));
