@@ -3,6 +3,7 @@
 // with 500 KB outputs under fresh idempotency keys. Prints both and how the attacker's requests were answered.
 //
 //   node --import tsx test/bench/flood.ts [--seconds 4] [--concurrency 48] [--no-quotas]
+//                                         [--kinds new_topics,one_topic,big_idempotent] [--tenant-rate-limit 50/100]
 //
 // The runtime runs in this process (embedded nats-server on random ports, HTTP binding); the attacker runs in a
 // child process, so that its client work does not share the runtime's event loop.
@@ -11,7 +12,7 @@ import { rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { startHttpBinding } from "../../bindings/http/server.ts";
-import { loadConfig, scratchDataDir, type RuntimeConfig } from "../../runtime/config.ts";
+import { loadConfig, parseRateLimit, scratchDataDir, type RuntimeConfig } from "../../runtime/config.ts";
 import { createLogger } from "../../runtime/logger.ts";
 import { defineCapability } from "../../runtime/provider.ts";
 import { MigRuntime } from "../../runtime/runtime.ts";
@@ -24,13 +25,15 @@ const { values } = parseArgs({
     concurrency: { type: "string", default: "48" },
     "no-quotas": { type: "boolean", default: false },
     attack: { type: "string" },
+    kinds: { type: "string", default: "new_topics,one_topic,big_idempotent" },
+    "tenant-rate-limit": { type: "string" },
   },
 });
 const seconds = Number(values.seconds);
 const BIG_OUTPUT = "x".repeat(500 * 1024);
 
 if (values.attack) {
-  await attack(values.attack, seconds, Number(values.concurrency));
+  await attack(values.attack, seconds, Number(values.concurrency), values.kinds!.split(","));
   process.exit(0);
 }
 
@@ -48,13 +51,14 @@ const unlimited: Partial<RuntimeConfig> = values["no-quotas"]
     }
   : {};
 const dataDir = scratchDataDir("flood");
-const config = loadConfig({ natsPort: 0, natsMonitorPort: 0, dataDir, httpAddr: "127.0.0.1:0", logLevel: "silent", ...unlimited }, {});
+const invokeLimit = values["tenant-rate-limit"] ? { tenantRateLimit: parseRateLimit("--tenant-rate-limit")(values["tenant-rate-limit"]) } : {};
+const config = loadConfig({ natsPort: 0, natsMonitorPort: 0, dataDir, httpAddr: "127.0.0.1:0", logLevel: "silent", ...unlimited, ...invokeLimit }, {});
 const runtime = await MigRuntime.start(config, { logger: createLogger("silent"), capabilities: [echo, big] });
 const http = await startHttpBinding(runtime, runtime.authenticator, config.httpAddr);
 
 try {
   const alone = await victim(http.url, seconds);
-  const child = spawn(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), "--attack", http.url, "--seconds", String(seconds + 1), "--concurrency", String(values.concurrency)], {
+  const child = spawn(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), "--attack", http.url, "--seconds", String(seconds + 1), "--concurrency", String(values.concurrency), "--kinds", values.kinds!], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   let out = "";
@@ -65,7 +69,7 @@ try {
   await new Promise((resolve) => child.on("exit", resolve));
   const attacker = JSON.parse(out.split("\n").find((line) => line.startsWith("{"))!);
   const streams = await countStreams();
-  console.log(JSON.stringify({ quotas: !values["no-quotas"], seconds, alone, flooded, attacker, event_streams: streams }, null, 1));
+  console.log(JSON.stringify({ quotas: !values["no-quotas"], kinds: values.kinds, tenant_rate_limit: values["tenant-rate-limit"] ?? "off", seconds, alone, flooded, attacker, event_streams: streams }, null, 1));
 } finally {
   await http.close();
   await runtime.stop();
@@ -108,8 +112,7 @@ async function victim(url: string, seconds: number) {
 }
 
 /** The attacker: `concurrency` loops split over three kinds of abuse, answers counted by kind and code. */
-async function attack(url: string, seconds: number, concurrency: number): Promise<void> {
-  const kinds = ["new_topics", "one_topic", "big_idempotent"] as const;
+async function attack(url: string, seconds: number, concurrency: number, kinds: string[]): Promise<void> {
   const answers: Record<string, Record<string, number>> = { new_topics: {}, one_topic: {}, big_idempotent: {} };
   let topic = 0;
   let key = 0;
