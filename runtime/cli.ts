@@ -103,6 +103,12 @@ Joining the bus:
   - elsewhere: copy the file and set MIG_NATS_CREDENTIALS=<path> (MIG_NATS_URL, if set, overrides its url).
   - any other bus: MIG_NATS_URL, with MIG_NATS_USER and MIG_NATS_PASSWORD or MIG_NATS_CREDS_FILE if it has users.
   Foreign providers (docs/bindings/provider-protocol.md) use <data dir>/credentials/provider.json instead.
+
+Answering NATS callers itself (the direct lane, MIG_WORKER_DIRECT):
+  The worker answers NATS invokes of its best_effort unary capabilities only while its auth and policy settings
+  (MIG_AUTH_MODE, MIG_JWT_*, MIG_POLICY_FILE, the rate limits, MIG_CANCEL_SAME_SUBJECT, the admin scopes) equal
+  every live gateway's, so it enforces the same policy; otherwise the gateways answer those callers, and the
+  worker's log says which settings differ. Start it with the gateways' settings to keep the one-hop lane.
 `;
 
 const program = new Command("mig").description("MIG v0.1 runtime on an embedded NATS bus");
