@@ -53,6 +53,8 @@ export interface ProviderEntry {
   fingerprint: string;
   /** From when (epoch ms) this worker answers public invoke subjects of its best_effort capabilities itself. */
   directFrom?: number | undefined;
+  /** The registration's count (Registration.seq): an older one than the last seen is ignored. */
+  seq?: number | undefined;
 }
 
 /** A gateway's auth settings as this runtime last heard them (docs/bindings/provider-protocol.md §9). */
@@ -144,6 +146,7 @@ export class Fleet {
           ttlMs: record.heartbeat_ms * MISSED_BEATS,
           fingerprint: JSON.stringify([record.capabilities, record.direct_from]),
           directFrom: record.direct_from,
+          seq: record.seq,
         });
       }
     })().catch((err: unknown) => {
@@ -159,6 +162,7 @@ export class Fleet {
   upsert(entry: ProviderEntry): void {
     if (Date.now() - entry.lastSeen > entry.ttlMs) return;
     const known = this.providers.get(entry.provider_id);
+    if (known?.seq !== undefined && entry.seq !== undefined && entry.seq < known.seq) return;
     this.providers.set(entry.provider_id, entry);
     if (!known) this.runtime.logger.info({ provider_id: entry.provider_id, kind: entry.kind, capabilities: entry.capabilities.map((c) => c.descriptor.id) }, "provider joined");
     if (!known || known.fingerprint !== entry.fingerprint) this.refresh();

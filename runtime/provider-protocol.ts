@@ -84,6 +84,12 @@ export interface Registration {
    * `mig.v0_1.*.invoke.<id>` subjects of its best_effort unary capabilities itself, and gateways leave them to it.
    */
   direct_from?: number;
+  /**
+   * Counts the registrations of one provider instance. Registrations race on their way into the registry (any
+   * runtime of the fleet writes them), so a record older than one already seen is ignored: a stale record without
+   * `direct_from` must not undo a newer one, or gateways and the worker would disagree on who answers. Optional.
+   */
+  seq?: number;
 }
 
 /**
@@ -229,5 +235,6 @@ export function readRegistration(text: string): Registration | undefined {
   if (!isObject(value) || typeof value.provider_id !== "string" || !Array.isArray(value.capabilities)) return undefined;
   const heartbeat = typeof value.heartbeat_ms === "number" && value.heartbeat_ms > 0 ? value.heartbeat_ms : DEFAULT_HEARTBEAT_MS;
   const directFrom = typeof value.direct_from === "number" && Number.isFinite(value.direct_from) ? value.direct_from : undefined;
-  return { ...(value as unknown as Registration), heartbeat_ms: heartbeat, direct_from: directFrom };
+  const seq = typeof value.seq === "number" && Number.isSafeInteger(value.seq) ? value.seq : undefined;
+  return { ...(value as unknown as Registration), heartbeat_ms: heartbeat, direct_from: directFrom, seq };
 }

@@ -80,6 +80,8 @@ export class WorkerHost {
   private policyMatches = false;
   private laneOffReason: string | undefined;
   private reviewing: Promise<void> = Promise.resolve();
+  /** Registrations sent so far (Registration.seq). */
+  private registrations = 0;
   private stopWatchingPolicies: (() => void) | undefined;
 
   private constructor(
@@ -225,6 +227,7 @@ export class WorkerHost {
       started_at: new Date().toISOString(),
       capabilities: this.definitions.map((d) => ({ descriptor: d.descriptor, schemas: d.schemas })),
       direct_from: this.directFrom,
+      seq: ++this.registrations,
     };
     // Through the registrar (any runtime of the fleet), like a provider in another language: providers
     // need no write access to the registry bucket (docs/bindings/provider-protocol.md).
