@@ -7,6 +7,7 @@
 import type { AuditRecord } from "./audit.ts";
 
 /** A character JSON must escape, or a lone surrogate (which JSON.stringify writes as \u escape). */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this pattern looks for
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
 
 function str(value: string): string {

@@ -2,7 +2,7 @@
 // TTL is the dedup window; repeats get that outcome, and concurrent duplicates run the work once. What is kept is
 // bounded: per record, per tenant over the window, and for the bucket as a whole (docs/security.md).
 import { createHash } from "node:crypto";
-import type { KV } from "@nats-io/kv";
+import type { KV, KvEntry } from "@nats-io/kv";
 import { busCauseDetails, MigError, type MigErrorBody } from "./errors.ts";
 import type { InvocationOutcome } from "../actors/invocation.ts";
 import type { Bus } from "./bus.ts";
@@ -120,7 +120,7 @@ export class IdempotencyStore {
       }
       if (revision !== undefined) return { ...(await this.runAndRecord(key, revision, work)), replayed: false };
 
-      let entry;
+      let entry: KvEntry | null;
       try {
         entry = await this.kv.get(key);
       } catch (err) {

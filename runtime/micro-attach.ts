@@ -1,5 +1,5 @@
 // NATS micro services as MIG providers: finds endpoints whose metadata names a MIG capability ($SRV.INFO) and serves them unary.
-import { Empty, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
+import { Empty, headers as natsHeaders, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { MigError } from "./errors.ts";
 import type { Fleet, ProviderEntry } from "./fleet.ts";
 import type { Logger } from "./logger.ts";
@@ -54,7 +54,7 @@ export function microHandler(nc: NatsConnection, subject: string, capability: st
     h.set("message_id", header.message_id);
     h.set("tenant_id", header.tenant_id);
     if (header.traceparent) h.set("traceparent", header.traceparent);
-    let msg;
+    let msg: Msg;
     try {
       // The invocation actor enforces the deadline; the request's own timeout only frees the inbox a little later.
       msg = await nc.request(subject, JSON.stringify(payload), { timeout: header.deadline_ms + 1_000, headers: h });

@@ -116,7 +116,9 @@ describe("a fleet of workers behind `mig start`", () => {
     // The same keys again: every caller gets the first result, and nothing runs again.
     const before = logLines().length;
     const again = await pooled(200, 60, (i) => invoke("fleet.record", { n: i, sleep_ms: 100 }, { idempotency_key: keys[i] }));
-    again.forEach((answer, i) => expect(answer.payload).toEqual(answers[i].payload));
+    again.forEach((answer, i) => {
+      expect(answer.payload).toEqual(answers[i].payload);
+    });
     expect(logLines().length).toBe(before);
   }, 60_000);
 

@@ -5,6 +5,7 @@ import { createServer as createTlsServer } from "node:https";
 import { MigError } from "../../runtime/errors.ts";
 import type { Authenticator } from "../../runtime/auth.ts";
 import type { AdminView } from "../../runtime/policy.ts";
+import type { Principal } from "../../runtime/principal.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
 import type { RequestContext } from "../../runtime/core.ts";
 import { checkBodyHeaders, drainBody, readJsonBody } from "./body.ts";
@@ -152,7 +153,7 @@ export async function startHttpBinding(runtime: MigRuntime, authenticator: Authe
     }
     if (route.kind === "stream") {
       req.resume();
-      let principal;
+      let principal: Principal;
       try {
         principal = await authenticator.authenticate(credentials);
       } catch (err) {

@@ -5,7 +5,7 @@ import { errorEnvelope } from "../../runtime/envelope.ts";
 import type { MigError } from "../../runtime/errors.ts";
 import type { RequestContext } from "../../runtime/core.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
-import type { EventSink, SubscriptionInfo } from "../../runtime/subscribe.ts";
+import type { EventSink, Subscription, SubscriptionInfo } from "../../runtime/subscribe.ts";
 import { sendError } from "./respond.ts";
 
 const KEEPALIVE_MS = 15_000;
@@ -136,7 +136,7 @@ export async function serveSubscription(
   if (lastEventId !== undefined && lastEventId !== "") body.resume_cursor = lastEventId;
 
   const sink = new SseSink(res);
-  let subscription;
+  let subscription: Subscription;
   try {
     subscription = await runtime.subscribe(body, context, topic, sink);
   } catch (err) {

@@ -15,7 +15,7 @@ function bucketOf(us: number): number {
 }
 
 /** The middle of a bucket, the value reported for every sample counted in it. */
-function valueOf(bucket: number): number {
+function middleOf(bucket: number): number {
   if (bucket < 2 * SUB) return bucket;
   const k = bucket - 2 * SUB;
   const shift = Math.floor(k / SUB) + 1;
@@ -60,7 +60,7 @@ export class Histogram {
     for (let b = 0; b < this.counts.length; b++) {
       seen += this.counts[b];
       if (seen >= rank) {
-        return Math.min(Math.max(valueOf(b), this.minUs), this.maxUs) / 1000;
+        return Math.min(Math.max(middleOf(b), this.minUs), this.maxUs) / 1000;
       }
     }
     return this.maxUs / 1000;

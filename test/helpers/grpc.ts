@@ -26,7 +26,12 @@ export function migClients(address: string): MigClients {
     control: make("Control"),
     raw: new Client(address, credentials.createInsecure()),
   };
-  return { ...clients, close: () => Object.values(clients).forEach((c) => c.close()) };
+  return {
+    ...clients,
+    close: () => {
+      for (const c of Object.values(clients)) c.close();
+    },
+  };
 }
 
 export interface CallOptions {

@@ -60,7 +60,7 @@ export function startMig(args: string[], env: Record<string, string> = {}): MigP
   child.stdout!.setEncoding("utf8");
   child.stdout!.on("data", (chunk: string) => {
     buffered += chunk;
-    let newline;
+    let newline: number;
     while ((newline = buffered.indexOf("\n")) !== -1) {
       const text = buffered.slice(0, newline);
       buffered = buffered.slice(newline + 1);

@@ -56,7 +56,7 @@ export class SseClient {
 
   private feed(chunk: string): void {
     this.buffered += chunk;
-    let end;
+    let end: number;
     while ((end = this.buffered.indexOf("\n\n")) !== -1) {
       const block = this.buffered.slice(0, end);
       this.buffered = this.buffered.slice(end + 2);
