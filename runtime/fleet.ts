@@ -223,6 +223,11 @@ export class Fleet {
     return announcement;
   }
 
+  /** Whether this runtime's view of the registry holds `providerId`. */
+  knows(providerId: string): boolean {
+    return this.providers.has(providerId);
+  }
+
   /** The policies of the gateways alive now. */
   gatewayPolicies(): GatewayPolicy[] {
     return [...this.gateways.values()];
@@ -349,8 +354,12 @@ export class Fleet {
       return;
     }
     try {
+      // A provider already in the registry with this capability had its queue made when it was first written:
+      // its heartbeats and lane switches are written at once, so a switch's instant is still ahead when it lands.
+      const listed = this.providers.get(providerId)?.capabilities;
       for (const { descriptor } of record.capabilities) {
         if (!descriptor || !usesWorkQueue(descriptor) || this.queuesReady.has(descriptor.id)) continue;
+        if (listed?.some((c) => c.descriptor.id === descriptor.id)) continue;
         checkDescriptor(descriptor); // its id becomes a consumer's filter subject: no wildcards, no empty tokens
         await ensureWorkStream(this.runtime);
         await ensureWorkConsumer(this.runtime, descriptor.id);

@@ -181,6 +181,10 @@ export class WorkerHost {
     if (this.policyMatches) {
       this.laneOffReason = undefined;
       if (this.directFrom !== undefined) return;
+      // Once the registry holds this worker (its first registration made its queues), the registration with the
+      // switch is written without delay, so its instant is still ahead when gateways read it.
+      await until(() => this.stopped || this.runtime.fleet?.knows(this.providerId) === true, 10_000);
+      if (this.stopped) return;
       // Far enough ahead for every gateway to hear of it before it comes (docs/bindings/provider-protocol.md §9).
       const from = Date.now() + DIRECT_SWITCH_MS;
       this.directFrom = from;
