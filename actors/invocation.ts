@@ -9,8 +9,8 @@
 // `fromTransition` builds it), not a state machine: the same states, events and final outcomes, started,
 // observed and contained by the supervisor like every actor, at a fifth of a machine's cost. A machine
 // resolves state nodes, transition domains and action lists on every event, and that was a quarter of
-// a worker's CPU per NATS invoke (docs/decisions.md). The streams and subscriptions, which live long and
-// have timers, stay machines.
+// a worker's CPU per NATS invoke (docs/decisions.md, 'The invocation actor is a transition function, not a
+// machine'). The streams and subscriptions, which live long and have timers, stay machines.
 //
 // The deadline arrives as an event from a plain timer that runtime/invoke.ts starts and clears, and the
 // handler's result arrives as an event. Entering a final state settles the caller exactly once; the

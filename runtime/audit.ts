@@ -23,8 +23,9 @@ const FLUSH_AT = 512;
 const MAX_QUEUED = 50_000;
 /**
  * Records of one flush and one tenant travel as one stream message, one JSON record per line: storing a
- * message per record cost nats-server about as much as the PUBLISH it audited (docs/decisions.md). A record's
- * cursor (`seq`) is its message's stream sequence times CURSOR_SPAN plus its line, so it stays one integer.
+ * message per record cost nats-server about as much as the PUBLISH it audited (docs/decisions.md, 'Audit records
+ * are core publishes into a JetStream stream'). A record's cursor (`seq`) is its message's stream sequence times
+ * CURSOR_SPAN plus its line, so it stays one integer.
  */
 const RECORDS_PER_MESSAGE = 512;
 const CURSOR_SPAN = 1024;

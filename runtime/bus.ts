@@ -12,9 +12,9 @@ export interface Bus {
    * The connection of the public events subjects `mig.v0_1.<tenant>.events.<topic>`: the NATS binding's PUBLISH
    * subscription and the runtime's live EventMessages share it, opened with `noEcho`, so the server never hands
    * the runtime its own live copy of an event (which the binding would only drop again: that round trip cost
-   * about a fifth of the runtime's CPU per PUBLISH, docs/decisions.md). The stored events and their JetStream
-   * acks travel on it too, so one PUBLISH's messages share a socket and a write (runtime/turn-batch.ts).
-   * Closed when `nc` closes.
+   * about a fifth of the runtime's CPU per PUBLISH: docs/decisions.md, 'Public events subjects use a second
+   * connection with `no_echo`'). The stored events and their JetStream acks travel on it too, so one PUBLISH's
+   * messages share a socket and a write (runtime/turn-batch.ts). Closed when `nc` closes.
    */
   events: NatsConnection;
   js: JetStreamClient;

@@ -6,19 +6,22 @@
 // one write, after the last of them has run. Until then the caller's process, on another core, has nothing to
 // do, and when the answers arrive this process waits in turn. Caller and runtime then take turns instead of
 // working side by side. Starting a chunk, writing its answers, then starting the next lets the caller work on the
-// first answers while this process runs the rest (docs/decisions.md, session 7, has the figures).
+// first answers while this process runs the rest (figures: docs/decisions.md, 'Request admission in chunks').
 //
 // A request waits at most until the chunks before it have started, a few turns of the loop. If more than
 // `maxWaiting` wait (a flood), everything waiting starts at once, in order, as it did without chunks, rather than
 // letting the queue grow: INVOKE's admission control then answers the excess with MIG_BACKPRESSURE.
 
-/** Requests started per turn by the NATS binding; at 64 callers, 24 and 32 did best (docs/decisions.md, session 7). */
+/**
+ * Requests started per turn by the NATS binding. At 64 callers 24 and 32 did best; 8 made writes too small, and 32
+ * writes less often when callers are many (docs/decisions.md, 'Request admission in chunks').
+ */
 export const ADMISSION_CHUNK = 32;
 /**
  * PUBLISH requests started per turn by the NATS events binding. A PUBLISH crosses nats-server twice more than an
  * INVOKE's answer does (its store, and the stream's ack), so nats-server is a third busy process; smaller chunks
  * let it store one chunk while the runtime starts the next. At 64 in flight 16 beat 32 in five pairs of seven, by a
- * small margin (docs/decisions.md, session 8).
+ * small margin (docs/decisions.md, 'PUBLISH admission in chunks').
  */
 export const PUBLISH_ADMISSION_CHUNK = 16;
 

@@ -81,7 +81,8 @@ export interface RuntimeCore {
  * go into the young generation; when it holds `limit` it becomes the old one and the previous old one
  * is dropped whole, so at least the newest `limit` ids are remembered, and at most twice that many.
  * Nothing is deleted entry by entry: that needed an order array beside the Map and a delete per add,
- * and a V8 Map keeps deleted entries until it rehashes (docs/decisions.md).
+ * and a V8 Map keeps deleted entries until it rehashes (docs/decisions.md, 'Finished ids live in two
+ * generations of Maps').
  */
 export class RecentlyFinished {
   private young = new Map<string, string>();

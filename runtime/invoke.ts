@@ -230,8 +230,8 @@ class HandlerContext implements InvocationContext {
 
 /**
  * An AbortController made only when the handler reads its signal: most handlers never do, and making
- * one per invocation showed in profiles (docs/decisions.md). A signal read after the abort is born aborted,
- * with the same reason.
+ * one per invocation showed in profiles (docs/decisions.md, 'The handler's AbortController is made when it reads
+ * `signal`'). A signal read after the abort is born aborted, with the same reason.
  */
 class LazyAbortController {
   private controller: AbortController | undefined;

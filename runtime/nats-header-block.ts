@@ -1,10 +1,11 @@
 // Write-only NATS headers for messages this runtime publishes on hot paths (replies, stored and live events).
 //
 // nats.js's MsgHdrs canonicalizes, lists and filters every key on each set() or append(), and compiles a RegExp
-// per value: per NATS invoke that was about a sixth of the bytes allocated (docs/decisions.md). Headers that are
-// only ever written need none of it. nats.js's publish reads nothing from its `headers` option but encode()
-// (@nats-io/nats-core 3.x, protocol.js), so a block is the header text in NATS's wire format ("NATS/1.0", then one
-// "key: value" line each) behind that one method. Messages the runtime reads headers from keep MsgHdrs.
+// per value: per NATS invoke that was about a sixth of the bytes allocated (docs/decisions.md, 'Write-only headers
+// are a `HeaderBlock`'). Headers that are only ever written need none of it. nats.js's publish reads nothing from
+// its `headers` option but encode() (@nats-io/nats-core 3.x, protocol.js), so a block is the header text in NATS's
+// wire format ("NATS/1.0", then one "key: value" line each) behind that one method. Messages the runtime reads
+// headers from keep MsgHdrs.
 import type { MsgHdrs } from "@nats-io/transport-node";
 
 const encoder = new TextEncoder();

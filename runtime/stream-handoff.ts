@@ -13,7 +13,8 @@
 // round trip through two processes; the gateway's part that matters (authentication, validation, policy,
 // quota, audit, the answer naming the subjects) happens before the first frame. What stays with the
 // gateway: the stream's record, so CANCEL by message id works as before, and the MIG_UNAVAILABLE terminal
-// frame when the worker dies. docs/bindings/provider-protocol.md §6 and docs/decisions.md.
+// frame when the worker dies. docs/bindings/provider-protocol.md §6 and docs/decisions.md, 'NATS streams of
+// worker-served capabilities are handed off'.
 import { nuid, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { streamSubject } from "../bindings/nats/stream.ts";
 import type { InflightStream } from "./core.ts";

@@ -61,7 +61,8 @@ function hasDelayedTransitions(logic: AnyActorLogic): boolean {
 /**
  * Supervisor of all actors of a runtime. Its own actor (`root`, a callback actor that does nothing) is
  * the parent of the actors it starts, so that they share the root's XState system: a root actor builds
- * a system of its own, and that was about a quarter of an invocation actor's cost (docs/decisions.md).
+ * a system of its own, and that was about a quarter of an invocation actor's cost (docs/decisions.md, 'Actors
+ * share the supervisor's XState system; no parent machine spawns them').
  * The actors are started with `createActor(logic, { parent })`, not spawned by a parent machine: a
  * machine copies its whole `children` record on every spawn and stop, O(live actors) per invocation;
  * here each spawn and exit stays O(1). Their done and error events reach the root and are dropped
@@ -83,7 +84,8 @@ export class Supervisor {
     private readonly logger: Logger,
   ) {
     // Counting in plain fields and handing the totals to prom-client at scrape time, instead of three to
-    // seven labelled prom-client calls per actor lifecycle (each hashes its labels): docs/decisions.md.
+    // seven labelled prom-client calls per actor lifecycle (each hashes its labels): docs/decisions.md, 'One
+    // snapshot observer per actor; counts are tallies read at scrape time'.
     metrics.collectActors = () => this.report();
   }
 
@@ -112,7 +114,8 @@ export class Supervisor {
     const id = actor.sessionId;
     // One snapshot observer per actor, not XState's inspection API: inspection reports every event,
     // microstep and action and measured here it doubled the cost of an invocation actor
-    // (docs/decisions.md). Snapshots of the actor itself are all the gauges need; children do not notify it.
+    // (docs/decisions.md, 'One snapshot observer per actor; counts are tallies read at scrape time'). Snapshots
+    // of the actor itself are all the gauges need; children do not notify it.
     actor.subscribe(new ActorWatch(this, id, kind, onCrash));
     actor.start();
     return actor;

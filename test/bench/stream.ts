@@ -33,7 +33,7 @@ const { values } = parseArgs({
     cancels: { type: "string", default: "1000" },
     // Rounds (one cancel of each way) run before the measured ones, as every loader row warms up: the first few
     // hundred cancels of a fresh process run code V8 has not optimized yet, and their tail was the p99 of a short
-    // run (docs/streaming.md, sixth session). Their times are reported apart, as `warmup`.
+    // run (docs/streaming.md, "Where the cancel tail comes from"). Their times are reported apart, as `warmup`.
     "cancel-warmup": { type: "string", default: "300" },
     // The runtime's window (MIG_STREAM_WINDOW in both processes: frames it holds per stream) and the
     // consumer's credit (frames it lets be in flight toward it: its receive buffer) are separate choices. A
