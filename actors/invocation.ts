@@ -47,7 +47,13 @@ function active(value: InvocationState, context: InvocationInput): InvocationSna
   return { status: "active", value, context, output: undefined, error: undefined };
 }
 
-function final(scope: Scope, value: InvocationState, context: InvocationInput, outcome: InvocationOutcome, abort: boolean): InvocationSnapshot {
+function final(
+  scope: Scope,
+  value: InvocationState,
+  context: InvocationInput,
+  outcome: InvocationOutcome,
+  abort: boolean,
+): InvocationSnapshot {
   scope.defer(() => {
     if (abort && !outcome.ok) context.controller.abort(outcome.error);
     context.settle(outcome);
@@ -62,15 +68,21 @@ function transition(snapshot: InvocationSnapshot, event: InvocationEvent, scope:
     case "DISPATCHED":
       return value === "received" ? active("dispatched", context) : snapshot;
     case "RESULT":
-      return value === "dispatched" ? final(scope, "completed", context, { ok: true, payload: event.payload }, false) : snapshot;
+      return value === "dispatched"
+        ? final(scope, "completed", context, { ok: true, payload: event.payload }, false)
+        : snapshot;
     case "FAIL":
       return final(scope, "failed", context, { ok: false, error: event.error }, false);
     case "CANCEL": {
       // The standard's reference answers a cancelled invocation with MIG_TIMEOUT; details tell the two apart.
-      const error = new MigError("MIG_TIMEOUT", `the invocation was cancelled${event.reason ? `: ${event.reason}` : ""}`, {
-        retryable: false,
-        details: { cancelled: true, reason: event.reason },
-      });
+      const error = new MigError(
+        "MIG_TIMEOUT",
+        `the invocation was cancelled${event.reason ? `: ${event.reason}` : ""}`,
+        {
+          retryable: false,
+          details: { cancelled: true, reason: event.reason },
+        },
+      );
       return final(scope, "cancelled", context, { ok: false, error }, true);
     }
     case "DEADLINE": {

@@ -78,7 +78,8 @@ export const streamMachine = setup({
       if (event.type === "FAIL") context.finish({ state: "failed", error: event.error });
     },
     endStalled: ({ context }) => context.finish({ state: "failed", error: backpressure(context, "read nothing") }),
-    endUndelivered: ({ context }) => context.finish({ state: "failed", error: backpressure(context, "did not take the last frames") }),
+    endUndelivered: ({ context }) =>
+      context.finish({ state: "failed", error: backpressure(context, "did not take the last frames") }),
     endCancelled: ({ context, event }) => {
       if (event.type === "CANCEL") context.finish({ state: "cancelled", reason: event.reason, error: event.error });
     },

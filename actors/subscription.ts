@@ -8,7 +8,7 @@
 // The pump (runtime/subscribe.ts) is the actor's one child, a callback actor started with `open` and stopped
 // when the actor leaves it: it moves events from the consumer to the subscriber and reports only lifecycle
 // changes, so the machine costs nothing per event.
-import { assign, fromCallback, setup, type AnyEventObject } from "xstate";
+import { type AnyEventObject, assign, fromCallback, setup } from "xstate";
 import type { MigError } from "../runtime/errors.ts";
 
 export interface SubscriptionPump {

@@ -30,7 +30,7 @@ export function isRecord(value: unknown): value is Record<string, unknown> {
 export function brief(value: unknown, max = 160): string {
   let text: string;
   try {
-    text = typeof value === "string" ? value : JSON.stringify(value) ?? String(value);
+    text = typeof value === "string" ? value : (JSON.stringify(value) ?? String(value));
   } catch {
     text = String(value);
   }

@@ -3,8 +3,8 @@
 import { randomUUID } from "node:crypto";
 import { brief, ensure, fail, HTTP_STATUS_BY_CODE, isMigErrorCode, isRecord, skip } from "./assert.ts";
 import { GrpcClient } from "./grpc-client.ts";
-import { HttpClient, type HttpAnswer, type HttpRequestOptions } from "./http-client.ts";
-import { NatsClient, type NatsAnswer } from "./nats-client.ts";
+import { type HttpAnswer, HttpClient, type HttpRequestOptions } from "./http-client.ts";
+import { type NatsAnswer, NatsClient } from "./nats-client.ts";
 import type { Binding, EnvelopeName, ValidateEnvelope } from "./types.ts";
 import { WsSession } from "./ws-client.ts";
 
@@ -66,8 +66,10 @@ export class CheckContext {
     this.validator = settings.validator;
     this.validatorError = settings.validatorError;
     this.natsUrl = settings.nats;
-    if (settings.grpc) this.grpcClient = new GrpcClient(settings.grpc, settings.tenant, settings.token, settings.timeoutMs);
-    if (settings.http) this.httpClient = new HttpClient(settings.http, settings.tenant, settings.token, settings.timeoutMs);
+    if (settings.grpc)
+      this.grpcClient = new GrpcClient(settings.grpc, settings.tenant, settings.token, settings.timeoutMs);
+    if (settings.http)
+      this.httpClient = new HttpClient(settings.http, settings.tenant, settings.token, settings.timeoutMs);
   }
 
   /** A complete MIG header for this tenant; `extra` adds or overrides fields. */
@@ -87,7 +89,11 @@ export class CheckContext {
   }
 
   /** POSTs JSON and records the answer. */
-  async post(path: string, body: unknown, options: HttpRequestOptions & { tenantExpected?: boolean } = {}): Promise<HttpAnswer> {
+  async post(
+    path: string,
+    body: unknown,
+    options: HttpRequestOptions & { tenantExpected?: boolean } = {},
+  ): Promise<HttpAnswer> {
     const answer = await this.http.post(path, body, options);
     this.recordHttp(answer, options.tenantExpected ?? true);
     return answer;

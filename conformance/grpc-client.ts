@@ -1,12 +1,14 @@
 // A thin gRPC client for the mig.v0_1 services, generated at run time from schemas/mig.proto (the standard's wire contract).
 
 import { join } from "node:path";
-import { credentials, loadPackageDefinition, Metadata, type Client, type ServiceError } from "@grpc/grpc-js";
+import { type Client, credentials, loadPackageDefinition, Metadata, type ServiceError } from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 
 const PROTO = join(import.meta.dirname, "../schemas/mig.proto");
 
-export type GrpcAnswer = { ok: true; method: string; value: Record<string, unknown> } | { ok: false; method: string; error: ServiceError };
+export type GrpcAnswer =
+  | { ok: true; method: string; value: Record<string, unknown> }
+  | { ok: false; method: string; error: ServiceError };
 
 /** What a streaming call delivered: its messages, and its status if it ended (the harness cancels it once it has enough). */
 export interface GrpcStreamAnswer {
@@ -19,7 +21,13 @@ export interface GrpcStreamAnswer {
 
 export class GrpcClient {
   private readonly clients = new Map<string, Client>();
-  private readonly pkg: Record<string, new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => Client>;
+  private readonly pkg: Record<
+    string,
+    new (
+      address: string,
+      creds: ReturnType<typeof credentials.createInsecure>,
+    ) => Client
+  >;
 
   constructor(
     readonly address: string,
@@ -35,8 +43,12 @@ export class GrpcClient {
   call(service: string, method: string, request: Record<string, unknown>): Promise<GrpcAnswer> {
     const name = `${service}/${method}`;
     return new Promise((resolve) => {
-      (this.client(service) as any)[method](request, this.metadata(), { deadline: Date.now() + this.timeoutMs }, (error: ServiceError | null, value: any) =>
-        resolve(error ? { ok: false, method: name, error } : { ok: true, method: name, value }),
+      (this.client(service) as any)[method](
+        request,
+        this.metadata(),
+        { deadline: Date.now() + this.timeoutMs },
+        (error: ServiceError | null, value: any) =>
+          resolve(error ? { ok: false, method: name, error } : { ok: true, method: name, value }),
       );
     });
   }
@@ -45,15 +57,27 @@ export class GrpcClient {
    * Opens a server-streaming call with `request`, or a bidi call that sends `request` (a list of messages)
    * and half-closes; collects messages until `enough(messages)` holds, the call ends, or the timeout.
    */
-  stream(service: string, method: string, request: Record<string, unknown> | Record<string, unknown>[], enough: (messages: Record<string, unknown>[]) => boolean): Promise<GrpcStreamAnswer> {
+  stream(
+    service: string,
+    method: string,
+    request: Record<string, unknown> | Record<string, unknown>[],
+    enough: (messages: Record<string, unknown>[]) => boolean,
+  ): Promise<GrpcStreamAnswer> {
     const client = this.client(service) as any;
     const options = { deadline: Date.now() + this.timeoutMs };
-    const call = Array.isArray(request) ? client[method](this.metadata(), options) : client[method](request, this.metadata(), options);
+    const call = Array.isArray(request)
+      ? client[method](this.metadata(), options)
+      : client[method](request, this.metadata(), options);
     if (Array.isArray(request)) {
       for (const message of request) call.write(message);
       call.end();
     }
-    const answer: GrpcStreamAnswer = { method: `${service}/${method}`, messages: [], code: undefined, error: undefined };
+    const answer: GrpcStreamAnswer = {
+      method: `${service}/${method}`,
+      messages: [],
+      code: undefined,
+      error: undefined,
+    };
     return new Promise((resolve) => {
       let settled = false;
       const settle = () => {

@@ -5,24 +5,25 @@ import type { Check } from "./check.ts";
 import { ALL_CHECKS } from "./checks/index.ts";
 import { CheckContext } from "./context.ts";
 import {
-  PROFILE_INCLUDES,
-  PROFILES,
   type CheckResult,
   type ConformanceOptions,
   type ConformanceReport,
+  PROFILE_INCLUDES,
+  PROFILES,
   type Status,
   type ValidateEnvelope,
 } from "./types.ts";
 
-export type { CheckResult, ConformanceOptions, ConformanceReport, Profile } from "./types.ts";
 export { ALL_CHECKS } from "./checks/index.ts";
+export type { CheckResult, ConformanceOptions, ConformanceReport, Profile } from "./types.ts";
 
 const DEFAULT_TIMEOUT_MS = 5000;
 
 /** Runs every check of `options.profile` (default core) in order; never throws for a failing endpoint. */
 export async function runConformance(options: ConformanceOptions): Promise<ConformanceReport> {
   const profile = options.profile ?? "core";
-  if (!PROFILES.includes(profile)) throw new Error(`invalid profile "${profile}" - expected one of ${PROFILES.join(", ")}`);
+  if (!PROFILES.includes(profile))
+    throw new Error(`invalid profile "${profile}" - expected one of ${PROFILES.join(", ")}`);
   const tenant = options.tenant ?? "acme";
   checkTenant(tenant);
   if (options.http !== undefined) checkUrl("http", options.http, ["http:", "https:"]);
@@ -62,7 +63,12 @@ export async function runConformance(options: ConformanceOptions): Promise<Confo
   return { profile, results, passed: count("pass"), failed: count("fail"), skipped: count("skip") };
 }
 
-async function runCheck(check: Check, ctx: CheckContext, options: ConformanceOptions, timeoutMs: number): Promise<CheckResult> {
+async function runCheck(
+  check: Check,
+  ctx: CheckContext,
+  options: ConformanceOptions,
+  timeoutMs: number,
+): Promise<CheckResult> {
   const started = performance.now();
   const done = (status: Status, reason?: string): CheckResult => ({
     id: check.id,
@@ -123,6 +129,8 @@ function checkUrl(name: string, value: string, protocols: string[]): void {
     throw new Error(`invalid ${name} URL "${value}"`);
   }
   if (!protocols.includes(url.protocol)) {
-    throw new Error(`invalid ${name} URL "${value}" - expected ${protocols.map((p) => p.replace(":", "://")).join(" or ")}`);
+    throw new Error(
+      `invalid ${name} URL "${value}" - expected ${protocols.map((p) => p.replace(":", "://")).join(" or ")}`,
+    );
   }
 }

@@ -1,6 +1,6 @@
 // A thin NATS request/reply client for the MIG NATS binding (JSON bodies, MIG header fields mirrored).
 
-import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
+import { connect, type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node";
 import { fail } from "./assert.ts";
 
 export interface NatsAnswer {

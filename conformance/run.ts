@@ -2,7 +2,7 @@
 
 import { Command, InvalidArgumentError, Option } from "commander";
 import { runConformance } from "./harness.ts";
-import { PROFILES, type CheckResult, type Profile } from "./types.ts";
+import { type CheckResult, PROFILES, type Profile } from "./types.ts";
 
 interface CliOptions {
   http?: string;
@@ -41,7 +41,8 @@ const program = new Command()
   .option("--only <prefixes...>", "run only checks whose id starts with one of these (e.g. CORE-3 EVENT)")
   .option("--json", "print the report as JSON instead of lines")
   .action(async (opts: CliOptions) => {
-    if (!opts.http && !opts.nats && !opts.grpc) program.error("error: give --http <url>, --nats <url> and/or --grpc <host:port>");
+    if (!opts.http && !opts.nats && !opts.grpc)
+      program.error("error: give --http <url>, --nats <url> and/or --grpc <host:port>");
     const report = await runConformance({
       http: opts.http,
       nats: opts.nats,
@@ -54,7 +55,13 @@ const program = new Command()
       onResult: opts.json ? undefined : (result) => console.log(line(result)),
     }).catch((err: unknown) => program.error(`error: ${err instanceof Error ? err.message : String(err)}`));
     if (opts.json) {
-      console.log(JSON.stringify({ ...report, endpoints: { http: opts.http ?? null, nats: opts.nats ?? null, grpc: opts.grpc ?? null } }, null, 2));
+      console.log(
+        JSON.stringify(
+          { ...report, endpoints: { http: opts.http ?? null, nats: opts.nats ?? null, grpc: opts.grpc ?? null } },
+          null,
+          2,
+        ),
+      );
     } else {
       const verdict = report.failed === 0 ? "OK" : "FAILED";
       console.log(

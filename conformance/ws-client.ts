@@ -28,7 +28,9 @@ export class WsSession {
       const socket = new WebSocket(wsUrl, { headers, handshakeTimeout: timeoutMs });
       socket.once("open", () => resolve(new WsSession(socket)));
       socket.once("unexpected-response", (_req, res) => {
-        reject(new CheckFailure(`GET ${new URL(wsUrl).pathname} answered ${res.statusCode} instead of a WebSocket upgrade`));
+        reject(
+          new CheckFailure(`GET ${new URL(wsUrl).pathname} answered ${res.statusCode} instead of a WebSocket upgrade`),
+        );
         res.resume();
         socket.terminate();
       });

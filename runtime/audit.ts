@@ -9,8 +9,8 @@ import type { Bus } from "./bus.ts";
 import { isoNow } from "./clock.ts";
 import type { RuntimeConfig } from "./config.ts";
 import { MigError, type MigErrorCode } from "./errors.ts";
-import { checkTenant } from "./names.ts";
 import type { Logger } from "./logger.ts";
+import { checkTenant } from "./names.ts";
 
 export const AUDIT_STREAM = "MIG_AUDIT";
 /** Internal subjects (under `_MIG.`, which client credentials cannot publish to): `_MIG.audit.t.<tenant>`. */
@@ -114,7 +114,11 @@ export class AuditLog {
     try {
       const info = await this.bus.jsm.streams.info(AUDIT_STREAM);
       if (info.config.max_age !== wanted.max_age || info.config.max_bytes !== wanted.max_bytes) {
-        await this.bus.jsm.streams.update(AUDIT_STREAM, { ...info.config, max_age: wanted.max_age!, max_bytes: wanted.max_bytes! });
+        await this.bus.jsm.streams.update(AUDIT_STREAM, {
+          ...info.config,
+          max_age: wanted.max_age!,
+          max_bytes: wanted.max_bytes!,
+        });
       }
     } catch (err) {
       if (!/stream not found/i.test((err as Error).message)) throw err;
@@ -123,7 +127,9 @@ export class AuditLog {
     if (this.config.auditFile) {
       mkdirSync(dirname(this.config.auditFile), { recursive: true });
       this.file = createWriteStream(this.config.auditFile, { flags: "a" });
-      this.file.on("error", (err) => this.logger.error({ err: err.message, file: this.config.auditFile }, "audit file write failed"));
+      this.file.on("error", (err) =>
+        this.logger.error({ err: err.message, file: this.config.auditFile }, "audit file write failed"),
+      );
     }
   }
 
@@ -201,7 +207,9 @@ export class AuditLog {
     const startMessage = after !== undefined ? Math.max(1, Math.floor(after / CURSOR_SPAN)) : undefined;
     const consumer = await this.bus.js.consumers.get(AUDIT_STREAM, {
       filter_subjects: subject,
-      ...(startMessage !== undefined ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: startMessage } : { deliver_policy: DeliverPolicy.All }),
+      ...(startMessage !== undefined
+        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: startMessage }
+        : { deliver_policy: DeliverPolicy.All }),
     });
     const records: StoredAuditRecord[] = [];
     let seen = 0;
@@ -262,12 +270,21 @@ export function operationRecord(
   serverId: string,
   operation: string,
   body: unknown,
-  request: { principal: { subject: string; tenant_id: string | undefined; authenticated: boolean }; tenant?: string | undefined; binding: string; authorized?: boolean },
+  request: {
+    principal: { subject: string; tenant_id: string | undefined; authenticated: boolean };
+    tenant?: string | undefined;
+    binding: string;
+    authorized?: boolean;
+  },
   target: string | undefined,
   error: { code: MigErrorCode; message: string } | undefined,
 ): AuditRecord {
-  const raw = body !== null && typeof body === "object" && !Array.isArray(body) ? (body as Record<string, unknown>) : {};
-  const header = raw.header !== null && typeof raw.header === "object" && !Array.isArray(raw.header) ? (raw.header as Record<string, unknown>) : {};
+  const raw =
+    body !== null && typeof body === "object" && !Array.isArray(body) ? (body as Record<string, unknown>) : {};
+  const header =
+    raw.header !== null && typeof raw.header === "object" && !Array.isArray(raw.header)
+      ? (raw.header as Record<string, unknown>)
+      : {};
   const { principal } = request;
   const named = shortString(header.tenant_id, 64) ?? shortString(request.tenant, 64);
   const tenant = principal.tenant_id ?? named ?? "";
@@ -280,7 +297,7 @@ export function operationRecord(
     authenticated: principal.authenticated,
     tenant,
     operation,
-    decision: decisionOf(error?.code, request.authorized === true || (error === undefined)),
+    decision: decisionOf(error?.code, request.authorized === true || error === undefined),
     outcome: error ? "error" : "ok",
   };
   if (named !== undefined && named !== tenant) record.requested_tenant = named;

@@ -5,22 +5,33 @@ import {
   createLocalJWKSet,
   createRemoteJWKSet,
   decodeProtectedHeader,
-  errors as joseErrors,
-  jwtVerify,
   type JSONWebKeySet,
   type JWTVerifyGetKey,
   type JWTVerifyOptions,
+  errors as joseErrors,
+  jwtVerify,
 } from "jose";
+import type { AuthMode, RuntimeConfig } from "./config.ts";
 import { MigError } from "./errors.ts";
 import { anonymousPrincipal, type Principal } from "./principal.ts";
-import type { AuthMode, RuntimeConfig } from "./config.ts";
 import type { BindingType } from "./types.ts";
 
 const MAX_TOKEN_BYTES = 8 * 1024;
 const DEFAULT_CLOCK_SKEW_SECONDS = 30;
 
 /** The asymmetric algorithms a JWKS may use; HS* is never accepted from a JWKS (no shared secrets there). */
-const ASYMMETRIC_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"];
+const ASYMMETRIC_ALGORITHMS = [
+  "RS256",
+  "RS384",
+  "RS512",
+  "PS256",
+  "PS384",
+  "PS512",
+  "ES256",
+  "ES384",
+  "ES512",
+  "EdDSA",
+];
 
 export interface Credentials {
   /** The raw Authorization value, e.g. "Bearer eyJ…". */
@@ -77,11 +88,18 @@ export class Authenticator {
     const jwksSources: JWTVerifyGetKey[] = [];
     if (options.jwks) jwksSources.push(createLocalJWKSet(options.jwks));
     if (options.jwksUrl) {
-      jwksSources.push(createRemoteJWKSet(new URL(options.jwksUrl), { timeoutDuration: 5_000, cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000 }));
+      jwksSources.push(
+        createRemoteJWKSet(new URL(options.jwksUrl), {
+          timeoutDuration: 5_000,
+          cooldownDuration: 30_000,
+          cacheMaxAge: 10 * 60_000,
+        }),
+      );
     }
     if (jwksSources.length > 0) {
       const jwks = firstMatchingKey(jwksSources);
-      for (const alg of ASYMMETRIC_ALGORITHMS) if (!this.byAlgorithm.has(alg)) this.byAlgorithm.set(alg, { algorithms: [alg], key: jwks });
+      for (const alg of ASYMMETRIC_ALGORITHMS)
+        if (!this.byAlgorithm.has(alg)) this.byAlgorithm.set(alg, { algorithms: [alg], key: jwks });
     }
     this.accepted = [...this.byAlgorithm.keys()];
     if (mode === "jwt" && this.accepted.length === 0) {
@@ -96,7 +114,11 @@ export class Authenticator {
   /** An authenticator for the runtime's settings; reads key files once, at start. */
   static fromConfig(config: RuntimeConfig): Authenticator {
     if (config.authMode === "none") return new Authenticator("none");
-    const list = (value: string | undefined) => value?.split(",").map((s) => s.trim()).filter(Boolean);
+    const list = (value: string | undefined) =>
+      value
+        ?.split(",")
+        .map((s) => s.trim())
+        .filter(Boolean);
     return new Authenticator("jwt", config.jwtHs256Secret, {
       publicKeyPem: config.jwtPublicKeyFile ? readFileSync(config.jwtPublicKeyFile, "utf8") : undefined,
       jwks: config.jwtJwksFile ? (JSON.parse(readFileSync(config.jwtJwksFile, "utf8")) as JSONWebKeySet) : undefined,
@@ -118,7 +140,8 @@ export class Authenticator {
     try {
       return await this.verify(bearerToken(credentials.authorization));
     } catch (err) {
-      const error = err instanceof MigError ? err : new MigError("MIG_UNAUTHORIZED", "the bearer token is not a valid JWT");
+      const error =
+        err instanceof MigError ? err : new MigError("MIG_UNAUTHORIZED", "the bearer token is not a valid JWT");
       this.onFailure?.(credentials, error);
       throw error;
     }
@@ -137,18 +160,24 @@ export class Authenticator {
     }
     const pinned = typeof alg === "string" ? this.byAlgorithm.get(alg) : undefined;
     if (!pinned) {
-      throw new MigError("MIG_UNAUTHORIZED", `the bearer token is signed with ${JSON.stringify(alg)}; this server accepts ${this.accepted.join(", ")}`);
+      throw new MigError(
+        "MIG_UNAUTHORIZED",
+        `the bearer token is signed with ${JSON.stringify(alg)}; this server accepts ${this.accepted.join(", ")}`,
+      );
     }
     let claims: Record<string, unknown>;
     try {
       const options = { ...this.verifyOptions, algorithms: pinned.algorithms };
       const result =
-        typeof pinned.key === "function" ? await jwtVerify(token, pinned.key, options) : await jwtVerify(token, pinned.key, options);
+        typeof pinned.key === "function"
+          ? await jwtVerify(token, pinned.key, options)
+          : await jwtVerify(token, pinned.key, options);
       claims = result.payload;
     } catch (err) {
       throw joseFailure(err);
     }
-    const tenant = typeof claims.tenant_id === "string" ? claims.tenant_id : typeof claims.tenant === "string" ? claims.tenant : "";
+    const tenant =
+      typeof claims.tenant_id === "string" ? claims.tenant_id : typeof claims.tenant === "string" ? claims.tenant : "";
     if (!tenant) throw new MigError("MIG_UNAUTHORIZED", "the bearer token has no tenant_id (or tenant) claim");
     return {
       subject: typeof claims.sub === "string" && claims.sub ? claims.sub : "unknown",
@@ -168,7 +197,8 @@ function bearerToken(authorization: string | undefined): string {
   const match = /^Bearer\s+(\S+)$/i.exec(value);
   if (!match) throw new MigError("MIG_UNAUTHORIZED", "the Authorization value must be `Bearer <JWT>`");
   const token = match[1]!;
-  if (token.length > MAX_TOKEN_BYTES) throw new MigError("MIG_UNAUTHORIZED", `the bearer token is larger than ${MAX_TOKEN_BYTES} bytes`);
+  if (token.length > MAX_TOKEN_BYTES)
+    throw new MigError("MIG_UNAUTHORIZED", `the bearer token is larger than ${MAX_TOKEN_BYTES} bytes`);
   return token;
 }
 
@@ -183,7 +213,9 @@ function algorithmOf(key: KeyObject): string {
     if (curve === "secp384r1" || curve === "P-384") return "ES384";
     if (curve === "secp521r1" || curve === "P-521") return "ES512";
   }
-  throw new Error(`the public key in MIG_JWT_PUBLIC_KEY_FILE has type ${type}; use an RSA, EC (P-256/384/521) or Ed25519 key`);
+  throw new Error(
+    `the public key in MIG_JWT_PUBLIC_KEY_FILE has type ${type}; use an RSA, EC (P-256/384/521) or Ed25519 key`,
+  );
 }
 
 /** Tries JWKS sources in order; the first that holds a key matching the token's kid and alg wins. */
@@ -211,17 +243,24 @@ function scopesOf(claims: Record<string, unknown>): Set<string> {
 
 function joseFailure(err: unknown): MigError {
   // The identity provider being unreachable is not the caller's fault: retryable, not a refusal.
-  if (err instanceof joseErrors.JWKSTimeout || (err instanceof Error && /fetch failed|Expected 200 OK/i.test(err.message))) {
-    return new MigError("MIG_UNAVAILABLE", "the JWKS endpoint that holds the token keys did not answer; try again", { retryable: true });
+  if (
+    err instanceof joseErrors.JWKSTimeout ||
+    (err instanceof Error && /fetch failed|Expected 200 OK/i.test(err.message))
+  ) {
+    return new MigError("MIG_UNAVAILABLE", "the JWKS endpoint that holds the token keys did not answer; try again", {
+      retryable: true,
+    });
   }
   return new MigError("MIG_UNAUTHORIZED", describeJoseError(err));
 }
 
 function describeJoseError(err: unknown): string {
   if (err instanceof joseErrors.JWTExpired) return "the bearer token has expired";
-  if (err instanceof joseErrors.JWTClaimValidationFailed) return `the bearer token's "${err.claim}" claim is not acceptable: ${err.reason}`;
+  if (err instanceof joseErrors.JWTClaimValidationFailed)
+    return `the bearer token's "${err.claim}" claim is not acceptable: ${err.reason}`;
   if (err instanceof joseErrors.JOSEAlgNotAllowed) return "the bearer token is not signed with an accepted algorithm";
   if (err instanceof joseErrors.JWSSignatureVerificationFailed) return "the bearer token's signature does not verify";
-  if (err instanceof joseErrors.JWKSNoMatchingKey) return "no key of the configured JWKS matches the bearer token's kid and alg";
+  if (err instanceof joseErrors.JWKSNoMatchingKey)
+    return "no key of the configured JWKS matches the bearer token's kid and alg";
   return "the bearer token is not a valid JWT";
 }

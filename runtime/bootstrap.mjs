@@ -64,7 +64,9 @@ function ensureNatsServer() {
   if (findOnPath("nats-server")) return;
   const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
   if (!isRoot || !findOnPath("apt-get")) {
-    say("nats-server is not installed: run `sudo apt-get install -y nats-server` (or set NATS_SERVER_BIN to a nats-server binary), then run this command again.");
+    say(
+      "nats-server is not installed: run `sudo apt-get install -y nats-server` (or set NATS_SERVER_BIN to a nats-server binary), then run this command again.",
+    );
     process.exit(1);
   }
   say("installing nats-server with apt-get");

@@ -5,8 +5,8 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSy
 import { join, resolve } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { MigError } from "./errors.ts";
-import { checkTenant } from "./names.ts";
 import type { Logger } from "./logger.ts";
+import { checkTenant } from "./names.ts";
 
 /** What a credentials file holds, and what POST /mig/v0.1/nats/credentials answers: enough to connect. */
 export interface BusUserCredentials {
@@ -49,7 +49,12 @@ export function readCredentialsFile(path: string, what = "MIG_NATS_CREDENTIALS")
   if (!file || typeof file.url !== "string" || typeof file.user !== "string" || typeof file.password !== "string") {
     throw new Error(`${what}: ${path} must be a JSON object with the strings "url", "user" and "password"`);
   }
-  return { url: file.url, user: file.user, password: file.password, ...(typeof file.inbox_prefix === "string" ? { inbox_prefix: file.inbox_prefix } : {}) };
+  return {
+    url: file.url,
+    user: file.user,
+    password: file.password,
+    ...(typeof file.inbox_prefix === "string" ? { inbox_prefix: file.inbox_prefix } : {}),
+  };
 }
 
 /** The bus user name of a tenant's callers: prefixed, so that no tenant name can be the runtime's or a provider's user. */
@@ -158,10 +163,24 @@ export class EmbeddedBusUsers {
     if (kept && typeof kept === "object" && !Array.isArray(kept)) {
       for (const [tenant, password] of Object.entries(kept as Record<string, unknown>)) {
         // A name that is no longer a valid tenant (hand-edited file) is dropped rather than written into the configuration.
-        if (typeof password === "string" && password !== "" && /^[A-Za-z0-9_-]{1,64}$/.test(tenant) && tenant !== PROVIDER_USER) tenants.set(tenant, password);
+        if (
+          typeof password === "string" &&
+          password !== "" &&
+          /^[A-Za-z0-9_-]{1,64}$/.test(tenant) &&
+          tenant !== PROVIDER_USER
+        )
+          tenants.set(tenant, password);
       }
     }
-    const users = new EmbeddedBusUsers(dir, storeDir, readFileSync(baseConfFile, "utf8"), runtimePassword, providerPassword, tenants, logger);
+    const users = new EmbeddedBusUsers(
+      dir,
+      storeDir,
+      readFileSync(baseConfFile, "utf8"),
+      runtimePassword,
+      providerPassword,
+      tenants,
+      logger,
+    );
     // Until the server reports its address, the files keep the one of the last run (the same unless its port was 0).
     const previous = readJson(join(dir, "runtime.json")) as Partial<BusUserCredentials> | undefined;
     if (typeof previous?.url === "string") users.url = previous.url;
@@ -191,7 +210,10 @@ export class EmbeddedBusUsers {
   tenantCredentials(tenant: string): Promise<BusUserCredentials> {
     checkTenant(tenant);
     if (tenantInboxPrefix(tenant) === PROVIDER_INBOX_PREFIX) {
-      throw new MigError("MIG_FORBIDDEN", `tenant "${tenant}" cannot have a bus user: its inbox prefix ${PROVIDER_INBOX_PREFIX} is the providers'; use the HTTP or gRPC binding`);
+      throw new MigError(
+        "MIG_FORBIDDEN",
+        `tenant "${tenant}" cannot have a bus user: its inbox prefix ${PROVIDER_INBOX_PREFIX} is the providers'; use the HTTP or gRPC binding`,
+      );
     }
     // One change of the configuration at a time: two new tenants must not overwrite each other's user.
     const next = this.queue.then(() => this.ensureTenant(tenant));
@@ -224,7 +246,10 @@ export class EmbeddedBusUsers {
    */
   private async reload(probe: BusUserCredentials): Promise<void> {
     const pid = this.serverPid();
-    if (pid === undefined) throw new MigError("MIG_UNAVAILABLE", "the embedded bus is not running; retry when it is back", { retryable: true });
+    if (pid === undefined)
+      throw new MigError("MIG_UNAVAILABLE", "the embedded bus is not running; retry when it is back", {
+        retryable: true,
+      });
     writePrivate(this.confFile, this.configuration(true));
     try {
       process.kill(pid, "SIGHUP");
@@ -232,12 +257,25 @@ export class EmbeddedBusUsers {
       for (;;) {
         let nc: NatsConnection | undefined;
         try {
-          nc = await connect({ servers: probe.url, user: probe.user, pass: probe.password, reconnect: false, timeout: 2_000 });
+          nc = await connect({
+            servers: probe.url,
+            user: probe.user,
+            pass: probe.password,
+            reconnect: false,
+            timeout: 2_000,
+          });
           return;
         } catch (err) {
           if (Date.now() > until) {
-            this.logger.warn({ tenant_user: probe.user, err: (err as Error).message }, "the embedded bus did not take a new tenant user");
-            throw new MigError("MIG_UNAVAILABLE", "the bus did not accept the new credentials in time; retry (the runtime's log has the server's answer)", { retryable: true });
+            this.logger.warn(
+              { tenant_user: probe.user, err: (err as Error).message },
+              "the embedded bus did not take a new tenant user",
+            );
+            throw new MigError(
+              "MIG_UNAVAILABLE",
+              "the bus did not accept the new credentials in time; retry (the runtime's log has the server's answer)",
+              { retryable: true },
+            );
           }
           await new Promise((r) => setTimeout(r, 25));
         } finally {
@@ -250,7 +288,10 @@ export class EmbeddedBusUsers {
   }
 
   private writeFiles(): void {
-    writePrivate(join(this.dir, "runtime.json"), `${JSON.stringify({ url: this.url, user: RUNTIME_USER, password: this.runtimePassword }, null, 2)}\n`);
+    writePrivate(
+      join(this.dir, "runtime.json"),
+      `${JSON.stringify({ url: this.url, user: RUNTIME_USER, password: this.runtimePassword }, null, 2)}\n`,
+    );
     writePrivate(
       join(this.dir, "provider.json"),
       `${JSON.stringify({ url: this.url, user: PROVIDER_USER, password: this.providerPassword, inbox_prefix: PROVIDER_INBOX_PREFIX }, null, 2)}\n`,
@@ -262,7 +303,10 @@ export class EmbeddedBusUsers {
     const users = [
       `    { user: "${RUNTIME_USER}", password: "${this.runtimePassword}", permissions: { publish: ">", subscribe: ">" } }`,
       `    { user: "${PROVIDER_USER}", password: "${this.providerPassword}", permissions: ${PROVIDER_PERMISSIONS} }`,
-      ...[...this.tenants].map(([tenant, password]) => `    { user: "${tenantUser(tenant)}", password: "${password}", permissions: ${tenantPermissions(tenant)} }`),
+      ...[...this.tenants].map(
+        ([tenant, password]) =>
+          `    { user: "${tenantUser(tenant)}", password: "${password}", permissions: ${tenantPermissions(tenant)} }`,
+      ),
     ];
     return [
       "# Written by the MIG runtime at each start in jwt mode (runtime/bus-credentials.ts); edits are lost.",
@@ -288,7 +332,13 @@ export class EmbeddedBusUsers {
 export async function openToAnonymous(url: string, tlsCa?: string): Promise<boolean> {
   let nc: NatsConnection;
   try {
-    nc = await connect({ servers: url.split(","), reconnect: false, timeout: 3_000, name: "mig-open-bus-check", ...(tlsCa ? { tls: { caFile: tlsCa } } : {}) });
+    nc = await connect({
+      servers: url.split(","),
+      reconnect: false,
+      timeout: 3_000,
+      name: "mig-open-bus-check",
+      ...(tlsCa ? { tls: { caFile: tlsCa } } : {}),
+    });
   } catch {
     return false;
   }

@@ -1,9 +1,9 @@
 // The connection to the bus: one NATS connection per process, with JetStream and KV handles on it, and a second
 // one for the public events subjects, opened without echo (see `events` below).
 import { readFileSync } from "node:fs";
+import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { type KV, Kvm } from "@nats-io/kv";
 import { connect, credsAuthenticator, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
-import { Kvm, type KV } from "@nats-io/kv";
 import type { Logger } from "./logger.ts";
 
 export interface Bus {
@@ -51,7 +51,14 @@ function connectionSecurity(credentials: BusCredentials): Partial<NodeConnection
   return options;
 }
 
-async function open(url: string, name: string, logger: Logger, credentials: BusCredentials, noEcho: boolean, onReconnect?: Set<() => void>): Promise<NatsConnection> {
+async function open(
+  url: string,
+  name: string,
+  logger: Logger,
+  credentials: BusCredentials,
+  noEcho: boolean,
+  onReconnect?: Set<() => void>,
+): Promise<NatsConnection> {
   const nc = await connect({
     ...connectionSecurity(credentials),
     servers: url.split(","),
@@ -68,7 +75,10 @@ async function open(url: string, name: string, logger: Logger, credentials: BusC
   void (async () => {
     for await (const status of nc.status()) {
       if (status.type === "disconnect" || status.type === "reconnect") {
-        logger.info({ bus: status.type, connection: name, server: "server" in status ? status.server : undefined }, `bus ${status.type}`);
+        logger.info(
+          { bus: status.type, connection: name, server: "server" in status ? status.server : undefined },
+          `bus ${status.type}`,
+        );
       }
       if (status.type === "reconnect" && onReconnect) for (const listener of onReconnect) listener();
     }
@@ -76,7 +86,12 @@ async function open(url: string, name: string, logger: Logger, credentials: BusC
   return nc;
 }
 
-export async function connectBus(url: string, name: string, logger: Logger, credentials: BusCredentials = {}): Promise<Bus> {
+export async function connectBus(
+  url: string,
+  name: string,
+  logger: Logger,
+  credentials: BusCredentials = {},
+): Promise<Bus> {
   const onReconnect = new Set<() => void>();
   const nc = await open(url, name, logger, credentials, false, onReconnect);
   let events: NatsConnection;

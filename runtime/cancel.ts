@@ -1,14 +1,21 @@
 // CANCEL: stops an in-flight invocation of the caller's tenant and says in `status` what happened.
+
+import type { RequestContext, RuntimeCore } from "./core.ts";
 import { MigError } from "./errors.ts";
 import { checkMessageId } from "./names.ts";
 import { acceptRequest, agreeing, optionalStringField } from "./request.ts";
-import type { RequestContext, RuntimeCore } from "./core.ts";
 import type { CancelAck } from "./types.ts";
 
-export async function cancel(core: RuntimeCore, body: unknown, request: RequestContext, pathMessageId?: string): Promise<CancelAck> {
+export async function cancel(
+  core: RuntimeCore,
+  body: unknown,
+  request: RequestContext,
+  pathMessageId?: string,
+): Promise<CancelAck> {
   const { raw, header } = acceptRequest(core, body, request);
   const target = agreeing(pathMessageId, optionalStringField(raw, "target_message_id", 100), "target_message_id");
-  if (target === undefined) throw new MigError("MIG_INVALID_REQUEST", "target_message_id is required: name it in the path or in the body");
+  if (target === undefined)
+    throw new MigError("MIG_INVALID_REQUEST", "target_message_id is required: name it in the path or in the body");
   checkMessageId(target, "target_message_id");
   const reason = optionalStringField(raw, "reason", 500) ?? "";
 
@@ -17,7 +24,10 @@ export async function cancel(core: RuntimeCore, body: unknown, request: RequestC
   if (live && live.tenant !== header.tenant_id) {
     // Answered exactly like an id nobody holds, so that CANCEL is no oracle for another tenant's live
     // ids; the refusal still reaches the audit log.
-    request.hiddenDenial = new MigError("MIG_FORBIDDEN", "the target invocation belongs to another tenant; only its own tenant may cancel it");
+    request.hiddenDenial = new MigError(
+      "MIG_FORBIDDEN",
+      "the target invocation belongs to another tenant; only its own tenant may cancel it",
+    );
     return { header, target_message_id: target, accepted: false, status: "not_found" };
   }
   const stream = core.streams.get(target);
@@ -42,6 +52,7 @@ export async function cancel(core: RuntimeCore, body: unknown, request: RequestC
     throw new MigError("MIG_FORBIDDEN", elsewhere.message ?? `message ${target} may not be cancelled by this caller`);
   }
   if (elsewhere) request.authorized = true;
-  if (elsewhere) return { header, target_message_id: target, accepted: elsewhere.status === "cancelled", status: elsewhere.status };
+  if (elsewhere)
+    return { header, target_message_id: target, accepted: elsewhere.status === "cancelled", status: elsewhere.status };
   return { header, target_message_id: target, accepted: false, status: "not_found" };
 }

@@ -1,18 +1,18 @@
 // The `mig` command line: `mig start` runs a whole runtime process (bus, bindings, demo provider); `mig worker` hosts providers.
 import { existsSync } from "node:fs";
 import { Command, Option } from "commander";
+import { startGrpcBinding } from "../bindings/grpc/server.ts";
+import { startMetricsListener } from "../bindings/http/metrics-listener.ts";
+import { startHttpBinding } from "../bindings/http/server.ts";
+import { startNatsEvents } from "../bindings/nats/events.ts";
+import { startNatsBinding } from "../bindings/nats/server.ts";
 import { runtimeCredentialsFile } from "./bus-credentials.ts";
-import { loadConfig, SETTINGS, type RuntimeConfig } from "./config.ts";
+import { loadConfig, type RuntimeConfig, SETTINGS } from "./config.ts";
 import { observatoryInfer } from "./demo-provider.ts";
 import { createLogger } from "./logger.ts";
 import { loadProviderModules } from "./provider-modules.ts";
 import { MigRuntime } from "./runtime.ts";
 import { WorkerHost } from "./worker.ts";
-import { startHttpBinding } from "../bindings/http/server.ts";
-import { startNatsBinding } from "../bindings/nats/server.ts";
-import { startGrpcBinding } from "../bindings/grpc/server.ts";
-import { startMetricsListener } from "../bindings/http/metrics-listener.ts";
-import { startNatsEvents } from "../bindings/nats/events.ts";
 
 function addSettings(command: Command): Command {
   for (const setting of SETTINGS) {
@@ -44,11 +44,19 @@ async function start(options: Record<string, string | undefined>): Promise<void>
   const nats = await startNatsBinding(runtime, runtime.authenticator);
   logger.info({ url: runtime.natsUrl, subjects: nats.subjects, queue: nats.queue }, "NATS binding listening");
   const natsEvents = startNatsEvents(runtime, runtime.authenticator);
-  logger.info({ subjects: "mig.v0_1.<tenant>.events.<topic>, mig.v0_1.<tenant>.subscribe.<topic>" }, "NATS events binding listening (PUBLISH, SUBSCRIBE)");
+  logger.info(
+    { subjects: "mig.v0_1.<tenant>.events.<topic>, mig.v0_1.<tenant>.subscribe.<topic>" },
+    "NATS events binding listening (PUBLISH, SUBSCRIBE)",
+  );
   if (config.authMode === "none") {
-    logger.info("auth mode none: callers are anonymous and name their tenant per request; set MIG_AUTH_MODE=jwt for anything shared");
+    logger.info(
+      "auth mode none: callers are anonymous and name their tenant per request; set MIG_AUTH_MODE=jwt for anything shared",
+    );
   } else {
-    logger.info({ algorithms: runtime.authenticator.algorithms, admin_scope: config.adminScope }, "auth mode jwt: every call needs a bearer token");
+    logger.info(
+      { algorithms: runtime.authenticator.algorithms, admin_scope: config.adminScope },
+      "auth mode jwt: every call needs a bearer token",
+    );
   }
 
   let stopping = false;
@@ -69,7 +77,8 @@ async function worker(modules: string[], options: Record<string, string | undefi
   // A gateway in jwt mode on its embedded bus leaves the runtime user's credentials in its data directory: a worker
   // given the same MIG_DATA_DIR joins with them, and needs no MIG_NATS_URL either.
   const gatewayFile = runtimeCredentialsFile(config.dataDir);
-  if (!config.natsCredentials && !config.natsUser && !config.natsCredsFile && existsSync(gatewayFile)) config.natsCredentials = gatewayFile;
+  if (!config.natsCredentials && !config.natsUser && !config.natsCredsFile && existsSync(gatewayFile))
+    config.natsCredentials = gatewayFile;
   if (!config.natsUrl && !config.natsCredentials) {
     throw new Error(
       `a worker joins a fleet's bus: set MIG_NATS_URL (or --nats-url) to its NATS server, or MIG_NATS_CREDENTIALS to a credentials file; a jwt-mode gateway writes ${gatewayFile} when its MIG_DATA_DIR is this one`,
@@ -79,8 +88,15 @@ async function worker(modules: string[], options: Record<string, string | undefi
   const definitions = await loadProviderModules(modules);
   // A direct lane decides from the fleet's registry, as gateways do (docs/bindings/provider-protocol.md §9).
   const runtime = await MigRuntime.start(config, { logger, fleet: config.workerDirect });
-  const host = await WorkerHost.start(runtime, definitions, { heartbeatMs: config.heartbeatMs, concurrency: config.workerConcurrency, direct: config.workerDirect });
-  logger.info({ provider_id: host.providerId, capabilities: host.capabilities, url: runtime.natsUrl }, "worker serving");
+  const host = await WorkerHost.start(runtime, definitions, {
+    heartbeatMs: config.heartbeatMs,
+    concurrency: config.workerConcurrency,
+    direct: config.workerDirect,
+  });
+  logger.info(
+    { provider_id: host.providerId, capabilities: host.capabilities, url: runtime.natsUrl },
+    "worker serving",
+  );
 
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -112,18 +128,21 @@ Answering NATS callers itself (the direct lane, MIG_WORKER_DIRECT):
 `;
 
 const program = new Command("mig").description("MIG v0.1 runtime on an embedded NATS bus");
-addSettings(program.command("start").description("run a runtime: embedded bus (unless MIG_NATS_URL), bindings, demo provider")).action(
-  (options: Record<string, string | undefined>) =>
-    start(options).catch((err: unknown) => {
-      process.stderr.write(`mig start: ${err instanceof Error ? err.message : String(err)}\n`);
-      process.exit(1);
-    }),
+addSettings(
+  program.command("start").description("run a runtime: embedded bus (unless MIG_NATS_URL), bindings, demo provider"),
+).action((options: Record<string, string | undefined>) =>
+  start(options).catch((err: unknown) => {
+    process.stderr.write(`mig start: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  }),
 );
 
 addSettings(
   program
     .command("worker")
-    .description("host the capabilities that provider modules export, taking their work from the bus (needs MIG_NATS_URL or a credentials file)")
+    .description(
+      "host the capabilities that provider modules export, taking their work from the bus (needs MIG_NATS_URL or a credentials file)",
+    )
     .argument("<module...>", "modules exporting defineCapability(...) results")
     .addHelpText("after", WORKER_BUS_HELP),
 ).action((modules: string[], options: Record<string, string | undefined>) =>

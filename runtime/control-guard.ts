@@ -86,18 +86,47 @@ export class ControlGuard {
     const { opener, what, target } = this.options;
     const authenticator = this.options.authenticator();
     if (!value) {
-      throw this.refused(undefined, operation, tenant, new MigError("MIG_UNAUTHORIZED", `control messages of this ${what} need the bearer token that opened it: send \`Authorization: Bearer <JWT>\``));
+      throw this.refused(
+        undefined,
+        operation,
+        tenant,
+        new MigError(
+          "MIG_UNAUTHORIZED",
+          `control messages of this ${what} need the bearer token that opened it: send \`Authorization: Bearer <JWT>\``,
+        ),
+      );
     }
     if (!authenticator || authenticator.mode !== "jwt") {
-      throw this.refused(undefined, operation, tenant, new MigError("MIG_UNAUTHORIZED", `this ${what} takes control messages only with the bearer token that opened it`));
+      throw this.refused(
+        undefined,
+        operation,
+        tenant,
+        new MigError(
+          "MIG_UNAUTHORIZED",
+          `this ${what} takes control messages only with the bearer token that opened it`,
+        ),
+      );
     }
     // A refused token is audited by the authenticator itself.
     const principal = await authenticator.authenticate({ authorization: value, binding: "nats", tenant, operation });
     if (principal.tenant_id !== opener.tenant_id) {
-      throw this.refused(principal, operation, tenant, new MigError("MIG_FORBIDDEN", `this ${what} belongs to another tenant; only the principal that opened it may act on it`));
+      throw this.refused(
+        principal,
+        operation,
+        tenant,
+        new MigError(
+          "MIG_FORBIDDEN",
+          `this ${what} belongs to another tenant; only the principal that opened it may act on it`,
+        ),
+      );
     }
     if (principal.subject !== opener.subject) {
-      throw this.refused(principal, operation, tenant, new MigError("MIG_FORBIDDEN", `this ${what} was opened by another subject; only that subject may act on it`));
+      throw this.refused(
+        principal,
+        operation,
+        tenant,
+        new MigError("MIG_FORBIDDEN", `this ${what} was opened by another subject; only that subject may act on it`),
+      );
     }
     this.accepted = value;
   }
@@ -106,7 +135,16 @@ export class ControlGuard {
     const { runtime } = this;
     runtime.metrics.errors.inc({ code: error.code, operation });
     const who = principal ?? { subject: "unauthenticated", tenant_id: undefined, authenticated: false };
-    runtime.audit?.record(operationRecord(runtime.serverId, operation, undefined, { principal: who, tenant, binding: "nats" }, this.options.target, error));
+    runtime.audit?.record(
+      operationRecord(
+        runtime.serverId,
+        operation,
+        undefined,
+        { principal: who, tenant, binding: "nats" },
+        this.options.target,
+        error,
+      ),
+    );
     return error;
   }
 }

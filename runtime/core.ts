@@ -1,8 +1,9 @@
 // What every operation needs from the runtime: its settings, registries, supervisor and bookkeeping.
-import type { MigError } from "./errors.ts";
+
 import type { Actor } from "xstate";
 import type { invocationLogic } from "../actors/invocation.ts";
 import type { RuntimeConfig } from "./config.ts";
+import type { MigError } from "./errors.ts";
 import type { IdempotencyStore } from "./idempotency.ts";
 import type { LoadGauge } from "./load.ts";
 import type { Logger } from "./logger.ts";
@@ -16,7 +17,12 @@ import type { BindingType, CancelStatus } from "./types.ts";
 
 /** The part of the fleet an operation may use: CANCEL of an invocation held by another runtime. */
 export interface FleetView {
-  cancelElsewhere(target: string, tenant: string, reason: string, request: RequestContext): Promise<{ status: CancelStatus | "forbidden"; message?: string } | undefined>;
+  cancelElsewhere(
+    target: string,
+    tenant: string,
+    reason: string,
+    request: RequestContext,
+  ): Promise<{ status: CancelStatus | "forbidden"; message?: string } | undefined>;
 }
 
 /** What a binding knows about a request besides its body. */

@@ -13,7 +13,12 @@ export const observatoryInfer = defineCapability(
     output_schema_uri: INFER_OUTPUT_SCHEMA,
     event_topics: ["observatory.inference.completed"],
     auth_scopes: ["capability:infer"],
-    qos: { max_payload_bytes: 1024 * 1024, supports_replay: true, delivery_semantics: "at_least_once", supports_ordering: true },
+    qos: {
+      max_payload_bytes: 1024 * 1024,
+      supports_replay: true,
+      delivery_semantics: "at_least_once",
+      supports_ordering: true,
+    },
   },
   // Same answer shape as the standard's reference gateway, so clients written against it work here.
   (payload, { capability }) => ({

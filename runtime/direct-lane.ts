@@ -4,9 +4,9 @@
 // It answers with the worker's own authenticator and policy, so the worker opens it only while its auth
 // settings equal every gateway's (runtime/worker.ts, runtime/policy-fingerprint.ts).
 import type { Msg } from "@nats-io/transport-node";
-import { startNatsBinding, type NatsBinding } from "../bindings/nats/server.ts";
+import { type NatsBinding, startNatsBinding } from "../bindings/nats/server.ts";
 import { capabilityOf, SUBJECT_ROOT } from "../bindings/nats/subjects.ts";
-import { ACCEPT_NOTICE_MS, DIRECT_QUEUE, heldSubject, type HeldNotice } from "./provider-protocol.ts";
+import { ACCEPT_NOTICE_MS, DIRECT_QUEUE, type HeldNotice, heldSubject } from "./provider-protocol.ts";
 import type { MigRuntime } from "./runtime.ts";
 
 const invokeSubjects = (capabilities: string[]) => capabilities.map((id) => `${SUBJECT_ROOT}.*.invoke.${id}`);
@@ -46,7 +46,12 @@ export class DirectLane {
    * instant this runtime's view of the fleet names for its capability (the earliest `direct_from` of the
    * live direct-lane workers), the instant at which gateways, from the same registry, leave it to the workers.
    */
-  static async open(runtime: MigRuntime, providerId: string, capabilities: string[], from: number): Promise<DirectLane> {
+  static async open(
+    runtime: MigRuntime,
+    providerId: string,
+    capabilities: string[],
+    from: number,
+  ): Promise<DirectLane> {
     const lane = new DirectLane(runtime, providerId);
     const registry = runtime.capabilities;
     lane.binding = await startNatsBinding(runtime, runtime.authenticator, {
@@ -60,7 +65,10 @@ export class DirectLane {
       watch: { started: (msg) => lane.started(msg), ended: (msg) => lane.ended(msg) },
     });
     // By this worker's own instant, at the latest, every request it is handed is its to answer.
-    lane.answering = setTimeout(() => runtime.logger.info({ provider_id: providerId, capabilities }, "direct lane answering NATS invokes"), Math.max(0, from - Date.now()));
+    lane.answering = setTimeout(
+      () => runtime.logger.info({ provider_id: providerId, capabilities }, "direct lane answering NATS invokes"),
+      Math.max(0, from - Date.now()),
+    );
     lane.answering.unref();
     return lane;
   }

@@ -1,6 +1,6 @@
 // Gateway side of the direct lane: remembers which slow invocations each direct-lane worker holds, and
 // answers their callers with MIG_UNAVAILABLE when that worker leaves the fleet.
-import { headers as natsHeaders, type Msg, type NatsConnection } from "@nats-io/transport-node";
+import { type Msg, type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node";
 import { errorEnvelope } from "./envelope.ts";
 import { MigError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
@@ -44,7 +44,10 @@ export class DirectWatch {
     if (!replySubjectAllowed(notice.reply, tenant)) return;
     if (!calls) this.held.set(providerId, (calls = new Map()));
     if (calls.size >= MAX_HELD_PER_PROVIDER) return;
-    calls.set(notice.reply, { tenant, messageId: typeof notice.message_id === "string" ? notice.message_id : undefined });
+    calls.set(notice.reply, {
+      tenant,
+      messageId: typeof notice.message_id === "string" ? notice.message_id : undefined,
+    });
   }
 
   /** The worker left the registry (or stopped heartbeating): its held callers get an answer now, not at their deadline. */
@@ -53,17 +56,28 @@ export class DirectWatch {
     if (!calls) return;
     this.held.delete(providerId);
     for (const [reply, call] of calls) {
-      const error = new MigError("MIG_UNAVAILABLE", `the worker ${providerId} stopped while running this invocation; retry it`, {
-        retryable: true,
-        details: { provider_id: providerId },
-      });
-      const envelope = errorEnvelope(error, { header: { message_id: call.messageId, tenant_id: call.tenant } }, call.tenant);
+      const error = new MigError(
+        "MIG_UNAVAILABLE",
+        `the worker ${providerId} stopped while running this invocation; retry it`,
+        {
+          retryable: true,
+          details: { provider_id: providerId },
+        },
+      );
+      const envelope = errorEnvelope(
+        error,
+        { header: { message_id: call.messageId, tenant_id: call.tenant } },
+        call.tenant,
+      );
       const headers = natsHeaders();
       headers.set("mig_error_code", error.code);
       headers.set("message_id", envelope.header.message_id);
       if (envelope.header.tenant_id) headers.set("tenant_id", envelope.header.tenant_id);
       this.nc.publish(reply, JSON.stringify(envelope), { headers });
     }
-    this.logger.info({ provider_id: providerId, answered: calls.size }, "answered the callers a gone direct-lane worker held");
+    this.logger.info(
+      { provider_id: providerId, answered: calls.size },
+      "answered the callers a gone direct-lane worker held",
+    );
   }
 }

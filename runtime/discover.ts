@@ -1,6 +1,7 @@
 // DISCOVER: the descriptors a principal may use, filtered by query, with schema refs and QoS on request.
-import { acceptRequest, optionalBooleanField, optionalStringField } from "./request.ts";
+
 import type { RequestContext, RuntimeCore } from "./core.ts";
+import { acceptRequest, optionalBooleanField, optionalStringField } from "./request.ts";
 import type { CapabilityDescriptor, DiscoverResponse } from "./types.ts";
 
 export function discover(core: RuntimeCore, body: unknown, request: RequestContext): DiscoverResponse {

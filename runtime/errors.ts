@@ -80,7 +80,8 @@ export class MigError extends Error {
   /** Rebuilds a MigError from a wire body, e.g. one a remote provider sent. */
   static fromBody(body: { code?: unknown; message?: unknown; retryable?: unknown; details?: unknown }): MigError {
     const code = MigError.isCode(body.code) ? body.code : "MIG_INTERNAL";
-    const message = typeof body.message === "string" ? body.message : "the provider reported an error without a message";
+    const message =
+      typeof body.message === "string" ? body.message : "the provider reported an error without a message";
     const options: { retryable?: boolean; details?: Record<string, unknown> } = {};
     if (typeof body.retryable === "boolean") options.retryable = body.retryable;
     if (body.details && typeof body.details === "object" && !Array.isArray(body.details)) {
@@ -111,8 +112,8 @@ export function publicCause(err: unknown): string {
     .replace(/\s+at\s+\S+\s+\(.*$/, "")
     .replace(/file:\/\/\S+/g, "<path>")
     // An absolute POSIX path: a slash (not a URL's "//") at the start or after a space, quote, bracket or "=".
-    .replace(/(^|[\s"'(\[=])\/(?!\/)[^\s"'()\[\],;:]*/g, "$1<path>")
-    .replace(/(^|[\s"'(\[=])[A-Za-z]:\\[^\s"'()\[\],;]*/g, "$1<path>");
+    .replace(/(^|[\s"'([=])\/(?!\/)[^\s"'()[\],;:]*/g, "$1<path>")
+    .replace(/(^|[\s"'([=])[A-Za-z]:\\[^\s"'()[\],;]*/g, "$1<path>");
   return line.length > MAX_CAUSE_CHARS ? `${line.slice(0, MAX_CAUSE_CHARS - 1)}…` : line;
 }
 

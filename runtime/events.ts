@@ -9,16 +9,16 @@
 // A stream per topic makes the stream sequence the topic's own sequence: contiguous, so a subscriber can tell
 // a gap from a filter, and a cursor is one number.
 import { createHash } from "node:crypto";
-import { headers as natsHeaders } from "@nats-io/transport-node";
-import { HeaderBlock } from "./nats-header-block.ts";
 import { DiscardPolicy, RetentionPolicy, StorageType, type StreamConfig, type StreamInfo } from "@nats-io/jetstream";
+import { headers as natsHeaders } from "@nats-io/transport-node";
 import { AckedPublisher, type StreamAck } from "./acked-publish.ts";
-import { TurnBatch } from "./turn-batch.ts";
-import { busCauseDetails, MigError } from "./errors.ts";
-import { RateLimiter } from "./rate-limit.ts";
 import type { Bus } from "./bus.ts";
 import type { RateLimit, RuntimeConfig, TopicDiscard } from "./config.ts";
+import { busCauseDetails, MigError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
+import { HeaderBlock } from "./nats-header-block.ts";
+import { RateLimiter } from "./rate-limit.ts";
+import { TurnBatch } from "./turn-batch.ts";
 import type { MessageHeader } from "./types.ts";
 
 export const INTERNAL_PREFIX = "_MIG";
@@ -126,7 +126,8 @@ const MAX_COUNTED_TENANTS = 10_000;
 
 export function unavailable(what: string, err: unknown): MigError {
   return new MigError("MIG_UNAVAILABLE", `the event store on the bus cannot be reached (${what}); retry shortly`, {
-    details: busCauseDetails(err), cause: err,
+    details: busCauseDetails(err),
+    cause: err,
   });
 }
 
@@ -173,7 +174,9 @@ export class EventStore {
     private readonly options: EventStoreOptions,
     private readonly logger: Logger,
   ) {
-    this.outbox = new TurnBatch(bus.events, (err, subject) => logger.debug({ err: (err as Error).message, subject }, "events message could not be sent"));
+    this.outbox = new TurnBatch(bus.events, (err, subject) =>
+      logger.debug({ err: (err as Error).message, subject }, "events message could not be sent"),
+    );
     this.acks = new AckedPublisher(bus.events, APPEND_TIMEOUT_MS, this.outbox);
   }
 
@@ -204,7 +207,13 @@ export class EventStore {
       `tenant ${tenant} may PUBLISH ${limit.rate} events per second (burst ${limit.burst}, MIG_TENANT_PUBLISH_RATE_LIMIT); retry in ${taken.retryAfterMs} ms`,
       {
         retryable: true,
-        details: { retry_after_ms: taken.retryAfterMs, limit_scope: "tenant_publish", tenant, rate_per_second: limit.rate, burst: limit.burst },
+        details: {
+          retry_after_ms: taken.retryAfterMs,
+          limit_scope: "tenant_publish",
+          tenant,
+          rate_per_second: limit.rate,
+          burst: limit.burst,
+        },
       },
     );
   }
@@ -265,12 +274,25 @@ export class EventStore {
    */
   private async applyLimits(info: StreamInfo, wanted: Partial<StreamConfig>): Promise<void> {
     const config = info.config;
-    if (config.max_bytes === wanted.max_bytes && config.max_msgs === wanted.max_msgs && config.discard === wanted.discard) return;
+    if (
+      config.max_bytes === wanted.max_bytes &&
+      config.max_msgs === wanted.max_msgs &&
+      config.discard === wanted.discard
+    )
+      return;
     try {
-      await this.bus.jsm.streams.update(config.name, { ...config, max_bytes: wanted.max_bytes!, max_msgs: wanted.max_msgs!, discard: wanted.discard! });
+      await this.bus.jsm.streams.update(config.name, {
+        ...config,
+        max_bytes: wanted.max_bytes!,
+        max_msgs: wanted.max_msgs!,
+        discard: wanted.discard!,
+      });
     } catch (err) {
       // The topic still works under its old limits; the operator hears why (often: the storage reservations are full).
-      this.logger.warn({ stream: config.name, err: err instanceof Error ? err.message : String(err) }, "a topic keeps its earlier limits: JetStream refused the configured ones");
+      this.logger.warn(
+        { stream: config.name, err: err instanceof Error ? err.message : String(err) },
+        "a topic keeps its earlier limits: JetStream refused the configured ones",
+      );
     }
   }
 
@@ -284,7 +306,8 @@ export class EventStore {
         { retryable: false, details: { limit: tenantMaxTopics, tenant: ref.tenant, limit_scope: "tenant_topics" } },
       );
     }
-    if (maxTopics !== undefined && (await this.topicCount(undefined, maxTopics)) >= maxTopics) throw serverTopicsFull(ref, maxTopics);
+    if (maxTopics !== undefined && (await this.topicCount(undefined, maxTopics)) >= maxTopics)
+      throw serverTopicsFull(ref, maxTopics);
     try {
       await this.bus.jsm.streams.add(wanted);
     } catch (err) {
@@ -310,7 +333,10 @@ export class EventStore {
     const counted = this.topicCounts.get(key);
     if (counted && counted.count >= limit && now - counted.at < TOPIC_COUNT_TTL_MS) return counted.count;
     let count = 0;
-    for await (const _name of this.bus.jsm.streams.names(`${EVENTS_SUBJECT_PREFIX}${tenant === undefined ? "" : `${tenant}.`}>`)) count++;
+    for await (const _name of this.bus.jsm.streams.names(
+      `${EVENTS_SUBJECT_PREFIX}${tenant === undefined ? "" : `${tenant}.`}>`,
+    ))
+      count++;
     if (this.topicCounts.size >= MAX_COUNTED_TENANTS) this.topicCounts.clear();
     this.topicCounts.set(key, { count, at: now });
     return count;
@@ -377,7 +403,8 @@ export class EventStore {
     try {
       const info = await this.bus.jsm.streams.info(ref.stream);
       const oldest = Date.parse(info.state.first_ts);
-      if (Number.isFinite(oldest)) retryAfterMs = Math.max(retryAfterMs, Math.ceil(oldest + this.options.maxAgeMs - Date.now()));
+      if (Number.isFinite(oldest))
+        retryAfterMs = Math.max(retryAfterMs, Math.ceil(oldest + this.options.maxAgeMs - Date.now()));
     } catch {
       // Without the topic's state the floor stands.
     }
@@ -385,7 +412,16 @@ export class EventStore {
     return new MigError(
       "MIG_BACKPRESSURE",
       `topic ${ref.topic} is full (at most ${topicMaxBytes} bytes and ${topicMaxMsgs} events, MIG_TOPIC_MAX_BYTES and MIG_TOPIC_MAX_MSGS) and takes new events as its oldest age out (MIG_EVENT_MAX_AGE_MS); retry in ${retryAfterMs} ms`,
-      { retryable: true, details: { retry_after_ms: retryAfterMs, tenant: ref.tenant, topic: ref.topic, max_bytes: topicMaxBytes, max_msgs: topicMaxMsgs } },
+      {
+        retryable: true,
+        details: {
+          retry_after_ms: retryAfterMs,
+          tenant: ref.tenant,
+          topic: ref.topic,
+          max_bytes: topicMaxBytes,
+          max_msgs: topicMaxMsgs,
+        },
+      },
     );
   }
 
@@ -427,15 +463,22 @@ function serverTopicsFull(ref: TopicRef, maxTopics: number | undefined, topicMax
     topicMaxBytes === undefined
       ? `this server already holds ${maxTopics} topics across all tenants, the most it keeps (MIG_MAX_TOPICS)`
       : `this server's JetStream storage cannot reserve ${topicMaxBytes} more bytes (MIG_TOPIC_MAX_BYTES) for another topic (nats-server's max_file_store)`;
-  return new MigError("MIG_RATE_LIMITED", `${why}; publish to an existing topic, or ask the operator to raise the limit or delete unused topics`, {
-    retryable: false,
-    details: { limit: maxTopics, tenant: ref.tenant, limit_scope: "server_topics" },
-  });
+  return new MigError(
+    "MIG_RATE_LIMITED",
+    `${why}; publish to an existing topic, or ask the operator to raise the limit or delete unused topics`,
+    {
+      retryable: false,
+      details: { limit: maxTopics, tenant: ref.tenant, limit_scope: "server_topics" },
+    },
+  );
 }
 
 /** Mirrors the MIG header fields the NATS binding names into NATS headers (free-text values URI-encoded). */
 function mirrorHeader(headers: HeaderBlock, header: MessageHeader): void {
-  headers.add("mig_version", header.mig_version).add("message_id", header.message_id).add("tenant_id", header.tenant_id);
+  headers
+    .add("mig_version", header.mig_version)
+    .add("message_id", header.message_id)
+    .add("tenant_id", header.tenant_id);
   if (header.session_id !== undefined) headers.add("session_id", encodeURIComponent(header.session_id));
   if (header.traceparent !== undefined) headers.add("traceparent", header.traceparent);
   if (header.idempotency_key !== undefined) headers.add("idempotency_key", encodeURIComponent(header.idempotency_key));

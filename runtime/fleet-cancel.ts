@@ -1,12 +1,12 @@
 // The holder's side of CANCEL fan-out: a runtime asked on `_MIG.fleet.cancel` answers only for invocations and streams it runs.
 import type { Msg } from "@nats-io/transport-node";
-import { decode, encode } from "./provider-protocol.ts";
-import { replySubjectAllowed } from "./policy.ts";
-import type { RequestContext } from "./core.ts";
-import type { FleetCancelAnswer } from "./fleet.ts";
-import type { MigRuntime } from "./runtime.ts";
 import { operationRecord } from "./audit.ts";
+import type { RequestContext } from "./core.ts";
 import { MigError } from "./errors.ts";
+import type { FleetCancelAnswer } from "./fleet.ts";
+import { replySubjectAllowed } from "./policy.ts";
+import { decode, encode } from "./provider-protocol.ts";
+import type { MigRuntime } from "./runtime.ts";
 
 /** The asker's caller as the question describes it. */
 function callerOf(request: { tenant?: unknown; subject?: unknown; authenticated?: unknown }): RequestContext {
@@ -26,7 +26,14 @@ function callerOf(request: { tenant?: unknown; subject?: unknown; authenticated?
  * already completed; stays silent otherwise, so the runtime that does hold it is the one heard.
  */
 export function answerFleetCancel(runtime: MigRuntime, msg: Msg): void {
-  let request: { target?: unknown; tenant?: unknown; reason?: unknown; from?: unknown; subject?: unknown; authenticated?: unknown };
+  let request: {
+    target?: unknown;
+    tenant?: unknown;
+    reason?: unknown;
+    from?: unknown;
+    subject?: unknown;
+    authenticated?: unknown;
+  };
   try {
     request = decode(msg.data) as typeof request;
   } catch {
@@ -42,8 +49,20 @@ export function answerFleetCancel(runtime: MigRuntime, msg: Msg): void {
   if (held && held.tenant !== request.tenant) {
     // Silent, as for an id this runtime does not hold: the asker answers not_found, so CANCEL is no oracle
     // for another tenant's live ids. The refusal is audited here, where the target lives.
-    const error = new MigError("MIG_FORBIDDEN", "the target invocation belongs to another tenant; only its own tenant may cancel it");
-    runtime.audit?.record(operationRecord(runtime.serverId, "cancel", undefined, { ...callerOf(request), tenant: String(request.tenant) }, request.target, error));
+    const error = new MigError(
+      "MIG_FORBIDDEN",
+      "the target invocation belongs to another tenant; only its own tenant may cancel it",
+    );
+    runtime.audit?.record(
+      operationRecord(
+        runtime.serverId,
+        "cancel",
+        undefined,
+        { ...callerOf(request), tenant: String(request.tenant) },
+        request.target,
+        error,
+      ),
+    );
     return;
   }
   if (stream || inflight) {

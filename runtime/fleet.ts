@@ -1,39 +1,40 @@
 // The gateway's view of the fleet: remote providers from the registry bucket and NATS micro services, with liveness, and CANCEL fan-out.
-import type { Msg, Subscription } from "@nats-io/transport-node";
+
 import type { KV } from "@nats-io/kv";
+import type { Msg, Subscription } from "@nats-io/transport-node";
+import type { RequestContext } from "./core.ts";
+import { DirectWatch } from "./direct-watch.ts";
+import { answerFleetCancel } from "./fleet-cancel.ts";
+import { MicroAttach } from "./micro-attach.ts";
+import { type PolicyFingerprint, policyFingerprint } from "./policy-fingerprint.ts";
+import type { UnaryHandler } from "./provider.ts";
 import { checkDescriptor } from "./provider.ts";
 import {
-  decode,
   DEFAULT_HEARTBEAT_MS,
+  decode,
   directEligible,
   encode,
   FLEET_CANCEL_SUBJECT,
   GATEWAY_POLICY_PREFIX,
+  type GatewayPolicyRecord,
   HELD_WILDCARD,
   LEAVE_WILDCARD,
   MAX_REGISTRATION_BYTES,
   MISSED_BEATS,
-  readGatewayPolicy,
-  readRegistration,
   REGISTER_WILDCARD,
   REGISTRAR_QUEUE,
   REGISTRY_BUCKET,
   REGISTRY_TTL_MS,
+  readGatewayPolicy,
+  readRegistration,
   usesWorkQueue,
-  type GatewayPolicyRecord,
 } from "./provider-protocol.ts";
-import { ensureWorkConsumer, ensureWorkStream } from "./worker.ts";
-import { answerFleetCancel } from "./fleet-cancel.ts";
-import { DirectWatch } from "./direct-watch.ts";
-import { MicroAttach } from "./micro-attach.ts";
 import { RemoteDispatcher } from "./remote-dispatch.ts";
 import { remoteStreamHandler, remoteStreamsProviderGone } from "./remote-stream.ts";
-import { handedOffStreamsProviderGone, streamHandOff } from "./stream-handoff.ts";
-import { policyFingerprint, type PolicyFingerprint } from "./policy-fingerprint.ts";
-import type { RequestContext } from "./core.ts";
-import type { CancelStatus, CapabilityDescriptor, JsonObject } from "./types.ts";
-import type { UnaryHandler } from "./provider.ts";
 import type { MigRuntime } from "./runtime.ts";
+import { handedOffStreamsProviderGone, streamHandOff } from "./stream-handoff.ts";
+import type { CancelStatus, CapabilityDescriptor, JsonObject } from "./types.ts";
+import { ensureWorkConsumer, ensureWorkStream } from "./worker.ts";
 
 export interface RemoteCapability {
   descriptor: CapabilityDescriptor;
@@ -110,20 +111,32 @@ export class Fleet {
   private async open(): Promise<void> {
     const { nc, kvm } = this.runtime.bus;
     this.subscriptions.push(
-      nc.subscribe(FLEET_CANCEL_SUBJECT, { callback: (err, msg) => (err ? undefined : answerFleetCancel(this.runtime, msg)) }),
+      nc.subscribe(FLEET_CANCEL_SUBJECT, {
+        callback: (err, msg) => (err ? undefined : answerFleetCancel(this.runtime, msg)),
+      }),
       nc.subscribe(HELD_WILDCARD, { callback: (err, msg) => (err ? undefined : this.directWatch.onNotice(msg)) }),
     );
     this.registry = await kvm.create(REGISTRY_BUCKET, { history: 1, ttl: REGISTRY_TTL_MS });
     this.subscriptions.push(
-      nc.subscribe(REGISTER_WILDCARD, { queue: REGISTRAR_QUEUE, callback: (err, msg) => (err ? undefined : void this.onRegister(msg)) }),
-      nc.subscribe(LEAVE_WILDCARD, { queue: REGISTRAR_QUEUE, callback: (err, msg) => (err ? undefined : void this.onLeave(msg)) }),
+      nc.subscribe(REGISTER_WILDCARD, {
+        queue: REGISTRAR_QUEUE,
+        callback: (err, msg) => (err ? undefined : void this.onRegister(msg)),
+      }),
+      nc.subscribe(LEAVE_WILDCARD, {
+        queue: REGISTRAR_QUEUE,
+        callback: (err, msg) => (err ? undefined : void this.onLeave(msg)),
+      }),
     );
     const watcher = await this.registry.watch();
     this.stopWatch = () => watcher.stop();
     void (async () => {
       for await (const entry of watcher) {
         if (entry.key.startsWith(GATEWAY_POLICY_PREFIX)) {
-          this.onGatewayPolicy(entry.key, entry.operation === "PUT" ? entry.string() : undefined, entry.isUpdate ? Date.now() : Math.min(Date.now(), entry.created.getTime()));
+          this.onGatewayPolicy(
+            entry.key,
+            entry.operation === "PUT" ? entry.string() : undefined,
+            entry.isUpdate ? Date.now() : Math.min(Date.now(), entry.created.getTime()),
+          );
           continue;
         }
         if (entry.operation !== "PUT") {
@@ -164,7 +177,15 @@ export class Fleet {
     const known = this.providers.get(entry.provider_id);
     if (known?.seq !== undefined && entry.seq !== undefined && entry.seq < known.seq) return;
     this.providers.set(entry.provider_id, entry);
-    if (!known) this.runtime.logger.info({ provider_id: entry.provider_id, kind: entry.kind, capabilities: entry.capabilities.map((c) => c.descriptor.id) }, "provider joined");
+    if (!known)
+      this.runtime.logger.info(
+        {
+          provider_id: entry.provider_id,
+          kind: entry.kind,
+          capabilities: entry.capabilities.map((c) => c.descriptor.id),
+        },
+        "provider joined",
+      );
     if (!known || known.fingerprint !== entry.fingerprint) this.refresh();
   }
 
@@ -205,10 +226,18 @@ export class Fleet {
       await put();
     } catch (err) {
       // Not a reason to serve nothing: until a beat gets through, direct-lane workers only stay off.
-      this.runtime.logger.warn({ err: (err as Error).message }, "could not publish this gateway's auth settings to the registry; direct-lane workers stay off until a later beat does");
+      this.runtime.logger.warn(
+        { err: (err as Error).message },
+        "could not publish this gateway's auth settings to the registry; direct-lane workers stay off until a later beat does",
+      );
     }
     const beat = setInterval(() => {
-      put().catch((err: unknown) => this.runtime.logger.debug({ err: (err as Error).message }, "policy announcement not renewed; the next beat retries"));
+      put().catch((err: unknown) =>
+        this.runtime.logger.debug(
+          { err: (err as Error).message },
+          "policy announcement not renewed; the next beat retries",
+        ),
+      );
     }, DEFAULT_HEARTBEAT_MS);
     beat.unref();
     const announcement: PolicyAnnouncement = {
@@ -296,13 +325,18 @@ export class Fleet {
     // invoke reaches one of them straight, and this gateway must not also dispatch it (docs/bindings/nats.md).
     const direct = new Map<string, number>();
     // Workers first, newest last so that its descriptor wins; a micro service only fills gaps.
-    const ordered = [...this.providers.values()].sort((a, b) => (a.kind === b.kind ? a.lastSeen - b.lastSeen : a.kind === "micro" ? -1 : 1));
+    const ordered = [...this.providers.values()].sort((a, b) =>
+      a.kind === b.kind ? a.lastSeen - b.lastSeen : a.kind === "micro" ? -1 : 1,
+    );
     for (const provider of ordered) {
       for (const capability of provider.capabilities) {
         try {
           checkDescriptor(capability.descriptor);
         } catch (err) {
-          this.runtime.logger.warn({ provider_id: provider.provider_id, err: (err as Error).message }, "provider registered an unusable descriptor");
+          this.runtime.logger.warn(
+            { provider_id: provider.provider_id, err: (err as Error).message },
+            "provider registered an unusable descriptor",
+          );
           continue;
         }
         chosen.set(capability.descriptor.id, capability);
@@ -324,7 +358,10 @@ export class Fleet {
         try {
           schemas.register(uri, schema);
         } catch (err) {
-          this.runtime.logger.warn({ capability: id, uri, err: (err as Error).message }, "provider schema refused; the registered one stays");
+          this.runtime.logger.warn(
+            { capability: id, uri, err: (err as Error).message },
+            "provider schema refused; the registered one stays",
+          );
         }
       }
       if (current && current.descriptor === capability.descriptor) continue;
@@ -347,10 +384,14 @@ export class Fleet {
    */
   private async onRegister(msg: Msg): Promise<void> {
     const providerId = msg.subject.slice(msg.subject.lastIndexOf(".") + 1);
-    const record = msg.data.length <= MAX_REGISTRATION_BYTES ? readRegistration(new TextDecoder().decode(msg.data)) : undefined;
+    const record =
+      msg.data.length <= MAX_REGISTRATION_BYTES ? readRegistration(new TextDecoder().decode(msg.data)) : undefined;
     if (!record || record.provider_id !== providerId) {
       this.runtime.metrics.providerReplies.inc({ reason: "garbage_registration" });
-      this.runtime.logger.warn({ provider_id: providerId.slice(0, 80), bytes: msg.data.length }, "registration refused: not a registration record for this provider id");
+      this.runtime.logger.warn(
+        { provider_id: providerId.slice(0, 80), bytes: msg.data.length },
+        "registration refused: not a registration record for this provider id",
+      );
       return;
     }
     try {
@@ -367,7 +408,10 @@ export class Fleet {
       }
       await this.registry.put(providerId, msg.data);
     } catch (err) {
-      this.runtime.logger.warn({ provider_id: providerId, err: (err as Error).message }, "registration could not be recorded; the provider's next beat retries");
+      this.runtime.logger.warn(
+        { provider_id: providerId, err: (err as Error).message },
+        "registration could not be recorded; the provider's next beat retries",
+      );
     }
   }
 
@@ -377,10 +421,22 @@ export class Fleet {
   }
 
   /** Asks the other runtimes whether one of them holds `target`; the holder cancels it and answers. */
-  async cancelElsewhere(target: string, tenant: string, reason: string, request: RequestContext): Promise<FleetCancelAnswer | undefined> {
+  async cancelElsewhere(
+    target: string,
+    tenant: string,
+    reason: string,
+    request: RequestContext,
+  ): Promise<FleetCancelAnswer | undefined> {
     const { principal } = request;
     // The caller travels with the question, so the holder applies the same cancel policy as a local CANCEL.
-    const question = { target, tenant, reason, from: this.runtime.instanceId, subject: principal.subject, authenticated: principal.authenticated };
+    const question = {
+      target,
+      tenant,
+      reason,
+      from: this.runtime.instanceId,
+      subject: principal.subject,
+      authenticated: principal.authenticated,
+    };
     try {
       const replies = await this.runtime.bus.nc.requestMany(FLEET_CANCEL_SUBJECT, encode(question), {
         strategy: "count",

@@ -69,7 +69,8 @@ export class FrameQueue<T> implements AsyncIterable<T> {
       return Promise.resolve({ value, done: false });
     }
     if (this.ended) return Promise.resolve({ value: undefined, done: true });
-    if (this.reader) return Promise.reject(new Error("this queue has one reader at a time; await each next() before the next"));
+    if (this.reader)
+      return Promise.reject(new Error("this queue has one reader at a time; await each next() before the next"));
     return new Promise((resolve, reject) => {
       this.reader = { resolve, reject };
     });

@@ -64,9 +64,13 @@ export function normalizeHeader(input: unknown, context: HeaderContext): Message
 
   const version = optionalString(raw, "mig_version") ?? MIG_VERSION;
   if (version !== MIG_VERSION) {
-    throw new MigError("MIG_VERSION_MISMATCH", `mig_version "${version}" is not supported; this server speaks "${MIG_VERSION}"`, {
-      details: { supported_versions: [MIG_VERSION] },
-    });
+    throw new MigError(
+      "MIG_VERSION_MISMATCH",
+      `mig_version "${version}" is not supported; this server speaks "${MIG_VERSION}"`,
+      {
+        details: { supported_versions: [MIG_VERSION] },
+      },
+    );
   }
 
   const givenId = optionalString(raw, "message_id");
@@ -80,7 +84,10 @@ export function normalizeHeader(input: unknown, context: HeaderContext): Message
   const bodyTenant = optionalString(raw, "tenant_id", 64);
   const transportTenant = context.transportTenant || undefined;
   if (bodyTenant !== undefined && transportTenant !== undefined && bodyTenant !== transportTenant) {
-    throw new MigError("MIG_FORBIDDEN", `header.tenant_id "${bodyTenant}" differs from the tenant "${transportTenant}" this connection established`);
+    throw new MigError(
+      "MIG_FORBIDDEN",
+      `header.tenant_id "${bodyTenant}" differs from the tenant "${transportTenant}" this connection established`,
+    );
   }
   const tenant = bodyTenant ?? transportTenant;
   if (tenant === undefined) {

@@ -1,6 +1,7 @@
 // HEARTBEAT: echoes the caller's interval within bounds and reports this process's load factor.
-import { acceptRequest, optionalPositiveInt } from "./request.ts";
+
 import type { RequestContext, RuntimeCore } from "./core.ts";
+import { acceptRequest, optionalPositiveInt } from "./request.ts";
 import type { HeartbeatAck } from "./types.ts";
 
 export const DEFAULT_HEARTBEAT_MS = 15_000;

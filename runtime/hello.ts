@@ -1,8 +1,9 @@
 // HELLO: deterministic version choice, binding choice and feature negotiation.
+
+import type { RequestContext, RuntimeCore } from "./core.ts";
 import { MigError } from "./errors.ts";
 import { MIG_VERSION } from "./header.ts";
 import { acceptRequest, optionalStringList } from "./request.ts";
-import type { RequestContext, RuntimeCore } from "./core.ts";
 import type { BindingType, HelloResponse } from "./types.ts";
 
 /** Versions this server speaks, as [major, minor]. */
@@ -25,7 +26,8 @@ export function chooseVersion(offered: string[]): string {
     const version = parseVersion(text);
     if (!version) continue;
     const supported = SUPPORTED.some(([maj, min]) => maj === version[0] && min === version[1]);
-    if (supported && (!best || version[0] > best[0] || (version[0] === best[0] && version[1] > best[1]))) best = version;
+    if (supported && (!best || version[0] > best[0] || (version[0] === best[0] && version[1] > best[1])))
+      best = version;
   }
   if (!best) {
     const majors = new Set(SUPPORTED.map(([maj]) => maj));
@@ -48,7 +50,10 @@ export function hello(core: RuntimeCore, body: unknown, request: RequestContext)
   const requested = optionalStringList(raw, "requested_bindings").map((b) => b.toLowerCase());
   for (const binding of requested) {
     if (!BINDINGS.includes(binding as BindingType)) {
-      throw new MigError("MIG_INVALID_REQUEST", `requested_bindings: "${binding}" is not one of ${BINDINGS.join(", ")}`);
+      throw new MigError(
+        "MIG_INVALID_REQUEST",
+        `requested_bindings: "${binding}" is not one of ${BINDINGS.join(", ")}`,
+      );
     }
   }
   // The binding the HELLO arrived on wins when the caller accepts it; otherwise the caller's first choice.
@@ -57,7 +62,9 @@ export function hello(core: RuntimeCore, body: unknown, request: RequestContext)
 
   const wanted = optionalStringList(raw, "requested_features");
   const enabled_features =
-    wanted.length === 0 ? [...SERVER_FEATURES] : wanted.filter((f) => (SERVER_FEATURES as readonly string[]).includes(f));
+    wanted.length === 0
+      ? [...SERVER_FEATURES]
+      : wanted.filter((f) => (SERVER_FEATURES as readonly string[]).includes(f));
 
   return { header, selected_version, selected_binding, enabled_features, server_id: core.serverId };
 }

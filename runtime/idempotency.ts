@@ -3,10 +3,10 @@
 // bounded: per record, per tenant over the window, and for the bucket as a whole (docs/security.md).
 import { createHash } from "node:crypto";
 import type { KV, KvEntry } from "@nats-io/kv";
-import { busCauseDetails, MigError, type MigErrorBody } from "./errors.ts";
 import type { InvocationOutcome } from "../actors/invocation.ts";
 import type { Bus } from "./bus.ts";
 import type { RuntimeConfig } from "./config.ts";
+import { busCauseDetails, MigError, type MigErrorBody } from "./errors.ts";
 import type { Logger } from "./logger.ts";
 import type { JsonObject } from "./types.ts";
 
@@ -52,7 +52,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function unavailable(err: unknown): MigError {
   return new MigError("MIG_UNAVAILABLE", "the idempotency store on the bus cannot be reached; retry shortly", {
-    details: busCauseDetails(err), cause: err,
+    details: busCauseDetails(err),
+    cause: err,
   });
 }
 
@@ -60,14 +61,26 @@ function unavailable(err: unknown): MigError {
  * Opens the bucket with its size cap (an existing bucket made without one takes it) and the store over it with
  * the configured limits.
  */
-export async function openIdempotencyStore(bus: Bus, config: RuntimeConfig, owner: string, logger: Logger): Promise<IdempotencyStore> {
-  const kv = await bus.kvm.create(IDEMPOTENCY_BUCKET, { ttl: config.idempotencyWindowMs, history: 1, max_bytes: config.idempotencyMaxBytes });
+export async function openIdempotencyStore(
+  bus: Bus,
+  config: RuntimeConfig,
+  owner: string,
+  logger: Logger,
+): Promise<IdempotencyStore> {
+  const kv = await bus.kvm.create(IDEMPOTENCY_BUCKET, {
+    ttl: config.idempotencyWindowMs,
+    history: 1,
+    max_bytes: config.idempotencyMaxBytes,
+  });
   const info = await bus.jsm.streams.info(BUCKET_STREAM);
   if (info.config.max_bytes !== config.idempotencyMaxBytes) {
     try {
       await bus.jsm.streams.update(BUCKET_STREAM, { ...info.config, max_bytes: config.idempotencyMaxBytes });
     } catch (err) {
-      logger.warn({ err: err instanceof Error ? err.message : String(err) }, "the idempotency bucket keeps its earlier size cap: JetStream refused MIG_IDEMPOTENCY_MAX_BYTES");
+      logger.warn(
+        { err: err instanceof Error ? err.message : String(err) },
+        "the idempotency bucket keeps its earlier size cap: JetStream refused MIG_IDEMPOTENCY_MAX_BYTES",
+      );
     }
   }
   return new IdempotencyStore(kv, owner, {
@@ -106,7 +119,11 @@ export class IdempotencyStore {
     return running;
   }
 
-  private async claimAndRun(key: string, deadlineAt: number, work: () => Promise<InvocationOutcome>): Promise<IdempotentResult> {
+  private async claimAndRun(
+    key: string,
+    deadlineAt: number,
+    work: () => Promise<InvocationOutcome>,
+  ): Promise<IdempotentResult> {
     const mine: Record = { state: "pending", owner: this.owner, lease_until: deadlineAt };
     let delay = 5;
     for (;;) {
@@ -141,7 +158,13 @@ export class IdempotencyStore {
       }
       if (Date.now() >= deadlineAt) {
         return {
-          outcome: { ok: false, error: new MigError("MIG_TIMEOUT", "the deadline passed while an earlier call with the same idempotency_key was still running") },
+          outcome: {
+            ok: false,
+            error: new MigError(
+              "MIG_TIMEOUT",
+              "the deadline passed while an earlier call with the same idempotency_key was still running",
+            ),
+          },
           replayed: true,
         };
       }
@@ -151,7 +174,11 @@ export class IdempotencyStore {
   }
 
   /** Runs the work under the claim at `revision`, then keeps its outcome or, when it may not be kept, frees the key. */
-  private async runAndRecord(key: string, revision: number, work: () => Promise<InvocationOutcome>): Promise<Omit<IdempotentResult, "replayed">> {
+  private async runAndRecord(
+    key: string,
+    revision: number,
+    work: () => Promise<InvocationOutcome>,
+  ): Promise<Omit<IdempotentResult, "replayed">> {
     const outcome = await work();
     if (!outcome.ok && (outcome.error.retryable || outcome.error.details?.cancelled === true)) {
       // A retryable failure must not stick: release the key so that a retry runs the work again. Nor does a
@@ -276,7 +303,9 @@ function revive(stored: StoredOutcome): InvocationOutcome {
 
 /** The bucket is at MIG_IDEMPOTENCY_MAX_BYTES (its discard policy is `new`: it refuses rather than evicts). */
 function isFullError(err: unknown): boolean {
-  return /maximum (bytes|messages) exceeded|insufficient (storage )?resources/i.test(err instanceof Error ? err.message : String(err));
+  return /maximum (bytes|messages) exceeded|insufficient (storage )?resources/i.test(
+    err instanceof Error ? err.message : String(err),
+  );
 }
 
 function isExistsError(err: unknown): boolean {

@@ -1,68 +1,95 @@
 // Unary INVOKE: validates the request, authorizes it, honours idempotency, and runs one invocation actor.
 import { performance } from "node:perf_hooks";
 import type { Actor } from "xstate";
-import { invocationLogic, type InvocationInput, type InvocationOutcome } from "../actors/invocation.ts";
-import { MigError } from "./errors.ts";
-import { valueDepth } from "./json-limits.ts";
-import { IDEMPOTENCY_META_KEY, IdempotencyStore } from "./idempotency.ts";
-import { checkDottedName } from "./names.ts";
-import { acceptRequest, agreeing, optionalStringField, requireObject } from "./request.ts";
+import { type InvocationInput, type InvocationOutcome, invocationLogic } from "../actors/invocation.ts";
 import type { RequestContext, RuntimeCore } from "./core.ts";
+import { MigError } from "./errors.ts";
+import { IDEMPOTENCY_META_KEY, IdempotencyStore } from "./idempotency.ts";
+import { valueDepth } from "./json-limits.ts";
+import { checkDottedName } from "./names.ts";
 import type { Principal } from "./principal.ts";
-import type { RegisteredCapability } from "./registry.ts";
 import type { InvocationContext } from "./provider.ts";
+import type { RegisteredCapability } from "./registry.ts";
+import { acceptRequest, agreeing, optionalStringField, requireObject } from "./request.ts";
 import type { CapabilityDescriptor, InvokeResponse, JsonObject, MessageHeader, StreamPreference } from "./types.ts";
 
 const PREFERENCES: readonly StreamPreference[] = ["unary", "server_stream", "bidi_stream"];
 
-export async function invoke(core: RuntimeCore, body: unknown, request: RequestContext, pathCapability?: string): Promise<InvokeResponse> {
+export async function invoke(
+  core: RuntimeCore,
+  body: unknown,
+  request: RequestContext,
+  pathCapability?: string,
+): Promise<InvokeResponse> {
   const { raw, header } = acceptRequest(core, body, request);
   const id = agreeing(pathCapability, optionalStringField(raw, "capability", 200), "capability");
-  if (id === undefined) throw new MigError("MIG_INVALID_REQUEST", "capability is required: name it in the path or in the body");
+  if (id === undefined)
+    throw new MigError("MIG_INVALID_REQUEST", "capability is required: name it in the path or in the body");
   checkDottedName(id, "capability");
 
   const entry = core.capabilities.get(id);
   if (!entry) {
-    throw new MigError("MIG_UNSUPPORTED_CAPABILITY", `capability ${id} is not served here; DISCOVER lists the capabilities you can invoke`);
+    throw new MigError(
+      "MIG_UNSUPPORTED_CAPABILITY",
+      `capability ${id} is not served here; DISCOVER lists the capabilities you can invoke`,
+    );
   }
   const { descriptor } = entry;
   core.policy.authorizeInvoke(request, header.tenant_id, descriptor);
   checkMode(raw, entry);
   if (descriptor.qos?.delivery_semantics === "exactly_once" && header.idempotency_key === undefined) {
     // The promise is kept per idempotency key: without one, a retry could not be told from a new call.
-    throw new MigError("MIG_INVALID_REQUEST", `capability ${id} promises exactly_once delivery: send header.idempotency_key`);
+    throw new MigError(
+      "MIG_INVALID_REQUEST",
+      `capability ${id} promises exactly_once delivery: send header.idempotency_key`,
+    );
   }
 
-  if (raw.payload === undefined) throw new MigError("MIG_INVALID_REQUEST", "payload is required: send a JSON object, e.g. {}");
+  if (raw.payload === undefined)
+    throw new MigError("MIG_INVALID_REQUEST", "payload is required: send a JSON object, e.g. {}");
   const payload = requireObject(raw.payload, "payload");
   checkPayloadSize(payload, entry, request.bodyBytes);
   const problems = core.schemas.check(descriptor.input_schema_uri, payload);
   if (problems) {
-    throw new MigError("MIG_INVALID_REQUEST", `payload does not match the input schema ${descriptor.input_schema_uri}: ${problems[0]}`, {
-      details: { schema_uri: descriptor.input_schema_uri, errors: problems },
-    });
+    throw new MigError(
+      "MIG_INVALID_REQUEST",
+      `payload does not match the input schema ${descriptor.input_schema_uri}: ${problems[0]}`,
+      {
+        details: { schema_uri: descriptor.input_schema_uri, errors: problems },
+      },
+    );
   }
 
   if (core.inflight.size >= core.config.capacity) {
     // Admission control: past its capacity a runtime sheds load instead of queueing without bound.
-    throw new MigError("MIG_BACKPRESSURE", `this runtime already has ${core.inflight.size} invocations in flight (its capacity); retry shortly`, {
-      details: { inflight: core.inflight.size, capacity: core.config.capacity },
-    });
+    throw new MigError(
+      "MIG_BACKPRESSURE",
+      `this runtime already has ${core.inflight.size} invocations in flight (its capacity); retry shortly`,
+      {
+        details: { inflight: core.inflight.size, capacity: core.config.capacity },
+      },
+    );
   }
   const held = core.inflightByTenant.get(header.tenant_id) ?? 0;
   const share = core.config.tenantMaxInflight ?? Math.ceil(core.config.capacity / 2);
   if (held >= share) {
     // One tenant's share of the capacity: slow or abandoned work of one tenant cannot shut the others out.
-    throw new MigError("MIG_BACKPRESSURE", `tenant ${header.tenant_id} already has ${held} invocations in flight on this runtime, its share of the capacity (MIG_TENANT_MAX_INFLIGHT); retry when some finish`, {
-      details: { inflight: held, limit: share, limit_scope: "tenant", retry_after_ms: TENANT_SHARE_RETRY_MS },
-    });
+    throw new MigError(
+      "MIG_BACKPRESSURE",
+      `tenant ${header.tenant_id} already has ${held} invocations in flight on this runtime, its share of the capacity (MIG_TENANT_MAX_INFLIGHT); retry when some finish`,
+      {
+        details: { inflight: held, limit: share, limit_scope: "tenant", retry_after_ms: TENANT_SHARE_RETRY_MS },
+      },
+    );
   }
 
   let outcome: InvocationOutcome;
   if (header.idempotency_key !== undefined) {
     const key = IdempotencyStore.keyOf(header.tenant_id, id, header.idempotency_key);
     const deadlineAt = Date.now() + header.deadline_ms;
-    const result = await core.idempotency.run(key, deadlineAt, () => execute(core, entry, header, request.principal, payload));
+    const result = await core.idempotency.run(key, deadlineAt, () =>
+      execute(core, entry, header, request.principal, payload),
+    );
     if (result.replayed) core.metrics.idempotentReplays.inc({ capability: id });
     if (result.notKept !== undefined) header.meta = { ...header.meta, [IDEMPOTENCY_META_KEY]: result.notKept };
     outcome = result.outcome;
@@ -84,25 +111,42 @@ function checkMode(raw: JsonObject, entry: RegisteredCapability): void {
       throw new MigError("MIG_INVALID_REQUEST", `stream_preference must be one of ${PREFERENCES.join(", ")}`);
     }
     if (!modes.includes(preference as StreamPreference)) {
-      throw new MigError("MIG_UNSUPPORTED_CAPABILITY", `capability ${id} does not offer ${String(preference)}; it offers ${modes.join(", ")}`);
+      throw new MigError(
+        "MIG_UNSUPPORTED_CAPABILITY",
+        `capability ${id} does not offer ${String(preference)}; it offers ${modes.join(", ")}`,
+      );
     }
     // Streams are answered by the streaming bindings (runtime/stream.ts); a unary answer cannot carry them.
-    throw new MigError("MIG_INVALID_REQUEST", `stream_preference ${String(preference)} needs a streaming binding: WebSocket GET /mig/v0.1/stream, or SSE from POST /mig/v0.1/invoke/${id}`);
+    throw new MigError(
+      "MIG_INVALID_REQUEST",
+      `stream_preference ${String(preference)} needs a streaming binding: WebSocket GET /mig/v0.1/stream, or SSE from POST /mig/v0.1/invoke/${id}`,
+    );
   }
   if (!modes.includes("unary")) {
-    throw new MigError("MIG_UNSUPPORTED_CAPABILITY", `capability ${id} has no unary mode; it offers ${modes.join(", ")}`);
+    throw new MigError(
+      "MIG_UNSUPPORTED_CAPABILITY",
+      `capability ${id} has no unary mode; it offers ${modes.join(", ")}`,
+    );
   }
 }
 
-export function checkPayloadSize(payload: JsonObject, entry: RegisteredCapability, bodyBytes: number | undefined): void {
+export function checkPayloadSize(
+  payload: JsonObject,
+  entry: RegisteredCapability,
+  bodyBytes: number | undefined,
+): void {
   const max = entry.descriptor.qos?.max_payload_bytes;
   // The body is an upper bound of the payload's size: measure the payload only when the body is larger.
   if (!max || (bodyBytes !== undefined && bodyBytes <= max)) return;
   const size = Buffer.byteLength(JSON.stringify(payload));
   if (size > max) {
-    throw new MigError("MIG_INVALID_REQUEST", `payload is ${size} bytes; capability ${entry.descriptor.id} accepts at most ${max}`, {
-      details: { payload_bytes: size, max_payload_bytes: max },
-    });
+    throw new MigError(
+      "MIG_INVALID_REQUEST",
+      `payload is ${size} bytes; capability ${entry.descriptor.id} accepts at most ${max}`,
+      {
+        details: { payload_bytes: size, max_payload_bytes: max },
+      },
+    );
   }
 }
 
@@ -118,10 +162,15 @@ export function execute(
   if (core.inflight.has(messageId)) {
     return Promise.resolve({
       ok: false,
-      error: new MigError("MIG_INVALID_REQUEST", `message_id ${messageId} is already in flight; give every invocation its own UUID`),
+      error: new MigError(
+        "MIG_INVALID_REQUEST",
+        `message_id ${messageId} is already in flight; give every invocation its own UUID`,
+      ),
     });
   }
-  return new Promise<InvocationOutcome>((resolve) => new Invocation(core, entry, header, resolve).run(principal, payload));
+  return new Promise<InvocationOutcome>((resolve) =>
+    new Invocation(core, entry, header, resolve).run(principal, payload),
+  );
 }
 
 /** The deadline timer's callback, shared by all invocations (setTimeout passes the actor). */
@@ -158,10 +207,21 @@ class Invocation implements InvocationInput {
     const { core, header, entry } = this;
     const { descriptor } = entry;
     const actor = core.supervisor.spawn("invocation", invocationLogic, this, () =>
-      this.settle({ ok: false, error: new MigError("MIG_INTERNAL", `the invocation ${header.message_id} failed inside the runtime; it was contained`) }),
+      this.settle({
+        ok: false,
+        error: new MigError(
+          "MIG_INTERNAL",
+          `the invocation ${header.message_id} failed inside the runtime; it was contained`,
+        ),
+      }),
     );
     this.actor = actor;
-    core.inflight.set(header.message_id, { tenant: header.tenant_id, subject: principal.subject, capability: descriptor.id, actor });
+    core.inflight.set(header.message_id, {
+      tenant: header.tenant_id,
+      subject: principal.subject,
+      capability: descriptor.id,
+      actor,
+    });
     core.inflightByTenant.set(header.tenant_id, (core.inflightByTenant.get(header.tenant_id) ?? 0) + 1);
     if (!this.settled) this.deadline = setTimeout(sendDeadline, header.deadline_ms, actor);
     actor.send({ type: "DISPATCHED" });
@@ -195,7 +255,10 @@ class Invocation implements InvocationInput {
     }
     core.finished.add(header.message_id, header.tenant_id);
     core.metrics.invocations.inc({ capability, outcome: outcomeLabel(outcome) });
-    core.metrics.invocationSeconds.observe({ capability, tenant: header.tenant_id }, (performance.now() - this.started) / 1000);
+    core.metrics.invocationSeconds.observe(
+      { capability, tenant: header.tenant_id },
+      (performance.now() - this.started) / 1000,
+    );
     this.resolve(outcome);
   }
 
@@ -206,7 +269,10 @@ class Invocation implements InvocationInput {
 
   private fail(err: unknown): void {
     if (this.controller.aborted) return;
-    this.actor.send({ type: "FAIL", error: providerError(this.core, this.entry.descriptor.id, this.header.message_id, err) });
+    this.actor.send({
+      type: "FAIL",
+      error: providerError(this.core, this.entry.descriptor.id, this.header.message_id, err),
+    });
   }
 }
 
@@ -265,7 +331,9 @@ export function checkOutput(core: RuntimeCore, entry: RegisteredCapability, valu
   const unsendable = unsendableReason(value, core.config.maxJsonDepth);
   if (unsendable !== undefined) {
     core.logger.warn({ capability: id, reason: unsendable }, "capability returned an output that cannot be serialized");
-    return new MigError("MIG_INTERNAL", `capability ${id} returned an output that cannot be sent: ${unsendable}`, { retryable: false });
+    return new MigError("MIG_INTERNAL", `capability ${id} returned an output that cannot be sent: ${unsendable}`, {
+      retryable: false,
+    });
   }
   const problems = core.schemas.check(output_schema_uri, value);
   if (problems) {
@@ -284,7 +352,9 @@ export function checkOutput(core: RuntimeCore, entry: RegisteredCapability, valu
  */
 function unsendableReason(value: object, maxDepth: number): string | undefined {
   if (valueDepth(value, maxDepth) > maxDepth) {
-    return refersToItself(value, new Set(), maxDepth + 1) ? "it refers to itself (a circular structure)" : `it nests objects or arrays deeper than ${maxDepth} levels`;
+    return refersToItself(value, new Set(), maxDepth + 1)
+      ? "it refers to itself (a circular structure)"
+      : `it nests objects or arrays deeper than ${maxDepth} levels`;
   }
   return holdsBigInt(value) ? "it holds a BigInt, which JSON cannot carry" : undefined;
 }
@@ -312,8 +382,14 @@ function refersToItself(value: object, ancestors: Set<object>, levels: number): 
 export function providerError(core: RuntimeCore, capability: string, messageId: string, err: unknown): MigError {
   if (err instanceof MigError) return err;
   // The provider's own message may hold internals: it goes to the log, the caller gets the message id.
-  core.logger.warn({ capability, message_id: messageId, err: err instanceof Error ? err.message : String(err) }, "provider failed");
-  return new MigError("MIG_INTERNAL", `capability ${capability} failed inside its provider (message_id ${messageId}); the runtime log has the cause`);
+  core.logger.warn(
+    { capability, message_id: messageId, err: err instanceof Error ? err.message : String(err) },
+    "provider failed",
+  );
+  return new MigError(
+    "MIG_INTERNAL",
+    `capability ${capability} failed inside its provider (message_id ${messageId}); the runtime log has the cause`,
+  );
 }
 
 function outcomeLabel(outcome: InvocationOutcome): string {

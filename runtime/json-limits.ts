@@ -40,13 +40,21 @@ export function jsonDepth(text: string, limit: number): number {
 }
 
 export function tooDeep(limit: number, what = "the request body"): MigError {
-  return new MigError("MIG_INVALID_REQUEST", `${what} nests objects or arrays deeper than ${limit} levels; flatten it`, {
-    details: { max_json_depth: limit },
-  });
+  return new MigError(
+    "MIG_INVALID_REQUEST",
+    `${what} nests objects or arrays deeper than ${limit} levels; flatten it`,
+    {
+      details: { max_json_depth: limit },
+    },
+  );
 }
 
 /** JSON.parse behind the depth limit; invalid JSON is MIG_INVALID_REQUEST naming the parser's complaint. */
-export function parseJsonLimited(text: string, maxDepth: number = DEFAULT_MAX_JSON_DEPTH, what = "the request body"): unknown {
+export function parseJsonLimited(
+  text: string,
+  maxDepth: number = DEFAULT_MAX_JSON_DEPTH,
+  what = "the request body",
+): unknown {
   if (jsonDepth(text, maxDepth) > maxDepth) throw tooDeep(maxDepth, what);
   try {
     return JSON.parse(text);

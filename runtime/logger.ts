@@ -1,5 +1,5 @@
 // The process logger: pino, structured, quiet at info (one line per listener and lifecycle change).
-import { pino, type Logger } from "pino";
+import { type Logger, pino } from "pino";
 
 export type { Logger };
 

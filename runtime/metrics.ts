@@ -1,5 +1,5 @@
 // Prometheus metrics of one runtime: its own registry, so several runtimes can live in one process (tests).
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
 /** Period of the event-loop delay samples behind nodejs_eventloop_lag_* (ms). */
 const EVENT_LOOP_SAMPLE_MS = 100;

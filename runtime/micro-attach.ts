@@ -1,5 +1,5 @@
 // NATS micro services as MIG providers: finds endpoints whose metadata names a MIG capability ($SRV.INFO) and serves them unary.
-import { Empty, headers as natsHeaders, type Msg, type NatsConnection } from "@nats-io/transport-node";
+import { Empty, type Msg, type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node";
 import { MigError } from "./errors.ts";
 import type { Fleet, ProviderEntry } from "./fleet.ts";
 import type { Logger } from "./logger.ts";
@@ -61,37 +61,54 @@ export function microHandler(nc: NatsConnection, subject: string, capability: st
     } catch (err) {
       const name = (err as Error)?.name ?? "";
       if (/NoResponders/i.test(name) || /no responders/i.test((err as Error)?.message ?? "")) {
-        throw new MigError("MIG_UNAVAILABLE", `the micro service endpoint of ${capability} has no live instance; retry shortly`);
+        throw new MigError(
+          "MIG_UNAVAILABLE",
+          `the micro service endpoint of ${capability} has no live instance; retry shortly`,
+        );
       }
       throw new MigError("MIG_TIMEOUT", `the micro service endpoint of ${capability} did not answer in time`);
     }
     const errorCode = msg.headers?.get("Nats-Service-Error-Code");
     if (errorCode) {
       const text = msg.headers?.get("Nats-Service-Error") || "the service reported an error";
-      throw new MigError(migCodeOf(Number(errorCode)), `${capability}: ${text.slice(0, 500)}`, { details: { service_error_code: Number(errorCode) } });
+      throw new MigError(migCodeOf(Number(errorCode)), `${capability}: ${text.slice(0, 500)}`, {
+        details: { service_error_code: Number(errorCode) },
+      });
     }
     let value: unknown;
     try {
       value = JSON.parse(decoder.decode(msg.data));
     } catch {
-      throw new MigError("MIG_INTERNAL", `the micro service endpoint of ${capability} answered something that is not JSON`);
+      throw new MigError(
+        "MIG_INTERNAL",
+        `the micro service endpoint of ${capability} answered something that is not JSON`,
+      );
     }
     if (value === null || typeof value !== "object" || Array.isArray(value)) {
-      throw new MigError("MIG_INTERNAL", `the micro service endpoint of ${capability} answered JSON that is not an object`);
+      throw new MigError(
+        "MIG_INTERNAL",
+        `the micro service endpoint of ${capability} answered JSON that is not an object`,
+      );
     }
     return value as JsonObject;
   };
 }
 
 /** Turns one service's INFO into a provider entry, or undefined when no endpoint names a MIG capability. */
-export function providerFromInfo(nc: NatsConnection, info: ServiceInfo, now: number, intervalMs: number): ProviderEntry | undefined {
+export function providerFromInfo(
+  nc: NatsConnection,
+  info: ServiceInfo,
+  now: number,
+  intervalMs: number,
+): ProviderEntry | undefined {
   if (typeof info.id !== "string" || typeof info.name !== "string" || !Array.isArray(info.endpoints)) return undefined;
   const capabilities: ProviderEntry["capabilities"] = [];
   for (const endpoint of info.endpoints) {
     const meta = endpoint.metadata ?? {};
     const id = meta[MICRO_KEYS.capability];
     if (typeof id !== "string" || typeof endpoint.subject !== "string" || typeof endpoint.name !== "string") continue;
-    const text = (key: string, fallback: string) => (typeof meta[key] === "string" && meta[key] ? (meta[key] as string) : fallback);
+    const text = (key: string, fallback: string) =>
+      typeof meta[key] === "string" && meta[key] ? (meta[key] as string) : fallback;
     const base = `schema://nats-micro/${info.name}/${endpoint.name}`;
     const descriptor: CapabilityDescriptor = {
       id,
@@ -99,7 +116,9 @@ export function providerFromInfo(nc: NatsConnection, info: ServiceInfo, now: num
       modes: ["unary"],
       input_schema_uri: text(MICRO_KEYS.inputSchema, `${base}/input`),
       output_schema_uri: text(MICRO_KEYS.outputSchema, `${base}/output`),
-      auth_scopes: text(MICRO_KEYS.scopes, "").split(/[\s,]+/).filter(Boolean),
+      auth_scopes: text(MICRO_KEYS.scopes, "")
+        .split(/[\s,]+/)
+        .filter(Boolean),
       qos: { delivery_semantics: "best_effort", supports_replay: false, supports_ordering: false },
     };
     capabilities.push({ descriptor, handler: microHandler(nc, endpoint.subject, id) });
@@ -136,7 +155,11 @@ export class MicroAttach {
     if (this.polling || this.nc.isClosed() || this.nc.isDraining()) return;
     this.polling = true;
     try {
-      const replies = await this.nc.requestMany("$SRV.INFO", Empty, { strategy: "stall", stall: 250, maxWait: Math.min(1_000, this.intervalMs) });
+      const replies = await this.nc.requestMany("$SRV.INFO", Empty, {
+        strategy: "stall",
+        stall: 250,
+        maxWait: Math.min(1_000, this.intervalMs),
+      });
       for await (const msg of replies) {
         if (msg.data.length === 0) continue;
         let info: ServiceInfo;

@@ -21,7 +21,10 @@ export function checkTenant(value: string, where = "tenant_id"): string {
     throw new MigError("MIG_INVALID_REQUEST", `${where} is longer than ${MAX_TOKEN_LENGTH} characters`);
   }
   if (!TOKEN.test(value)) {
-    throw new MigError("MIG_INVALID_REQUEST", `${where} "${value}" ${describe(value)}; use letters, digits, '-' and '_'`);
+    throw new MigError(
+      "MIG_INVALID_REQUEST",
+      `${where} "${value}" ${describe(value)}; use letters, digits, '-' and '_'`,
+    );
   }
   return value;
 }
@@ -35,7 +38,10 @@ export function checkDottedName(value: string, where: string, requireNamespace =
     throw new MigError("MIG_INVALID_REQUEST", `${where} "${value}" ${describe(value)}`);
   }
   if (requireNamespace && !value.includes(".")) {
-    throw new MigError("MIG_INVALID_REQUEST", `${where} "${value}" must be namespaced with a dot, e.g. "orders.created"`);
+    throw new MigError(
+      "MIG_INVALID_REQUEST",
+      `${where} "${value}" must be namespaced with a dot, e.g. "orders.created"`,
+    );
   }
   return value;
 }
@@ -43,7 +49,10 @@ export function checkDottedName(value: string, where: string, requireNamespace =
 /** Message ids must be UUIDs: the standard's schema says so, and they become NATS subject tokens. */
 export function checkMessageId(value: string, where = "message_id"): string {
   if (!UUID.test(value)) {
-    throw new MigError("MIG_INVALID_REQUEST", `${where} "${value.slice(0, 80)}" is not a UUID (e.g. 0b7c6c8e-0d7e-4b8e-9a57-3f1f2f7c9b11)`);
+    throw new MigError(
+      "MIG_INVALID_REQUEST",
+      `${where} "${value.slice(0, 80)}" is not a UUID (e.g. 0b7c6c8e-0d7e-4b8e-9a57-3f1f2f7c9b11)`,
+    );
   }
   return value;
 }

@@ -1,9 +1,9 @@
 // The embedded bus: runs nats-server as a supervised child process, restarts it with backoff, stops it cleanly.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { EventEmitter } from "node:events";
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { EventEmitter } from "node:events";
 import type { Logger } from "./logger.ts";
 
 const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -46,7 +46,9 @@ export function findNatsServerBinary(): string {
   for (const candidate of ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"]) {
     if (existsSync(candidate)) return candidate;
   }
-  throw new Error("nats-server was not found: install it (`apt-get install -y nats-server`) or set NATS_SERVER_BIN, or set MIG_NATS_URL to use an existing server");
+  throw new Error(
+    "nats-server was not found: install it (`apt-get install -y nats-server`) or set NATS_SERVER_BIN, or set MIG_NATS_URL to use an existing server",
+  );
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -80,7 +82,9 @@ function processInfo(pid: number): ProcessInfo | undefined {
       process.kill(pid, 0);
       return { running: true, started: undefined, argv: [] };
     } catch (err) {
-      return (err as NodeJS.ErrnoException).code === "EPERM" ? { running: true, started: undefined, argv: [] } : undefined;
+      return (err as NodeJS.ErrnoException).code === "EPERM"
+        ? { running: true, started: undefined, argv: [] }
+        : undefined;
     }
   }
   let stat: string;
@@ -212,7 +216,9 @@ export class NatsLauncher extends EventEmitter {
         if (record) {
           const inUseBy = this.liveRuntime(record);
           if (inUseBy !== undefined) {
-            throw new Error(`data directory ${this.options.dataDir} is in use by mig process ${inUseBy}; stop it or choose another MIG_DATA_DIR`);
+            throw new Error(
+              `data directory ${this.options.dataDir} is in use by mig process ${inUseBy}; stop it or choose another MIG_DATA_DIR`,
+            );
           }
           if (record.server_pid) await this.endStaleServer(record.server_pid, record.server_started, "recorded");
         }
@@ -220,7 +226,8 @@ export class NatsLauncher extends EventEmitter {
         if (this.readOwnerFile() === text) rmSync(this.ownerFile, { force: true });
       }
       // A server with no record: one whose runtime died before writing it, or from an older launcher.
-      for (const pid of this.serversFromPortsFiles()) await this.endStaleServer(pid, undefined, "found in the ports directory");
+      for (const pid of this.serversFromPortsFiles())
+        await this.endStaleServer(pid, undefined, "found in the ports directory");
       try {
         writeFileSync(this.ownerFile, this.ownerText(undefined), { flag: "wx" });
         this.ownsDataDir = true;
@@ -231,7 +238,9 @@ export class NatsLauncher extends EventEmitter {
         // Another start created it first: look again (it is then live and refused).
       }
     }
-    throw new Error(`could not claim data directory ${this.options.dataDir}: ${this.ownerFile} keeps changing; is another mig process starting on it?`);
+    throw new Error(
+      `could not claim data directory ${this.options.dataDir}: ${this.ownerFile} keeps changing; is another mig process starting on it?`,
+    );
   }
 
   /** The pid of the live runtime that uses the directory per `record`, if any. */
@@ -243,7 +252,8 @@ export class NatsLauncher extends EventEmitter {
     const info = processInfo(record.runtime_pid);
     if (!info?.running) return undefined;
     // A pid reused by a later process is not that runtime (unknowable without /proc: assume it is).
-    if (info.started !== undefined && record.runtime_started !== undefined && info.started !== record.runtime_started) return undefined;
+    if (info.started !== undefined && record.runtime_started !== undefined && info.started !== record.runtime_started)
+      return undefined;
     return record.runtime_pid;
   }
 
@@ -269,10 +279,16 @@ export class NatsLauncher extends EventEmitter {
     const info = processInfo(pid);
     if (!info?.running) return;
     if (!this.isOurServer(info, started)) {
-      log.info({ pid, data_dir: this.dataDir }, `pid ${pid} ${how} in the data directory is not that nats-server any more; leaving it alone`);
+      log.info(
+        { pid, data_dir: this.dataDir },
+        `pid ${pid} ${how} in the data directory is not that nats-server any more; leaving it alone`,
+      );
       return;
     }
-    log.warn({ pid, data_dir: this.dataDir }, `stopping the nats-server a previous run left behind (pid ${pid}, ${how})`);
+    log.warn(
+      { pid, data_dir: this.dataDir },
+      `stopping the nats-server a previous run left behind (pid ${pid}, ${how})`,
+    );
     const gone = () => !processInfo(pid)?.running;
     const signal = (name: NodeJS.Signals) => {
       try {
@@ -285,7 +301,10 @@ export class NatsLauncher extends EventEmitter {
     for (let waited = 0; waited < 10_000 && !gone(); waited += 50) await sleep(50);
     if (!gone()) signal("SIGKILL");
     for (let waited = 0; waited < 5_000 && !gone(); waited += 50) await sleep(50);
-    if (!gone()) throw new Error(`the nats-server a previous run left on ${this.dataDir} (pid ${pid}) did not exit; stop it and start again`);
+    if (!gone())
+      throw new Error(
+        `the nats-server a previous run left on ${this.dataDir} (pid ${pid}) did not exit; stop it and start again`,
+      );
   }
 
   private readOwnerFile(): string | undefined {
@@ -321,11 +340,16 @@ export class NatsLauncher extends EventEmitter {
     const client = this.ports?.client ?? (this.options.port === 0 ? -1 : this.options.port);
     const monitor = this.ports?.monitor ?? (this.options.monitorPort === 0 ? -1 : this.options.monitorPort);
     const args = [
-      "-c", this.options.confFile ?? DEFAULT_CONF,
-      "-p", String(client),
-      "-m", String(monitor),
-      "-sd", this.storeDir,
-      "-ports_file_dir", this.portsDir,
+      "-c",
+      this.options.confFile ?? DEFAULT_CONF,
+      "-p",
+      String(client),
+      "-m",
+      String(monitor),
+      "-sd",
+      this.storeDir,
+      "-ports_file_dir",
+      this.portsDir,
       ...(this.options.extraArgs ?? []),
     ];
     // Its own process group, which only this runtime signals: a Ctrl-C in the terminal reaches only the
@@ -356,7 +380,8 @@ export class NatsLauncher extends EventEmitter {
     let nextReport = startedAt + everyMs;
     let storeMiB: number | undefined;
     const waiting = async (what: string): Promise<void> => {
-      if (exitCode !== undefined) throw new Error(`nats-server exited with code ${exitCode} before it was ready: ${lastLines()}`);
+      if (exitCode !== undefined)
+        throw new Error(`nats-server exited with code ${exitCode} before it was ready: ${lastLines()}`);
       const now = Date.now();
       if (now - startedAt >= timeoutMs) {
         await this.terminate(child);
@@ -369,7 +394,10 @@ export class NatsLauncher extends EventEmitter {
         nextReport = now + everyMs;
         storeMiB ??= Math.round((storeBytes(this.storeDir) / (1024 * 1024)) * 10) / 10;
         const seconds = Math.round((now - startedAt) / 1000);
-        log.info({ seconds, store_mib: storeMiB, waiting_for: what, pid: child.pid }, `nats-server recovering JetStream: ${seconds} s so far, store ${storeMiB} MiB`);
+        log.info(
+          { seconds, store_mib: storeMiB, waiting_for: what, pid: child.pid },
+          `nats-server recovering JetStream: ${seconds} s so far, store ${storeMiB} MiB`,
+        );
       }
       await Promise.race([sleep(25), exited]);
     };
@@ -438,7 +466,10 @@ export class NatsLauncher extends EventEmitter {
         this.emit("restarted", ports);
         return;
       } catch (err) {
-        this.options.logger.warn({ err: (err as Error).message, next_attempt_ms: delay * 2 }, "embedded nats-server restart failed");
+        this.options.logger.warn(
+          { err: (err as Error).message, next_attempt_ms: delay * 2 },
+          "embedded nats-server restart failed",
+        );
         delay = Math.min(delay * 2, 5_000);
       }
     }

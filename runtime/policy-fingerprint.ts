@@ -11,13 +11,15 @@ export interface PolicyFingerprint {
   digest: string;
 }
 
-const digestOf = (name: string, value: string) => createHash("sha256").update(`${name}\0${value}`).digest("base64url").slice(0, 22);
+const digestOf = (name: string, value: string) =>
+  createHash("sha256").update(`${name}\0${value}`).digest("base64url").slice(0, 22);
 
 /**
  * The shared secret is published only through a slow, salted hash: the fingerprint travels in the registry
  * bucket, and a fast hash of a short secret could be guessed offline by anyone who reads it.
  */
-const secretDigest = (secret: string) => scryptSync(secret, "mig policy fingerprint: MIG_JWT_HS256_SECRET", 24).toString("base64url");
+const secretDigest = (secret: string) =>
+  scryptSync(secret, "mig policy fingerprint: MIG_JWT_HS256_SECRET", 24).toString("base64url");
 
 function fileDigest(name: string, path: string | undefined): string {
   if (!path) return digestOf(name, "");
@@ -30,7 +32,13 @@ function fileDigest(name: string, path: string | undefined): string {
 }
 
 /** A comma-separated claim list is a set: the order it was written in does not matter. */
-const listOf = (value: string | undefined) => (value ?? "").split(",").map((s) => s.trim()).filter(Boolean).sort().join(",");
+const listOf = (value: string | undefined) =>
+  (value ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .sort()
+    .join(",");
 const rateOf = (limit: RateLimit | undefined) => (limit ? `${limit.rate}/${limit.burst}` : "");
 
 /**
@@ -50,7 +58,9 @@ export function policyFingerprint(config: RuntimeConfig): PolicyFingerprint {
   // In auth mode none no token is read: key settings left over in the environment change nothing.
   if (config.authMode === "jwt") {
     Object.assign(parts, {
-      MIG_JWT_HS256_SECRET: config.jwtHs256Secret ? secretDigest(config.jwtHs256Secret) : digestOf("MIG_JWT_HS256_SECRET", ""),
+      MIG_JWT_HS256_SECRET: config.jwtHs256Secret
+        ? secretDigest(config.jwtHs256Secret)
+        : digestOf("MIG_JWT_HS256_SECRET", ""),
       MIG_JWT_PUBLIC_KEY_FILE: fileDigest("MIG_JWT_PUBLIC_KEY_FILE", config.jwtPublicKeyFile),
       MIG_JWT_JWKS_FILE: fileDigest("MIG_JWT_JWKS_FILE", config.jwtJwksFile),
       MIG_JWT_JWKS_URL: digestOf("MIG_JWT_JWKS_URL", config.jwtJwksUrl ?? ""),
@@ -62,8 +72,14 @@ export function policyFingerprint(config: RuntimeConfig): PolicyFingerprint {
       MIG_ADMIN_GLOBAL_SCOPE: digestOf("MIG_ADMIN_GLOBAL_SCOPE", config.adminGlobalScope),
     });
   }
-  const sorted = Object.keys(parts).sort().map((name) => [name, parts[name]]);
-  return { auth_mode: config.authMode, parts, digest: createHash("sha256").update(JSON.stringify(sorted)).digest("base64url") };
+  const sorted = Object.keys(parts)
+    .sort()
+    .map((name) => [name, parts[name]]);
+  return {
+    auth_mode: config.authMode,
+    parts,
+    digest: createHash("sha256").update(JSON.stringify(sorted)).digest("base64url"),
+  };
 }
 
 /** The settings (environment variable names) in which two fingerprints differ. */

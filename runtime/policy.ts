@@ -3,10 +3,10 @@
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { parseRateLimit, type RateLimit, type RuntimeConfig } from "./config.ts";
+import type { InflightInvocation, RequestContext } from "./core.ts";
 import { MigError } from "./errors.ts";
 import { holdsAnyScope, type Principal } from "./principal.ts";
 import { RateLimiter } from "./rate-limit.ts";
-import type { InflightInvocation, RequestContext } from "./core.ts";
 import type { CapabilityDescriptor } from "./types.ts";
 
 /**
@@ -17,7 +17,10 @@ export function transportTenant(principal: Principal, named: string | undefined)
   const claimed = named?.trim() || undefined;
   if (principal.tenant_id !== undefined) {
     if (claimed !== undefined && claimed !== principal.tenant_id) {
-      throw new MigError("MIG_FORBIDDEN", `the credential belongs to tenant "${principal.tenant_id}" and cannot act for tenant "${claimed}"`);
+      throw new MigError(
+        "MIG_FORBIDDEN",
+        `the credential belongs to tenant "${principal.tenant_id}" and cannot act for tenant "${claimed}"`,
+      );
     }
     return principal.tenant_id;
   }
@@ -31,9 +34,13 @@ export function canSee(principal: Principal, descriptor: CapabilityDescriptor): 
 
 export function authorizeCapability(principal: Principal, descriptor: CapabilityDescriptor): void {
   if (!canSee(principal, descriptor)) {
-    throw new MigError("MIG_FORBIDDEN", `capability ${descriptor.id} needs one of the scopes ${descriptor.auth_scopes.join(", ")}`, {
-      details: { required_scopes: descriptor.auth_scopes },
-    });
+    throw new MigError(
+      "MIG_FORBIDDEN",
+      `capability ${descriptor.id} needs one of the scopes ${descriptor.auth_scopes.join(", ")}`,
+      {
+        details: { required_scopes: descriptor.auth_scopes },
+      },
+    );
   }
 }
 
@@ -68,15 +75,20 @@ export class AccessPolicy {
     document: PolicyDocument = {},
   ) {
     for (const [tenant, rule] of Object.entries(document.tenants ?? {})) {
-      if (rule?.rate_limit !== undefined) this.tenantLimits.set(tenant, rateLimitOf(rule.rate_limit, `tenants.${tenant}.rate_limit`));
+      if (rule?.rate_limit !== undefined)
+        this.tenantLimits.set(tenant, rateLimitOf(rule.rate_limit, `tenants.${tenant}.rate_limit`));
     }
     for (const [id, rule] of Object.entries(document.capabilities ?? {})) {
-      if (rule?.tenants !== undefined && (!Array.isArray(rule.tenants) || rule.tenants.some((t) => typeof t !== "string"))) {
+      if (
+        rule?.tenants !== undefined &&
+        (!Array.isArray(rule.tenants) || rule.tenants.some((t) => typeof t !== "string"))
+      ) {
         throw new Error(`policy: capabilities.${id}.tenants must be a list of tenant ids`);
       }
       this.capabilityRules.set(id, {
         tenants: rule?.tenants ? new Set(rule.tenants) : undefined,
-        rateLimit: rule?.rate_limit !== undefined ? rateLimitOf(rule.rate_limit, `capabilities.${id}.rate_limit`) : undefined,
+        rateLimit:
+          rule?.rate_limit !== undefined ? rateLimitOf(rule.rate_limit, `capabilities.${id}.rate_limit`) : undefined,
       });
     }
   }
@@ -85,7 +97,8 @@ export class AccessPolicy {
     if (!config.policyFile) return new AccessPolicy(config);
     const text = readFileSync(config.policyFile, "utf8");
     const document = (parseYaml(text) ?? {}) as PolicyDocument;
-    if (typeof document !== "object" || Array.isArray(document)) throw new Error(`policy file ${config.policyFile} must hold a mapping`);
+    if (typeof document !== "object" || Array.isArray(document))
+      throw new Error(`policy file ${config.policyFile} must hold a mapping`);
     return new AccessPolicy(config, document);
   }
 
@@ -105,12 +118,26 @@ export class AccessPolicy {
   }
 
   /** CANCEL: only the tenant that started the target (and, with MIG_CANCEL_SAME_SUBJECT, the same subject). */
-  authorizeCancel(request: RequestContext, tenant: string, target: Pick<InflightInvocation, "tenant" | "subject">): void {
+  authorizeCancel(
+    request: RequestContext,
+    tenant: string,
+    target: Pick<InflightInvocation, "tenant" | "subject">,
+  ): void {
     if (target.tenant !== tenant) {
-      throw new MigError("MIG_FORBIDDEN", "the target invocation belongs to another tenant; only its own tenant may cancel it");
+      throw new MigError(
+        "MIG_FORBIDDEN",
+        "the target invocation belongs to another tenant; only its own tenant may cancel it",
+      );
     }
-    if (this.config.cancelSameSubject && request.principal.authenticated && target.subject !== request.principal.subject) {
-      throw new MigError("MIG_FORBIDDEN", "the target invocation was started by another subject; only that subject may cancel it");
+    if (
+      this.config.cancelSameSubject &&
+      request.principal.authenticated &&
+      target.subject !== request.principal.subject
+    ) {
+      throw new MigError(
+        "MIG_FORBIDDEN",
+        "the target invocation was started by another subject; only that subject may cancel it",
+      );
     }
     request.authorized = true;
   }
@@ -131,9 +158,13 @@ export class AccessPolicy {
       });
     }
     if (!principal.authenticated || !principal.scopes.has(adminScope) || principal.tenant_id === undefined) {
-      throw new MigError("MIG_FORBIDDEN", `${what} needs the scope ${adminScope} (or ${adminGlobalScope} for every tenant)`, {
-        details: { required_scopes: [adminScope, adminGlobalScope] },
-      });
+      throw new MigError(
+        "MIG_FORBIDDEN",
+        `${what} needs the scope ${adminScope} (or ${adminGlobalScope} for every tenant)`,
+        {
+          details: { required_scopes: [adminScope, adminGlobalScope] },
+        },
+      );
     }
     return { tenant: principal.tenant_id };
   }
@@ -165,22 +196,32 @@ export class AccessPolicy {
       const taken = this.limiter.take(`c\u0000${tenant}\u0000${capability}`, capabilityLimit);
       if (!taken.ok) {
         if (tenantLimit) this.limiter.refund(tenantKey);
-        throw rateLimited(`capability ${capability} for tenant ${tenant}`, "capability", capabilityLimit, taken.retryAfterMs);
+        throw rateLimited(
+          `capability ${capability} for tenant ${tenant}`,
+          "capability",
+          capabilityLimit,
+          taken.retryAfterMs,
+        );
       }
     }
   }
 }
 
 function rateLimited(what: string, scope: "tenant" | "capability", limit: RateLimit, retryAfterMs: number): MigError {
-  return new MigError("MIG_RATE_LIMITED", `the rate limit of ${what} (${limit.rate}/s, burst ${limit.burst}) is used up; retry in ${retryAfterMs} ms`, {
-    retryable: true,
-    details: { retry_after_ms: retryAfterMs, limit_scope: scope, rate_per_second: limit.rate, burst: limit.burst },
-  });
+  return new MigError(
+    "MIG_RATE_LIMITED",
+    `the rate limit of ${what} (${limit.rate}/s, burst ${limit.burst}) is used up; retry in ${retryAfterMs} ms`,
+    {
+      retryable: true,
+      details: { retry_after_ms: retryAfterMs, limit_scope: scope, rate_per_second: limit.rate, burst: limit.burst },
+    },
+  );
 }
 
 function rateLimitOf(value: string | RateLimit, where: string): RateLimit {
   if (typeof value === "string") return parseRateLimit(`policy ${where}`)(value);
-  if (value && typeof value === "object" && value.rate > 0 && value.burst >= 1) return { rate: value.rate, burst: value.burst };
+  if (value && typeof value === "object" && value.rate > 0 && value.burst >= 1)
+    return { rate: value.rate, burst: value.burst };
   throw new Error(`policy ${where} must be "rate/burst" or {rate, burst} with rate > 0 and burst >= 1`);
 }
 

@@ -25,12 +25,15 @@ export async function loadProviderModules(paths: string[], cwd = process.cwd()):
       }
     }
     if (found.length === before) {
-      throw new Error(`provider module ${path} exports no capability: export defineCapability(...) results, as default (one or a list) or named`);
+      throw new Error(
+        `provider module ${path} exports no capability: export defineCapability(...) results, as default (one or a list) or named`,
+      );
     }
   }
   const ids = new Set<string>();
   for (const definition of found) {
-    if (ids.has(definition.descriptor.id)) throw new Error(`capability ${definition.descriptor.id} is exported twice by the worker's modules`);
+    if (ids.has(definition.descriptor.id))
+      throw new Error(`capability ${definition.descriptor.id} is exported twice by the worker's modules`);
     ids.add(definition.descriptor.id);
   }
   return found;

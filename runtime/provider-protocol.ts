@@ -115,9 +115,16 @@ export function readGatewayPolicy(text: string): GatewayPolicyRecord | undefined
   } catch {
     return undefined;
   }
-  if (!isObject(value) || typeof value.instance_id !== "string" || typeof value.digest !== "string" || typeof value.auth_mode !== "string") return undefined;
+  if (
+    !isObject(value) ||
+    typeof value.instance_id !== "string" ||
+    typeof value.digest !== "string" ||
+    typeof value.auth_mode !== "string"
+  )
+    return undefined;
   if (!isObject(value.parts) || !Object.values(value.parts).every((part) => typeof part === "string")) return undefined;
-  const heartbeat = typeof value.heartbeat_ms === "number" && value.heartbeat_ms > 0 ? value.heartbeat_ms : DEFAULT_HEARTBEAT_MS;
+  const heartbeat =
+    typeof value.heartbeat_ms === "number" && value.heartbeat_ms > 0 ? value.heartbeat_ms : DEFAULT_HEARTBEAT_MS;
   const serverId = typeof value.server_id === "string" ? value.server_id : value.instance_id;
   return { ...(value as unknown as GatewayPolicyRecord), heartbeat_ms: heartbeat, server_id: serverId };
 }
@@ -171,17 +178,27 @@ export function decode(data: Uint8Array): unknown {
 }
 
 export function principalOnWire(principal: Principal): WorkRequest["principal"] {
-  const wire: WorkRequest["principal"] = { subject: principal.subject, scopes: [...principal.scopes], authenticated: principal.authenticated };
+  const wire: WorkRequest["principal"] = {
+    subject: principal.subject,
+    scopes: [...principal.scopes],
+    authenticated: principal.authenticated,
+  };
   if (principal.tenant_id !== undefined) wire.tenant_id = principal.tenant_id;
   return wire;
 }
 
 export function principalFromWire(wire: WorkRequest["principal"]): Principal {
-  return { subject: wire.subject, tenant_id: wire.tenant_id, scopes: new Set(wire.scopes), authenticated: wire.authenticated };
+  return {
+    subject: wire.subject,
+    tenant_id: wire.tenant_id,
+    scopes: new Set(wire.scopes),
+    authenticated: wire.authenticated,
+  };
 }
 
 /** A decoded protocol message that is a map (msgpack and JSON objects alike). */
-export const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
+export const isObject = (v: unknown): v is Record<string, unknown> =>
+  v !== null && typeof v === "object" && !Array.isArray(v);
 
 /** Decodes and shape-checks a work request; throws MIG_INVALID_REQUEST for anything else. */
 export function readWorkRequest(data: Uint8Array): WorkRequest {
@@ -201,7 +218,10 @@ export function readWorkRequest(data: Uint8Array): WorkRequest {
     !isObject(value.principal) ||
     typeof value.deadline_at !== "number"
   ) {
-    throw new MigError("MIG_INVALID_REQUEST", "the work request lacks capability, header, payload, principal or deadline_at");
+    throw new MigError(
+      "MIG_INVALID_REQUEST",
+      "the work request lacks capability, header, payload, principal or deadline_at",
+    );
   }
   const principal = value.principal;
   if (typeof principal.subject !== "string" || !Array.isArray(principal.scopes)) {
@@ -233,8 +253,10 @@ export function readRegistration(text: string): Registration | undefined {
     return undefined;
   }
   if (!isObject(value) || typeof value.provider_id !== "string" || !Array.isArray(value.capabilities)) return undefined;
-  const heartbeat = typeof value.heartbeat_ms === "number" && value.heartbeat_ms > 0 ? value.heartbeat_ms : DEFAULT_HEARTBEAT_MS;
-  const directFrom = typeof value.direct_from === "number" && Number.isFinite(value.direct_from) ? value.direct_from : undefined;
+  const heartbeat =
+    typeof value.heartbeat_ms === "number" && value.heartbeat_ms > 0 ? value.heartbeat_ms : DEFAULT_HEARTBEAT_MS;
+  const directFrom =
+    typeof value.direct_from === "number" && Number.isFinite(value.direct_from) ? value.direct_from : undefined;
   const seq = typeof value.seq === "number" && Number.isSafeInteger(value.seq) ? value.seq : undefined;
   return { ...(value as unknown as Registration), heartbeat_ms: heartbeat, direct_from: directFrom, seq };
 }

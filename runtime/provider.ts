@@ -32,7 +32,10 @@ export interface StreamContext extends InvocationContext {
  * terminal `response` frame (`end_stream: true`) and is checked against the output schema; a throw
  * ends the stream with an `error` frame.
  */
-export type StreamHandler = (payload: JsonObject, context: StreamContext) => void | JsonObject | Promise<void | JsonObject>;
+export type StreamHandler = (
+  payload: JsonObject,
+  context: StreamContext,
+) => void | JsonObject | Promise<void | JsonObject>;
 
 export interface CapabilityDefinition {
   descriptor: CapabilityDescriptor;
@@ -64,14 +67,20 @@ export function defineStreamingCapability(
   schemas: Record<string, JsonObject> = {},
 ): CapabilityDefinition {
   const unary: UnaryHandler = () => {
-    throw new MigError("MIG_UNSUPPORTED_CAPABILITY", `capability ${descriptor.id} only streams; invoke it with stream_preference ${descriptor.modes.join(" or ")}`);
+    throw new MigError(
+      "MIG_UNSUPPORTED_CAPABILITY",
+      `capability ${descriptor.id} only streams; invoke it with stream_preference ${descriptor.modes.join(" or ")}`,
+    );
   };
   return defineCapability(descriptor, unary, schemas, stream);
 }
 
 function checkStreamModes(descriptor: CapabilityDescriptor, stream: StreamHandler | undefined): void {
   if (stream && !descriptor.modes.some((m) => m === "server_stream" || m === "bidi_stream")) {
-    throw new MigError("MIG_INVALID_REQUEST", `capability ${descriptor.id}: a stream handler needs server_stream or bidi_stream in modes`);
+    throw new MigError(
+      "MIG_INVALID_REQUEST",
+      `capability ${descriptor.id}: a stream handler needs server_stream or bidi_stream in modes`,
+    );
   }
 }
 
@@ -79,18 +88,34 @@ function checkStreamModes(descriptor: CapabilityDescriptor, stream: StreamHandle
 export function checkDescriptor(descriptor: CapabilityDescriptor): void {
   checkDottedName(descriptor.id, "capability id", true);
   if (!SEMVER.test(descriptor.version)) {
-    throw new MigError("MIG_INVALID_REQUEST", `capability ${descriptor.id}: version "${descriptor.version}" is not semver (e.g. 1.0.0)`);
+    throw new MigError(
+      "MIG_INVALID_REQUEST",
+      `capability ${descriptor.id}: version "${descriptor.version}" is not semver (e.g. 1.0.0)`,
+    );
   }
-  if (!Array.isArray(descriptor.modes) || descriptor.modes.length === 0 || descriptor.modes.some((m) => !MODES.includes(m))) {
-    throw new MigError("MIG_INVALID_REQUEST", `capability ${descriptor.id}: modes must be a non-empty list of ${MODES.join(", ")}`);
+  if (
+    !Array.isArray(descriptor.modes) ||
+    descriptor.modes.length === 0 ||
+    descriptor.modes.some((m) => !MODES.includes(m))
+  ) {
+    throw new MigError(
+      "MIG_INVALID_REQUEST",
+      `capability ${descriptor.id}: modes must be a non-empty list of ${MODES.join(", ")}`,
+    );
   }
   for (const field of ["input_schema_uri", "output_schema_uri"] as const) {
     const uri = descriptor[field];
     if (typeof uri !== "string" || !/^[a-z][a-z0-9+.-]*:\S+$/i.test(uri)) {
-      throw new MigError("MIG_INVALID_REQUEST", `capability ${descriptor.id}: ${field} must be a URI, e.g. schema://team/name/v1`);
+      throw new MigError(
+        "MIG_INVALID_REQUEST",
+        `capability ${descriptor.id}: ${field} must be a URI, e.g. schema://team/name/v1`,
+      );
     }
   }
   if (!Array.isArray(descriptor.auth_scopes)) {
-    throw new MigError("MIG_INVALID_REQUEST", `capability ${descriptor.id}: auth_scopes must be a list (it may be empty)`);
+    throw new MigError(
+      "MIG_INVALID_REQUEST",
+      `capability ${descriptor.id}: auth_scopes must be a list (it may be empty)`,
+    );
   }
 }

@@ -1,14 +1,14 @@
 // PUBLISH: validates and authorizes an event, persists it in the topic's JetStream stream, then acknowledges it.
 import { createHash, randomUUID } from "node:crypto";
 import { isoNow } from "./clock.ts";
+import type { RequestContext, RuntimeCore } from "./core.ts";
 import { MigError } from "./errors.ts";
-import { deliveredJson, topicRef, type EventStore } from "./events.ts";
+import { deliveredJson, type EventStore, topicRef } from "./events.ts";
 import { tally } from "./metrics.ts";
 import { checkDottedName, checkMessageId } from "./names.ts";
 import { authorizeCapability } from "./policy.ts";
-import { acceptRequest, agreeing, optionalStringField, requireObject } from "./request.ts";
-import type { RequestContext, RuntimeCore } from "./core.ts";
 import type { Principal } from "./principal.ts";
+import { acceptRequest, agreeing, optionalStringField, requireObject } from "./request.ts";
 import type { JsonObject, MessageHeader } from "./types.ts";
 
 export interface EventsCore extends RuntimeCore {
@@ -28,7 +28,8 @@ const MAX_KEY_LENGTH = 256;
 /** The topic of a request: named by the path (or subject) and/or the body, checked as a namespaced name. */
 export function requestTopic(raw: JsonObject, pathTopic: string | undefined): string {
   const topic = agreeing(pathTopic, optionalStringField(raw, "topic", 1024), "topic");
-  if (topic === undefined) throw new MigError("MIG_INVALID_REQUEST", "topic is required: name it in the path or in the body");
+  if (topic === undefined)
+    throw new MigError("MIG_INVALID_REQUEST", "topic is required: name it in the path or in the body");
   return checkDottedName(topic, "topic", true);
 }
 
@@ -37,14 +38,20 @@ export function authorizeTopic(core: RuntimeCore, principal: Principal, topic: s
   for (const descriptor of core.capabilities.withEventTopic(topic)) authorizeCapability(principal, descriptor);
 }
 
-export async function publish(core: EventsCore, body: unknown, request: RequestContext, pathTopic?: string): Promise<PublishAck> {
+export async function publish(
+  core: EventsCore,
+  body: unknown,
+  request: RequestContext,
+  pathTopic?: string,
+): Promise<PublishAck> {
   const { raw, header } = acceptRequest(core, body, request);
   const topic = requestTopic(raw, pathTopic);
   authorizeTopic(core, request.principal, topic);
   // Before the payload is read: a tenant past its rate costs the runtime as little as possible.
   core.events.admitPublish(header.tenant_id);
   const key = optionalStringField(raw, "key", MAX_KEY_LENGTH);
-  if (raw.payload === undefined) throw new MigError("MIG_INVALID_REQUEST", "payload is required: send a JSON object, e.g. {}");
+  if (raw.payload === undefined)
+    throw new MigError("MIG_INVALID_REQUEST", "payload is required: send a JSON object, e.g. {}");
   const payload = requireObject(raw.payload, "payload");
   checkPayloadSize(payload, core.config.eventMaxPayloadBytes, request.bodyBytes);
   const givenId = optionalStringField(raw, "event_id", 64);
@@ -79,8 +86,12 @@ function checkPayloadSize(payload: JsonObject, max: number, bodyBytes: number | 
   if (bodyBytes !== undefined && bodyBytes <= max) return;
   const size = Buffer.byteLength(JSON.stringify(payload));
   if (size > max) {
-    throw new MigError("MIG_INVALID_REQUEST", `the event payload is ${size} bytes; this server accepts at most ${max}`, {
-      details: { max_payload_bytes: max, payload_bytes: size },
-    });
+    throw new MigError(
+      "MIG_INVALID_REQUEST",
+      `the event payload is ${size} bytes; this server accepts at most ${max}`,
+      {
+        details: { max_payload_bytes: max, payload_bytes: size },
+      },
+    );
   }
 }

@@ -55,7 +55,8 @@ export class RateLimiter {
 
   private evict(now: number): void {
     for (const [key, bucket] of this.buckets) {
-      if (bucket.tokens + ((now - bucket.at) / 1000) * bucket.limit.rate >= bucket.limit.burst) this.buckets.delete(key);
+      if (bucket.tokens + ((now - bucket.at) / 1000) * bucket.limit.rate >= bucket.limit.burst)
+        this.buckets.delete(key);
     }
     while (this.buckets.size >= this.maxBuckets) this.buckets.delete(this.buckets.keys().next().value!);
   }

@@ -1,8 +1,8 @@
 // The capability registry: which capabilities this runtime can serve, and how to reach each one.
 import { MigError } from "./errors.ts";
 import type { CapabilityDefinition, StreamHandler, UnaryHandler } from "./provider.ts";
-import type { AcceptedStream } from "./stream.ts";
 import type { SchemaRegistry } from "./schema-registry.ts";
+import type { AcceptedStream } from "./stream.ts";
 import type { CapabilityDescriptor } from "./types.ts";
 
 export interface RegisteredCapability {

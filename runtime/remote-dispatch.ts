@@ -1,9 +1,14 @@
 // Gateway side of the provider protocol: sends one invocation over the bus and turns the reply into a result or a MigError.
-import { nuid, type Msg, type NatsConnection } from "@nats-io/transport-node";
+
 import type { JetStreamClient } from "@nats-io/jetstream";
+import { type Msg, type NatsConnection, nuid } from "@nats-io/transport-node";
 import { onConnectionChange } from "./bus.ts";
 import { busCauseDetails, busDropped, MigError } from "./errors.ts";
+import type { Logger } from "./logger.ts";
+import type { Metrics } from "./metrics.ts";
+import type { InvocationContext, UnaryHandler } from "./provider.ts";
 import {
+  type CancelNotice,
   cancelSubject,
   encode,
   jsWorkSubject,
@@ -12,13 +17,9 @@ import {
   readWorkReply,
   replyPrefix,
   usesWorkQueue,
-  workSubject,
-  type CancelNotice,
   type WorkRequest,
+  workSubject,
 } from "./provider-protocol.ts";
-import type { Logger } from "./logger.ts";
-import type { Metrics } from "./metrics.ts";
-import type { InvocationContext, UnaryHandler } from "./provider.ts";
 import type { CapabilityDescriptor, JsonObject } from "./types.ts";
 
 interface Pending {
@@ -63,7 +64,12 @@ export class RemoteDispatcher {
     return this.pending.size;
   }
 
-  private dispatch(capability: string, queued: boolean, payload: JsonObject, context: InvocationContext): Promise<JsonObject> {
+  private dispatch(
+    capability: string,
+    queued: boolean,
+    payload: JsonObject,
+    context: InvocationContext,
+  ): Promise<JsonObject> {
     const token = (++this.seq).toString(36);
     const reply = `${this.prefix}.${token}`;
     const { header, signal } = context;
@@ -79,19 +85,36 @@ export class RemoteDispatcher {
     return new Promise<JsonObject>((resolve, reject) => {
       const onAbort = () => {
         this.forget(token);
-        const notice: CancelNotice = { message_id: header.message_id, reason: String((signal.reason as Error)?.message ?? "aborted") };
+        const notice: CancelNotice = {
+          message_id: header.message_id,
+          reason: String((signal.reason as Error)?.message ?? "aborted"),
+        };
         this.nc.publish(cancelSubject(header.message_id), encode(notice));
         reject(signal.reason as MigError);
       };
       signal.addEventListener("abort", onAbort, { once: true });
-      this.pending.set(token, { capability, messageId: header.message_id, resolve, reject, provider: undefined, cleanup: () => signal.removeEventListener("abort", onAbort) });
+      this.pending.set(token, {
+        capability,
+        messageId: header.message_id,
+        resolve,
+        reject,
+        provider: undefined,
+        cleanup: () => signal.removeEventListener("abort", onAbort),
+      });
       const data = encode(request);
       if (queued) {
         this.js.publish(jsWorkSubject(capability), data).catch((err: unknown) => {
-          this.fail(token, new MigError("MIG_UNAVAILABLE", `the work queue of capability ${capability} did not take the invocation; retry shortly`, {
-            details: busCauseDetails(err),
-            cause: err,
-          }));
+          this.fail(
+            token,
+            new MigError(
+              "MIG_UNAVAILABLE",
+              `the work queue of capability ${capability} did not take the invocation; retry shortly`,
+              {
+                details: busCauseDetails(err),
+                cause: err,
+              },
+            ),
+          );
         });
       } else {
         this.nc.publish(workSubject(capability), data, { reply });
@@ -108,14 +131,26 @@ export class RemoteDispatcher {
       return;
     }
     if (msg.data.length === 0 && msg.headers?.code === 503) {
-      this.fail(token, new MigError("MIG_UNAVAILABLE", `no live worker takes work for capability ${entry.capability}; retry shortly`));
+      this.fail(
+        token,
+        new MigError("MIG_UNAVAILABLE", `no live worker takes work for capability ${entry.capability}; retry shortly`),
+      );
       return;
     }
     const reply = readWorkReply(msg.data);
     if (!reply) {
       this.metrics.providerReplies.inc({ reason: "garbage" });
-      this.logger.warn({ capability: entry.capability, bytes: msg.data.length }, "provider answered something that is not a work reply");
-      this.fail(token, new MigError("MIG_INTERNAL", `the provider of capability ${entry.capability} answered garbage; the runtime log has it`));
+      this.logger.warn(
+        { capability: entry.capability, bytes: msg.data.length },
+        "provider answered something that is not a work reply",
+      );
+      this.fail(
+        token,
+        new MigError(
+          "MIG_INTERNAL",
+          `the provider of capability ${entry.capability} answered garbage; the runtime log has it`,
+        ),
+      );
       return;
     }
     if ("accepted" in reply) {
@@ -136,10 +171,13 @@ export class RemoteDispatcher {
     if (!tokens) return;
     this.byProvider.delete(providerId);
     for (const token of tokens) {
-      this.fail(token, new MigError("MIG_UNAVAILABLE", `the worker ${providerId} stopped while running this invocation; retry it`, {
-        retryable: true,
-        details: { provider_id: providerId },
-      }));
+      this.fail(
+        token,
+        new MigError("MIG_UNAVAILABLE", `the worker ${providerId} stopped while running this invocation; retry it`, {
+          retryable: true,
+          details: { provider_id: providerId },
+        }),
+      );
     }
   }
 
@@ -151,7 +189,10 @@ export class RemoteDispatcher {
   private connectionDropped(): void {
     for (const token of [...this.pending.keys()]) {
       const entry = this.pending.get(token)!;
-      this.orphaned.push({ message_id: entry.messageId, reason: "the gateway lost its bus connection while waiting for the answer" });
+      this.orphaned.push({
+        message_id: entry.messageId,
+        reason: "the gateway lost its bus connection while waiting for the answer",
+      });
       this.fail(token, busDropped(`waiting for the worker's answer to this invocation of ${entry.capability}`));
     }
   }

@@ -11,14 +11,25 @@
 //
 // The gateway grants credit only after its own session took the frame (`await emit()` resolved), so
 // a slow consumer at the gateway pauses the worker's provider: neither side holds more than its window.
-import { nuid, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import { MigError, type MigErrorBody } from "./errors.ts";
-import { decode, encode, INTERNAL_PREFIX, isObject, PROTOCOL_VERSION, principalFromWire, principalOnWire, readWorkRequest, WORK_QUEUE, type WorkRequest } from "./provider-protocol.ts";
-import type { MigRuntime } from "./runtime.ts";
-import type { CapabilityDefinition, StreamContext, StreamHandler } from "./provider.ts";
+import { type Msg, type NatsConnection, nuid, type Subscription } from "@nats-io/transport-node";
 import { openOnSubjects } from "../bindings/nats/stream.ts";
 import type { Authenticator } from "./auth.ts";
 import { ControlGuard } from "./control-guard.ts";
+import { MigError, type MigErrorBody } from "./errors.ts";
+import type { CapabilityDefinition, StreamContext, StreamHandler } from "./provider.ts";
+import {
+  decode,
+  encode,
+  INTERNAL_PREFIX,
+  isObject,
+  PROTOCOL_VERSION,
+  principalFromWire,
+  principalOnWire,
+  readWorkRequest,
+  WORK_QUEUE,
+  type WorkRequest,
+} from "./provider-protocol.ts";
+import type { MigRuntime } from "./runtime.ts";
 import { EMITTED, type FrameSink, type StreamMode, type StreamSession } from "./stream.ts";
 import type { CapabilityDescriptor, JsonObject } from "./types.ts";
 
@@ -108,10 +119,12 @@ class StreamRelay {
   providerGone(providerId: string): void {
     for (const stream of this.live.values()) {
       if (stream.provider !== providerId) continue;
-      stream.fail(new MigError("MIG_UNAVAILABLE", `the worker ${providerId} stopped while streaming; retry the stream`, {
-        retryable: true,
-        details: { provider_id: providerId },
-      }));
+      stream.fail(
+        new MigError("MIG_UNAVAILABLE", `the worker ${providerId} stopped while streaming; retry the stream`, {
+          retryable: true,
+          details: { provider_id: providerId },
+        }),
+      );
     }
   }
 
@@ -122,7 +135,9 @@ class StreamRelay {
       return;
     }
     if (msg.data.length === 0 && msg.headers?.code === 503) {
-      stream.fail(new MigError("MIG_UNAVAILABLE", `no live worker streams capability ${stream.capability}; retry shortly`));
+      stream.fail(
+        new MigError("MIG_UNAVAILABLE", `no live worker streams capability ${stream.capability}; retry shortly`),
+      );
       return;
     }
     let value: unknown;
@@ -133,7 +148,12 @@ class StreamRelay {
     }
     if (!isObject(value)) {
       this.runtime.metrics.providerReplies.inc({ reason: "garbage" });
-      stream.fail(new MigError("MIG_INTERNAL", `the provider of capability ${stream.capability} sent a stream message that is not msgpack`));
+      stream.fail(
+        new MigError(
+          "MIG_INTERNAL",
+          `the provider of capability ${stream.capability} sent a stream message that is not msgpack`,
+        ),
+      );
       return;
     }
     stream.onMessage(value);
@@ -183,7 +203,8 @@ class RemoteStream {
       this.control = message.control;
       this.provider = message.open;
       const window = message.window;
-      if (typeof window === "number" && Number.isInteger(window) && window > 0) this.creditBatch = Math.max(1, Math.floor(window / 2));
+      if (typeof window === "number" && Number.isInteger(window) && window > 0)
+        this.creditBatch = Math.max(1, Math.floor(window / 2));
       for (const queued of this.unsent.splice(0)) this.nc.publish(this.control, encode(queued));
       return;
     }
@@ -198,13 +219,16 @@ class RemoteStream {
       return;
     }
     if (message.end === true) {
-      this.end = message.ok === true && isObject(message.payload)
-        ? { ok: true, payload: message.payload }
-        : { ok: false, error: MigError.fromBody(isObject(message.error) ? message.error : {}) };
+      this.end =
+        message.ok === true && isObject(message.payload)
+          ? { ok: true, payload: message.payload }
+          : { ok: false, error: MigError.fromBody(isObject(message.error) ? message.error : {}) };
       void this.pump();
       return;
     }
-    this.fail(new MigError("MIG_INTERNAL", `the provider of capability ${this.capability} sent an unknown stream message`));
+    this.fail(
+      new MigError("MIG_INTERNAL", `the provider of capability ${this.capability} sent an unknown stream message`),
+    );
   }
 
   /**
@@ -226,7 +250,10 @@ class RemoteStream {
       }
       if (this.end && this.frames.length === 0) this.finish(this.end);
     } catch (err) {
-      this.finish({ ok: false, error: err instanceof MigError ? err : new MigError("MIG_INTERNAL", "the stream ended while relaying") });
+      this.finish({
+        ok: false,
+        error: err instanceof MigError ? err : new MigError("MIG_INTERNAL", "the stream ended while relaying"),
+      });
     } finally {
       this.pumping = false;
     }
@@ -291,7 +318,8 @@ export function serveRemoteStreams(
     let request: StreamOpen;
     try {
       request = readWorkRequest(msg.data) as StreamOpen;
-      if (request.mode !== "server_stream" && request.mode !== "bidi_stream") throw new MigError("MIG_INVALID_REQUEST", "the stream open lacks a mode");
+      if (request.mode !== "server_stream" && request.mode !== "bidi_stream")
+        throw new MigError("MIG_INVALID_REQUEST", "the stream open lacks a mode");
     } catch (err) {
       runtime.metrics.providerReplies.inc({ reason: "garbage_work" });
       if (msg.reply) nc.publish(msg.reply, encode(endOf(err)));
@@ -326,11 +354,23 @@ export function serveRemoteStreams(
     };
     const remaining = request.deadline_at - Date.now();
     if (remaining <= 0) {
-      reply(endOf(new MigError("MIG_TIMEOUT", `the deadline of ${request.header.message_id} passed before a worker took the stream`)));
+      reply(
+        endOf(
+          new MigError(
+            "MIG_TIMEOUT",
+            `the deadline of ${request.header.message_id} passed before a worker took the stream`,
+          ),
+        ),
+      );
       return;
     }
     live.set(token, entry);
-    const body = { header: { ...request.header, deadline_ms: remaining }, capability: request.capability, payload: request.payload, stream_preference: request.mode };
+    const body = {
+      header: { ...request.header, deadline_ms: remaining },
+      capability: request.capability,
+      payload: request.payload,
+      stream_preference: request.mode,
+    };
     const context = { principal: principalFromWire(request.principal), binding: "nats" as const };
     if (request.nats_stream_id !== undefined) {
       // Handed off: this process publishes the frames on the public subjects and reads the caller's itself.
@@ -338,15 +378,32 @@ export function serveRemoteStreams(
       try {
         const streamId = String(request.nats_stream_id);
         const digest = typeof request.nats_token_digest === "string" ? request.nats_token_digest : undefined;
-        const guard = new ControlGuard(runtime, { opener: context.principal, digest, authenticator, what: "stream", target: streamId });
-        const { session, sink: onSubjects } = openOnSubjects(runtime, { ...body, header: request.header }, context, streamId, remaining, guard);
+        const guard = new ControlGuard(runtime, {
+          opener: context.principal,
+          digest,
+          authenticator,
+          what: "stream",
+          target: streamId,
+        });
+        const { session, sink: onSubjects } = openOnSubjects(
+          runtime,
+          { ...body, header: request.header },
+          context,
+          streamId,
+          remaining,
+          guard,
+        );
         entry.session = session;
         entry.mute = () => onSubjects.mute();
         // Sent after subscribing to the inbound subject: the caller, answered on this, may grant credit at once.
         reply({ open: providerId, control, window: runtime.config.streamWindow, nats: true });
         void session.ended.then((end) => {
           live.delete(token);
-          reply(end.state === "completed" ? { end: true, ok: true, payload: {} } : { end: true, ok: false, error: end.error.toJSON() });
+          reply(
+            end.state === "completed"
+              ? { end: true, ok: true, payload: {} }
+              : { end: true, ok: false, error: end.error.toJSON() },
+          );
         });
       } catch (err) {
         live.delete(token);
@@ -356,7 +413,11 @@ export function serveRemoteStreams(
     }
     reply({ open: providerId, control, window: runtime.config.streamWindow });
     try {
-      entry.session = runtime.openStream(body, context, { sink, clientFrames: request.mode === "bidi_stream", authorized: true });
+      entry.session = runtime.openStream(body, context, {
+        sink,
+        clientFrames: request.mode === "bidi_stream",
+        authorized: true,
+      });
     } catch (err) {
       live.delete(token);
       reply(endOf(err));
@@ -392,7 +453,10 @@ export function serveRemoteStreams(
   for (const definition of definitions) {
     if (!definition.stream) continue;
     subscriptions.push(
-      nc.subscribe(streamOpenSubject(definition.descriptor.id), { queue: WORK_QUEUE, callback: (err, msg) => (err ? undefined : onOpen(msg)) }),
+      nc.subscribe(streamOpenSubject(definition.descriptor.id), {
+        queue: WORK_QUEUE,
+        callback: (err, msg) => (err ? undefined : onOpen(msg)),
+      }),
     );
   }
   /**

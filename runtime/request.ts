@@ -1,8 +1,9 @@
 // Shape checks of inbound request bodies, shared by every operation: one JSON object, typed fields.
+
+import type { RequestContext } from "./core.ts";
 import { MigError } from "./errors.ts";
 import { acceptHeader } from "./header.ts";
 import { transportTenant } from "./policy.ts";
-import type { RequestContext } from "./core.ts";
 import type { JsonObject, MessageHeader } from "./types.ts";
 
 export function requireObject(body: unknown, what = "the request body"): JsonObject {
@@ -16,7 +17,8 @@ export function optionalStringField(body: JsonObject, field: string, maxLength =
   const value = body[field];
   if (value === undefined || value === null || value === "") return undefined;
   if (typeof value !== "string") throw new MigError("MIG_INVALID_REQUEST", `${field} must be a string`);
-  if (value.length > maxLength) throw new MigError("MIG_INVALID_REQUEST", `${field} is longer than ${maxLength} characters`);
+  if (value.length > maxLength)
+    throw new MigError("MIG_INVALID_REQUEST", `${field} is longer than ${maxLength} characters`);
   return value;
 }
 
@@ -46,9 +48,16 @@ export function optionalPositiveInt(body: JsonObject, field: string, max: number
 }
 
 /** A value named both in the path (or subject) and in the body must agree. */
-export function agreeing(fromPath: string | undefined, fromBody: string | undefined, field: string): string | undefined {
+export function agreeing(
+  fromPath: string | undefined,
+  fromBody: string | undefined,
+  field: string,
+): string | undefined {
   if (fromPath !== undefined && fromBody !== undefined && fromPath !== fromBody) {
-    throw new MigError("MIG_INVALID_REQUEST", `${field} "${fromBody}" in the body differs from "${fromPath}" in the path`);
+    throw new MigError(
+      "MIG_INVALID_REQUEST",
+      `${field} "${fromBody}" in the body differs from "${fromPath}" in the path`,
+    );
   }
   return fromPath ?? fromBody;
 }

@@ -5,33 +5,48 @@ import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { AuditLog, operationRecord, parseAuditQuery, type StoredAuditRecord } from "./audit.ts";
 import { Authenticator } from "./auth.ts";
-import { connectBus, type Bus, type BusCredentials } from "./bus.ts";
-import { EmbeddedBusUsers, generatedConfFile, openToAnonymous, readCredentialsFile, RUNTIME_USER, shownUrl, type BusUserCredentials } from "./bus-credentials.ts";
+import { type Bus, type BusCredentials, connectBus } from "./bus.ts";
+import {
+  type BusUserCredentials,
+  EmbeddedBusUsers,
+  generatedConfFile,
+  openToAnonymous,
+  RUNTIME_USER,
+  readCredentialsFile,
+  shownUrl,
+} from "./bus-credentials.ts";
 import { cancel } from "./cancel.ts";
-import { RecentlyFinished, type InflightInvocation, type RequestContext, type RuntimeCore } from "./core.ts";
+import type { RuntimeConfig } from "./config.ts";
+import { type InflightInvocation, RecentlyFinished, type RequestContext, type RuntimeCore } from "./core.ts";
 import { discover } from "./discover.ts";
-import { Fleet } from "./fleet.ts";
 import { MigError } from "./errors.ts";
 import { EventStore, eventStoreOptions } from "./events.ts";
+import { Fleet } from "./fleet.ts";
 import { heartbeat } from "./heartbeat.ts";
 import { hello } from "./hello.ts";
-import { openIdempotencyStore, type IdempotencyStore } from "./idempotency.ts";
+import { type IdempotencyStore, openIdempotencyStore } from "./idempotency.ts";
 import { invoke } from "./invoke.ts";
-import { acceptStream, openStream, startSession, type OpenStreamOptions, type StreamSession } from "./stream.ts";
 import { LoadGauge } from "./load.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { Metrics } from "./metrics.ts";
 import { DEFAULT_CONF, NatsLauncher } from "./nats-launcher.ts";
-import { publish, type PublishAck } from "./publish.ts";
-import { AccessPolicy, transportTenant, type AdminView } from "./policy.ts";
-import { CapabilityRegistry } from "./registry.ts";
-import { SchemaRegistry } from "./schema-registry.ts";
-import { subscribe, SubscriptionRegistry, type EventSink, type Subscription } from "./subscribe.ts";
-import { Supervisor } from "./supervisor.ts";
-import type { RuntimeConfig } from "./config.ts";
+import { AccessPolicy, type AdminView, transportTenant } from "./policy.ts";
 import type { Principal } from "./principal.ts";
 import type { CapabilityDefinition } from "./provider.ts";
-import type { CancelAck, DiscoverResponse, HeartbeatAck, HelloResponse, InvokeResponse, MessageHeader } from "./types.ts";
+import { type PublishAck, publish } from "./publish.ts";
+import { CapabilityRegistry } from "./registry.ts";
+import { SchemaRegistry } from "./schema-registry.ts";
+import { acceptStream, type OpenStreamOptions, openStream, type StreamSession, startSession } from "./stream.ts";
+import { type EventSink, type Subscription, SubscriptionRegistry, subscribe } from "./subscribe.ts";
+import { Supervisor } from "./supervisor.ts";
+import type {
+  CancelAck,
+  DiscoverResponse,
+  HeartbeatAck,
+  HelloResponse,
+  InvokeResponse,
+  MessageHeader,
+} from "./types.ts";
 
 /** What guard() needs to audit an operation: the body (whose header acceptHeader normalized) and the request. */
 export interface AuditedRequest {
@@ -92,11 +107,18 @@ export class MigRuntime implements RuntimeCore {
     this.authenticator = Authenticator.fromConfig(config);
     this.authenticator.onFailure = (credentials, error) => {
       const principal = { subject: credentials.actor || "unauthenticated", tenant_id: undefined, authenticated: false };
-      const record = operationRecord(this.serverId, credentials.operation ?? "authenticate", undefined, {
-        principal,
-        tenant: credentials.tenant,
-        binding: credentials.binding ?? "unknown",
-      }, undefined, error);
+      const record = operationRecord(
+        this.serverId,
+        credentials.operation ?? "authenticate",
+        undefined,
+        {
+          principal,
+          tenant: credentials.tenant,
+          binding: credentials.binding ?? "unknown",
+        },
+        undefined,
+        error,
+      );
       record.kind = "authentication";
       this.audit?.record(record);
     };
@@ -148,10 +170,14 @@ export class MigRuntime implements RuntimeCore {
     let url = config.natsUrl;
     if (config.natsCredentials) {
       const file = readCredentialsFile(config.natsCredentials);
-      if (!url && !file.url) throw new Error(`MIG_NATS_CREDENTIALS: ${config.natsCredentials} names no bus URL yet (its runtime has not started its bus); start that runtime first or set MIG_NATS_URL`);
+      if (!url && !file.url)
+        throw new Error(
+          `MIG_NATS_CREDENTIALS: ${config.natsCredentials} names no bus URL yet (its runtime has not started its bus); start that runtime first or set MIG_NATS_URL`,
+        );
       url ||= file.url;
       // A user named explicitly (MIG_NATS_USER, MIG_NATS_CREDS_FILE) wins over the file's.
-      if (!config.natsUser && !config.natsCredsFile) Object.assign(credentials, { user: file.user, password: file.password });
+      if (!config.natsUser && !config.natsCredsFile)
+        Object.assign(credentials, { user: file.user, password: file.password });
     }
     if (!url) {
       const generateUsers = config.authMode === "jwt" && !config.natsConf;
@@ -161,14 +187,22 @@ export class MigRuntime implements RuntimeCore {
         dataDir: config.dataDir,
         logger: this.logger,
         startTimeoutMs: config.natsStartTimeoutMs,
-        ...(generateUsers ? { confFile: generatedConfFile(config.dataDir) } : config.natsConf ? { confFile: config.natsConf } : {}),
+        ...(generateUsers
+          ? { confFile: generatedConfFile(config.dataDir) }
+          : config.natsConf
+            ? { confFile: config.natsConf }
+            : {}),
       });
       // Claimed before anything is written into it: a runtime refused for a live owner must not touch its files.
       await this.launcher.claim();
       if (generateUsers) {
         const storeDir = join(resolve(config.dataDir), "jetstream");
         this.busUsers = EmbeddedBusUsers.prepare(config.dataDir, DEFAULT_CONF, storeDir, this.logger);
-        Object.assign(credentials, { user: RUNTIME_USER, password: this.busUsers.runtimePassword, credsFile: undefined });
+        Object.assign(credentials, {
+          user: RUNTIME_USER,
+          password: this.busUsers.runtimePassword,
+          credsFile: undefined,
+        });
       }
       this.launcher.on("restarted", () => this.metrics.supervisorRestarts.inc({ child: "nats-server" }));
       const ports = await this.launcher.start();
@@ -198,17 +232,27 @@ export class MigRuntime implements RuntimeCore {
   private async checkBusSecurity(url: string): Promise<void> {
     if (this.busUsers) {
       this.logger.info(
-        { runtime_credentials: this.busUsers.runtimeCredentialsFile, provider_credentials: this.busUsers.providerCredentialsFile, tenant_credentials: "POST /mig/v0.1/nats/credentials" },
+        {
+          runtime_credentials: this.busUsers.runtimeCredentialsFile,
+          provider_credentials: this.busUsers.providerCredentialsFile,
+          tenant_credentials: "POST /mig/v0.1/nats/credentials",
+        },
         "bus security: generated users, no anonymous access; a mig worker with the same MIG_DATA_DIR (or MIG_NATS_CREDENTIALS) reads the runtime credentials file",
       );
       return;
     }
     if (!(await openToAnonymous(url, this.config.natsTlsCa))) {
-      this.logger.info({ url: shownUrl(url) }, "bus security: the bus refuses anonymous clients (checked at start); its users are configured outside the runtime");
+      this.logger.info(
+        { url: shownUrl(url) },
+        "bus security: the bus refuses anonymous clients (checked at start); its users are configured outside the runtime",
+      );
       return;
     }
     if (this.config.allowOpenBus) {
-      this.logger.warn({ url: shownUrl(url) }, "bus security: none (MIG_ALLOW_OPEN_BUS=true): anonymous clients can read every tenant's requests and bearer tokens");
+      this.logger.warn(
+        { url: shownUrl(url) },
+        "bus security: none (MIG_ALLOW_OPEN_BUS=true): anonymous clients can read every tenant's requests and bearer tokens",
+      );
       return;
     }
     throw new Error(
@@ -226,12 +270,20 @@ export class MigRuntime implements RuntimeCore {
     return this.guard(
       "nats.credentials",
       () => {
-        if (what !== "credentials") throw new MigError("MIG_NOT_FOUND", `no MIG route POST /mig/v0.1/nats/${what ?? ""}; bus credentials are at POST /mig/v0.1/nats/credentials`);
+        if (what !== "credentials")
+          throw new MigError(
+            "MIG_NOT_FOUND",
+            `no MIG route POST /mig/v0.1/nats/${what ?? ""}; bus credentials are at POST /mig/v0.1/nats/credentials`,
+          );
         if (!this.busUsers) {
-          throw new MigError("MIG_NOT_FOUND", "this runtime issues no bus credentials: only a jwt-mode runtime on its embedded bus with generated users does (no MIG_NATS_URL, no MIG_NATS_CONF); ask the bus's operator for a credential");
+          throw new MigError(
+            "MIG_NOT_FOUND",
+            "this runtime issues no bus credentials: only a jwt-mode runtime on its embedded bus with generated users does (no MIG_NATS_URL, no MIG_NATS_CONF); ask the bus's operator for a credential",
+          );
         }
         const tenant = transportTenant(request.principal, request.tenant);
-        if (!request.principal.authenticated || tenant === undefined) throw new MigError("MIG_UNAUTHORIZED", "bus credentials need a bearer token that names a tenant");
+        if (!request.principal.authenticated || tenant === undefined)
+          throw new MigError("MIG_UNAUTHORIZED", "bus credentials need a bearer token that names a tenant");
         request.authorized = true;
         return this.busUsers.tenantCredentials(tenant);
       },
@@ -248,7 +300,11 @@ export class MigRuntime implements RuntimeCore {
   }
 
   invoke(body: unknown, request: RequestContext, capability?: string): Promise<InvokeResponse> {
-    return this.guard("invoke", () => invoke(this, body, request, capability), { body, request, target: capability ?? fieldOf(body, "capability") });
+    return this.guard("invoke", () => invoke(this, body, request, capability), {
+      body,
+      request,
+      target: capability ?? fieldOf(body, "capability"),
+    });
   }
 
   cancel(body: unknown, request: RequestContext, messageId?: string): Promise<CancelAck> {
@@ -264,12 +320,20 @@ export class MigRuntime implements RuntimeCore {
   }
 
   publish(body: unknown, request: RequestContext, topic?: string): Promise<PublishAck> {
-    return this.guard("publish", () => publish(this, body, request, topic), { body, request, target: topic ?? fieldOf(body, "topic") });
+    return this.guard("publish", () => publish(this, body, request, topic), {
+      body,
+      request,
+      target: topic ?? fieldOf(body, "topic"),
+    });
   }
 
   /** Opens a subscription that writes to `sink` until either side closes it (docs/events.md). */
   subscribe(body: unknown, request: RequestContext, topic: string | undefined, sink: EventSink): Promise<Subscription> {
-    return this.guard("subscribe", () => subscribe(this, body, request, topic, sink), { body, request, target: topic ?? fieldOf(body, "topic") });
+    return this.guard("subscribe", () => subscribe(this, body, request, topic, sink), {
+      body,
+      request,
+      target: topic ?? fieldOf(body, "topic"),
+    });
   }
 
   /**
@@ -283,14 +347,19 @@ export class MigRuntime implements RuntimeCore {
       if (audited && this.audit) {
         const hidden = audited.request.hiddenDenial;
         if (hidden) this.metrics.errors.inc({ code: hidden.code, operation });
-        this.audit.record(operationRecord(this.serverId, operation, audited.body, audited.request, audited.target, hidden));
+        this.audit.record(
+          operationRecord(this.serverId, operation, audited.body, audited.request, audited.target, hidden),
+        );
       }
       return result;
     } catch (err) {
       const error = err instanceof MigError ? err : this.unexpected(operation, err);
       this.metrics.errors.inc({ code: error.code, operation });
       if (error.cause !== undefined) this.logCause(operation, error);
-      if (audited && this.audit) this.audit.record(operationRecord(this.serverId, operation, audited.body, audited.request, audited.target, error));
+      if (audited && this.audit)
+        this.audit.record(
+          operationRecord(this.serverId, operation, audited.body, audited.request, audited.target, error),
+        );
       throw error;
     }
   }
@@ -304,7 +373,8 @@ export class MigRuntime implements RuntimeCore {
     try {
       return transportTenant(request.principal, request.tenant);
     } catch (err) {
-      if (err instanceof MigError && this.audit) this.audit.record(operationRecord(this.serverId, operation, undefined, request, undefined, err));
+      if (err instanceof MigError && this.audit)
+        this.audit.record(operationRecord(this.serverId, operation, undefined, request, undefined, err));
       throw err;
     }
   }
@@ -323,7 +393,14 @@ export class MigRuntime implements RuntimeCore {
       error = err as MigError;
       this.metrics.errors.inc({ code: error.code, operation: "admin" });
     }
-    const record = operationRecord(this.serverId, "admin", undefined, { principal, binding, authorized: !error }, what, error);
+    const record = operationRecord(
+      this.serverId,
+      "admin",
+      undefined,
+      { principal, binding, authorized: !error },
+      what,
+      error,
+    );
     record.kind = "admin";
     this.audit?.record(record);
     if (error) throw error;
@@ -334,13 +411,19 @@ export class MigRuntime implements RuntimeCore {
    * GET /admin/v0.1/audit: records filtered by `tenant`, newest `limit` or `limit` after the cursor `after`.
    * A tenant-scoped admin reads only its own tenant's records, whatever `tenant` says.
    */
-  readAudit(params: { get(name: string): string | null }, view: AdminView = { tenant: undefined }): Promise<{ records: StoredAuditRecord[]; last_seq: number }> {
+  readAudit(
+    params: { get(name: string): string | null },
+    view: AdminView = { tenant: undefined },
+  ): Promise<{ records: StoredAuditRecord[]; last_seq: number }> {
     return this.guard("admin.audit", () => {
       if (!this.audit) throw new MigError("MIG_UNAVAILABLE", "the audit log is not open yet");
       const query = parseAuditQuery(params);
       if (view.tenant !== undefined) {
         if (query.tenant !== undefined && query.tenant !== view.tenant) {
-          throw new MigError("MIG_FORBIDDEN", `this admin token is scoped to tenant "${view.tenant}" and cannot read tenant "${query.tenant}"'s records; that needs the scope ${this.config.adminGlobalScope}`);
+          throw new MigError(
+            "MIG_FORBIDDEN",
+            `this admin token is scoped to tenant "${view.tenant}" and cannot read tenant "${query.tenant}"'s records; that needs the scope ${this.config.adminGlobalScope}`,
+          );
         }
         query.tenant = view.tenant;
       }
@@ -349,8 +432,14 @@ export class MigRuntime implements RuntimeCore {
   }
 
   private unexpected(operation: string, err: unknown): MigError {
-    this.logger.error({ operation, err: err instanceof Error ? err.stack : String(err) }, "unexpected failure in an operation");
-    return new MigError("MIG_INTERNAL", `the ${operation} operation failed inside the runtime; the log has the details`);
+    this.logger.error(
+      { operation, err: err instanceof Error ? err.stack : String(err) },
+      "unexpected failure in an operation",
+    );
+    return new MigError(
+      "MIG_INTERNAL",
+      `the ${operation} operation failed inside the runtime; the log has the details`,
+    );
   }
 
   /**
@@ -360,14 +449,20 @@ export class MigRuntime implements RuntimeCore {
    */
   openStream(body: unknown, request: RequestContext, options: OpenStreamOptions): StreamSession {
     // Audited like a unary INVOKE (the opening decision; the stream's end is in mig_streams_total).
-    const target = options.capability ?? (typeof (body as { capability?: unknown })?.capability === "string" ? (body as { capability: string }).capability : undefined);
+    const target =
+      options.capability ??
+      (typeof (body as { capability?: unknown })?.capability === "string"
+        ? (body as { capability: string }).capability
+        : undefined);
     try {
       const session = openStream(this, body, request, options);
-      if (this.audit && !options.authorized) this.audit.record(operationRecord(this.serverId, "stream", body, request, target, undefined));
+      if (this.audit && !options.authorized)
+        this.audit.record(operationRecord(this.serverId, "stream", body, request, target, undefined));
       return session;
     } catch (err) {
       const error = this.counted("stream", err);
-      if (this.audit && !options.authorized) this.audit.record(operationRecord(this.serverId, "stream", body, request, target, error));
+      if (this.audit && !options.authorized)
+        this.audit.record(operationRecord(this.serverId, "stream", body, request, target, error));
       throw error;
     }
   }
@@ -378,18 +473,28 @@ export class MigRuntime implements RuntimeCore {
    * worker, which publishes the frames and reads the caller's subject itself (runtime/stream-handoff.ts);
    * `session` is then undefined. Otherwise it runs here, as openStream does.
    */
-  async openBusStream(body: unknown, request: RequestContext, options: OpenStreamOptions): Promise<{ header: MessageHeader; capability: string; session?: StreamSession }> {
-    const target = options.capability ?? (typeof (body as { capability?: unknown })?.capability === "string" ? (body as { capability: string }).capability : undefined);
+  async openBusStream(
+    body: unknown,
+    request: RequestContext,
+    options: OpenStreamOptions,
+  ): Promise<{ header: MessageHeader; capability: string; session?: StreamSession }> {
+    const target =
+      options.capability ??
+      (typeof (body as { capability?: unknown })?.capability === "string"
+        ? (body as { capability: string }).capability
+        : undefined);
     try {
       const accepted = acceptStream(this, body, request, options);
       let session: StreamSession | undefined;
       if (accepted.entry.handOff) await accepted.entry.handOff(accepted);
       else session = startSession(this, accepted, options);
-      if (this.audit && !options.authorized) this.audit.record(operationRecord(this.serverId, "stream", body, request, target, undefined));
+      if (this.audit && !options.authorized)
+        this.audit.record(operationRecord(this.serverId, "stream", body, request, target, undefined));
       return { header: accepted.header, capability: accepted.entry.descriptor.id, session };
     } catch (err) {
       const error = this.counted("stream", err);
-      if (this.audit && !options.authorized) this.audit.record(operationRecord(this.serverId, "stream", body, request, target, error));
+      if (this.audit && !options.authorized)
+        this.audit.record(operationRecord(this.serverId, "stream", body, request, target, error));
       throw error;
     }
   }
@@ -405,13 +510,17 @@ export class MigRuntime implements RuntimeCore {
   /** The library's or system's error behind a MigError: the caller got a sanitized `details.cause`, the log gets it whole. */
   logCause(operation: string, error: MigError): void {
     const cause = error.cause;
-    this.logger.warn({ operation, code: error.code, cause: cause instanceof Error ? cause.stack ?? cause.message : String(cause) }, error.message);
+    this.logger.warn(
+      { operation, code: error.code, cause: cause instanceof Error ? (cause.stack ?? cause.message) : String(cause) },
+      error.message,
+    );
   }
 
   async stop(): Promise<void> {
     for (const stream of this.streams.values()) stream.cancel("the runtime is shutting down");
     this.load.stop();
-    for (const { actor } of this.inflight.values()) actor.send({ type: "CANCEL", reason: "the runtime is shutting down" });
+    for (const { actor } of this.inflight.values())
+      actor.send({ type: "CANCEL", reason: "the runtime is shutting down" });
     await this.subscriptions.closeAll("the runtime is shutting down");
     await this.audit?.close();
     await this.fleet?.stop();

@@ -1,5 +1,5 @@
 // Payload schemas keyed by schema URI, each compiled once with Ajv and reused for every call.
-import { Ajv2020, type ValidateFunction, type ErrorObject } from "ajv/dist/2020.js";
+import { Ajv2020, type ErrorObject, type ValidateFunction } from "ajv/dist/2020.js";
 import formats from "ajv-formats";
 import { MigError } from "./errors.ts";
 import type { JsonObject } from "./types.ts";
@@ -18,7 +18,10 @@ export class SchemaRegistry {
     const existing = this.sources.get(uri);
     if (existing) {
       if (JSON.stringify(existing) === JSON.stringify(schema)) return;
-      throw new MigError("MIG_INVALID_REQUEST", `schema ${uri} is already registered with different content; publish a new version under a new URI`);
+      throw new MigError(
+        "MIG_INVALID_REQUEST",
+        `schema ${uri} is already registered with different content; publish a new version under a new URI`,
+      );
     }
     let validate: ValidateFunction;
     try {
@@ -52,7 +55,8 @@ export class SchemaRegistry {
 
 function formatError(error: ErrorObject): string {
   const where = error.instancePath === "" ? "payload" : `payload${error.instancePath.replace(/\//g, ".")}`;
-  if (error.keyword === "required") return `${where} must have property "${(error.params as { missingProperty: string }).missingProperty}"`;
+  if (error.keyword === "required")
+    return `${where} must have property "${(error.params as { missingProperty: string }).missingProperty}"`;
   if (error.keyword === "additionalProperties") {
     return `${where} must not have property "${(error.params as { additionalProperty: string }).additionalProperty}"`;
   }

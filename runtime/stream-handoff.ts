@@ -15,15 +15,15 @@
 // gateway: the stream's record, so CANCEL by message id works as before, and the MIG_UNAVAILABLE terminal
 // frame when the worker dies. docs/bindings/provider-protocol.md §6 and docs/decisions.md, 'NATS streams of
 // worker-served capabilities are handed off'.
-import { nuid, type Msg, type NatsConnection } from "@nats-io/transport-node";
+import { type Msg, type NatsConnection, nuid } from "@nats-io/transport-node";
 import { streamSubject } from "../bindings/nats/stream.ts";
-import type { InflightStream } from "./core.ts";
 import { credentialDigest } from "./control-guard.ts";
+import type { InflightStream } from "./core.ts";
 import { MigError } from "./errors.ts";
 import { decode, encode, INTERNAL_PREFIX, isObject, PROTOCOL_VERSION, principalOnWire } from "./provider-protocol.ts";
-import { streamOpenSubject, streams, type StreamOpen } from "./remote-stream.ts";
+import { type StreamOpen, streamOpenSubject, streams } from "./remote-stream.ts";
 import type { MigRuntime } from "./runtime.ts";
-import { encodeFrame, type AcceptedStream } from "./stream.ts";
+import { type AcceptedStream, encodeFrame } from "./stream.ts";
 import type { CapabilityDescriptor, JsonObject } from "./types.ts";
 
 /** How long a gateway waits for a worker to take a stream (or the stream's deadline, if sooner). */
@@ -34,7 +34,10 @@ const FORGET_AFTER_DEADLINE_MS = 10_000;
 const handOffs = new WeakMap<MigRuntime, HandOffs>();
 
 /** The hand-off of a capability that workers serve, or undefined when it does not stream. */
-export function streamHandOff(runtime: MigRuntime, descriptor: CapabilityDescriptor): ((stream: AcceptedStream) => Promise<void>) | undefined {
+export function streamHandOff(
+  runtime: MigRuntime,
+  descriptor: CapabilityDescriptor,
+): ((stream: AcceptedStream) => Promise<void>) | undefined {
   if (!streams(descriptor)) return undefined;
   let h = handOffs.get(runtime);
   if (!h) handOffs.set(runtime, (h = new HandOffs(runtime)));
@@ -82,7 +85,14 @@ class HandOffs {
     if (digest !== undefined) open.nats_token_digest = digest;
     this.nc.publish(streamOpenSubject(entry.descriptor.id), encode(open), { reply: open.reply_to });
     const waiting = setTimeout(
-      () => stream.refuse(new MigError("MIG_UNAVAILABLE", `no worker took the stream of capability ${entry.descriptor.id} in time; retry it`, { retryable: true })),
+      () =>
+        stream.refuse(
+          new MigError(
+            "MIG_UNAVAILABLE",
+            `no worker took the stream of capability ${entry.descriptor.id} in time; retry it`,
+            { retryable: true },
+          ),
+        ),
       Math.min(HANDOFF_WAIT_MS, header.deadline_ms),
     );
     try {
@@ -100,10 +110,12 @@ class HandOffs {
   providerGone(providerId: string): void {
     for (const [token, stream] of this.live) {
       if (stream.provider !== providerId) continue;
-      stream.endForCaller(new MigError("MIG_UNAVAILABLE", `the worker ${providerId} stopped while streaming; retry the stream`, {
-        retryable: true,
-        details: { provider_id: providerId },
-      }));
+      stream.endForCaller(
+        new MigError("MIG_UNAVAILABLE", `the worker ${providerId} stopped while streaming; retry the stream`, {
+          retryable: true,
+          details: { provider_id: providerId },
+        }),
+      );
       this.forget(token, stream);
     }
   }
@@ -124,7 +136,11 @@ class HandOffs {
       return;
     }
     if (msg.data.length === 0 && msg.headers?.code === 503) {
-      stream.refuse(new MigError("MIG_UNAVAILABLE", `no live worker streams capability ${stream.capability}; retry shortly`, { retryable: true }));
+      stream.refuse(
+        new MigError("MIG_UNAVAILABLE", `no live worker streams capability ${stream.capability}; retry shortly`, {
+          retryable: true,
+        }),
+      );
       return;
     }
     let message: unknown;
@@ -136,8 +152,17 @@ class HandOffs {
     if (isObject(message) && typeof message.open === "string" && typeof message.control === "string") {
       if (message.nats !== true) {
         // A worker from before the hand-off took the open as one to relay: nobody would publish to the caller.
-        this.nc.publish(message.control, encode({ cancel: "this gateway hands NATS streams off; the worker relays only" }));
-        stream.refuse(new MigError("MIG_UNAVAILABLE", `the worker ${message.open} is too old to stream to NATS callers itself; retry, or upgrade it`, { retryable: true }));
+        this.nc.publish(
+          message.control,
+          encode({ cancel: "this gateway hands NATS streams off; the worker relays only" }),
+        );
+        stream.refuse(
+          new MigError(
+            "MIG_UNAVAILABLE",
+            `the worker ${message.open} is too old to stream to NATS callers itself; retry, or upgrade it`,
+            { retryable: true },
+          ),
+        );
         return;
       }
       stream.accept(message.open, message.control);
@@ -210,8 +235,16 @@ class HandedOff implements InflightStream {
   /** Publishes the caller's terminal frame from here and tells the worker, if it still runs, to stop without one. */
   endForCaller(error: MigError): void {
     const { header, streamId } = this.accepted;
-    const frame = { header, stream_id: streamId, capability: this.capability, kind: "error" as const, end_stream: true, error: error.toJSON() };
+    const frame = {
+      header,
+      stream_id: streamId,
+      capability: this.capability,
+      kind: "error" as const,
+      end_stream: true,
+      error: error.toJSON(),
+    };
     this.nc.publish(streamSubject(this.tenant, streamId), encodeFrame(frame));
-    if (this.control) this.nc.publish(this.control, encode({ cancel: error.message, silent: true } satisfies JsonObject));
+    if (this.control)
+      this.nc.publish(this.control, encode({ cancel: error.message, silent: true } satisfies JsonObject));
   }
 }

@@ -1,15 +1,16 @@
 // Streaming INVOKE: validates a stream request, runs one stream actor, and carries frames with credit-based flow control.
-import { cancelError, streamMachine, type StreamEnd } from "../actors/stream.ts";
+
+import type { Actor } from "xstate";
+import { cancelError, type StreamEnd, streamMachine } from "../actors/stream.ts";
+import type { RequestContext, RuntimeCore } from "./core.ts";
 import { MigError } from "./errors.ts";
 import { FrameQueue } from "./frame-queue.ts";
 import { checkOutput, checkPayloadSize, providerError } from "./invoke.ts";
 import { checkDottedName } from "./names.ts";
-import { acceptRequest, agreeing, optionalStringField, requireObject } from "./request.ts";
-import type { Actor } from "xstate";
-import type { RequestContext, RuntimeCore } from "./core.ts";
 import type { Principal } from "./principal.ts";
 import type { StreamContext } from "./provider.ts";
 import type { RegisteredCapability } from "./registry.ts";
+import { acceptRequest, agreeing, optionalStringField, requireObject } from "./request.ts";
 import type { FrameKind, JsonObject, MessageHeader, StreamFrame } from "./types.ts";
 
 export type StreamMode = "server_stream" | "bidi_stream";
@@ -137,33 +138,50 @@ export interface AcceptedStream {
  * Checks a stream request from an InvokeRequest-shaped body (a WebSocket request frame, an SSE invoke)
  * like a unary INVOKE: names, capability, mode, policy, payload schema. Throws the MigError to answer.
  */
-export function acceptStream(core: RuntimeCore, body: unknown, request: RequestContext, options: Omit<OpenStreamOptions, "sink">): AcceptedStream {
+export function acceptStream(
+  core: RuntimeCore,
+  body: unknown,
+  request: RequestContext,
+  options: Omit<OpenStreamOptions, "sink">,
+): AcceptedStream {
   const { raw, header } = acceptRequest(core, body, request);
   const id = agreeing(options.capability, optionalStringField(raw, "capability", 200), "capability");
-  if (id === undefined) throw new MigError("MIG_INVALID_REQUEST", "capability is required: name it in the frame or in the path");
+  if (id === undefined)
+    throw new MigError("MIG_INVALID_REQUEST", "capability is required: name it in the frame or in the path");
   checkDottedName(id, "capability");
   const entry = core.capabilities.get(id);
   if (!entry) {
-    throw new MigError("MIG_UNSUPPORTED_CAPABILITY", `capability ${id} is not served here; DISCOVER lists the capabilities you can invoke`);
+    throw new MigError(
+      "MIG_UNSUPPORTED_CAPABILITY",
+      `capability ${id} is not served here; DISCOVER lists the capabilities you can invoke`,
+    );
   }
   // The same policy as a unary INVOKE: scopes, tenant allow lists, quotas.
   if (!options.authorized) core.policy.authorizeInvoke(request, header.tenant_id, entry.descriptor);
   const mode = chooseMode(raw, entry, options.clientFrames);
 
-  if (raw.payload === undefined) throw new MigError("MIG_INVALID_REQUEST", "payload is required: send a JSON object, e.g. {}");
+  if (raw.payload === undefined)
+    throw new MigError("MIG_INVALID_REQUEST", "payload is required: send a JSON object, e.g. {}");
   const payload = requireObject(raw.payload, "payload");
   checkPayloadSize(payload, entry, request.bodyBytes);
   const { input_schema_uri } = entry.descriptor;
   const problems = core.schemas.check(input_schema_uri, payload);
   if (problems) {
-    throw new MigError("MIG_INVALID_REQUEST", `payload does not match the input schema ${input_schema_uri}: ${problems[0]}`, {
-      details: { schema_uri: input_schema_uri, errors: problems },
-    });
+    throw new MigError(
+      "MIG_INVALID_REQUEST",
+      `payload does not match the input schema ${input_schema_uri}: ${problems[0]}`,
+      {
+        details: { schema_uri: input_schema_uri, errors: problems },
+      },
+    );
   }
 
   const streamId = options.streamId === undefined ? `stream-${header.message_id}` : checkStreamId(options.streamId);
   if (core.inflight.has(header.message_id) || core.streams.has(header.message_id)) {
-    throw new MigError("MIG_INVALID_REQUEST", `message_id ${header.message_id} is already in flight; give every invocation its own UUID`);
+    throw new MigError(
+      "MIG_INVALID_REQUEST",
+      `message_id ${header.message_id} is already in flight; give every invocation its own UUID`,
+    );
   }
   return { header, entry, principal: request.principal, mode, payload, streamId };
 }
@@ -172,14 +190,29 @@ export function acceptStream(core: RuntimeCore, body: unknown, request: RequestC
  * Opens a stream: checks it (acceptStream), then starts its actor and its provider. Synchronous on
  * purpose, so a binding can route the caller's next frame to the stream before any other I/O happens.
  */
-export function openStream(core: RuntimeCore, body: unknown, request: RequestContext, options: OpenStreamOptions): StreamSession {
+export function openStream(
+  core: RuntimeCore,
+  body: unknown,
+  request: RequestContext,
+  options: OpenStreamOptions,
+): StreamSession {
   return startSession(core, acceptStream(core, body, request, options), options);
 }
 
 /** Starts the actor and the provider of an accepted stream, its frames going to `options.sink`. */
 export function startSession(core: RuntimeCore, accepted: AcceptedStream, options: OpenStreamOptions): StreamSession {
   const { entry, header, principal, mode, streamId, payload } = accepted;
-  const session = new StreamSession(core, entry, header, principal, mode, streamId, options.sink, options.inboundPressure, options.deadlineMs);
+  const session = new StreamSession(
+    core,
+    entry,
+    header,
+    principal,
+    mode,
+    streamId,
+    options.sink,
+    options.inboundPressure,
+    options.deadlineMs,
+  );
   session.start(payload);
   return session;
 }
@@ -192,22 +225,38 @@ function chooseMode(raw: JsonObject, entry: RegisteredCapability, clientFrames: 
     // A WebSocket request frame need not say: the richest mode the capability and the binding share.
     if (clientFrames && modes.includes("bidi_stream")) mode = "bidi_stream";
     else if (modes.includes("server_stream")) mode = "server_stream";
-    else throw new MigError("MIG_UNSUPPORTED_CAPABILITY", `capability ${id} does not stream; it offers ${modes.join(", ")}: invoke it with POST /mig/v0.1/invoke/${id}`);
+    else
+      throw new MigError(
+        "MIG_UNSUPPORTED_CAPABILITY",
+        `capability ${id} does not stream; it offers ${modes.join(", ")}: invoke it with POST /mig/v0.1/invoke/${id}`,
+      );
   } else if (preference === "server_stream" || preference === "bidi_stream") {
     if (!modes.includes(preference)) {
-      throw new MigError("MIG_UNSUPPORTED_CAPABILITY", `capability ${id} does not offer ${preference}; it offers ${modes.join(", ")}`);
+      throw new MigError(
+        "MIG_UNSUPPORTED_CAPABILITY",
+        `capability ${id} does not offer ${preference}; it offers ${modes.join(", ")}`,
+      );
     }
     mode = preference;
   } else if (preference === "unary") {
-    throw new MigError("MIG_INVALID_REQUEST", `stream_preference unary is not a stream: invoke ${id} with POST /mig/v0.1/invoke/${id}`);
+    throw new MigError(
+      "MIG_INVALID_REQUEST",
+      `stream_preference unary is not a stream: invoke ${id} with POST /mig/v0.1/invoke/${id}`,
+    );
   } else {
     throw new MigError("MIG_INVALID_REQUEST", "stream_preference must be one of unary, server_stream, bidi_stream");
   }
   if (mode === "bidi_stream" && !clientFrames) {
-    throw new MigError("MIG_INVALID_REQUEST", `bidi_stream needs a binding that carries the caller's frames: use the WebSocket GET /mig/v0.1/stream`);
+    throw new MigError(
+      "MIG_INVALID_REQUEST",
+      `bidi_stream needs a binding that carries the caller's frames: use the WebSocket GET /mig/v0.1/stream`,
+    );
   }
   if (!entry.stream) {
-    throw new MigError("MIG_UNSUPPORTED_CAPABILITY", `capability ${id} declares ${mode} but its provider has no stream handler here`);
+    throw new MigError(
+      "MIG_UNSUPPORTED_CAPABILITY",
+      `capability ${id} declares ${mode} but its provider has no stream handler here`,
+    );
   }
   return mode;
 }
@@ -302,7 +351,14 @@ export class StreamSession {
         sinceCredit: () => performance.now() - this.lastCredit,
         finish: (end) => this.finish(end),
       },
-      () => this.finish({ state: "failed", error: new MigError("MIG_INTERNAL", `the stream ${this.streamId} failed inside the runtime; it was contained`) }),
+      () =>
+        this.finish({
+          state: "failed",
+          error: new MigError(
+            "MIG_INTERNAL",
+            `the stream ${this.streamId} failed inside the runtime; it was contained`,
+          ),
+        }),
     );
     core.streams.set(this.messageId, this);
     core.metrics.streamsActive.inc();
@@ -337,7 +393,9 @@ export class StreamSession {
   emit(payload: JsonObject): Promise<void> {
     if (this.end) return Promise.reject(this.stopReason());
     if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
-      return Promise.reject(new MigError("MIG_INTERNAL", `capability ${this.capability} emitted a frame payload that is not a JSON object`));
+      return Promise.reject(
+        new MigError("MIG_INTERNAL", `capability ${this.capability} emitted a frame payload that is not a JSON object`),
+      );
     }
     this.emitted++;
     const frame = this.frame("response", payload);
@@ -349,7 +407,10 @@ export class StreamSession {
     }
     if (this.pending.length >= this.window) {
       // A provider that does not await emit() would make the runtime buffer without bound: refuse.
-      const error = new MigError("MIG_INTERNAL", `capability ${this.capability} emitted ${this.window} frames without awaiting emit(); the stream was ended`);
+      const error = new MigError(
+        "MIG_INTERNAL",
+        `capability ${this.capability} emitted ${this.window} frames without awaiting emit(); the stream was ended`,
+      );
       this.actor.send({ type: "FAIL", error });
       return Promise.reject(error);
     }
@@ -455,7 +516,8 @@ export class StreamSession {
   }
 
   private drainedYet(): void {
-    if (this.providerDone && this.inTransit === 0 && this.pending.length === 0 && !this.end) this.actor.send({ type: "DRAINED" });
+    if (this.providerDone && this.inTransit === 0 && this.pending.length === 0 && !this.end)
+      this.actor.send({ type: "DRAINED" });
   }
 
   private noteHeld(): void {
@@ -465,23 +527,41 @@ export class StreamSession {
 
   /** A frame from the caller after its request (bidi_stream); `end` closes the caller's half. */
   receive(payload: unknown, end: boolean): void {
-    if (this.end) throw new MigError("MIG_INVALID_REQUEST", `stream ${this.streamId} has ended; it takes no more frames`);
+    if (this.end)
+      throw new MigError("MIG_INVALID_REQUEST", `stream ${this.streamId} has ended; it takes no more frames`);
     if (this.mode !== "bidi_stream") {
-      this.fail(new MigError("MIG_INVALID_REQUEST", `stream ${this.streamId} is a server_stream; it takes no frames after its request except a cancel`));
+      this.fail(
+        new MigError(
+          "MIG_INVALID_REQUEST",
+          `stream ${this.streamId} is a server_stream; it takes no frames after its request except a cancel`,
+        ),
+      );
       return;
     }
     if (this.inputClosed) {
-      this.fail(new MigError("MIG_INVALID_REQUEST", `stream ${this.streamId} received a frame after the caller's end_stream`));
+      this.fail(
+        new MigError("MIG_INVALID_REQUEST", `stream ${this.streamId} received a frame after the caller's end_stream`),
+      );
       return;
     }
     if (payload !== undefined && payload !== null) {
       if (typeof payload !== "object" || Array.isArray(payload)) {
-        this.fail(new MigError("MIG_INVALID_REQUEST", `a request frame's payload must be a JSON object (stream ${this.streamId})`));
+        this.fail(
+          new MigError(
+            "MIG_INVALID_REQUEST",
+            `a request frame's payload must be a JSON object (stream ${this.streamId})`,
+          ),
+        );
         return;
       }
       this.core.metrics.framesCounted.in++;
       if (!this.inbound.push(payload as JsonObject)) {
-        this.fail(new MigError("MIG_BACKPRESSURE", `stream ${this.streamId}: the caller sent more frames than its provider has read`));
+        this.fail(
+          new MigError(
+            "MIG_BACKPRESSURE",
+            `stream ${this.streamId}: the caller sent more frames than its provider has read`,
+          ),
+        );
         return;
       }
       if (!this.inboundFull && this.inbound.size >= this.window && this.inboundPressure) {
@@ -518,7 +598,9 @@ export class StreamSession {
 
   private stopReason(): MigError {
     const end = this.end!;
-    return end.state === "completed" ? new MigError("MIG_INVALID_REQUEST", `stream ${this.streamId} has completed`) : end.error;
+    return end.state === "completed"
+      ? new MigError("MIG_INVALID_REQUEST", `stream ${this.streamId} has completed`)
+      : end.error;
   }
 
   /** Called once by the actor's final state: aborts the provider, releases the stream's frames, writes the terminal frame. */
@@ -557,7 +639,13 @@ export class StreamSession {
 
   private frame(kind: FrameKind, payload?: JsonObject): StreamFrame {
     this.core.metrics.framesCounted.out++;
-    const frame: StreamFrame = { header: this.header, stream_id: this.streamId, capability: this.capability, kind, end_stream: false };
+    const frame: StreamFrame = {
+      header: this.header,
+      stream_id: this.streamId,
+      capability: this.capability,
+      kind,
+      end_stream: false,
+    };
     if (payload !== undefined) frame.payload = payload;
     return frame;
   }

@@ -4,16 +4,16 @@
 import { randomUUID } from "node:crypto";
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import { subscriptionMachine } from "../actors/subscription.ts";
+import type { Bus } from "./bus.ts";
 import { ConsumerReaper } from "./consumer-reaper.ts";
+import type { RequestContext } from "./core.ts";
 import { MigError, toMigError } from "./errors.ts";
-import { topicRef, unavailable, type TopicRef, type TopicState } from "./events.ts";
+import { type TopicRef, type TopicState, topicRef, unavailable } from "./events.ts";
 import { checkTenant } from "./names.ts";
 import { replySubjectAllowed } from "./policy.ts";
-import { authorizeTopic, requestTopic, type EventsCore } from "./publish.ts";
+import { authorizeTopic, type EventsCore, requestTopic } from "./publish.ts";
 import { acceptRequest, optionalStringField } from "./request.ts";
 import { isNotFound, Pump } from "./subscription-pump.ts";
-import type { Bus } from "./bus.ts";
-import type { RequestContext } from "./core.ts";
 import type { BindingType, MessageHeader } from "./types.ts";
 
 export const DEFAULT_MAX_INFLIGHT = 256;
@@ -82,7 +82,10 @@ export function parseCursor(value: unknown, field: string): number | undefined {
   const number = typeof value === "string" && /^\d{1,16}$/.test(value) ? Number(value) : value;
   if (typeof number !== "number" || !Number.isSafeInteger(number) || number < 0) {
     const shown = typeof value === "string" ? `"${value.slice(0, 40)}"` : JSON.stringify(value)?.slice(0, 40);
-    throw new MigError("MIG_INVALID_REQUEST", `${field} must be a non-negative integer (a topic sequence), got ${shown}`);
+    throw new MigError(
+      "MIG_INVALID_REQUEST",
+      `${field} must be a non-negative integer (a topic sequence), got ${shown}`,
+    );
   }
   return number;
 }
@@ -131,7 +134,9 @@ export class SubscriptionRegistry {
   async takeOver(durableKey: string): Promise<void> {
     const previous = this.durable.get(durableKey);
     if (!previous) return;
-    previous.close(new MigError("MIG_UNAVAILABLE", "another connection took over this consumer_id", { retryable: false }));
+    previous.close(
+      new MigError("MIG_UNAVAILABLE", "another connection took over this consumer_id", { retryable: false }),
+    );
     await previous.closed;
   }
 
@@ -159,7 +164,10 @@ export async function subscribe(
   authorizeTopic(core, request.principal, topic);
   if (sink.destination !== undefined && !replySubjectAllowed(sink.destination, header.tenant_id)) {
     // The runtime may publish anywhere on the bus: a caller must not pick an internal or another tenant's subject.
-    throw new MigError("MIG_FORBIDDEN", `deliver_subject must be an inbox (_INBOX.… or _INBOX_${header.tenant_id}.…), not "${sink.destination.slice(0, 100)}"`);
+    throw new MigError(
+      "MIG_FORBIDDEN",
+      `deliver_subject must be an inbox (_INBOX.… or _INBOX_${header.tenant_id}.…), not "${sink.destination.slice(0, 100)}"`,
+    );
   }
   const consumerId = optionalStringField(raw, "consumer_id", 1024);
   if (consumerId !== undefined) checkTenant(consumerId, "consumer_id");
@@ -208,17 +216,25 @@ export async function subscribe(
 /** A cursor must lie within the topic, and no further back than one subscription may replay. */
 function checkCursor(core: SubscribeCore, topic: string, cursor: number, state: TopicState): void {
   if (cursor > state.last) {
-    throw new MigError("MIG_INVALID_REQUEST", `resume_cursor ${cursor} is past the end of topic ${topic}, whose last sequence is ${state.last}`, {
-      details: { resume_cursor: cursor, last_sequence: state.last },
-    });
+    throw new MigError(
+      "MIG_INVALID_REQUEST",
+      `resume_cursor ${cursor} is past the end of topic ${topic}, whose last sequence is ${state.last}`,
+      {
+        details: { resume_cursor: cursor, last_sequence: state.last },
+      },
+    );
   }
   const max = core.config.replayMaxEvents;
   const behind = state.last - Math.max(cursor, state.first > 0 ? state.first - 1 : 0);
   if (behind > max) {
-    throw new MigError("MIG_RATE_LIMITED", `resume_cursor ${cursor} would replay ${behind} events of topic ${topic}; one subscription may replay at most ${max}`, {
-      retryable: false,
-      details: { replay_max_events: max, oldest_allowed_cursor: state.last - max, last_sequence: state.last },
-    });
+    throw new MigError(
+      "MIG_RATE_LIMITED",
+      `resume_cursor ${cursor} would replay ${behind} events of topic ${topic}; one subscription may replay at most ${max}`,
+      {
+        retryable: false,
+        details: { replay_max_events: max, oldest_allowed_cursor: state.last - max, last_sequence: state.last },
+      },
+    );
   }
 }
 
@@ -265,7 +281,11 @@ function startActor(
   info: SubscriptionInfo,
   binding: BindingType,
 ): Subscription {
-  const label = { tenant: ref.tenant, topic: ref.topic, consumer: info.consumer_id ?? `ephemeral-${info.subscription_id.slice(0, 8)}` };
+  const label = {
+    tenant: ref.tenant,
+    topic: ref.topic,
+    consumer: info.consumer_id ?? `ephemeral-${info.subscription_id.slice(0, 8)}`,
+  };
   const pump = new Pump(core, ref, consumerName, place, sink, info, label, binding);
   let resolveClosed!: () => void;
   const closed = new Promise<void>((r) => (resolveClosed = r));

@@ -4,7 +4,7 @@
 import { createInbox, type Msg, type Subscription as NatsSubscription } from "@nats-io/transport-node";
 import type { SubscriptionEvent, SubscriptionPump } from "../actors/subscription.ts";
 import { MigError } from "./errors.ts";
-import { deliveredJson, unavailable, type TopicRef } from "./events.ts";
+import { deliveredJson, type TopicRef, unavailable } from "./events.ts";
 import type { EventSink, SubscribeCore, SubscriptionInfo, SubscriptionStats } from "./subscribe.ts";
 import type { BindingType } from "./types.ts";
 
@@ -127,7 +127,13 @@ export class Pump implements SubscriptionPump {
     label: { tenant: string; topic: string; consumer: string },
     private readonly binding: BindingType,
   ) {
-    this.stats = { last_sequence: info.start_sequence - 1, delivered: 0, max_buffered_events: 0, max_buffered_bytes: 0, pauses: 0 };
+    this.stats = {
+      last_sequence: info.start_sequence - 1,
+      delivered: 0,
+      max_buffered_events: 0,
+      max_buffered_bytes: 0,
+      pauses: 0,
+    };
     this.caughtUp = info.start_sequence > info.replay_until;
     this.batch = Math.min(info.max_inflight, MAX_BATCH);
     this.throttle = new Throttle(core.config.replayRatePerSec);
@@ -139,7 +145,8 @@ export class Pump implements SubscriptionPump {
   run(report: (event: SubscriptionEvent) => void): void {
     this.report = report;
     this.loop(report).catch((err: unknown) => {
-      if (!this.stopped) report({ type: "CLOSE", error: err instanceof MigError ? err : unavailable("delivering events", err) });
+      if (!this.stopped)
+        report({ type: "CLOSE", error: err instanceof MigError ? err : unavailable("delivering events", err) });
     });
   }
 
@@ -202,8 +209,7 @@ export class Pump implements SubscriptionPump {
       if (code === 408) {
         this.expiresMs = Math.min(this.expiresMs * 2, MAX_FETCH_EXPIRES_MS);
         this.pullDone();
-      }
-      else if (code >= 400) {
+      } else if (code >= 400) {
         // Something else ended the pull: ask again after a pause; if it keeps failing, look at the consumer.
         clearTimeout(this.pullTimer);
         this.pullTimer = setTimeout(() => this.pullDone(), 250);
@@ -237,9 +243,15 @@ export class Pump implements SubscriptionPump {
       this.consumerName = await this.place(this.stats.last_sequence + 1);
       this.failedPulls = 0;
       this.pullDone(); // Pull from the new consumer now rather than after the old pull's timer.
-      this.core.logger.info({ topic: this.ref.topic, consumer: this.consumerName, from: this.stats.last_sequence + 1 }, "subscription consumer recreated");
+      this.core.logger.info(
+        { topic: this.ref.topic, consumer: this.consumerName, from: this.stats.last_sequence + 1 },
+        "subscription consumer recreated",
+      );
     } catch (err) {
-      this.report?.({ type: "CLOSE", error: err instanceof MigError ? err : unavailable("recreating the subscription's consumer", err) });
+      this.report?.({
+        type: "CLOSE",
+        error: err instanceof MigError ? err : unavailable("recreating the subscription's consumer", err),
+      });
     } finally {
       this.recovering = false;
     }
@@ -260,9 +272,13 @@ export class Pump implements SubscriptionPump {
     const { nc } = this.core.bus;
     this.outstanding = count;
     try {
-      nc.publish(`$JS.API.CONSUMER.MSG.NEXT.${this.ref.stream}.${this.consumerName}`, JSON.stringify({ batch: count, expires: this.expiresMs * 1_000_000 }), {
-        reply: this.inbox!.getSubject(),
-      });
+      nc.publish(
+        `$JS.API.CONSUMER.MSG.NEXT.${this.ref.stream}.${this.consumerName}`,
+        JSON.stringify({ batch: count, expires: this.expiresMs * 1_000_000 }),
+        {
+          reply: this.inbox!.getSubject(),
+        },
+      );
     } catch {
       // Disconnected: the timer below asks again.
     }
@@ -307,11 +323,12 @@ export class Pump implements SubscriptionPump {
       return;
     }
     const stored = msg.string();
-    const poison = !stored.startsWith(STORED_PREFIX) || !stored.endsWith("}")
-      ? "the stored event is not a MIG event"
-      : d.deliveryCount > this.core.config.deadLetterAfter
-        ? `delivery failed ${d.deliveryCount - 1} times`
-        : undefined;
+    const poison =
+      !stored.startsWith(STORED_PREFIX) || !stored.endsWith("}")
+        ? "the stored event is not a MIG event"
+        : d.deliveryCount > this.core.config.deadLetterAfter
+          ? `delivery failed ${d.deliveryCount - 1} times`
+          : undefined;
     if (poison !== undefined) return this.deadLetter(d, poison, report);
     const replay = seq <= this.info.replay_until;
     const throttled = replay ? this.throttle.take() : undefined;
@@ -319,7 +336,12 @@ export class Pump implements SubscriptionPump {
     return this.write(d, stored, replay, report);
   }
 
-  private write(d: Delivery, stored: string, replay: boolean, report: (event: SubscriptionEvent) => void): Promise<void> | undefined {
+  private write(
+    d: Delivery,
+    stored: string,
+    replay: boolean,
+    report: (event: SubscriptionEvent) => void,
+  ): Promise<void> | undefined {
     const { seq, msg } = d;
     const json = deliveredJson(stored, seq, replay);
     let ok = true;
@@ -337,7 +359,11 @@ export class Pump implements SubscriptionPump {
     }
     if (failure !== undefined) {
       const why = failure instanceof Error ? failure.message : String(failure);
-      return this.deadLetter(d, `the subscriber's transport refused it ${this.core.config.deadLetterAfter} times: ${why}`, report);
+      return this.deadLetter(
+        d,
+        `the subscriber's transport refused it ${this.core.config.deadLetterAfter} times: ${why}`,
+        report,
+      );
     }
     this.unacked = msg.reply!;
     this.stats.last_sequence = seq;

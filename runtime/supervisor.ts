@@ -1,5 +1,5 @@
 // The supervisor: starts every actor, watches its lifecycle through its snapshots, and contains crashes.
-import { createActor, fromCallback, type Actor, type AnyActorLogic, type AnyActorRef, type InputFrom } from "xstate";
+import { type Actor, type AnyActorLogic, type AnyActorRef, createActor, fromCallback, type InputFrom } from "xstate";
 import type { Logger } from "./logger.ts";
 import type { Metrics } from "./metrics.ts";
 
@@ -108,7 +108,12 @@ export class Supervisor {
    * Starts an actor of `kind`. `onCrash` runs if the actor itself fails (an action throws): the
    * actor is gone, and the caller must answer for it; the process and other actors go on.
    */
-  spawn<L extends AnyActorLogic>(kind: string, logic: L, input: InputFrom<L>, onCrash: (error: unknown) => void): Actor<L> {
+  spawn<L extends AnyActorLogic>(
+    kind: string,
+    logic: L,
+    input: InputFrom<L>,
+    onCrash: (error: unknown) => void,
+  ): Actor<L> {
     const parent = hasDelayedTransitions(logic) ? undefined : this.root;
     const actor = createActor(logic, { input, parent } as never) as Actor<L>;
     const id = actor.sessionId;
@@ -150,7 +155,10 @@ export class Supervisor {
   crashed(id: string, kind: string, error: unknown, onCrash: (error: unknown) => void): void {
     this.forget(id);
     this.metrics.actorCrashes.inc({ kind });
-    this.logger.error({ kind, err: error instanceof Error ? error.message : String(error) }, "actor crashed; contained by the supervisor");
+    this.logger.error(
+      { kind, err: error instanceof Error ? error.message : String(error) },
+      "actor crashed; contained by the supervisor",
+    );
     onCrash(error);
   }
 

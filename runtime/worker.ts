@@ -1,27 +1,30 @@
 // Provider side of the provider protocol: hosts capability definitions in a runtime process and takes their work from the bus.
 import { hostname } from "node:os";
-import { nanos, nuid, type Msg, type Subscription } from "@nats-io/transport-node";
-import { AckPolicy, RetentionPolicy, StorageType, type JsMsg } from "@nats-io/jetstream";
+import { AckPolicy, type JsMsg, RetentionPolicy, StorageType } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
+import { type Msg, nanos, nuid, type Subscription } from "@nats-io/transport-node";
+import type { InvocationOutcome } from "../actors/invocation.ts";
+import { DirectLane } from "./direct-lane.ts";
 import { MigError } from "./errors.ts";
 import { IDEMPOTENCY_BUCKET, IdempotencyStore } from "./idempotency.ts";
 import { execute } from "./invoke.ts";
-import { serveRemoteStreams } from "./remote-stream.ts";
-import { DirectLane } from "./direct-lane.ts";
-import { policyDifferences, policyFingerprint, type PolicyFingerprint } from "./policy-fingerprint.ts";
+import { type PolicyFingerprint, policyDifferences, policyFingerprint } from "./policy-fingerprint.ts";
+import type { CapabilityDefinition } from "./provider.ts";
 import {
   ACCEPT_NOTICE_MS,
   CANCEL_WILDCARD,
   consumerName,
-  decode,
   DEFAULT_HEARTBEAT_MS,
   DIRECT_SWITCH_MS,
+  decode,
   directEligible,
   encode,
   jsWorkSubject,
-  principalFromWire,
-  readWorkRequest,
   leaveSubject,
+  PROTOCOL_VERSION,
+  principalFromWire,
+  type Registration,
+  readWorkRequest,
   registerSubject,
   usesWorkQueue,
   WORK_ACK_WAIT_MS,
@@ -29,14 +32,11 @@ import {
   WORK_QUEUE,
   WORK_STREAM,
   WORK_STREAM_SUBJECTS,
-  workSubject,
-  PROTOCOL_VERSION,
-  type Registration,
   type WorkReply,
   type WorkRequest,
+  workSubject,
 } from "./provider-protocol.ts";
-import type { InvocationOutcome } from "../actors/invocation.ts";
-import type { CapabilityDefinition } from "./provider.ts";
+import { serveRemoteStreams } from "./remote-stream.ts";
 import type { MigRuntime } from "./runtime.ts";
 import type { JsonObject } from "./types.ts";
 
@@ -59,7 +59,9 @@ async function until(check: () => boolean, limitMs: number): Promise<void> {
 }
 
 export class WorkerHost {
-  readonly providerId = `${hostname().replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 40)}-${process.pid}-${nuid.next().slice(-8)}`;
+  readonly providerId = `${hostname()
+    .replace(/[^A-Za-z0-9_-]/g, "-")
+    .slice(0, 40)}-${process.pid}-${nuid.next().slice(-8)}`;
   private readonly subscriptions: Subscription[] = [];
   private readonly loops: Promise<void>[] = [];
   private readonly running = new Set<Promise<void>>();
@@ -95,7 +97,11 @@ export class WorkerHost {
     this.policy = policyFingerprint(runtime.config);
   }
 
-  static async start(runtime: MigRuntime, definitions: CapabilityDefinition[], options: WorkerOptions = {}): Promise<WorkerHost> {
+  static async start(
+    runtime: MigRuntime,
+    definitions: CapabilityDefinition[],
+    options: WorkerOptions = {},
+  ): Promise<WorkerHost> {
     const host = new WorkerHost(runtime, definitions, options);
     await host.open();
     return host;
@@ -111,9 +117,13 @@ export class WorkerHost {
       // Local, even when the runtime's fleet view already lists other workers of the same capability.
       if (!this.runtime.capabilities.hasLocal(definition.descriptor.id)) this.runtime.capabilities.add(definition);
     }
-    this.subscriptions.push(nc.subscribe(CANCEL_WILDCARD, { callback: (err, msg) => (err ? undefined : this.onCancel(msg)) }));
+    this.subscriptions.push(
+      nc.subscribe(CANCEL_WILDCARD, { callback: (err, msg) => (err ? undefined : this.onCancel(msg)) }),
+    );
     // A handed-off stream's caller may switch to a refreshed token: verified here only under the gateways' settings.
-    const streams = serveRemoteStreams(this.runtime, this.definitions, this.providerId, () => (this.policyMatches ? this.runtime.authenticator : undefined));
+    const streams = serveRemoteStreams(this.runtime, this.definitions, this.providerId, () =>
+      this.policyMatches ? this.runtime.authenticator : undefined,
+    );
     this.subscriptions.push(...streams.subscriptions);
     this.leavingStreams = streams.leaving;
 
@@ -136,17 +146,24 @@ export class WorkerHost {
         );
       }
     }
-    const direct = this.direct ? this.definitions.filter((d) => directEligible(d.descriptor)).map((d) => d.descriptor.id) : [];
+    const direct = this.direct
+      ? this.definitions.filter((d) => directEligible(d.descriptor)).map((d) => d.descriptor.id)
+      : [];
     let laneAllowed = false;
     if (direct.length > 0 && !this.runtime.fleet) {
-      this.runtime.logger.warn("direct lane needs the runtime's view of the fleet (started with fleet: false); NATS invokes go through the gateways");
+      this.runtime.logger.warn(
+        "direct lane needs the runtime's view of the fleet (started with fleet: false); NATS invokes go through the gateways",
+      );
     } else if (direct.length > 0) {
       try {
         await DirectLane.checkPermissions(this.runtime, direct);
         laneAllowed = true;
       } catch (err) {
         // The registration then names no switch: gateways keep dispatching these invokes over the work subjects.
-        this.runtime.logger.warn({ err: (err as Error).message }, "direct lane unavailable; NATS invokes reach this worker through the gateways");
+        this.runtime.logger.warn(
+          { err: (err as Error).message },
+          "direct lane unavailable; NATS invokes reach this worker through the gateways",
+        );
       }
     }
     await nc.flush();
@@ -167,9 +184,11 @@ export class WorkerHost {
    * at all. One review at a time, in order; each waits for the one before.
    */
   private review(direct: string[]): void {
-    this.reviewing = this.reviewing.then(() => this.applyPolicies(direct)).catch((err: unknown) => {
-      this.runtime.logger.error({ err: (err as Error)?.stack ?? String(err) }, "direct lane review failed");
-    });
+    this.reviewing = this.reviewing
+      .then(() => this.applyPolicies(direct))
+      .catch((err: unknown) => {
+        this.runtime.logger.error({ err: (err as Error)?.stack ?? String(err) }, "direct lane review failed");
+      });
   }
 
   private async applyPolicies(direct: string[]): Promise<void> {
@@ -207,16 +226,23 @@ export class WorkerHost {
       this.directFrom = undefined;
       this.register();
     }
-    const reason = gateways.length === 0
-      ? "no gateway has published its auth settings yet"
-      : differing.map((g) => `${g.server_id}: ${policyDifferences(this.policy, g).join(", ")}`).join("; ");
+    const reason =
+      gateways.length === 0
+        ? "no gateway has published its auth settings yet"
+        : differing.map((g) => `${g.server_id}: ${policyDifferences(this.policy, g).join(", ")}`).join("; ");
     if (reason === this.laneOffReason) return;
     this.laneOffReason = reason;
     if (gateways.length === 0) {
-      this.runtime.logger.info({ capabilities: direct }, "direct lane waiting: no gateway has published its auth settings yet; NATS invokes go through the gateways");
+      this.runtime.logger.info(
+        { capabilities: direct },
+        "direct lane waiting: no gateway has published its auth settings yet; NATS invokes go through the gateways",
+      );
     } else {
       this.runtime.logger.warn(
-        { capabilities: direct, differing: differing.map((g) => ({ server_id: g.server_id, settings: policyDifferences(this.policy, g) })) },
+        {
+          capabilities: direct,
+          differing: differing.map((g) => ({ server_id: g.server_id, settings: policyDifferences(this.policy, g) })),
+        },
         `direct lane off: this worker's auth settings differ from the gateways' (${reason}); start it with the same MIG_AUTH_MODE and MIG_JWT_* settings (and policy file, rate limits, cancel and admin scope settings) as the gateways; NATS invokes go through the gateways`,
       );
     }
@@ -309,9 +335,13 @@ export class WorkerHost {
       jsMsg?.working(); // a redelivery of work this worker is still running: keep it, answer once
       return;
     }
-    const doneKey = jsMsg && this.doneRecords && request.header.idempotency_key && entry.descriptor.qos?.delivery_semantics === "exactly_once"
-      ? `w.${IdempotencyStore.keyOf(request.header.tenant_id, request.capability, request.header.idempotency_key)}`
-      : undefined;
+    const doneKey =
+      jsMsg &&
+      this.doneRecords &&
+      request.header.idempotency_key &&
+      entry.descriptor.qos?.delivery_semantics === "exactly_once"
+        ? `w.${IdempotencyStore.keyOf(request.header.tenant_id, request.capability, request.header.idempotency_key)}`
+        : undefined;
     if (doneKey && jsMsg!.info.deliveryCount > 1) {
       const done = await this.doneRecords!.get(doneKey).catch(() => null);
       if (done && done.operation === "PUT") {
@@ -333,7 +363,8 @@ export class WorkerHost {
       clearInterval(progress);
       clearTimeout(progress);
     }
-    if (doneKey && outcome.ok) await this.doneRecords!.put(doneKey, JSON.stringify(outcome.payload)).catch(() => undefined);
+    if (doneKey && outcome.ok)
+      await this.doneRecords!.put(doneKey, JSON.stringify(outcome.payload)).catch(() => undefined);
     reply(outcome.ok ? { ok: true, payload: outcome.payload } : errorReply(outcome.error));
     jsMsg?.ack();
   }
@@ -357,7 +388,10 @@ export class WorkerHost {
 }
 
 function errorReply(error: MigError): WorkReply {
-  return { ok: false, error: (error instanceof MigError ? error : new MigError("MIG_INTERNAL", "the worker failed")).toJSON() };
+  return {
+    ok: false,
+    error: (error instanceof MigError ? error : new MigError("MIG_INTERNAL", "the worker failed")).toJSON(),
+  };
 }
 
 /** The durable pull consumer that all providers of one queued capability share. */

@@ -1,7 +1,7 @@
 // The audit line writer: the JSON of the record, field for field, on the runtime's own strings and on hostile ones.
 import { describe, expect, it } from "vitest";
-import { auditLine } from "../runtime/audit-line.ts";
 import type { AuditRecord } from "../runtime/audit.ts";
+import { auditLine } from "../runtime/audit-line.ts";
 
 // Every field of AuditRecord, optional ones included: a field added to the interface fails to compile here until the
 // writer (and this record) carries it.
@@ -19,12 +19,23 @@ const full = {
   decision: "deny",
   outcome: "error",
   code: "MIG_FORBIDDEN",
-  reason: "header.tenant_id \"other\" differs from the tenant \"acme\"",
+  reason: 'header.tenant_id "other" differs from the tenant "acme"',
   message_id: "6a1b2c3d-0000-4000-8000-000000000001",
   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
 } satisfies Required<AuditRecord>;
 
-const hostile = ['"', "\\", "\n\r\t", "\u0000\u001f", "\ud800", "\udfff x", "ok \ud83d\ude00 emoji", "é ü ß 中文", "</script>", "\u2028\u2029"];
+const hostile = [
+  '"',
+  "\\",
+  "\n\r\t",
+  "\u0000\u001f",
+  "\ud800",
+  "\udfff x",
+  "ok \ud83d\ude00 emoji",
+  "é ü ß 中文",
+  "</script>",
+  "\u2028\u2029",
+];
 
 describe("auditLine", () => {
   it("writes every field of a record as JSON.stringify would read back", () => {

@@ -12,7 +12,9 @@ afterAll(async () => {
   await t?.stop();
 });
 
-async function audit(query: string): Promise<{ records: { seq: number; message_id: string; operation: string }[]; last_seq: number }> {
+async function audit(
+  query: string,
+): Promise<{ records: { seq: number; message_id: string; operation: string }[]; last_seq: number }> {
   const res = await t.get(`/admin/v0.1/audit?${query}`);
   expect(res.status).toBe(200);
   return JSON.parse(res.text);
@@ -27,7 +29,11 @@ describe("audit records in batches", () => {
       Array.from({ length: 40 }, async (_, i) => {
         const message_id = `00000000-0000-4000-8000-${String(i).padStart(12, "0")}`;
         sent.push(message_id);
-        const res = await t.post("/mig/v0.1/publish/audit.batch", { header: { message_id }, payload: { i } }, { "x-tenant-id": "acme" });
+        const res = await t.post(
+          "/mig/v0.1/publish/audit.batch",
+          { header: { message_id }, payload: { i } },
+          { "x-tenant-id": "acme" },
+        );
         expect(res.status).toBe(200);
       }),
     );

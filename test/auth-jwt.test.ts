@@ -1,13 +1,16 @@
 // Auth mode jwt over HTTP: HS256 tokens, tenant agreement, scope filtering of DISCOVER and INVOKE.
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestRuntime, type TestRuntime } from "./helpers/runtime.ts";
 import { expectEnvelope, expectError } from "./helpers/envelopes.ts";
+import { startTestRuntime, type TestRuntime } from "./helpers/runtime.ts";
 
 const SECRET = "a-test-secret-that-is-long-enough-for-hs256";
 let t: TestRuntime;
 
-async function token(claims: Record<string, unknown>, options: { secret?: string; expiresIn?: string; notBefore?: string } = {}) {
+async function token(
+  claims: Record<string, unknown>,
+  options: { secret?: string; expiresIn?: string; notBefore?: string } = {},
+) {
   let jwt = new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).setIssuedAt();
   if (options.expiresIn) jwt = jwt.setExpirationTime(options.expiresIn);
   if (options.notBefore) jwt = jwt.setNotBefore(options.notBefore);
@@ -24,7 +27,11 @@ const bearer = (jwt: string) => ({ authorization: `Bearer ${jwt}` });
 
 describe("authentication", () => {
   it("a call without a token → 401", async () => {
-    expectError(await t.post(INVOKE, { header: { tenant_id: "acme" }, payload: { input: "x" } }), 401, "MIG_UNAUTHORIZED");
+    expectError(
+      await t.post(INVOKE, { header: { tenant_id: "acme" }, payload: { input: "x" } }),
+      401,
+      "MIG_UNAUTHORIZED",
+    );
   });
 
   it("expired, not-yet-valid, wrongly signed, unsigned and tenant-less tokens → 401", async () => {
@@ -38,13 +45,20 @@ describe("authentication", () => {
       "not.a.jwt",
     ];
     for (const jwt of bad) {
-      expectError(await t.post(INVOKE, { header: { tenant_id: "acme" }, payload: { input: "x" } }, bearer(jwt)), 401, "MIG_UNAUTHORIZED");
+      expectError(
+        await t.post(INVOKE, { header: { tenant_id: "acme" }, payload: { input: "x" } }, bearer(jwt)),
+        401,
+        "MIG_UNAUTHORIZED",
+      );
     }
     expectError(await t.post(INVOKE, {}, { authorization: "Basic dXNlcjpwYXNz" }), 401, "MIG_UNAUTHORIZED");
   });
 
   it("a valid token with the scope invokes; the tenant comes from the token", async () => {
-    const jwt = await token({ sub: "alice", tenant_id: "acme", scope: "capability:infer other:scope" }, { expiresIn: "5 minutes" });
+    const jwt = await token(
+      { sub: "alice", tenant_id: "acme", scope: "capability:infer other:scope" },
+      { expiresIn: "5 minutes" },
+    );
     const res = await t.post(INVOKE, { payload: { input: "x" } }, bearer(jwt));
     expect(res.status).toBe(200);
     expectEnvelope("InvokeResponse", res.body);
@@ -55,8 +69,16 @@ describe("authentication", () => {
 describe("tenancy and scopes", () => {
   it("a tenant-A token naming tenant B in the body or in X-Tenant-ID → 403", async () => {
     const jwt = await token({ sub: "alice", tenant: "acme", scopes: ["capability:infer"] });
-    expectError(await t.post(INVOKE, { header: { tenant_id: "globex" }, payload: { input: "x" } }, bearer(jwt)), 403, "MIG_FORBIDDEN");
-    expectError(await t.post(INVOKE, { payload: { input: "x" } }, { ...bearer(jwt), "x-tenant-id": "globex" }), 403, "MIG_FORBIDDEN");
+    expectError(
+      await t.post(INVOKE, { header: { tenant_id: "globex" }, payload: { input: "x" } }, bearer(jwt)),
+      403,
+      "MIG_FORBIDDEN",
+    );
+    expectError(
+      await t.post(INVOKE, { payload: { input: "x" } }, { ...bearer(jwt), "x-tenant-id": "globex" }),
+      403,
+      "MIG_FORBIDDEN",
+    );
   });
 
   it("DISCOVER hides capabilities whose scopes the principal lacks; INVOKE refuses them", async () => {

@@ -1,14 +1,15 @@
 // Auth mode jwt with public keys over real HTTP: RS256 from a PEM file, ES256 from a JWKS file, EdDSA from a
 // JWKS URL; issuer, audience, expiry, not-before and skew; algorithm confusion, alg none, oversized tokens.
-import { createServer, type Server } from "node:http";
+
 import { mkdtempSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { AddressInfo } from "node:net";
-import { SignJWT, exportJWK, exportSPKI, generateKeyPair, type CryptoKey, type JWTPayload } from "jose";
+import { type CryptoKey, exportJWK, exportSPKI, generateKeyPair, type JWTPayload, SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestRuntime, type TestRuntime } from "./helpers/runtime.ts";
 import { expectError } from "./helpers/envelopes.ts";
+import { startTestRuntime, type TestRuntime } from "./helpers/runtime.ts";
 
 const ISSUER = "https://id.example.test";
 const AUDIENCE = "mig-runtime";
@@ -47,8 +48,13 @@ beforeAll(async () => {
   const dir = mkdtempSync(join(tmpdir(), "mig-keys-"));
   pem = await exportSPKI(keys.rsa.publicKey);
   writeFileSync(join(dir, "rsa.pem"), pem);
-  writeFileSync(join(dir, "jwks.json"), JSON.stringify({ keys: [{ ...(await exportJWK(keys.ec.publicKey)), kid: "ec-1", alg: "ES256", use: "sig" }] }));
-  const remote = JSON.stringify({ keys: [{ ...(await exportJWK(keys.ed.publicKey)), kid: "ed-1", alg: "EdDSA", use: "sig" }] });
+  writeFileSync(
+    join(dir, "jwks.json"),
+    JSON.stringify({ keys: [{ ...(await exportJWK(keys.ec.publicKey)), kid: "ec-1", alg: "ES256", use: "sig" }] }),
+  );
+  const remote = JSON.stringify({
+    keys: [{ ...(await exportJWK(keys.ed.publicKey)), kid: "ed-1", alg: "EdDSA", use: "sig" }],
+  });
   jwksServer = createServer((_req, res) => res.writeHead(200, { "content-type": "application/json" }).end(remote));
   await new Promise<void>((resolve) => jwksServer.listen(0, "127.0.0.1", resolve));
   const jwksUrl = `http://127.0.0.1:${(jwksServer.address() as AddressInfo).port}/.well-known/jwks.json`;
@@ -97,9 +103,15 @@ describe("refused tokens → 401 MIG_UNAUTHORIZED", () => {
     ["signed by another RSA key", () => sign("RS256", keys.rsaOther.privateKey)],
     ["from another issuer", () => sign("RS256", keys.rsa.privateKey, GOOD, { iss: "https://evil.example.test" })],
     ["for another audience", () => sign("RS256", keys.rsa.privateKey, GOOD, { aud: "someone-else" })],
-    ["HS256 signed with the RSA public key as the secret (algorithm confusion)", () => sign("HS256", new TextEncoder().encode(pem))],
+    [
+      "HS256 signed with the RSA public key as the secret (algorithm confusion)",
+      () => sign("HS256", new TextEncoder().encode(pem)),
+    ],
     ["ES256 with a kid the JWKS does not hold", () => sign("ES256", keys.ec.privateKey, GOOD, { kid: "unknown" })],
-    ["EdDSA signed by the right algorithm but an unknown key", async () => sign("EdDSA", (await generateKeyPair("EdDSA")).privateKey, GOOD, { kid: "ed-1" })],
+    [
+      "EdDSA signed by the right algorithm but an unknown key",
+      async () => sign("EdDSA", (await generateKeyPair("EdDSA")).privateKey, GOOD, { kid: "ed-1" }),
+    ],
     ["without a tenant claim", () => sign("RS256", keys.rsa.privateKey, { sub: "alice", scope: "capability:infer" })],
     [
       "alg none",
@@ -108,8 +120,14 @@ describe("refused tokens → 401 MIG_UNAUTHORIZED", () => {
         return `${part({ alg: "none", typ: "JWT" })}.${part({ ...GOOD, iss: ISSUER, aud: AUDIENCE, exp: now() + 300 })}.`;
       },
     ],
-    ["RS256 header on an alg-none-style empty signature", async () => (await sign("RS256", keys.rsa.privateKey)).replace(/\.[^.]+$/, ".")],
-    ["oversized (9 KiB of claims)", () => sign("RS256", keys.rsa.privateKey, { ...GOOD, padding: "x".repeat(9 * 1024) })],
+    [
+      "RS256 header on an alg-none-style empty signature",
+      async () => (await sign("RS256", keys.rsa.privateKey)).replace(/\.[^.]+$/, "."),
+    ],
+    [
+      "oversized (9 KiB of claims)",
+      () => sign("RS256", keys.rsa.privateKey, { ...GOOD, padding: "x".repeat(9 * 1024) }),
+    ],
   ];
   for (const [name, make] of cases) {
     it(name, async () => {

@@ -1,8 +1,8 @@
 // Bad input over real HTTP: each gets a MIG error envelope with the right status, and the process keeps serving.
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestRuntime, type TestRuntime } from "./helpers/runtime.ts";
 import { expectError } from "./helpers/envelopes.ts";
+import { startTestRuntime, type TestRuntime } from "./helpers/runtime.ts";
 
 let t: TestRuntime;
 beforeAll(async () => {
@@ -14,7 +14,11 @@ const INVOKE = "/mig/v0.1/invoke/observatory.models.infer";
 const ok = { header: { tenant_id: "acme" }, payload: { input: "hello" } };
 
 /** Sends raw bytes, so that bodies fetch would refuse to build can be tested too. */
-function rawPost(path: string, body: Buffer | string, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
+function rawPost(
+  path: string,
+  body: Buffer | string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: any }> {
   const url = new URL(t.http.url + path);
   return new Promise((resolve, reject) => {
     const req = request({ host: url.hostname, port: url.port, path, method: "POST", headers }, (res) => {
@@ -52,7 +56,10 @@ describe("bad input", () => {
   it("a payload over the capability's max_payload_bytes → 400 with sizes in details", async () => {
     const roomy = await startTestRuntime({ config: { maxBodyBytes: 4 * 1024 * 1024 } });
     try {
-      const res = await roomy.post(INVOKE, { header: { tenant_id: "acme" }, payload: { input: "x".repeat(1024 * 1024 + 10) } });
+      const res = await roomy.post(INVOKE, {
+        header: { tenant_id: "acme" },
+        payload: { input: "x".repeat(1024 * 1024 + 10) },
+      });
       expectError(res, 400, "MIG_INVALID_REQUEST");
       expect(res.body.error.details.max_payload_bytes).toBe(1048576);
     } finally {
@@ -68,7 +75,11 @@ describe("bad input", () => {
 
   it("a tenant with subject-breaking characters → 400", async () => {
     for (const tenant of ["ac.me", "a*", ">", "a b", "x".repeat(65)]) {
-      expectError(await t.post(INVOKE, { header: { tenant_id: tenant }, payload: { input: "x" } }), 400, "MIG_INVALID_REQUEST");
+      expectError(
+        await t.post(INVOKE, { header: { tenant_id: tenant }, payload: { input: "x" } }),
+        400,
+        "MIG_INVALID_REQUEST",
+      );
     }
   });
 
@@ -92,8 +103,16 @@ describe("bad input", () => {
   });
 
   it("message ids that are not UUIDs → 400, in the header or as a CANCEL target", async () => {
-    expectError(await t.post(INVOKE, { header: { tenant_id: "acme", message_id: "abc.def" }, payload: { input: "x" } }), 400, "MIG_INVALID_REQUEST");
-    expectError(await t.post("/mig/v0.1/cancel/not-a-uuid", { header: { tenant_id: "acme" } }), 400, "MIG_INVALID_REQUEST");
+    expectError(
+      await t.post(INVOKE, { header: { tenant_id: "acme", message_id: "abc.def" }, payload: { input: "x" } }),
+      400,
+      "MIG_INVALID_REQUEST",
+    );
+    expectError(
+      await t.post("/mig/v0.1/cancel/not-a-uuid", { header: { tenant_id: "acme" } }),
+      400,
+      "MIG_INVALID_REQUEST",
+    );
     expectError(await t.post("/mig/v0.1/cancel/a*b", { header: { tenant_id: "acme" } }), 400, "MIG_INVALID_REQUEST");
   });
 
@@ -117,10 +136,26 @@ describe("bad input", () => {
   });
 
   it("HELLO and DISCOVER fields of the wrong type → 400", async () => {
-    expectError(await t.post("/mig/v0.1/hello", { header: { tenant_id: "acme" }, supported_versions: "0.1" }), 400, "MIG_INVALID_REQUEST");
-    expectError(await t.post("/mig/v0.1/hello", { header: { tenant_id: "acme" }, requested_bindings: ["carrier-pigeon"] }), 400, "MIG_INVALID_REQUEST");
-    expectError(await t.post("/mig/v0.1/discover", { header: { tenant_id: "acme" }, include_qos: "yes" }), 400, "MIG_INVALID_REQUEST");
-    expectError(await t.post("/mig/v0.1/heartbeat", { header: { tenant_id: "acme" }, interval_ms: -1 }), 400, "MIG_INVALID_REQUEST");
+    expectError(
+      await t.post("/mig/v0.1/hello", { header: { tenant_id: "acme" }, supported_versions: "0.1" }),
+      400,
+      "MIG_INVALID_REQUEST",
+    );
+    expectError(
+      await t.post("/mig/v0.1/hello", { header: { tenant_id: "acme" }, requested_bindings: ["carrier-pigeon"] }),
+      400,
+      "MIG_INVALID_REQUEST",
+    );
+    expectError(
+      await t.post("/mig/v0.1/discover", { header: { tenant_id: "acme" }, include_qos: "yes" }),
+      400,
+      "MIG_INVALID_REQUEST",
+    );
+    expectError(
+      await t.post("/mig/v0.1/heartbeat", { header: { tenant_id: "acme" }, interval_ms: -1 }),
+      400,
+      "MIG_INVALID_REQUEST",
+    );
   });
 
   it("unknown routes → 404 MIG_NOT_FOUND, wrong methods → 405", async () => {

@@ -8,19 +8,23 @@ import { MigRuntime } from "../runtime/runtime.ts";
 import { WorkerHost } from "../runtime/worker.ts";
 import { anyDescriptor, anySchemas } from "./helpers/descriptors.ts";
 import { expectError } from "./helpers/envelopes.ts";
-import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
+import { startTestRuntime, type TestRuntime, waitFor } from "./helpers/runtime.ts";
 
 /** Far beyond this test's own time limit (30 s): an answer that comes at all did not wait for the deadline. */
 const DEADLINE_MS = 60_000;
 
 let started = 0;
-const slow = defineCapability(anyDescriptor("test.bus.slow", ["unary"]), (_payload, { signal }) => {
-  started++;
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve({ done: true }), DEADLINE_MS * 2);
-    signal.addEventListener("abort", () => clearTimeout(timer), { once: true });
-  });
-}, anySchemas);
+const slow = defineCapability(
+  anyDescriptor("test.bus.slow", ["unary"]),
+  (_payload, { signal }) => {
+    started++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve({ done: true }), DEADLINE_MS * 2);
+      signal.addEventListener("abort", () => clearTimeout(timer), { once: true });
+    });
+  },
+  anySchemas,
+);
 
 let gateway: TestRuntime;
 let workerRuntime: MigRuntime;
@@ -42,9 +46,14 @@ afterAll(async () => {
 describe("the embedded nats-server dies under in-flight work", () => {
   it("a PUBLISH awaiting its ack and a remote INVOKE awaiting its worker both get MIG_UNAVAILABLE with retry_after_ms, and the runtime serves again after the restart", async () => {
     // The topic's stream exists before the bus stops, so the PUBLISH below waits only for its ack.
-    expect((await gateway.post("/mig/v0.1/publish/bus.drop", { header: { tenant_id: "acme" }, payload: { n: 0 } })).status).toBe(200);
+    expect(
+      (await gateway.post("/mig/v0.1/publish/bus.drop", { header: { tenant_id: "acme" }, payload: { n: 0 } })).status,
+    ).toBe(200);
 
-    const invoking = gateway.post("/mig/v0.1/invoke/test.bus.slow", { header: { tenant_id: "acme", deadline_ms: DEADLINE_MS }, payload: {} });
+    const invoking = gateway.post("/mig/v0.1/invoke/test.bus.slow", {
+      header: { tenant_id: "acme", deadline_ms: DEADLINE_MS },
+      payload: {},
+    });
     await waitFor("the worker to run the capability", () => started === 1);
 
     // A stopped server takes the stored event into its socket buffer and never acks it.
@@ -52,7 +61,10 @@ describe("the embedded nats-server dies under in-flight work", () => {
     const serverPid = launcher.pid!;
     process.kill(serverPid, "SIGSTOP");
     const sent = gateway.runtime.bus.events.stats().outMsgs;
-    const publishing = gateway.post("/mig/v0.1/publish/bus.drop", { header: { tenant_id: "acme", deadline_ms: DEADLINE_MS }, payload: { n: 1 } });
+    const publishing = gateway.post("/mig/v0.1/publish/bus.drop", {
+      header: { tenant_id: "acme", deadline_ms: DEADLINE_MS },
+      payload: { n: 1 },
+    });
     await waitFor("the stored event to leave the runtime", () => gateway.runtime.bus.events.stats().outMsgs > sent);
     process.kill(serverPid, "SIGKILL");
 
@@ -66,14 +78,24 @@ describe("the embedded nats-server dies under in-flight work", () => {
 
     expectError(published, 503, "MIG_UNAVAILABLE");
     expect(published.body.error.retryable).toBe(true);
-    expect(published.body.error.details).toEqual({ cause: "the NATS connection dropped while the message waited for JetStream's ack; retry", retry_after_ms: 1000 });
+    expect(published.body.error.details).toEqual({
+      cause: "the NATS connection dropped while the message waited for JetStream's ack; retry",
+      retry_after_ms: 1000,
+    });
 
     // The launcher brings the server back on the same port; a retried PUBLISH is stored.
     await waitFor("nats-server to come back", () => launcher.pid !== undefined && launcher.pid !== serverPid, 15_000);
-    const retried = await waitFor("a retried PUBLISH to be stored", async () => {
-      const res = await gateway.post("/mig/v0.1/publish/bus.drop", { header: { tenant_id: "acme" }, payload: { n: 1 } });
-      return res.status === 200 ? res : undefined;
-    }, 15_000);
+    const retried = await waitFor(
+      "a retried PUBLISH to be stored",
+      async () => {
+        const res = await gateway.post("/mig/v0.1/publish/bus.drop", {
+          header: { tenant_id: "acme" },
+          payload: { n: 1 },
+        });
+        return res.status === 200 ? res : undefined;
+      },
+      15_000,
+    );
     expect(retried.body.accepted).toBe(true);
   });
 });

@@ -9,20 +9,39 @@ const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
 describe("ChunkedAdmission", () => {
   it("starts at most a chunk per turn, in order, calling beforeChunk before each later chunk", async () => {
     const events: string[] = [];
-    const admission = new ChunkedAdmission<number>(4, 1_000, (n) => events.push(`start ${n}`), () => events.push("flush"));
+    const admission = new ChunkedAdmission<number>(
+      4,
+      1_000,
+      (n) => events.push(`start ${n}`),
+      () => events.push("flush"),
+    );
     for (let n = 0; n < 10; n++) admission.admit(n);
     expect(events).toEqual(["start 0", "start 1", "start 2", "start 3"]);
     await admission.whenEmpty();
     expect(events).toEqual([
-      "start 0", "start 1", "start 2", "start 3",
-      "flush", "start 4", "start 5", "start 6", "start 7",
-      "flush", "start 8", "start 9",
+      "start 0",
+      "start 1",
+      "start 2",
+      "start 3",
+      "flush",
+      "start 4",
+      "start 5",
+      "start 6",
+      "start 7",
+      "flush",
+      "start 8",
+      "start 9",
     ]);
   });
 
   it("gives a new turn a whole chunk again", async () => {
     const started: number[] = [];
-    const admission = new ChunkedAdmission<number>(3, 1_000, (n) => started.push(n), () => undefined);
+    const admission = new ChunkedAdmission<number>(
+      3,
+      1_000,
+      (n) => started.push(n),
+      () => undefined,
+    );
     for (let n = 0; n < 3; n++) admission.admit(n);
     admission.admit(3); // this turn's chunk is used up: waits
     expect(started).toEqual([0, 1, 2]);
@@ -36,7 +55,12 @@ describe("ChunkedAdmission", () => {
 
   it("starts everything waiting, in order, once more than maxWaiting wait", async () => {
     const started: number[] = [];
-    const admission = new ChunkedAdmission<number>(2, 5, (n) => started.push(n), () => undefined);
+    const admission = new ChunkedAdmission<number>(
+      2,
+      5,
+      (n) => started.push(n),
+      () => undefined,
+    );
     for (let n = 0; n < 7; n++) admission.admit(n); // 0 and 1 start, 2..6 wait: five
     expect(started).toEqual([0, 1]);
     admission.admit(7); // the sixth waiting: all start, then it
@@ -48,7 +72,12 @@ describe("ChunkedAdmission", () => {
   });
 
   it("whenEmpty resolves at once when nothing waits", async () => {
-    const admission = new ChunkedAdmission<number>(2, 10, () => undefined, () => undefined);
+    const admission = new ChunkedAdmission<number>(
+      2,
+      10,
+      () => undefined,
+      () => undefined,
+    );
     await expect(admission.whenEmpty()).resolves.toBeUndefined();
   });
 });

@@ -2,7 +2,7 @@
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { startMig, type MigProcess } from "./helpers/process.ts";
+import { type MigProcess, startMig } from "./helpers/process.ts";
 
 let mig: MigProcess | undefined;
 afterAll(() => mig?.stop("SIGKILL"));
@@ -26,12 +26,24 @@ describe("mig start", () => {
     const base = String(http.url);
 
     const post = async (path: string, body: unknown) => {
-      const res = await fetch(base + path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+      const res = await fetch(base + path, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
       return { status: res.status, body: (await res.json()) as any };
     };
-    expect((await post("/mig/v0.1/hello", { header: { tenant_id: "acme" }, supported_versions: ["0.1"] })).body.selected_version).toBe("0.1");
-    expect((await post("/mig/v0.1/discover", { header: { tenant_id: "acme" } })).body.capabilities.length).toBeGreaterThan(0);
-    const invoked = await post("/mig/v0.1/invoke/observatory.models.infer", { header: { tenant_id: "acme" }, payload: { input: "hello" } });
+    expect(
+      (await post("/mig/v0.1/hello", { header: { tenant_id: "acme" }, supported_versions: ["0.1"] })).body
+        .selected_version,
+    ).toBe("0.1");
+    expect(
+      (await post("/mig/v0.1/discover", { header: { tenant_id: "acme" } })).body.capabilities.length,
+    ).toBeGreaterThan(0);
+    const invoked = await post("/mig/v0.1/invoke/observatory.models.infer", {
+      header: { tenant_id: "acme" },
+      payload: { input: "hello" },
+    });
     expect(invoked.status).toBe(200);
 
     const natsPid = natsServerPid(mig.dataDir);

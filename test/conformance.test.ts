@@ -1,7 +1,7 @@
 // The executable conformance harness against this runtime: the Core profile over HTTP passes with no failure.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runConformance } from "../conformance/harness.ts";
 import { startGrpcBinding } from "../bindings/grpc/server.ts";
+import { runConformance } from "../conformance/harness.ts";
 import { startTestRuntime, type TestRuntime } from "./helpers/runtime.ts";
 
 let t: TestRuntime;
@@ -21,7 +21,12 @@ describe("conformance harness", () => {
   it("the gRPC checks (the standard's gRPC smoke calls, StreamInvoke, replay over Events) pass against the gRPC binding", async () => {
     const grpc = await startGrpcBinding(t.runtime, t.runtime.authenticator, "127.0.0.1:0");
     try {
-      const report = await runConformance({ grpc: grpc.address, profile: "full", tenant: "acme", only: ["GRPC", "STREAM-1.grpc", "EVENT-4.grpc"] });
+      const report = await runConformance({
+        grpc: grpc.address,
+        profile: "full",
+        tenant: "acme",
+        only: ["GRPC", "STREAM-1.grpc", "EVENT-4.grpc"],
+      });
       expect(report.results.map((r) => `${r.id} ${r.status} ${r.reason ?? ""}`.trim())).toEqual([
         "GRPC-2.grpc.hello pass selected_binding BINDING_TYPE_GRPC",
         "GRPC-2.grpc.discover pass",

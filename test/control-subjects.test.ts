@@ -2,11 +2,11 @@
 // act only for the principal that opened them, for streams run by the gateway and streams handed to a worker;
 // a refused control message gets an error reply and changes nothing. The events binding's error replies carry mig_error_code.
 import { randomUUID } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connect, createInbox, headers as natsHeaders, type Msg, type NatsConnection } from "@nats-io/transport-node";
+import { connect, createInbox, type Msg, type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node";
 import { SignJWT } from "jose";
-import { startNatsEvents, type NatsEventsBinding } from "../bindings/nats/events.ts";
-import { startNatsBinding, type NatsBinding } from "../bindings/nats/server.ts";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type NatsEventsBinding, startNatsEvents } from "../bindings/nats/events.ts";
+import { type NatsBinding, startNatsBinding } from "../bindings/nats/server.ts";
 import { loadConfig } from "../runtime/config.ts";
 import { createLogger } from "../runtime/logger.ts";
 import { defineStreamingCapability } from "../runtime/provider.ts";
@@ -14,8 +14,8 @@ import { MigRuntime } from "../runtime/runtime.ts";
 import { WorkerHost } from "../runtime/worker.ts";
 import { count } from "./fixtures/stream-provider.ts";
 import { anyDescriptor, anySchemas } from "./helpers/descriptors.ts";
-import { natsRequest, type NatsAnswer } from "./helpers/nats.ts";
-import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
+import { type NatsAnswer, natsRequest } from "./helpers/nats.ts";
+import { startTestRuntime, type TestRuntime, waitFor } from "./helpers/runtime.ts";
 
 const SECRET = "control-subjects-test-secret";
 const JWT = { authMode: "jwt" as const, jwtHs256Secret: SECRET };
@@ -40,7 +40,11 @@ let nc: NatsConnection;
 async function bearer(claims: Record<string, unknown>): Promise<Record<string, string>> {
   const now = Math.floor(Date.now() / 1000);
   // A jti of its own: two tokens of the same claims made in the same second are still two tokens.
-  const jwt = await new SignJWT({ ...claims, jti: randomUUID() }).setProtectedHeader({ alg: "HS256" }).setIssuedAt(now).setExpirationTime(now + 300).sign(new TextEncoder().encode(SECRET));
+  const jwt = await new SignJWT({ ...claims, jti: randomUUID() })
+    .setProtectedHeader({ alg: "HS256" })
+    .setIssuedAt(now)
+    .setExpirationTime(now + 300)
+    .sign(new TextEncoder().encode(SECRET));
   return { Authorization: `Bearer ${jwt}` };
 }
 
@@ -64,16 +68,38 @@ beforeAll(async () => {
   events = startNatsEvents(gateway.runtime, gateway.runtime.authenticator);
   // In jwt mode the embedded bus has users: the worker and this test's client join as the runtime does.
   const { user, password } = gateway.runtime.busCredentials;
-  const config = loadConfig({ natsUrl: gateway.runtime.natsUrl, natsUser: user, natsPassword: password, dataDir: gateway.dataDir, logLevel: "silent", streamWindow: 16, streamStallMs: 60_000, ...JWT }, {});
+  const config = loadConfig(
+    {
+      natsUrl: gateway.runtime.natsUrl,
+      natsUser: user,
+      natsPassword: password,
+      dataDir: gateway.dataDir,
+      logLevel: "silent",
+      streamWindow: 16,
+      streamStallMs: 60_000,
+      ...JWT,
+    },
+    {},
+  );
   workerRuntime = await MigRuntime.start(config, { logger: createLogger("silent") });
   host = await WorkerHost.start(workerRuntime, [count], { heartbeatMs: 500 });
-  nc = await connect({ servers: gateway.runtime.natsUrl, name: "control-subjects-test", ...(user ? { user, pass: password } : {}) });
+  nc = await connect({
+    servers: gateway.runtime.natsUrl,
+    name: "control-subjects-test",
+    ...(user ? { user, pass: password } : {}),
+  });
   alice = await bearer({ sub: "alice", tenant_id: "acme" });
   bob = await bearer({ sub: "bob", tenant_id: "acme" });
   globex = await bearer({ sub: "mallory", tenant_id: "globex" });
-  await waitFor("the gateway to see the worker", () => gateway.runtime.capabilities.get("remote.stream.count")?.handOff);
+  await waitFor(
+    "the gateway to see the worker",
+    () => gateway.runtime.capabilities.get("remote.stream.count")?.handOff,
+  );
   // The worker verifies a refreshed token itself only under the gateways' settings, which it must have heard of.
-  await waitFor("the worker to hear the gateway's settings", () => (workerRuntime.fleet?.gatewayPolicies().length ?? 0) > 0);
+  await waitFor(
+    "the worker to hear the gateway's settings",
+    () => (workerRuntime.fleet?.gatewayPolicies().length ?? 0) > 0,
+  );
 });
 
 afterAll(async () => {
@@ -97,10 +123,16 @@ async function subscribe(topic: string, maxInflight: number) {
   const received: Msg[] = [];
   const deliveries = nc.subscribe(inbox, { callback: (_e, msg) => void received.push(msg) });
   await nc.flush();
-  const opened = await natsRequest(nc, `mig.v0_1.acme.subscribe.${topic}`, { resume_cursor: "0", max_inflight: maxInflight, deliver_subject: inbox }, alice);
+  const opened = await natsRequest(
+    nc,
+    `mig.v0_1.acme.subscribe.${topic}`,
+    { resume_cursor: "0", max_inflight: maxInflight, deliver_subject: inbox },
+    alice,
+  );
   expect(opened.body.error, JSON.stringify(opened.body)).toBeUndefined();
   const prefix = `mig.v0_1.acme.subscription.${opened.body.subscription_id}`;
-  const live = () => gateway.runtime.subscriptions.list().some((s) => s.info.subscription_id === opened.body.subscription_id);
+  const live = () =>
+    gateway.runtime.subscriptions.list().some((s) => s.info.subscription_id === opened.body.subscription_id);
   return { received, prefix, live, done: () => deliveries.unsubscribe() };
 }
 
@@ -166,7 +198,12 @@ async function stream(capability: string, frames: number) {
     },
   });
   await nc.flush();
-  const answer = await natsRequest(nc, "mig.v0_1.acme.control.stream", { capability, payload: { count: frames }, stream_id: streamId, stream_preference: "server_stream" }, alice);
+  const answer = await natsRequest(
+    nc,
+    "mig.v0_1.acme.control.stream",
+    { capability, payload: { count: frames }, stream_id: streamId, stream_preference: "server_stream" },
+    alice,
+  );
   expect(answer.body.error, JSON.stringify(answer.body)).toBeUndefined();
   return { inbound: `${subject}.in`, received, done, close: () => sub.unsubscribe() };
 }
@@ -190,7 +227,9 @@ describe.each([
     // The opener's credit, then more with a refreshed token of the same subject: every frame, and the result.
     nc.publish(s.inbound, JSON.stringify(credit(20)), { headers: headersOf(alice) });
     await waitFor("twenty frames", () => s.received.length === 20);
-    nc.publish(s.inbound, JSON.stringify(credit(1_000)), { headers: headersOf(await bearer({ sub: "alice", tenant_id: "acme" })) });
+    nc.publish(s.inbound, JSON.stringify(credit(1_000)), {
+      headers: headersOf(await bearer({ sub: "alice", tenant_id: "acme" })),
+    });
     await s.done;
     const data = s.received.filter((f) => !f.end_stream);
     expect(data.map((f) => f.payload.i)).toEqual(Array.from({ length: 40 }, (_, i) => i));
@@ -203,7 +242,11 @@ describe.each([
     nc.publish(s.inbound, JSON.stringify(cancel), { headers: headersOf(alice) });
     await s.done;
     expect(s.received.filter((f) => f.end_stream)).toHaveLength(1);
-    expect(s.received.at(-1)).toMatchObject({ kind: "control", end_stream: true, payload: { status: "cancelled", reason: "not yours" } });
+    expect(s.received.at(-1)).toMatchObject({
+      kind: "control",
+      end_stream: true,
+      payload: { status: "cancelled", reason: "not yours" },
+    });
     s.close();
   });
 });
@@ -217,9 +260,21 @@ function headersOf(auth: Record<string, string>) {
 describe("error replies of the NATS events binding", () => {
   it("carry the mig_error_code header, for PUBLISH and SUBSCRIBE", async () => {
     expectRefused(await natsRequest(nc, "mig.v0_1.acme.events.orders.created", { payload: {} }), "MIG_UNAUTHORIZED");
-    expectRefused(await natsRequest(nc, "mig.v0_1.acme.events.orders.created", "{not json", alice), "MIG_INVALID_REQUEST");
-    expectRefused(await natsRequest(nc, "mig.v0_1.globex.events.orders.created", { payload: {} }, alice), "MIG_FORBIDDEN");
-    expectRefused(await natsRequest(nc, "mig.v0_1.acme.subscribe.orders.created", { deliver_subject: "not valid *" }, alice), "MIG_INVALID_REQUEST");
-    expectRefused(await natsRequest(nc, "mig.v0_1.acme.subscribe.orders.created", { deliver_subject: createInbox() }), "MIG_UNAUTHORIZED");
+    expectRefused(
+      await natsRequest(nc, "mig.v0_1.acme.events.orders.created", "{not json", alice),
+      "MIG_INVALID_REQUEST",
+    );
+    expectRefused(
+      await natsRequest(nc, "mig.v0_1.globex.events.orders.created", { payload: {} }, alice),
+      "MIG_FORBIDDEN",
+    );
+    expectRefused(
+      await natsRequest(nc, "mig.v0_1.acme.subscribe.orders.created", { deliver_subject: "not valid *" }, alice),
+      "MIG_INVALID_REQUEST",
+    );
+    expectRefused(
+      await natsRequest(nc, "mig.v0_1.acme.subscribe.orders.created", { deliver_subject: createInbox() }),
+      "MIG_UNAUTHORIZED",
+    );
   });
 });

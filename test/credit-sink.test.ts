@@ -1,13 +1,27 @@
 // The NATS stream sink: frames go out only against the consumer's credit, and a grant's frames leave before the provider is woken.
 // On a real nats-server (the test runtime's); the sink's connection records each publish it passes on.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CreditSink } from "../bindings/nats/credit-sink.ts";
 import type { StreamFrame } from "../runtime/types.ts";
-import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
+import { startTestRuntime, type TestRuntime, waitFor } from "./helpers/runtime.ts";
 
-const header = { mig_version: "0.1", message_id: "7d0f4c8e-4b8e-4a43-9a4e-0c5d1b2e3f40", timestamp: "2026-12-07T00:00:00.000Z", tenant_id: "acme", deadline_ms: 30_000 };
-const data = (i: number): StreamFrame => ({ header, stream_id: "s1", capability: "test.stream.count", kind: "response", end_stream: false, payload: { i } });
+const header = {
+  mig_version: "0.1",
+  message_id: "7d0f4c8e-4b8e-4a43-9a4e-0c5d1b2e3f40",
+  timestamp: "2026-12-07T00:00:00.000Z",
+  tenant_id: "acme",
+  deadline_ms: 30_000,
+};
+const data = (i: number): StreamFrame => ({
+  header,
+  stream_id: "s1",
+  capability: "test.stream.count",
+  kind: "response",
+  end_stream: false,
+  payload: { i },
+});
 const decoder = new TextDecoder();
 
 let t: TestRuntime;
@@ -35,7 +49,8 @@ function recordingSink() {
     publish(subj, bytes, options);
   };
   const sink = new CreditSink(nc, subject);
-  const write = (frame: StreamFrame) => sink.write(frame, () => events.push(`written ${(frame.payload as { i: number }).i}`));
+  const write = (frame: StreamFrame) =>
+    sink.write(frame, () => events.push(`written ${(frame.payload as { i: number }).i}`));
   return { sink, events, write, subject };
 }
 
@@ -45,7 +60,9 @@ describe("CreditSink", () => {
   it("publishes nothing without credit; a grant publishes that many held frames, oldest first", async () => {
     const { sink, events, write, subject } = recordingSink();
     const received: number[] = [];
-    client.subscribe(subject, { callback: (_e, msg) => void received.push(msg.json<{ payload: { i: number } }>().payload.i) });
+    client.subscribe(subject, {
+      callback: (_e, msg) => void received.push(msg.json<{ payload: { i: number } }>().payload.i),
+    });
     await client.flush();
     for (let i = 0; i < 3; i++) write(data(i));
     await microtasks();
@@ -83,7 +100,17 @@ describe("CreditSink", () => {
     const { sink, events, write } = recordingSink();
     write(data(0));
     write(data(1));
-    sink.write({ header, stream_id: "s1", capability: "test.stream.count", kind: "response", end_stream: true, payload: { frames: 2 } }, () => undefined);
+    sink.write(
+      {
+        header,
+        stream_id: "s1",
+        capability: "test.stream.count",
+        kind: "response",
+        end_stream: true,
+        payload: { frames: 2 },
+      },
+      () => undefined,
+    );
     sink.grant(5);
     await microtasks();
     expect(events).toEqual(["publish end"]);

@@ -2,13 +2,21 @@
 import { status } from "@grpc/grpc-js";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGrpcBinding, type GrpcBinding } from "../bindings/grpc/server.ts";
-import { startNatsEvents, type NatsEventsBinding } from "../bindings/nats/events.ts";
-import { startNatsBinding, type NatsBinding } from "../bindings/nats/server.ts";
+import { type GrpcBinding, startGrpcBinding } from "../bindings/grpc/server.ts";
+import { type NatsEventsBinding, startNatsEvents } from "../bindings/nats/events.ts";
+import { type NatsBinding, startNatsBinding } from "../bindings/nats/server.ts";
 import { defineCapability, defineStreamingCapability } from "../runtime/provider.ts";
 import { anyDescriptor, anySchemas } from "./helpers/descriptors.ts";
 import { expectEnvelope } from "./helpers/envelopes.ts";
-import { expectStatus, migClients, rawCall, rawStreamInvoke, streamInvoke, unary, type MigClients } from "./helpers/grpc.ts";
+import {
+  expectStatus,
+  type MigClients,
+  migClients,
+  rawCall,
+  rawStreamInvoke,
+  streamInvoke,
+  unary,
+} from "./helpers/grpc.ts";
 import { natsClient, natsRequest } from "./helpers/nats.ts";
 import { startTestRuntime, type TestRuntime } from "./helpers/runtime.ts";
 
@@ -16,20 +24,32 @@ const DEEP = 5_000;
 let calls = 0;
 let streamCalls = 0;
 
-const counted = defineCapability(anyDescriptor("test.deep.count", ["unary"]), (payload) => {
-  calls++;
-  return { got: Object.keys(payload) };
-}, anySchemas);
+const counted = defineCapability(
+  anyDescriptor("test.deep.count", ["unary"]),
+  (payload) => {
+    calls++;
+    return { got: Object.keys(payload) };
+  },
+  anySchemas,
+);
 /** Returns an object `depth` levels deep: within the runtime's limit (64), beyond protobuf's (50) from 51 on. */
-const nested = defineCapability(anyDescriptor("test.deep.answer", ["unary"]), (payload) => {
-  let value: Record<string, unknown> = {};
-  for (let i = 1; i < Number(payload.depth); i++) value = { a: value };
-  return value;
-}, anySchemas);
-const streamed = defineStreamingCapability(anyDescriptor("test.deep.stream", ["server_stream"]), async (_payload, { emit }) => {
-  streamCalls++;
-  await emit({ n: 1 });
-}, anySchemas);
+const nested = defineCapability(
+  anyDescriptor("test.deep.answer", ["unary"]),
+  (payload) => {
+    let value: Record<string, unknown> = {};
+    for (let i = 1; i < Number(payload.depth); i++) value = { a: value };
+    return value;
+  },
+  anySchemas,
+);
+const streamed = defineStreamingCapability(
+  anyDescriptor("test.deep.stream", ["server_stream"]),
+  async (_payload, { emit }) => {
+    streamCalls++;
+    await emit({ n: 1 });
+  },
+  anySchemas,
+);
 
 /** `{"a":{"a":…{}…}}`, `levels` objects deep, as text: built as a value it could not be stringified. */
 const deepObjectText = (levels: number) => '{"a":'.repeat(levels - 1) + "{}" + "}".repeat(levels - 1);
@@ -62,12 +82,18 @@ afterAll(async () => {
 describe("NATS: every body is parsed behind the nesting limit", () => {
   const cases: [string, string][] = [
     ["invoke payload", `{"header":{"tenant_id":"acme"},"payload":{"x":${deepArrayText(DEEP)}}}`],
-    ["hello header.meta", `{"header":{"tenant_id":"acme","meta":${deepObjectText(DEEP)}},"supported_versions":["0.1"]}`],
+    [
+      "hello header.meta",
+      `{"header":{"tenant_id":"acme","meta":${deepObjectText(DEEP)}},"supported_versions":["0.1"]}`,
+    ],
     ["discover", `{"header":{"tenant_id":"acme","meta":${deepObjectText(DEEP)}}}`],
     ["heartbeat", `{"header":{"tenant_id":"acme"},"x":${deepArrayText(DEEP)}}`],
     ["cancel", `{"header":{"tenant_id":"acme"},"reason":${deepArrayText(DEEP)}}`],
     ["publish payload", `{"header":{"tenant_id":"acme"},"payload":{"x":${deepArrayText(DEEP)}}}`],
-    ["subscribe header.meta", `{"header":{"tenant_id":"acme","meta":${deepObjectText(DEEP)}},"deliver_subject":"_INBOX.deep"}`],
+    [
+      "subscribe header.meta",
+      `{"header":{"tenant_id":"acme","meta":${deepObjectText(DEEP)}},"deliver_subject":"_INBOX.deep"}`,
+    ],
   ];
   const subjectOf: Record<string, string> = {
     "invoke payload": "mig.v0_1.acme.invoke.test.deep.count",
@@ -79,16 +105,19 @@ describe("NATS: every body is parsed behind the nesting limit", () => {
     "subscribe header.meta": "mig.v0_1.acme.subscribe.deep.topic",
   };
 
-  it.each(cases)("%s nested 5,000 levels is MIG_INVALID_REQUEST naming the limit, before the capability runs", async (name, body) => {
-    const before = calls;
-    const answer = await natsRequest(nc, subjectOf[name]!, body);
-    expectEnvelope("ErrorEnvelope", answer.body);
-    expect(answer.body.error.code).toBe("MIG_INVALID_REQUEST");
-    expect(answer.body.error.message).toMatch(/deeper than 64 levels/);
-    expect(answer.body.error.details).toEqual({ max_json_depth: 64 });
-    expect(answer.headers.mig_error_code).toBe("MIG_INVALID_REQUEST");
-    expect(calls).toBe(before);
-  });
+  it.each(cases)(
+    "%s nested 5,000 levels is MIG_INVALID_REQUEST naming the limit, before the capability runs",
+    async (name, body) => {
+      const before = calls;
+      const answer = await natsRequest(nc, subjectOf[name]!, body);
+      expectEnvelope("ErrorEnvelope", answer.body);
+      expect(answer.body.error.code).toBe("MIG_INVALID_REQUEST");
+      expect(answer.body.error.message).toMatch(/deeper than 64 levels/);
+      expect(answer.body.error.details).toEqual({ max_json_depth: 64 });
+      expect(answer.headers.mig_error_code).toBe("MIG_INVALID_REQUEST");
+      expect(calls).toBe(before);
+    },
+  );
 
   it("a stream start with a 5,000-level header.meta gets an error envelope and no stream runs", async () => {
     const body = `{"header":{"tenant_id":"acme","meta":${deepObjectText(DEEP)}},"capability":"test.deep.stream","stream_preference":"server_stream","payload":{}}`;
@@ -101,7 +130,11 @@ describe("NATS: every body is parsed behind the nesting limit", () => {
 
   it("keeps serving: 64 levels pass, and an invoke after the refusals runs once", async () => {
     const before = calls;
-    const ok = await natsRequest(nc, "mig.v0_1.acme.invoke.test.deep.count", `{"header":{"tenant_id":"acme"},"payload":{"x":${deepArrayText(62)}}}`);
+    const ok = await natsRequest(
+      nc,
+      "mig.v0_1.acme.invoke.test.deep.count",
+      `{"header":{"tenant_id":"acme"},"payload":{"x":${deepArrayText(62)}}}`,
+    );
     expect(ok.body.error, JSON.stringify(ok.body).slice(0, 300)).toBeUndefined();
     expect(ok.body.payload).toEqual({ got: ["x"] });
     expect(calls).toBe(before + 1);
@@ -120,7 +153,8 @@ function varint(n: number): number[] {
   return out;
 }
 /** A length-delimited field. */
-const field = (no: number, bytes: Buffer | number[]) => Buffer.concat([Buffer.from([...varint((no << 3) | 2), ...varint(bytes.length)]), Buffer.from(bytes)]);
+const field = (no: number, bytes: Buffer | number[]) =>
+  Buffer.concat([Buffer.from([...varint((no << 3) | 2), ...varint(bytes.length)]), Buffer.from(bytes)]);
 const text = (no: number, value: string) => field(no, Buffer.from(value));
 
 /** google.protobuf.Value nested `levels` ListValues deep around an empty list. */
@@ -137,13 +171,21 @@ describe("gRPC: decoded Structs are held to the same nesting limit", () => {
   it("Invoke with a 5,000-level payload is INVALID_ARGUMENT / MIG_INVALID_REQUEST before the capability runs", async () => {
     const before = calls;
     const request = Buffer.concat([header(), text(2, "test.deep.count"), field(3, structOf(deepValue(DEEP)))]);
-    await expectStatus(rawCall(clients, "/mig.v0_1.Invocation/Invoke", request, { metadata: { "x-tenant-id": "acme" } }), status.INVALID_ARGUMENT, "MIG_INVALID_REQUEST");
+    await expectStatus(
+      rawCall(clients, "/mig.v0_1.Invocation/Invoke", request, { metadata: { "x-tenant-id": "acme" } }),
+      status.INVALID_ARGUMENT,
+      "MIG_INVALID_REQUEST",
+    );
     expect(calls).toBe(before);
   });
 
   it("Hello with a 5,000-level header.meta is INVALID_ARGUMENT / MIG_INVALID_REQUEST", async () => {
     const request = header(structOf(deepValue(DEEP)));
-    await expectStatus(rawCall(clients, "/mig.v0_1.Discovery/Hello", request, { metadata: { "x-tenant-id": "acme" } }), status.INVALID_ARGUMENT, "MIG_INVALID_REQUEST");
+    await expectStatus(
+      rawCall(clients, "/mig.v0_1.Discovery/Hello", request, { metadata: { "x-tenant-id": "acme" } }),
+      status.INVALID_ARGUMENT,
+      "MIG_INVALID_REQUEST",
+    );
   });
 
   it("a payload deeper than the configured limit but within protobuf's own is refused with the limit in details", async () => {
@@ -155,7 +197,11 @@ describe("gRPC: decoded Structs are held to the same nesting limit", () => {
     try {
       const before = calls;
       const request = Buffer.concat([header(), text(2, "test.deep.count"), field(3, structOf(deepValue(40)))]);
-      const err = await expectStatus(rawCall(c, "/mig.v0_1.Invocation/Invoke", request), status.INVALID_ARGUMENT, "MIG_INVALID_REQUEST");
+      const err = await expectStatus(
+        rawCall(c, "/mig.v0_1.Invocation/Invoke", request),
+        status.INVALID_ARGUMENT,
+        "MIG_INVALID_REQUEST",
+      );
       expect(JSON.parse(String(err.metadata.get("mig-error-details")[0]))).toEqual({ max_json_depth: 16 });
       expect(calls).toBe(before);
     } finally {
@@ -167,7 +213,12 @@ describe("gRPC: decoded Structs are held to the same nesting limit", () => {
 
   it("StreamInvoke whose first frame has a 5,000-level header.meta ends with INVALID_ARGUMENT; no stream runs", async () => {
     const call = rawStreamInvoke(clients);
-    const frame = Buffer.concat([header(structOf(deepValue(DEEP))), text(3, "test.deep.stream"), Buffer.from([0x20, 0x01]), field(5, structOf(field(3, Buffer.from("v"))))]);
+    const frame = Buffer.concat([
+      header(structOf(deepValue(DEEP))),
+      text(3, "test.deep.stream"),
+      Buffer.from([0x20, 0x01]),
+      field(5, structOf(field(3, Buffer.from("v")))),
+    ]);
     call.call.write(frame);
     await call.end();
     expect(call.code).toBe(status.INVALID_ARGUMENT);
@@ -176,7 +227,12 @@ describe("gRPC: decoded Structs are held to the same nesting limit", () => {
   });
 
   it("an answer deeper than protobuf encodes is INTERNAL with the MIG trailers, not a bare serialization failure", async () => {
-    const invoke = (depth: number) => unary(clients.invocation, "Invoke", { header: { tenant_id: "acme" }, capability: "test.deep.answer", payload: { fields: { depth: { numberValue: depth } } } });
+    const invoke = (depth: number) =>
+      unary(clients.invocation, "Invoke", {
+        header: { tenant_id: "acme" },
+        capability: "test.deep.answer",
+        payload: { fields: { depth: { numberValue: depth } } },
+      });
     expect((await invoke(50)).payload.fields.a).toBeDefined();
     const err = await expectStatus(invoke(51), status.INTERNAL, "MIG_INTERNAL");
     expect(err.details).toMatch(/deeper than gRPC's protobuf encoding carries/);
@@ -184,11 +240,20 @@ describe("gRPC: decoded Structs are held to the same nesting limit", () => {
 
   it("keeps serving: an Invoke and a stream after the refusals run", async () => {
     const before = calls;
-    const answer = await unary(clients.invocation, "Invoke", { header: { tenant_id: "acme" }, capability: "test.deep.count", payload: { fields: { y: { numberValue: 1 } } } });
+    const answer = await unary(clients.invocation, "Invoke", {
+      header: { tenant_id: "acme" },
+      capability: "test.deep.count",
+      payload: { fields: { y: { numberValue: 1 } } },
+    });
     expect(answer.payload.fields.got.listValue.values).toEqual([expect.objectContaining({ stringValue: "y" })]);
     expect(calls).toBe(before + 1);
     const stream = streamInvoke(clients);
-    stream.call.write({ header: { tenant_id: "acme" }, capability: "test.deep.stream", kind: "FRAME_KIND_REQUEST", payload: { fields: {} } });
+    stream.call.write({
+      header: { tenant_id: "acme" },
+      capability: "test.deep.stream",
+      kind: "FRAME_KIND_REQUEST",
+      payload: { fields: {} },
+    });
     stream.call.end();
     const frames = await stream.end();
     expect(stream.code).toBe(status.OK);

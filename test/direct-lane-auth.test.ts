@@ -4,9 +4,9 @@
 import { existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { SignJWT } from "jose";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startNatsBinding } from "../bindings/nats/server.ts";
 import { readCredentialsFile, runtimeCredentialsFile } from "../runtime/bus-credentials.ts";
 import { loadConfig } from "../runtime/config.ts";
@@ -14,8 +14,8 @@ import { createLogger } from "../runtime/logger.ts";
 import { MigRuntime } from "../runtime/runtime.ts";
 import { WorkerHost } from "../runtime/worker.ts";
 import { scopedEcho } from "./fixtures/scoped-provider.ts";
-import { startGateway, startMig, type MigProcess } from "./helpers/process.ts";
 import { natsRequest } from "./helpers/nats.ts";
+import { type MigProcess, startGateway, startMig } from "./helpers/process.ts";
 import { startTestRuntime, waitFor } from "./helpers/runtime.ts";
 
 const FIXTURE = "test/fixtures/scoped-provider.ts";
@@ -32,7 +32,11 @@ let busUser: { user: string; password: string } | undefined;
 
 async function token(claims: Record<string, unknown>, expiresInS = 300, secret = SECRET): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
-  return new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).setIssuedAt(now).setExpirationTime(now + expiresInS).sign(new TextEncoder().encode(secret));
+  return new SignJWT(claims)
+    .setProtectedHeader({ alg: "HS256" })
+    .setIssuedAt(now)
+    .setExpirationTime(now + expiresInS)
+    .sign(new TextEncoder().encode(secret));
 }
 
 const GOOD = { sub: "alice", tenant_id: "acme", scope: "echo:run" };
@@ -42,18 +46,41 @@ async function refusals(): Promise<[string, Record<string, string>, string][]> {
   return [
     ["no token", {}, "MIG_UNAUTHORIZED"],
     ["an expired token", { Authorization: `Bearer ${await token(GOOD, -600)}` }, "MIG_UNAUTHORIZED"],
-    ["a token signed with another secret", { Authorization: `Bearer ${await token(GOOD, 300, "not-the-secret")}` }, "MIG_UNAUTHORIZED"],
-    ["another tenant's token", { Authorization: `Bearer ${await token({ ...GOOD, tenant_id: "globex" })}` }, "MIG_FORBIDDEN"],
-    ["a token without the capability's scope", { Authorization: `Bearer ${await token({ ...GOOD, scope: "something:else" })}` }, "MIG_FORBIDDEN"],
+    [
+      "a token signed with another secret",
+      { Authorization: `Bearer ${await token(GOOD, 300, "not-the-secret")}` },
+      "MIG_UNAUTHORIZED",
+    ],
+    [
+      "another tenant's token",
+      { Authorization: `Bearer ${await token({ ...GOOD, tenant_id: "globex" })}` },
+      "MIG_FORBIDDEN",
+    ],
+    [
+      "a token without the capability's scope",
+      { Authorization: `Bearer ${await token({ ...GOOD, scope: "something:else" })}` },
+      "MIG_FORBIDDEN",
+    ],
   ];
 }
 
 function invoke(headers: Record<string, string>, payload: unknown = {}, timeout = 10_000) {
-  return natsRequest(nc, "mig.v0_1.acme.invoke.scoped.echo", { header: { tenant_id: "acme" }, payload }, headers, timeout);
+  return natsRequest(
+    nc,
+    "mig.v0_1.acme.invoke.scoped.echo",
+    { header: { tenant_id: "acme" }, payload },
+    headers,
+    timeout,
+  );
 }
 
 function worker(name: string, env: Record<string, string> = {}): MigProcess {
-  const child = startMig(["worker", FIXTURE], { MIG_NATS_URL: busUrl, WORKER_NAME: name, ...(credentialsFile ? { MIG_NATS_CREDENTIALS: credentialsFile } : {}), ...env });
+  const child = startMig(["worker", FIXTURE], {
+    MIG_NATS_URL: busUrl,
+    WORKER_NAME: name,
+    ...(credentialsFile ? { MIG_NATS_CREDENTIALS: credentialsFile } : {}),
+    ...env,
+  });
   processes.push(child);
   return child;
 }
@@ -78,7 +105,11 @@ beforeAll(async () => {
     credentialsFile = file;
     busUser = readCredentialsFile(file);
   }
-  nc = await connect({ servers: busUrl, name: "direct-lane-auth-test", ...(busUser ? { user: busUser.user, pass: busUser.password } : {}) });
+  nc = await connect({
+    servers: busUrl,
+    name: "direct-lane-auth-test",
+    ...(busUser ? { user: busUser.user, pass: busUser.password } : {}),
+  });
 }, 60_000);
 
 afterAll(async () => {
@@ -93,9 +124,17 @@ describe("the direct lane under the gateways' auth settings", () => {
     const plain = worker("plain");
     await plain.waitForLog("worker serving");
     const good = { Authorization: `Bearer ${await token(GOOD)}` };
-    await waitFor("the gateway to dispatch to the worker", async () => (await invoke(good, {}, 3_000).catch(() => undefined))?.body.payload?.served_by === "plain", 20_000);
+    await waitFor(
+      "the gateway to dispatch to the worker",
+      async () => (await invoke(good, {}, 3_000).catch(() => undefined))?.body.payload?.served_by === "plain",
+      20_000,
+    );
     // The worker has decided about its lane: a worker that opened one says so about a second after it registered.
-    await waitFor("the worker's lane decision", () => lines(plain, "direct lane off").length > 0 || lines(plain, "direct lane answering").length > 0, 20_000);
+    await waitFor(
+      "the worker's lane decision",
+      () => lines(plain, "direct lane off").length > 0 || lines(plain, "direct lane answering").length > 0,
+      20_000,
+    );
     await new Promise((r) => setTimeout(r, 1_500)); // past any switch instant (1 s) the worker might have named
 
     gatewayRefusals = new Map();
@@ -105,10 +144,19 @@ describe("the direct lane under the gateways' auth settings", () => {
       expect(answer.headers.mig_error_code).toBe(code);
       gatewayRefusals.set(name, { code, message: answer.body.error.message });
     }
-    expect((await invoke(good, { ok: 1 })).body.payload).toEqual({ served_by: "plain", subject: "alice", echo: { ok: 1 } });
+    expect((await invoke(good, { ok: 1 })).body.payload).toEqual({
+      served_by: "plain",
+      subject: "alice",
+      echo: { ok: 1 },
+    });
 
     // Nothing answers the public subject but the gateway: paused, nobody does.
-    const paused = await withGatewayPaused(() => invoke({}, {}, 1_500).then((a) => `answered ${JSON.stringify(a.body)}`, () => "no answer"));
+    const paused = await withGatewayPaused(() =>
+      invoke({}, {}, 1_500).then(
+        (a) => `answered ${JSON.stringify(a.body)}`,
+        () => "no answer",
+      ),
+    );
     expect(paused).toBe("no answer");
     const off = lines(plain, "direct lane off")[0]!;
     expect(String(off.msg)).toContain("start it with the same MIG_AUTH_MODE and MIG_JWT_* settings");
@@ -138,7 +186,15 @@ describe("the direct lane under the gateways' auth settings", () => {
   it("closes the lane while a gateway with other settings serves, and opens it again when that gateway leaves", async () => {
     const same = processes.find((p) => lines(p, "direct lane answering").length > 0 && p !== gateway)!;
     const config = loadConfig(
-      { natsUrl: busUrl, natsUser: busUser?.user, natsPassword: busUser?.password, dataDir: mkdtempSync(join(tmpdir(), "mig-other-gw-")), logLevel: "silent", authMode: "jwt", jwtHs256Secret: "another-secret" },
+      {
+        natsUrl: busUrl,
+        natsUser: busUser?.user,
+        natsPassword: busUser?.password,
+        dataDir: mkdtempSync(join(tmpdir(), "mig-other-gw-")),
+        logLevel: "silent",
+        authMode: "jwt",
+        jwtHs256Secret: "another-secret",
+      },
       {},
     );
     const other = await MigRuntime.start(config, { logger: createLogger("silent") });
@@ -148,7 +204,11 @@ describe("the direct lane under the gateways' auth settings", () => {
       const off = lines(same, "direct lane off")[0]!;
       expect((off.differing as { settings: string[] }[]).map((d) => d.settings)).toEqual([["MIG_JWT_HS256_SECRET"]]);
       await binding.close();
-      await waitFor("the worker to open its lane again", () => lines(same, "direct lane answering").length >= 2, 20_000);
+      await waitFor(
+        "the worker to open its lane again",
+        () => lines(same, "direct lane answering").length >= 2,
+        20_000,
+      );
     } finally {
       await other.stop();
     }
@@ -164,7 +224,11 @@ describe("the direct lane under the gateways' auth settings", () => {
       expect(bus.runtime.capabilities.directSince("scoped.echo")).toBeUndefined();
       expect(workerRuntime.fleet!.gatewayPolicies()).toEqual([]);
       const binding = await startNatsBinding(bus.runtime, bus.runtime.authenticator);
-      await waitFor("the worker's switch to reach the gateway", () => bus.runtime.capabilities.directSince("scoped.echo") !== undefined, 20_000);
+      await waitFor(
+        "the worker's switch to reach the gateway",
+        () => bus.runtime.capabilities.directSince("scoped.echo") !== undefined,
+        20_000,
+      );
       await binding.close();
     } finally {
       await host.stop();

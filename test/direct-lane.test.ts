@@ -5,16 +5,16 @@ import { randomUUID } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createInbox, type NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../runtime/config.ts";
 import { createLogger } from "../runtime/logger.ts";
 import { anonymousPrincipal } from "../runtime/principal.ts";
 import { MigRuntime } from "../runtime/runtime.ts";
 import { WorkerHost } from "../runtime/worker.ts";
 import { echo } from "./fixtures/fleet-provider.ts";
-import { startGateway, startMig, type MigProcess } from "./helpers/process.ts";
 import { natsClient, natsRequest } from "./helpers/nats.ts";
+import { type MigProcess, startGateway, startMig } from "./helpers/process.ts";
 import { waitFor } from "./helpers/runtime.ts";
 
 const FIXTURE = "test/fixtures/fleet-provider.ts";
@@ -36,7 +36,13 @@ function worker(name: string, env: Record<string, string> = {}): MigProcess {
 const logLines = () => (existsSync(log) ? readFileSync(log, "utf8").split("\n").filter(Boolean) : []);
 
 function invoke(capability: string, payload: unknown, header: Record<string, unknown> = {}, timeout = 20_000) {
-  return natsRequest(nc, `mig.v0_1.acme.invoke.${capability}`, { header: { tenant_id: "acme", ...header }, payload }, {}, timeout).then((a) => a.body);
+  return natsRequest(
+    nc,
+    `mig.v0_1.acme.invoke.${capability}`,
+    { header: { tenant_id: "acme", ...header }, payload },
+    {},
+    timeout,
+  ).then((a) => a.body);
 }
 
 /** Pauses the gateway process (not its nats-server, which runs in its own process group) while `body` runs. */
@@ -56,7 +62,11 @@ beforeAll(async () => {
   const first = worker("d1");
   await first.waitForLog("direct lane answering NATS invokes");
   // Every gateway has the switch instant before it comes (it is in the registration): wait until this one lists it.
-  await waitFor("fleet.echo in DISCOVER", async () => (await natsRequest(nc, "mig.v0_1.acme.discover", {})).body.capabilities.some((c: { id: string }) => c.id === "fleet.echo"));
+  await waitFor("fleet.echo in DISCOVER", async () =>
+    (await natsRequest(nc, "mig.v0_1.acme.discover", {})).body.capabilities.some(
+      (c: { id: string }) => c.id === "fleet.echo",
+    ),
+  );
 }, 60_000);
 
 afterAll(async () => {
@@ -66,7 +76,9 @@ afterAll(async () => {
 
 describe("the direct lane of `mig worker`", () => {
   it("answers NATS invokes while the gateway is paused: the request never passes through it", async () => {
-    const answers = await withGatewayPaused(() => Promise.all(Array.from({ length: 50 }, (_, i) => invoke("fleet.echo", { i }, {}, 5_000))));
+    const answers = await withGatewayPaused(() =>
+      Promise.all(Array.from({ length: 50 }, (_, i) => invoke("fleet.echo", { i }, {}, 5_000))),
+    );
     answers.forEach((answer, i) => {
       expect(answer.error, JSON.stringify(answer)).toBeUndefined();
       expect(answer.payload).toEqual({ served_by: "d1", echo: { i } });
@@ -76,12 +88,16 @@ describe("the direct lane of `mig worker`", () => {
   it("answers every request exactly once, direct or not", async () => {
     const inbox = createInbox();
     const replies = new Map<string, number>();
-    const sub = nc.subscribe(`${inbox}.*`, { callback: (_e, msg) => void replies.set(msg.subject, (replies.get(msg.subject) ?? 0) + 1) });
+    const sub = nc.subscribe(`${inbox}.*`, {
+      callback: (_e, msg) => void replies.set(msg.subject, (replies.get(msg.subject) ?? 0) + 1),
+    });
     const subjects = ["fleet.echo", "fleet.echo", "fleet.record", "no.such.capability", "observatory.models.infer"];
     for (let i = 0; i < 100; i++) {
       const capability = subjects[i % subjects.length]!;
       const payload = capability === "observatory.models.infer" ? { input: "x" } : { n: i };
-      nc.publish(`mig.v0_1.acme.invoke.${capability}`, JSON.stringify({ header: { tenant_id: "acme" }, payload }), { reply: `${inbox}.${i}` });
+      nc.publish(`mig.v0_1.acme.invoke.${capability}`, JSON.stringify({ header: { tenant_id: "acme" }, payload }), {
+        reply: `${inbox}.${i}`,
+      });
     }
     await waitFor("100 answers", () => replies.size === 100);
     await new Promise((r) => setTimeout(r, 500)); // room for a second answer, if anything sent one
@@ -105,9 +121,21 @@ describe("the direct lane of `mig worker`", () => {
     const notJson = await natsRequest(nc, "mig.v0_1.acme.invoke.fleet.echo", "{not json", {}, 5_000);
     expect(notJson.body.error.code).toBe("MIG_INVALID_REQUEST");
     expect(notJson.headers.mig_error_code).toBe("MIG_INVALID_REQUEST");
-    const wrongTenant = await natsRequest(nc, "mig.v0_1.acme.invoke.fleet.echo", { header: { tenant_id: "other" }, payload: {} }, {}, 5_000);
+    const wrongTenant = await natsRequest(
+      nc,
+      "mig.v0_1.acme.invoke.fleet.echo",
+      { header: { tenant_id: "other" }, payload: {} },
+      {},
+      5_000,
+    );
     expect(wrongTenant.body.error.code).toBe("MIG_FORBIDDEN");
-    const wrongShape = await natsRequest(nc, "mig.v0_1.acme.invoke.fleet.echo", { header: { tenant_id: "acme" }, payload: "text" }, {}, 5_000);
+    const wrongShape = await natsRequest(
+      nc,
+      "mig.v0_1.acme.invoke.fleet.echo",
+      { header: { tenant_id: "acme" }, payload: "text" },
+      {},
+      5_000,
+    );
     expect(wrongShape.body.error.code).toBe("MIG_INVALID_REQUEST");
     expect((await invoke("fleet.echo", { after: "bad input" })).payload.echo).toEqual({ after: "bad input" });
   });
@@ -116,7 +144,10 @@ describe("the direct lane of `mig worker`", () => {
     const id = randomUUID();
     const pending = invoke("fleet.echo", { sleep_ms: 20_000 }, { message_id: id });
     await waitFor("the worker to start the call", () => logLines().some((l) => l.startsWith(`started ${id}`)));
-    const ack = await natsRequest(nc, `mig.v0_1.acme.control.cancel.${id}`, { header: { tenant_id: "acme" }, reason: "changed my mind" });
+    const ack = await natsRequest(nc, `mig.v0_1.acme.control.cancel.${id}`, {
+      header: { tenant_id: "acme" },
+      reason: "changed my mind",
+    });
     expect(ack.body).toMatchObject({ target_message_id: id, accepted: true, status: "cancelled" });
     const answer = await pending;
     expect(answer.error.details.cancelled).toBe(true);
@@ -147,21 +178,39 @@ describe("the direct lane of `mig worker`", () => {
       const answer = await invoke("fleet.echo", {}, {}, 3_000).catch(() => undefined);
       return answer?.payload?.served_by === "plain";
     });
-    const paused = await withGatewayPaused(() => invoke("fleet.echo", {}, {}, 1_500).then(() => "answered", () => "no answer"));
+    const paused = await withGatewayPaused(() =>
+      invoke("fleet.echo", {}, {}, 1_500).then(
+        () => "answered",
+        () => "no answer",
+      ),
+    );
     expect(paused).toBe("no answer");
     // The gateway answers the calls it took while paused; the next one is dispatched to the worker as before.
-    await waitFor("the gateway to dispatch to the worker again", async () => (await invoke("fleet.echo", { back: true })).payload?.served_by === "plain");
+    await waitFor(
+      "the gateway to dispatch to the worker again",
+      async () => (await invoke("fleet.echo", { back: true })).payload?.served_by === "plain",
+    );
   }, 40_000);
 
   it("a worker that starts while others serve its capability hosts it itself, not through them", async () => {
-    const config = loadConfig({ natsUrl: busUrl, dataDir: mkdtempSync(join(tmpdir(), "mig-direct-late-")), logLevel: "silent" }, {});
+    const config = loadConfig(
+      { natsUrl: busUrl, dataDir: mkdtempSync(join(tmpdir(), "mig-direct-late-")), logLevel: "silent" },
+      {},
+    );
     const runtime = await MigRuntime.start(config, { logger: createLogger("silent") });
     try {
       // Its fleet view lists the other worker's fleet.echo before the worker host adds its own.
-      await waitFor("the fleet view to list another worker's fleet.echo", () => runtime.capabilities.get("fleet.echo") !== undefined);
+      await waitFor(
+        "the fleet view to list another worker's fleet.echo",
+        () => runtime.capabilities.get("fleet.echo") !== undefined,
+      );
       const host = await WorkerHost.start(runtime, [echo]);
       expect(runtime.capabilities.hasLocal("fleet.echo")).toBe(true);
-      const answer = await runtime.invoke({ header: { tenant_id: "acme" }, payload: { late: true } }, { principal: anonymousPrincipal(), binding: "http", tenant: "acme" }, "fleet.echo");
+      const answer = await runtime.invoke(
+        { header: { tenant_id: "acme" }, payload: { late: true } },
+        { principal: anonymousPrincipal(), binding: "http", tenant: "acme" },
+        "fleet.echo",
+      );
       expect(answer.payload).toEqual({ served_by: String(process.pid), echo: { late: true } });
       await host.stop();
     } finally {

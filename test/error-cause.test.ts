@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startHttpBinding, type HttpBinding } from "../bindings/http/server.ts";
+import { type HttpBinding, startHttpBinding } from "../bindings/http/server.ts";
 import { loadConfig } from "../runtime/config.ts";
 import { publicCause } from "../runtime/errors.ts";
 import { topicRef } from "../runtime/events.ts";
@@ -19,7 +19,10 @@ let http: HttpBinding;
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), "mig-cause-"));
-  const config = loadConfig({ natsPort: 0, natsMonitorPort: 0, dataDir, httpAddr: "127.0.0.1:0", logLevel: "warn" }, {});
+  const config = loadConfig(
+    { natsPort: 0, natsMonitorPort: 0, dataDir, httpAddr: "127.0.0.1:0", logLevel: "warn" },
+    {},
+  );
   const sink = new Writable({
     write(chunk, _encoding, done) {
       for (const line of String(chunk).split("\n").filter(Boolean)) logLines.push(JSON.parse(line));
@@ -39,7 +42,9 @@ describe("details.cause", () => {
   it("a PUBLISH that JetStream cannot store (its message block cannot be opened) names the failure, not the store's files", async () => {
     // A disk fault in miniature: where the topic's first message block file goes, there is a directory.
     const ref = topicRef("acme", "disk.fault");
-    mkdirSync(join(dataDir, "jetstream", "jetstream", "$G", "streams", ref.stream, "msgs", "1.blk"), { recursive: true });
+    mkdirSync(join(dataDir, "jetstream", "jetstream", "$G", "streams", ref.stream, "msgs", "1.blk"), {
+      recursive: true,
+    });
 
     const res = await fetch(`${http.url}/mig/v0.1/publish/disk.fault`, {
       method: "POST",
@@ -58,10 +63,20 @@ describe("details.cause", () => {
   });
 
   it("publicCause keeps a library's sentence and drops paths, file URLs and everything after its first line", () => {
-    expect(publicCause(new Error("ENOENT: no such file or directory, open '/etc/mig/policy.yaml'"))).toBe("ENOENT: no such file or directory, open '<path>'");
-    expect(publicCause(new Error("Cannot find module file:///srv/mig/x.ts imported from /srv/mig/y.ts"))).toBe("Cannot find module <path> imported from <path>");
-    expect(publicCause(new Error("Converting circular structure to JSON\n    --> starting at object with constructor 'Object'"))).toBe("Converting circular structure to JSON");
-    expect(publicCause(new Error("no ack from the stream within 10000 ms"))).toBe("no ack from the stream within 10000 ms");
+    expect(publicCause(new Error("ENOENT: no such file or directory, open '/etc/mig/policy.yaml'"))).toBe(
+      "ENOENT: no such file or directory, open '<path>'",
+    );
+    expect(publicCause(new Error("Cannot find module file:///srv/mig/x.ts imported from /srv/mig/y.ts"))).toBe(
+      "Cannot find module <path> imported from <path>",
+    );
+    expect(
+      publicCause(
+        new Error("Converting circular structure to JSON\n    --> starting at object with constructor 'Object'"),
+      ),
+    ).toBe("Converting circular structure to JSON");
+    expect(publicCause(new Error("no ack from the stream within 10000 ms"))).toBe(
+      "no ack from the stream within 10000 ms",
+    );
     expect(publicCause("x".repeat(500)).length).toBe(200);
   });
 });

@@ -3,13 +3,13 @@
 import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type NatsEventsBinding, startNatsEvents } from "../bindings/nats/events.ts";
 import { Authenticator } from "../runtime/auth.ts";
 import { topicRef } from "../runtime/events.ts";
-import { startNatsEvents, type NatsEventsBinding } from "../bindings/nats/events.ts";
 import { expectEnvelope, expectError } from "./helpers/envelopes.ts";
+import { runtimeBusClient } from "./helpers/nats.ts";
 import { startTestRuntime, type TestRuntime } from "./helpers/runtime.ts";
 import { SseClient } from "./helpers/sse.ts";
-import { runtimeBusClient } from "./helpers/nats.ts";
 
 const SECRET = "a-test-secret-that-is-long-enough-for-hs256";
 const SCOPED_TOPIC = "observatory.inference.completed";
@@ -18,7 +18,11 @@ let client: NatsConnection;
 let natsEvents: NatsEventsBinding;
 
 function token(claims: Record<string, unknown>): Promise<string> {
-  return new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).setIssuedAt().setExpirationTime("10 minutes").sign(new TextEncoder().encode(SECRET));
+  return new SignJWT(claims)
+    .setProtectedHeader({ alg: "HS256" })
+    .setIssuedAt()
+    .setExpirationTime("10 minutes")
+    .sign(new TextEncoder().encode(SECRET));
 }
 
 beforeAll(async () => {
@@ -44,7 +48,9 @@ async function refusedSubscribe(path: string, headers: Record<string, string>): 
 describe("events with jwt", () => {
   it("needs the capability's scope to publish to one of its event topics; other topics need only the tenant", async () => {
     const plain = { authorization: `Bearer ${await token({ sub: "u", tenant_id: "acme" })}` };
-    const scoped = { authorization: `Bearer ${await token({ sub: "u", tenant_id: "acme", scope: "capability:infer" })}` };
+    const scoped = {
+      authorization: `Bearer ${await token({ sub: "u", tenant_id: "acme", scope: "capability:infer" })}`,
+    };
     expectError(await t.post(`/mig/v0.1/publish/${SCOPED_TOPIC}`, { payload: {} }), 401, "MIG_UNAUTHORIZED");
     expectError(await t.post(`/mig/v0.1/publish/${SCOPED_TOPIC}`, { payload: {} }, plain), 403, "MIG_FORBIDDEN");
     expect(await t.runtime.events.exists(topicRef("acme", SCOPED_TOPIC))).toBe(false);
@@ -52,11 +58,19 @@ describe("events with jwt", () => {
     expect(ok.status).toBe(200);
     expect(ok.body.header.tenant_id).toBe("acme");
     expect((await t.post("/mig/v0.1/publish/orders.created", { payload: {} }, plain)).status).toBe(200);
-    expectError(await t.post("/mig/v0.1/publish/orders.created", { payload: {} }, { ...plain, "x-tenant-id": "globex" }), 403, "MIG_FORBIDDEN");
+    expectError(
+      await t.post("/mig/v0.1/publish/orders.created", { payload: {} }, { ...plain, "x-tenant-id": "globex" }),
+      403,
+      "MIG_FORBIDDEN",
+    );
 
     expectError(await refusedSubscribe(`/mig/v0.1/subscribe/${SCOPED_TOPIC}`, {}), 401, "MIG_UNAUTHORIZED");
     expectError(await refusedSubscribe(`/mig/v0.1/subscribe/${SCOPED_TOPIC}`, plain), 403, "MIG_FORBIDDEN");
-    expectError(await refusedSubscribe("/mig/v0.1/subscribe/orders.created?tenant_id=globex", plain), 403, "MIG_FORBIDDEN");
+    expectError(
+      await refusedSubscribe("/mig/v0.1/subscribe/orders.created?tenant_id=globex", plain),
+      403,
+      "MIG_FORBIDDEN",
+    );
     const sub = await SseClient.open(`${t.http.url}/mig/v0.1/subscribe/${SCOPED_TOPIC}?resume_cursor=0`, scoped);
     const [event] = await sub.waitForEvents(1);
     expect(event!.payload).toEqual({ result: "x" });

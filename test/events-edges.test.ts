@@ -1,17 +1,18 @@
 // Events at the edges: bad input refused with nothing stored, replay quotas, dead letters, the NATS binding (no echo
 // loop, credits as backpressure), and acked events surviving a SIGKILL of the embedded nats-server.
-import { connect, createInbox, type Msg, type NatsConnection } from "@nats-io/transport-node";
+
 import { jetstream } from "@nats-io/jetstream";
+import { connect, createInbox, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type NatsEventsBinding, startNatsEvents } from "../bindings/nats/events.ts";
 import { Authenticator } from "../runtime/auth.ts";
 import { PUBLISH_ADMISSION_CHUNK } from "../runtime/chunked-admission.ts";
 import { REAPER_IN_FLIGHT } from "../runtime/consumer-reaper.ts";
 import { DEAD_LETTER_STREAM, ORIGIN_HEADER, topicRef } from "../runtime/events.ts";
 import { anonymousPrincipal } from "../runtime/principal.ts";
-import { startNatsEvents, type NatsEventsBinding } from "../bindings/nats/events.ts";
 import type { EventSink } from "../runtime/subscribe.ts";
 import { expectEnvelope, expectError } from "./helpers/envelopes.ts";
-import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
+import { startTestRuntime, type TestRuntime, waitFor } from "./helpers/runtime.ts";
 import { SseClient } from "./helpers/sse.ts";
 
 let t: TestRuntime;
@@ -32,10 +33,14 @@ const context = { principal: anonymousPrincipal(), tenant: "acme", binding: "htt
 const publishBody = { header: { tenant_id: "acme" }, payload: { ok: true } };
 
 async function publishN(topic: string, n: number): Promise<void> {
-  for (let i = 0; i < n; i++) await t.runtime.publish({ header: { tenant_id: "acme" }, payload: { i } }, context, topic);
+  for (let i = 0; i < n; i++)
+    await t.runtime.publish({ header: { tenant_id: "acme" }, payload: { i } }, context, topic);
 }
 
-async function subscribeError(path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
+async function subscribeError(
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: any }> {
   try {
     const sub = await SseClient.open(`${t.http.url}${path}`, { "x-tenant-id": "acme", ...headers });
     sub.close();
@@ -76,11 +81,22 @@ describe("bad input is refused with a clear MIG error and nothing stored", () =>
   });
 
   it("refuses an oversized payload, a missing payload and a payload that is not an object, storing nothing", async () => {
-    const big = await t.post("/mig/v0.1/publish/uploads.large", { header: { tenant_id: "acme" }, payload: { blob: "x".repeat(1024 * 1024) } });
+    const big = await t.post("/mig/v0.1/publish/uploads.large", {
+      header: { tenant_id: "acme" },
+      payload: { blob: "x".repeat(1024 * 1024) },
+    });
     expectError(big, 400, "MIG_INVALID_REQUEST");
     expect(big.body.error.details.max_payload_bytes).toBe(1024 * 1024);
-    expectError(await t.post("/mig/v0.1/publish/uploads.large", { header: { tenant_id: "acme" } }), 400, "MIG_INVALID_REQUEST");
-    expectError(await t.post("/mig/v0.1/publish/uploads.large", { header: { tenant_id: "acme" }, payload: [1] }), 400, "MIG_INVALID_REQUEST");
+    expectError(
+      await t.post("/mig/v0.1/publish/uploads.large", { header: { tenant_id: "acme" } }),
+      400,
+      "MIG_INVALID_REQUEST",
+    );
+    expectError(
+      await t.post("/mig/v0.1/publish/uploads.large", { header: { tenant_id: "acme" }, payload: [1] }),
+      400,
+      "MIG_INVALID_REQUEST",
+    );
     expect(await t.runtime.events.exists(topicRef("acme", "uploads.large"))).toBe(false);
   });
 
@@ -118,10 +134,16 @@ describe("replay quota", () => {
     const refused = await subscribeError("/mig/v0.1/subscribe/history.long?resume_cursor=0");
     expectError(refused, 429, "MIG_RATE_LIMITED");
     expect(refused.body.error.retryable).toBe(false);
-    expect(refused.body.error.details).toMatchObject({ replay_max_events: 50, oldest_allowed_cursor: 10, last_sequence: 60 });
+    expect(refused.body.error.details).toMatchObject({
+      replay_max_events: 50,
+      oldest_allowed_cursor: 10,
+      last_sequence: 60,
+    });
     expect(await consumerCount("history.long")).toBe(0);
 
-    const sub = await SseClient.open(`${t.http.url}/mig/v0.1/subscribe/history.long?resume_cursor=10`, { "x-tenant-id": "acme" });
+    const sub = await SseClient.open(`${t.http.url}/mig/v0.1/subscribe/history.long?resume_cursor=10`, {
+      "x-tenant-id": "acme",
+    });
     const events = await sub.waitForEvents(50);
     expect(events.map((e) => e.sequence)).toEqual(Array.from({ length: 50 }, (_, i) => 11 + i));
     sub.close();
@@ -135,13 +157,17 @@ describe("dead letters", () => {
     await jetstream(client).publish(ref.subject, "not json at all");
     await publishN("ledger.entries", 1);
 
-    const sub = await SseClient.open(`${t.http.url}/mig/v0.1/subscribe/ledger.entries?resume_cursor=0`, { "x-tenant-id": "acme" });
+    const sub = await SseClient.open(`${t.http.url}/mig/v0.1/subscribe/ledger.entries?resume_cursor=0`, {
+      "x-tenant-id": "acme",
+    });
     await sub.waitForComment("live");
     expect(sub.events.map((e) => e.sequence)).toEqual([1, 3]);
     expect(sub.comments.some((c) => c.startsWith("dead_lettered sequence=2"))).toBe(true);
     sub.close();
 
-    const dead = await t.runtime.bus.jsm.streams.getMessage(DEAD_LETTER_STREAM, { last_by_subj: ref.deadLetterSubject });
+    const dead = await t.runtime.bus.jsm.streams.getMessage(DEAD_LETTER_STREAM, {
+      last_by_subj: ref.deadLetterSubject,
+    });
     expect(dead!.string()).toBe("not json at all");
     expect(dead!.header.get("Mig-Sequence")).toBe("2");
     const metrics = (await t.get("/metrics")).text;
@@ -171,12 +197,19 @@ describe("dead letters", () => {
       close: () => undefined,
       bufferedBytes: 0,
     };
-    const subscription = await t.runtime.subscribe({ header: { tenant_id: "acme" }, resume_cursor: 0 }, context, topic, sink);
+    const subscription = await t.runtime.subscribe(
+      { header: { tenant_id: "acme" }, resume_cursor: 0 },
+      context,
+      topic,
+      sink,
+    );
     await waitFor("the live seam", () => notices.some((n) => n.startsWith("live")));
     expect(delivered).toEqual([1, 3]);
     expect(attempts).toBe(5);
     expect(notices).toContain('dead_lettered {"sequence":2}');
-    const dead = await t.runtime.bus.jsm.streams.getMessage(DEAD_LETTER_STREAM, { last_by_subj: topicRef("acme", topic).deadLetterSubject });
+    const dead = await t.runtime.bus.jsm.streams.getMessage(DEAD_LETTER_STREAM, {
+      last_by_subj: topicRef("acme", topic).deadLetterSubject,
+    });
     expect(JSON.parse(dead!.string()).payload).toEqual({ n: 2, poison: true });
     expect(dead!.header.get("Mig-Dead-Letter-Reason")).toContain("refused it 5 times");
     subscription.close();
@@ -187,9 +220,13 @@ describe("dead letters", () => {
 describe("durable takeover", () => {
   it("closes the older connection of a consumer_id with a mig-error frame when a newer one subscribes", async () => {
     const topic = "sessions.events";
-    const older = await SseClient.open(`${t.http.url}/mig/v0.1/subscribe/${topic}?consumer_id=desk`, { "x-tenant-id": "acme" });
+    const older = await SseClient.open(`${t.http.url}/mig/v0.1/subscribe/${topic}?consumer_id=desk`, {
+      "x-tenant-id": "acme",
+    });
     await older.waitForComment("live");
-    const newer = await SseClient.open(`${t.http.url}/mig/v0.1/subscribe/${topic}?consumer_id=desk`, { "x-tenant-id": "acme" });
+    const newer = await SseClient.open(`${t.http.url}/mig/v0.1/subscribe/${topic}?consumer_id=desk`, {
+      "x-tenant-id": "acme",
+    });
     await newer.waitForComment("live");
     await waitFor("the older stream to end", () => older.ended);
     expect((older.errors[0] as any).error.code).toBe("MIG_UNAVAILABLE");
@@ -204,11 +241,16 @@ describe("many subscribers leaving at once", () => {
   it("removes every ephemeral consumer, a few deletions at a time", async () => {
     const topic = "crowd.leaving";
     const subs = await Promise.all(
-      Array.from({ length: 40 }, () => SseClient.open(`${t.http.url}/mig/v0.1/subscribe/${topic}`, { "x-tenant-id": "acme" })),
+      Array.from({ length: 40 }, () =>
+        SseClient.open(`${t.http.url}/mig/v0.1/subscribe/${topic}`, { "x-tenant-id": "acme" }),
+      ),
     );
     expect(await consumerCount(topic)).toBe(40);
     for (const sub of subs) sub.close();
-    await waitFor("the consumers of the closed subscriptions to be deleted", async () => (await consumerCount(topic)) === 0);
+    await waitFor(
+      "the consumers of the closed subscriptions to be deleted",
+      async () => (await consumerCount(topic)) === 0,
+    );
     const reaper = t.runtime.subscriptions.reaper(t.runtime.bus);
     await reaper.idle();
     expect(reaper.peak).toBeGreaterThan(0);
@@ -224,13 +266,17 @@ describe("NATS binding", () => {
     await client.flush();
 
     for (let i = 1; i <= 5; i++) {
-      const reply = await client.request(subject, JSON.stringify({ header: { tenant_id: "acme" }, payload: { i } }), { timeout: 5_000 });
+      const reply = await client.request(subject, JSON.stringify({ header: { tenant_id: "acme" }, payload: { i } }), {
+        timeout: 5_000,
+      });
       const ack = reply.json<any>();
       expectEnvelope("PublishAck", ack);
       expect(ack.sequence).toBe(i);
     }
     // Had the runtime taken its own EventMessages for PUBLISH requests, they would have been stored before this one.
-    const sixth = await client.request(subject, JSON.stringify({ header: { tenant_id: "acme" }, payload: { i: 6 } }), { timeout: 5_000 });
+    const sixth = await client.request(subject, JSON.stringify({ header: { tenant_id: "acme" }, payload: { i: 6 } }), {
+      timeout: 5_000,
+    });
     expect(sixth.json<any>().sequence).toBe(6);
 
     const events = await waitFor("six EventMessages", () => {
@@ -245,7 +291,10 @@ describe("NATS binding", () => {
 
     // A PUBLISH without a reply subject is stored too (fire and forget).
     client.publish(subject, JSON.stringify({ header: { tenant_id: "acme" }, payload: { i: 7 } }));
-    await waitFor("the fire-and-forget event", async () => (await t.runtime.events.state(topicRef("acme", "chat.messages"))).last === 7);
+    await waitFor(
+      "the fire-and-forget event",
+      async () => (await t.runtime.events.state(topicRef("acme", "chat.messages"))).last === 7,
+    );
 
     const bad = await client.request("mig.v0_1.acme.events.nodot", JSON.stringify({ payload: {} }), { timeout: 5_000 });
     expect(bad.json<any>().error.code).toBe("MIG_INVALID_REQUEST");
@@ -263,7 +312,9 @@ describe("NATS binding", () => {
     // Sent in one turn, so one write: the binding reads them together and starts them PUBLISH_ADMISSION_CHUNK at a time.
     const count = 10 * PUBLISH_ADMISSION_CHUNK + 3;
     const replies = await Promise.all(
-      Array.from({ length: count }, (_, n) => client.request(subject, JSON.stringify({ header: { tenant_id: "acme" }, payload: { n } }), { timeout: 10_000 })),
+      Array.from({ length: count }, (_, n) =>
+        client.request(subject, JSON.stringify({ header: { tenant_id: "acme" }, payload: { n } }), { timeout: 10_000 }),
+      ),
     );
     const acks = replies.map((reply) => reply.json<any>());
     for (const ack of acks) expectEnvelope("PublishAck", ack);
@@ -312,7 +363,7 @@ describe("NATS binding", () => {
     // Each ack is a credit: acking as events arrive drains the replay, then live events follow.
     const acked = new Set<Msg>();
     const ackAll = () => {
-      for (const m of received) if (!acked.has(m)) (acked.add(m), m.respond());
+      for (const m of received) if (!acked.has(m)) acked.add(m), m.respond();
     };
     ackAll();
     await waitFor("the replayed events", () => (ackAll(), received.length >= 4));
@@ -322,9 +373,14 @@ describe("NATS binding", () => {
     expect(bodies.map((b) => b.sequence)).toEqual([3, 4, 5, 6, 7]);
     expect(bodies.map((b) => b.replay)).toEqual([true, true, true, true, false]);
 
-    const closed = await client.request(`mig.v0_1.acme.subscription.${opened.subscription_id}.close`, "", { timeout: 5_000 });
+    const closed = await client.request(`mig.v0_1.acme.subscription.${opened.subscription_id}.close`, "", {
+      timeout: 5_000,
+    });
     expect(closed.json<any>().closed).toBe(true);
-    await waitFor("the subscription to close", () => !t.runtime.subscriptions.list().some((s) => s.info.topic === topic));
+    await waitFor(
+      "the subscription to close",
+      () => !t.runtime.subscriptions.list().some((s) => s.info.topic === topic),
+    );
     deliveries.unsubscribe();
   });
 });
@@ -353,25 +409,38 @@ describe("durability", () => {
       expect(res.status).toBe(200);
       acks.push(res.body);
     }
-    const liveEphemeral = await SseClient.open(`${t.http.url}/mig/v0.1/subscribe/audit.trail`, { "x-tenant-id": "acme" });
-    const liveDurable = await SseClient.open(`${t.http.url}/mig/v0.1/subscribe/audit.trail?consumer_id=auditor`, { "x-tenant-id": "acme" });
+    const liveEphemeral = await SseClient.open(`${t.http.url}/mig/v0.1/subscribe/audit.trail`, {
+      "x-tenant-id": "acme",
+    });
+    const liveDurable = await SseClient.open(`${t.http.url}/mig/v0.1/subscribe/audit.trail?consumer_id=auditor`, {
+      "x-tenant-id": "acme",
+    });
     await liveEphemeral.waitForComment("live");
     await liveDurable.waitForComment("live");
     const launcher = t.runtime.launcher!;
     const firstPid = launcher.pid!;
     process.kill(firstPid, "SIGKILL");
-    await waitFor("nats-server to come back with a new pid", () => launcher.pid !== undefined && launcher.pid !== firstPid, 15_000);
+    await waitFor(
+      "nats-server to come back with a new pid",
+      () => launcher.pid !== undefined && launcher.pid !== firstPid,
+      15_000,
+    );
     const after = await waitFor(
       "a publish to succeed after the restart",
       async () => {
-        const res = await t.post("/mig/v0.1/publish/audit.trail", { header: { tenant_id: "acme" }, payload: { i: "after" } });
+        const res = await t.post("/mig/v0.1/publish/audit.trail", {
+          header: { tenant_id: "acme" },
+          payload: { i: "after" },
+        });
         return res.status === 200 ? res.body : undefined;
       },
       20_000,
     );
     expect(after.sequence).toBe(41);
 
-    const sub = await SseClient.open(`${t.http.url}/mig/v0.1/subscribe/audit.trail?resume_cursor=0`, { "x-tenant-id": "acme" });
+    const sub = await SseClient.open(`${t.http.url}/mig/v0.1/subscribe/audit.trail?resume_cursor=0`, {
+      "x-tenant-id": "acme",
+    });
     const events = await sub.waitForEvents(41);
     expect(events.map((e) => e.event_id)).toEqual([...acks.map((a) => a.event_id), after.event_id]);
     expect(events.slice(0, 40).map((e) => e.payload)).toEqual(acks.map((_, i) => ({ i })));

@@ -3,16 +3,18 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { topicRef } from "../runtime/events.ts";
 import { anonymousPrincipal } from "../runtime/principal.ts";
+import type { PublishAck } from "../runtime/publish.ts";
 import { validateEnvelope } from "../schemas/envelopes.ts";
 import { expectEnvelope, expectError } from "./helpers/envelopes.ts";
-import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
-import { SseClient, type EventMessageLike } from "./helpers/sse.ts";
-import type { PublishAck } from "../runtime/publish.ts";
+import { startTestRuntime, type TestRuntime, waitFor } from "./helpers/runtime.ts";
+import { type EventMessageLike, SseClient } from "./helpers/sse.ts";
 
 let t: TestRuntime;
 beforeAll(async () => {
   // Tens of thousands of events per topic, as fast as the bus takes them: above the default quotas (test/quotas.test.ts).
-  t = await startTestRuntime({ config: { tenantPublishRateLimit: { rate: 1e9, burst: 1e9 }, topicMaxBytes: 64 * 1024 * 1024 } });
+  t = await startTestRuntime({
+    config: { tenantPublishRateLimit: { rate: 1e9, burst: 1e9 }, topicMaxBytes: 64 * 1024 * 1024 },
+  });
 });
 afterAll(() => t?.stop());
 
@@ -20,7 +22,13 @@ const TENANT = { "x-tenant-id": "acme" };
 const context = { principal: anonymousPrincipal(), tenant: "acme", binding: "http" as const };
 
 /** Publishes `count` events through the runtime's PUBLISH operation, `concurrency` at a time (payload `{n}`, plus `text` if given); acks by sequence. */
-async function publishMany(topic: string, count: number, concurrency = 200, from = 0, text?: string): Promise<Map<number, PublishAck>> {
+async function publishMany(
+  topic: string,
+  count: number,
+  concurrency = 200,
+  from = 0,
+  text?: string,
+): Promise<Map<number, PublishAck>> {
   const acks = new Map<number, PublishAck>();
   let next = from;
   const end = from + count;
@@ -28,7 +36,11 @@ async function publishMany(topic: string, count: number, concurrency = 200, from
     Array.from({ length: concurrency }, async () => {
       while (next < end) {
         const n = next++;
-        const ack = await t.runtime.publish({ header: { tenant_id: "acme" }, payload: text === undefined ? { n } : { n, text } }, context, topic);
+        const ack = await t.runtime.publish(
+          { header: { tenant_id: "acme" }, payload: text === undefined ? { n } : { n, text } },
+          context,
+          topic,
+        );
         acks.set(ack.sequence, ack);
       }
     }),
@@ -37,7 +49,10 @@ async function publishMany(topic: string, count: number, concurrency = 200, from
 }
 
 function subscribe(topic: string, query = "", headers: Record<string, string> = {}): Promise<SseClient> {
-  return SseClient.open(`${t.http.url}/mig/v0.1/subscribe/${topic}${query ? `?${query}` : ""}`, { ...TENANT, ...headers });
+  return SseClient.open(`${t.http.url}/mig/v0.1/subscribe/${topic}${query ? `?${query}` : ""}`, {
+    ...TENANT,
+    ...headers,
+  });
 }
 
 function sequences(events: EventMessageLike[]): number[] {
@@ -55,17 +70,27 @@ async function storedCount(tenant: string, topic: string): Promise<number> {
 
 describe("PUBLISH over HTTP", () => {
   it("persists the event and acknowledges it with an event_id and a sequence that grows per topic", async () => {
-    const first = await t.post("/mig/v0.1/publish/orders.created", { header: { tenant_id: "acme" }, key: "order-1", payload: { id: 1 } });
+    const first = await t.post("/mig/v0.1/publish/orders.created", {
+      header: { tenant_id: "acme" },
+      key: "order-1",
+      payload: { id: 1 },
+    });
     expect(first.status).toBe(200);
     expectEnvelope("PublishAck", first.body);
     expect(first.body).toMatchObject({ topic: "orders.created", sequence: 1, accepted: true });
-    const second = await t.post("/mig/v0.1/publish/orders.created", { header: { tenant_id: "acme" }, payload: { id: 2 } });
+    const second = await t.post("/mig/v0.1/publish/orders.created", {
+      header: { tenant_id: "acme" },
+      payload: { id: 2 },
+    });
     expect(second.body.sequence).toBe(2);
     expect(second.body.event_id).not.toBe(first.body.event_id);
     // Another topic, and the same topic of another tenant, count on their own.
     const other = await t.post("/mig/v0.1/publish/orders.shipped", { header: { tenant_id: "acme" }, payload: {} });
     expect(other.body.sequence).toBe(1);
-    const otherTenant = await t.post("/mig/v0.1/publish/orders.created", { header: { tenant_id: "globex" }, payload: {} });
+    const otherTenant = await t.post("/mig/v0.1/publish/orders.created", {
+      header: { tenant_id: "globex" },
+      payload: {},
+    });
     expect(otherTenant.body.sequence).toBe(1);
     expect(await storedCount("acme", "orders.created")).toBe(2);
   });
@@ -73,7 +98,10 @@ describe("PUBLISH over HTTP", () => {
   it("stores one event for five publishes with the same idempotency key, and answers each with the first ack", async () => {
     const acks = [];
     for (let i = 0; i < 5; i++) {
-      const res = await t.post("/mig/v0.1/publish/payments.captured", { header: { tenant_id: "acme", idempotency_key: "pay-42" }, payload: { attempt: i } });
+      const res = await t.post("/mig/v0.1/publish/payments.captured", {
+        header: { tenant_id: "acme", idempotency_key: "pay-42" },
+        payload: { attempt: i },
+      });
       expect(res.status).toBe(200);
       acks.push(res.body);
     }
@@ -93,12 +121,30 @@ describe("PUBLISH over HTTP", () => {
 
   it("dedups by an explicit event_id too, and carries the ordering key to subscribers", async () => {
     const event_id = "6f1c2d3e-4a5b-4c6d-8e7f-0a1b2c3d4e5f";
-    const first = await t.post("/mig/v0.1/publish/returns.requested", { header: { tenant_id: "acme" }, event_id, key: "customer-7", payload: { n: 1 } });
-    const again = await t.post("/mig/v0.1/publish/returns.requested", { header: { tenant_id: "acme" }, event_id, key: "customer-7", payload: { n: 1 } });
+    const first = await t.post("/mig/v0.1/publish/returns.requested", {
+      header: { tenant_id: "acme" },
+      event_id,
+      key: "customer-7",
+      payload: { n: 1 },
+    });
+    const again = await t.post("/mig/v0.1/publish/returns.requested", {
+      header: { tenant_id: "acme" },
+      event_id,
+      key: "customer-7",
+      payload: { n: 1 },
+    });
     expect(first.body).toMatchObject({ event_id, sequence: 1 });
     expect(again.body).toMatchObject({ event_id, sequence: 1 });
     expect(await storedCount("acme", "returns.requested")).toBe(1);
-    expectError(await t.post("/mig/v0.1/publish/returns.requested", { header: { tenant_id: "acme" }, event_id: "not-a-uuid", payload: {} }), 400, "MIG_INVALID_REQUEST");
+    expectError(
+      await t.post("/mig/v0.1/publish/returns.requested", {
+        header: { tenant_id: "acme" },
+        event_id: "not-a-uuid",
+        payload: {},
+      }),
+      400,
+      "MIG_INVALID_REQUEST",
+    );
 
     const sub = await subscribe("returns.requested", "resume_cursor=0");
     const [event] = await sub.waitForEvents(1);
@@ -124,7 +170,10 @@ describe("SUBSCRIBE over SSE", () => {
 
     // Live events, published one after another so that their order is known.
     const live: PublishAck[] = [];
-    for (let i = 0; i < 100; i++) live.push(await t.runtime.publish({ header: { tenant_id: "acme" }, payload: { live: i } }, context, "telemetry.readings"));
+    for (let i = 0; i < 100; i++)
+      live.push(
+        await t.runtime.publish({ header: { tenant_id: "acme" }, payload: { live: i } }, context, "telemetry.readings"),
+      );
     const all = await sub.waitForEvents(5_100);
     expect(sequences(all)).toEqual(range(5_001, 10_100));
     expect(all.slice(5_000).every((e) => e.replay === false)).toBe(true);
@@ -221,7 +270,9 @@ describe("SUBSCRIBE over SSE", () => {
 
     // The client handled only the first 10 events before the connection dropped.
     const lastSeen = got[9]!.sequence;
-    const again = await subscribe("tickets.opened", "resume_cursor=0&consumer_id=ui", { "last-event-id": String(lastSeen) });
+    const again = await subscribe("tickets.opened", "resume_cursor=0&consumer_id=ui", {
+      "last-event-id": String(lastSeen),
+    });
     const resumed = await again.waitForEvents(10);
     await publishMany("tickets.opened", 5, 1, 20);
     const all = await again.waitForEvents(15);
@@ -240,17 +291,23 @@ describe("SUBSCRIBE over SSE", () => {
 
     const subscription = t.runtime.subscriptions.list().find((s) => s.info.topic === "metrics.samples");
     // The kernel's socket buffers take a few MB first; then the runtime pauses for good.
-    const paused = await waitFor("the subscription to stay paused", () => {
-      const stats = subscription!.stats();
-      return stats.state === "paused" && stats.pauses > 0 ? stats : undefined;
-    }, 30_000);
+    const paused = await waitFor(
+      "the subscription to stay paused",
+      () => {
+        const stats = subscription!.stats();
+        return stats.state === "paused" && stats.pauses > 0 ? stats : undefined;
+      },
+      30_000,
+    );
     expect(paused.max_buffered_events).toBeLessThanOrEqual(64);
     // What the transport holds: Node's writable buffer stops at its high-water mark plus one frame and one notice.
     expect(paused.max_buffered_bytes).toBeLessThan(16 * 1024 + 4 * 1024);
     expect(paused.delivered).toBeLessThan(50_000);
     const metrics = (await t.get("/metrics")).text;
     expect(metrics).toMatch(/mig_subscription_pauses_total\{binding="http"\} [1-9]/);
-    expect(metrics).toMatch(/mig_subscription_lag_events\{tenant="acme",topic="metrics.samples",consumer="ephemeral-[0-9a-f]+"\} [1-9]/);
+    expect(metrics).toMatch(
+      /mig_subscription_lag_events\{tenant="acme",topic="metrics.samples",consumer="ephemeral-[0-9a-f]+"\} [1-9]/,
+    );
 
     sub.resume();
     const all = await sub.waitForEvents(50_000, 60_000);

@@ -3,13 +3,13 @@ import { randomUUID } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { createInbox, type NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decode, encode, jsWorkSubject, REGISTRY_BUCKET, workSubject } from "../runtime/provider-protocol.ts";
-import { startGateway, startMig, type MigProcess } from "./helpers/process.ts";
 import { natsClient, natsRequest } from "./helpers/nats.ts";
+import { type MigProcess, startGateway, startMig } from "./helpers/process.ts";
 import { waitFor } from "./helpers/runtime.ts";
 
 const FIXTURE = "test/fixtures/fleet-provider.ts";
@@ -24,7 +24,12 @@ let httpUrl: string;
 let nc: NatsConnection;
 
 function worker(module: string, name: string): MigProcess {
-  const child = startMig(["worker", module], { MIG_NATS_URL: busUrl, WORKER_NAME: name, FLEET_LOG: log, MIG_PROVIDER_HEARTBEAT_MS: "500" });
+  const child = startMig(["worker", module], {
+    MIG_NATS_URL: busUrl,
+    WORKER_NAME: name,
+    FLEET_LOG: log,
+    MIG_PROVIDER_HEARTBEAT_MS: "500",
+  });
   processes.push(child);
   named.set(name, child);
   return child;
@@ -64,7 +69,9 @@ beforeAll(async () => {
   nc = await natsClient(busUrl);
   const workers = ["w1", "w2", "w3"].map((name) => worker(FIXTURE, name));
   await Promise.all(workers.map((w) => w.waitForLog("worker serving")));
-  await waitFor("the workers' capabilities in DISCOVER", async () => (await discoverIds()).includes("fleet.record.once"));
+  await waitFor("the workers' capabilities in DISCOVER", async () =>
+    (await discoverIds()).includes("fleet.record.once"),
+  );
 }, 60_000);
 
 afterAll(async () => {
@@ -93,7 +100,9 @@ describe("a fleet of workers behind `mig start`", () => {
   it("loses none of 200 at_least_once invocations when a worker is SIGKILLed mid-run; with idempotency keys callers see no duplicates", async () => {
     const batch = randomUUID().slice(0, 8);
     const keys = Array.from({ length: 200 }, (_, i) => `${batch}-${i}`);
-    const running = pooled(200, 60, (i) => invoke("fleet.record", { n: i, sleep_ms: 100 }, { idempotency_key: keys[i] }));
+    const running = pooled(200, 60, (i) =>
+      invoke("fleet.record", { n: i, sleep_ms: 100 }, { idempotency_key: keys[i] }),
+    );
     await waitFor("some of the batch to run", () => logLines().filter((l) => l.includes(batch)).length >= 40);
     await named.get("w1")!.stop("SIGKILL");
     const answers = await running;
@@ -115,7 +124,9 @@ describe("a fleet of workers behind `mig start`", () => {
 
     // The same keys again: every caller gets the first result, and nothing runs again.
     const before = logLines().length;
-    const again = await pooled(200, 60, (i) => invoke("fleet.record", { n: i, sleep_ms: 100 }, { idempotency_key: keys[i] }));
+    const again = await pooled(200, 60, (i) =>
+      invoke("fleet.record", { n: i, sleep_ms: 100 }, { idempotency_key: keys[i] }),
+    );
     again.forEach((answer, i) => {
       expect(answer.payload).toEqual(answers[i].payload);
     });
@@ -126,7 +137,9 @@ describe("a fleet of workers behind `mig start`", () => {
     const refused = await invoke("fleet.record.once", { n: 1 });
     expect(refused.error.code).toBe("MIG_INVALID_REQUEST");
     const key = `once-${randomUUID()}`;
-    const answers = await Promise.all(Array.from({ length: 5 }, () => invoke("fleet.record.once", { n: 7, sleep_ms: 50 }, { idempotency_key: key })));
+    const answers = await Promise.all(
+      Array.from({ length: 5 }, () => invoke("fleet.record.once", { n: 7, sleep_ms: 50 }, { idempotency_key: key })),
+    );
     for (const answer of answers) expect(answer.payload).toEqual(answers[0].payload);
     expect(logLines().filter((l) => l.startsWith(`ran ${key} `))).toHaveLength(1);
   });
@@ -136,7 +149,11 @@ describe("a fleet of workers behind `mig start`", () => {
     await first.waitForLog("worker serving");
     await waitFor("fleet.lonely in DISCOVER", async () => (await discoverIds()).includes("fleet.lonely"));
     await first.stop("SIGKILL");
-    await waitFor("fleet.lonely to leave DISCOVER", async () => !(await discoverIds()).includes("fleet.lonely"), 10_000);
+    await waitFor(
+      "fleet.lonely to leave DISCOVER",
+      async () => !(await discoverIds()).includes("fleet.lonely"),
+      10_000,
+    );
     const answer = await invoke("fleet.lonely", {});
     expect(answer.error.code).toBe("MIG_UNSUPPORTED_CAPABILITY");
 
@@ -177,8 +194,15 @@ describe("a fleet of workers behind `mig start`", () => {
     const otherHttp = String((await other.waitForLog("HTTP binding listening")).url);
     const id = randomUUID();
     const post = (base: string, path: string, body: unknown) =>
-      fetch(base + path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) }).then((r) => r.json() as Promise<any>);
-    const pending = post(otherHttp, "/mig/v0.1/invoke/fleet.echo", { header: { tenant_id: "acme", message_id: id }, payload: { sleep_ms: 20_000 } });
+      fetch(base + path, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      }).then((r) => r.json() as Promise<any>);
+    const pending = post(otherHttp, "/mig/v0.1/invoke/fleet.echo", {
+      header: { tenant_id: "acme", message_id: id },
+      payload: { sleep_ms: 20_000 },
+    });
     await waitFor("the worker to start the call", () => logLines().some((l) => l.startsWith(`started ${id}`)));
     // Another tenant asking through the fleet hears what it would hear of an id nobody holds.
     const probe = await post(httpUrl, `/mig/v0.1/cancel/${id}`, { header: { tenant_id: "globex" }, reason: "probe" });
@@ -216,15 +240,31 @@ describe("a fleet of workers behind `mig start`", () => {
     expect(line.capabilities).toEqual(["observatory.models.infer"]);
     const kv = await new Kvm(nc).open(REGISTRY_BUCKET);
     // The registration is relayed into KV by a runtime, so it may land just after the worker's log line.
-    const entry = await waitFor("the worker's registry entry", async () => (await kv.get(String(line.provider_id)))?.json<{ capabilities: unknown[] }>());
+    const entry = await waitFor("the worker's registry entry", async () =>
+      (await kv.get(String(line.provider_id)))?.json<{ capabilities: unknown[] }>(),
+    );
     expect(entry.capabilities).toHaveLength(1);
     // Speak the provider protocol directly: a queued work request, answered on its reply_to subject.
     const inbox = createInbox();
     const sub = nc.subscribe(inbox, { max: 1 });
-    const header = { mig_version: "0.1", message_id: randomUUID(), timestamp: new Date().toISOString(), tenant_id: "acme", deadline_ms: 10_000 };
+    const header = {
+      mig_version: "0.1",
+      message_id: randomUUID(),
+      timestamp: new Date().toISOString(),
+      tenant_id: "acme",
+      deadline_ms: 10_000,
+    };
     await jetstream(nc).publish(
       jsWorkSubject("observatory.models.infer"),
-      encode({ v: 1, capability: "observatory.models.infer", header, payload: { input: "hi" }, principal: { subject: "t", scopes: [], authenticated: false }, deadline_at: Date.now() + 10_000, reply_to: inbox }),
+      encode({
+        v: 1,
+        capability: "observatory.models.infer",
+        header,
+        payload: { input: "hi" },
+        principal: { subject: "t", scopes: [], authenticated: false },
+        deadline_at: Date.now() + 10_000,
+        reply_to: inbox,
+      }),
     );
     for await (const msg of sub) {
       const reply = decode(msg.data) as { ok: boolean; payload: { result: string; echo: unknown } };
@@ -236,8 +276,21 @@ describe("a fleet of workers behind `mig start`", () => {
 describe("providers that misbehave", () => {
   it("counts a provider that answers garbage or answers twice, and answers the caller with one envelope", async () => {
     // A provider written from the protocol document alone: raw NATS and msgpack, registered through the registrar.
-    const descriptor = { id: "fleet.rogue", version: "1.0.0", modes: ["unary"], input_schema_uri: "schema://t/x", output_schema_uri: "schema://t/x", auth_scopes: [] };
-    const record = { v: 1, provider_id: "rogue-1", heartbeat_ms: 60_000, started_at: new Date().toISOString(), capabilities: [{ descriptor }] };
+    const descriptor = {
+      id: "fleet.rogue",
+      version: "1.0.0",
+      modes: ["unary"],
+      input_schema_uri: "schema://t/x",
+      output_schema_uri: "schema://t/x",
+      auth_scopes: [],
+    };
+    const record = {
+      v: 1,
+      provider_id: "rogue-1",
+      heartbeat_ms: 60_000,
+      started_at: new Date().toISOString(),
+      capabilities: [{ descriptor }],
+    };
     nc.publish("_MIG.provider.register.rogue-2", JSON.stringify(record)); // names another id than its subject: refused
     nc.publish("_MIG.provider.register.rogue-1", JSON.stringify(record));
     const rogue = nc.subscribe(workSubject("fleet.rogue"), {
@@ -258,7 +311,10 @@ describe("providers that misbehave", () => {
     expect(twice.payload).toEqual({ first: true });
     const metrics = await waitFor("the rejected replies to be counted", async () => {
       const text = await (await fetch(`${httpUrl}/metrics`)).text();
-      return /mig_provider_replies_rejected_total\{reason="late_or_duplicate"\} [1-9]/.test(text) && /reason="garbage"\} [1-9]/.test(text) ? text : "";
+      return /mig_provider_replies_rejected_total\{reason="late_or_duplicate"\} [1-9]/.test(text) &&
+        /reason="garbage"\} [1-9]/.test(text)
+        ? text
+        : "";
     });
     expect(metrics).toContain("mig_provider_replies_rejected_total");
     const kv = await new Kvm(nc).open(REGISTRY_BUCKET);

@@ -1,10 +1,20 @@
 // Auth mode jwt over gRPC metadata: the same Authenticator and tenant rules as HTTP, as gRPC statuses.
-import { SignJWT } from "jose";
+
 import { status } from "@grpc/grpc-js";
+import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGrpcBinding, type GrpcBinding } from "../bindings/grpc/server.ts";
+import { type GrpcBinding, startGrpcBinding } from "../bindings/grpc/server.ts";
+import {
+  type CallReader,
+  expectStatus,
+  type MigClients,
+  migClients,
+  streamInvoke,
+  struct,
+  subscribeCall,
+  unary,
+} from "./helpers/grpc.ts";
 import { startTestRuntime, type TestRuntime } from "./helpers/runtime.ts";
-import { expectStatus, migClients, streamInvoke, struct, subscribeCall, unary, type CallReader, type MigClients } from "./helpers/grpc.ts";
 
 const SECRET = "a-test-secret-that-is-long-enough-for-hs256";
 let t: TestRuntime;
@@ -23,26 +33,48 @@ afterAll(async () => {
 });
 
 function token(claims: Record<string, unknown>, secret = SECRET): Promise<string> {
-  return new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).setIssuedAt().setExpirationTime("5 minutes").sign(new TextEncoder().encode(secret));
+  return new SignJWT(claims)
+    .setProtectedHeader({ alg: "HS256" })
+    .setIssuedAt()
+    .setExpirationTime("5 minutes")
+    .sign(new TextEncoder().encode(secret));
 }
-const bearer = async (claims: Record<string, unknown>, secret?: string) => ({ authorization: `Bearer ${await token(claims, secret)}` });
+const bearer = async (claims: Record<string, unknown>, secret?: string) => ({
+  authorization: `Bearer ${await token(claims, secret)}`,
+});
 const invoke = (metadata: Record<string, string>, tenant?: string) =>
   unary(
     c.invocation,
     "Invoke",
-    { header: tenant ? { tenant_id: tenant } : {}, capability: "observatory.models.infer", payload: struct({ input: "x" }) },
+    {
+      header: tenant ? { tenant_id: tenant } : {},
+      capability: "observatory.models.infer",
+      payload: struct({ input: "x" }),
+    },
     { metadata },
   );
 
 describe("authentication from metadata", () => {
   it("a call without a token → UNAUTHENTICATED (MIG_UNAUTHORIZED), on every service", async () => {
     await expectStatus(invoke({}, "acme"), status.UNAUTHENTICATED, "MIG_UNAUTHORIZED");
-    await expectStatus(unary(c.discovery, "Hello", { header: { tenant_id: "acme" } }), status.UNAUTHENTICATED, "MIG_UNAUTHORIZED");
-    await expectStatus(unary(c.control, "Heartbeat", { header: { tenant_id: "acme" } }), status.UNAUTHENTICATED, "MIG_UNAUTHORIZED");
+    await expectStatus(
+      unary(c.discovery, "Hello", { header: { tenant_id: "acme" } }),
+      status.UNAUTHENTICATED,
+      "MIG_UNAUTHORIZED",
+    );
+    await expectStatus(
+      unary(c.control, "Heartbeat", { header: { tenant_id: "acme" } }),
+      status.UNAUTHENTICATED,
+      "MIG_UNAUTHORIZED",
+    );
   });
 
   it("a wrongly signed token, or a non-Bearer authorization → UNAUTHENTICATED", async () => {
-    await expectStatus(invoke(await bearer({ sub: "u", tenant_id: "acme" }, "another-secret-another-secret-another")), status.UNAUTHENTICATED, "MIG_UNAUTHORIZED");
+    await expectStatus(
+      invoke(await bearer({ sub: "u", tenant_id: "acme" }, "another-secret-another-secret-another")),
+      status.UNAUTHENTICATED,
+      "MIG_UNAUTHORIZED",
+    );
     await expectStatus(invoke({ authorization: "Basic dXNlcjpwYXNz" }), status.UNAUTHENTICATED, "MIG_UNAUTHORIZED");
   });
 
@@ -85,8 +117,16 @@ describe("streams and events", () => {
     const stream = streamInvoke(c, { metadata: { "x-tenant-id": "acme" } });
     stream.call.write(inferFrame());
     await endedWith(stream, status.UNAUTHENTICATED, "MIG_UNAUTHORIZED");
-    await expectStatus(unary(c.events, "Publish", { header: { tenant_id: "acme" }, topic: "a.b", payload: struct({}) }), status.UNAUTHENTICATED, "MIG_UNAUTHORIZED");
-    await endedWith(subscribeCall(c, { header: { tenant_id: "acme" }, topic: "a.b" }), status.UNAUTHENTICATED, "MIG_UNAUTHORIZED");
+    await expectStatus(
+      unary(c.events, "Publish", { header: { tenant_id: "acme" }, topic: "a.b", payload: struct({}) }),
+      status.UNAUTHENTICATED,
+      "MIG_UNAUTHORIZED",
+    );
+    await endedWith(
+      subscribeCall(c, { header: { tenant_id: "acme" }, topic: "a.b" }),
+      status.UNAUTHENTICATED,
+      "MIG_UNAUTHORIZED",
+    );
   });
 
   it("a tenant-A token naming tenant B → PERMISSION_DENIED on StreamInvoke, Publish and Subscribe", async () => {
@@ -94,12 +134,27 @@ describe("streams and events", () => {
     const stream = streamInvoke(c, { metadata: acme });
     stream.call.write(inferFrame("globex"));
     await endedWith(stream, status.PERMISSION_DENIED, "MIG_FORBIDDEN");
-    await expectStatus(unary(c.events, "Publish", { header: { tenant_id: "globex" }, topic: "a.b", payload: struct({}) }, { metadata: acme }), status.PERMISSION_DENIED, "MIG_FORBIDDEN");
-    await endedWith(subscribeCall(c, { topic: "a.b" }, { metadata: { ...acme, "x-tenant-id": "globex" } }), status.PERMISSION_DENIED, "MIG_FORBIDDEN");
+    await expectStatus(
+      unary(
+        c.events,
+        "Publish",
+        { header: { tenant_id: "globex" }, topic: "a.b", payload: struct({}) },
+        { metadata: acme },
+      ),
+      status.PERMISSION_DENIED,
+      "MIG_FORBIDDEN",
+    );
+    await endedWith(
+      subscribeCall(c, { topic: "a.b" }, { metadata: { ...acme, "x-tenant-id": "globex" } }),
+      status.PERMISSION_DENIED,
+      "MIG_FORBIDDEN",
+    );
   });
 
   it("with a valid token a stream runs in the token's tenant", async () => {
-    const stream = streamInvoke(c, { metadata: await bearer({ sub: "alice", tenant_id: "acme", scope: "capability:infer" }) });
+    const stream = streamInvoke(c, {
+      metadata: await bearer({ sub: "alice", tenant_id: "acme", scope: "capability:infer" }),
+    });
     stream.call.write(inferFrame());
     stream.call.end();
     const frames = await stream.end();

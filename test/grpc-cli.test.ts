@@ -1,13 +1,13 @@
 // `mig start` serves gRPC: the standard's gRPC smoke checks pass against the real process, and reflection alone is enough to call it.
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import { credentials, loadPackageDefinition, status, type ServiceError } from "@grpc/grpc-js";
+import { credentials, loadPackageDefinition, type ServiceError, status } from "@grpc/grpc-js";
 import { loadFileDescriptorSetFromBuffer, loadSync } from "@grpc/proto-loader";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LOADER_OPTIONS } from "../bindings/grpc/proto.ts";
-import { startMig, type MigProcess } from "./helpers/process.ts";
-import { migClients, struct, subscribeCall, unary, type MigClients } from "./helpers/grpc.ts";
 import { runConformance } from "../conformance/harness.ts";
+import { type MigClients, migClients, struct, subscribeCall, unary } from "./helpers/grpc.ts";
+import { type MigProcess, startMig } from "./helpers/process.ts";
 
 let mig: MigProcess;
 let address: string;
@@ -33,12 +33,22 @@ describe("mig start over gRPC", () => {
   it("passes the standard's gRPC smoke checks (Hello, Discover, Invoke), tenant in metadata and header", async () => {
     const metadata = { metadata: { "x-tenant-id": "acme" } };
     const header = { tenant_id: "acme", mig_version: "0.1" };
-    const hello = await unary(c.discovery, "Hello", { header, supported_versions: ["0.1"], requested_bindings: ["BINDING_TYPE_GRPC"] }, metadata);
+    const hello = await unary(
+      c.discovery,
+      "Hello",
+      { header, supported_versions: ["0.1"], requested_bindings: ["BINDING_TYPE_GRPC"] },
+      metadata,
+    );
     expect(hello.selected_version).toBe("0.1");
     expect(hello.selected_binding).toBe("BINDING_TYPE_GRPC");
     const discover = await unary(c.discovery, "Discover", { header }, metadata);
     expect(discover.capabilities.length).toBeGreaterThan(0);
-    const invoke = await unary(c.invocation, "Invoke", { header, capability: "observatory.models.infer", payload: struct({ input: "health-check" }) }, metadata);
+    const invoke = await unary(
+      c.invocation,
+      "Invoke",
+      { header, capability: "observatory.models.infer", payload: struct({ input: "health-check" }) },
+      metadata,
+    );
     expect(invoke.capability).not.toBe("");
   });
 
@@ -58,15 +68,26 @@ describe("mig start over gRPC", () => {
     const pkg = loadPackageDefinition(loadFileDescriptorSetFromBuffer(set, LOADER_OPTIONS)) as any;
     const discovery = new pkg.mig.v0_1.Discovery(address, credentials.createInsecure());
     const hello = await new Promise<any>((resolve, reject) =>
-      discovery.Hello({ header: { tenant_id: "acme" }, supported_versions: ["0.1"] }, (err: ServiceError | null, value: unknown) => (err ? reject(err) : resolve(value))),
+      discovery.Hello(
+        { header: { tenant_id: "acme" }, supported_versions: ["0.1"] },
+        (err: ServiceError | null, value: unknown) => (err ? reject(err) : resolve(value)),
+      ),
     );
     discovery.close();
     expect(hello.selected_version).toBe("0.1");
   });
 
   it("streams an invocation and replays events over gRPC (the harness's STREAM-1 and EVENT-4 gRPC checks)", async () => {
-    const report = await runConformance({ grpc: address, profile: "full", tenant: "acme", only: ["STREAM-1.grpc", "EVENT-4.grpc"] });
-    expect(report.results.map((r) => `${r.id} ${r.status}`)).toEqual(["STREAM-1.grpc.stream-invoke pass", "EVENT-4.grpc.replay-from-cursor pass"]);
+    const report = await runConformance({
+      grpc: address,
+      profile: "full",
+      tenant: "acme",
+      only: ["STREAM-1.grpc", "EVENT-4.grpc"],
+    });
+    expect(report.results.map((r) => `${r.id} ${r.status}`)).toEqual([
+      "STREAM-1.grpc.stream-invoke pass",
+      "EVENT-4.grpc.replay-from-cursor pass",
+    ]);
   });
 
   it("stops cleanly on SIGTERM with the gRPC listener open and a subscription streaming", async () => {
@@ -82,7 +103,10 @@ describe("mig start over gRPC", () => {
 });
 
 function reflectionClient(addr: string): any {
-  const proto = join(dirname(createRequire(import.meta.url).resolve("@grpc/reflection")), "../proto/grpc/reflection/v1/reflection.proto");
+  const proto = join(
+    dirname(createRequire(import.meta.url).resolve("@grpc/reflection")),
+    "../proto/grpc/reflection/v1/reflection.proto",
+  );
   const pkg = loadPackageDefinition(loadSync(proto, LOADER_OPTIONS)) as any;
   return new pkg.grpc.reflection.v1.ServerReflection(addr, credentials.createInsecure());
 }

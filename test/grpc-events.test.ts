@@ -1,10 +1,10 @@
 // Events.Publish and Events.Subscribe over a real port with a client generated from schemas/mig.proto: replay, order, backpressure.
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGrpcBinding, type GrpcBinding } from "../bindings/grpc/server.ts";
-import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
-import { expectStatus, migClients, struct, subscribeCall, unary, type MigClients } from "./helpers/grpc.ts";
+import { type GrpcBinding, startGrpcBinding } from "../bindings/grpc/server.ts";
 import type { Subscription } from "../runtime/subscribe.ts";
+import { expectStatus, type MigClients, migClients, struct, subscribeCall, unary } from "./helpers/grpc.ts";
+import { startTestRuntime, type TestRuntime, waitFor } from "./helpers/runtime.ts";
 
 let t: TestRuntime;
 let grpc: GrpcBinding;
@@ -48,8 +48,16 @@ describe("Events.Publish", () => {
   });
 
   it("refuses what the runtime refuses: no payload, a bad topic", async () => {
-    await expectStatus(unary(c.events, "Publish", { header: header(), topic: newTopic() }), status.INVALID_ARGUMENT, "MIG_INVALID_REQUEST");
-    await expectStatus(unary(c.events, "Publish", { header: header(), topic: "bad topic", payload: struct({}) }), status.INVALID_ARGUMENT, "MIG_INVALID_REQUEST");
+    await expectStatus(
+      unary(c.events, "Publish", { header: header(), topic: newTopic() }),
+      status.INVALID_ARGUMENT,
+      "MIG_INVALID_REQUEST",
+    );
+    await expectStatus(
+      unary(c.events, "Publish", { header: header(), topic: "bad topic", payload: struct({}) }),
+      status.INVALID_ARGUMENT,
+      "MIG_INVALID_REQUEST",
+    );
   });
 });
 

@@ -2,12 +2,20 @@
 import { randomUUID } from "node:crypto";
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type GrpcBinding, startGrpcBinding } from "../bindings/grpc/server.ts";
 import { defineStreamingCapability } from "../runtime/provider.ts";
-import { startGrpcBinding, type GrpcBinding } from "../bindings/grpc/server.ts";
-import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
-import { migClients, rawStreamInvoke, streamInvoke, struct, unary, type CallReader, type MigClients } from "./helpers/grpc.ts";
 import type { StreamSession } from "../runtime/stream.ts";
 import { anyDescriptor, anySchemas } from "./helpers/descriptors.ts";
+import {
+  type CallReader,
+  type MigClients,
+  migClients,
+  rawStreamInvoke,
+  streamInvoke,
+  struct,
+  unary,
+} from "./helpers/grpc.ts";
+import { startTestRuntime, type TestRuntime, waitFor } from "./helpers/runtime.ts";
 
 const WINDOW = 16;
 const schemas = anySchemas;
@@ -73,7 +81,10 @@ let t: TestRuntime;
 let grpc: GrpcBinding;
 let c: MigClients;
 beforeAll(async () => {
-  t = await startTestRuntime({ capabilities: [count, forever, echo, gated], config: { streamWindow: WINDOW, streamStallMs: 60_000 } });
+  t = await startTestRuntime({
+    capabilities: [count, forever, echo, gated],
+    config: { streamWindow: WINDOW, streamStallMs: 60_000 },
+  });
   grpc = await startGrpcBinding(t.runtime, t.runtime.authenticator, "127.0.0.1:0");
   c = migClients(grpc.address);
 });
@@ -86,7 +97,11 @@ afterAll(async () => {
 const header = (extra: Record<string, unknown> = {}) => ({ tenant_id: "acme", mig_version: "0.1", ...extra });
 
 /** The first frame of a stream. */
-function request(capability: string, payload: object, extra: { header?: Record<string, unknown>; stream_id?: string; end_stream?: boolean } = {}) {
+function request(
+  capability: string,
+  payload: object,
+  extra: { header?: Record<string, unknown>; stream_id?: string; end_stream?: boolean } = {},
+) {
   const { header: given, ...rest } = extra;
   return { header: header(given), capability, kind: "FRAME_KIND_REQUEST", payload, ...rest };
 }
@@ -97,7 +112,8 @@ function session(messageId: string): StreamSession {
 
 /** The JSON value of a google.protobuf.Value as the client decoded it. */
 function value(v: any): unknown {
-  if (v.kind === "structValue") return Object.fromEntries(Object.entries(v.structValue.fields ?? {}).map(([k, x]) => [k, value(x)]));
+  if (v.kind === "structValue")
+    return Object.fromEntries(Object.entries(v.structValue.fields ?? {}).map(([k, x]) => [k, value(x)]));
   if (v.kind === "listValue") return (v.listValue.values ?? []).map(value);
   if (v.kind === "nullValue") return null;
   return v[v.kind];
@@ -116,7 +132,9 @@ async function endedOk(call: CallReader): Promise<any[]> {
 describe("server_stream", () => {
   it("observatory.models.infer streams the tokens of its input, then one terminal response frame; every frame carries the stream_id", async () => {
     const call = streamInvoke(c);
-    call.call.write(request("observatory.models.infer", struct({ input: "the quick brown fox" }), { stream_id: "infer-1" }));
+    call.call.write(
+      request("observatory.models.infer", struct({ input: "the quick brown fox" }), { stream_id: "infer-1" }),
+    );
     call.call.end();
     const frames = await endedOk(call);
     expect(frames.map((f) => f.stream_id)).toEqual(Array(5).fill("infer-1"));
@@ -126,7 +144,11 @@ describe("server_stream", () => {
       ["FRAME_KIND_RESPONSE", false, "brown"],
       ["FRAME_KIND_RESPONSE", false, "fox"],
     ]);
-    expect(frames[4]).toMatchObject({ kind: "FRAME_KIND_RESPONSE", end_stream: true, capability: "observatory.models.infer" });
+    expect(frames[4]).toMatchObject({
+      kind: "FRAME_KIND_RESPONSE",
+      end_stream: true,
+      capability: "observatory.models.infer",
+    });
     expect(payloadOf(frames[4])).toEqual({ result: "ok", tokens: 4 });
     expect(frames[0].header).toMatchObject({ tenant_id: "acme", mig_version: "0.1" });
     expect(frames[0].header.timestamp.seconds).toBeGreaterThan(0);
@@ -143,7 +165,11 @@ describe("server_stream", () => {
   it("a 20,000-frame stream to a reader that stops and starts keeps at most window + 1 frames in the runtime", async () => {
     const message_id = randomUUID();
     const call = streamInvoke(c, { deadlineMs: 300_000 });
-    call.call.write(request("test.stream.count", struct({ count: 20_000, pad: 200 }), { header: { message_id, deadline_ms: 300_000 } }));
+    call.call.write(
+      request("test.stream.count", struct({ count: 20_000, pad: 200 }), {
+        header: { message_id, deadline_ms: 300_000 },
+      }),
+    );
     await waitFor("the stream to start", () => session(message_id));
     const s = session(message_id);
     let pauses = 0;
@@ -152,8 +178,9 @@ describe("server_stream", () => {
       const before = call.messages.length;
       call.call.pause();
       // HTTP/2 flow control fills up, write callbacks stop, credits run out and the provider is paused.
-      const paused = await waitFor("the provider to pause or the stream to end", () =>
-        s.isOver || t.runtime.metrics.streamsPaused.get().then((m) => m.values[0]!.value === 1),
+      const paused = await waitFor(
+        "the provider to pause or the stream to end",
+        () => s.isOver || t.runtime.metrics.streamsPaused.get().then((m) => m.values[0]!.value === 1),
       );
       if (paused && !s.isOver) {
         pauses++;
@@ -178,11 +205,14 @@ describe("bidi_stream", () => {
   it("later request frames reach the provider in order; the client's half-close ends its input", async () => {
     const call = streamInvoke(c);
     call.call.write(request("test.stream.echo", struct({ name: "ada" }), { stream_id: "echo-1" }));
-    for (let i = 0; i < 50; i++) call.call.write({ stream_id: "echo-1", kind: "FRAME_KIND_REQUEST", payload: struct({ i }) });
+    for (let i = 0; i < 50; i++)
+      call.call.write({ stream_id: "echo-1", kind: "FRAME_KIND_REQUEST", payload: struct({ i }) });
     call.call.end();
     const frames = await endedOk(call);
     expect(payloadOf(frames[0])).toEqual({ hello: "ada" });
-    expect(frames.slice(1, -1).map((f) => payloadOf(f))).toEqual(Array.from({ length: 50 }, (_, n) => ({ n, echo: { i: n } })));
+    expect(frames.slice(1, -1).map((f) => payloadOf(f))).toEqual(
+      Array.from({ length: 50 }, (_, n) => ({ n, echo: { i: n } })),
+    );
     expect(frames.at(-1)).toMatchObject({ stream_id: "echo-1", end_stream: true, kind: "FRAME_KIND_RESPONSE" });
     expect(payloadOf(frames.at(-1))).toEqual({ received: 50 });
   });
@@ -219,11 +249,20 @@ describe("cancellation", () => {
     const call = streamInvoke(c);
     call.call.write(request("test.stream.forever", struct({}), { header: { message_id }, stream_id: "f-1" }));
     await call.until("a frame", () => call.messages.length > 0);
-    call.call.write({ stream_id: "f-1", kind: "FRAME_KIND_CONTROL", payload: struct({ action: "cancel", reason: "user pressed stop" }) });
+    call.call.write({
+      stream_id: "f-1",
+      kind: "FRAME_KIND_CONTROL",
+      payload: struct({ action: "cancel", reason: "user pressed stop" }),
+    });
     const frames = await endedOk(call);
     const last = frames.at(-1);
     expect(last).toMatchObject({ stream_id: "f-1", kind: "FRAME_KIND_CONTROL", end_stream: true });
-    expect(payloadOf(last)).toMatchObject({ action: "cancel", accepted: true, status: "cancelled", reason: "user pressed stop" });
+    expect(payloadOf(last)).toMatchObject({
+      action: "cancel",
+      accepted: true,
+      status: "cancelled",
+      reason: "user pressed stop",
+    });
     const reason = await waitFor("the provider's signal", () => aborts.get(message_id));
     expect(reason).toMatchObject({ code: "MIG_TIMEOUT", details: { cancelled: true, reason: "user pressed stop" } });
   });
@@ -237,7 +276,10 @@ describe("cancellation", () => {
     await call.end();
     expect(call.code).toBe(status.CANCELLED);
     const reason = await waitFor("the provider's signal", () => aborts.get(message_id));
-    expect(reason).toMatchObject({ code: "MIG_TIMEOUT", details: { cancelled: true, reason: "the gRPC client cancelled the call" } });
+    expect(reason).toMatchObject({
+      code: "MIG_TIMEOUT",
+      details: { cancelled: true, reason: "the gRPC client cancelled the call" },
+    });
     await waitFor("the stream to end", () => !t.runtime.streams.has(message_id));
   });
 
@@ -265,7 +307,9 @@ describe("shutdown", () => {
     const frames = await endedOk(call);
     expect(frames.at(-1)).toMatchObject({ kind: "FRAME_KIND_CONTROL", end_stream: true });
     expect(payloadOf(frames.at(-1))).toMatchObject({ status: "cancelled", reason: "the server is shutting down" });
-    expect(aborts.get(message_id)).toMatchObject({ details: { cancelled: true, reason: "the server is shutting down" } });
+    expect(aborts.get(message_id)).toMatchObject({
+      details: { cancelled: true, reason: "the server is shutting down" },
+    });
     clients.close();
   });
 });
@@ -288,7 +332,12 @@ describe("bad frames", () => {
 
   it("a first frame that is not a request, or no frame at all → INVALID_ARGUMENT", async () => {
     const response = streamInvoke(c);
-    response.call.write({ header: header(), capability: "test.stream.echo", kind: "FRAME_KIND_RESPONSE", payload: struct({}) });
+    response.call.write({
+      header: header(),
+      capability: "test.stream.echo",
+      kind: "FRAME_KIND_RESPONSE",
+      payload: struct({}),
+    });
     await refused(response, status.INVALID_ARGUMENT, "come from the server");
 
     const control = streamInvoke(c);
@@ -326,7 +375,14 @@ describe("bad frames", () => {
 
     // A valid first frame, by hand: StreamFrame{header: {tenant_id: "acme"}, capability: "test.stream.echo", kind: REQUEST, payload: {}}.
     const later = rawStreamInvoke(c);
-    later.call.write(Buffer.concat([field(1, field(4, Buffer.from("acme"))), field(3, Buffer.from("test.stream.echo")), Buffer.from([0x20, 0x01]), field(5, Buffer.alloc(0))]));
+    later.call.write(
+      Buffer.concat([
+        field(1, field(4, Buffer.from("acme"))),
+        field(3, Buffer.from("test.stream.echo")),
+        Buffer.from([0x20, 0x01]),
+        field(5, Buffer.alloc(0)),
+      ]),
+    );
     await later.until("the hello frame", () => later.messages.length > 0);
     later.call.write(Buffer.from([0x0a, 0xff, 0xff, 0xff, 0x0f]));
     await failedWith(later, "not a valid mig.v0_1.StreamFrame");
@@ -368,7 +424,10 @@ describe("bad frames", () => {
     const call = streamInvoke(c);
     call.call.write(request("test.stream.forever", struct({}), { header: { message_id } }));
     await call.until("a frame", () => call.messages.length > 0);
-    call.call.write({ kind: "FRAME_KIND_REQUEST", payload: struct({ big: "x".repeat(t.runtime.config.maxBodyBytes + 1) }) });
+    call.call.write({
+      kind: "FRAME_KIND_REQUEST",
+      payload: struct({ big: "x".repeat(t.runtime.config.maxBodyBytes + 1) }),
+    });
     await call.end();
     expect(call.code).toBe(status.RESOURCE_EXHAUSTED);
     await waitFor("the provider's signal", () => aborts.get(message_id));

@@ -2,17 +2,24 @@
 import { randomUUID } from "node:crypto";
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type GrpcBinding, startGrpcBinding } from "../bindings/grpc/server.ts";
 import { defineCapability } from "../runtime/provider.ts";
-import { startGrpcBinding, type GrpcBinding } from "../bindings/grpc/server.ts";
-import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
-import { expectStatus, migClients, rawCall, startCall, struct, unary, type MigClients } from "./helpers/grpc.ts";
 import type { CapabilityDescriptor } from "../runtime/types.ts";
+import { expectStatus, type MigClients, migClients, rawCall, startCall, struct, unary } from "./helpers/grpc.ts";
+import { startTestRuntime, type TestRuntime, waitFor } from "./helpers/runtime.ts";
 
 const MAX_RECEIVE = 64 * 1024;
 const slowSeen: { deadline_ms: number; reason?: any }[] = [];
 
 function descriptor(id: string): CapabilityDescriptor {
-  return { id, version: "1.0.0", modes: ["unary"], input_schema_uri: "schema://test/any", output_schema_uri: "schema://test/any", auth_scopes: [] };
+  return {
+    id,
+    version: "1.0.0",
+    modes: ["unary"],
+    input_schema_uri: "schema://test/any",
+    output_schema_uri: "schema://test/any",
+    auth_scopes: [],
+  };
 }
 
 const capabilities = [
@@ -73,7 +80,12 @@ describe("the standard's gRPC smoke checks", () => {
       modes: ["INVOCATION_MODE_UNARY", "INVOCATION_MODE_SERVER_STREAM"],
       input_schema_uri: "schema://observatory/models/infer-input/v1",
       auth_scopes: ["capability:infer"],
-      qos: { max_payload_bytes: 1048576, supports_replay: true, delivery_semantics: "DELIVERY_SEMANTICS_AT_LEAST_ONCE", supports_ordering: true },
+      qos: {
+        max_payload_bytes: 1048576,
+        supports_replay: true,
+        delivery_semantics: "DELIVERY_SEMANTICS_AT_LEAST_ONCE",
+        supports_ordering: true,
+      },
     });
   });
 
@@ -90,7 +102,12 @@ describe("the standard's gRPC smoke checks", () => {
   });
 
   it("works with the tenant in x-tenant-id metadata only, as the standard's smoke client may send it", async () => {
-    const res = await unary(c.discovery, "Hello", { supported_versions: ["0.1"] }, { metadata: { "x-tenant-id": "acme" } });
+    const res = await unary(
+      c.discovery,
+      "Hello",
+      { supported_versions: ["0.1"] },
+      { metadata: { "x-tenant-id": "acme" } },
+    );
     expect(res.header.tenant_id).toBe("acme");
   });
 });
@@ -122,7 +139,11 @@ describe("translation", () => {
     // The handler saw the header as JSON: an RFC 3339 timestamp with every digit, meta as an object.
     expect(echoed.header.structValue.fields.timestamp.stringValue).toBe("2023-11-14T22:13:20.123456789Z");
     expect(echoed.header.structValue.fields.meta.structValue.fields["x.trace"].stringValue).toBe("on");
-    expect(res.header).toMatchObject({ message_id, session_id: "s-1", timestamp: { seconds: 1_700_000_000, nanos: 123_456_789 } });
+    expect(res.header).toMatchObject({
+      message_id,
+      session_id: "s-1",
+      timestamp: { seconds: 1_700_000_000, nanos: 123_456_789 },
+    });
   });
 
   it("MIG header fields mirrored in metadata fill the header when the message leaves them unset", async () => {
@@ -148,14 +169,25 @@ describe("Control", () => {
 
   it("Cancel stops an in-flight invocation; its caller gets DEADLINE_EXCEEDED with the MIG error in trailers", async () => {
     const message_id = randomUUID();
-    const pending = unary(c.invocation, "Invoke", { header: header({ message_id }), capability: "test.slow", payload: struct({}) });
+    const pending = unary(c.invocation, "Invoke", {
+      header: header({ message_id }),
+      capability: "test.slow",
+      payload: struct({}),
+    });
     pending.catch(() => undefined);
     await waitFor("the invocation to be in flight", () => t.runtime.inflight.has(message_id));
-    const ack = await unary(c.control, "Cancel", { header: header(), target_message_id: message_id, reason: "user pressed stop" });
+    const ack = await unary(c.control, "Cancel", {
+      header: header(),
+      target_message_id: message_id,
+      reason: "user pressed stop",
+    });
     expect(ack).toMatchObject({ target_message_id: message_id, accepted: true, status: "cancelled" });
     const err = await expectStatus(pending, status.DEADLINE_EXCEEDED, "MIG_TIMEOUT");
     expect(err.metadata.get("mig-error-retryable")).toEqual(["false"]);
-    expect(JSON.parse(err.metadata.get("mig-error-details")[0] as string)).toEqual({ cancelled: true, reason: "user pressed stop" });
+    expect(JSON.parse(err.metadata.get("mig-error-details")[0] as string)).toEqual({
+      cancelled: true,
+      reason: "user pressed stop",
+    });
     expect(err.metadata.get("mig-message-id")).toEqual([message_id]);
 
     const again = await unary(c.control, "Cancel", { header: header(), target_message_id: message_id });
@@ -166,10 +198,17 @@ describe("Control", () => {
 describe("deadlines and cancellation of the call", () => {
   it("a gRPC deadline shorter than deadline_ms becomes the invocation's deadline: DEADLINE_EXCEEDED, and the provider's signal fires", async () => {
     const before = slowSeen.length;
-    const started = startCall(c.invocation, "Invoke", { header: header({ deadline_ms: 20_000 }), capability: "test.slow", payload: struct({}) }, { deadlineMs: 400 });
+    const started = startCall(
+      c.invocation,
+      "Invoke",
+      { header: header({ deadline_ms: 20_000 }), capability: "test.slow", payload: struct({}) },
+      { deadlineMs: 400 },
+    );
     const err = await started.result.catch((e) => e);
     expect(err.code).toBe(status.DEADLINE_EXCEEDED);
-    const seen = await waitFor("the provider's signal to fire", () => (slowSeen.length > before && slowSeen.at(-1)!.reason ? slowSeen.at(-1) : undefined));
+    const seen = await waitFor("the provider's signal to fire", () =>
+      slowSeen.length > before && slowSeen.at(-1)!.reason ? slowSeen.at(-1) : undefined,
+    );
     expect(seen.deadline_ms).toBeLessThanOrEqual(400);
     // The runtime's own deadline ended it: a deadline, not a cancel.
     expect(seen.reason.code).toBe("MIG_TIMEOUT");
@@ -181,7 +220,11 @@ describe("deadlines and cancellation of the call", () => {
 
   it("a client cancelling the call cancels the invocation; the provider's signal says so", async () => {
     const message_id = randomUUID();
-    const started = startCall(c.invocation, "Invoke", { header: header({ message_id }), capability: "test.slow", payload: struct({}) });
+    const started = startCall(c.invocation, "Invoke", {
+      header: header({ message_id }),
+      capability: "test.slow",
+      payload: struct({}),
+    });
     await waitFor("the invocation to be in flight", () => t.runtime.inflight.has(message_id));
     const seen = slowSeen.at(-1)!;
     started.cancel();
@@ -204,15 +247,25 @@ describe("errors", () => {
 
   it("a payload that fails the input schema → INVALID_ARGUMENT with the schema errors in mig-error-details", async () => {
     const err = await expectStatus(
-      unary(c.invocation, "Invoke", { header: header(), capability: "observatory.models.infer", payload: struct({ wrong: 1 }) }),
+      unary(c.invocation, "Invoke", {
+        header: header(),
+        capability: "observatory.models.infer",
+        payload: struct({ wrong: 1 }),
+      }),
       status.INVALID_ARGUMENT,
       "MIG_INVALID_REQUEST",
     );
-    expect(JSON.parse(err.metadata.get("mig-error-details")[0] as string).schema_uri).toBe("schema://observatory/models/infer-input/v1");
+    expect(JSON.parse(err.metadata.get("mig-error-details")[0] as string).schema_uri).toBe(
+      "schema://observatory/models/infer-input/v1",
+    );
   });
 
   it("an unsupported version → FAILED_PRECONDITION (MIG_VERSION_MISMATCH)", async () => {
-    await expectStatus(unary(c.discovery, "Hello", { header: header(), supported_versions: ["7.0"] }), status.FAILED_PRECONDITION, "MIG_VERSION_MISMATCH");
+    await expectStatus(
+      unary(c.discovery, "Hello", { header: header(), supported_versions: ["7.0"] }),
+      status.FAILED_PRECONDITION,
+      "MIG_VERSION_MISMATCH",
+    );
   });
 });
 
@@ -220,7 +273,11 @@ describe("bad input", () => {
   const hello = { header: header(), supported_versions: ["0.1"] };
 
   it("bytes that are not a message → INVALID_ARGUMENT, and the server keeps serving", async () => {
-    const err = await expectStatus(rawCall(c, "/mig.v0_1.Invocation/Invoke", Buffer.from([0x0a, 0xff, 0xff, 0xff, 0x0f])), status.INVALID_ARGUMENT, "MIG_INVALID_REQUEST");
+    const err = await expectStatus(
+      rawCall(c, "/mig.v0_1.Invocation/Invoke", Buffer.from([0x0a, 0xff, 0xff, 0xff, 0x0f])),
+      status.INVALID_ARGUMENT,
+      "MIG_INVALID_REQUEST",
+    );
     expect(err.details).toContain("not a valid mig.v0_1.InvokeRequest message");
     expect((await unary(c.discovery, "Hello", hello)).selected_version).toBe("0.1");
   });
@@ -231,28 +288,53 @@ describe("bad input", () => {
     const err = await wrongType.catch((e) => e);
     expect([status.INVALID_ARGUMENT]).toContain(err.code);
     expect(err.metadata.get("mig-error-code")).toEqual(["MIG_INVALID_REQUEST"]);
-    await expectStatus(rawCall(c, "/mig.v0_1.Discovery/Hello", Buffer.from([0x1a, 0x03, 0x01, 0x02])), status.INVALID_ARGUMENT, "MIG_INVALID_REQUEST");
+    await expectStatus(
+      rawCall(c, "/mig.v0_1.Discovery/Hello", Buffer.from([0x1a, 0x03, 0x01, 0x02])),
+      status.INVALID_ARGUMENT,
+      "MIG_INVALID_REQUEST",
+    );
   });
 
   it("unknown enum numbers → INVALID_ARGUMENT naming the field", async () => {
-    const err = await expectStatus(unary(c.discovery, "Hello", { ...hello, requested_bindings: [7] }), status.INVALID_ARGUMENT, "MIG_INVALID_REQUEST");
+    const err = await expectStatus(
+      unary(c.discovery, "Hello", { ...hello, requested_bindings: [7] }),
+      status.INVALID_ARGUMENT,
+      "MIG_INVALID_REQUEST",
+    );
     expect(err.details).toContain("requested_bindings[0]: 7 is not a BindingType");
     await expectStatus(
-      unary(c.invocation, "Invoke", { header: header(), capability: "test.echo", payload: struct({}), stream_preference: 9 }),
+      unary(c.invocation, "Invoke", {
+        header: header(),
+        capability: "test.echo",
+        payload: struct({}),
+        stream_preference: 9,
+      }),
       status.INVALID_ARGUMENT,
       "MIG_INVALID_REQUEST",
     );
   });
 
   it("header values the runtime refuses → INVALID_ARGUMENT (bad tenant, bad message id, bad timestamp)", async () => {
-    await expectStatus(unary(c.discovery, "Hello", { header: header({ tenant_id: "ac*me" }) }), status.INVALID_ARGUMENT, "MIG_INVALID_REQUEST");
-    await expectStatus(unary(c.discovery, "Hello", { header: header({ message_id: "not-a-uuid" }) }), status.INVALID_ARGUMENT, "MIG_INVALID_REQUEST");
+    await expectStatus(
+      unary(c.discovery, "Hello", { header: header({ tenant_id: "ac*me" }) }),
+      status.INVALID_ARGUMENT,
+      "MIG_INVALID_REQUEST",
+    );
+    await expectStatus(
+      unary(c.discovery, "Hello", { header: header({ message_id: "not-a-uuid" }) }),
+      status.INVALID_ARGUMENT,
+      "MIG_INVALID_REQUEST",
+    );
     await expectStatus(
       unary(c.discovery, "Hello", { header: header({ timestamp: { seconds: 1, nanos: -5 } }) }),
       status.INVALID_ARGUMENT,
       "MIG_INVALID_REQUEST",
     );
-    await expectStatus(unary(c.discovery, "Hello", { supported_versions: ["0.1"] }), status.INVALID_ARGUMENT, "MIG_INVALID_REQUEST");
+    await expectStatus(
+      unary(c.discovery, "Hello", { supported_versions: ["0.1"] }),
+      status.INVALID_ARGUMENT,
+      "MIG_INVALID_REQUEST",
+    );
   });
 
   it("a Struct nested deeper than protobuf's recursion limit → INVALID_ARGUMENT; 40 levels pass", async () => {
@@ -264,14 +346,22 @@ describe("bad input", () => {
     const res = await unary(c.invocation, "Invoke", { header: header(), capability: "test.echo", payload: deep(40) });
     expect(JSON.stringify(res.payload)).toContain("bottom");
     // A protobuf client refuses to encode 60 levels itself, so the bytes are written by hand.
-    const err = await expectStatus(rawCall(c, "/mig.v0_1.Invocation/Invoke", invokeBytes(deepStructBytes(60))), status.INVALID_ARGUMENT, "MIG_INVALID_REQUEST");
+    const err = await expectStatus(
+      rawCall(c, "/mig.v0_1.Invocation/Invoke", invokeBytes(deepStructBytes(60))),
+      status.INVALID_ARGUMENT,
+      "MIG_INVALID_REQUEST",
+    );
     expect(err.details).toContain("nesting depth");
   });
 
   it("a number JSON cannot carry (NaN, Infinity) → INVALID_ARGUMENT", async () => {
     for (const n of [NaN, Infinity]) {
       await expectStatus(
-        unary(c.invocation, "Invoke", { header: header(), capability: "test.echo", payload: { fields: { n: { numberValue: n } } } }),
+        unary(c.invocation, "Invoke", {
+          header: header(),
+          capability: "test.echo",
+          payload: { fields: { n: { numberValue: n } } },
+        }),
         status.INVALID_ARGUMENT,
         "MIG_INVALID_REQUEST",
       );
@@ -286,7 +376,11 @@ describe("bad input", () => {
     }).catch((e) => e);
     expect(err.code).toBe(status.RESOURCE_EXHAUSTED);
     expect((await unary(c.discovery, "Hello", hello)).selected_version).toBe("0.1");
-    const res = await unary(c.invocation, "Invoke", { header: header(), capability: "observatory.models.infer", payload: struct({ input: "fine" }) });
+    const res = await unary(c.invocation, "Invoke", {
+      header: header(),
+      capability: "observatory.models.infer",
+      payload: struct({ input: "fine" }),
+    });
     expect(res.payload.fields.result.stringValue).toBe("ok");
   });
 });
@@ -320,5 +414,9 @@ function deepStructBytes(levels: number): Buffer {
 
 /** InvokeRequest{header: {tenant_id: "acme"}, capability: "test.echo", payload}. */
 function invokeBytes(payload: Buffer): Buffer {
-  return Buffer.concat([field(1, field(4, Buffer.from("acme"))), field(2, Buffer.from("test.echo")), field(3, payload)]);
+  return Buffer.concat([
+    field(1, field(4, Buffer.from("acme"))),
+    field(2, Buffer.from("test.echo")),
+    field(3, payload),
+  ]);
 }

@@ -1,8 +1,8 @@
 // HELLO, DISCOVER, INVOKE, CANCEL and HEARTBEAT over a real HTTP listener, each answer checked against the schemas.
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestRuntime, type TestRuntime } from "./helpers/runtime.ts";
 import { expectEnvelope, expectError } from "./helpers/envelopes.ts";
+import { startTestRuntime, type TestRuntime } from "./helpers/runtime.ts";
 
 let t: TestRuntime;
 beforeAll(async () => {
@@ -37,7 +37,11 @@ describe("HELLO", () => {
   });
 
   it("enables only the requested features it offers, and picks a requested binding", async () => {
-    const res = await t.post("/mig/v0.1/hello", { header, requested_features: ["idempotency", "teleport"], requested_bindings: ["nats"] });
+    const res = await t.post("/mig/v0.1/hello", {
+      header,
+      requested_features: ["idempotency", "teleport"],
+      requested_bindings: ["nats"],
+    });
     expect(res.body.enabled_features).toEqual(["idempotency"]);
     expect(res.body.selected_binding).toBe("nats");
   });
@@ -61,14 +65,24 @@ describe("DISCOVER", () => {
       input_schema_uri: "schema://observatory/models/infer-input/v1",
       output_schema_uri: "schema://observatory/models/infer-output/v1",
       auth_scopes: ["capability:infer"],
-      qos: { max_payload_bytes: 1048576, delivery_semantics: "at_least_once", supports_replay: true, supports_ordering: true },
+      qos: {
+        max_payload_bytes: 1048576,
+        delivery_semantics: "at_least_once",
+        supports_replay: true,
+        supports_ordering: true,
+      },
     });
   });
 
   it("filters by query and honours include_schema_refs / include_qos", async () => {
     const none = await t.post("/mig/v0.1/discover", { header, query: "nothing-like-this" });
     expect(none.body.capabilities).toEqual([]);
-    const lean = await t.post("/mig/v0.1/discover", { header, query: "MODELS", include_schema_refs: false, include_qos: false });
+    const lean = await t.post("/mig/v0.1/discover", {
+      header,
+      query: "MODELS",
+      include_schema_refs: false,
+      include_qos: false,
+    });
     expect(lean.body.capabilities).toHaveLength(1);
     expect(lean.body.capabilities[0]).not.toHaveProperty("qos");
     expect(lean.body.capabilities[0]).not.toHaveProperty("input_schema_uri");
@@ -78,7 +92,10 @@ describe("DISCOVER", () => {
 describe("INVOKE", () => {
   it("runs observatory.models.infer and echoes the request's message id", async () => {
     const message_id = randomUUID();
-    const res = await t.post("/mig/v0.1/invoke/observatory.models.infer", { header: { ...header, message_id }, payload: { input: "hello" } });
+    const res = await t.post("/mig/v0.1/invoke/observatory.models.infer", {
+      header: { ...header, message_id },
+      payload: { input: "hello" },
+    });
     expect(res.status).toBe(200);
     expectEnvelope("InvokeResponse", res.body);
     expect(res.body.header.message_id).toBe(message_id);
@@ -107,7 +124,10 @@ describe("CANCEL and HEARTBEAT", () => {
     expect(unknown.body).toMatchObject({ accepted: false, status: "not_found" });
 
     const message_id = randomUUID();
-    await t.post("/mig/v0.1/invoke/observatory.models.infer", { header: { ...header, message_id }, payload: { input: "x" } });
+    await t.post("/mig/v0.1/invoke/observatory.models.infer", {
+      header: { ...header, message_id },
+      payload: { input: "x" },
+    });
     const done = await t.post(`/mig/v0.1/cancel/${message_id}`, { header });
     expect(done.body).toMatchObject({ accepted: false, status: "already_completed", target_message_id: message_id });
   });

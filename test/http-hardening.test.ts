@@ -2,7 +2,7 @@
 // refused before anything runs, refused bodies still get their answer, slow and surplus connections are cut
 // with a MIG envelope, only JSON bodies are executed, and one WebSocket cannot open streams without bound.
 import { execFile } from "node:child_process";
-import { Agent, request, type IncomingMessage } from "node:http";
+import { Agent, type IncomingMessage, request } from "node:http";
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -11,8 +11,8 @@ import { defineCapability, defineStreamingCapability } from "../runtime/provider
 import { anyDescriptor, anySchemas } from "./helpers/descriptors.ts";
 import { expectEnvelope, expectError } from "./helpers/envelopes.ts";
 import { ROOT } from "./helpers/process.ts";
-import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
-import { StreamClient, type Frame } from "./helpers/stream-client.ts";
+import { startTestRuntime, type TestRuntime, waitFor } from "./helpers/runtime.ts";
+import { type Frame, StreamClient } from "./helpers/stream-client.ts";
 
 const calls = { slow: 0, echo: 0 };
 let aborted = 0;
@@ -114,7 +114,12 @@ interface RawAnswer {
 }
 
 /** One request over node:http with the exact headers given (no content-type unless named). */
-function send(path: string, body: string | Buffer, headers: Record<string, string> = {}, agent?: Agent): Promise<RawAnswer> {
+function send(
+  path: string,
+  body: string | Buffer,
+  headers: Record<string, string> = {},
+  agent?: Agent,
+): Promise<RawAnswer> {
   const url = new URL(t.http.url + path);
   return new Promise((resolve, reject) => {
     const req = request({ host: url.hostname, port: url.port, path, method: "POST", headers, agent }, (res) => {
@@ -174,7 +179,13 @@ describe("an invocation whose HTTP client went away", () => {
     const url = new URL(t.http.url);
     const body = JSON.stringify({ header: acme, payload: {} });
     const pending = Array.from({ length: 8 }, () => {
-      const req = request({ host: url.hostname, port: url.port, path: "/mig/v0.1/invoke/test.slow", method: "POST", headers: { "content-type": "application/json" } });
+      const req = request({
+        host: url.hostname,
+        port: url.port,
+        path: "/mig/v0.1/invoke/test.slow",
+        method: "POST",
+        headers: { "content-type": "application/json" },
+      });
       req.on("error", () => undefined);
       req.end(body);
       return req;
@@ -186,7 +197,10 @@ describe("an invocation whose HTTP client went away", () => {
     for (const req of pending) req.destroy();
     await waitFor("the 8 providers to see their abort", () => aborted - before.aborted === 8, 5000);
     await waitFor("the capacity to be free", () => t.runtime.inflight.size === 0, 5000);
-    const res = await t.post("/mig/v0.1/invoke/test.echo", { header: { tenant_id: "globex" }, payload: { after: true } });
+    const res = await t.post("/mig/v0.1/invoke/test.echo", {
+      header: { tenant_id: "globex" },
+      payload: { after: true },
+    });
     expect(res.status).toBe(200);
     expect(res.body.payload).toEqual({ echoed: { after: true } });
   });
@@ -195,7 +209,13 @@ describe("an invocation whose HTTP client went away", () => {
     const url = new URL(t.http.url);
     const body = JSON.stringify({ header: { ...acme, idempotency_key: `drop-${Date.now()}` }, payload: {} });
     const start = () => {
-      const req = request({ host: url.hostname, port: url.port, path: "/mig/v0.1/invoke/test.slow", method: "POST", headers: { "content-type": "application/json" } });
+      const req = request({
+        host: url.hostname,
+        port: url.port,
+        path: "/mig/v0.1/invoke/test.slow",
+        method: "POST",
+        headers: { "content-type": "application/json" },
+      });
       req.on("error", () => undefined);
       req.end(body);
       return req;
@@ -216,7 +236,10 @@ describe("an invocation whose HTTP client went away", () => {
 describe("deeply nested JSON", () => {
   it("a unary INVOKE nested 5,000 levels is refused with 400 before the capability runs", async () => {
     const before = calls.echo;
-    const res = await t.post("/mig/v0.1/invoke/test.echo", `{"header":{"tenant_id":"acme"},"payload":{"deep":${deepText(5000)}}}`);
+    const res = await t.post(
+      "/mig/v0.1/invoke/test.echo",
+      `{"header":{"tenant_id":"acme"},"payload":{"deep":${deepText(5000)}}}`,
+    );
     expectError(res, 400, "MIG_INVALID_REQUEST");
     expect(res.body.error.message).toMatch(/deeper than 64 levels/);
     expect(res.body.error.details).toEqual({ max_json_depth: 64 });
@@ -241,7 +264,9 @@ describe("deeply nested JSON", () => {
   it("a WebSocket frame with a deep header.meta gets an error frame, and the socket keeps serving", async () => {
     const client = await StreamClient.open(t.http.url);
     try {
-      client.send(`{"header":{"tenant_id":"acme","meta":{"x":${deepText(5000)}}},"stream_id":"deep","capability":"test.stream.ticks","kind":"request","payload":{"count":1,"every":1}}`);
+      client.send(
+        `{"header":{"tenant_id":"acme","meta":{"x":${deepText(5000)}}},"stream_id":"deep","capability":"test.stream.ticks","kind":"request","payload":{"count":1,"every":1}}`,
+      );
       await client.until("an error frame", () => client.all.some((f) => f.kind === "error"));
       const error = client.all.find((f) => f.kind === "error")!;
       expectEnvelope("StreamFrame", error);
@@ -294,7 +319,19 @@ describe("an answer JSON cannot encode", () => {
 describe("a body over the size limit", () => {
   /** Runs test/fixtures/post-large.ts as its own process and returns its counts of outcomes. */
   async function postLarge(bytes: number, tries: number, mode: "length" | "chunked"): Promise<Record<string, number>> {
-    const { stdout } = await run(process.execPath, ["--import", "tsx", join(ROOT, "test/fixtures/post-large.ts"), `${t.http.url}/mig/v0.1/invoke/test.echo`, String(bytes), String(tries), mode], { cwd: ROOT });
+    const { stdout } = await run(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        join(ROOT, "test/fixtures/post-large.ts"),
+        `${t.http.url}/mig/v0.1/invoke/test.echo`,
+        String(bytes),
+        String(tries),
+        mode,
+      ],
+      { cwd: ROOT },
+    );
     return JSON.parse(stdout) as Record<string, number>;
   }
 
@@ -368,7 +405,9 @@ describe("slow clients", () => {
 describe("content types", () => {
   it("a text/plain POST is refused with 415 and not executed", async () => {
     const before = calls.echo;
-    const res = await send("/mig/v0.1/invoke/test.echo", JSON.stringify({ header: acme, payload: {} }), { "content-type": "text/plain" });
+    const res = await send("/mig/v0.1/invoke/test.echo", JSON.stringify({ header: acme, payload: {} }), {
+      "content-type": "text/plain",
+    });
     expectError(res, 415, "MIG_INVALID_REQUEST");
     expect(res.body.error.message).toContain("application/json");
     expect(calls.echo).toBe(before);
@@ -376,8 +415,16 @@ describe("content types", () => {
 
   it("a form POST (curl -d's default) and a typeless non-empty body are refused with 415", async () => {
     const body = JSON.stringify({ header: acme, payload: {} });
-    expectError(await send("/mig/v0.1/invoke/test.echo", body, { "content-type": "application/x-www-form-urlencoded" }), 415, "MIG_INVALID_REQUEST");
-    expectError(await send("/mig/v0.1/invoke/test.echo", body, { "content-length": String(body.length) }), 415, "MIG_INVALID_REQUEST");
+    expectError(
+      await send("/mig/v0.1/invoke/test.echo", body, { "content-type": "application/x-www-form-urlencoded" }),
+      415,
+      "MIG_INVALID_REQUEST",
+    );
+    expectError(
+      await send("/mig/v0.1/invoke/test.echo", body, { "content-length": String(body.length) }),
+      415,
+      "MIG_INVALID_REQUEST",
+    );
   });
 
   it("an empty body without a content type still counts as {}", async () => {
@@ -388,13 +435,21 @@ describe("content types", () => {
 
   it("application/json with a charset, and application/*+json, are accepted", async () => {
     const body = JSON.stringify({ header: acme, payload: { a: 1 } });
-    expect((await send("/mig/v0.1/invoke/test.echo", body, { "content-type": "application/json; charset=UTF-8" })).status).toBe(200);
+    expect(
+      (await send("/mig/v0.1/invoke/test.echo", body, { "content-type": "application/json; charset=UTF-8" })).status,
+    ).toBe(200);
     expect((await send("/mig/v0.1/invoke/test.echo", body, { "content-type": "Application/JSON" })).status).toBe(200);
-    expect((await send("/mig/v0.1/invoke/test.echo", body, { "content-type": "application/mig+json" })).status).toBe(200);
+    expect((await send("/mig/v0.1/invoke/test.echo", body, { "content-type": "application/mig+json" })).status).toBe(
+      200,
+    );
   });
 
   it("oversized request headers get a 431 envelope", async () => {
-    const { text } = await trickle(t.http.url, [`GET /metrics HTTP/1.1\r\nhost: x\r\nx-big: ${"b".repeat(32 * 1024)}\r\n\r\n`], 1);
+    const { text } = await trickle(
+      t.http.url,
+      [`GET /metrics HTTP/1.1\r\nhost: x\r\nx-big: ${"b".repeat(32 * 1024)}\r\n\r\n`],
+      1,
+    );
     const answer = parseRaw(text);
     expect(answer.status).toBe(431);
     expectEnvelope("ErrorEnvelope", answer.body);
@@ -410,10 +465,20 @@ describe("streams per WebSocket", () => {
       await client.until("4 parked streams", () => open.every((s) => client.of(s.streamId).length > 0));
       const refused = client.start("test.stream.parked", {});
       const [frame] = await client.ended(refused.streamId);
-      expect(frame).toMatchObject({ kind: "error", end_stream: true, error: { code: "MIG_BACKPRESSURE", retryable: true } });
+      expect(frame).toMatchObject({
+        kind: "error",
+        end_stream: true,
+        error: { code: "MIG_BACKPRESSURE", retryable: true },
+      });
       expectEnvelope("StreamFrame", frame);
 
-      client.send({ header: acme, stream_id: open[0]!.streamId, capability: "test.stream.parked", kind: "control", payload: { action: "cancel" } });
+      client.send({
+        header: acme,
+        stream_id: open[0]!.streamId,
+        capability: "test.stream.parked",
+        kind: "control",
+        payload: { action: "cancel" },
+      });
       await client.ended(open[0]!.streamId);
       const next = client.start("test.stream.parked", {});
       await client.until("the next stream's first frame", () => client.of(next.streamId).length > 0);
@@ -434,11 +499,27 @@ describe("connections beyond the cap", () => {
   async function hello(agent: Agent): Promise<RawAnswer> {
     const url = new URL(capped.http.url);
     return new Promise((resolve, reject) => {
-      const req = request({ host: url.hostname, port: url.port, path: "/mig/v0.1/hello", method: "POST", agent, headers: { "content-type": "application/json" } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers, body: JSON.parse(Buffer.concat(chunks).toString()) }));
-      });
+      const req = request(
+        {
+          host: url.hostname,
+          port: url.port,
+          path: "/mig/v0.1/hello",
+          method: "POST",
+          agent,
+          headers: { "content-type": "application/json" },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("end", () =>
+            resolve({
+              status: res.statusCode!,
+              headers: res.headers,
+              body: JSON.parse(Buffer.concat(chunks).toString()),
+            }),
+          );
+        },
+      );
       req.on("error", reject);
       req.end(JSON.stringify({ header: acme }));
     });

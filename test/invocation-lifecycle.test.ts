@@ -2,33 +2,44 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { defineCapability } from "../runtime/provider.ts";
-import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
-import { expectEnvelope, expectError } from "./helpers/envelopes.ts";
 import type { CapabilityDescriptor } from "../runtime/types.ts";
+import { expectEnvelope, expectError } from "./helpers/envelopes.ts";
+import { startTestRuntime, type TestRuntime, waitFor } from "./helpers/runtime.ts";
 
 function descriptor(id: string): CapabilityDescriptor {
-  return { id, version: "1.0.0", modes: ["unary"], input_schema_uri: "schema://test/any", output_schema_uri: "schema://test/out", auth_scopes: [] };
+  return {
+    id,
+    version: "1.0.0",
+    modes: ["unary"],
+    input_schema_uri: "schema://test/any",
+    output_schema_uri: "schema://test/out",
+    auth_scopes: [],
+  };
 }
 
 const seen = { hangAborts: [] as unknown[], slowAborts: [] as unknown[], onceRuns: 0, flakyRuns: 0 };
 
 const capabilities = [
-  defineCapability(descriptor("test.hang"), (_p, { signal }) =>
-    new Promise((_resolve, reject) => {
-      signal.addEventListener("abort", () => {
-        seen.hangAborts.push(signal.reason);
-        reject(signal.reason);
-      });
-    }),
+  defineCapability(
+    descriptor("test.hang"),
+    (_p, { signal }) =>
+      new Promise((_resolve, reject) => {
+        signal.addEventListener("abort", () => {
+          seen.hangAborts.push(signal.reason);
+          reject(signal.reason);
+        });
+      }),
   ),
-  defineCapability(descriptor("test.slow"), (_p, { signal }) =>
-    new Promise((resolve) => {
-      const timer = setTimeout(() => resolve({ result: "late" }), 60_000);
-      signal.addEventListener("abort", () => {
-        clearTimeout(timer);
-        seen.slowAborts.push(signal.reason);
-      });
-    }),
+  defineCapability(
+    descriptor("test.slow"),
+    (_p, { signal }) =>
+      new Promise((resolve) => {
+        const timer = setTimeout(() => resolve({ result: "late" }), 60_000);
+        signal.addEventListener("abort", () => {
+          clearTimeout(timer);
+          seen.slowAborts.push(signal.reason);
+        });
+      }),
   ),
   defineCapability(descriptor("test.throws"), () => {
     throw new Error("database password is hunter2");
@@ -46,7 +57,11 @@ const capabilities = [
   }),
   defineCapability(descriptor("test.flaky"), async () => {
     seen.flakyRuns++;
-    if (seen.flakyRuns === 1) throw new (await import("../runtime/errors.ts")).MigError("MIG_UNAVAILABLE", "the backend is warming up; try again");
+    if (seen.flakyRuns === 1)
+      throw new (await import("../runtime/errors.ts")).MigError(
+        "MIG_UNAVAILABLE",
+        "the backend is warming up; try again",
+      );
     return { result: `run ${seen.flakyRuns}` };
   }),
 ];
@@ -106,7 +121,10 @@ describe("CANCEL", () => {
     const message_id = randomUUID();
     const pending = invoke("test.slow", { message_id });
     await waitFor("the invocation to be in flight", () => t.runtime.inflight.has(message_id));
-    const ack = await t.post(`/mig/v0.1/cancel/${message_id}`, { header: { tenant_id: "acme" }, reason: "user pressed stop" });
+    const ack = await t.post(`/mig/v0.1/cancel/${message_id}`, {
+      header: { tenant_id: "acme" },
+      reason: "user pressed stop",
+    });
     expect(ack.status).toBe(200);
     expectEnvelope("CancelAck", ack.body);
     expect(ack.body).toMatchObject({ accepted: true, status: "cancelled", target_message_id: message_id });
@@ -133,7 +151,9 @@ describe("CANCEL", () => {
 describe("idempotency", () => {
   it("runs the handler once under 20 concurrent duplicates, and every caller gets the same result", async () => {
     const key = `order-${randomUUID()}`;
-    const answers = await Promise.all(Array.from({ length: 20 }, () => invoke("test.once", { idempotency_key: key }, { item: 7 })));
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, () => invoke("test.once", { idempotency_key: key }, { item: 7 })),
+    );
     expect(seen.onceRuns).toBe(1);
     for (const res of answers) {
       expect(res.status).toBe(200);
@@ -188,14 +208,20 @@ describe("admission control", () => {
         small.post("/mig/v0.1/invoke/test.slow", { header: { tenant_id: "acme", message_id }, payload: {} }),
       );
       await waitFor("two invocations in flight", () => small.runtime.inflight.size === 2);
-      const shed = await small.post("/mig/v0.1/invoke/observatory.models.infer", { header: { tenant_id: "acme" }, payload: { input: "x" } });
+      const shed = await small.post("/mig/v0.1/invoke/observatory.models.infer", {
+        header: { tenant_id: "acme" },
+        payload: { input: "x" },
+      });
       expectError(shed, 503, "MIG_BACKPRESSURE");
       expect(shed.body.error.retryable).toBe(true);
       const hb = await small.post("/mig/v0.1/heartbeat", { header: { tenant_id: "acme" } });
       expect(hb.body.load_factor).toBeGreaterThanOrEqual(1);
       for (const id of ids) await small.post(`/mig/v0.1/cancel/${id}`, { header: { tenant_id: "acme" } });
       await Promise.all(pending);
-      const again = await small.post("/mig/v0.1/invoke/observatory.models.infer", { header: { tenant_id: "acme" }, payload: { input: "x" } });
+      const again = await small.post("/mig/v0.1/invoke/observatory.models.infer", {
+        header: { tenant_id: "acme" },
+        payload: { input: "x" },
+      });
       expect(again.status).toBe(200);
     } finally {
       await small.stop();
@@ -207,19 +233,30 @@ describe("admission control", () => {
     try {
       small.runtime.schemas.register("schema://test/any", { type: "object" });
       const ids = [randomUUID(), randomUUID()];
-      const pending = ids.map((message_id) => small.post("/mig/v0.1/invoke/test.slow", { header: { tenant_id: "acme", message_id }, payload: {} }));
+      const pending = ids.map((message_id) =>
+        small.post("/mig/v0.1/invoke/test.slow", { header: { tenant_id: "acme", message_id }, payload: {} }),
+      );
       await waitFor("acme's two invocations in flight", () => small.runtime.inflight.size === 2);
       // Half of the capacity of 4 is acme's: a third is refused, while globex still gets its answers.
-      const third = await small.post("/mig/v0.1/invoke/observatory.models.infer", { header: { tenant_id: "acme" }, payload: { input: "x" } });
+      const third = await small.post("/mig/v0.1/invoke/observatory.models.infer", {
+        header: { tenant_id: "acme" },
+        payload: { input: "x" },
+      });
       expectError(third, 503, "MIG_BACKPRESSURE");
       expect(third.body.error.details).toMatchObject({ limit_scope: "tenant", limit: 2, inflight: 2 });
       expect(third.body.error.retryable).toBe(true);
-      const other = await small.post("/mig/v0.1/invoke/observatory.models.infer", { header: { tenant_id: "globex" }, payload: { input: "x" } });
+      const other = await small.post("/mig/v0.1/invoke/observatory.models.infer", {
+        header: { tenant_id: "globex" },
+        payload: { input: "x" },
+      });
       expect(other.status).toBe(200);
       for (const id of ids) await small.post(`/mig/v0.1/cancel/${id}`, { header: { tenant_id: "acme" } });
       await Promise.all(pending);
       expect(small.runtime.inflightByTenant.size).toBe(0);
-      const again = await small.post("/mig/v0.1/invoke/observatory.models.infer", { header: { tenant_id: "acme" }, payload: { input: "x" } });
+      const again = await small.post("/mig/v0.1/invoke/observatory.models.infer", {
+        header: { tenant_id: "acme" },
+        payload: { input: "x" },
+      });
       expect(again.status).toBe(200);
     } finally {
       await small.stop();

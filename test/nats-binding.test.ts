@@ -1,20 +1,25 @@
 // The public NATS binding: the standard's smoke checks against `mig start`, tenancy, auth and bad input over real subjects.
 import { randomUUID } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SignJWT } from "jose";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { startNatsBinding, type NatsBinding } from "../bindings/nats/server.ts";
-import { startMig, type MigProcess } from "./helpers/process.ts";
-import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
-import { natsClient, natsRequest, rawRequest, runtimeBusClient } from "./helpers/nats.ts";
-import { expectEnvelope } from "./helpers/envelopes.ts";
-import { defineCapability } from "../runtime/provider.ts";
+import { SignJWT } from "jose";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type NatsBinding, startNatsBinding } from "../bindings/nats/server.ts";
 import { ADMISSION_CHUNK } from "../runtime/chunked-admission.ts";
+import { defineCapability } from "../runtime/provider.ts";
+import { expectEnvelope } from "./helpers/envelopes.ts";
+import { natsClient, natsRequest, rawRequest, runtimeBusClient } from "./helpers/nats.ts";
+import { type MigProcess, startMig } from "./helpers/process.ts";
+import { startTestRuntime, type TestRuntime, waitFor } from "./helpers/runtime.ts";
 
 /** An open schema, and a unary descriptor using it, for the tests' own capabilities. */
 const openSchema = { "schema://test/open/v1": { type: "object" } };
 const openDescriptor = (id: string) => ({
-  id, version: "1.0.0", modes: ["unary" as const], input_schema_uri: "schema://test/open/v1", output_schema_uri: "schema://test/open/v1", auth_scopes: [],
+  id,
+  version: "1.0.0",
+  modes: ["unary" as const],
+  input_schema_uri: "schema://test/open/v1",
+  output_schema_uri: "schema://test/open/v1",
+  auth_scopes: [],
 });
 
 describe("the standard's NATS smoke checks against `mig start`", () => {
@@ -33,9 +38,15 @@ describe("the standard's NATS smoke checks against `mig start`", () => {
 
   it("answers hello, discover and invoke of observatory.models.infer without an error key", async () => {
     const checks: [string, unknown][] = [
-      ["mig.v0_1.acme.hello", { header: { tenant_id: "acme" }, supported_versions: ["0.1"], requested_bindings: ["nats"] }],
+      [
+        "mig.v0_1.acme.hello",
+        { header: { tenant_id: "acme" }, supported_versions: ["0.1"], requested_bindings: ["nats"] },
+      ],
       ["mig.v0_1.acme.discover", { header: { tenant_id: "acme" } }],
-      ["mig.v0_1.acme.invoke.observatory.models.infer", { header: { tenant_id: "acme" }, payload: { input: "health-check" } }],
+      [
+        "mig.v0_1.acme.invoke.observatory.models.infer",
+        { header: { tenant_id: "acme" }, payload: { input: "health-check" } },
+      ],
     ];
     const answers = [];
     for (const [subject, body] of checks) answers.push(await natsRequest(nc, subject, body));
@@ -58,10 +69,14 @@ describe("the NATS binding of one runtime", () => {
   /** test.counted's calls, in the order they ran: the request's number and how many messages the runtime had handed to the bus. */
   const counted: { n: number; sent: number }[] = [];
   beforeAll(async () => {
-    const countedCapability = defineCapability(openDescriptor("test.counted"), (payload) => {
-      counted.push({ n: Number(payload.n), sent: rt.runtime.bus.nc.stats().outMsgs });
-      return { n: payload.n };
-    }, openSchema);
+    const countedCapability = defineCapability(
+      openDescriptor("test.counted"),
+      (payload) => {
+        counted.push({ n: Number(payload.n), sent: rt.runtime.bus.nc.stats().outMsgs });
+        return { n: payload.n };
+      },
+      openSchema,
+    );
     rt = await startTestRuntime({ capabilities: [countedCapability] });
     binding = await startNatsBinding(rt.runtime, rt.runtime.authenticator);
     nc = await natsClient(rt.runtime.natsUrl);
@@ -92,11 +107,17 @@ describe("the NATS binding of one runtime", () => {
   });
 
   it("answers a request whose header value cannot be a NATS header line, leaving that value out of the NATS headers", async () => {
-    const answer = await natsRequest(nc, infer, { header: { tenant_id: "acme", session_id: "two\r\nlines" }, payload: { input: "x" } });
+    const answer = await natsRequest(nc, infer, {
+      header: { tenant_id: "acme", session_id: "two\r\nlines" },
+      payload: { input: "x" },
+    });
     expect(answer.body.header.session_id).toBe("two\r\nlines");
     expect(answer.headers.session_id).toBeUndefined();
     expect(answer.headers.message_id).toBe(answer.body.header.message_id);
-    const failed = await natsRequest(nc, "mig.v0_1.acme.invoke.no.such.capability", { header: { tenant_id: "acme", idempotency_key: "k\n1" }, payload: {} });
+    const failed = await natsRequest(nc, "mig.v0_1.acme.invoke.no.such.capability", {
+      header: { tenant_id: "acme", idempotency_key: "k\n1" },
+      payload: {},
+    });
     expect(failed.headers.mig_error_code).toBe("MIG_UNSUPPORTED_CAPABILITY");
     expect(failed.headers.idempotency_key).toBeUndefined();
   });
@@ -115,7 +136,14 @@ describe("the NATS binding of one runtime", () => {
   });
 
   it("answers bad bodies with MIG_INVALID_REQUEST envelopes", async () => {
-    const bodies: unknown[] = ["{not json", "[1,2]", '"text"', { payload: "not an object" }, { header: "nope", payload: {} }, { header: { deadline_ms: -5 }, payload: {} }];
+    const bodies: unknown[] = [
+      "{not json",
+      "[1,2]",
+      '"text"',
+      { payload: "not an object" },
+      { header: "nope", payload: {} },
+      { header: { deadline_ms: -5 }, payload: {} },
+    ];
     for (const body of bodies) {
       const answer = await natsRequest(nc, infer, body);
       expectEnvelope("ErrorEnvelope", answer.body);
@@ -129,7 +157,9 @@ describe("the NATS binding of one runtime", () => {
     const long = "t".repeat(65);
     const answers = [
       await rawRequest(url, "mig.v0_1.*.hello", "{}").then((a) => a.body),
-      await rawRequest(url, "mig.v0_1.acme.invoke.observatory.*.infer", '{"payload":{"input":"x"}}').then((a) => a.body),
+      await rawRequest(url, "mig.v0_1.acme.invoke.observatory.*.infer", '{"payload":{"input":"x"}}').then(
+        (a) => a.body,
+      ),
       await rawRequest(url, "mig.v0_1.acme.invoke.>", '{"payload":{"input":"x"}}').then((a) => a.body),
       await rawRequest(url, "mig.v0_1.acme.control.cancel.*", "{}").then((a) => a.body),
       await natsRequest(nc, `mig.v0_1.${long}.hello`, {}).then((a) => a.body),
@@ -176,7 +206,8 @@ describe("the NATS binding of one runtime", () => {
     expect(counted.map((c) => c.n)).toEqual(Array.from({ length: count }, (_, n) => n));
     // Without chunks all 200 would run before the first answer left. With them, only the requests started in the
     // same turn (at most one chunk) can still be waiting for their answers to be handed to the bus.
-    for (const { n, sent } of counted) expect(sent - before, `request ${n}`).toBeGreaterThanOrEqual(n - ADMISSION_CHUNK);
+    for (const { n, sent } of counted)
+      expect(sent - before, `request ${n}`).toBeGreaterThanOrEqual(n - ADMISSION_CHUNK);
   });
 });
 
@@ -199,10 +230,17 @@ async function withOwnRuntime(
 
 describe("the NATS binding with an answer larger than the bus carries", () => {
   it("answers MIG_INTERNAL naming the sizes, and keeps serving", async () => {
-    const big = defineCapability(openDescriptor("test.big"), (payload) => ({ blob: "x".repeat(Number(payload.bytes)) }), openSchema);
+    const big = defineCapability(
+      openDescriptor("test.big"),
+      (payload) => ({ blob: "x".repeat(Number(payload.bytes)) }),
+      openSchema,
+    );
     await withOwnRuntime({ capabilities: [big] }, async (nc) => {
       const subject = "mig.v0_1.acme.invoke.test.big";
-      const tooBig = await natsRequest(nc, subject, { header: { tenant_id: "acme" }, payload: { bytes: 9 * 1024 * 1024 } });
+      const tooBig = await natsRequest(nc, subject, {
+        header: { tenant_id: "acme" },
+        payload: { bytes: 9 * 1024 * 1024 },
+      });
       expect(tooBig.headers.mig_error_code).toBe("MIG_INTERNAL");
       expect(tooBig.body.error.message).toMatch(/max_payload/);
       expect(tooBig.body.error.details.answer_bytes).toBeGreaterThan(9 * 1024 * 1024);
@@ -216,13 +254,17 @@ describe("the NATS binding under a flood past its capacity", () => {
   it("answers every request, the excess with MIG_BACKPRESSURE, never more in flight than the capacity, and serves again after", async () => {
     let running = 0;
     let most = 0;
-    const slow = defineCapability(openDescriptor("test.slow"), async () => {
-      most = Math.max(most, ++running);
-      // Long enough that all 300 arrive while the first ones still run, even on a slow machine.
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      running--;
-      return { done: true };
-    }, openSchema);
+    const slow = defineCapability(
+      openDescriptor("test.slow"),
+      async () => {
+        most = Math.max(most, ++running);
+        // Long enough that all 300 arrive while the first ones still run, even on a slow machine.
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        running--;
+        return { done: true };
+      },
+      openSchema,
+    );
     await withOwnRuntime({ config: { capacity: 40, tenantMaxInflight: 40 }, capabilities: [slow] }, async (nc) => {
       const subject = "mig.v0_1.acme.invoke.test.slow";
       // 300 at once: more than the capacity wait to start, so all of them start together and the excess is shed.
@@ -265,9 +307,13 @@ describe("the NATS binding with jwt auth", () => {
     const body = { payload: { input: "x" } };
     const none = await natsRequest(nc, "mig.v0_1.acme.invoke.observatory.models.infer", body);
     expect(none.body.error.code).toBe("MIG_UNAUTHORIZED");
-    const ok = await natsRequest(nc, "mig.v0_1.acme.invoke.observatory.models.infer", body, { Authorization: `Bearer ${await token("acme")}` });
+    const ok = await natsRequest(nc, "mig.v0_1.acme.invoke.observatory.models.infer", body, {
+      Authorization: `Bearer ${await token("acme")}`,
+    });
     expect(ok.body.payload.result).toBe("ok");
-    const elsewhere = await natsRequest(nc, "mig.v0_1.globex.invoke.observatory.models.infer", body, { Authorization: `Bearer ${await token("acme")}` });
+    const elsewhere = await natsRequest(nc, "mig.v0_1.globex.invoke.observatory.models.infer", body, {
+      Authorization: `Bearer ${await token("acme")}`,
+    });
     expect(elsewhere.body.error.code).toBe("MIG_FORBIDDEN");
   });
 });

@@ -1,13 +1,22 @@
 // The bus is not a back door: a real nats-server with nats-server.secure.conf refuses tenant clients and
 // providers everything outside their subjects, while the runtime (with its own credential) works as usual.
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+
 import { join } from "node:path";
+import { jetstream } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_CONF } from "../runtime/nats-launcher.ts";
-import { jetstream } from "@nats-io/jetstream";
 import { replySubjectAllowed } from "../runtime/policy.ts";
-import { consumerName, decode, encode, leaveSubject, registerSubject, WORK_STREAM, workSubject } from "../runtime/provider-protocol.ts";
-import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
+import {
+  consumerName,
+  decode,
+  encode,
+  leaveSubject,
+  registerSubject,
+  WORK_STREAM,
+  workSubject,
+} from "../runtime/provider-protocol.ts";
+import { startTestRuntime, type TestRuntime, waitFor } from "./helpers/runtime.ts";
 
 const PASSWORDS = {
   MIG_NATS_RUNTIME_PASSWORD: "runtime-pw-for-tests",
@@ -25,7 +34,12 @@ interface Client {
 }
 
 async function client(user: string, password: string, inboxPrefix?: string): Promise<Client> {
-  const nc = await connect({ servers: t.runtime.natsUrl, user, pass: password, ...(inboxPrefix ? { inboxPrefix } : {}) });
+  const nc = await connect({
+    servers: t.runtime.natsUrl,
+    user,
+    pass: password,
+    ...(inboxPrefix ? { inboxPrefix } : {}),
+  });
   open.push(nc);
   const violations: string[] = [];
   void (async () => {
@@ -47,11 +61,19 @@ async function refusedPublish(c: Client, subject: string): Promise<boolean> {
 /** Subscribes and waits for the server's verdict: refused (a violation naming the subject), or not within 1 s. */
 async function refusedSubscribe(c: Client, subject: string): Promise<boolean> {
   c.nc.subscribe(subject);
-  const refused = () => c.violations.some((v) => /permissions violation for subscription/i.test(v) && v.includes(subject));
-  return waitFor(`the verdict on subscribing to ${subject}`, async () => {
-    await c.nc.flush();
-    return refused();
-  }, 1_000).then(() => true, () => false);
+  const refused = () =>
+    c.violations.some((v) => /permissions violation for subscription/i.test(v) && v.includes(subject));
+  return waitFor(
+    `the verdict on subscribing to ${subject}`,
+    async () => {
+      await c.nc.flush();
+      return refused();
+    },
+    1_000,
+  ).then(
+    () => true,
+    () => false,
+  );
 }
 
 beforeAll(async () => {
@@ -71,33 +93,55 @@ afterAll(async () => {
 
 describe("nats-server.secure.conf", () => {
   it("the runtime runs on its credential: JetStream, the audit stream and HTTP invocations work", async () => {
-    const res = await t.post("/mig/v0.1/invoke/observatory.models.infer", { header: { tenant_id: "acme" }, payload: { input: "x" } });
+    const res = await t.post("/mig/v0.1/invoke/observatory.models.infer", {
+      header: { tenant_id: "acme" },
+      payload: { input: "x" },
+    });
     expect(res.status).toBe(200);
     expect((await t.runtime.bus.jsm.streams.info("MIG_AUDIT")).config.subjects).toEqual(["_MIG.audit.>"]);
   });
 
   it("refuses an unknown user and a wrong password", async () => {
-    await expect(connect({ servers: t.runtime.natsUrl, user: "acme", pass: "wrong", reconnect: false })).rejects.toThrow(/auth/i);
+    await expect(
+      connect({ servers: t.runtime.natsUrl, user: "acme", pass: "wrong", reconnect: false }),
+    ).rejects.toThrow(/auth/i);
     await expect(connect({ servers: t.runtime.natsUrl, reconnect: false })).rejects.toThrow(/auth/i);
   });
 
   it("a tenant client cannot publish on internal subjects, another tenant's subjects or the JetStream API", async () => {
     const acme = await client("acme", PASSWORDS.MIG_NATS_TENANT_ACME_PASSWORD, "_INBOX_acme");
-    for (const subject of ["_MIG.work.observatory.models.infer", "_MIG.cancel.all", "_MIG.audit.t.acme", "_MIG.provider.register", "mig.v0_1.globex.invoke.observatory.models.infer", "$JS.API.STREAM.DELETE.MIG_AUDIT", "$KV.mig_idempotency.x"]) {
+    for (const subject of [
+      "_MIG.work.observatory.models.infer",
+      "_MIG.cancel.all",
+      "_MIG.audit.t.acme",
+      "_MIG.provider.register",
+      "mig.v0_1.globex.invoke.observatory.models.infer",
+      "$JS.API.STREAM.DELETE.MIG_AUDIT",
+      "$KV.mig_idempotency.x",
+    ]) {
       expect(await refusedPublish(acme, subject), subject).toBe(true);
     }
   });
 
   it("a tenant client cannot listen on other tenants' requests, internal subjects or another inbox", async () => {
     const acme = await client("acme", PASSWORDS.MIG_NATS_TENANT_ACME_PASSWORD, "_INBOX_acme");
-    for (const subject of ["mig.v0_1.>", "mig.v0_1.globex.events.>", "mig.v0_1.acme.invoke.>", "_MIG.>", "_INBOX_globex.>", "_INBOX.>"]) {
+    for (const subject of [
+      "mig.v0_1.>",
+      "mig.v0_1.globex.events.>",
+      "mig.v0_1.acme.invoke.>",
+      "_MIG.>",
+      "_INBOX_globex.>",
+      "_INBOX.>",
+    ]) {
       expect(await refusedSubscribe(acme, subject), subject).toBe(true);
     }
     expect(await refusedSubscribe(acme, "mig.v0_1.acme.events.>")).toBe(false);
   });
 
   it("a tenant client reaches the runtime on its own subjects and gets replies in its own inbox", async () => {
-    const served = t.runtime.bus.nc.subscribe("mig.v0_1.acme.test.echo", { callback: (_err, msg) => void msg.respond(msg.data) });
+    const served = t.runtime.bus.nc.subscribe("mig.v0_1.acme.test.echo", {
+      callback: (_err, msg) => void msg.respond(msg.data),
+    });
     await t.runtime.bus.nc.flush();
     const acme = await client("acme", PASSWORDS.MIG_NATS_TENANT_ACME_PASSWORD, "_INBOX_acme");
     const reply = await acme.nc.request("mig.v0_1.acme.test.echo", "ping", { timeout: 2_000 });
@@ -108,7 +152,13 @@ describe("nats-server.secure.conf", () => {
 
   it("a provider cannot impersonate the runtime: no dispatch, cancel, audit or public subjects", async () => {
     const provider = await client("provider", PASSWORDS.MIG_NATS_PROVIDER_PASSWORD, "_INBOX_provider");
-    for (const subject of ["_MIG.work.observatory.models.infer", "_MIG.cancel.x", "_MIG.audit.t.acme", "mig.v0_1.acme.invoke.observatory.models.infer", "_INBOX_acme.abc"]) {
+    for (const subject of [
+      "_MIG.work.observatory.models.infer",
+      "_MIG.cancel.x",
+      "_MIG.audit.t.acme",
+      "mig.v0_1.acme.invoke.observatory.models.infer",
+      "_INBOX_acme.abc",
+    ]) {
       expect(await refusedPublish(provider, subject), subject).toBe(true);
     }
     for (const subject of ["mig.v0_1.>", "_MIG.audit.>", "_INBOX_acme.>"]) {
@@ -156,19 +206,34 @@ describe("a provider on the provider credential", () => {
     const provider = await client("provider", PASSWORDS.MIG_NATS_PROVIDER_PASSWORD, "_INBOX_provider");
     const schema = "schema://test/open/v1";
     const descriptor = (id: string, delivery: string) => ({
-      id, version: "1.0.0", modes: ["unary"], input_schema_uri: schema, output_schema_uri: schema, auth_scopes: [], qos: { delivery_semantics: delivery },
+      id,
+      version: "1.0.0",
+      modes: ["unary"],
+      input_schema_uri: schema,
+      output_schema_uri: schema,
+      auth_scopes: [],
+      qos: { delivery_semantics: delivery },
     });
     const record = {
-      v: 1, provider_id: "perm-1", heartbeat_ms: 60_000, started_at: new Date().toISOString(),
-      capabilities: [{ descriptor: descriptor("perm.queued", "at_least_once") }, { descriptor: descriptor("perm.fast", "best_effort") }],
+      v: 1,
+      provider_id: "perm-1",
+      heartbeat_ms: 60_000,
+      started_at: new Date().toISOString(),
+      capabilities: [
+        { descriptor: descriptor("perm.queued", "at_least_once") },
+        { descriptor: descriptor("perm.fast", "best_effort") },
+      ],
     };
     provider.nc.subscribe(workSubject("perm.fast"), {
       queue: "mig-workers",
-      callback: (_err, msg) => void msg.respond(encode({ ok: true, payload: { fast: (decode(msg.data) as { payload: unknown }).payload } })),
+      callback: (_err, msg) =>
+        void msg.respond(encode({ ok: true, payload: { fast: (decode(msg.data) as { payload: unknown }).payload } })),
     });
     provider.nc.publish(registerSubject("perm-1"), JSON.stringify(record));
     await waitFor("both capabilities in DISCOVER", async () => {
-      const ids = (await t.post("/mig/v0.1/discover", { header: { tenant_id: "acme" } })).body.capabilities.map((c: { id: string }) => c.id);
+      const ids = (await t.post("/mig/v0.1/discover", { header: { tenant_id: "acme" } })).body.capabilities.map(
+        (c: { id: string }) => c.id,
+      );
       return ids.includes("perm.queued") && ids.includes("perm.fast");
     });
 
@@ -193,7 +258,13 @@ describe("reply subjects", () => {
   it("the runtime answers only into inboxes, and a tenant's prefixed inbox only for that tenant", () => {
     expect(replySubjectAllowed("_INBOX.abc.1", "acme")).toBe(true);
     expect(replySubjectAllowed("_INBOX_acme.abc", "acme")).toBe(true);
-    for (const reply of ["_INBOX_globex.abc", "_MIG.work.x", "$JS.API.STREAM.DELETE.MIG_AUDIT", "mig.v0_1.acme.invoke.x", "_INBOX_acme2.x"]) {
+    for (const reply of [
+      "_INBOX_globex.abc",
+      "_MIG.work.x",
+      "$JS.API.STREAM.DELETE.MIG_AUDIT",
+      "mig.v0_1.acme.invoke.x",
+      "_INBOX_acme2.x",
+    ]) {
       expect(replySubjectAllowed(reply, "acme"), reply).toBe(false);
     }
   });

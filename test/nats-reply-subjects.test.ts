@@ -2,7 +2,7 @@
 import { connect as netConnect } from "node:net";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startNatsBinding, type NatsBinding } from "../bindings/nats/server.ts";
+import { type NatsBinding, startNatsBinding } from "../bindings/nats/server.ts";
 import { replySubjectAllowed } from "../runtime/policy.ts";
 import { startTestRuntime, type TestRuntime } from "./helpers/runtime.ts";
 
@@ -17,7 +17,9 @@ function rawPublish(url: string, requests: { subject: string; reply: string; bod
       text += chunk.toString("latin1");
       if (!sent && text.includes("INFO ")) {
         sent = true;
-        const pubs = requests.map((r) => `PUB ${r.subject} ${r.reply} ${Buffer.byteLength(r.body)}\r\n${r.body}\r\n`).join("");
+        const pubs = requests
+          .map((r) => `PUB ${r.subject} ${r.reply} ${Buffer.byteLength(r.body)}\r\n${r.body}\r\n`)
+          .join("");
         socket.write(`CONNECT {"verbose":false,"pedantic":false,"headers":true,"protocol":1}\r\n${pubs}PING\r\n`);
       }
       if (text.includes("-ERR")) {
@@ -32,7 +34,16 @@ function rawPublish(url: string, requests: { subject: string; reply: string; bod
   });
 }
 
-const BAD_REPLIES = ["_INBOX.*", "_INBOX.>", "_INBOX.abc.*", "_INBOX.abc.>", "_INBOX_acme.>", "_INBOX_acme.*", "_INBOX..abc", "_INBOX.abc."];
+const BAD_REPLIES = [
+  "_INBOX.*",
+  "_INBOX.>",
+  "_INBOX.abc.*",
+  "_INBOX.abc.>",
+  "_INBOX_acme.>",
+  "_INBOX_acme.*",
+  "_INBOX..abc",
+  "_INBOX.abc.",
+];
 
 let t: TestRuntime;
 let binding: NatsBinding;
@@ -78,15 +89,33 @@ describe("reply subjects with a wildcard or an empty token", () => {
   it("get no answer over NATS (hello, invoke, stream start); each is counted, nothing is published to them, and a good request is answered", async () => {
     const before = await refusedCount();
     const operations = [
-      { subject: "mig.v0_1.acme.hello", body: JSON.stringify({ header: { tenant_id: "acme" }, supported_versions: ["0.1"] }) },
-      { subject: "mig.v0_1.acme.invoke.observatory.models.infer", body: JSON.stringify({ header: { tenant_id: "acme" }, payload: { input: "x" } }) },
-      { subject: "mig.v0_1.acme.control.stream", body: JSON.stringify({ header: { tenant_id: "acme" }, capability: "observatory.models.infer", payload: { input: "x" } }) },
+      {
+        subject: "mig.v0_1.acme.hello",
+        body: JSON.stringify({ header: { tenant_id: "acme" }, supported_versions: ["0.1"] }),
+      },
+      {
+        subject: "mig.v0_1.acme.invoke.observatory.models.infer",
+        body: JSON.stringify({ header: { tenant_id: "acme" }, payload: { input: "x" } }),
+      },
+      {
+        subject: "mig.v0_1.acme.control.stream",
+        body: JSON.stringify({
+          header: { tenant_id: "acme" },
+          capability: "observatory.models.infer",
+          payload: { input: "x" },
+        }),
+      },
     ];
-    await rawPublish(t.runtime.natsUrl, operations.flatMap((op) => BAD_REPLIES.map((reply) => ({ ...op, reply }))));
+    await rawPublish(
+      t.runtime.natsUrl,
+      operations.flatMap((op) => BAD_REPLIES.map((reply) => ({ ...op, reply }))),
+    );
 
     // Requests from one connection reach the runtime in order, and its answers leave in order: once the good
     // request's answer is back (and the snooper's connection is flushed), any answer to a refused one would be here.
-    const answer = await caller.request("mig.v0_1.acme.hello", JSON.stringify({ header: { tenant_id: "acme" } }), { timeout: 10_000 });
+    const answer = await caller.request("mig.v0_1.acme.hello", JSON.stringify({ header: { tenant_id: "acme" } }), {
+      timeout: 10_000,
+    });
     expect(answer.json<{ error?: unknown }>().error).toBeUndefined();
     await snooper.flush();
 

@@ -4,12 +4,12 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { NatsLauncher } from "../runtime/nats-launcher.ts";
-import { startGateway, startMig, type MigProcess } from "./helpers/process.ts";
+import { type MigProcess, startGateway, startMig } from "./helpers/process.ts";
 import { waitFor } from "./helpers/runtime.ts";
 
 const INVOKE = "/mig/v0.1/invoke/observatory.models.infer";
@@ -65,7 +65,10 @@ function serversOn(dataDir: string): number[] {
       try {
         const argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
         // argv[1] for a stand-in server that is a shell script (the never-ready one below).
-        return (argv[0]!.includes("nats-server") || argv[1]?.endsWith("/nats-server")) && argv.includes(join(dataDir, "jetstream"));
+        return (
+          (argv[0]!.includes("nats-server") || argv[1]?.endsWith("/nats-server")) &&
+          argv.includes(join(dataDir, "jetstream"))
+        );
       } catch {
         return false;
       }
@@ -118,7 +121,9 @@ describe("restart after SIGKILL", () => {
     expect(second.busUrl).toBe(first.busUrl);
     expect(await invokeOk(second.httpUrl, "after")).toEqual({ input: "after" });
     expect(running(oldServer!)).toBe(false);
-    expect(second.gateway.logs.some((l) => String(l.msg).includes("nats-server a previous run left behind"))).toBe(true);
+    expect(second.gateway.logs.some((l) => String(l.msg).includes("nats-server a previous run left behind"))).toBe(
+      true,
+    );
   }, 60_000);
 
   it("leaves alone an unrelated process whose pid is recorded in the data directory", async () => {
@@ -132,7 +137,13 @@ describe("restart after SIGKILL", () => {
     mkdirSync(dataDir, { recursive: true });
     writeFileSync(
       join(dataDir, "nats-server.pid"),
-      JSON.stringify({ runtime_pid: 999_999_999, runtime_started: "1", server_pid: pid, server_started: started, store_dir: join(dataDir, "jetstream") }),
+      JSON.stringify({
+        runtime_pid: 999_999_999,
+        runtime_started: "1",
+        server_pid: pid,
+        server_started: started,
+        store_dir: join(dataDir, "jetstream"),
+      }),
     );
 
     const { httpUrl, gateway } = await gatewayOn({ MIG_DATA_DIR: dataDir });
@@ -148,7 +159,10 @@ describe("restart after SIGKILL", () => {
 
     const second: MigProcess = startMig(["start"], { MIG_DATA_DIR: dataDir });
     cleanups.push(() => second.stop("SIGKILL"));
-    const outcome = await Promise.race([second.exited, second.waitForLog("embedded nats-server listening").then(() => "listening")]);
+    const outcome = await Promise.race([
+      second.exited,
+      second.waitForLog("embedded nats-server listening").then(() => "listening"),
+    ]);
     expect(outcome).toBe(1);
     expect(second.stderr()).toContain(
       `data directory ${dataDir} is in use by mig process ${first.gateway.child.pid}; stop it or choose another MIG_DATA_DIR`,
@@ -165,9 +179,16 @@ describe("readiness", () => {
     // A stand-in for nats-server that never reports its ports: a start that cannot finish, however fast the machine.
     const fake = join(mkdtempSync(join(tmpdir(), "mig-fake-nats-")), "nats-server");
     writeFileSync(fake, "#!/bin/sh\nwhile :; do sleep 1; done\n", { mode: 0o755 });
-    const gateway = startMig(["start"], { MIG_DATA_DIR: dataDir, MIG_NATS_START_TIMEOUT_MS: "1500", NATS_SERVER_BIN: fake });
+    const gateway = startMig(["start"], {
+      MIG_DATA_DIR: dataDir,
+      MIG_NATS_START_TIMEOUT_MS: "1500",
+      NATS_SERVER_BIN: fake,
+    });
     cleanups.push(() => gateway.stop("SIGKILL"));
-    const outcome = await Promise.race([gateway.exited, gateway.waitForLog("embedded nats-server listening").then(() => "listening")]);
+    const outcome = await Promise.race([
+      gateway.exited,
+      gateway.waitForLog("embedded nats-server listening").then(() => "listening"),
+    ]);
     expect(outcome).toBe(1);
     expect(gateway.stderr()).toMatch(/nats-server was not ready after .* raise MIG_NATS_START_TIMEOUT_MS/);
     await waitFor("the unready nats-server to be gone", () => serversOn(dataDir).length === 0);
@@ -182,7 +203,9 @@ describe("readiness", () => {
     const nc = await connect({ servers: clientUrl });
     const jsm = await jetstreamManager(nc);
     for (let i = 0; i < streams; i += 50) {
-      await Promise.all(Array.from({ length: 50 }, (_, j) => jsm.streams.add({ name: `S${i + j}`, subjects: [`store.${i + j}`] })));
+      await Promise.all(
+        Array.from({ length: 50 }, (_, j) => jsm.streams.add({ name: `S${i + j}`, subjects: [`store.${i + j}`] })),
+      );
     }
     await nc.close();
     await first.stop();

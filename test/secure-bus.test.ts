@@ -8,13 +8,13 @@ import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startNatsBinding, type NatsBinding } from "../bindings/nats/server.ts";
+import { type NatsBinding, startNatsBinding } from "../bindings/nats/server.ts";
 import { loadConfig } from "../runtime/config.ts";
 import { createLogger } from "../runtime/logger.ts";
 import { MigRuntime } from "../runtime/runtime.ts";
 import { natsRequest } from "./helpers/nats.ts";
-import { ROOT, startGateway, startMig, type MigProcess } from "./helpers/process.ts";
-import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
+import { type MigProcess, ROOT, startGateway, startMig } from "./helpers/process.ts";
+import { startTestRuntime, type TestRuntime, waitFor } from "./helpers/runtime.ts";
 
 const SECRET = "secure-bus-test-secret-0123456789abcdef";
 const INFER = "observatory.models.infer";
@@ -64,15 +64,22 @@ describe("the embedded bus in jwt mode", () => {
   it("refuses an anonymous client, so nobody can subscribe to globex's subjects without a credential", async () => {
     await expect(connect({ servers: t.runtime.natsUrl, reconnect: false })).rejects.toThrow(/authorization violation/i);
     // A client that sends a user and password it guessed fares no better.
-    await expect(connect({ servers: t.runtime.natsUrl, user: "tenant-globex", pass: "guess", reconnect: false })).rejects.toThrow(/authorization violation/i);
+    await expect(
+      connect({ servers: t.runtime.natsUrl, user: "tenant-globex", pass: "guess", reconnect: false }),
+    ).rejects.toThrow(/authorization violation/i);
   });
 
   it("keeps the generated configuration and credentials readable by their owner only", () => {
     const dir = join(t.dataDir, "credentials");
     expect(modeOf(dir)).toBe("700");
-    for (const file of ["runtime.json", "provider.json", "tenants.json", "nats-server.conf"]) expect(modeOf(join(dir, file)), file).toBe("600");
+    for (const file of ["runtime.json", "provider.json", "tenants.json", "nats-server.conf"])
+      expect(modeOf(join(dir, file)), file).toBe("600");
     const runtimeFile = JSON.parse(readFileSync(join(dir, "runtime.json"), "utf8"));
-    expect(runtimeFile).toEqual({ url: t.runtime.natsUrl, user: "runtime", password: expect.stringMatching(/^[A-Za-z0-9_-]{32}$/) });
+    expect(runtimeFile).toEqual({
+      url: t.runtime.natsUrl,
+      user: "runtime",
+      password: expect.stringMatching(/^[A-Za-z0-9_-]{32}$/),
+    });
     expect(readFileSync(join(dir, "nats-server.conf"), "utf8")).not.toMatch(/no_auth_user/);
   });
 
@@ -80,20 +87,43 @@ describe("the embedded bus in jwt mode", () => {
     const acmeToken = await token("acme");
     const issued = await credentialsFor(`Bearer ${acmeToken}`);
     expect(issued.status).toBe(200);
-    expect(issued.body).toEqual({ url: t.runtime.natsUrl, user: "tenant-acme", password: expect.any(String), inbox_prefix: "_INBOX_acme" });
+    expect(issued.body).toEqual({
+      url: t.runtime.natsUrl,
+      user: "tenant-acme",
+      password: expect.any(String),
+      inbox_prefix: "_INBOX_acme",
+    });
     const again = await credentialsFor(`Bearer ${await token("acme", "bob")}`);
     expect(again.body).toEqual(issued.body);
 
-    const nc = await connect({ servers: issued.body.url, user: issued.body.user, pass: issued.body.password, inboxPrefix: issued.body.inbox_prefix });
+    const nc = await connect({
+      servers: issued.body.url,
+      user: issued.body.user,
+      pass: issued.body.password,
+      inboxPrefix: issued.body.inbox_prefix,
+    });
     clients.push(nc);
     const violations: string[] = [];
     void (async () => {
-      for await (const status of nc.status()) if (status.type === "error") violations.push(String(status.error.message));
+      for await (const status of nc.status())
+        if (status.type === "error") violations.push(String(status.error.message));
     })();
-    const answer = await natsRequest(nc, `mig.v0_1.acme.invoke.${INFER}`, { header: { message_id: randomUUID() }, payload: { input: "x" } }, { Authorization: `Bearer ${acmeToken}` });
+    const answer = await natsRequest(
+      nc,
+      `mig.v0_1.acme.invoke.${INFER}`,
+      { header: { message_id: randomUUID() }, payload: { input: "x" } },
+      { Authorization: `Bearer ${acmeToken}` },
+    );
     expect(answer.body.payload.result).toBe("ok");
 
-    for (const subject of ["mig.v0_1.globex.>", "mig.v0_1.>", "_INBOX.>", "_INBOX_globex.>", "mig.v0_1.acme.invoke.>", "_MIG.>"]) {
+    for (const subject of [
+      "mig.v0_1.globex.>",
+      "mig.v0_1.>",
+      "_INBOX.>",
+      "_INBOX_globex.>",
+      "mig.v0_1.acme.invoke.>",
+      "_MIG.>",
+    ]) {
       expect(await refusedSubscribe(nc, subject), subject).toBe(true);
     }
     expect(await refusedSubscribe(nc, "mig.v0_1.acme.events.>")).toBe(false);
@@ -101,24 +131,44 @@ describe("the embedded bus in jwt mode", () => {
     nc.publish("mig.v0_1.globex.hello", "{}");
     nc.publish("mig.v0_1.acme.stream.s-1", "{}");
     await nc.flush();
-    await waitFor("both publish refusals", () => ["mig.v0_1.globex.hello", "mig.v0_1.acme.stream.s-1"].every((s) => violations.some((v) => /publish/i.test(v) && v.includes(s))));
+    await waitFor("both publish refusals", () =>
+      ["mig.v0_1.globex.hello", "mig.v0_1.acme.stream.s-1"].every((s) =>
+        violations.some((v) => /publish/i.test(v) && v.includes(s)),
+      ),
+    );
   });
 
   it("adds a second tenant's user without dropping any connection", async () => {
     const acme = await credentialsFor(`Bearer ${await token("acme")}`);
-    const nc = await connect({ servers: acme.body.url, user: acme.body.user, pass: acme.body.password, inboxPrefix: acme.body.inbox_prefix });
+    const nc = await connect({
+      servers: acme.body.url,
+      user: acme.body.user,
+      pass: acme.body.password,
+      inboxPrefix: acme.body.inbox_prefix,
+    });
     clients.push(nc);
     let acmeReconnects = 0;
     void (async () => {
-      for await (const status of nc.status()) if (status.type === "reconnect" || status.type === "disconnect") acmeReconnects++;
+      for await (const status of nc.status())
+        if (status.type === "reconnect" || status.type === "disconnect") acmeReconnects++;
     })();
     const globex = await credentialsFor(`Bearer ${await token("globex")}`);
     expect(globex.body.user).toBe("tenant-globex");
     expect(globex.body.password).not.toBe(acme.body.password);
-    const other = await connect({ servers: globex.body.url, user: globex.body.user, pass: globex.body.password, inboxPrefix: globex.body.inbox_prefix });
+    const other = await connect({
+      servers: globex.body.url,
+      user: globex.body.user,
+      pass: globex.body.password,
+      inboxPrefix: globex.body.inbox_prefix,
+    });
     clients.push(other);
     expect(await refusedSubscribe(other, "mig.v0_1.acme.>")).toBe(true);
-    const answer = await natsRequest(nc, `mig.v0_1.acme.invoke.${INFER}`, { payload: { input: "y" } }, { Authorization: `Bearer ${await token("acme")}` });
+    const answer = await natsRequest(
+      nc,
+      `mig.v0_1.acme.invoke.${INFER}`,
+      { payload: { input: "y" } },
+      { Authorization: `Bearer ${await token("acme")}` },
+    );
     expect(answer.body.payload.result).toBe("ok");
     expect(acmeReconnects).toBe(0);
     expect(runtimeReconnects).toBe(0);
@@ -140,7 +190,10 @@ describe("the embedded bus in jwt mode", () => {
 describe("the generated users across a restart", () => {
   it("keeps every password of the data directory, so workers and callers reconnect with what they hold", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "mig-secure-restart-"));
-    const config = loadConfig({ authMode: "jwt", jwtHs256Secret: SECRET, dataDir, natsPort: 0, natsMonitorPort: 0, logLevel: "silent" }, {});
+    const config = loadConfig(
+      { authMode: "jwt", jwtHs256Secret: SECRET, dataDir, natsPort: 0, natsMonitorPort: 0, logLevel: "silent" },
+      {},
+    );
     try {
       const first = await MigRuntime.start(config, { logger: createLogger("silent"), fleet: false });
       const acme = await first.busUsers!.tenantCredentials("acme");
@@ -149,7 +202,9 @@ describe("the generated users across a restart", () => {
 
       const second = await MigRuntime.start(config, { logger: createLogger("silent"), fleet: false });
       try {
-        expect(JSON.parse(readFileSync(join(dataDir, "credentials", "runtime.json"), "utf8")).password).toBe(JSON.parse(runtimeFile).password);
+        expect(JSON.parse(readFileSync(join(dataDir, "credentials", "runtime.json"), "utf8")).password).toBe(
+          JSON.parse(runtimeFile).password,
+        );
         // The tenant's user is in the configuration the server starts with: no reload needed, same password.
         const nc = await connect({ servers: second.natsUrl, user: acme.user, pass: acme.password, reconnect: false });
         await nc.close();
@@ -183,14 +238,22 @@ describe("a gateway and a worker in jwt mode", () => {
     expect(stranger.stderr()).toContain("refused this runtime's credential");
     expect(stranger.stderr()).toContain("MIG_NATS_CREDENTIALS=<file>");
 
-    const worker = startMig(["worker", "test/fixtures/fleet-provider.ts"], { MIG_DATA_DIR: dataDir, WORKER_NAME: "secure-worker", MIG_PROVIDER_HEARTBEAT_MS: "500" });
+    const worker = startMig(["worker", "test/fixtures/fleet-provider.ts"], {
+      MIG_DATA_DIR: dataDir,
+      WORKER_NAME: "secure-worker",
+      MIG_PROVIDER_HEARTBEAT_MS: "500",
+    });
     processes.push(worker);
     const serving = await worker.waitForLog("worker serving");
     expect(serving.url).toBe(JSON.parse(readFileSync(join(dataDir, "credentials", "runtime.json"), "utf8")).url);
 
     const authorization = `Bearer ${await token("acme")}`;
     const answer = await waitFor("the worker's capability to be served", async () => {
-      const res = await fetch(`${httpUrl}/mig/v0.1/invoke/fleet.echo`, { method: "POST", headers: { "content-type": "application/json", authorization }, body: JSON.stringify({ payload: { n: 1 } }) });
+      const res = await fetch(`${httpUrl}/mig/v0.1/invoke/fleet.echo`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization },
+        body: JSON.stringify({ payload: { n: 1 } }),
+      });
       const body = (await res.json()) as any;
       return res.status === 200 ? body : undefined;
     });
@@ -198,7 +261,10 @@ describe("a gateway and a worker in jwt mode", () => {
   }, 60_000);
 
   it("mig worker --help says how to join the bus", () => {
-    const help = spawnSync(process.execPath, ["--import", "tsx", join(ROOT, "runtime/cli.ts"), "worker", "--help"], { cwd: ROOT, encoding: "utf8" });
+    const help = spawnSync(process.execPath, ["--import", "tsx", join(ROOT, "runtime/cli.ts"), "worker", "--help"], {
+      cwd: ROOT,
+      encoding: "utf8",
+    });
     expect(help.status).toBe(0);
     expect(help.stdout).toContain("<data dir>/credentials/runtime.json");
     expect(help.stdout).toContain("MIG_NATS_CREDENTIALS=<path>");
@@ -216,9 +282,16 @@ describe("jwt mode on a bus configured elsewhere", () => {
   });
 
   it("refuses to start on a bus that anonymous clients can read, naming the fix", async () => {
-    const gateway = startMig(["start"], { MIG_AUTH_MODE: "jwt", MIG_JWT_HS256_SECRET: SECRET, MIG_NATS_URL: open.runtime.natsUrl });
+    const gateway = startMig(["start"], {
+      MIG_AUTH_MODE: "jwt",
+      MIG_JWT_HS256_SECRET: SECRET,
+      MIG_NATS_URL: open.runtime.natsUrl,
+    });
     // Either it exits, or it comes up serving (then it is stopped here, not left running, and the test fails).
-    const served = gateway.waitForLog("HTTP binding listening", 25_000).then(() => "serving" as const, () => "not serving" as const);
+    const served = gateway.waitForLog("HTTP binding listening", 25_000).then(
+      () => "serving" as const,
+      () => "not serving" as const,
+    );
     const outcome = await Promise.race([gateway.exited, served]);
     if (outcome === "serving") await gateway.stop();
     expect(outcome).toBe(1);
@@ -229,7 +302,17 @@ describe("jwt mode on a bus configured elsewhere", () => {
   }, 30_000);
 
   it("starts on that bus when the operator accepts the risk with MIG_ALLOW_OPEN_BUS", async () => {
-    const config = loadConfig({ authMode: "jwt", jwtHs256Secret: SECRET, natsUrl: open.runtime.natsUrl, allowOpenBus: true, dataDir: open.dataDir, logLevel: "silent" }, {});
+    const config = loadConfig(
+      {
+        authMode: "jwt",
+        jwtHs256Secret: SECRET,
+        natsUrl: open.runtime.natsUrl,
+        allowOpenBus: true,
+        dataDir: open.dataDir,
+        logLevel: "silent",
+      },
+      {},
+    );
     const runtime = await MigRuntime.start(config, { logger: createLogger("silent"), fleet: false });
     expect(runtime.busUsers).toBeUndefined();
     await runtime.stop();
@@ -239,7 +322,10 @@ describe("jwt mode on a bus configured elsewhere", () => {
     const secure = await startTestRuntime({ config: { authMode: "jwt", jwtHs256Secret: SECRET } });
     try {
       const file = join(secure.dataDir, "credentials", "runtime.json");
-      const config = loadConfig({ authMode: "jwt", jwtHs256Secret: SECRET, natsCredentials: file, dataDir: secure.dataDir, logLevel: "silent" }, {});
+      const config = loadConfig(
+        { authMode: "jwt", jwtHs256Secret: SECRET, natsCredentials: file, dataDir: secure.dataDir, logLevel: "silent" },
+        {},
+      );
       const runtime = await MigRuntime.start(config, { logger: createLogger("silent"), fleet: false });
       expect(runtime.natsUrl).toBe(secure.runtime.natsUrl);
       expect(runtime.launcher).toBeUndefined();

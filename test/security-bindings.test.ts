@@ -7,19 +7,19 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
-import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
-import { SignJWT, exportSPKI, generateKeyPair, type JWTPayload } from "jose";
-import WebSocket from "ws";
+import { type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node";
+import { exportSPKI, generateKeyPair, type JWTPayload, SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGrpcBinding, type GrpcBinding } from "../bindings/grpc/server.ts";
-import { startNatsEvents, type NatsEventsBinding } from "../bindings/nats/events.ts";
-import { startNatsBinding, type NatsBinding } from "../bindings/nats/server.ts";
-import { defineCapability } from "../runtime/provider.ts";
+import WebSocket from "ws";
+import { type GrpcBinding, startGrpcBinding } from "../bindings/grpc/server.ts";
+import { type NatsEventsBinding, startNatsEvents } from "../bindings/nats/events.ts";
+import { type NatsBinding, startNatsBinding } from "../bindings/nats/server.ts";
 import type { StoredAuditRecord } from "../runtime/audit.ts";
+import { defineCapability } from "../runtime/provider.ts";
 import { expectEnvelope, expectError } from "./helpers/envelopes.ts";
-import { expectStatus, migClients, struct, unary, type MigClients } from "./helpers/grpc.ts";
+import { expectStatus, type MigClients, migClients, struct, unary } from "./helpers/grpc.ts";
 import { runtimeBusClient } from "./helpers/nats.ts";
-import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
+import { startTestRuntime, type TestRuntime, waitFor } from "./helpers/runtime.ts";
 import { SseClient } from "./helpers/sse.ts";
 import { StreamClient } from "./helpers/stream-client.ts";
 
@@ -38,7 +38,14 @@ let pem: string;
 let globexWork: { id: string; answer: Promise<unknown> };
 
 const slow = defineCapability(
-  { id: "test.slow", version: "1.0.0", modes: ["unary"], input_schema_uri: "schema://test/any", output_schema_uri: "schema://test/any", auth_scopes: [] },
+  {
+    id: "test.slow",
+    version: "1.0.0",
+    modes: ["unary"],
+    input_schema_uri: "schema://test/any",
+    output_schema_uri: "schema://test/any",
+    auth_scopes: [],
+  },
   (_payload, { signal }) =>
     new Promise((resolve) => {
       const timer = setTimeout(() => resolve({}), 600_000);
@@ -47,8 +54,14 @@ const slow = defineCapability(
 );
 
 const now = () => Math.floor(Date.now() / 1000);
-function hs256(claims: JWTPayload, options: { secret?: string | Uint8Array; exp?: number; nbf?: number } = {}): Promise<string> {
-  const jwt = new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).setIssuedAt().setExpirationTime(options.exp ?? now() + 300);
+function hs256(
+  claims: JWTPayload,
+  options: { secret?: string | Uint8Array; exp?: number; nbf?: number } = {},
+): Promise<string> {
+  const jwt = new SignJWT(claims)
+    .setProtectedHeader({ alg: "HS256" })
+    .setIssuedAt()
+    .setExpirationTime(options.exp ?? now() + 300);
   if (options.nbf !== undefined) jwt.setNotBefore(options.nbf);
   const secret = options.secret ?? SECRET;
   return jwt.sign(typeof secret === "string" ? new TextEncoder().encode(secret) : secret);
@@ -59,7 +72,11 @@ const ACME = { tenant_id: "acme", scope: "capability:infer" };
 const TOKEN_ATTACKS: [name: string, make: () => Promise<string>, reason: RegExp][] = [
   ["expired", () => hs256({ sub: "x", ...ACME }, { exp: now() - 120 }), /expired/],
   ["not yet valid", () => hs256({ sub: "x", ...ACME }, { nbf: now() + 120 }), /"nbf"/],
-  ["with a wrong signature", () => hs256({ sub: "x", ...ACME }, { secret: "another-secret-another-secret-another" }), /signature/],
+  [
+    "with a wrong signature",
+    () => hs256({ sub: "x", ...ACME }, { secret: "another-secret-another-secret-another" }),
+    /signature/,
+  ],
   [
     "with alg none",
     async () => {
@@ -68,7 +85,11 @@ const TOKEN_ATTACKS: [name: string, make: () => Promise<string>, reason: RegExp]
     },
     /"none"/,
   ],
-  ["HS256 signed with the RS256 public key (algorithm confusion)", () => hs256({ sub: "x", ...ACME }, { secret: new TextEncoder().encode(pem) }), /signature/],
+  [
+    "HS256 signed with the RS256 public key (algorithm confusion)",
+    () => hs256({ sub: "x", ...ACME }, { secret: new TextEncoder().encode(pem) }),
+    /signature/,
+  ],
   ["without a tenant claim", () => hs256({ sub: "x", scope: "capability:infer" }), /tenant/],
   ["oversized", () => hs256({ sub: "x", ...ACME, padding: "x".repeat(9 * 1024) }), /larger than/],
 ];
@@ -108,7 +129,12 @@ interface BindingAdapter {
 
 // ---- NATS: bearer token in the Authorization header, tenant in the subject token ----
 
-async function natsRequest(subject: string, body: unknown, auth: Auth, extra: Record<string, string> = {}): Promise<Outcome> {
+async function natsRequest(
+  subject: string,
+  body: unknown,
+  auth: Auth,
+  extra: Record<string, string> = {},
+): Promise<Outcome> {
   const h = natsHeaders();
   h.set("Authorization", auth.authorization);
   if (auth.actor) h.set("X-Actor", auth.actor);
@@ -126,10 +152,12 @@ const natsAdapter: BindingAdapter = {
   name: "NATS",
   binding: "nats",
   operation: "invoke",
-  call: (auth) => natsRequest(`mig.v0_1.${auth.tenant ?? "acme"}.invoke.${CAPABILITY}`, { payload: { input: "x" } }, auth),
+  call: (auth) =>
+    natsRequest(`mig.v0_1.${auth.tenant ?? "acme"}.invoke.${CAPABILITY}`, { payload: { input: "x" } }, auth),
   tenancy: {
     "tenant B in a NATS header": {
-      run: (auth) => natsRequest(`mig.v0_1.acme.invoke.${CAPABILITY}`, { payload: { input: "x" } }, auth, { tenant_id: "globex" }),
+      run: (auth) =>
+        natsRequest(`mig.v0_1.acme.invoke.${CAPABILITY}`, { payload: { input: "x" } }, auth, { tenant_id: "globex" }),
       code: "MIG_FORBIDDEN",
       requestedTenant: "globex",
       operation: "invoke",
@@ -141,7 +169,12 @@ const natsAdapter: BindingAdapter = {
       operation: "invoke",
     },
     "tenant B in the body": {
-      run: (auth) => natsRequest(`mig.v0_1.acme.invoke.${CAPABILITY}`, { header: { tenant_id: "globex" }, payload: { input: "x" } }, auth),
+      run: (auth) =>
+        natsRequest(
+          `mig.v0_1.acme.invoke.${CAPABILITY}`,
+          { header: { tenant_id: "globex" }, payload: { input: "x" } },
+          auth,
+        ),
       code: "MIG_FORBIDDEN",
       requestedTenant: "globex",
       operation: "invoke",
@@ -161,14 +194,20 @@ const natsAdapter: BindingAdapter = {
       target: () => globexWork.id,
     },
     "subscribing to tenant B's topic (subject)": {
-      run: (auth) => natsRequest(`mig.v0_1.globex.subscribe.${TOPIC}`, { deliver_subject: `_INBOX.${randomUUID()}` }, auth),
+      run: (auth) =>
+        natsRequest(`mig.v0_1.globex.subscribe.${TOPIC}`, { deliver_subject: `_INBOX.${randomUUID()}` }, auth),
       code: "MIG_FORBIDDEN",
       requestedTenant: "globex",
       operation: "subscribe",
       target: () => TOPIC,
     },
     "subscribing to tenant B's topic (body)": {
-      run: (auth) => natsRequest(`mig.v0_1.acme.subscribe.${TOPIC}`, { header: { tenant_id: "globex" }, deliver_subject: `_INBOX.${randomUUID()}` }, auth),
+      run: (auth) =>
+        natsRequest(
+          `mig.v0_1.acme.subscribe.${TOPIC}`,
+          { header: { tenant_id: "globex" }, deliver_subject: `_INBOX.${randomUUID()}` },
+          auth,
+        ),
       code: "MIG_FORBIDDEN",
       requestedTenant: "globex",
       operation: "subscribe",
@@ -181,7 +220,8 @@ const natsAdapter: BindingAdapter = {
       target: () => TOPIC,
     },
     "starting a stream on tenant B's subject": {
-      run: (auth) => natsRequest("mig.v0_1.globex.control.stream", { capability: CAPABILITY, payload: { input: "x" } }, auth),
+      run: (auth) =>
+        natsRequest("mig.v0_1.globex.control.stream", { capability: CAPABILITY, payload: { input: "x" } }, auth),
       code: "MIG_FORBIDDEN",
       requestedTenant: "globex",
       operation: "stream",
@@ -200,7 +240,11 @@ const natsAdapter: BindingAdapter = {
 // ---- WebSocket: token at the upgrade of GET /mig/v0.1/stream; refusals are upgrade refusals or error frames ----
 
 function wsHeaders(auth: Auth): Record<string, string> {
-  return { authorization: auth.authorization, ...(auth.actor ? { "x-actor": auth.actor } : {}), ...(auth.tenant ? { "x-tenant-id": auth.tenant } : {}) };
+  return {
+    authorization: auth.authorization,
+    ...(auth.actor ? { "x-actor": auth.actor } : {}),
+    ...(auth.tenant ? { "x-tenant-id": auth.tenant } : {}),
+  };
 }
 
 /** Opens the stream endpoint; a refused upgrade resolves with its HTTP status and error envelope. */
@@ -257,16 +301,29 @@ const wsAdapter: BindingAdapter = {
     },
     "tenant B in a request frame's header": {
       run: (auth) =>
-        wsFrameOutcome(auth, { header: { tenant_id: "globex" }, stream_id: `s-${randomUUID()}`, capability: CAPABILITY, kind: "request", payload: { input: "x" } }),
+        wsFrameOutcome(auth, {
+          header: { tenant_id: "globex" },
+          stream_id: `s-${randomUUID()}`,
+          capability: CAPABILITY,
+          kind: "request",
+          payload: { input: "x" },
+        }),
       code: "MIG_FORBIDDEN",
       requestedTenant: "globex",
       operation: "stream",
     },
     "cancelling tenant B's invocation by its message_id in a control frame": {
-      run: (auth) => wsFrameOutcome(auth, { header: { message_id: globexWork.id }, stream_id: `s-${randomUUID()}`, kind: "control", payload: { action: "cancel" } }),
+      run: (auth) =>
+        wsFrameOutcome(auth, {
+          header: { message_id: globexWork.id },
+          stream_id: `s-${randomUUID()}`,
+          kind: "control",
+          payload: { action: "cancel" },
+        }),
       code: "MIG_NOT_FOUND",
       operation: "stream",
-      notAudited: "control frames reach only the streams of their own connection, so another tenant's work cannot even be named",
+      notAudited:
+        "control frames reach only the streams of their own connection, so another tenant's work cannot even be named",
     },
     // No SUBSCRIBE over the WebSocket endpoint.
   },
@@ -313,10 +370,17 @@ const sseAdapter: BindingAdapter = {
 
 // ---- gRPC: metadata `authorization` and `x-tenant-id`; refusals are UNAUTHENTICATED / PERMISSION_DENIED ----
 
-const GRPC_STATUS: Record<string, number> = { MIG_UNAUTHORIZED: status.UNAUTHENTICATED, MIG_FORBIDDEN: status.PERMISSION_DENIED };
+const GRPC_STATUS: Record<string, number> = {
+  MIG_UNAUTHORIZED: status.UNAUTHENTICATED,
+  MIG_FORBIDDEN: status.PERMISSION_DENIED,
+};
 
 function grpcMetadata(auth: Auth): Record<string, string> {
-  return { authorization: auth.authorization, ...(auth.actor ? { "x-actor": auth.actor } : {}), ...(auth.tenant ? { "x-tenant-id": auth.tenant } : {}) };
+  return {
+    authorization: auth.authorization,
+    ...(auth.actor ? { "x-actor": auth.actor } : {}),
+    ...(auth.tenant ? { "x-tenant-id": auth.tenant } : {}),
+  };
 }
 
 async function grpcOutcome(call: Promise<unknown>): Promise<Outcome> {
@@ -332,7 +396,14 @@ async function grpcOutcome(call: Promise<unknown>): Promise<Outcome> {
 }
 
 const grpcInvoke = (auth: Auth, header: Record<string, string> = {}) =>
-  grpcOutcome(unary(grpcClients.invocation, "Invoke", { header, capability: CAPABILITY, payload: struct({ input: "x" }) }, { metadata: grpcMetadata(auth) }));
+  grpcOutcome(
+    unary(
+      grpcClients.invocation,
+      "Invoke",
+      { header, capability: CAPABILITY, payload: struct({ input: "x" }) },
+      { metadata: grpcMetadata(auth) },
+    ),
+  );
 
 const grpcAdapter: BindingAdapter = {
   name: "gRPC",
@@ -354,7 +425,15 @@ const grpcAdapter: BindingAdapter = {
       operation: "invoke",
     },
     "cancelling tenant B's invocation": {
-      run: (auth) => grpcOutcome(unary(grpcClients.control, "Cancel", { header: {}, target_message_id: globexWork.id }, { metadata: grpcMetadata(auth) })),
+      run: (auth) =>
+        grpcOutcome(
+          unary(
+            grpcClients.control,
+            "Cancel",
+            { header: {}, target_message_id: globexWork.id },
+            { metadata: grpcMetadata(auth) },
+          ),
+        ),
       code: "MIG_FORBIDDEN",
       seen: { ok: true },
       operation: "cancel",
@@ -380,7 +459,10 @@ beforeAll(async () => {
   const dir = mkdtempSync(join(tmpdir(), "mig-attacks-"));
   writeFileSync(join(dir, "rsa.pem"), pem);
   // HS256 and RS256 both accepted, so that an HS256 token "signed" with the RSA public key is a real confusion attempt.
-  t = await startTestRuntime({ capabilities: [slow], config: { authMode: "jwt", jwtHs256Secret: SECRET, jwtPublicKeyFile: join(dir, "rsa.pem") } });
+  t = await startTestRuntime({
+    capabilities: [slow],
+    config: { authMode: "jwt", jwtHs256Secret: SECRET, jwtPublicKeyFile: join(dir, "rsa.pem") },
+  });
   t.runtime.schemas.register("schema://test/any", { type: "object" });
   nats = await startNatsBinding(t.runtime, t.runtime.authenticator);
   natsEvents = startNatsEvents(t.runtime, t.runtime.authenticator);
@@ -390,7 +472,11 @@ beforeAll(async () => {
 
   const bob = { authorization: `Bearer ${await hs256({ sub: "bob", tenant_id: "globex" })}` };
   const id = randomUUID();
-  const answer = t.post("/mig/v0.1/invoke/test.slow", { header: { message_id: id, deadline_ms: 600_000 }, payload: {} }, bob);
+  const answer = t.post(
+    "/mig/v0.1/invoke/test.slow",
+    { header: { message_id: id, deadline_ms: 600_000 }, payload: {} },
+    bob,
+  );
   await waitFor("globex's invocation to be in flight", () => t.runtime.inflight.has(id));
   globexWork = { id, answer };
 });
@@ -419,7 +505,10 @@ for (const adapter of ADAPTERS) {
     for (const [name, make, reason] of TOKEN_ATTACKS) {
       it(`refuses a token ${name}: MIG_UNAUTHORIZED, audited`, async () => {
         const actor = `attacker-${adapter.binding}-${adapter.operation}-${TOKEN_ATTACKS.findIndex(([n]) => n === name)}`;
-        expect(await adapter.call({ authorization: `Bearer ${await make()}`, actor })).toEqual({ ok: false, code: "MIG_UNAUTHORIZED" });
+        expect(await adapter.call({ authorization: `Bearer ${await make()}`, actor })).toEqual({
+          ok: false,
+          code: "MIG_UNAUTHORIZED",
+        });
         expect(await auditedDeny(actor, "MIG_UNAUTHORIZED")).toMatchObject({
           kind: "authentication",
           binding: adapter.binding,
@@ -442,7 +531,14 @@ for (const adapter of ADAPTERS) {
         expect(t.runtime.inflight.has(globexWork.id)).toBe(true);
         if (attack.notAudited) return;
         const record = await auditedDeny(sub, attack.code);
-        expect(record).toMatchObject({ kind: "operation", binding: adapter.binding, operation: attack.operation, tenant: "acme", authenticated: true, decision: "deny" });
+        expect(record).toMatchObject({
+          kind: "operation",
+          binding: adapter.binding,
+          operation: attack.operation,
+          tenant: "acme",
+          authenticated: true,
+          decision: "deny",
+        });
         expect(record.requested_tenant).toBe(attack.requestedTenant);
         if (attack.target) expect(record.target).toBe(attack.target());
       });
@@ -453,14 +549,18 @@ for (const adapter of ADAPTERS) {
 describe("NATS replies", () => {
   it("a PUBLISH or SUBSCRIBE naming tenant B's audit stream as reply-to is dropped, not answered there", async () => {
     const dropped = async () =>
-      (await t.runtime.metrics.natsDropped.get()).values.find((v) => v.labels.reason === "reply_subject_refused")?.value ?? 0;
+      (await t.runtime.metrics.natsDropped.get()).values.find((v) => v.labels.reason === "reply_subject_refused")
+        ?.value ?? 0;
     const before = await dropped();
     const spy = nc.subscribe("_MIG.audit.t.globex");
     const h = natsHeaders();
     h.set("Authorization", `Bearer ${await hs256({ sub: "mallory", ...ACME })}`);
     const reply = "_MIG.audit.t.globex";
     nc.publish(`mig.v0_1.acme.events.${TOPIC}`, JSON.stringify({ payload: {} }), { reply, headers: h });
-    nc.publish(`mig.v0_1.acme.subscribe.${TOPIC}`, JSON.stringify({ deliver_subject: `_INBOX.${randomUUID()}` }), { reply, headers: h });
+    nc.publish(`mig.v0_1.acme.subscribe.${TOPIC}`, JSON.stringify({ deliver_subject: `_INBOX.${randomUUID()}` }), {
+      reply,
+      headers: h,
+    });
     await waitFor("both requests dropped", async () => (await dropped()) >= before + 2);
     await nc.flush();
     expect(spy.getProcessed()).toBe(0);

@@ -7,24 +7,33 @@ import { join } from "node:path";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { defineCapability } from "../runtime/provider.ts";
-import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
-import { expectEnvelope, expectError } from "./helpers/envelopes.ts";
 import type { CapabilityDescriptor } from "../runtime/types.ts";
+import { expectEnvelope, expectError } from "./helpers/envelopes.ts";
+import { startTestRuntime, type TestRuntime, waitFor } from "./helpers/runtime.ts";
 
 const SECRET = "a-test-secret-that-is-long-enough-for-hs256";
 const dir = mkdtempSync(join(tmpdir(), "mig-policy-"));
 const auditFile = join(dir, "audit.jsonl");
 
 function descriptor(id: string): CapabilityDescriptor {
-  return { id, version: "1.0.0", modes: ["unary"], input_schema_uri: "schema://test/any", output_schema_uri: "schema://test/out", auth_scopes: [] };
+  return {
+    id,
+    version: "1.0.0",
+    modes: ["unary"],
+    input_schema_uri: "schema://test/any",
+    output_schema_uri: "schema://test/out",
+    auth_scopes: [],
+  };
 }
 
 const capabilities = [
-  defineCapability(descriptor("test.slow"), (_p, { signal }) =>
-    new Promise((resolve) => {
-      const timer = setTimeout(() => resolve({ result: "late" }), 30_000);
-      signal.addEventListener("abort", () => clearTimeout(timer));
-    }),
+  defineCapability(
+    descriptor("test.slow"),
+    (_p, { signal }) =>
+      new Promise((resolve) => {
+        const timer = setTimeout(() => resolve({ result: "late" }), 30_000);
+        signal.addEventListener("abort", () => clearTimeout(timer));
+      }),
   ),
   defineCapability(descriptor("acme.reports.run"), () => ({ result: "report" })),
   defineCapability(descriptor("test.metered"), () => ({ result: "ok" })),
@@ -32,7 +41,11 @@ const capabilities = [
 
 let t: TestRuntime;
 async function token(claims: Record<string, unknown>): Promise<string> {
-  return new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).setIssuedAt().setExpirationTime("5 minutes").sign(new TextEncoder().encode(SECRET));
+  return new SignJWT(claims)
+    .setProtectedHeader({ alg: "HS256" })
+    .setIssuedAt()
+    .setExpirationTime("5 minutes")
+    .sign(new TextEncoder().encode(SECRET));
 }
 const bearer = (jwt: string) => ({ authorization: `Bearer ${jwt}` });
 let alice: Record<string, string>; // tenant acme
@@ -83,8 +96,16 @@ async function startSlow(who: Record<string, string>) {
 describe("tenancy", () => {
   it("a tenant-A token naming tenant B in the header, X-Tenant-ID or body → 403", async () => {
     const invoke = "/mig/v0.1/invoke/observatory.models.infer";
-    expectError(await t.post(invoke, { header: { tenant_id: "globex" }, payload: { input: "x" } }, alice), 403, "MIG_FORBIDDEN");
-    expectError(await t.post(invoke, { payload: { input: "x" } }, { ...alice, "x-tenant-id": "globex" }), 403, "MIG_FORBIDDEN");
+    expectError(
+      await t.post(invoke, { header: { tenant_id: "globex" }, payload: { input: "x" } }, alice),
+      403,
+      "MIG_FORBIDDEN",
+    );
+    expectError(
+      await t.post(invoke, { payload: { input: "x" } }, { ...alice, "x-tenant-id": "globex" }),
+      403,
+      "MIG_FORBIDDEN",
+    );
     expectError(await t.post("/mig/v0.1/discover", {}, { ...alice, "x-tenant-id": "globex" }), 403, "MIG_FORBIDDEN");
   });
 
@@ -95,8 +116,16 @@ describe("tenancy", () => {
     const unknown = await t.post(`/mig/v0.1/cancel/${randomUUID()}`, {}, alice);
     expect(probe.status).toBe(200);
     expect(probe.body).toMatchObject({ accepted: false, status: "not_found" });
-    expect({ ...probe.body, header: undefined, target_message_id: undefined }).toEqual({ ...unknown.body, header: undefined, target_message_id: undefined });
-    expectError(await t.post(`/mig/v0.1/cancel/${slow.id}`, {}, { ...alice, "x-tenant-id": "globex" }), 403, "MIG_FORBIDDEN");
+    expect({ ...probe.body, header: undefined, target_message_id: undefined }).toEqual({
+      ...unknown.body,
+      header: undefined,
+      target_message_id: undefined,
+    });
+    expectError(
+      await t.post(`/mig/v0.1/cancel/${slow.id}`, {}, { ...alice, "x-tenant-id": "globex" }),
+      403,
+      "MIG_FORBIDDEN",
+    );
     expect(t.runtime.inflight.has(slow.id)).toBe(true);
     const ack = await t.post(`/mig/v0.1/cancel/${slow.id}`, {}, bob);
     expect(ack.body).toMatchObject({ accepted: true, status: "cancelled" });
@@ -117,7 +146,9 @@ describe("tenancy", () => {
     expectError(await t.post("/mig/v0.1/invoke/acme.reports.run", { payload: {} }, bob), 403, "MIG_FORBIDDEN");
     const ok = await t.post("/mig/v0.1/invoke/acme.reports.run", { payload: {} }, alice);
     expect(ok.status).toBe(200);
-    expect((await t.post("/mig/v0.1/discover", {}, alice)).body.capabilities.map((c: any) => c.id)).toContain("acme.reports.run");
+    expect((await t.post("/mig/v0.1/discover", {}, alice)).body.capabilities.map((c: any) => c.id)).toContain(
+      "acme.reports.run",
+    );
   });
 });
 
@@ -135,12 +166,15 @@ describe("rate limits", () => {
     expect(limited.body.error.details.retry_after_ms).toBeGreaterThan(0);
     expect(Number(limited.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
     // Another tenant is not affected.
-    expect((await t.post("/mig/v0.1/invoke/observatory.models.infer", { payload: { input: "x" } }, bob)).status).toBe(200);
+    expect((await t.post("/mig/v0.1/invoke/observatory.models.infer", { payload: { input: "x" } }, bob)).status).toBe(
+      200,
+    );
   });
 
   it("a capability's limit applies per tenant", async () => {
     const codes = [];
-    for (let i = 0; i < 4; i++) codes.push((await t.post("/mig/v0.1/invoke/test.metered", { payload: {} }, alice)).status);
+    for (let i = 0; i < 4; i++)
+      codes.push((await t.post("/mig/v0.1/invoke/test.metered", { payload: {} }, alice)).status);
     expect(codes).toEqual([200, 200, 200, 429]);
     expect((await t.post("/mig/v0.1/invoke/test.metered", { payload: {} }, bob)).status).toBe(200);
   });
@@ -148,7 +182,12 @@ describe("rate limits", () => {
 
 describe("admin routes and the audit log", () => {
   it("admin routes and /metrics refuse no token (401) and a token without the admin scope (403)", async () => {
-    for (const path of ["/admin/v0.1/audit?tenant=acme", "/admin/v0.1/capabilities", "/admin/v0.1/actors", "/metrics"]) {
+    for (const path of [
+      "/admin/v0.1/audit?tenant=acme",
+      "/admin/v0.1/capabilities",
+      "/admin/v0.1/actors",
+      "/metrics",
+    ]) {
       expectError(await getJson(path, {}), 401, "MIG_UNAUTHORIZED");
       expectError(await getJson(path, alice), 403, "MIG_FORBIDDEN");
     }
@@ -159,11 +198,19 @@ describe("admin routes and the audit log", () => {
   it("records allows and denies with actor, tenant, target, code, message id and traceparent, filtered by tenant", async () => {
     const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
     const messageId = randomUUID();
-    const ok = await t.post("/mig/v0.1/invoke/observatory.models.infer", { header: { message_id: messageId, traceparent }, payload: { input: "x" } }, alice);
+    const ok = await t.post(
+      "/mig/v0.1/invoke/observatory.models.infer",
+      { header: { message_id: messageId, traceparent }, payload: { input: "x" } },
+      alice,
+    );
     expect(ok.status).toBe(200);
     const denied = await t.post("/mig/v0.1/invoke/acme.reports.run", { header: { traceparent }, payload: {} }, bob);
     expect(denied.status).toBe(403);
-    await t.post("/mig/v0.1/invoke/observatory.models.infer", { payload: { input: "x" } }, { ...alice, "x-tenant-id": "globex" });
+    await t.post(
+      "/mig/v0.1/invoke/observatory.models.infer",
+      { payload: { input: "x" } },
+      { ...alice, "x-tenant-id": "globex" },
+    );
 
     const acme = await waitFor("acme's audit records", async () => {
       const res = await getJson("/admin/v0.1/audit?tenant=acme&limit=1000", admin);
@@ -195,7 +242,9 @@ describe("admin routes and the audit log", () => {
 
     const globex = await getJson("/admin/v0.1/audit?tenant=globex&limit=1000", admin);
     expect(globex.body.records.every((r: any) => r.tenant === "globex")).toBe(true);
-    const refusal = globex.body.records.find((r: any) => r.target === "acme.reports.run" && r.traceparent === traceparent);
+    const refusal = globex.body.records.find(
+      (r: any) => r.target === "acme.reports.run" && r.traceparent === traceparent,
+    );
     expect(refusal).toMatchObject({ actor: "bob", decision: "deny", code: "MIG_FORBIDDEN", operation: "invoke" });
     expect(typeof refusal.ts).toBe("string");
     expect(typeof refusal.message_id).toBe("string");
@@ -211,15 +260,29 @@ describe("admin routes and the audit log", () => {
   });
 
   it("records refused credentials and admin decisions, and writes the JSONL file too", async () => {
-    await t.post("/mig/v0.1/invoke/observatory.models.infer", { payload: { input: "x" } }, { authorization: "Bearer not.a.jwt", "x-tenant-id": "acme" });
+    await t.post(
+      "/mig/v0.1/invoke/observatory.models.infer",
+      { payload: { input: "x" } },
+      { authorization: "Bearer not.a.jwt", "x-tenant-id": "acme" },
+    );
     await getJson("/admin/v0.1/audit?tenant=acme", alice);
     const records = await waitFor("the refusals in the audit stream", async () => {
       const res = await getJson("/admin/v0.1/audit?tenant=acme&limit=1000", admin);
       const found = res.body.records.filter((r: any) => r.kind !== "operation");
       return found.length >= 2 ? found : undefined;
     });
-    expect(records.find((r: any) => r.kind === "authentication")).toMatchObject({ decision: "deny", code: "MIG_UNAUTHORIZED", operation: "invoke", authenticated: false });
-    expect(records.find((r: any) => r.kind === "admin")).toMatchObject({ actor: "alice", decision: "deny", code: "MIG_FORBIDDEN", target: "GET /admin/v0.1/audit" });
+    expect(records.find((r: any) => r.kind === "authentication")).toMatchObject({
+      decision: "deny",
+      code: "MIG_UNAUTHORIZED",
+      operation: "invoke",
+      authenticated: false,
+    });
+    expect(records.find((r: any) => r.kind === "admin")).toMatchObject({
+      actor: "alice",
+      decision: "deny",
+      code: "MIG_FORBIDDEN",
+      target: "GET /admin/v0.1/audit",
+    });
     const adminAllows = (await getJson("/admin/v0.1/audit?tenant=ops&limit=1000", admin)).body.records;
     expect(adminAllows.some((r: any) => r.kind === "admin" && r.actor === "root" && r.decision === "allow")).toBe(true);
 
@@ -232,7 +295,11 @@ describe("admin routes and the audit log", () => {
 
   it("an admin scoped to one tenant reads only that tenant's records, and not the routes that span tenants", async () => {
     await t.post("/mig/v0.1/invoke/observatory.models.infer", { payload: { input: "x" } }, bob);
-    await waitFor("globex's record", async () => (await getJson("/admin/v0.1/audit?tenant=globex&limit=1000", admin)).body.records.some((r: any) => r.actor === "bob"));
+    await waitFor("globex's record", async () =>
+      (await getJson("/admin/v0.1/audit?tenant=globex&limit=1000", admin)).body.records.some(
+        (r: any) => r.actor === "bob",
+      ),
+    );
     expectError(await getJson("/admin/v0.1/audit?tenant=globex", acmeAdmin), 403, "MIG_FORBIDDEN");
     const own = await getJson("/admin/v0.1/audit?limit=1000", acmeAdmin);
     expect(own.status).toBe(200);
@@ -249,7 +316,9 @@ describe("admin routes and the audit log", () => {
     const ids = (await getJson("/admin/v0.1/capabilities", globexAdmin)).body.capabilities.map((c: any) => c.id);
     expect(ids).toContain("observatory.models.infer");
     expect(ids).not.toContain("acme.reports.run");
-    expect((await getJson("/admin/v0.1/capabilities", acmeAdmin)).body.capabilities.map((c: any) => c.id)).toContain("acme.reports.run");
+    expect((await getJson("/admin/v0.1/capabilities", acmeAdmin)).body.capabilities.map((c: any) => c.id)).toContain(
+      "acme.reports.run",
+    );
   });
 
   it("refuses a bad audit query with 400", async () => {

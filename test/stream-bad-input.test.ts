@@ -2,10 +2,10 @@
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { defineCapability, defineStreamingCapability } from "../runtime/provider.ts";
-import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
-import { StreamClient, type Frame } from "./helpers/stream-client.ts";
-import { expectEnvelope } from "./helpers/envelopes.ts";
 import { anyDescriptor, anySchemas } from "./helpers/descriptors.ts";
+import { expectEnvelope } from "./helpers/envelopes.ts";
+import { startTestRuntime, type TestRuntime, waitFor } from "./helpers/runtime.ts";
+import { type Frame, StreamClient } from "./helpers/stream-client.ts";
 
 const schemas = anySchemas;
 const descriptor = anyDescriptor;
@@ -98,7 +98,13 @@ describe("bad input on GET /mig/v0.1/stream", () => {
   });
 
   it("a message over the size limit → MIG_INVALID_REQUEST naming the limit; the socket stays open", async () => {
-    const big = JSON.stringify({ header, stream_id: "big", capability: "test.stream.count", kind: "request", payload: { pad: "x".repeat(100 * 1024) } });
+    const big = JSON.stringify({
+      header,
+      stream_id: "big",
+      capability: "test.stream.count",
+      kind: "request",
+      payload: { pad: "x".repeat(100 * 1024) },
+    });
     const frame = await answerTo(big);
     expectErrorFrame(frame, "MIG_INVALID_REQUEST");
     expect(frame.error.details.max_frame_bytes).toBe(64 * 1024);
@@ -111,58 +117,119 @@ describe("bad input on GET /mig/v0.1/stream", () => {
   });
 
   it("an unknown frame kind → MIG_INVALID_REQUEST for its stream_id", async () => {
-    const frame = await answerTo({ header, stream_id: "odd", capability: "test.stream.count", kind: "bogus", payload: {} });
+    const frame = await answerTo({
+      header,
+      stream_id: "odd",
+      capability: "test.stream.count",
+      kind: "bogus",
+      payload: {},
+    });
     expectErrorFrame(frame, "MIG_INVALID_REQUEST");
     expect(frame.stream_id).toBe("odd");
     await witnessAlive();
   });
 
   it("a server's frame kind sent by the caller → MIG_INVALID_REQUEST", async () => {
-    expectErrorFrame(await answerTo({ header, stream_id: "resp", capability: "test.stream.count", kind: "response", payload: {} }), "MIG_INVALID_REQUEST");
+    expectErrorFrame(
+      await answerTo({ header, stream_id: "resp", capability: "test.stream.count", kind: "response", payload: {} }),
+      "MIG_INVALID_REQUEST",
+    );
     await witnessAlive();
   });
 
   it("a control frame for an unknown stream_id → MIG_NOT_FOUND", async () => {
-    const frame = await answerTo({ header, stream_id: "nobody", capability: "test.stream.count", kind: "control", payload: { action: "cancel" } });
+    const frame = await answerTo({
+      header,
+      stream_id: "nobody",
+      capability: "test.stream.count",
+      kind: "control",
+      payload: { action: "cancel" },
+    });
     expectErrorFrame(frame, "MIG_NOT_FOUND");
     expect(frame.stream_id).toBe("nobody");
     await witnessAlive();
   });
 
   it("a request frame for a unary-only capability → MIG_UNSUPPORTED_CAPABILITY", async () => {
-    const frame = await answerTo({ header, stream_id: "u1", capability: "test.unary.only", kind: "request", payload: {} });
+    const frame = await answerTo({
+      header,
+      stream_id: "u1",
+      capability: "test.unary.only",
+      kind: "request",
+      payload: {},
+    });
     expectErrorFrame(frame, "MIG_UNSUPPORTED_CAPABILITY");
     await witnessAlive();
   });
 
   it("a request frame INVOKE would refuse (unknown capability, bad tenant) → the same code as INVOKE", async () => {
-    expectErrorFrame(await answerTo({ header, stream_id: "n1", capability: "no.such.thing", kind: "request", payload: {} }), "MIG_UNSUPPORTED_CAPABILITY");
-    expectErrorFrame(await answerTo({ header: { tenant_id: "a*" }, stream_id: "n2", capability: "test.stream.count", kind: "request", payload: {} }), "MIG_INVALID_REQUEST");
-    expectErrorFrame(await answerTo({ header, stream_id: "bad id!", capability: "test.stream.count", kind: "request", payload: {} }), "MIG_INVALID_REQUEST");
+    expectErrorFrame(
+      await answerTo({ header, stream_id: "n1", capability: "no.such.thing", kind: "request", payload: {} }),
+      "MIG_UNSUPPORTED_CAPABILITY",
+    );
+    expectErrorFrame(
+      await answerTo({
+        header: { tenant_id: "a*" },
+        stream_id: "n2",
+        capability: "test.stream.count",
+        kind: "request",
+        payload: {},
+      }),
+      "MIG_INVALID_REQUEST",
+    );
+    expectErrorFrame(
+      await answerTo({ header, stream_id: "bad id!", capability: "test.stream.count", kind: "request", payload: {} }),
+      "MIG_INVALID_REQUEST",
+    );
     await witnessAlive();
   });
 
   it("frames after end_stream → MIG_INVALID_REQUEST", async () => {
     const { streamId } = client.start("test.stream.count", { count: 2 });
     await client.ended(streamId);
-    const frame = await answerTo({ header, stream_id: streamId, capability: "test.stream.count", kind: "request", payload: {} });
+    const frame = await answerTo({
+      header,
+      stream_id: streamId,
+      capability: "test.stream.count",
+      kind: "request",
+      payload: {},
+    });
     expectErrorFrame(frame, "MIG_INVALID_REQUEST");
     expect(frame.error.message).toContain("has ended");
     // A cancel after the end is an outcome, not an error.
-    const late = await answerTo({ header, stream_id: streamId, capability: "test.stream.count", kind: "control", payload: { action: "cancel" } });
-    expect(late).toMatchObject({ kind: "control", end_stream: true, payload: { accepted: false, status: "already_completed" } });
+    const late = await answerTo({
+      header,
+      stream_id: streamId,
+      capability: "test.stream.count",
+      kind: "control",
+      payload: { action: "cancel" },
+    });
+    expect(late).toMatchObject({
+      kind: "control",
+      end_stream: true,
+      payload: { accepted: false, status: "already_completed" },
+    });
     await witnessAlive();
   });
 
   it("a frame after the caller's own end_stream ends that bidi stream with MIG_INVALID_REQUEST", async () => {
     const { streamId, messageId } = client.start("test.stream.echo", {});
-    client.send({ header, stream_id: streamId, capability: "test.stream.echo", kind: "request", payload: { a: 1 }, end_stream: true });
+    client.send({
+      header,
+      stream_id: streamId,
+      capability: "test.stream.echo",
+      kind: "request",
+      payload: { a: 1 },
+      end_stream: true,
+    });
     client.send({ header, stream_id: streamId, capability: "test.stream.echo", kind: "request", payload: { a: 2 } });
     const frames = await client.ended(streamId);
     // The provider may have finished between the two frames (then the second meets an ended stream): same code either way.
     const last = frames.at(-1)!;
     if (last.kind === "response") {
-      const frame = await client.until("the late frame's error", () => client.of(streamId).filter((f) => f.end_stream).length === 2).then(() => client.of(streamId).at(-1)!);
+      const frame = await client
+        .until("the late frame's error", () => client.of(streamId).filter((f) => f.end_stream).length === 2)
+        .then(() => client.of(streamId).at(-1)!);
       expectErrorFrame(frame, "MIG_INVALID_REQUEST");
     } else {
       expectErrorFrame(last, "MIG_INVALID_REQUEST");
@@ -174,7 +241,13 @@ describe("bad input on GET /mig/v0.1/stream", () => {
   it("a bidi frame to a server_stream capability ends that stream with MIG_INVALID_REQUEST and aborts its provider", async () => {
     const { streamId, messageId } = client.start("test.stream.forever", {});
     await client.until("a frame", () => client.of(streamId).length > 0);
-    client.send({ header, stream_id: streamId, capability: "test.stream.forever", kind: "request", payload: { more: true } });
+    client.send({
+      header,
+      stream_id: streamId,
+      capability: "test.stream.forever",
+      kind: "request",
+      payload: { more: true },
+    });
     const frames = await client.ended(streamId);
     expectErrorFrame(frames.at(-1)!, "MIG_INVALID_REQUEST");
     expect(frames.filter((f) => f.end_stream)).toHaveLength(1);
@@ -183,12 +256,28 @@ describe("bad input on GET /mig/v0.1/stream", () => {
   });
 
   it("a control action other than cancel → MIG_INVALID_REQUEST", async () => {
-    expectErrorFrame(await answerTo({ header, stream_id: "ctl", capability: "test.stream.count", kind: "control", payload: { action: "pause" } }), "MIG_INVALID_REQUEST");
+    expectErrorFrame(
+      await answerTo({
+        header,
+        stream_id: "ctl",
+        capability: "test.stream.count",
+        kind: "control",
+        payload: { action: "pause" },
+      }),
+      "MIG_INVALID_REQUEST",
+    );
     await witnessAlive();
   });
 
   it("bidi_stream asked of a server_stream capability → MIG_UNSUPPORTED_CAPABILITY", async () => {
-    const frame = await answerTo({ header, stream_id: "b1", capability: "test.stream.count", kind: "request", payload: { count: 1 }, stream_preference: "bidi_stream" });
+    const frame = await answerTo({
+      header,
+      stream_id: "b1",
+      capability: "test.stream.count",
+      kind: "request",
+      payload: { count: 1 },
+      stream_preference: "bidi_stream",
+    });
     expectErrorFrame(frame, "MIG_UNSUPPORTED_CAPABILITY");
     await witnessAlive();
   });
@@ -227,7 +316,9 @@ describe("authentication at the upgrade", () => {
   it("no token → the upgrade is refused with 401; a token of another tenant than X-Tenant-ID → 403", async () => {
     await expect(StreamClient.open(j.http.url)).rejects.toMatchObject({ status: 401 });
     const jwt = await token({ sub: "u", tenant_id: "acme" });
-    await expect(StreamClient.open(j.http.url, { authorization: `Bearer ${jwt}`, "x-tenant-id": "globex" })).rejects.toMatchObject({ status: 403 });
+    await expect(
+      StreamClient.open(j.http.url, { authorization: `Bearer ${jwt}`, "x-tenant-id": "globex" }),
+    ).rejects.toMatchObject({ status: 403 });
   });
 
   it("with a token, frames act for the token's tenant; a frame naming another tenant → MIG_FORBIDDEN", async () => {

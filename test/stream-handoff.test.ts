@@ -1,27 +1,29 @@
 // NATS streams of worker-served capabilities are handed off: the gateway checks the start, the worker publishes the frames and reads the inbound subject.
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+
 import { randomUUID } from "node:crypto";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { startNatsBinding, type NatsBinding } from "../bindings/nats/server.ts";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type NatsBinding, startNatsBinding } from "../bindings/nats/server.ts";
 import { Authenticator } from "../runtime/auth.ts";
 import { loadConfig } from "../runtime/config.ts";
 import { createLogger } from "../runtime/logger.ts";
+import { decode, encode, leaveSubject, registerSubject } from "../runtime/provider-protocol.ts";
+import { type StreamOpen, streamOpenSubject } from "../runtime/remote-stream.ts";
 import { MigRuntime } from "../runtime/runtime.ts";
 import { StreamSession } from "../runtime/stream.ts";
 import { WorkerHost } from "../runtime/worker.ts";
-import { decode, encode, leaveSubject, registerSubject } from "../runtime/provider-protocol.ts";
-import { streamOpenSubject, type StreamOpen } from "../runtime/remote-stream.ts";
 import { count, echo, forever } from "./fixtures/stream-provider.ts";
 import { natsClient, natsRequest } from "./helpers/nats.ts";
 import { startMig } from "./helpers/process.ts";
-import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
+import { startTestRuntime, type TestRuntime, waitFor } from "./helpers/runtime.ts";
 
 const log = join(mkdtempSync(join(tmpdir(), "mig-stream-handoff-")), "aborts.log");
 process.env.STREAM_LOG = log;
-const aborted = (messageId: string) => (existsSync(log) ? readFileSync(log, "utf8") : "").split("\n").find((l) => l.startsWith(`aborted ${messageId}`));
+const aborted = (messageId: string) =>
+  (existsSync(log) ? readFileSync(log, "utf8") : "").split("\n").find((l) => l.startsWith(`aborted ${messageId}`));
 
 let gateway: TestRuntime;
 let binding: NatsBinding;
@@ -32,12 +34,25 @@ let nc: NatsConnection;
 beforeAll(async () => {
   gateway = await startTestRuntime({ config: { streamWindow: 16 } });
   binding = await startNatsBinding(gateway.runtime, new Authenticator("none"));
-  const config = loadConfig({ natsUrl: gateway.runtime.natsUrl, dataDir: gateway.dataDir, logLevel: "silent", streamWindow: 16, streamStallMs: 60_000 }, {});
+  const config = loadConfig(
+    {
+      natsUrl: gateway.runtime.natsUrl,
+      dataDir: gateway.dataDir,
+      logLevel: "silent",
+      streamWindow: 16,
+      streamStallMs: 60_000,
+    },
+    {},
+  );
   // Without a fleet view: a CANCEL must reach its streams through the gateway's record, not the fan-out.
   workerRuntime = await MigRuntime.start(config, { logger: createLogger("silent"), fleet: false });
   host = await WorkerHost.start(workerRuntime, [count, forever, echo], { heartbeatMs: 500 });
   nc = await natsClient(gateway.runtime.natsUrl);
-  await waitFor("the gateway to see the worker", () => ["remote.stream.count", "remote.stream.forever", "remote.stream.echo"].every((id) => gateway.runtime.capabilities.get(id)?.handOff));
+  await waitFor("the gateway to see the worker", () =>
+    ["remote.stream.count", "remote.stream.forever", "remote.stream.echo"].every(
+      (id) => gateway.runtime.capabilities.get(id)?.handOff,
+    ),
+  );
 });
 afterAll(async () => {
   await nc?.close();
@@ -52,7 +67,11 @@ const data = (frames: Frame[]) => frames.filter((f) => !f.end_stream);
 const terminals = (frames: Frame[]) => frames.filter((f) => f.end_stream);
 
 /** A NATS consumer: subscribes, starts the stream, grants `batch` credits per batch read (unless told not to). */
-async function consume(capability: string, payload: unknown, options: { deadlineMs?: number; grant?: boolean; messageId?: string; mode?: string } = {}) {
+async function consume(
+  capability: string,
+  payload: unknown,
+  options: { deadlineMs?: number; grant?: boolean; messageId?: string; mode?: string } = {},
+) {
   const streamId = `h-${randomUUID()}`;
   const messageId = options.messageId ?? randomUUID();
   const subject = `mig.v0_1.acme.stream.${streamId}`;
@@ -76,8 +95,17 @@ async function consume(capability: string, payload: unknown, options: { deadline
   await nc.flush();
   const header: Frame = { tenant_id: "acme", message_id: messageId };
   if (options.deadlineMs) header.deadline_ms = options.deadlineMs;
-  const answer = (await natsRequest(nc, "mig.v0_1.acme.control.stream", { header, capability, payload, stream_id: streamId, stream_preference: options.mode ?? "server_stream" })).body;
-  if (!answer.error && options.grant !== false) nc.publish(inbound, JSON.stringify({ kind: "control", payload: { action: "credit", credit: batch } }));
+  const answer = (
+    await natsRequest(nc, "mig.v0_1.acme.control.stream", {
+      header,
+      capability,
+      payload,
+      stream_id: streamId,
+      stream_preference: options.mode ?? "server_stream",
+    })
+  ).body;
+  if (!answer.error && options.grant !== false)
+    nc.publish(inbound, JSON.stringify({ kind: "control", payload: { action: "credit", credit: batch } }));
   // The subscription stays: a second terminal frame would land in `frames` too (closed with the connection).
   void sub;
   /** Once the gateway has forgotten the stream, the worker has published all it will: its `{end}` follows its terminal frame. */
@@ -85,13 +113,28 @@ async function consume(capability: string, payload: unknown, options: { deadline
     await waitFor("the stream to be over everywhere", gone);
     await nc.flush();
   };
-  return { streamId, messageId, subject, inbound, frames, answer, done, settled, send: (f: unknown) => nc.publish(inbound, typeof f === "string" ? f : JSON.stringify(f)) };
+  return {
+    streamId,
+    messageId,
+    subject,
+    inbound,
+    frames,
+    answer,
+    done,
+    settled,
+    send: (f: unknown) => nc.publish(inbound, typeof f === "string" ? f : JSON.stringify(f)),
+  };
 }
 
 describe("a NATS stream of a worker-served capability", () => {
   it("runs in the worker, not the gateway: 5,000 frames in order, one terminal frame, the worker holding at most its window + 1", async () => {
     const s = await consume("remote.stream.count", { count: 5_000 });
-    expect(s.answer).toMatchObject({ stream_id: s.streamId, capability: "remote.stream.count", subject: s.subject, inbound_subject: s.inbound });
+    expect(s.answer).toMatchObject({
+      stream_id: s.streamId,
+      capability: "remote.stream.count",
+      subject: s.subject,
+      inbound_subject: s.inbound,
+    });
     // Every frame carries the header the start was answered with (the caller's deadline_ms, not the time the worker had left).
     const header = s.answer.header;
     const atWorker = workerRuntime.streams.get(s.messageId);
@@ -104,7 +147,14 @@ describe("a NATS stream of a worker-served capability", () => {
     expect(data(s.frames).every((f, i) => f.payload.i === i)).toBe(true);
     expect(data(s.frames)).toHaveLength(5_000);
     await s.settled();
-    expect(terminals(s.frames)).toEqual([expect.objectContaining({ kind: "response", payload: { frames: 5_000 }, stream_id: s.streamId, capability: "remote.stream.count" })]);
+    expect(terminals(s.frames)).toEqual([
+      expect.objectContaining({
+        kind: "response",
+        payload: { frames: 5_000 },
+        stream_id: s.streamId,
+        capability: "remote.stream.count",
+      }),
+    ]);
     expect((atWorker as StreamSession).highWater).toBeLessThanOrEqual(17);
     expect(new Set(s.frames.map((f) => JSON.stringify(f.header))).size).toBe(1);
     expect(s.frames[0]!.header).toEqual(header);
@@ -119,7 +169,11 @@ describe("a NATS stream of a worker-served capability", () => {
     await s.done;
     await s.settled();
     expect(terminals(s.frames)).toHaveLength(1);
-    expect(s.frames.at(-1)).toMatchObject({ kind: "control", end_stream: true, payload: { status: "cancelled", reason: "enough" } });
+    expect(s.frames.at(-1)).toMatchObject({
+      kind: "control",
+      end_stream: true,
+      payload: { status: "cancelled", reason: "enough" },
+    });
     await waitFor("the worker's provider to be aborted", () => aborted(s.messageId));
     await waitFor("the gateway to forget the stream", () => !gateway.runtime.streams.has(s.messageId));
     // Afterwards the gateway still knows the id: a second CANCEL says it is over.
@@ -132,11 +186,16 @@ describe("a NATS stream of a worker-served capability", () => {
     try {
       const s = await consume("remote.stream.forever", {});
       await waitFor("frames", () => s.frames.length >= 20);
-      const ack = await other.post(`/mig/v0.1/cancel/${s.messageId}`, { header: { tenant_id: "acme" }, reason: "from elsewhere" });
+      const ack = await other.post(`/mig/v0.1/cancel/${s.messageId}`, {
+        header: { tenant_id: "acme" },
+        reason: "from elsewhere",
+      });
       expect(ack.body).toMatchObject({ target_message_id: s.messageId, accepted: true, status: "cancelled" });
       await s.done;
       await s.settled();
-      expect(terminals(s.frames)).toEqual([expect.objectContaining({ kind: "control", payload: expect.objectContaining({ status: "cancelled" }) })]);
+      expect(terminals(s.frames)).toEqual([
+        expect.objectContaining({ kind: "control", payload: expect.objectContaining({ status: "cancelled" }) }),
+      ]);
       await waitFor("the worker's provider to be aborted", () => aborted(s.messageId));
     } finally {
       await other.stop();
@@ -149,7 +208,12 @@ describe("a NATS stream of a worker-served capability", () => {
     s.send({ kind: "control", payload: { action: "cancel", reason: "stop" } });
     await s.done;
     await s.settled();
-    expect(terminals(s.frames)).toEqual([expect.objectContaining({ kind: "control", payload: expect.objectContaining({ status: "cancelled", reason: "stop" }) })]);
+    expect(terminals(s.frames)).toEqual([
+      expect.objectContaining({
+        kind: "control",
+        payload: expect.objectContaining({ status: "cancelled", reason: "stop" }),
+      }),
+    ]);
     await waitFor("the worker's provider to be aborted", () => aborted(s.messageId));
   });
 
@@ -157,7 +221,9 @@ describe("a NATS stream of a worker-served capability", () => {
     const s = await consume("remote.stream.forever", {}, { deadlineMs: 400 });
     await s.done;
     await s.settled();
-    expect(terminals(s.frames)).toEqual([expect.objectContaining({ kind: "error", error: expect.objectContaining({ code: "MIG_TIMEOUT" }) })]);
+    expect(terminals(s.frames)).toEqual([
+      expect.objectContaining({ kind: "error", error: expect.objectContaining({ code: "MIG_TIMEOUT" }) }),
+    ]);
     await waitFor("the worker's provider to be aborted", () => aborted(s.messageId));
     expect(aborted(s.messageId)).toContain("MIG_TIMEOUT");
   });
@@ -175,7 +241,11 @@ describe("a NATS stream of a worker-served capability", () => {
   it.each([
     ["not JSON", "{nope", "MIG_INVALID_REQUEST"],
     ["an unknown frame kind", { kind: "gossip", payload: {} }, "MIG_INVALID_REQUEST"],
-    ["a credit that is not a positive integer", { kind: "control", payload: { action: "credit", credit: -3 } }, "MIG_INVALID_REQUEST"],
+    [
+      "a credit that is not a positive integer",
+      { kind: "control", payload: { action: "credit", credit: -3 } },
+      "MIG_INVALID_REQUEST",
+    ],
     ["a bidi frame to a server_stream", { kind: "request", payload: { i: 1 } }, "MIG_INVALID_REQUEST"],
   ])("bad input on the inbound subject (%s) ends the stream with one %s error frame", async (_what, input, code) => {
     const s = await consume("remote.stream.forever", {});
@@ -183,7 +253,9 @@ describe("a NATS stream of a worker-served capability", () => {
     s.send(input);
     await s.done;
     await s.settled();
-    expect(terminals(s.frames)).toEqual([expect.objectContaining({ kind: "error", error: expect.objectContaining({ code }) })]);
+    expect(terminals(s.frames)).toEqual([
+      expect.objectContaining({ kind: "error", error: expect.objectContaining({ code }) }),
+    ]);
     await waitFor("the worker's provider to be aborted", () => aborted(s.messageId));
   });
 
@@ -209,7 +281,10 @@ describe("a gateway that stops", () => {
     const otherBinding = await startNatsBinding(other.runtime, new Authenticator("none"));
     let stopped = false;
     try {
-      await waitFor("the second gateway to see the worker", () => other.runtime.capabilities.get("remote.stream.forever")?.handOff);
+      await waitFor(
+        "the second gateway to see the worker",
+        () => other.runtime.capabilities.get("remote.stream.forever")?.handOff,
+      );
       const s = await consume("remote.stream.forever", {});
       await waitFor("frames", () => s.frames.length >= 20);
       expect(other.runtime.streams.has(s.messageId)).toBe(true);
@@ -218,7 +293,12 @@ describe("a gateway that stops", () => {
       stopped = true;
       await s.done;
       await s.settled(() => !workerRuntime.streams.has(s.messageId));
-      expect(terminals(s.frames)).toEqual([expect.objectContaining({ kind: "control", payload: expect.objectContaining({ status: "cancelled", reason: "the runtime is shutting down" }) })]);
+      expect(terminals(s.frames)).toEqual([
+        expect.objectContaining({
+          kind: "control",
+          payload: expect.objectContaining({ status: "cancelled", reason: "the runtime is shutting down" }),
+        }),
+      ]);
       await waitFor("the worker's provider to be aborted", () => aborted(s.messageId));
     } finally {
       if (!stopped) await otherBinding.close().then(() => other.stop());
@@ -229,7 +309,14 @@ describe("a gateway that stops", () => {
 
 describe("the hand-off protocol, spoken by a provider on plain NATS (provider-protocol.md §6.1)", () => {
   const schema = "schema://test/plain-any/v1";
-  const descriptor = (id: string) => ({ id, version: "1.0.0", modes: ["server_stream"], input_schema_uri: schema, output_schema_uri: schema, auth_scopes: [] });
+  const descriptor = (id: string) => ({
+    id,
+    version: "1.0.0",
+    modes: ["server_stream"],
+    input_schema_uri: schema,
+    output_schema_uri: schema,
+    auth_scopes: [],
+  });
   let plain: NatsConnection;
   const oldCancels: Record<string, unknown>[] = [];
   beforeAll(async () => {
@@ -241,12 +328,19 @@ describe("the hand-off protocol, spoken by a provider on plain NATS (provider-pr
         const open = decode(msg.data) as StreamOpen & { nats_stream_id: string };
         const subject = `mig.v0_1.${open.header.tenant_id}.stream.${open.nats_stream_id}`;
         let sent = 0;
-        const frame = (extra: Record<string, unknown>) => JSON.stringify({ header: open.header, stream_id: open.nats_stream_id, capability: open.capability, ...extra });
+        const frame = (extra: Record<string, unknown>) =>
+          JSON.stringify({
+            header: open.header,
+            stream_id: open.nats_stream_id,
+            capability: open.capability,
+            ...extra,
+          });
         plain.subscribe(`${subject}.in`, {
           max: 1,
           callback: (_e2, m) => {
-            const credit = (m.json<{ payload: { credit: number } }>()).payload.credit;
-            while (sent < Math.min(3, credit)) plain.publish(subject, frame({ kind: "response", end_stream: false, payload: { tick: sent++ } }));
+            const credit = m.json<{ payload: { credit: number } }>().payload.credit;
+            while (sent < Math.min(3, credit))
+              plain.publish(subject, frame({ kind: "response", end_stream: false, payload: { tick: sent++ } }));
             plain.publish(subject, frame({ kind: "response", end_stream: true, payload: { ticks: sent } }));
             plain.publish(open.reply_to!, encode({ end: true, ok: true, payload: {} }));
           },
@@ -258,7 +352,10 @@ describe("the hand-off protocol, spoken by a provider on plain NATS (provider-pr
       queue: "mig-workers",
       callback: (_e, msg) => {
         const open = decode(msg.data) as StreamOpen;
-        plain.publish(open.reply_to!, encode({ end: true, ok: false, error: { code: "MIG_UNAVAILABLE", message: "no GPU free", retryable: true } }));
+        plain.publish(
+          open.reply_to!,
+          encode({ end: true, ok: false, error: { code: "MIG_UNAVAILABLE", message: "no GPU free", retryable: true } }),
+        );
       },
     });
     plain.subscribe(streamOpenSubject("plain.silent"), { queue: "mig-workers", callback: () => undefined });
@@ -267,13 +364,27 @@ describe("the hand-off protocol, spoken by a provider on plain NATS (provider-pr
       queue: "mig-workers",
       callback: (_e, msg) => {
         const open = decode(msg.data) as StreamOpen;
-        plain.subscribe("_MIG.swk.plain.old", { max: 1, callback: (_e2, m) => void oldCancels.push(decode(m.data) as Record<string, unknown>) });
+        plain.subscribe("_MIG.swk.plain.old", {
+          max: 1,
+          callback: (_e2, m) => void oldCancels.push(decode(m.data) as Record<string, unknown>),
+        });
         plain.publish(open.reply_to!, encode({ open: "plain-1", control: "_MIG.swk.plain.old", window: 16 }));
       },
     });
-    const record = { v: 1, provider_id: "plain-1", heartbeat_ms: 60_000, started_at: new Date().toISOString(), capabilities: ["plain.ticks", "plain.refuses", "plain.silent", "plain.old"].map((id) => ({ descriptor: descriptor(id), schemas: { [schema]: { type: "object" } } })) };
+    const record = {
+      v: 1,
+      provider_id: "plain-1",
+      heartbeat_ms: 60_000,
+      started_at: new Date().toISOString(),
+      capabilities: ["plain.ticks", "plain.refuses", "plain.silent", "plain.old"].map((id) => ({
+        descriptor: descriptor(id),
+        schemas: { [schema]: { type: "object" } },
+      })),
+    };
     plain.publish(registerSubject("plain-1"), JSON.stringify(record));
-    await waitFor("the plain provider's capabilities", () => ["plain.ticks", "plain.refuses", "plain.silent"].every((id) => gateway.runtime.capabilities.get(id)?.handOff));
+    await waitFor("the plain provider's capabilities", () =>
+      ["plain.ticks", "plain.refuses", "plain.silent"].every((id) => gateway.runtime.capabilities.get(id)?.handOff),
+    );
   });
   afterAll(async () => {
     plain?.publish(leaveSubject("plain-1"));
@@ -311,15 +422,25 @@ describe("the hand-off protocol, spoken by a provider on plain NATS (provider-pr
 
 describe("a handed-off stream whose `mig worker` process leaves", () => {
   const startWorker = async () => {
-    const worker = startMig(["worker", "test/fixtures/stream-provider.ts"], { MIG_NATS_URL: gateway.runtime.natsUrl, MIG_PROVIDER_HEARTBEAT_MS: "500", STREAM_LOG: log });
+    const worker = startMig(["worker", "test/fixtures/stream-provider.ts"], {
+      MIG_NATS_URL: gateway.runtime.natsUrl,
+      MIG_PROVIDER_HEARTBEAT_MS: "500",
+      STREAM_LOG: log,
+    });
     await worker.waitForLog("worker serving");
-    await waitFor("the gateway to route to the process", () => gateway.runtime.capabilities.get("remote.stream.forever")?.handOff);
+    await waitFor(
+      "the gateway to route to the process",
+      () => gateway.runtime.capabilities.get("remote.stream.forever")?.handOff,
+    );
     return worker;
   };
   beforeAll(async () => {
     await host.stop(); // only a process serves now
     await workerRuntime.stop();
-    await waitFor("the gateway to see the in-process worker leave", () => !gateway.runtime.capabilities.get("remote.stream.forever"));
+    await waitFor(
+      "the gateway to see the in-process worker leave",
+      () => !gateway.runtime.capabilities.get("remote.stream.forever"),
+    );
   });
 
   it("stopping (SIGTERM): one MIG_UNAVAILABLE (retryable) terminal frame, the gateway's, and nothing from the worker after it", async () => {
@@ -329,7 +450,12 @@ describe("a handed-off stream whose `mig worker` process leaves", () => {
       await waitFor("frames from the worker", () => s.frames.length > 10);
       await worker.stop("SIGTERM");
       await s.done;
-      expect(s.frames.at(-1)).toMatchObject({ kind: "error", end_stream: true, stream_id: s.streamId, error: { code: "MIG_UNAVAILABLE", retryable: true } });
+      expect(s.frames.at(-1)).toMatchObject({
+        kind: "error",
+        end_stream: true,
+        stream_id: s.streamId,
+        error: { code: "MIG_UNAVAILABLE", retryable: true },
+      });
       await waitFor("the gateway to forget the stream", () => !gateway.runtime.streams.has(s.messageId));
       // The worker's own cancel at its runtime's stop went nowhere; the gateway's frame stays the only terminal one.
       await waitFor("the worker's provider to be aborted", () => aborted(s.messageId));
@@ -348,7 +474,12 @@ describe("a handed-off stream whose `mig worker` process leaves", () => {
       await waitFor("frames from the worker", () => s.frames.length > 10);
       await worker.stop("SIGKILL");
       await s.done;
-      expect(s.frames.at(-1)).toMatchObject({ kind: "error", end_stream: true, stream_id: s.streamId, error: { code: "MIG_UNAVAILABLE", retryable: true } });
+      expect(s.frames.at(-1)).toMatchObject({
+        kind: "error",
+        end_stream: true,
+        stream_id: s.streamId,
+        error: { code: "MIG_UNAVAILABLE", retryable: true },
+      });
       await waitFor("the gateway to forget the stream", () => !gateway.runtime.streams.has(s.messageId));
       await s.settled();
       expect(terminals(s.frames)).toHaveLength(1);

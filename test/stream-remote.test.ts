@@ -6,12 +6,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../runtime/config.ts";
 import { createLogger } from "../runtime/logger.ts";
 import { MigRuntime } from "../runtime/runtime.ts";
+import type { StreamSession } from "../runtime/stream.ts";
 import { WorkerHost } from "../runtime/worker.ts";
 import { count, echo, forever } from "./fixtures/stream-provider.ts";
-import { startMig, type MigProcess } from "./helpers/process.ts";
-import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
-import { StreamClient, type Frame } from "./helpers/stream-client.ts";
-import type { StreamSession } from "../runtime/stream.ts";
+import { type MigProcess, startMig } from "./helpers/process.ts";
+import { startTestRuntime, type TestRuntime, waitFor } from "./helpers/runtime.ts";
+import { type Frame, StreamClient } from "./helpers/stream-client.ts";
 
 const log = join(mkdtempSync(join(tmpdir(), "mig-stream-remote-")), "aborts.log");
 process.env.STREAM_LOG = log;
@@ -22,10 +22,23 @@ let host: WorkerHost;
 
 beforeAll(async () => {
   gateway = await startTestRuntime({ config: { streamWindow: 16 } });
-  const config = loadConfig({ natsUrl: gateway.runtime.natsUrl, dataDir: gateway.dataDir, logLevel: "silent", streamWindow: 16, streamStallMs: 60_000 }, {});
+  const config = loadConfig(
+    {
+      natsUrl: gateway.runtime.natsUrl,
+      dataDir: gateway.dataDir,
+      logLevel: "silent",
+      streamWindow: 16,
+      streamStallMs: 60_000,
+    },
+    {},
+  );
   workerRuntime = await MigRuntime.start(config, { logger: createLogger("silent"), fleet: false });
   host = await WorkerHost.start(workerRuntime, [count, forever, echo], { heartbeatMs: 500 });
-  await waitFor("the gateway to see the worker's capabilities", () => ["remote.stream.count", "remote.stream.forever", "remote.stream.echo"].every((id) => gateway.runtime.capabilities.get(id)?.stream));
+  await waitFor("the gateway to see the worker's capabilities", () =>
+    ["remote.stream.count", "remote.stream.forever", "remote.stream.echo"].every(
+      (id) => gateway.runtime.capabilities.get(id)?.stream,
+    ),
+  );
 });
 afterAll(async () => {
   await host?.stop();
@@ -34,14 +47,21 @@ afterAll(async () => {
 });
 
 const data = (frames: Frame[]) => frames.filter((f) => !f.end_stream);
-const aborted = (messageId: string) => (existsSync(log) ? readFileSync(log, "utf8") : "").split("\n").find((l) => l.startsWith(`aborted ${messageId}`));
+const aborted = (messageId: string) =>
+  (existsSync(log) ? readFileSync(log, "utf8") : "").split("\n").find((l) => l.startsWith(`aborted ${messageId}`));
 
 describe("a worker's stream through a gateway", () => {
   it("100,000 frames to a consumer reading in bursts: in order, and neither process holds more than its window + 1", async () => {
     const client = await StreamClient.open(gateway.http.url);
     const { streamId, messageId } = client.start("remote.stream.count", { count: 100_000 }, { deadlineMs: 120_000 });
-    const atGateway = await waitFor("the gateway's stream", () => gateway.runtime.streams.get(messageId) as StreamSession | undefined);
-    const atWorker = await waitFor("the worker's stream", () => workerRuntime.streams.get(messageId) as StreamSession | undefined);
+    const atGateway = await waitFor(
+      "the gateway's stream",
+      () => gateway.runtime.streams.get(messageId) as StreamSession | undefined,
+    );
+    const atWorker = await waitFor(
+      "the worker's stream",
+      () => workerRuntime.streams.get(messageId) as StreamSession | undefined,
+    );
     let pauses = 0;
     while (!client.done.has(streamId)) {
       const before = client.of(streamId).length;
@@ -49,12 +69,18 @@ describe("a worker's stream through a gateway", () => {
       // The gateway pauses first, then the worker runs out of credit and pauses too.
       await waitFor("both sides to pause or the stream to end", async () => {
         if (atWorker.isOver) return true;
-        const [g, w] = await Promise.all([gateway.runtime.metrics.streamsPaused.get(), workerRuntime.metrics.streamsPaused.get()]);
+        const [g, w] = await Promise.all([
+          gateway.runtime.metrics.streamsPaused.get(),
+          workerRuntime.metrics.streamsPaused.get(),
+        ]);
         return g.values[0]!.value === 1 && w.values[0]!.value === 1;
       });
       if (!atWorker.isOver) pauses++;
       client.ws.resume();
-      await client.until("more frames", () => client.done.has(streamId) || client.of(streamId).length > before + 10_000);
+      await client.until(
+        "more frames",
+        () => client.done.has(streamId) || client.of(streamId).length > before + 10_000,
+      );
     }
     const frames = await client.ended(streamId);
     expect(frames).toHaveLength(100_001);
@@ -86,7 +112,10 @@ describe("a worker's stream through a gateway", () => {
       const client = await StreamClient.open(gateway.http.url);
       const { streamId, messageId } = client.start("remote.stream.forever", {});
       await client.until("10 frames", () => client.of(streamId).length >= 10);
-      const ack = await other.post(`/mig/v0.1/cancel/${messageId}`, { header: { tenant_id: "acme" }, reason: "from elsewhere" });
+      const ack = await other.post(`/mig/v0.1/cancel/${messageId}`, {
+        header: { tenant_id: "acme" },
+        reason: "from elsewhere",
+      });
       expect(ack.body).toMatchObject({ target_message_id: messageId, accepted: true, status: "cancelled" });
       const frames = await client.ended(streamId);
       expect(frames.at(-1)).toMatchObject({ kind: "control", end_stream: true, payload: { status: "cancelled" } });
@@ -109,7 +138,8 @@ describe("a worker's stream through a gateway", () => {
   it("bidi: the caller's frames reach the worker's provider in order", async () => {
     const client = await StreamClient.open(gateway.http.url);
     const { streamId } = client.start("remote.stream.echo", {});
-    for (let i = 0; i < 200; i++) client.send({ header: { tenant_id: "acme" }, stream_id: streamId, kind: "request", payload: { i } });
+    for (let i = 0; i < 200; i++)
+      client.send({ header: { tenant_id: "acme" }, stream_id: streamId, kind: "request", payload: { i } });
     client.send({ header: { tenant_id: "acme" }, stream_id: streamId, kind: "request", end_stream: true });
     const frames = await client.ended(streamId);
     expect(data(frames).map((f) => f.payload.echo.i)).toEqual(Array.from({ length: 200 }, (_, i) => i));
@@ -137,9 +167,16 @@ describe("a `mig worker` process", () => {
   it("streams to a gateway over the bus; its pid is on every frame", async () => {
     await host.stop(); // only the process serves now
     await workerRuntime.stop();
-    worker = startMig(["worker", "test/fixtures/stream-provider.ts"], { MIG_NATS_URL: gateway.runtime.natsUrl, MIG_PROVIDER_HEARTBEAT_MS: "500", STREAM_LOG: log });
+    worker = startMig(["worker", "test/fixtures/stream-provider.ts"], {
+      MIG_NATS_URL: gateway.runtime.natsUrl,
+      MIG_PROVIDER_HEARTBEAT_MS: "500",
+      STREAM_LOG: log,
+    });
     await worker.waitForLog("worker serving");
-    await waitFor("the gateway to route to the process", () => gateway.runtime.capabilities.get("remote.stream.count")?.stream);
+    await waitFor(
+      "the gateway to route to the process",
+      () => gateway.runtime.capabilities.get("remote.stream.count")?.stream,
+    );
     const client = await StreamClient.open(gateway.http.url);
     const { streamId } = client.start("remote.stream.count", { count: 2_000 });
     const frames = await client.ended(streamId);
@@ -155,7 +192,11 @@ describe("a `mig worker` process", () => {
     await client.until("frames from the worker", () => client.of(streamId).length > 10);
     await worker.stop("SIGKILL");
     const frames = await client.ended(streamId);
-    expect(frames.at(-1)).toMatchObject({ kind: "error", end_stream: true, error: { code: "MIG_UNAVAILABLE", retryable: true } });
+    expect(frames.at(-1)).toMatchObject({
+      kind: "error",
+      end_stream: true,
+      error: { code: "MIG_UNAVAILABLE", retryable: true },
+    });
     client.close();
   }, 30_000);
 });

@@ -2,11 +2,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runConformance } from "../conformance/harness.ts";
 import { defineCapability, defineStreamingCapability } from "../runtime/provider.ts";
-import { startTestRuntime, waitFor, type TestRuntime } from "./helpers/runtime.ts";
-import { StreamClient, type Frame } from "./helpers/stream-client.ts";
-import { expectEnvelope } from "./helpers/envelopes.ts";
 import type { StreamSession } from "../runtime/stream.ts";
 import { anyDescriptor, anySchemas } from "./helpers/descriptors.ts";
+import { expectEnvelope } from "./helpers/envelopes.ts";
+import { startTestRuntime, type TestRuntime, waitFor } from "./helpers/runtime.ts";
+import { type Frame, StreamClient } from "./helpers/stream-client.ts";
 
 const schemas = anySchemas;
 const descriptor = anyDescriptor;
@@ -50,7 +50,10 @@ const unary = defineCapability(descriptor("test.unary.only", ["unary"]), () => (
 
 let t: TestRuntime;
 beforeAll(async () => {
-  t = await startTestRuntime({ capabilities: [count, forever, echo, unary], config: { streamWindow: 16, streamStallMs: 60_000 } });
+  t = await startTestRuntime({
+    capabilities: [count, forever, echo, unary],
+    config: { streamWindow: 16, streamStallMs: 60_000 },
+  });
 });
 afterAll(() => t?.stop());
 
@@ -77,7 +80,11 @@ describe("server_stream over WebSocket", () => {
 
   it("a 100,000-frame stream to a consumer that reads in bursts keeps at most window + 1 frames in the runtime", async () => {
     const client = await StreamClient.open(t.http.url);
-    const { streamId, messageId } = client.start("test.stream.count", { count: 100_000, pad: 200 }, { deadlineMs: 300_000 });
+    const { streamId, messageId } = client.start(
+      "test.stream.count",
+      { count: 100_000, pad: 200 },
+      { deadlineMs: 300_000 },
+    );
     await waitFor("the stream to start", () => session(messageId));
     const s = session(messageId);
     let pauses = 0;
@@ -86,13 +93,23 @@ describe("server_stream over WebSocket", () => {
     while (!client.done.has(streamId)) {
       const before = client.of(streamId).length;
       client.ws.pause();
-      const paused = await waitFor("the provider to pause or the stream to end", () => s.isOver || t.runtime.metrics.streamsPaused.get().then((m) => m.values[0]!.value === 1));
+      const paused = await waitFor(
+        "the provider to pause or the stream to end",
+        () => s.isOver || t.runtime.metrics.streamsPaused.get().then((m) => m.values[0]!.value === 1),
+      );
       if (paused && !s.isOver) {
         pauses++;
-        maxBuffered = Math.max(maxBuffered, s.held, (await t.runtime.metrics.streamBufferedFrames.get()).values[0]!.value);
+        maxBuffered = Math.max(
+          maxBuffered,
+          s.held,
+          (await t.runtime.metrics.streamBufferedFrames.get()).values[0]!.value,
+        );
       }
       client.ws.resume();
-      await client.until("more frames", () => client.done.has(streamId) || client.of(streamId).length > before + 20_000);
+      await client.until(
+        "more frames",
+        () => client.done.has(streamId) || client.of(streamId).length > before + 20_000,
+      );
     }
     const frames = await client.ended(streamId);
     expect(frames).toHaveLength(100_001);
@@ -108,7 +125,10 @@ describe("server_stream over WebSocket", () => {
 
   it("200 concurrent streams on one WebSocket each get their own frames in order and one terminal frame", async () => {
     const client = await StreamClient.open(t.http.url);
-    const ids = Array.from({ length: 200 }, (_, k) => client.start("test.stream.count", { count: 20 + (k % 7) }).streamId);
+    const ids = Array.from(
+      { length: 200 },
+      (_, k) => client.start("test.stream.count", { count: 20 + (k % 7) }).streamId,
+    );
     await Promise.all(ids.map((id) => client.ended(id)));
     ids.forEach((id, k) => {
       const frames = client.of(id);
@@ -129,7 +149,10 @@ describe("fairness", () => {
     const s = session(messageId);
     for (let k = 0; k < 10; k++) {
       const before = s.emitted;
-      const res = await t.post("/mig/v0.1/invoke/observatory.models.infer", { header: { tenant_id: "acme" }, payload: { input: "x" } });
+      const res = await t.post("/mig/v0.1/invoke/observatory.models.infer", {
+        header: { tenant_id: "acme" },
+        payload: { input: "x" },
+      });
       expect(res.status).toBe(200);
       // Counted in frames, not time: without the yield after each window, one INVOKE waited for ~10,000 frames.
       expect(s.emitted - before).toBeLessThan(5_000);
@@ -143,14 +166,24 @@ describe("cancel and deadline", () => {
     const client = await StreamClient.open(t.http.url);
     const { streamId, messageId } = client.start("test.stream.forever", {});
     await client.until("50 frames", () => client.of(streamId).length >= 50);
-    client.send({ header: { tenant_id: "acme" }, stream_id: streamId, capability: "test.stream.forever", kind: "control", payload: { action: "cancel", reason: "enough" } });
+    client.send({
+      header: { tenant_id: "acme" },
+      stream_id: streamId,
+      capability: "test.stream.forever",
+      kind: "control",
+      payload: { action: "cancel", reason: "enough" },
+    });
     await client.ended(streamId);
     // A later stream on the same socket completes: any stray frame of the cancelled one would have arrived before its end.
     const { streamId: after } = client.start("test.stream.count", { count: 3 });
     await client.ended(after);
     const frames = client.of(streamId);
     expect(frames.filter((f) => f.end_stream)).toHaveLength(1);
-    expect(frames.at(-1)).toMatchObject({ kind: "control", end_stream: true, payload: { action: "cancel", status: "cancelled", reason: "enough" } });
+    expect(frames.at(-1)).toMatchObject({
+      kind: "control",
+      end_stream: true,
+      payload: { action: "cancel", status: "cancelled", reason: "enough" },
+    });
     expect(aborts.get(messageId)).toMatchObject({ code: "MIG_TIMEOUT", details: { cancelled: true } });
     expect(t.runtime.streams.has(messageId)).toBe(false);
     client.close();
@@ -199,11 +232,28 @@ describe("bidi_stream over WebSocket", () => {
   it("the caller's frames after the request reach the provider in order; end_stream closes its half", async () => {
     const client = await StreamClient.open(t.http.url);
     const { streamId } = client.start("test.stream.echo", { name: "ada" });
-    for (let i = 0; i < 100; i++) client.send({ header: { tenant_id: "acme" }, stream_id: streamId, capability: "test.stream.echo", kind: "request", payload: { i } });
-    client.send({ header: { tenant_id: "acme" }, stream_id: streamId, capability: "test.stream.echo", kind: "request", end_stream: true });
+    for (let i = 0; i < 100; i++)
+      client.send({
+        header: { tenant_id: "acme" },
+        stream_id: streamId,
+        capability: "test.stream.echo",
+        kind: "request",
+        payload: { i },
+      });
+    client.send({
+      header: { tenant_id: "acme" },
+      stream_id: streamId,
+      capability: "test.stream.echo",
+      kind: "request",
+      end_stream: true,
+    });
     const frames = await client.ended(streamId);
     expect(data(frames)[0]!.payload).toEqual({ hello: "ada" });
-    expect(data(frames).slice(1).map((f) => f.payload.echo.i)).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    expect(
+      data(frames)
+        .slice(1)
+        .map((f) => f.payload.echo.i),
+    ).toEqual(Array.from({ length: 100 }, (_, i) => i));
     expect(frames.at(-1)).toMatchObject({ kind: "response", end_stream: true, payload: { received: 100 } });
     client.close();
   });
@@ -212,13 +262,30 @@ describe("bidi_stream over WebSocket", () => {
     const client = await StreamClient.open(t.http.url);
     const kinds: boolean[] = [];
     client.ws.on("message", (_data, isBinary) => kinds.push(isBinary));
-    const words = ["naïve", "日本語", "emoji 🚀 ok", "\u0000 and \"quotes\" and \\"];
+    const words = ["naïve", "日本語", "emoji 🚀 ok", '\u0000 and "quotes" and \\'];
     const { streamId } = client.start("test.stream.echo", { name: "zoë" });
-    for (const word of words) client.send({ header: { tenant_id: "acme" }, stream_id: streamId, capability: "test.stream.echo", kind: "request", payload: { word } });
-    client.send({ header: { tenant_id: "acme" }, stream_id: streamId, capability: "test.stream.echo", kind: "request", end_stream: true });
+    for (const word of words)
+      client.send({
+        header: { tenant_id: "acme" },
+        stream_id: streamId,
+        capability: "test.stream.echo",
+        kind: "request",
+        payload: { word },
+      });
+    client.send({
+      header: { tenant_id: "acme" },
+      stream_id: streamId,
+      capability: "test.stream.echo",
+      kind: "request",
+      end_stream: true,
+    });
     const frames = await client.ended(streamId);
     expect(data(frames)[0]!.payload).toEqual({ hello: "zoë" });
-    expect(data(frames).slice(1).map((f) => f.payload.echo.word)).toEqual(words);
+    expect(
+      data(frames)
+        .slice(1)
+        .map((f) => f.payload.echo.word),
+    ).toEqual(words);
     expect(kinds).toHaveLength(frames.length);
     expect(kinds.every((binary) => binary === false)).toBe(true);
     client.close();
@@ -230,7 +297,11 @@ describe("server_stream over SSE", () => {
     const res = await fetch(`${t.http.url}/mig/v0.1/invoke/observatory.models.infer`, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ header: { tenant_id: "acme" }, payload: { input: "one two three" }, stream_preference: "server_stream" }),
+      body: JSON.stringify({
+        header: { tenant_id: "acme" },
+        payload: { input: "one two three" },
+        stream_preference: "server_stream",
+      }),
     });
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toBe("text/event-stream");
@@ -246,10 +317,18 @@ describe("server_stream over SSE", () => {
   });
 
   it("a refused SSE stream is a JSON error envelope with the standard's status", async () => {
-    const res = await t.post("/mig/v0.1/invoke/test.unary.only", { header: { tenant_id: "acme" }, payload: {}, stream_preference: "server_stream" });
+    const res = await t.post("/mig/v0.1/invoke/test.unary.only", {
+      header: { tenant_id: "acme" },
+      payload: {},
+      stream_preference: "server_stream",
+    });
     expect(res.status).toBe(404);
     expect(res.body.error.code).toBe("MIG_UNSUPPORTED_CAPABILITY");
-    const bidi = await t.post("/mig/v0.1/invoke/test.stream.echo", { header: { tenant_id: "acme" }, payload: {}, stream_preference: "bidi_stream" });
+    const bidi = await t.post("/mig/v0.1/invoke/test.stream.echo", {
+      header: { tenant_id: "acme" },
+      payload: {},
+      stream_preference: "bidi_stream",
+    });
     expect(bidi.status).toBe(400);
   });
 
@@ -259,7 +338,11 @@ describe("server_stream over SSE", () => {
     const res = await fetch(`${t.http.url}/mig/v0.1/invoke/test.stream.forever`, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ header: { tenant_id: "acme", message_id: messageId }, payload: {}, stream_preference: "server_stream" }),
+      body: JSON.stringify({
+        header: { tenant_id: "acme", message_id: messageId },
+        payload: {},
+        stream_preference: "server_stream",
+      }),
       signal: controller.signal,
     });
     const reader = res.body!.getReader();
@@ -275,6 +358,8 @@ describe("conformance harness", () => {
     const report = await runConformance({ http: t.http.url, profile: "streaming", tenant: "acme" });
     const failures = report.results.filter((r) => r.status === "fail").map((r) => `${r.id}: ${r.reason ?? ""}`);
     expect(failures).toEqual([]);
-    expect(report.results.filter((r) => r.id.startsWith("STREAM-") && r.status === "pass").length).toBeGreaterThanOrEqual(3);
+    expect(
+      report.results.filter((r) => r.id.startsWith("STREAM-") && r.status === "pass").length,
+    ).toBeGreaterThanOrEqual(3);
   });
 });

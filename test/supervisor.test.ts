@@ -2,7 +2,7 @@
 // counted for /metrics, and an actor whose action throws is contained: its caller is told, the rest go on.
 import { describe, expect, it } from "vitest";
 import { setup } from "xstate";
-import { invocationLogic, type InvocationOutcome } from "../actors/invocation.ts";
+import { type InvocationOutcome, invocationLogic } from "../actors/invocation.ts";
 import { MigError } from "../runtime/errors.ts";
 import { createLogger } from "../runtime/logger.ts";
 import { Metrics } from "../runtime/metrics.ts";
@@ -10,7 +10,11 @@ import { Supervisor } from "../runtime/supervisor.ts";
 
 /** A machine whose action throws on BOOM, or on entry when its input says so. */
 const fragile = setup({
-  types: { input: {} as { throwOnStart: boolean }, context: {} as { throwOnStart: boolean }, events: {} as { type: "BOOM" } | { type: "DONE" } },
+  types: {
+    input: {} as { throwOnStart: boolean },
+    context: {} as { throwOnStart: boolean },
+    events: {} as { type: "BOOM" } | { type: "DONE" },
+  },
   actions: {
     explode: () => {
       throw new Error("boom inside an action");
@@ -42,7 +46,11 @@ function start() {
 }
 
 function invocationInput(outcomes: InvocationOutcome[]) {
-  return { deadlineMs: 30_000, controller: { abort: () => undefined }, settle: (outcome: InvocationOutcome) => void outcomes.push(outcome) };
+  return {
+    deadlineMs: 30_000,
+    controller: { abort: () => undefined },
+    settle: (outcome: InvocationOutcome) => void outcomes.push(outcome),
+  };
 }
 
 describe("supervisor", () => {
@@ -73,7 +81,13 @@ describe("supervisor", () => {
   it("contains an invocation whose outcome effect throws, and ignores events after its final state", () => {
     const { supervisor } = start();
     const crashes: unknown[] = [];
-    const throwing = { deadlineMs: 30_000, controller: { abort: () => undefined }, settle: () => { throw new Error("settle failed"); } };
+    const throwing = {
+      deadlineMs: 30_000,
+      controller: { abort: () => undefined },
+      settle: () => {
+        throw new Error("settle failed");
+      },
+    };
     const actor = supervisor.spawn("invocation", invocationLogic, throwing, (err) => crashes.push(err));
     actor.send({ type: "DISPATCHED" });
     actor.send({ type: "RESULT", payload: {} });
@@ -83,12 +97,20 @@ describe("supervisor", () => {
 
     const outcomes: InvocationOutcome[] = [];
     const aborted: MigError[] = [];
-    const cancelled = supervisor.spawn("invocation", invocationLogic, { ...invocationInput(outcomes), controller: { abort: (e: MigError) => void aborted.push(e) } }, () => undefined);
+    const cancelled = supervisor.spawn(
+      "invocation",
+      invocationLogic,
+      { ...invocationInput(outcomes), controller: { abort: (e: MigError) => void aborted.push(e) } },
+      () => undefined,
+    );
     cancelled.send({ type: "CANCEL", reason: "by the caller" });
     cancelled.send({ type: "RESULT", payload: {} });
     cancelled.send({ type: "DEADLINE" });
     expect(outcomes).toHaveLength(1);
-    expect(outcomes[0]).toMatchObject({ ok: false, error: { code: "MIG_TIMEOUT", details: { cancelled: true, reason: "by the caller" } } });
+    expect(outcomes[0]).toMatchObject({
+      ok: false,
+      error: { code: "MIG_TIMEOUT", details: { cancelled: true, reason: "by the caller" } },
+    });
     expect(aborted).toEqual([(outcomes[0] as { error: MigError }).error]);
     expect(cancelled.getSnapshot()).toMatchObject({ status: "done", value: "cancelled" });
   });
@@ -108,7 +130,9 @@ describe("supervisor", () => {
   it("contains an action that throws: the caller is told, the crash is counted, other actors go on", async () => {
     const { supervisor, scrape } = start();
     const crashes: unknown[] = [];
-    const bystander = supervisor.spawn("fragile", fragile, { throwOnStart: false }, (err) => crashes.push(["bystander", err]));
+    const bystander = supervisor.spawn("fragile", fragile, { throwOnStart: false }, (err) =>
+      crashes.push(["bystander", err]),
+    );
     const victim = supervisor.spawn("fragile", fragile, { throwOnStart: false }, (err) => crashes.push(err));
     victim.send({ type: "BOOM" });
     const onEntry = supervisor.spawn("fragile", fragile, { throwOnStart: true }, (err) => crashes.push(err));

@@ -3,7 +3,7 @@
 import { randomUUID } from "node:crypto";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startNatsBinding, type NatsBinding } from "../bindings/nats/server.ts";
+import { type NatsBinding, startNatsBinding } from "../bindings/nats/server.ts";
 import { defineCapability } from "../runtime/provider.ts";
 import { anyDescriptor, anySchemas } from "./helpers/descriptors.ts";
 import { expectEnvelope } from "./helpers/envelopes.ts";
@@ -15,10 +15,14 @@ const ANSWER_BOUND_MS = 10_000;
 
 const calls = new Map<string, number>();
 function unsendable(id: string, make: () => Record<string, unknown>) {
-  return defineCapability(anyDescriptor(id, ["unary"]), () => {
-    calls.set(id, (calls.get(id) ?? 0) + 1);
-    return make() as never;
-  }, anySchemas);
+  return defineCapability(
+    anyDescriptor(id, ["unary"]),
+    () => {
+      calls.set(id, (calls.get(id) ?? 0) + 1);
+      return make() as never;
+    },
+    anySchemas,
+  );
 }
 
 function deepObject(levels: number): Record<string, unknown> {
@@ -44,7 +48,11 @@ let nc: NatsConnection;
 
 beforeAll(async () => {
   t = await startTestRuntime({
-    capabilities: [unsendable("test.out.deep", () => deepObject(5_000)), unsendable("test.out.cycle", cyclic), unsendable("test.out.bigint", () => ({ n: 10n }))],
+    capabilities: [
+      unsendable("test.out.deep", () => deepObject(5_000)),
+      unsendable("test.out.cycle", cyclic),
+      unsendable("test.out.bigint", () => ({ n: 10n })),
+    ],
   });
   nats = await startNatsBinding(t.runtime, t.runtime.authenticator);
   nc = await natsClient(t.runtime.natsUrl);
@@ -56,7 +64,12 @@ afterAll(async () => {
 });
 
 /** One INVOKE over `binding`, answered within ANSWER_BOUND_MS; the error body. */
-async function invoke(binding: "http" | "nats", capability: string, header: Record<string, unknown>, payload: object = {}): Promise<{ status?: number; body: any }> {
+async function invoke(
+  binding: "http" | "nats",
+  capability: string,
+  header: Record<string, unknown>,
+  payload: object = {},
+): Promise<{ status?: number; body: any }> {
   const body = { header: { tenant_id: "acme", ...header }, payload };
   if (binding === "nats") {
     const answer = await natsRequest(nc, `mig.v0_1.acme.invoke.${capability}`, body, {}, ANSWER_BOUND_MS);
@@ -87,13 +100,16 @@ describe.each(["http", "nats"] as const)("over %s", (binding) => {
     expect(ok.body.error).toBeUndefined();
   });
 
-  it.each(CASES)("%s with an idempotency key: the failure is recorded, a retry gets it without running the capability again", async (capability, what) => {
-    const key = `unsendable-${randomUUID()}`;
-    const first = await invoke(binding, capability, { idempotency_key: key });
-    const ran = calls.get(capability);
-    const retry = await invoke(binding, capability, { idempotency_key: key });
-    expect(calls.get(capability)).toBe(ran);
-    expectUnsendable(first, capability, what);
-    expectUnsendable(retry, capability, what);
-  });
+  it.each(CASES)(
+    "%s with an idempotency key: the failure is recorded, a retry gets it without running the capability again",
+    async (capability, what) => {
+      const key = `unsendable-${randomUUID()}`;
+      const first = await invoke(binding, capability, { idempotency_key: key });
+      const ran = calls.get(capability);
+      const retry = await invoke(binding, capability, { idempotency_key: key });
+      expect(calls.get(capability)).toBe(ran);
+      expectUnsendable(first, capability, what);
+      expectUnsendable(retry, capability, what);
+    },
+  );
 });

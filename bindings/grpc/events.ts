@@ -1,8 +1,8 @@
 // Events.Subscribe over gRPC: a server stream of EventMessages written only as fast as HTTP/2 takes them.
 import { Metadata, type ServerWritableStream } from "@grpc/grpc-js";
-import { MigError } from "../../runtime/errors.ts";
 import type { Authenticator } from "../../runtime/auth.ts";
 import type { RequestContext } from "../../runtime/core.ts";
+import { MigError } from "../../runtime/errors.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
 import type { EventSink, Subscription, SubscriptionInfo } from "../../runtime/subscribe.ts";
 import type { JsonObject } from "../../runtime/types.ts";
@@ -104,7 +104,12 @@ class GrpcEventSink implements EventSink {
 }
 
 /** Serves one Events.Subscribe call: authenticate, translate, subscribe; the call's end closes the subscription. */
-export function serveSubscribe(runtime: MigRuntime, authenticator: Authenticator, call: Call, open: StreamingCalls): void {
+export function serveSubscribe(
+  runtime: MigRuntime,
+  authenticator: Authenticator,
+  call: Call,
+  open: StreamingCalls,
+): void {
   const tenant = tenantOf(call.metadata);
   const sink = new GrpcEventSink(call);
   let subscription: Subscription | undefined;
@@ -119,10 +124,18 @@ export function serveSubscribe(runtime: MigRuntime, authenticator: Authenticator
   call.once("cancelled", forget);
   let body: JsonObject | undefined;
   const start = async (): Promise<Subscription | undefined> => {
-    const principal = await authenticator.authenticate({ ...credentialsOf(call.metadata), binding: "grpc", tenant, operation: "subscribe" });
+    const principal = await authenticator.authenticate({
+      ...credentialsOf(call.metadata),
+      binding: "grpc",
+      tenant,
+      operation: "subscribe",
+    });
     const request = call.request;
     if (request instanceof UndecodableRequest) {
-      throw new MigError("MIG_INVALID_REQUEST", `the request is not a valid ${request.typeName} message: ${request.reason}`);
+      throw new MigError(
+        "MIG_INVALID_REQUEST",
+        `the request is not a valid ${request.typeName} message: ${request.reason}`,
+      );
     }
     body = requestFromProto(request as Record<string, unknown>, runtime.config.maxJsonDepth);
     mergeHeaderFields(call.metadata, body);

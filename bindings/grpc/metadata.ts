@@ -18,7 +18,12 @@ export function first(metadata: Metadata, key: string): string | undefined {
 
 export function credentialsOf(metadata: Metadata): Credentials {
   // binding and tenant go into the audit record of a refused credential.
-  return { authorization: first(metadata, "authorization"), actor: first(metadata, "x-actor"), binding: "grpc", tenant: tenantOf(metadata) };
+  return {
+    authorization: first(metadata, "authorization"),
+    actor: first(metadata, "x-actor"),
+    binding: "grpc",
+    tenant: tenantOf(metadata),
+  };
 }
 
 export function tenantOf(metadata: Metadata): string | undefined {

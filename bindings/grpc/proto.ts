@@ -1,7 +1,7 @@
 // Loads schemas/mig.proto once with proto-loader and gives the four services with request decoders that never throw.
 import { join } from "node:path";
-import { loadSync, type PackageDefinition, type Options } from "@grpc/proto-loader";
 import type { MethodDefinition, ServiceDefinition } from "@grpc/grpc-js";
+import { loadSync, type Options, type PackageDefinition } from "@grpc/proto-loader";
 import { publicCause } from "../../runtime/errors.ts";
 
 export const PROTO_FILE = join(import.meta.dirname, "../../schemas/mig.proto");
@@ -40,7 +40,8 @@ export function migService(name: ServiceName): ServiceDefinition {
   const service: Record<string, MethodDefinition<unknown, unknown>> = {};
   for (const [method, definition] of Object.entries(original)) {
     const decode = definition.requestDeserialize;
-    const typeName = (definition as { requestType?: { type?: { name?: string } } }).requestType?.type?.name ?? "request";
+    const typeName =
+      (definition as { requestType?: { type?: { name?: string } } }).requestType?.type?.name ?? "request";
     service[method] = {
       ...definition,
       requestDeserialize: (bytes: Buffer) => {

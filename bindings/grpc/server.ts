@@ -5,20 +5,20 @@ import {
   type ServerDuplexStream,
   type ServerUnaryCall,
   type ServerWritableStream,
-  type UntypedServiceImplementation,
   type sendUnaryData,
+  type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
-import { parseAddr } from "../../runtime/config.ts";
-import { MigError } from "../../runtime/errors.ts";
 import type { Authenticator } from "../../runtime/auth.ts";
+import { parseAddr } from "../../runtime/config.ts";
 import type { RequestContext } from "../../runtime/core.ts";
+import { MigError } from "../../runtime/errors.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
 import type { JsonObject } from "../../runtime/types.ts";
-import { credentialsOf, deadlineAtOf, endedByDeadline, mergeHeaderFields, tenantOf } from "./metadata.ts";
-import { migPackageDefinition, migService, UndecodableRequest, type ServiceName } from "./proto.ts";
-import { statusFor } from "./status.ts";
 import { serveSubscribe } from "./events.ts";
+import { credentialsOf, deadlineAtOf, endedByDeadline, mergeHeaderFields, tenantOf } from "./metadata.ts";
+import { migPackageDefinition, migService, type ServiceName, UndecodableRequest } from "./proto.ts";
+import { statusFor } from "./status.ts";
 import { serveStreamInvoke } from "./stream-invoke.ts";
 import { answerToProto, requestFromProto } from "./translate.ts";
 
@@ -63,7 +63,10 @@ export async function startGrpcBinding(
         const principal = await authenticator.authenticate(credentialsOf(call.metadata));
         const request = call.request;
         if (request instanceof UndecodableRequest) {
-          throw new MigError("MIG_INVALID_REQUEST", `the request is not a valid ${request.typeName} message: ${request.reason}`);
+          throw new MigError(
+            "MIG_INVALID_REQUEST",
+            `the request is not a valid ${request.typeName} message: ${request.reason}`,
+          );
         }
         body = requestFromProto(request as Record<string, unknown>, runtime.config.maxJsonDepth);
         mergeHeaderFields(call.metadata, body);
@@ -81,7 +84,11 @@ export async function startGrpcBinding(
           callback(null, message);
         },
         (err: unknown) => {
-          if (!(err instanceof MigError)) runtime.logger.error({ err: (err as Error)?.stack ?? String(err), path: call.getPath() }, "gRPC handler failed");
+          if (!(err instanceof MigError))
+            runtime.logger.error(
+              { err: (err as Error)?.stack ?? String(err), path: call.getPath() },
+              "gRPC handler failed",
+            );
           callback(statusFor(err, body, tenant));
         },
       );
@@ -93,7 +100,10 @@ export async function startGrpcBinding(
     const deadlineAt = deadlineAtOf(call);
     if (Number.isFinite(deadlineAt)) context.deadlineAt = deadlineAt;
     if (call.cancelled) {
-      throw new MigError("MIG_TIMEOUT", "the call was cancelled before the invocation started", { retryable: false, details: { cancelled: true } });
+      throw new MigError("MIG_TIMEOUT", "the call was cancelled before the invocation started", {
+        retryable: false,
+        details: { cancelled: true },
+      });
     }
     const onCancelled = () => {
       // grpc-js also ends a call whose deadline passed; that deadline is the invocation's own (via
@@ -104,7 +114,12 @@ export async function startGrpcBinding(
       const reason = "the gRPC client cancelled the call";
       runtime
         .cancel({ header: { tenant_id: header.tenant_id }, target_message_id: header.message_id, reason }, context)
-        .catch((err: unknown) => runtime.logger.debug({ err: String(err), message_id: header.message_id }, "cancel after a cancelled gRPC call failed"));
+        .catch((err: unknown) =>
+          runtime.logger.debug(
+            { err: String(err), message_id: header.message_id },
+            "cancel after a cancelled gRPC call failed",
+          ),
+        );
     };
     // The runtime writes the normalized header (with its message_id) back into `body` before it dispatches.
     const pending = runtime.invoke(body, context);
@@ -126,11 +141,13 @@ export async function startGrpcBinding(
     },
     Invocation: {
       Invoke: unary(invoke),
-      StreamInvoke: (call: ServerDuplexStream<unknown, unknown>) => serveStreamInvoke(runtime, authenticator, call, streaming),
+      StreamInvoke: (call: ServerDuplexStream<unknown, unknown>) =>
+        serveStreamInvoke(runtime, authenticator, call, streaming),
     },
     Events: {
       Publish: unary((body, context) => runtime.publish(body, context)),
-      Subscribe: (call: ServerWritableStream<unknown, unknown>) => serveSubscribe(runtime, authenticator, call, streaming),
+      Subscribe: (call: ServerWritableStream<unknown, unknown>) =>
+        serveSubscribe(runtime, authenticator, call, streaming),
     },
     Control: {
       Cancel: unary((body, context) => runtime.cancel(body, context)),
@@ -139,7 +156,8 @@ export async function startGrpcBinding(
   };
 
   const server = new Server({ "grpc.max_receive_message_length": maxReceiveBytes });
-  for (const [name, implementation] of Object.entries(handlers)) server.addService(migService(name as ServiceName), implementation);
+  for (const [name, implementation] of Object.entries(handlers))
+    server.addService(migService(name as ServiceName), implementation);
   new ReflectionService(migPackageDefinition()).addToServer(server);
 
   const { host } = parseAddr(addr);

@@ -1,7 +1,7 @@
 // MIG errors as gRPC statuses: the standard's status table, "<CODE>: <message>", and the MIG error in trailing metadata.
-import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
-import { toMigError, type MigError, type MigErrorCode } from "../../runtime/errors.ts";
+import { Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import { errorHeader } from "../../runtime/envelope.ts";
+import { type MigError, type MigErrorCode, toMigError } from "../../runtime/errors.ts";
 
 /** gRPC statuses per the standard's table (spec section 4). */
 export const GRPC_STATUS: Record<MigErrorCode, status> = {
@@ -31,7 +31,10 @@ const MAX_DETAILS_CHARS = 4096;
 
 /** JSON with every non-ASCII character escaped, so it is a legal ASCII metadata value and still the same JSON. */
 function asciiJson(value: unknown): string {
-  return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return JSON.stringify(value).replace(
+    /[\u007f-\uffff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }
 
 /**
@@ -45,7 +48,10 @@ export function statusFor(err: unknown, body?: unknown, tenantHint?: string, grp
   metadata.set(TRAILER.retryable, String(error.retryable));
   if (error.details !== undefined) {
     const json = asciiJson(error.details);
-    metadata.set(TRAILER.details, json.length <= MAX_DETAILS_CHARS ? json : asciiJson({ truncated: true, size: json.length }));
+    metadata.set(
+      TRAILER.details,
+      json.length <= MAX_DETAILS_CHARS ? json : asciiJson({ truncated: true, size: json.length }),
+    );
   }
   metadata.set(TRAILER.messageId, errorHeader(body, tenantHint).message_id);
   const details = `${error.code}: ${error.message}`;

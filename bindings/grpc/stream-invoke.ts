@@ -7,9 +7,9 @@
 // by status OK. A first frame that cannot open a stream ends the call with the MIG error's status
 // (as a unary call would); a bad frame of a live stream ends the stream with an error frame.
 import type { ServerDuplexStream } from "@grpc/grpc-js";
-import { MigError } from "../../runtime/errors.ts";
 import type { Authenticator } from "../../runtime/auth.ts";
 import type { RequestContext } from "../../runtime/core.ts";
+import { MigError } from "../../runtime/errors.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
 import type { FrameSink, StreamSession } from "../../runtime/stream.ts";
 import type { JsonObject, MessageHeader, StreamFrame } from "../../runtime/types.ts";
@@ -23,7 +23,12 @@ type Call = ServerDuplexStream<unknown, unknown>;
 type ProtoObject = Record<string, unknown>;
 
 /** Serves one StreamInvoke call. */
-export function serveStreamInvoke(runtime: MigRuntime, authenticator: Authenticator, call: Call, open: StreamingCalls): void {
+export function serveStreamInvoke(
+  runtime: MigRuntime,
+  authenticator: Authenticator,
+  call: Call,
+  open: StreamingCalls,
+): void {
   const streamCall = new StreamCall(runtime, authenticator, call);
   const end = (reason: string) => streamCall.shutdown(reason);
   open.add(end);
@@ -102,7 +107,10 @@ class StreamCall {
     let frame: JsonObject;
     try {
       if (message instanceof UndecodableRequest) {
-        throw new MigError("MIG_INVALID_REQUEST", `a frame is not a valid ${message.typeName} message: ${message.reason}`);
+        throw new MigError(
+          "MIG_INVALID_REQUEST",
+          `a frame is not a valid ${message.typeName} message: ${message.reason}`,
+        );
       }
       frame = requestFromProto(message as ProtoObject, this.runtime.config.maxJsonDepth);
     } catch (err) {
@@ -112,12 +120,25 @@ class StreamCall {
     }
     if (!live) return this.open(frame);
     if (frame.stream_id !== undefined && frame.stream_id !== live.streamId) {
-      this.fail(live, new MigError("MIG_INVALID_REQUEST", `this call carries stream ${live.streamId}; start another stream with another call`));
+      this.fail(
+        live,
+        new MigError(
+          "MIG_INVALID_REQUEST",
+          `this call carries stream ${live.streamId}; start another stream with another call`,
+        ),
+      );
       return;
     }
     switch (frame.kind) {
       case "request":
-        if (this.inputEnded) return this.fail(live, new MigError("MIG_INVALID_REQUEST", `stream ${live.streamId} received a frame after the caller's end_stream`));
+        if (this.inputEnded)
+          return this.fail(
+            live,
+            new MigError(
+              "MIG_INVALID_REQUEST",
+              `stream ${live.streamId} received a frame after the caller's end_stream`,
+            ),
+          );
         if (frame.end_stream === true) this.inputEnded = true;
         try {
           live.receive(frame.payload, frame.end_stream === true);
@@ -134,7 +155,15 @@ class StreamCall {
 
   private open(frame: JsonObject): void {
     if (frame.kind !== "request") {
-      this.refuse(frame, frame.kind === "control" ? new MigError("MIG_INVALID_REQUEST", "no stream is open on this call yet; its first frame must be a request frame") : kindError(frame.kind));
+      this.refuse(
+        frame,
+        frame.kind === "control"
+          ? new MigError(
+              "MIG_INVALID_REQUEST",
+              "no stream is open on this call yet; its first frame must be a request frame",
+            )
+          : kindError(frame.kind),
+      );
       return;
     }
     mergeHeaderFields(this.call.metadata, frame);
@@ -166,7 +195,10 @@ class StreamCall {
     const action = typeof payload.action === "string" ? payload.action.trim().toLowerCase() : "";
     if (action !== "cancel") {
       const shown = JSON.stringify(payload.action ?? null).slice(0, 40);
-      this.fail(live, new MigError("MIG_INVALID_REQUEST", `control action ${shown} is unknown; the one action is "cancel"`));
+      this.fail(
+        live,
+        new MigError("MIG_INVALID_REQUEST", `control action ${shown} is unknown; the one action is "cancel"`),
+      );
       return;
     }
     live.cancel(typeof payload.reason === "string" ? payload.reason.slice(0, 500) : "cancelled by a control frame");
@@ -177,7 +209,13 @@ class StreamCall {
     if (this.over) return;
     const live = this.session && !this.session.isOver ? this.session : undefined;
     if (!this.session) {
-      this.refuse(undefined, new MigError("MIG_INVALID_REQUEST", "the call ended its input without a request frame; send a request frame first"));
+      this.refuse(
+        undefined,
+        new MigError(
+          "MIG_INVALID_REQUEST",
+          "the call ended its input without a request frame; send a request frame first",
+        ),
+      );
       return;
     }
     if (live && live.mode === "bidi_stream" && !this.inputEnded) {
@@ -216,6 +254,9 @@ class StreamCall {
 
 function kindError(kind: unknown): MigError {
   return kind === "response" || kind === "event" || kind === "error"
-    ? new MigError("MIG_INVALID_REQUEST", `callers send request and control frames; ${String(kind)} frames come from the server`)
+    ? new MigError(
+        "MIG_INVALID_REQUEST",
+        `callers send request and control frames; ${String(kind)} frames come from the server`,
+      )
     : new MigError("MIG_INVALID_REQUEST", "a frame's kind must be FRAME_KIND_REQUEST or FRAME_KIND_CONTROL");
 }

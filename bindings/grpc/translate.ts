@@ -31,9 +31,18 @@ function enumTable(name: string, prefix: string, values: readonly string[], uppe
 }
 
 const BINDING = enumTable("BindingType", "BINDING_TYPE_", ["grpc", "nats", "http"]);
-const MODE = enumTable("InvocationMode", "INVOCATION_MODE_", ["unary", "server_stream", "client_stream", "bidi_stream"]);
+const MODE = enumTable("InvocationMode", "INVOCATION_MODE_", [
+  "unary",
+  "server_stream",
+  "client_stream",
+  "bidi_stream",
+]);
 const PREFERENCE = enumTable("StreamPreference", "STREAM_PREFERENCE_", ["unary", "server_stream", "bidi_stream"]);
-const DELIVERY = enumTable("DeliverySemantics", "DELIVERY_SEMANTICS_", ["best_effort", "at_least_once", "exactly_once"]);
+const DELIVERY = enumTable("DeliverySemantics", "DELIVERY_SEMANTICS_", [
+  "best_effort",
+  "at_least_once",
+  "exactly_once",
+]);
 const FRAME_KIND = enumTable("FrameKind", "FRAME_KIND_", ["request", "response", "event", "control", "error"]);
 // MigErrorCode values carry no prefix: the proto names are the JSON strings.
 const ERROR_CODE = enumTable("MigErrorCode", "MIG_ERROR_CODE_", MIG_ERROR_CODES, false);
@@ -120,7 +129,10 @@ function valueToJson(value: ProtoObject, where: string): unknown {
       return value.stringValue;
     case "numberValue":
       if (!Number.isFinite(value.numberValue)) {
-        throw new MigError("MIG_INVALID_REQUEST", `${where} holds ${String(value.numberValue)}, which JSON cannot carry`);
+        throw new MigError(
+          "MIG_INVALID_REQUEST",
+          `${where} holds ${String(value.numberValue)}, which JSON cannot carry`,
+        );
       }
       return value.numberValue;
     case "boolValue":
@@ -143,8 +155,18 @@ const MAX_SECONDS = 253_402_300_799; // 9999-12-31T23:59:59Z, its upper bound
 function timestampToRfc3339(timestamp: ProtoObject, where: string): string {
   const seconds = Number(timestamp.seconds ?? 0);
   const nanos = Number(timestamp.nanos ?? 0);
-  if (!Number.isInteger(seconds) || seconds < MIN_SECONDS || seconds > MAX_SECONDS || !Number.isInteger(nanos) || nanos < 0 || nanos > 999_999_999) {
-    throw new MigError("MIG_INVALID_REQUEST", `${where} is not a valid google.protobuf.Timestamp (seconds within years 1-9999, nanos 0-999999999)`);
+  if (
+    !Number.isInteger(seconds) ||
+    seconds < MIN_SECONDS ||
+    seconds > MAX_SECONDS ||
+    !Number.isInteger(nanos) ||
+    nanos < 0 ||
+    nanos > 999_999_999
+  ) {
+    throw new MigError(
+      "MIG_INVALID_REQUEST",
+      `${where} is not a valid google.protobuf.Timestamp (seconds within years 1-9999, nanos 0-999999999)`,
+    );
   }
   const text = new Date(seconds * 1000).toISOString();
   if (nanos === 0) return text;
@@ -209,9 +231,13 @@ export function jsonToStruct(object: JsonObject, level?: number): ProtoObject {
 
 function tooDeepForProtobuf(): MigError {
   const levels = PROTOBUF_MAX_LEVEL / 2;
-  return new MigError("MIG_INTERNAL", `the answer nests objects or arrays deeper than gRPC's protobuf encoding carries (about ${levels} levels); use the HTTP or NATS binding, or a flatter output`, {
-    details: { max_protobuf_depth: PROTOBUF_MAX_LEVEL },
-  });
+  return new MigError(
+    "MIG_INTERNAL",
+    `the answer nests objects or arrays deeper than gRPC's protobuf encoding carries (about ${levels} levels); use the HTTP or NATS binding, or a flatter output`,
+    {
+      details: { max_protobuf_depth: PROTOBUF_MAX_LEVEL },
+    },
+  );
 }
 
 function jsonToValue(value: unknown, level?: number): ProtoObject {

@@ -70,7 +70,8 @@ export function readJsonBody(req: IncomingMessage, limits: BodyLimits): Promise<
       if (bytes > maxBytes) stop(new BodyTooLarge(maxBytes));
       else chunks.push(chunk);
     };
-    const onError = (err: Error) => stop(new MigError("MIG_INVALID_REQUEST", `the request body could not be read: ${publicCause(err)}`));
+    const onError = (err: Error) =>
+      stop(new MigError("MIG_INVALID_REQUEST", `the request body could not be read: ${publicCause(err)}`));
     const onEnd = () => {
       const text = chunks.length === 1 ? chunks[0]!.toString("utf8") : Buffer.concat(chunks).toString("utf8");
       // An empty body counts as {} so that `curl -X POST -H 'X-Tenant-ID: acme' …/hello` works.

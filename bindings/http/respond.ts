@@ -1,7 +1,7 @@
 // Writes MIG answers over HTTP: JSON bodies, and error envelopes with the status of the standard's table.
 import type { ServerResponse } from "node:http";
-import { HTTP_STATUS, MigError, toMigError } from "../../runtime/errors.ts";
 import { errorEnvelope, errorHeader } from "../../runtime/envelope.ts";
+import { HTTP_STATUS, MigError, toMigError } from "../../runtime/errors.ts";
 import { encodeFrame } from "../../runtime/stream.ts";
 import type { StreamFrame } from "../../runtime/types.ts";
 import { BodyTooLarge, UnsupportedContentType } from "./body.ts";
@@ -17,13 +17,21 @@ export function encodeAnswer(value: unknown, tenantHint?: string): { text: strin
   try {
     return { text: JSON.stringify(value), failed: undefined };
   } catch (err) {
-    const envelope = { header: errorHeader(value, tenantHint), error: new MigError("MIG_INTERNAL", UNENCODABLE).toJSON() };
+    const envelope = {
+      header: errorHeader(value, tenantHint),
+      error: new MigError("MIG_INTERNAL", UNENCODABLE).toJSON(),
+    };
     return { text: JSON.stringify(envelope), failed: err };
   }
 }
 
 /** Writes `value` as JSON; one that cannot be encoded is answered 500 MIG_INTERNAL. Returns what failed, if anything. */
-export function sendJson(res: ServerResponse, status: number, value: unknown, extraHeaders: Record<string, string> = {}): unknown {
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  value: unknown,
+  extraHeaders: Record<string, string> = {},
+): unknown {
   if (res.destroyed || res.headersSent) return undefined;
   const { text, failed } = encodeAnswer(value);
   res.writeHead(failed === undefined ? status : 500, {
@@ -44,7 +52,9 @@ export function sendError(
 ): unknown {
   const error = toMigError(err);
   // A body over the limit or not JSON is MIG_INVALID_REQUEST on the wire, but HTTP has a precise status for each.
-  const status = override.status ?? (err instanceof BodyTooLarge ? 413 : err instanceof UnsupportedContentType ? 415 : HTTP_STATUS[error.code]);
+  const status =
+    override.status ??
+    (err instanceof BodyTooLarge ? 413 : err instanceof UnsupportedContentType ? 415 : HTTP_STATUS[error.code]);
   const headers: Record<string, string> = { ...override.headers };
   if (err instanceof BodyTooLarge || override.close) headers.connection = "close";
   const retryAfterMs = error.details?.retry_after_ms;
@@ -56,7 +66,10 @@ export function sendError(
     JSON.stringify(envelope.error);
   } catch {
     // Details a provider or a remote runtime filled with something JSON cannot hold: the code and message still go out.
-    envelope = { header: envelope.header, error: { code: error.code, message: error.message, retryable: error.retryable } };
+    envelope = {
+      header: envelope.header,
+      error: { code: error.code, message: error.message, retryable: error.retryable },
+    };
   }
   return sendJson(res, status, envelope, headers);
 }

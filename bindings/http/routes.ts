@@ -26,7 +26,13 @@ export interface RawRoute {
 /** A long-lived answer (SSE): authenticated by the server like a JSON route, then given the raw response. */
 export interface StreamRoute {
   kind: "stream";
-  run: (runtime: MigRuntime, req: IncomingMessage, res: ServerResponse, context: RequestContext, param: string | undefined) => Promise<void>;
+  run: (
+    runtime: MigRuntime,
+    req: IncomingMessage,
+    res: ServerResponse,
+    context: RequestContext,
+    param: string | undefined,
+  ) => Promise<void>;
 }
 
 export type Route = JsonRoute | RawRoute | StreamRoute;

@@ -10,7 +10,11 @@ import type { Logger } from "../../runtime/logger.ts";
 
 type LimitSettings = Pick<
   RuntimeConfig,
-  "httpHeadersTimeoutMs" | "httpRequestTimeoutMs" | "httpKeepAliveTimeoutMs" | "httpMaxRequestsPerSocket" | "httpMaxConnections"
+  | "httpHeadersTimeoutMs"
+  | "httpRequestTimeoutMs"
+  | "httpKeepAliveTimeoutMs"
+  | "httpMaxRequestsPerSocket"
+  | "httpMaxConnections"
 >;
 
 /** How long a refused connection is told to wait before it tries again (Retry-After). */
@@ -35,7 +39,12 @@ export function serverOptions(config: LimitSettings): ServerOptions {
 }
 
 /** A raw HTTP/1.1 answer with a MIG error envelope, for sockets that have no ServerResponse (upgrades, parse errors). */
-export function rawErrorAnswer(status: number, error: MigError, tenant?: string, headers: Record<string, string> = {}): string {
+export function rawErrorAnswer(
+  status: number,
+  error: MigError,
+  tenant?: string,
+  headers: Record<string, string> = {},
+): string {
   const body = JSON.stringify(errorEnvelope(error, undefined, tenant));
   let head = `HTTP/1.1 ${status} ${error.code}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n`;
   for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`;
@@ -43,9 +52,13 @@ export function rawErrorAnswer(status: number, error: MigError, tenant?: string,
 }
 
 export function tooManyConnections(max: number): MigError {
-  return new MigError("MIG_BACKPRESSURE", `this listener already has its maximum of ${max} open connections; retry shortly, or reuse a kept-alive connection`, {
-    details: { max_connections: max, retry_after_ms: RETRY_AFTER_MS },
-  });
+  return new MigError(
+    "MIG_BACKPRESSURE",
+    `this listener already has its maximum of ${max} open connections; retry shortly, or reuse a kept-alive connection`,
+    {
+      details: { max_connections: max, retry_after_ms: RETRY_AFTER_MS },
+    },
+  );
 }
 
 export const RETRY_AFTER_HEADER = { "retry-after": String(Math.ceil(RETRY_AFTER_MS / 1000)) };
@@ -93,24 +106,37 @@ export function answerClientErrors(server: Server, logger: Logger): void {
     switch (err.code) {
       case "HPE_HEADER_OVERFLOW":
         status = 431;
-        error = new MigError("MIG_INVALID_REQUEST", `the request headers are larger than ${maxHeaderSize} bytes; send fewer or smaller headers`, {
-          details: { max_header_bytes: maxHeaderSize },
-        });
+        error = new MigError(
+          "MIG_INVALID_REQUEST",
+          `the request headers are larger than ${maxHeaderSize} bytes; send fewer or smaller headers`,
+          {
+            details: { max_header_bytes: maxHeaderSize },
+          },
+        );
         break;
       case "ERR_HTTP_REQUEST_TIMEOUT":
         status = 408;
         error = new MigError(
           "MIG_TIMEOUT",
           `the request did not arrive in time: headers within ${server.headersTimeout} ms, the whole request within ${server.requestTimeout} ms`,
-          { retryable: true, details: { headers_timeout_ms: server.headersTimeout, request_timeout_ms: server.requestTimeout } },
+          {
+            retryable: true,
+            details: { headers_timeout_ms: server.headersTimeout, request_timeout_ms: server.requestTimeout },
+          },
         );
         break;
       case "HPE_CHUNK_EXTENSIONS_OVERFLOW":
         status = 413;
-        error = new MigError("MIG_INVALID_REQUEST", "the request's chunk extensions are too large; send the body without them");
+        error = new MigError(
+          "MIG_INVALID_REQUEST",
+          "the request's chunk extensions are too large; send the body without them",
+        );
         break;
       default:
-        error = new MigError("MIG_INVALID_REQUEST", `the request is not valid HTTP/1.1 (${err.code ?? "unreadable"}); check the request line and headers`);
+        error = new MigError(
+          "MIG_INVALID_REQUEST",
+          `the request is not valid HTTP/1.1 (${err.code ?? "unreadable"}); check the request line and headers`,
+        );
     }
     logger.debug({ code: err.code, status }, "HTTP client error answered");
     // Ended, not destroyed at once: the answer leaves before the connection closes.

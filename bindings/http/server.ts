@@ -2,12 +2,12 @@
 import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createTlsServer } from "node:https";
-import { MigError } from "../../runtime/errors.ts";
 import type { Authenticator } from "../../runtime/auth.ts";
+import type { RequestContext } from "../../runtime/core.ts";
+import { MigError } from "../../runtime/errors.ts";
 import type { AdminView } from "../../runtime/policy.ts";
 import type { Principal } from "../../runtime/principal.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
-import type { RequestContext } from "../../runtime/core.ts";
 import { checkBodyHeaders, drainBody, readJsonBody } from "./body.ts";
 import { listenOn } from "./listen.ts";
 import { sendError, sendJson } from "./respond.ts";
@@ -55,7 +55,11 @@ function operationOf(path: string): string {
   return end === -1 ? path.slice(MIG_PREFIX.length) : path.slice(MIG_PREFIX.length, end);
 }
 
-export async function startHttpBinding(runtime: MigRuntime, authenticator: Authenticator, addr: string): Promise<HttpBinding> {
+export async function startHttpBinding(
+  runtime: MigRuntime,
+  authenticator: Authenticator,
+  addr: string,
+): Promise<HttpBinding> {
   const { config } = runtime;
   const bodyLimits = { maxBytes: config.maxBodyBytes, maxDepth: config.maxJsonDepth };
   /** Requests that sent `Expect: 100-continue` and have not been told to go on: their body is not on its way. */
@@ -82,7 +86,12 @@ export async function startHttpBinding(runtime: MigRuntime, authenticator: Authe
    * A unary INVOKE whose client closes the connection before the answer is cancelled through the runtime,
    * as over gRPC: the provider's signal fires and the invocation's place in the capacity is freed at once.
    */
-  async function cancelIfAbandoned<T>(pending: Promise<T>, res: ServerResponse, body: unknown, context: RequestContext): Promise<T> {
+  async function cancelIfAbandoned<T>(
+    pending: Promise<T>,
+    res: ServerResponse,
+    body: unknown,
+    context: RequestContext,
+  ): Promise<T> {
     let settled = false;
     const onClose = () => {
       if (!settled && !res.writableEnded) void cancelAbandoned(body, context, () => settled);
@@ -100,13 +109,20 @@ export async function startHttpBinding(runtime: MigRuntime, authenticator: Authe
     // The runtime wrote the normalized header (with its message_id) back into `body` when it accepted it.
     const header = (body as { header?: Record<string, unknown> }).header;
     if (typeof header?.message_id !== "string") return;
-    const cancel = { header: { tenant_id: header.tenant_id }, target_message_id: header.message_id, reason: "the HTTP client closed the connection before the answer" };
+    const cancel = {
+      header: { tenant_id: header.tenant_id },
+      target_message_id: header.message_id,
+      reason: "the HTTP client closed the connection before the answer",
+    };
     // The invocation may not be registered yet (its idempotency claim still on the bus): try again while it is pending.
     for (let attempt = 0; attempt < 5 && !settled(); attempt++) {
       try {
         if ((await runtime.cancel(cancel, { ...context })).status !== "not_found") return;
       } catch (err) {
-        runtime.logger.debug({ err: String(err), message_id: header.message_id }, "cancel after a closed HTTP connection failed");
+        runtime.logger.debug(
+          { err: String(err), message_id: header.message_id },
+          "cancel after a closed HTTP connection failed",
+        );
         return;
       }
       await new Promise((resolve) => setTimeout(resolve, 100));
@@ -124,10 +140,22 @@ export async function startHttpBinding(runtime: MigRuntime, authenticator: Authe
     const match = matchRoute(req.method ?? "GET", path);
     if (!match.found) {
       if (match.allowed) {
-        const error = new MigError("MIG_INVALID_REQUEST", `${path} accepts ${match.allowed.join(", ")}, not ${req.method}`);
-        return answerError(req, res, error, undefined, tenant, { status: 405, headers: { allow: match.allowed.join(", ") } });
+        const error = new MigError(
+          "MIG_INVALID_REQUEST",
+          `${path} accepts ${match.allowed.join(", ")}, not ${req.method}`,
+        );
+        return answerError(req, res, error, undefined, tenant, {
+          status: 405,
+          headers: { allow: match.allowed.join(", ") },
+        });
       }
-      return answerError(req, res, new MigError("MIG_NOT_FOUND", `no MIG route ${req.method} ${path}; see docs/bindings/http.md`), undefined, tenant);
+      return answerError(
+        req,
+        res,
+        new MigError("MIG_NOT_FOUND", `no MIG route ${req.method} ${path}; see docs/bindings/http.md`),
+        undefined,
+        tenant,
+      );
     }
     const { route } = match;
     const credentials = {
@@ -143,8 +171,16 @@ export async function startHttpBinding(runtime: MigRuntime, authenticator: Authe
           throw new MigError("MIG_NOT_FOUND", "/metrics is served on its own listener (MIG_METRICS_ADDR)");
         }
         let view: AdminView = { tenant: undefined };
-        if (route.guard === "admin" || route.guard === "operator" || (route.guard === "metrics" && runtime.policy.metricsProtected)) {
-          view = runtime.authorizeAdmin(await authenticator.authenticate(credentials), `${req.method} ${path}`, route.guard !== "admin");
+        if (
+          route.guard === "admin" ||
+          route.guard === "operator" ||
+          (route.guard === "metrics" && runtime.policy.metricsProtected)
+        ) {
+          view = runtime.authorizeAdmin(
+            await authenticator.authenticate(credentials),
+            `${req.method} ${path}`,
+            route.guard !== "admin",
+          );
         }
         return await route.run(runtime, req, res, view);
       } catch (err) {
@@ -178,9 +214,11 @@ export async function startHttpBinding(runtime: MigRuntime, authenticator: Authe
       const running = route.run(runtime, body, context, match.param);
       const answer = await (operationOf(path) === "invoke" ? cancelIfAbandoned(running, res, body, context) : running);
       const failed = sendJson(res, 200, answer);
-      if (failed !== undefined) runtime.logger.error({ err: String(failed), path }, "an answer could not be encoded as JSON");
+      if (failed !== undefined)
+        runtime.logger.error({ err: String(failed), path }, "an answer could not be encoded as JSON");
     } catch (err) {
-      if (!(err instanceof MigError)) runtime.logger.error({ err: (err as Error)?.stack ?? String(err) }, "HTTP handler failed");
+      if (!(err instanceof MigError))
+        runtime.logger.error({ err: (err as Error)?.stack ?? String(err) }, "HTTP handler failed");
       await answerError(req, res, err, body, tenant);
     }
   }
@@ -196,7 +234,15 @@ export async function startHttpBinding(runtime: MigRuntime, authenticator: Authe
   const tls = Boolean(httpTlsCert && httpTlsKey);
   const options = serverOptions(config);
   const server: Server = tls
-    ? createTlsServer({ ...options, cert: readFileSync(httpTlsCert!), key: readFileSync(httpTlsKey!), handshakeTimeout: options.headersTimeout }, onRequest)
+    ? createTlsServer(
+        {
+          ...options,
+          cert: readFileSync(httpTlsCert!),
+          key: readFileSync(httpTlsKey!),
+          handshakeTimeout: options.headersTimeout,
+        },
+        onRequest,
+      )
     : createServer(options, onRequest);
   const connections = guardConnections(server, config, tls);
   answerClientErrors(server, runtime.logger);

@@ -1,9 +1,9 @@
 // SUBSCRIBE over HTTP: turns GET /mig/v0.1/subscribe/{topic} into a SubscribeRequest and streams the
 // subscription as Server-Sent Events (frames and comments documented in docs/events.md).
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { RequestContext } from "../../runtime/core.ts";
 import { errorEnvelope } from "../../runtime/envelope.ts";
 import type { MigError } from "../../runtime/errors.ts";
-import type { RequestContext } from "../../runtime/core.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
 import type { EventSink, Subscription, SubscriptionInfo } from "../../runtime/subscribe.ts";
 import { sendError } from "./respond.ts";

@@ -18,7 +18,13 @@ export function wantsStream(body: unknown): boolean {
  * `data: <StreamFrame JSON>`; the last has `end_stream: true`, then the response ends. A refused
  * request throws before anything is written, so the caller answers it with a JSON error envelope.
  */
-export function serveStream(runtime: MigRuntime, res: ServerResponse, body: unknown, context: RequestContext, capability: string | undefined): void {
+export function serveStream(
+  runtime: MigRuntime,
+  res: ServerResponse,
+  body: unknown,
+  context: RequestContext,
+  capability: string | undefined,
+): void {
   const open = () => {
     if (res.headersSent) return;
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no" });
@@ -30,7 +36,10 @@ export function serveStream(runtime: MigRuntime, res: ServerResponse, body: unkn
       if (res.destroyed || res.writableEnded) return;
       let text = tryEncodeFrame(frame);
       if (text === undefined) {
-        runtime.logger.error({ stream_id: frame.stream_id, capability: frame.capability }, "a stream frame could not be encoded as JSON");
+        runtime.logger.error(
+          { stream_id: frame.stream_id, capability: frame.capability },
+          "a stream frame could not be encoded as JSON",
+        );
         if (!frame.end_stream) {
           // The stream fails instead; its terminal error frame comes through here next.
           queueMicrotask(() => {

@@ -1,18 +1,18 @@
 // The WebSocket stream endpoint GET /mig/v0.1/stream: StreamFrame JSON both ways, many streams per socket told apart by stream_id.
 import type { IncomingMessage, Server } from "node:http";
 import type { Duplex } from "node:stream";
-import { WebSocket, WebSocketServer, type RawData } from "ws";
+import { type RawData, WebSocket, WebSocketServer } from "ws";
+import type { Authenticator } from "../../runtime/auth.ts";
+import type { RequestContext } from "../../runtime/core.ts";
 import { errorHeader } from "../../runtime/envelope.ts";
 import { HTTP_STATUS, MigError } from "../../runtime/errors.ts";
 import { parseJsonLimited } from "../../runtime/json-limits.ts";
-import { checkStreamId, type FrameSink, type StreamSession } from "../../runtime/stream.ts";
-import type { Authenticator } from "../../runtime/auth.ts";
-import type { RequestContext } from "../../runtime/core.ts";
 import type { Principal } from "../../runtime/principal.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
+import { checkStreamId, type FrameSink, type StreamSession } from "../../runtime/stream.ts";
 import type { StreamFrame } from "../../runtime/types.ts";
 import { tryEncodeFrame, UNENCODABLE, unencodableTerminal } from "./respond.ts";
-import { rawErrorAnswer, tooManyConnections, type ConnectionGuard } from "./server-limits.ts";
+import { type ConnectionGuard, rawErrorAnswer, tooManyConnections } from "./server-limits.ts";
 
 export const STREAM_PATH = "/mig/v0.1/stream";
 
@@ -28,10 +28,19 @@ export interface StreamEndpoint {
 }
 
 /** Serves WebSocket upgrades of `server` on STREAM_PATH; authentication happens once, at the upgrade. */
-export function attachStreamEndpoint(server: Server, runtime: MigRuntime, authenticator: Authenticator, connections?: ConnectionGuard): StreamEndpoint {
+export function attachStreamEndpoint(
+  server: Server,
+  runtime: MigRuntime,
+  authenticator: Authenticator,
+  connections?: ConnectionGuard,
+): StreamEndpoint {
   const limit = runtime.config.maxBodyBytes;
   // Messages between `limit` and maxPayload get an error frame; beyond maxPayload ws closes with 1009.
-  const wss = new WebSocketServer({ noServer: true, maxPayload: Math.max(2 * limit, limit + 1024 * 1024), perMessageDeflate: false });
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: Math.max(2 * limit, limit + 1024 * 1024),
+    perMessageDeflate: false,
+  });
 
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = req.url ?? "/";
@@ -43,11 +52,21 @@ export function attachStreamEndpoint(server: Server, runtime: MigRuntime, authen
       return;
     }
     if (path !== STREAM_PATH) {
-      refuseUpgrade(socket, new MigError("MIG_NOT_FOUND", `no WebSocket endpoint at ${path}; streams are at ${STREAM_PATH}`), named);
+      refuseUpgrade(
+        socket,
+        new MigError("MIG_NOT_FOUND", `no WebSocket endpoint at ${path}; streams are at ${STREAM_PATH}`),
+        named,
+      );
       return;
     }
     authenticator
-      .authenticate({ authorization: first(req.headers.authorization), actor: first(req.headers["x-actor"]), binding: "http", tenant: named, operation: "stream" })
+      .authenticate({
+        authorization: first(req.headers.authorization),
+        actor: first(req.headers["x-actor"]),
+        binding: "http",
+        tenant: named,
+        operation: "stream",
+      })
       .then((principal) => {
         const tenant = runtime.connectionTenant({ principal, tenant: named, binding: "http" }, "stream");
         wss.handleUpgrade(req, socket, head, (ws) => {
@@ -72,7 +91,8 @@ function first(value: string | string[] | undefined): string | undefined {
 /** Answers a refused upgrade with a plain HTTP error envelope, as the JSON routes do. */
 function refuseUpgrade(socket: Duplex, error: MigError, tenant: string | undefined): void {
   const retryAfterMs = error.details?.retry_after_ms;
-  const headers: Record<string, string> = typeof retryAfterMs === "number" ? { "retry-after": String(Math.max(1, Math.ceil(retryAfterMs / 1000))) } : {};
+  const headers: Record<string, string> =
+    typeof retryAfterMs === "number" ? { "retry-after": String(Math.max(1, Math.ceil(retryAfterMs / 1000))) } : {};
   socket.end(rawErrorAnswer(HTTP_STATUS[error.code], error, tenant, headers));
 }
 
@@ -127,7 +147,10 @@ class StreamConnection {
    * through the sink); a terminal frame is replaced by an error frame of the same stream.
    */
   private unencodable(frame: StreamFrame, written: () => void): string | undefined {
-    this.runtime.logger.error({ stream_id: frame.stream_id, capability: frame.capability }, "a stream frame could not be encoded as JSON");
+    this.runtime.logger.error(
+      { stream_id: frame.stream_id, capability: frame.capability },
+      "a stream frame could not be encoded as JSON",
+    );
     if (frame.end_stream) return unencodableTerminal(frame, this.tenant);
     const session = this.streams.get(frame.stream_id);
     queueMicrotask(() => {
@@ -160,9 +183,13 @@ class StreamConnection {
   private onMessage(data: RawData): void {
     const bytes = sizeOf(data);
     if (bytes > this.limit) {
-      const error = new MigError("MIG_INVALID_REQUEST", `a frame is larger than ${this.limit} bytes; send smaller frames`, {
-        details: { max_frame_bytes: this.limit },
-      });
+      const error = new MigError(
+        "MIG_INVALID_REQUEST",
+        `a frame is larger than ${this.limit} bytes; send smaller frames`,
+        {
+          details: { max_frame_bytes: this.limit },
+        },
+      );
       this.refuse(undefined, this.runtime.counted("stream", error));
       return;
     }
@@ -174,7 +201,13 @@ class StreamConnection {
       return;
     }
     if (value === null || typeof value !== "object" || Array.isArray(value)) {
-      this.refuse(undefined, this.runtime.counted("stream", new MigError("MIG_INVALID_REQUEST", "a WebSocket message must be one StreamFrame JSON object")));
+      this.refuse(
+        undefined,
+        this.runtime.counted(
+          "stream",
+          new MigError("MIG_INVALID_REQUEST", "a WebSocket message must be one StreamFrame JSON object"),
+        ),
+      );
       return;
     }
     const frame = value as Record<string, unknown>;
@@ -186,9 +219,21 @@ class StreamConnection {
       case "response":
       case "event":
       case "error":
-        return this.refuseFrame(frame, new MigError("MIG_INVALID_REQUEST", `callers send request and control frames; ${frame.kind} frames come from the server`));
+        return this.refuseFrame(
+          frame,
+          new MigError(
+            "MIG_INVALID_REQUEST",
+            `callers send request and control frames; ${frame.kind} frames come from the server`,
+          ),
+        );
       default:
-        return this.refuseFrame(frame, new MigError("MIG_INVALID_REQUEST", `frame kind ${JSON.stringify(frame.kind)?.slice(0, 40)} is unknown; send request or control`));
+        return this.refuseFrame(
+          frame,
+          new MigError(
+            "MIG_INVALID_REQUEST",
+            `frame kind ${JSON.stringify(frame.kind)?.slice(0, 40)} is unknown; send request or control`,
+          ),
+        );
     }
   }
 
@@ -216,7 +261,13 @@ class StreamConnection {
       return;
     }
     if (typeof streamId === "string" && this.endedIds.has(streamId)) {
-      this.refuseFrame(frame, new MigError("MIG_INVALID_REQUEST", `stream ${streamId} has ended (end_stream was sent); start a new stream with a new stream_id`));
+      this.refuseFrame(
+        frame,
+        new MigError(
+          "MIG_INVALID_REQUEST",
+          `stream ${streamId} has ended (end_stream was sent); start a new stream with a new stream_id`,
+        ),
+      );
       return;
     }
     if (this.openStreams() >= this.maxStreams) {
@@ -231,18 +282,24 @@ class StreamConnection {
     let session: StreamSession;
     try {
       if (streamId !== undefined) checkStreamId(streamId);
-      session = this.runtime.openStream(frame, { ...this.context, bodyBytes: bytes }, {
-        sink: this.sink,
-        streamId: streamId as string | undefined,
-        clientFrames: true,
-        inboundPressure: this.pressure,
-      });
+      session = this.runtime.openStream(
+        frame,
+        { ...this.context, bodyBytes: bytes },
+        {
+          sink: this.sink,
+          streamId: streamId as string | undefined,
+          clientFrames: true,
+          inboundPressure: this.pressure,
+        },
+      );
     } catch (err) {
       this.refuseFrame(frame, err, true);
       return;
     }
     if (this.streams.has(session.streamId)) {
-      session.fail(new MigError("MIG_INVALID_REQUEST", `stream_id ${session.streamId} is already in use on this connection`));
+      session.fail(
+        new MigError("MIG_INVALID_REQUEST", `stream_id ${session.streamId} is already in use on this connection`),
+      );
       return;
     }
     this.streams.set(session.streamId, session);
@@ -251,11 +308,15 @@ class StreamConnection {
   }
 
   private onControl(frame: Record<string, unknown>): void {
-    const payload = frame.payload !== null && typeof frame.payload === "object" ? (frame.payload as Record<string, unknown>) : {};
+    const payload =
+      frame.payload !== null && typeof frame.payload === "object" ? (frame.payload as Record<string, unknown>) : {};
     const action = typeof payload.action === "string" ? payload.action.trim().toLowerCase() : "";
     const live = this.live(frame.stream_id) ?? this.byMessageId(frame);
     if (action !== "cancel") {
-      const error = new MigError("MIG_INVALID_REQUEST", `control action ${JSON.stringify(payload.action ?? null).slice(0, 40)} is unknown; the one action is "cancel"`);
+      const error = new MigError(
+        "MIG_INVALID_REQUEST",
+        `control action ${JSON.stringify(payload.action ?? null).slice(0, 40)} is unknown; the one action is "cancel"`,
+      );
       if (live) live.fail(error);
       else this.refuseFrame(frame, error);
       return;
@@ -276,7 +337,13 @@ class StreamConnection {
       });
       return;
     }
-    this.refuseFrame(frame, new MigError("MIG_NOT_FOUND", `no stream ${this.echoStreamId(frame) || "(no stream_id)"} is open on this connection`));
+    this.refuseFrame(
+      frame,
+      new MigError(
+        "MIG_NOT_FOUND",
+        `no stream ${this.echoStreamId(frame) || "(no stream_id)"} is open on this connection`,
+      ),
+    );
   }
 
   /** A control frame without a known stream_id may name the stream by its request's message_id (as the reference does). */

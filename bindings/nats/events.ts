@@ -11,16 +11,16 @@
 //
 // In auth mode jwt, acks and close carry the subscriber's bearer token like any request (runtime/control-guard.ts).
 import { Match, type Msg, type NatsConnection, type Subscription as NatsSubscription } from "@nats-io/transport-node";
-import { ChunkedAdmission, PUBLISH_ADMISSION_CHUNK } from "../../runtime/chunked-admission.ts";
-import { errorEnvelope } from "../../runtime/envelope.ts";
-import { ORIGIN_HEADER, ORIGIN_RUNTIME } from "../../runtime/events.ts";
-import { MigError, toMigError } from "../../runtime/errors.ts";
-import { parseJsonLimited } from "../../runtime/json-limits.ts";
-import { ControlGuard } from "../../runtime/control-guard.ts";
-import { replySubjectAllowed } from "../../runtime/policy.ts";
 import type { Authenticator } from "../../runtime/auth.ts";
-import type { Principal } from "../../runtime/principal.ts";
+import { ChunkedAdmission, PUBLISH_ADMISSION_CHUNK } from "../../runtime/chunked-admission.ts";
+import { ControlGuard } from "../../runtime/control-guard.ts";
 import type { RequestContext } from "../../runtime/core.ts";
+import { errorEnvelope } from "../../runtime/envelope.ts";
+import { MigError, toMigError } from "../../runtime/errors.ts";
+import { ORIGIN_HEADER, ORIGIN_RUNTIME } from "../../runtime/events.ts";
+import { parseJsonLimited } from "../../runtime/json-limits.ts";
+import { replySubjectAllowed } from "../../runtime/policy.ts";
+import type { Principal } from "../../runtime/principal.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
 import type { EventSink, SubscriptionInfo } from "../../runtime/subscribe.ts";
 import { replyHeaders } from "./reply-headers.ts";
@@ -36,7 +36,11 @@ export interface NatsEventsBinding {
 
 function parseBody(msg: Msg, limit: number, maxDepth: number): unknown {
   if (msg.data.length > limit) {
-    throw new MigError("MIG_INVALID_REQUEST", `the request body is larger than ${limit} bytes; send a smaller payload`, { details: { max_body_bytes: limit } });
+    throw new MigError(
+      "MIG_INVALID_REQUEST",
+      `the request body is larger than ${limit} bytes; send a smaller payload`,
+      { details: { max_body_bytes: limit } },
+    );
   }
   if (msg.data.length === 0) return {};
   return parseJsonLimited(msg.string(), maxDepth);
@@ -115,13 +119,21 @@ class NatsSink implements EventSink {
         const guard = this.guard;
         // In auth mode none nothing is checked, and no header is read: acks cost what they cost before.
         const admitted = guard?.checks
-          ? guard.admit(msg.headers?.get("Authorization", Match.IgnoreCase) || undefined, ack ? "subscription.ack" : "subscription.close", this.tenant)
+          ? guard.admit(
+              msg.headers?.get("Authorization", Match.IgnoreCase) || undefined,
+              ack ? "subscription.ack" : "subscription.close",
+              this.tenant,
+            )
           : true;
         if (admitted === true) this.act(ack, msg);
-        else admitted.then(() => this.act(ack, msg), (err: unknown) => {
-          // A refused control message changes nothing; its sender hears why when it asked for an answer.
-          if (answerable) replyError(msg, toMigError(err), { header: { tenant_id: this.tenant } }, this.tenant);
-        });
+        else
+          admitted.then(
+            () => this.act(ack, msg),
+            (err: unknown) => {
+              // A refused control message changes nothing; its sender hears why when it asked for an answer.
+              if (answerable) replyError(msg, toMigError(err), { header: { tenant_id: this.tenant } }, this.tenant);
+            },
+          );
       },
     });
   }
@@ -173,7 +185,9 @@ class NatsSink implements EventSink {
     if (error && this.info) {
       try {
         const envelope = errorEnvelope(error, { header: this.info.header });
-        this.nc.publish(this.deliverSubject, JSON.stringify(envelope), { headers: replyHeaders(envelope.header, envelope.error.code) });
+        this.nc.publish(this.deliverSubject, JSON.stringify(envelope), {
+          headers: replyHeaders(envelope.header, envelope.error.code),
+        });
       } catch {
         // The connection is going away too.
       }
@@ -191,7 +205,12 @@ class NatsSink implements EventSink {
 export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticator): NatsEventsBinding {
   const nc = runtime.bus.nc;
   const limit = runtime.config.maxBodyBytes;
-  const context = (principal: Principal, tenant: string, bytes: number): RequestContext => ({ principal, tenant, binding: "nats", bodyBytes: bytes });
+  const context = (principal: Principal, tenant: string, bytes: number): RequestContext => ({
+    principal,
+    tenant,
+    binding: "nats",
+    bodyBytes: bytes,
+  });
   const authenticate = (msg: Msg, tenant: string, operation: string) =>
     authenticator.authenticate({
       authorization: msg.headers?.get("Authorization", Match.IgnoreCase) || undefined,
@@ -208,7 +227,9 @@ export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticato
   const answerError = (msg: Msg, err: unknown, body: unknown, tenant: string) => {
     if (!msg.reply) return;
     const envelope = errorEnvelope(err, body, tenant);
-    runtime.events.outbox.publish(msg.reply, JSON.stringify(envelope), { headers: replyHeaders(envelope.header, envelope.error.code) });
+    runtime.events.outbox.publish(msg.reply, JSON.stringify(envelope), {
+      headers: replyHeaders(envelope.header, envelope.error.code),
+    });
   };
 
   const startPublish = (msg: Msg): void => {
@@ -231,7 +252,12 @@ export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticato
       );
   };
   // A chunk of PUBLISH requests per turn, their stores written before the next chunk starts (runtime/chunked-admission.ts).
-  const admission = new ChunkedAdmission<Msg>(PUBLISH_ADMISSION_CHUNK, runtime.config.capacity, startPublish, runtime.events.outbox.flush);
+  const admission = new ChunkedAdmission<Msg>(
+    PUBLISH_ADMISSION_CHUNK,
+    runtime.config.capacity,
+    startPublish,
+    runtime.events.outbox.flush,
+  );
   // On the bus's no-echo events connection, where the runtime also publishes its live EventMessages: the server does
   // not hand this process its own copies. Another runtime's copies still arrive (queue group) and are dropped here.
   const publishes = runtime.bus.events.subscribe("mig.v0_1.*.events.>", {
@@ -253,7 +279,10 @@ export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticato
         body = parseBody(msg, limit, runtime.config.maxJsonDepth);
         const deliver = (body as { deliver_subject?: unknown } | null)?.deliver_subject;
         if (typeof deliver !== "string" || deliver.length > 256 || !DELIVER_SUBJECT.test(deliver)) {
-          throw new MigError("MIG_INVALID_REQUEST", "deliver_subject is required: a NATS subject without wildcards (e.g. an inbox) where events are sent");
+          throw new MigError(
+            "MIG_INVALID_REQUEST",
+            "deliver_subject is required: a NATS subject without wildcards (e.g. an inbox) where events are sent",
+          );
         }
         let close = () => undefined as void;
         const sink = new NatsSink(nc, tenant, deliver, () => close());
@@ -261,26 +290,33 @@ export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticato
         authenticate(msg, tenant, "subscribe")
           .then((principal) => {
             // Its acks and close must come from the same principal (runtime/control-guard.ts).
-            sink.guard = new ControlGuard(runtime, { opener: principal, authorization, authenticator: () => authenticator, what: "subscription", target: rest });
+            sink.guard = new ControlGuard(runtime, {
+              opener: principal,
+              authorization,
+              authenticator: () => authenticator,
+              what: "subscription",
+              target: rest,
+            });
             return runtime.subscribe(body, context(principal, tenant, msg.data.length), rest, sink);
           })
           .then(
-          (subscription) => {
-            close = () => subscription.close();
-            sink.onIdle = () => subscription.close(new MigError("MIG_TIMEOUT", "the subscriber stopped acknowledging events"));
-            const { info } = subscription;
-            reply(msg, {
-              header: info.header,
-              topic: info.topic,
-              subscription_id: info.subscription_id,
-              consumer_id: info.consumer_id,
-              start_sequence: info.start_sequence,
-              replay_until: info.replay_until,
-              max_inflight: info.max_inflight,
-            });
-          },
-          (err: unknown) => replyError(msg, err, body, tenant),
-        );
+            (subscription) => {
+              close = () => subscription.close();
+              sink.onIdle = () =>
+                subscription.close(new MigError("MIG_TIMEOUT", "the subscriber stopped acknowledging events"));
+              const { info } = subscription;
+              reply(msg, {
+                header: info.header,
+                topic: info.topic,
+                subscription_id: info.subscription_id,
+                consumer_id: info.consumer_id,
+                start_sequence: info.start_sequence,
+                replay_until: info.replay_until,
+                max_inflight: info.max_inflight,
+              });
+            },
+            (err: unknown) => replyError(msg, err, body, tenant),
+          );
       } catch (err) {
         replyError(msg, err, body, tenant);
       }

@@ -4,7 +4,14 @@ import { HeaderBlock } from "../../runtime/nats-header-block.ts";
 import type { MessageHeader } from "../../runtime/types.ts";
 
 /** MIG header fields mirrored between the body's header and NATS message headers (spec section 7). */
-export const MIRRORED_FIELDS = ["mig_version", "message_id", "tenant_id", "session_id", "traceparent", "idempotency_key"] as const;
+export const MIRRORED_FIELDS = [
+  "mig_version",
+  "message_id",
+  "tenant_id",
+  "session_id",
+  "traceparent",
+  "idempotency_key",
+] as const;
 
 /**
  * Headers for a reply carrying `header`. A field whose value has a line break (session_id and idempotency_key are

@@ -1,18 +1,18 @@
 // The NATS binding: serves the public mig.v0_1 subjects in one queue group, translating each request for the runtime.
 import { Match, type Msg, type MsgHdrs, type Subscription } from "@nats-io/transport-node";
+import type { Authenticator } from "../../runtime/auth.ts";
 import { ADMISSION_CHUNK, ChunkedAdmission } from "../../runtime/chunked-admission.ts";
-import { TurnBatch } from "../../runtime/turn-batch.ts";
-import { MigError, toMigError } from "../../runtime/errors.ts";
+import type { RequestContext } from "../../runtime/core.ts";
 import { errorEnvelope } from "../../runtime/envelope.ts";
+import { MigError, toMigError } from "../../runtime/errors.ts";
 import { parseJsonLimited } from "../../runtime/json-limits.ts";
 import { replySubjectAllowed } from "../../runtime/policy.ts";
-import type { Authenticator } from "../../runtime/auth.ts";
-import type { RequestContext } from "../../runtime/core.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
+import { TurnBatch } from "../../runtime/turn-batch.ts";
 import type { MessageHeader } from "../../runtime/types.ts";
 import { MIRRORED_FIELDS, replyHeaders } from "./reply-headers.ts";
 import { serveNatsStreams } from "./stream.ts";
-import { capabilityOf, parseSubject, PUBLIC_SUBJECTS, QUEUE_GROUP, type ParsedSubject } from "./subjects.ts";
+import { capabilityOf, type ParsedSubject, PUBLIC_SUBJECTS, parseSubject, QUEUE_GROUP } from "./subjects.ts";
 
 export interface NatsBinding {
   subjects: readonly string[];
@@ -36,7 +36,12 @@ export interface NatsBindingOptions {
   watch?: { started(msg: Msg): void; ended(msg: Msg): void };
 }
 
-type Operation = (runtime: MigRuntime, body: unknown, context: RequestContext, param: string | undefined) => Promise<unknown>;
+type Operation = (
+  runtime: MigRuntime,
+  body: unknown,
+  context: RequestContext,
+  param: string | undefined,
+) => Promise<unknown>;
 
 const OPERATIONS: Record<ParsedSubject["operation"], Operation> = {
   hello: (rt, body, ctx) => rt.hello(body, ctx),
@@ -48,15 +53,22 @@ const OPERATIONS: Record<ParsedSubject["operation"], Operation> = {
 
 const decoder = new TextDecoder();
 
-export async function startNatsBinding(runtime: MigRuntime, authenticator: Authenticator, options: NatsBindingOptions = {}): Promise<NatsBinding> {
+export async function startNatsBinding(
+  runtime: MigRuntime,
+  authenticator: Authenticator,
+  options: NatsBindingOptions = {},
+): Promise<NatsBinding> {
   const { nc } = runtime.bus;
   const queue = options.queue ?? QUEUE_GROUP;
   const limit = runtime.config.maxBodyBytes;
   const maxDepth = runtime.config.maxJsonDepth;
-  const acceptsInvoke = options.acceptsInvoke ?? ((subject: string) => !runtime.capabilities.servedDirect(capabilityOf(subject), Date.now()));
+  const acceptsInvoke =
+    options.acceptsInvoke ??
+    ((subject: string) => !runtime.capabilities.servedDirect(capabilityOf(subject), Date.now()));
   const { watch } = options;
   // Made once, not per request: under tsx every closure made on the hot path also defines its name.
-  const replyFailed = (e: unknown) => runtime.logger.error({ err: (e as Error)?.stack ?? String(e) }, "NATS reply failed");
+  const replyFailed = (e: unknown) =>
+    runtime.logger.error({ err: (e as Error)?.stack ?? String(e) }, "NATS reply failed");
   // Replies leave in one write per turn of the event loop: replies settled in different microtask checkpoints of
   // one turn (requests from several socket reads, handlers of different depths) would each cost a write.
   const replies = new TurnBatch(nc, replyFailed);
@@ -78,11 +90,16 @@ export async function startNatsBinding(runtime: MigRuntime, authenticator: Authe
       });
       const context: RequestContext = { principal, tenant: parsed.tenant, binding: "nats", bodyBytes: msg.data.length };
       reachedRuntime = true;
-      const answer = (await OPERATIONS[parsed.operation](runtime, body, context, parsed.param)) as { header: MessageHeader };
-      replies.publish(msg.reply!, fitting(JSON.stringify(answer), nc.info?.max_payload), { headers: replyHeaders(answer.header) });
+      const answer = (await OPERATIONS[parsed.operation](runtime, body, context, parsed.param)) as {
+        header: MessageHeader;
+      };
+      replies.publish(msg.reply!, fitting(JSON.stringify(answer), nc.info?.max_payload), {
+        headers: replyHeaders(answer.header),
+      });
     } catch (err) {
       const error = toMigError(err);
-      if (!(err instanceof MigError)) runtime.logger.error({ err: (err as Error)?.stack ?? String(err) }, "NATS request failed");
+      if (!(err instanceof MigError))
+        runtime.logger.error({ err: (err as Error)?.stack ?? String(err) }, "NATS request failed");
       // Operations count their own errors in guard(); refusals of the subject or body are counted here.
       if (!reachedRuntime) runtime.metrics.errors.inc({ code: error.code, operation: "nats_binding" });
       const envelope = errorEnvelope(error, body, tenantHint);
@@ -93,7 +110,12 @@ export async function startNatsBinding(runtime: MigRuntime, authenticator: Authe
   }
 
   // A chunk of requests per turn, their replies written before the next chunk starts (runtime/chunked-admission.ts).
-  const admission = new ChunkedAdmission<Msg>(ADMISSION_CHUNK, runtime.config.capacity, (msg) => void handle(msg).catch(replyFailed), replies.flush);
+  const admission = new ChunkedAdmission<Msg>(
+    ADMISSION_CHUNK,
+    runtime.config.capacity,
+    (msg) => void handle(msg).catch(replyFailed),
+    replies.flush,
+  );
 
   const subjects = options.subjects ?? PUBLIC_SUBJECTS;
   // A gateway says which auth settings it answers with, before it answers: direct-lane workers answer only under the same ones (runtime/fleet.ts).
@@ -118,7 +140,10 @@ export async function startNatsBinding(runtime: MigRuntime, authenticator: Authe
         if (!replySubjectAllowed(msg.reply, msg.subject.split(".", 3)[2] ?? "")) {
           // A reply-to outside the inboxes would make the runtime publish into someone else's subjects.
           runtime.metrics.natsDropped.inc({ reason: "reply_subject_refused" });
-          runtime.logger.debug({ subject: msg.subject, reply: msg.reply.slice(0, 120) }, "request with a reply subject outside the inboxes dropped");
+          runtime.logger.debug(
+            { subject: msg.subject, reply: msg.reply.slice(0, 120) },
+            "request with a reply subject outside the inboxes dropped",
+          );
           return;
         }
         watch?.started(msg);
@@ -134,7 +159,9 @@ export async function startNatsBinding(runtime: MigRuntime, authenticator: Authe
   if (refused) {
     for (const sub of subscriptions) sub.unsubscribe();
     await announced?.withdraw();
-    throw new Error(`the bus refused this runtime a subscription to ${refused.getSubject()} (check its NATS user's permissions)`);
+    throw new Error(
+      `the bus refused this runtime a subscription to ${refused.getSubject()} (check its NATS user's permissions)`,
+    );
   }
   return {
     subjects,
@@ -156,16 +183,24 @@ function fitting(text: string, maxPayload: number | undefined): string {
   if (maxPayload === undefined || text.length * 3 < maxPayload - 4096) return text;
   const bytes = Buffer.byteLength(text);
   if (bytes <= maxPayload - 4096) return text;
-  throw new MigError("MIG_INTERNAL", `the answer is ${bytes} bytes, more than this NATS server carries in one message (max_payload ${maxPayload}); use a streaming binding or a smaller output`, {
-    details: { answer_bytes: bytes, max_payload: maxPayload },
-  });
+  throw new MigError(
+    "MIG_INTERNAL",
+    `the answer is ${bytes} bytes, more than this NATS server carries in one message (max_payload ${maxPayload}); use a streaming binding or a smaller output`,
+    {
+      details: { answer_bytes: bytes, max_payload: maxPayload },
+    },
+  );
 }
 
 function parseBody(data: Uint8Array, limit: number, maxDepth: number): unknown {
   if (data.length > limit) {
-    throw new MigError("MIG_INVALID_REQUEST", `the request body is larger than ${limit} bytes; send a smaller payload`, {
-      details: { max_body_bytes: limit },
-    });
+    throw new MigError(
+      "MIG_INVALID_REQUEST",
+      `the request body is larger than ${limit} bytes; send a smaller payload`,
+      {
+        details: { max_body_bytes: limit },
+      },
+    );
   }
   if (data.length === 0) return {};
   const text = decoder.decode(data);
@@ -188,4 +223,3 @@ function mergeHeaderFields(headers: MsgHdrs | undefined, body: unknown): void {
     if (header[field] === undefined || header[field] === "") header[field] = value;
   }
 }
-

@@ -1,16 +1,16 @@
 // Streams on public NATS subjects: a start request opens the stream; frames flow on mig.v0_1.<tenant>.stream.<stream_id> as the consumer grants credit.
 import { randomUUID } from "node:crypto";
 import { Match, type Msg, type Subscription } from "@nats-io/transport-node";
+import type { Authenticator } from "../../runtime/auth.ts";
+import { ControlGuard, rememberCredential } from "../../runtime/control-guard.ts";
+import type { RequestContext } from "../../runtime/core.ts";
 import { errorEnvelope } from "../../runtime/envelope.ts";
-import { parseJsonLimited } from "../../runtime/json-limits.ts";
 import { MigError, toMigError } from "../../runtime/errors.ts";
+import { parseJsonLimited } from "../../runtime/json-limits.ts";
 import { checkTenant } from "../../runtime/names.ts";
 import { replySubjectAllowed } from "../../runtime/policy.ts";
-import { checkStreamId, type StreamSession } from "../../runtime/stream.ts";
-import type { Authenticator } from "../../runtime/auth.ts";
-import type { RequestContext } from "../../runtime/core.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
-import { ControlGuard, rememberCredential } from "../../runtime/control-guard.ts";
+import { checkStreamId, type StreamSession } from "../../runtime/stream.ts";
 import { CreditSink } from "./credit-sink.ts";
 import { replyHeaders } from "./reply-headers.ts";
 import { SUBJECT_ROOT } from "./subjects.ts";
@@ -45,19 +45,38 @@ export function serveNatsStreams(runtime: MigRuntime, authenticator: Authenticat
       });
       // The stream's control messages must come from this principal, here or in the worker it is handed to.
       rememberCredential(principal, authorization);
-      const streamId = raw.stream_id === undefined || raw.stream_id === "" ? `stream-${randomUUID()}` : checkStreamId(raw.stream_id);
+      const streamId =
+        raw.stream_id === undefined || raw.stream_id === "" ? `stream-${randomUUID()}` : checkStreamId(raw.stream_id);
       const sink = new CreditSink(nc, streamSubject(tenant, streamId));
       // A worker-served capability is handed off: the worker publishes the frames and reads the inbound subject.
-      const { header, capability, session } = await runtime.openBusStream(body, { principal, tenant, binding: "nats", bodyBytes: msg.data.length }, {
-        sink,
-        streamId,
-        clientFrames: true,
-      });
+      const { header, capability, session } = await runtime.openBusStream(
+        body,
+        { principal, tenant, binding: "nats", bodyBytes: msg.data.length },
+        {
+          sink,
+          streamId,
+          clientFrames: true,
+        },
+      );
       if (session) {
-        const guard = new ControlGuard(runtime, { opener: principal, authorization, authenticator: () => authenticator, what: "stream", target: streamId });
+        const guard = new ControlGuard(runtime, {
+          opener: principal,
+          authorization,
+          authenticator: () => authenticator,
+          what: "stream",
+          target: streamId,
+        });
         inbound = listenToCaller(runtime, session, sink, guard);
       }
-      msg.respond(JSON.stringify({ header, stream_id: streamId, capability, subject: streamSubject(tenant, streamId), inbound_subject: streamInboundSubject(tenant, streamId) }));
+      msg.respond(
+        JSON.stringify({
+          header,
+          stream_id: streamId,
+          capability,
+          subject: streamSubject(tenant, streamId),
+          inbound_subject: streamInboundSubject(tenant, streamId),
+        }),
+      );
     } catch (err) {
       inbound?.unsubscribe();
       const error = err instanceof MigError ? err : runtime.counted("stream", err);
@@ -74,7 +93,9 @@ export function serveNatsStreams(runtime: MigRuntime, authenticator: Authenticat
         runtime.metrics.natsDropped.inc({ reason: "reply_subject_refused" });
         return;
       }
-      start(msg).catch((e: unknown) => runtime.logger.error({ err: (e as Error)?.stack ?? String(e) }, "NATS stream start failed"));
+      start(msg).catch((e: unknown) =>
+        runtime.logger.error({ err: (e as Error)?.stack ?? String(e) }, "NATS stream start failed"),
+      );
     },
   });
 }
@@ -82,9 +103,13 @@ export function serveNatsStreams(runtime: MigRuntime, authenticator: Authenticat
 /** A stream start or a caller's frame, read within the body size and nesting limits (runtime/json-limits.ts). */
 function parse(data: Uint8Array, limits: { maxBodyBytes: number; maxJsonDepth: number }): Record<string, unknown> {
   const limit = limits.maxBodyBytes;
-  if (data.length > limit) throw new MigError("MIG_INVALID_REQUEST", `the request body is larger than ${limit} bytes`, { details: { max_body_bytes: limit } });
+  if (data.length > limit)
+    throw new MigError("MIG_INVALID_REQUEST", `the request body is larger than ${limit} bytes`, {
+      details: { max_body_bytes: limit },
+    });
   const value = data.length === 0 ? {} : parseJsonLimited(decoder.decode(data), limits.maxJsonDepth);
-  if (value === null || typeof value !== "object" || Array.isArray(value)) throw new MigError("MIG_INVALID_REQUEST", "the request body must be a JSON object");
+  if (value === null || typeof value !== "object" || Array.isArray(value))
+    throw new MigError("MIG_INVALID_REQUEST", "the request body must be a JSON object");
   return value as Record<string, unknown>;
 }
 
@@ -94,7 +119,12 @@ function parse(data: Uint8Array, limits: { maxBodyBytes: number; maxJsonDepth: n
  * Only frames of the principal that opened the stream act on it (`guard`); others get an error reply,
  * when they name a reply subject, and change nothing.
  */
-export function listenToCaller(runtime: MigRuntime, session: StreamSession, sink: CreditSink, guard: ControlGuard): Subscription {
+export function listenToCaller(
+  runtime: MigRuntime,
+  session: StreamSession,
+  sink: CreditSink,
+  guard: ControlGuard,
+): Subscription {
   // Frames behind one whose token is being verified wait for it: bidi frames keep their order.
   let verifying: Promise<void> | undefined;
   const token = (m: Msg) => m.headers?.get("Authorization", Match.IgnoreCase) || undefined;
@@ -115,7 +145,10 @@ export function listenToCaller(runtime: MigRuntime, session: StreamSession, sink
     } else {
       admitted = verifying.then(async () => void (await admit(m)));
     }
-    const turn = admitted.then(() => fromCaller(runtime, session, sink, m), (err: unknown) => refuse(m, err));
+    const turn = admitted.then(
+      () => fromCaller(runtime, session, sink, m),
+      (err: unknown) => refuse(m, err),
+    );
     verifying = turn;
     void turn.finally(() => {
       if (verifying === turn) verifying = undefined;
@@ -142,7 +175,13 @@ export function openOnSubjects(
 ): { session: StreamSession; sink: CreditSink } {
   const tenant = checkTenant(body.header.tenant_id, "the tenant of a handed-off stream");
   const sink = new CreditSink(runtime.bus.nc, streamSubject(tenant, checkStreamId(streamId)));
-  const session = runtime.openStream(body, request, { sink, streamId, clientFrames: true, authorized: true, deadlineMs });
+  const session = runtime.openStream(body, request, {
+    sink,
+    streamId,
+    clientFrames: true,
+    authorized: true,
+    deadlineMs,
+  });
   listenToCaller(runtime, session, sink, guard);
   return { session, sink };
 }
@@ -157,18 +196,25 @@ function fromCaller(runtime: MigRuntime, session: StreamSession, sink: CreditSin
     session.fail(toMigError(err));
     return;
   }
-  const payload = frame.payload !== null && typeof frame.payload === "object" ? (frame.payload as Record<string, unknown>) : {};
+  const payload =
+    frame.payload !== null && typeof frame.payload === "object" ? (frame.payload as Record<string, unknown>) : {};
   try {
     if (frame.kind === "control" && payload.action === "credit") {
       const n = payload.credit;
-      if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > 1_000_000) throw new MigError("MIG_INVALID_REQUEST", "payload.credit must be an integer from 1 to 1000000");
+      if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > 1_000_000)
+        throw new MigError("MIG_INVALID_REQUEST", "payload.credit must be an integer from 1 to 1000000");
       sink.grant(n);
     } else if (frame.kind === "control" && payload.action === "cancel") {
-      session.cancel(typeof payload.reason === "string" ? payload.reason.slice(0, 500) : "cancelled by a control frame");
+      session.cancel(
+        typeof payload.reason === "string" ? payload.reason.slice(0, 500) : "cancelled by a control frame",
+      );
     } else if (frame.kind === "request") {
       session.receive(frame.payload, frame.end_stream === true);
     } else {
-      throw new MigError("MIG_INVALID_REQUEST", 'callers send request frames and control frames with payload.action "credit" or "cancel"');
+      throw new MigError(
+        "MIG_INVALID_REQUEST",
+        'callers send request frames and control frames with payload.action "credit" or "cancel"',
+      );
     }
   } catch (err) {
     session.fail(toMigError(err));

@@ -42,9 +42,14 @@ export function parseSubject(subject: string): ParsedSubject {
     checkDottedName(capability, `the capability in subject "${clip(subject)}"`);
     return { tenant, operation: "invoke", param: capability };
   }
-  if (head === "control" && rest[1] === "heartbeat" && rest.length === 2) return { tenant, operation: "heartbeat", param: undefined };
+  if (head === "control" && rest[1] === "heartbeat" && rest.length === 2)
+    return { tenant, operation: "heartbeat", param: undefined };
   if (head === "control" && rest[1] === "cancel" && rest.length === 3) {
-    return { tenant, operation: "cancel", param: checkMessageId(rest[2]!, `the message id in subject "${clip(subject)}"`) };
+    return {
+      tenant,
+      operation: "cancel",
+      param: checkMessageId(rest[2]!, `the message id in subject "${clip(subject)}"`),
+    };
   }
   throw new MigError("MIG_NOT_FOUND", `no MIG operation on subject "${clip(subject)}"; see docs/bindings/nats.md`);
 }

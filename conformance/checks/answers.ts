@@ -1,22 +1,40 @@
 // Checks across every answer of the run: the envelope schemas are loaded, errors follow the error model, headers are complete.
 
-import { brief, ensure, HTTP_STATUS_BY_CODE, isMigErrorCode, isRecord, RFC3339_PATTERN, skip, UUID_PATTERN } from "../assert.ts";
-import { check, type Check } from "../check.ts";
+import {
+  brief,
+  ensure,
+  HTTP_STATUS_BY_CODE,
+  isMigErrorCode,
+  isRecord,
+  RFC3339_PATTERN,
+  skip,
+  UUID_PATTERN,
+} from "../assert.ts";
+import { type Check, check } from "../check.ts";
 import type { Exchange } from "../context.ts";
 
 /** Runs first: without the schemas, every other check still runs but bodies are not schema-checked. */
 export const envelopeSchemas = check(
-  "CORE-6", "any", "envelope-schemas", "core",
+  "CORE-6",
+  "any",
+  "envelope-schemas",
+  "core",
   "the standard's envelope JSON Schemas load (schemas/envelopes.ts), so every body below is schema-checked",
   async (ctx) => {
-    ensure(ctx.validator, `cannot load schemas/envelopes.ts (${ctx.validatorError ?? "unknown error"}); bodies are not schema-checked`);
+    ensure(
+      ctx.validator,
+      `cannot load schemas/envelopes.ts (${ctx.validatorError ?? "unknown error"}); bodies are not schema-checked`,
+    );
     const probe = ctx.validator("ErrorEnvelope", { header: {}, error: {} });
     ensure(!probe.ok, "validateEnvelope accepted an empty ErrorEnvelope; the schemas are not enforced");
   },
 );
 
 const errorModel = check(
-  "CORE-5", "http", "error-model", "core",
+  "CORE-5",
+  "http",
+  "error-model",
+  "core",
   "every HTTP answer >= 400 in this run was a {header, error} envelope with a standard code, message, retryable and the table's status",
   async (ctx) => {
     const answers = ctx.exchanges.filter((e) => e.binding === "http" && e.status !== undefined && e.status >= 400);
@@ -26,13 +44,19 @@ const errorModel = check(
       const problem = errorProblem(answer);
       if (problem) problems.push(`${answer.checkId} ${answer.op}: ${problem}`);
     }
-    ensure(problems.length === 0, `${problems.length} of ${answers.length} error answers: ${problems.slice(0, 3).join(" | ")}`);
+    ensure(
+      problems.length === 0,
+      `${problems.length} of ${answers.length} error answers: ${problems.slice(0, 3).join(" | ")}`,
+    );
     return `${answers.length} error answers`;
   },
 );
 
 const headerEverywhere = check(
-  "CORE-6", "any", "header-on-every-answer", "core",
+  "CORE-6",
+  "any",
+  "header-on-every-answer",
+  "core",
   'every JSON body the endpoint sent in this run carried a header with mig_version "0.1", a UUID message_id, an RFC 3339 timestamp and the tenant',
   async (ctx) => {
     const bodies = ctx.exchanges.filter((e) => isRecord(e.body));
@@ -70,10 +94,15 @@ function headerProblem(exchange: Exchange, tenant: string): string | undefined {
   if (typeof header.message_id !== "string" || !UUID_PATTERN.test(header.message_id)) {
     return `message_id ${brief(header.message_id)} is not a UUID`;
   }
-  if (typeof header.timestamp !== "string" || !RFC3339_PATTERN.test(header.timestamp) || Number.isNaN(Date.parse(header.timestamp))) {
+  if (
+    typeof header.timestamp !== "string" ||
+    !RFC3339_PATTERN.test(header.timestamp) ||
+    Number.isNaN(Date.parse(header.timestamp))
+  ) {
     return `timestamp ${brief(header.timestamp)} is not RFC 3339`;
   }
-  if (exchange.tenantExpected && header.tenant_id !== tenant) return `tenant_id is ${brief(header.tenant_id)}, expected ${tenant}`;
+  if (exchange.tenantExpected && header.tenant_id !== tenant)
+    return `tenant_id is ${brief(header.tenant_id)}, expected ${tenant}`;
   return undefined;
 }
 

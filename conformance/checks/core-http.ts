@@ -2,11 +2,22 @@
 
 import { randomUUID } from "node:crypto";
 import { brief, ensure, isRecord, SEMVER_PATTERN, skip } from "../assert.ts";
-import { check, type Check } from "../check.ts";
-import { BASE, INFER, INFER_BAD_PAYLOAD, INFER_PAYLOAD, invokePath, UNKNOWN_CAPABILITY, VALID_MODES } from "./fixtures.ts";
+import { type Check, check } from "../check.ts";
+import {
+  BASE,
+  INFER,
+  INFER_BAD_PAYLOAD,
+  INFER_PAYLOAD,
+  invokePath,
+  UNKNOWN_CAPABILITY,
+  VALID_MODES,
+} from "./fixtures.ts";
 
 const helloNegotiates = check(
-  "CORE-1", "http", "hello-negotiates", "core",
+  "CORE-1",
+  "http",
+  "hello-negotiates",
+  "core",
   'HELLO offering ["0.1"] selects "0.1" and "http", and names a server_id',
   async (ctx) => {
     const answer = await ctx.post(`${BASE}/hello`, {
@@ -23,7 +34,10 @@ const helloNegotiates = check(
 );
 
 const helloDeterministic = check(
-  "CORE-1", "http", "hello-deterministic", "core",
+  "CORE-1",
+  "http",
+  "hello-deterministic",
+  "core",
   "HELLO offering several versions selects one of them, the same one every time",
   async (ctx) => {
     const offered = ["0.2", "0.1"];
@@ -37,13 +51,19 @@ const helloDeterministic = check(
       selected.push(ctx.expectSuccess(answer, "HelloResponse").selected_version);
     }
     ensure(offered.includes(selected[0] as string), `selected_version ${brief(selected[0])} was not offered`);
-    ensure(selected.every((v) => v === selected[0]), `three identical HELLOs selected ${brief(selected)}`);
+    ensure(
+      selected.every((v) => v === selected[0]),
+      `three identical HELLOs selected ${brief(selected)}`,
+    );
     return `selected ${selected[0]}`;
   },
 );
 
 const helloVersionMismatch = check(
-  "CORE-1", "http", "hello-version-mismatch", "core",
+  "CORE-1",
+  "http",
+  "hello-version-mismatch",
+  "core",
   'HELLO offering only ["9.0"] is refused with MIG_VERSION_MISMATCH (HTTP 400)',
   async (ctx) => {
     const answer = await ctx.post(`${BASE}/hello`, {
@@ -56,7 +76,10 @@ const helloVersionMismatch = check(
 );
 
 const headerVersionRefused = check(
-  "CORE-6", "http", "header-version-refused", "core",
+  "CORE-6",
+  "http",
+  "header-version-refused",
+  "core",
   'a header with mig_version "9.9" is refused (MIG_INVALID_REQUEST or MIG_VERSION_MISMATCH, HTTP 400)',
   async (ctx) => {
     const answer = await ctx.post(`${BASE}/discover`, { header: ctx.header({ mig_version: "9.9" }) });
@@ -66,7 +89,10 @@ const headerVersionRefused = check(
 );
 
 const discoverDescriptors = check(
-  "CORE-2", "http", "discover-descriptors", "core",
+  "CORE-2",
+  "http",
+  "discover-descriptors",
+  "core",
   `DISCOVER lists descriptors with id, semver version, modes and schema URIs, ${INFER} among them`,
   async (ctx) => {
     const answer = await ctx.post(`${BASE}/discover`, { header: ctx.header() });
@@ -87,7 +113,10 @@ const discoverDescriptors = check(
       ensure(unknown.length === 0, `${id}: unknown modes ${brief(unknown)}`);
       for (const key of ["input_schema_uri", "output_schema_uri"]) {
         const uri = descriptor[key];
-        ensure(typeof uri === "string" && /^[A-Za-z][A-Za-z0-9+.-]*:/.test(uri), `${id}: ${key} ${brief(uri)} is not a URI`);
+        ensure(
+          typeof uri === "string" && /^[A-Za-z][A-Za-z0-9+.-]*:/.test(uri),
+          `${id}: ${key} ${brief(uri)} is not a URI`,
+        );
       }
     }
     const infer = capabilities.find((d) => isRecord(d) && d.id === INFER);
@@ -97,11 +126,17 @@ const discoverDescriptors = check(
 );
 
 const discoverQuery = check(
-  "CORE-2", "http", "discover-query", "core",
+  "CORE-2",
+  "http",
+  "discover-query",
+  "core",
   `DISCOVER with a query keeps matching ids ("observatory.models" finds ${INFER}) and drops the rest`,
   async (ctx) => {
     const ids = async (query: string): Promise<unknown[]> => {
-      const body = ctx.expectSuccess(await ctx.post(`${BASE}/discover`, { header: ctx.header(), query }), "DiscoverResponse");
+      const body = ctx.expectSuccess(
+        await ctx.post(`${BASE}/discover`, { header: ctx.header(), query }),
+        "DiscoverResponse",
+      );
       ensure(Array.isArray(body.capabilities), `capabilities is ${brief(body.capabilities)}, expected an array`);
       return body.capabilities.map((d) => (isRecord(d) ? d.id : d));
     };
@@ -113,13 +148,19 @@ const discoverQuery = check(
 );
 
 const discoverScoped = check(
-  "CORE-2", "http", "discover-scoped", "core",
+  "CORE-2",
+  "http",
+  "discover-scoped",
+  "core",
   "DISCOVER shows a caller only the capabilities its scopes allow",
   async () => skip("needs tokens with different scopes; not implemented in this harness yet"),
 );
 
 const invokeUnary = check(
-  "CORE-3", "http", "invoke-unary", "core",
+  "CORE-3",
+  "http",
+  "invoke-unary",
+  "core",
   `INVOKE ${INFER} with {"input":"health-check"} answers an InvokeResponse for that capability`,
   async (ctx) => {
     const answer = await ctx.post(invokePath(INFER), { header: ctx.header(), payload: INFER_PAYLOAD });
@@ -131,7 +172,10 @@ const invokeUnary = check(
 );
 
 const invokeDeadline = check(
-  "CORE-3", "http", "invoke-deadline", "core",
+  "CORE-3",
+  "http",
+  "invoke-deadline",
+  "core",
   "INVOKE with header.deadline_ms 5000 is accepted and answered",
   async (ctx) => {
     const answer = await ctx.post(invokePath(INFER), {
@@ -143,7 +187,10 @@ const invokeDeadline = check(
 );
 
 const invokeIdempotent = check(
-  "CORE-3", "http", "invoke-idempotent", "core",
+  "CORE-3",
+  "http",
+  "invoke-idempotent",
+  "core",
   "two INVOKEs with the same idempotency_key answer the same payload",
   async (ctx) => {
     const key = `conformance-${ctx.runId}`;
@@ -163,7 +210,10 @@ const invokeIdempotent = check(
 );
 
 const invokeUnknown = check(
-  "CORE-3", "http", "invoke-unknown-capability", "core",
+  "CORE-3",
+  "http",
+  "invoke-unknown-capability",
+  "core",
   "INVOKE of an unknown capability is refused with MIG_UNSUPPORTED_CAPABILITY or MIG_NOT_FOUND (HTTP 404)",
   async (ctx) => {
     const answer = await ctx.post(invokePath(UNKNOWN_CAPABILITY), { header: ctx.header(), payload: INFER_PAYLOAD });
@@ -173,7 +223,10 @@ const invokeUnknown = check(
 );
 
 const invokeInvalidPayload = check(
-  "CORE-3", "http", "invoke-invalid-payload", "core",
+  "CORE-3",
+  "http",
+  "invoke-invalid-payload",
+  "core",
   `INVOKE ${INFER} with a payload failing its input schema ({"input":42}) is refused with MIG_INVALID_REQUEST (HTTP 400)`,
   async (ctx) => {
     const answer = await ctx.post(invokePath(INFER), { header: ctx.header(), payload: INFER_BAD_PAYLOAD });
@@ -182,7 +235,10 @@ const invokeInvalidPayload = check(
 );
 
 const malformedJson = check(
-  "CORE-5", "http", "malformed-json", "core",
+  "CORE-5",
+  "http",
+  "malformed-json",
+  "core",
   "a malformed JSON body is answered with a {header, error} envelope, MIG_INVALID_REQUEST (HTTP 400)",
   async (ctx) => {
     const answer = await ctx.postRaw(invokePath(INFER), '{"header": {"tenant_id": ');
@@ -191,7 +247,10 @@ const malformedJson = check(
 );
 
 const missingTenant = check(
-  "CORE-6", "http", "missing-tenant", "core",
+  "CORE-6",
+  "http",
+  "missing-tenant",
+  "core",
   "a request with no tenant anywhere (no X-Tenant-ID, no header.tenant_id, no token) gets an error envelope",
   async (ctx) => {
     const { tenant_id: _omitted, ...header } = ctx.header();
@@ -206,7 +265,10 @@ const missingTenant = check(
 );
 
 const cancelAck = check(
-  "CORE-4", "http", "cancel-ack", "core",
+  "CORE-4",
+  "http",
+  "cancel-ack",
+  "core",
   "CANCEL of a message id answers a CancelAck naming that id, with accepted and status",
   async (ctx) => {
     const target = randomUUID();
@@ -216,7 +278,10 @@ const cancelAck = check(
       reason: "conformance check",
     });
     const body = ctx.expectSuccess(answer, "CancelAck");
-    ensure(body.target_message_id === target, `target_message_id is ${brief(body.target_message_id)}, expected ${target}`);
+    ensure(
+      body.target_message_id === target,
+      `target_message_id is ${brief(body.target_message_id)}, expected ${target}`,
+    );
     ensure(typeof body.accepted === "boolean", `accepted is ${brief(body.accepted)}, expected a boolean`);
     ensure(typeof body.status === "string" && body.status !== "", `status is ${brief(body.status)}`);
     return `accepted ${body.accepted}, status ${body.status}`;
@@ -224,7 +289,10 @@ const cancelAck = check(
 );
 
 const heartbeatAck = check(
-  "FULL-4", "http", "heartbeat-ack", "core",
+  "FULL-4",
+  "http",
+  "heartbeat-ack",
+  "core",
   "HEARTBEAT with interval_ms answers a HeartbeatAck with suggested_interval_ms and load_factor",
   async (ctx) => {
     const answer = await ctx.post(`${BASE}/heartbeat`, { header: ctx.header(), interval_ms: 5000 });

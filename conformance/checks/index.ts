@@ -3,10 +3,10 @@
 import type { Check } from "../check.ts";
 import { answerChecks, envelopeSchemas } from "./answers.ts";
 import { coreHttpChecks } from "./core-http.ts";
-import { coreGrpcChecks, eventedGrpcChecks, streamingGrpcChecks } from "./grpc.ts";
-import { coreNatsChecks, eventedNatsChecks } from "./nats.ts";
 import { eventedHttpChecks } from "./evented-http.ts";
 import { fullHttpChecks } from "./full-http.ts";
+import { coreGrpcChecks, eventedGrpcChecks, streamingGrpcChecks } from "./grpc.ts";
+import { coreNatsChecks, eventedNatsChecks } from "./nats.ts";
 import { streamingHttpChecks } from "./streaming-http.ts";
 
 export const ALL_CHECKS: readonly Check[] = [

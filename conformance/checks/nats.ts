@@ -1,7 +1,7 @@
 // Checks over the NATS binding: the standard's own NATS smoke requests (hello, discover, invoke), an error reply, PUBLISH.
 
 import { brief, ensure, fail, isRecord, skip } from "../assert.ts";
-import { check, type Check } from "../check.ts";
+import { type Check, check } from "../check.ts";
 import type { CheckContext } from "../context.ts";
 import type { NatsAnswer } from "../nats-client.ts";
 import type { EnvelopeName } from "../types.ts";
@@ -21,7 +21,10 @@ function expectReply(ctx: CheckContext, answer: NatsAnswer, envelope: EnvelopeNa
 }
 
 const hello = check(
-  "NATS-1", "nats", "hello", "core",
+  "NATS-1",
+  "nats",
+  "hello",
+  "core",
   'request on mig.v0_1.<tenant>.hello offering ["0.1"] gets a HelloResponse without an error',
   async (ctx) => {
     const answer = await ctx.natsRequest(subject(ctx, "hello"), {
@@ -35,17 +38,26 @@ const hello = check(
 );
 
 const discover = check(
-  "NATS-1", "nats", "discover", "core",
+  "NATS-1",
+  "nats",
+  "discover",
+  "core",
   "request on mig.v0_1.<tenant>.discover gets a DiscoverResponse without an error",
   async (ctx) => {
     const answer = await ctx.natsRequest(subject(ctx, "discover"), { header: { tenant_id: ctx.tenant } });
     const body = expectReply(ctx, answer, "DiscoverResponse");
-    ensure(Array.isArray(body.capabilities) && body.capabilities.length > 0, `capabilities is ${brief(body.capabilities)}`);
+    ensure(
+      Array.isArray(body.capabilities) && body.capabilities.length > 0,
+      `capabilities is ${brief(body.capabilities)}`,
+    );
   },
 );
 
 const invoke = check(
-  "NATS-2", "nats", "invoke", "core",
+  "NATS-2",
+  "nats",
+  "invoke",
+  "core",
   `request on mig.v0_1.<tenant>.invoke.${INFER} with {"input":"health-check"} gets an InvokeResponse without an error`,
   async (ctx) => {
     const answer = await ctx.natsRequest(subject(ctx, "invoke", INFER), {
@@ -58,7 +70,10 @@ const invoke = check(
 );
 
 const invokeUnknown = check(
-  "NATS-2", "nats", "invoke-unknown-capability", "core",
+  "NATS-2",
+  "nats",
+  "invoke-unknown-capability",
+  "core",
   "request on mig.v0_1.<tenant>.invoke.<unknown> gets an error envelope with MIG_UNSUPPORTED_CAPABILITY or MIG_NOT_FOUND",
   async (ctx) => {
     const answer = await ctx.natsRequest(subject(ctx, "invoke", UNKNOWN_CAPABILITY), {
@@ -79,7 +94,10 @@ const invokeUnknown = check(
 );
 
 const publishAck = check(
-  "EVENT-1", "nats", "publish-ack", "evented",
+  "EVENT-1",
+  "nats",
+  "publish-ack",
+  "evented",
   "request on mig.v0_1.<tenant>.events.<topic> gets a PublishAck for that topic",
   async (ctx) => {
     const topic = `conformance.${ctx.runId}.nats`;
@@ -94,7 +112,10 @@ const publishAck = check(
 );
 
 const jetstreamReplay = check(
-  "NATS-3", "nats", "jetstream-replay", "evented",
+  "NATS-3",
+  "nats",
+  "jetstream-replay",
+  "evented",
   "a durable consumer resumes from a cursor and replays events (JetStream)",
   async () => skip("not implemented in this harness yet"),
 );

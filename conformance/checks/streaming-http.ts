@@ -1,7 +1,7 @@
 // Streaming profile over HTTP: StreamFrames on the WebSocket endpoint GET /mig/v0.1/stream.
 
 import { brief, ensure, fail, isRecord, skip } from "../assert.ts";
-import { check, type Check } from "../check.ts";
+import { type Check, check } from "../check.ts";
 import type { CheckContext } from "../context.ts";
 import type { WsSession } from "../ws-client.ts";
 import { BASE, INFER, INFER_PAYLOAD } from "./fixtures.ts";
@@ -38,23 +38,44 @@ async function waitForFrames(
 }
 
 const wsInvoke = check(
-  "STREAM-1", "http", "ws-invoke", "streaming",
+  "STREAM-1",
+  "http",
+  "ws-invoke",
+  "streaming",
   `a WebSocket request frame for ${INFER} is answered by frames carrying its stream_id, the last with end_stream: true`,
   async (ctx) => {
     const session = await ctx.websocket(`${BASE}/stream`);
     const streamId = `conformance-${ctx.runId}-invoke`;
-    session.send({ header: ctx.header(), stream_id: streamId, capability: INFER, kind: "request", payload: INFER_PAYLOAD });
-    const frames = await waitForFrames(ctx, session, streamId, (fs) => fs.some((f) => f.end_stream === true), "terminal frame");
+    session.send({
+      header: ctx.header(),
+      stream_id: streamId,
+      capability: INFER,
+      kind: "request",
+      payload: INFER_PAYLOAD,
+    });
+    const frames = await waitForFrames(
+      ctx,
+      session,
+      streamId,
+      (fs) => fs.some((f) => f.end_stream === true),
+      "terminal frame",
+    );
     const last = frames.find((f) => f.end_stream === true) as Frame;
     ensure(last.kind !== "error", `the stream ended with an error frame: ${brief(last.error)}`);
-    ensure(frames.some((f) => f.kind === "response"), `no response frame among kinds ${brief(frames.map((f) => f.kind))}`);
+    ensure(
+      frames.some((f) => f.kind === "response"),
+      `no response frame among kinds ${brief(frames.map((f) => f.kind))}`,
+    );
     session.close();
     return `${frames.length} frames`;
   },
 );
 
 const wsUnknownKind = check(
-  "STREAM-1", "http", "ws-unknown-kind", "streaming",
+  "STREAM-1",
+  "http",
+  "ws-unknown-kind",
+  "streaming",
   "a WebSocket frame of unknown kind gets an error frame with MIG_INVALID_REQUEST",
   async (ctx) => {
     const session = await ctx.websocket(`${BASE}/stream`);
@@ -69,12 +90,21 @@ const wsUnknownKind = check(
 );
 
 const wsCancel = check(
-  "STREAM-2", "http", "ws-cancel", "streaming",
+  "STREAM-2",
+  "http",
+  "ws-cancel",
+  "streaming",
   'a control frame {action: "cancel"} for a stream is acknowledged by a control frame, and the stream ends',
   async (ctx) => {
     const session = await ctx.websocket(`${BASE}/stream`);
     const streamId = `conformance-${ctx.runId}-cancel`;
-    session.send({ header: ctx.header(), stream_id: streamId, capability: INFER, kind: "request", payload: INFER_PAYLOAD });
+    session.send({
+      header: ctx.header(),
+      stream_id: streamId,
+      capability: INFER,
+      kind: "request",
+      payload: INFER_PAYLOAD,
+    });
     session.send({
       header: ctx.header(),
       stream_id: streamId,
@@ -83,7 +113,9 @@ const wsCancel = check(
       payload: { action: "cancel" },
     });
     const frames = await waitForFrames(
-      ctx, session, streamId,
+      ctx,
+      session,
+      streamId,
       (fs) => fs.some((f) => f.kind === "control") && fs.some((f) => f.end_stream === true),
       "control acknowledgement and terminal frame",
     );
@@ -94,13 +126,19 @@ const wsCancel = check(
 );
 
 const backpressure = check(
-  "STREAM-3", "http", "backpressure", "streaming",
+  "STREAM-3",
+  "http",
+  "backpressure",
+  "streaming",
   "a stream that outpaces its consumer surfaces MIG_BACKPRESSURE or flow control",
   async () => skip("not implemented in this harness yet"),
 );
 
 const streamDeadline = check(
-  "STREAM-4", "http", "stream-deadline", "streaming",
+  "STREAM-4",
+  "http",
+  "stream-deadline",
+  "streaming",
   "a stream whose deadline_ms passes ends with MIG_TIMEOUT",
   async () => skip("needs a capability slower than its deadline; not implemented in this harness yet"),
 );

@@ -6,8 +6,14 @@
 //   node --import tsx test/bench/baseline-grpc-echo.ts [--port 0]
 import { randomUUID } from "node:crypto";
 import { parseArgs } from "node:util";
+import {
+  Server,
+  ServerCredentials,
+  type ServerUnaryCall,
+  type ServiceDefinition,
+  type sendUnaryData,
+} from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
-import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall, type ServiceDefinition } from "@grpc/grpc-js";
 import { LOADER_OPTIONS, PROTO_FILE } from "../../bindings/grpc/proto.ts";
 import { exitWithParent } from "./exit-with-parent.ts";
 

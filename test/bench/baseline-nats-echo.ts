@@ -3,8 +3,9 @@
 // {"ready":true} once its subscription is registered with the server.
 //
 //   node --import tsx test/bench/baseline-nats-echo.ts --servers 127.0.0.1:4222 --subject bench.echo
-import { connect } from "@nats-io/transport-node";
+
 import { parseArgs } from "node:util";
+import { connect } from "@nats-io/transport-node";
 import { exitWithParent } from "./exit-with-parent.ts";
 import { invalidRequestReply, invokeReply } from "./invoke-reply.ts";
 

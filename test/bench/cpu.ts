@@ -41,7 +41,11 @@ export function cpuSnapshot(pids: Record<string, number | undefined>): Record<st
 }
 
 /** CPU µs per call of each process between two snapshots; processes that could not be read are left out. */
-export function cpuPerCall(before: Record<string, number>, after: Record<string, number>, calls: number): Record<string, number> {
+export function cpuPerCall(
+  before: Record<string, number>,
+  after: Record<string, number>,
+  calls: number,
+): Record<string, number> {
   const per: Record<string, number> = {};
   for (const [name, us] of Object.entries(after)) {
     const spent = us - before[name]!;
@@ -54,12 +58,15 @@ export function cpuPerCall(before: Record<string, number>, after: Record<string,
 export function medianPerKey(slices: Record<string, number>[]): { cpu_us_per_call?: Record<string, number> } {
   const names = [...new Set(slices.flatMap((slice) => Object.keys(slice)))];
   if (names.length === 0) return {};
-  const of = (name: string) => Math.round(median(slices.flatMap((slice) => (name in slice ? [slice[name]!] : []))) * 10) / 10;
+  const of = (name: string) =>
+    Math.round(median(slices.flatMap((slice) => (name in slice ? [slice[name]!] : []))) * 10) / 10;
   return { cpu_us_per_call: Object.fromEntries(names.map((name) => [name, of(name)])) };
 }
 
 /** "gateway 21.2 + worker 20.1 + … = 70.3": each process's CPU per unit, the figure a loaded machine disturbs least. */
 export function cpuLine(cpu: Record<string, number>): string {
   const total = Object.values(cpu).reduce((a, b) => a + b, 0);
-  return `${Object.entries(cpu).map(([k, v]) => `${k} ${v}`).join(" + ")} = ${Math.round(total * 1000) / 1000}`;
+  return `${Object.entries(cpu)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(" + ")} = ${Math.round(total * 1000) / 1000}`;
 }

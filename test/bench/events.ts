@@ -10,8 +10,8 @@
 //     [--only publish|replay]  measure one of the two
 //     [--json]  print the figures as one JSON line instead of the text rows (the bench table reads it)
 import { request } from "node:http";
-import { connect, type Msg } from "@nats-io/transport-node";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { connect, type Msg } from "@nats-io/transport-node";
 import { startMig } from "../helpers/process.ts";
 import { cpuPerUnit, medianPerKey, natsServerPid } from "./cpu.ts";
 import { alternate, median, pairedMedianRatio } from "./paired.ts";
@@ -32,7 +32,8 @@ const textOption = (name: string) => {
 const WINDOWS = (textOption("windows") ?? String(WINDOW)).split(",").map(Number);
 const ONLY = textOption("only");
 const JSON_OUT = args.includes("--json");
-if (WINDOWS.some((w) => !Number.isInteger(w) || w < 1)) throw new Error("--windows: positive integers, comma-separated");
+if (WINDOWS.some((w) => !Number.isInteger(w) || w < 1))
+  throw new Error("--windows: positive integers, comma-separated");
 if (ONLY !== undefined && ONLY !== "publish" && ONLY !== "replay") throw new Error("--only: publish or replay");
 
 /** Runs `count` calls of `one`, at most `window` in flight; returns calls per second. */
@@ -99,7 +100,11 @@ interface Round {
 /** A side's figures over its rounds: median rate, best rate, median CPU per unit of each process. */
 function summary(rounds: Round[]): { median: number; best: number; cpu: Cpu } {
   const rates = rounds.map((r) => r.result);
-  return { median: Math.round(median(rates)), best: Math.round(Math.max(...rates)), cpu: medianPerKey(rounds.map((r) => r.cpu)).cpu_us_per_call ?? {} };
+  return {
+    median: Math.round(median(rates)),
+    best: Math.round(Math.max(...rates)),
+    cpu: medianPerKey(rounds.map((r) => r.cpu)).cpu_us_per_call ?? {},
+  };
 }
 
 /** The two sides compared (raw as `a`, MIG as `b`): the paired median ratio (the verdict) and, beside it, best round against best round. */
@@ -109,7 +114,11 @@ function compare({ a: rawRounds, b: migRounds }: { a: Round[]; b: Round[] }) {
   return {
     mig_median: mig.median,
     raw_median: raw.median,
-    ratio: pairedMedianRatio(migRounds.map((r) => r.result), rawRounds.map((r) => r.result)) ?? 0,
+    ratio:
+      pairedMedianRatio(
+        migRounds.map((r) => r.result),
+        rawRounds.map((r) => r.result),
+      ) ?? 0,
     best_round_ratio: Math.round((mig.best / raw.best) * 1000) / 1000,
     rounds: migRounds.length,
     /** Each round's rate, in the order run: any other estimate can be worked out from these. */
@@ -138,7 +147,8 @@ async function main(): Promise<void> {
     const nc = await connect({ servers: String(bus.url) });
     const js = jetstream(nc);
     const jsm = await jetstreamManager(nc);
-    const body = (i: number) => JSON.stringify({ header: { tenant_id: "bench" }, payload: { i, text: "an event of a typical small size" } });
+    const body = (i: number) =>
+      JSON.stringify({ header: { tenant_id: "bench" }, payload: { i, text: "an event of a typical small size" } });
 
     const pids = { runtime: mig.child.pid, nats_server: natsServerPid(mig.dataDir) };
 
@@ -147,16 +157,27 @@ async function main(): Promise<void> {
     if (ONLY !== "replay") {
       await jsm.streams.add({ name: "RAW_BENCH", subjects: ["raw.bench"], duplicate_window: 10 * 60 * 1e9 });
       await pipelined(2_000, WINDOW, (i) => js.publish("raw.bench", body(i)));
-      await pipelined(2_000, WINDOW, (i) => acked(nc.request("mig.v0_1.bench.events.bench.warmup", body(i), { timeout: 10_000 })));
+      await pipelined(2_000, WINDOW, (i) =>
+        acked(nc.request("mig.v0_1.bench.events.bench.warmup", body(i), { timeout: 10_000 })),
+      );
       for (const window of WINDOWS) {
         let rawRound = 0;
         const sides = await alternate(
           ROUNDS,
           () => {
             const round = rawRound++;
-            return cpuPerUnit(pids, PUBLISHES, () => pipelined(PUBLISHES, window, (i) => js.publish("raw.bench", body(i), { msgID: `raw-${window}-${round}-${i}` })));
+            return cpuPerUnit(pids, PUBLISHES, () =>
+              pipelined(PUBLISHES, window, (i) =>
+                js.publish("raw.bench", body(i), { msgID: `raw-${window}-${round}-${i}` }),
+              ),
+            );
           },
-          () => cpuPerUnit(pids, PUBLISHES, () => pipelined(PUBLISHES, window, (i) => acked(nc.request("mig.v0_1.bench.events.bench.publish", body(i), { timeout: 10_000 })))),
+          () =>
+            cpuPerUnit(pids, PUBLISHES, () =>
+              pipelined(PUBLISHES, window, (i) =>
+                acked(nc.request("mig.v0_1.bench.events.bench.publish", body(i), { timeout: 10_000 })),
+              ),
+            ),
         );
         const { mig_median, raw_median, ...figures } = compare(sides);
         publish.push({ window, mig_rps: mig_median, raw_jetstream_rps: raw_median, ...figures });
@@ -166,31 +187,41 @@ async function main(): Promise<void> {
     let replay: (Compared & { events: number; mig_eps: number; raw_consumer_eps: number }) | undefined;
     if (ONLY !== "publish") {
       // REPLAY: fill one topic with EVENTS events, then read them all with a raw consumer and with an SSE subscription.
-      await pipelined(EVENTS, WINDOW, (i) => acked(nc.request("mig.v0_1.bench.events.bench.replay", body(i), { timeout: 10_000 })));
+      await pipelined(EVENTS, WINDOW, (i) =>
+        acked(nc.request("mig.v0_1.bench.events.bench.replay", body(i), { timeout: 10_000 })),
+      );
       const streams = await jsm.streams.list("_MIG.ev.bench.bench.replay").next();
       const stream = streams[0]!.config.name;
       let rawRound = 0;
       const rawConsumer = async (): Promise<Round> => {
         const durable = `raw${rawRound++}`;
-        await jsm.consumers.add(stream, { durable_name: durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, max_ack_pending: 10_000 });
+        await jsm.consumers.add(stream, {
+          durable_name: durable,
+          ack_policy: AckPolicy.Explicit,
+          deliver_policy: DeliverPolicy.All,
+          max_ack_pending: 10_000,
+        });
         const consumer = await js.consumers.get(stream, durable);
-        return cpuPerUnit(pids, EVENTS, () =>
-          new Promise<number>((resolve) => {
-            const started = performance.now();
-            let n = 0;
-            const reading = consumer.consume({
-              max_messages: 1_000,
-              callback: (m) => {
-                // Decoded as the SSE reader parses each event.
-                if (typeof m.json<{ payload?: unknown }>().payload === "object") n++;
-                m.ack();
-                if (n === EVENTS) {
-                  resolve(EVENTS / ((performance.now() - started) / 1000));
-                  void reading.then((messages) => messages.stop());
-                }
-              },
-            });
-          }),
+        return cpuPerUnit(
+          pids,
+          EVENTS,
+          () =>
+            new Promise<number>((resolve) => {
+              const started = performance.now();
+              let n = 0;
+              const reading = consumer.consume({
+                max_messages: 1_000,
+                callback: (m) => {
+                  // Decoded as the SSE reader parses each event.
+                  if (typeof m.json<{ payload?: unknown }>().payload === "object") n++;
+                  m.ack();
+                  if (n === EVENTS) {
+                    resolve(EVENTS / ((performance.now() - started) / 1000));
+                    void reading.then((messages) => messages.stop());
+                  }
+                },
+              });
+            }),
         );
       };
       const url = `${String(http.url)}/mig/v0.1/subscribe/bench.replay?resume_cursor=0&max_inflight=10000`;
@@ -202,10 +233,18 @@ async function main(): Promise<void> {
     if (JSON_OUT) {
       process.stdout.write(`${JSON.stringify({ publish, ...(replay ? { replay } : {}) })}\n`);
     } else {
-      const row = (name: string, p: { ratio: number; best_round_ratio: number; rounds: number }, mig: number, base: number) =>
+      const row = (
+        name: string,
+        p: { ratio: number; best_round_ratio: number; rounds: number },
+        mig: number,
+        base: number,
+      ) =>
         `${name.padEnd(44)} ${mig.toString().padStart(9)}/s   raw ${base.toString().padStart(9)}/s   ratio ${p.ratio.toFixed(2)} ` +
         `(median of ${p.rounds} paired rounds; best round against best round ${p.best_round_ratio.toFixed(2)})`;
-      const cpu = (c: Cpu) => Object.entries(c).map(([k, v]) => `${k} ${v}`).join(", ");
+      const cpu = (c: Cpu) =>
+        Object.entries(c)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(", ");
       const cpuRows = (mig: Cpu, raw: Cpu) => `${"".padEnd(44)} CPU µs/event: MIG ${cpu(mig)}; raw ${cpu(raw)}`;
       for (const p of publish) {
         console.log(row(`publish via NATS binding (window ${p.window})`, p, p.mig_rps, p.raw_jetstream_rps));

@@ -12,7 +12,7 @@ import { rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { startHttpBinding } from "../../bindings/http/server.ts";
-import { loadConfig, parseRateLimit, scratchDataDir, type RuntimeConfig } from "../../runtime/config.ts";
+import { loadConfig, parseRateLimit, type RuntimeConfig, scratchDataDir } from "../../runtime/config.ts";
 import { createLogger } from "../../runtime/logger.ts";
 import { defineCapability } from "../../runtime/provider.ts";
 import { MigRuntime } from "../../runtime/runtime.ts";
@@ -37,7 +37,11 @@ if (values.attack) {
   process.exit(0);
 }
 
-const echo = defineCapability(anyDescriptor("bench.flood.echo", ["unary"]), (payload) => ({ echo: payload }), anySchemas);
+const echo = defineCapability(
+  anyDescriptor("bench.flood.echo", ["unary"]),
+  (payload) => ({ echo: payload }),
+  anySchemas,
+);
 const big = defineCapability(anyDescriptor("bench.flood.big", ["unary"]), () => ({ blob: BIG_OUTPUT }), anySchemas);
 
 const unlimited: Partial<RuntimeConfig> = values["no-quotas"]
@@ -51,16 +55,45 @@ const unlimited: Partial<RuntimeConfig> = values["no-quotas"]
     }
   : {};
 const dataDir = scratchDataDir("flood");
-const invokeLimit = values["tenant-rate-limit"] ? { tenantRateLimit: parseRateLimit("--tenant-rate-limit")(values["tenant-rate-limit"]) } : {};
-const config = loadConfig({ natsPort: 0, natsMonitorPort: 0, dataDir, httpAddr: "127.0.0.1:0", logLevel: "silent", ...unlimited, ...invokeLimit }, {});
+const invokeLimit = values["tenant-rate-limit"]
+  ? { tenantRateLimit: parseRateLimit("--tenant-rate-limit")(values["tenant-rate-limit"]) }
+  : {};
+const config = loadConfig(
+  {
+    natsPort: 0,
+    natsMonitorPort: 0,
+    dataDir,
+    httpAddr: "127.0.0.1:0",
+    logLevel: "silent",
+    ...unlimited,
+    ...invokeLimit,
+  },
+  {},
+);
 const runtime = await MigRuntime.start(config, { logger: createLogger("silent"), capabilities: [echo, big] });
 const http = await startHttpBinding(runtime, runtime.authenticator, config.httpAddr);
 
 try {
   const alone = await victim(http.url, seconds);
-  const child = spawn(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), "--attack", http.url, "--seconds", String(seconds + 1), "--concurrency", String(values.concurrency), "--kinds", values.kinds!], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      fileURLToPath(import.meta.url),
+      "--attack",
+      http.url,
+      "--seconds",
+      String(seconds + 1),
+      "--concurrency",
+      String(values.concurrency),
+      "--kinds",
+      values.kinds!,
+    ],
+    {
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
   let out = "";
   child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
   const started = new Promise<void>((resolve) => child.stdout.on("data", () => out.includes("started") && resolve()));
@@ -69,7 +102,22 @@ try {
   await new Promise((resolve) => child.on("exit", resolve));
   const attacker = JSON.parse(out.split("\n").find((line) => line.startsWith("{"))!);
   const streams = await countStreams();
-  console.log(JSON.stringify({ quotas: !values["no-quotas"], kinds: values.kinds, tenant_rate_limit: values["tenant-rate-limit"] ?? "off", seconds, alone, flooded, attacker, event_streams: streams }, null, 1));
+  console.log(
+    JSON.stringify(
+      {
+        quotas: !values["no-quotas"],
+        kinds: values.kinds,
+        tenant_rate_limit: values["tenant-rate-limit"] ?? "off",
+        seconds,
+        alone,
+        flooded,
+        attacker,
+        event_streams: streams,
+      },
+      null,
+      1,
+    ),
+  );
 } finally {
   await http.close();
   await runtime.stop();
@@ -107,7 +155,11 @@ async function victim(url: string, seconds: number) {
       failures[code] = (failures[code] ?? 0) + 1;
     }
   }
-  const summary = (h: Histogram) => ({ n: h.count, p50_ms: round(h.percentileMs(50)), p99_ms: round(h.percentileMs(99)) });
+  const summary = (h: Histogram) => ({
+    n: h.count,
+    p50_ms: round(h.percentileMs(50)),
+    p99_ms: round(h.percentileMs(99)),
+  });
   return { invoke: summary(invoke), publish: summary(publish), failures };
 }
 
@@ -123,8 +175,15 @@ async function attack(url: string, seconds: number, concurrency: number, kinds: 
       const kind = kinds[worker % kinds.length]!;
       while (performance.now() < until) {
         const path =
-          kind === "new_topics" ? `/mig/v0.1/publish/flood.t${topic++}` : kind === "one_topic" ? "/mig/v0.1/publish/flood.one" : "/mig/v0.1/invoke/bench.flood.big";
-        const body = kind === "big_idempotent" ? { header: { idempotency_key: `k${key++}` }, payload: {} } : { payload: { blob: "a".repeat(512) } };
+          kind === "new_topics"
+            ? `/mig/v0.1/publish/flood.t${topic++}`
+            : kind === "one_topic"
+              ? "/mig/v0.1/publish/flood.one"
+              : "/mig/v0.1/invoke/bench.flood.big";
+        const body =
+          kind === "big_idempotent"
+            ? { header: { idempotency_key: `k${key++}` }, payload: {} }
+            : { payload: { blob: "a".repeat(512) } };
         let code: string;
         try {
           const res = await fetch(url + path, {

@@ -1,19 +1,20 @@
 // Checks the benchmark harness itself (histogram, loader, row runner); no timing is asserted.
+
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { fileURLToPath } from "node:url";
+import { tmpdir } from "node:os";
 import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cpuPerCall, medianPerKey } from "./cpu.ts";
-import { alternate, median, pairedMedianRatio } from "./paired.ts";
 import { Histogram } from "./histogram.ts";
 import { aggregate, LoaderProcess } from "./measure.ts";
+import { alternate, median, pairedMedianRatio } from "./paired.ts";
 import { runRow } from "./row-runner.ts";
 import { measureScale, sample } from "./scale.ts";
 import { runScript } from "./script-rows.ts";
 import { bareGrpc } from "./servers.ts";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import type { BenchContext, RowDefinition } from "./types.ts";
 
 const root = resolve(fileURLToPath(import.meta.url), "../../..");
@@ -90,7 +91,11 @@ describe("load-http", () => {
 describe("load-grpc", () => {
   it("measures unary Invoke against the bare grpc-js echo service", async () => {
     const ctx = { root, startTimeoutMs: 20_000, runtimeNodeArgs: [] } as unknown as BenchContext;
-    const body = JSON.stringify({ header: { tenant_id: "bench" }, capability: "bench.echo", payload: { input: "hello" } });
+    const body = JSON.stringify({
+      header: { tenant_id: "bench" },
+      capability: "bench.echo",
+      payload: { input: "hello" },
+    });
     const server = await bareGrpc(body).start(ctx);
     try {
       const loader = await LoaderProcess.start(root, server.target, 2);
@@ -115,13 +120,19 @@ describe("script rows", () => {
 
   it("reads the last JSON line a script prints", async () => {
     const file = resolve(dir, "ok.ts");
-    writeFileSync(file, 'console.log("progress");\nconsole.log(JSON.stringify({ a: 1 }));\nconsole.log(JSON.stringify({ a: 2 }));\n');
+    writeFileSync(
+      file,
+      'console.log("progress");\nconsole.log(JSON.stringify({ a: 1 }));\nconsole.log(JSON.stringify({ a: 2 }));\n',
+    );
     await expect(runScript(ctx, "ok", file, [], 20_000)).resolves.toEqual({ a: 2 });
   }, 30_000);
 
   it("fails with the script's output when it exits non-zero", async () => {
     const file = resolve(dir, "bad.ts");
-    writeFileSync(file, 'console.log(JSON.stringify({ a: 1 }));\nconsole.error("Error: it broke");\nprocess.exit(3);\n');
+    writeFileSync(
+      file,
+      'console.log(JSON.stringify({ a: 1 }));\nconsole.error("Error: it broke");\nprocess.exit(3);\n',
+    );
     await expect(runScript(ctx, "bad", file, [], 20_000)).rejects.toThrow(/exited with code 3/);
   }, 30_000);
 });
@@ -160,7 +171,14 @@ describe("row runner", () => {
       label: "in-test server",
       start: async () => ({ target: { kind: "http" as const, url, body: "{}" }, stop: async () => {} }),
     };
-    const row: RowDefinition = { id: "pair", name: "pair", measures: "x", path: spec, baseline: spec, concurrency: [1] };
+    const row: RowDefinition = {
+      id: "pair",
+      name: "pair",
+      measures: "x",
+      path: spec,
+      baseline: spec,
+      concurrency: [1],
+    };
     try {
       const result = await runRow(row, ctx, { warmupMs: 50, durationMs: 100, settleMs: 0, slices: 2 }, () => {});
       expect(result.status).toBe("ok");
@@ -187,9 +205,13 @@ describe("row runner", () => {
 
 describe("CPU per call", () => {
   it("divides each process's CPU by the calls, leaves out what could not be read, and takes medians per process", () => {
-    expect(cpuPerCall({ worker: 1_000, gone: Number.NaN }, { worker: 3_000, gone: Number.NaN }, 100)).toEqual({ worker: 20 });
+    expect(cpuPerCall({ worker: 1_000, gone: Number.NaN }, { worker: 3_000, gone: Number.NaN }, 100)).toEqual({
+      worker: 20,
+    });
     expect(cpuPerCall({ worker: 1_000 }, { worker: 3_000 }, 0)).toEqual({});
-    expect(medianPerKey([{ worker: 20, client: 5 }, { worker: 30 }, { worker: 10, client: 7 }])).toEqual({ cpu_us_per_call: { worker: 20, client: 6 } });
+    expect(medianPerKey([{ worker: 20, client: 5 }, { worker: 30 }, { worker: 10, client: 7 }])).toEqual({
+      cpu_us_per_call: { worker: 20, client: 6 },
+    });
     expect(medianPerKey([{}, {}])).toEqual({});
   });
 });
@@ -223,7 +245,11 @@ describe("row table", () => {
     const { rows } = await import("./rows.ts");
     expect(new Set(rows.map((r) => r.id)).size).toBe(rows.length);
     for (const row of rows) {
-      const kinds = [row.custom !== undefined, row.path !== undefined || row.baseline !== undefined, row.pending !== undefined];
+      const kinds = [
+        row.custom !== undefined,
+        row.path !== undefined || row.baseline !== undefined,
+        row.pending !== undefined,
+      ];
       expect(kinds.filter(Boolean), row.id).toHaveLength(1);
     }
     expect(rows.find((r) => r.id === "scale")).toMatchObject({ fullRunsOnly: true });
@@ -233,7 +259,8 @@ describe("row table", () => {
 
 describe("scale row", () => {
   it("reads a Prometheus series summed over its label sets", () => {
-    const text = '# HELP x\nmig_subscriptions_active{binding="http"} 3\nmig_subscriptions_active{binding="nats"} 2\nmig_streams_active 7\n';
+    const text =
+      '# HELP x\nmig_subscriptions_active{binding="http"} 3\nmig_subscriptions_active{binding="nats"} 2\nmig_streams_active 7\n';
     expect(sample(text, "mig_subscriptions_active")).toBe(5);
     expect(sample(text, "mig_streams_active")).toBe(7);
     expect(sample(text, "mig_absent")).toBeNaN();
@@ -260,7 +287,14 @@ describe("scale row", () => {
       // holder lost none while they were held; a failure of any of these rejects.
       const figures = await measureScale(ctx, { warmupMs: 50, durationMs: 100, settleMs: 0, slices: 1 }, () => {}, 30);
       expect(figures.population).toBe(30);
-      for (const key of ["rss_mib_without", "rss_mib_subscriptions", "rss_mib_streams", "heap_used_mib_subscriptions", "p50_ms_without", "p50_ms_streams"]) {
+      for (const key of [
+        "rss_mib_without",
+        "rss_mib_subscriptions",
+        "rss_mib_streams",
+        "heap_used_mib_subscriptions",
+        "p50_ms_without",
+        "p50_ms_streams",
+      ]) {
         expect(figures[key], key).toBeGreaterThan(0);
       }
       expect(String(figures.held)).toContain("30 each instead of 10,000");

@@ -76,13 +76,20 @@ async function inFlight(total: number, concurrency: number, call: () => Promise<
 }
 
 async function main(): Promise<void> {
-  console.log(`hot-path bench: ${ROUNDS} rounds, median (min–max); load average ${(await import("node:os")).loadavg().map((l) => l.toFixed(1)).join(" ")}`);
+  console.log(
+    `hot-path bench: ${ROUNDS} rounds, median (min–max); load average ${(await import("node:os"))
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(" ")}`,
+  );
 
   await rounds("invocation actor alone (+ deadline timer)", N, async () => {
     const settle = () => undefined;
     for (let i = 0; i < N; i++) {
       // As runtime/invoke.ts runs it: with its deadline timer, started and cleared.
-      const actor = createActor(invocationLogic, { input: { deadlineMs: 30_000, controller: new AbortController(), settle } });
+      const actor = createActor(invocationLogic, {
+        input: { deadlineMs: 30_000, controller: new AbortController(), settle },
+      });
       actor.start();
       const deadline = setTimeout(() => actor.send({ type: "DEADLINE" }), 30_000);
       actor.send({ type: "DISPATCHED" });
@@ -94,7 +101,16 @@ async function main(): Promise<void> {
   const gateway = await startTestRuntime();
   const { runtime } = gateway;
   const nats = await startNatsBinding(runtime, runtime.authenticator);
-  const config = loadConfig({ natsUrl: runtime.natsUrl, dataDir: gateway.dataDir, logLevel: "silent", streamWindow: CREDIT, streamStallMs: 60_000 }, {});
+  const config = loadConfig(
+    {
+      natsUrl: runtime.natsUrl,
+      dataDir: gateway.dataDir,
+      logLevel: "silent",
+      streamWindow: CREDIT,
+      streamStallMs: 60_000,
+    },
+    {},
+  );
   const workerRuntime = await MigRuntime.start(config, { logger: createLogger("silent") }); // with its fleet view: the direct lane needs it
   const host = await WorkerHost.start(workerRuntime, [benchEcho, count], { heartbeatMs: 1000 });
   const nc = await connect({ servers: runtime.natsUrl, name: "bench-client" });
@@ -104,10 +120,14 @@ async function main(): Promise<void> {
 
     const context = () => ({ principal: anonymousPrincipal(), binding: "http" as const, tenant: "bench" });
     await rounds(`in-process invoke (${CONCURRENCY} in flight)`, N, () =>
-      inFlight(N, CONCURRENCY, () => runtime.invoke({ capability: "observatory.models.infer", payload: { input: "hello" } }, context())),
+      inFlight(N, CONCURRENCY, () =>
+        runtime.invoke({ capability: "observatory.models.infer", payload: { input: "hello" } }, context()),
+      ),
     );
     await rounds("in-process invoke (1 in flight)", N, () =>
-      inFlight(N, 1, () => runtime.invoke({ capability: "observatory.models.infer", payload: { input: "hello" } }, context())),
+      inFlight(N, 1, () =>
+        runtime.invoke({ capability: "observatory.models.infer", payload: { input: "hello" } }, context()),
+      ),
     );
 
     await seen(runtime, "bench.echo");
@@ -155,13 +175,23 @@ async function runStream(nc: NatsConnection, frames: number): Promise<void> {
         sub.unsubscribe();
         return;
       }
-      if (++read % (CREDIT / 2) === 0) nc.publish(`${subject}.in`, JSON.stringify({ kind: "control", payload: { action: "credit", credit: CREDIT / 2 } }));
+      if (++read % (CREDIT / 2) === 0)
+        nc.publish(
+          `${subject}.in`,
+          JSON.stringify({ kind: "control", payload: { action: "credit", credit: CREDIT / 2 } }),
+        );
     },
   });
   await nc.flush();
   await nc.request(
     "mig.v0_1.bench.control.stream",
-    JSON.stringify({ capability: "remote.stream.count", payload: { count: frames }, stream_id: streamId, stream_preference: "server_stream", header: { deadline_ms: 600_000 } }),
+    JSON.stringify({
+      capability: "remote.stream.count",
+      payload: { count: frames },
+      stream_id: streamId,
+      stream_preference: "server_stream",
+      header: { deadline_ms: 600_000 },
+    }),
   );
   nc.publish(`${subject}.in`, JSON.stringify({ kind: "control", payload: { action: "credit", credit: CREDIT } }));
   await sub.closed;

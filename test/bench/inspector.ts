@@ -11,7 +11,9 @@ interface Reply {
 
 /** Forces a full GC in the process whose inspector listens on `port`; resolves with its heap after it. */
 export async function heapAfterGc(port: number, timeoutMs = 30_000): Promise<{ used: number; total: number }> {
-  const targets = (await (await fetch(`http://127.0.0.1:${port}/json/list`, { signal: AbortSignal.timeout(timeoutMs) })).json()) as {
+  const targets = (await (
+    await fetch(`http://127.0.0.1:${port}/json/list`, { signal: AbortSignal.timeout(timeoutMs) })
+  ).json()) as {
     webSocketDebuggerUrl: string;
   }[];
   const url = targets[0]?.webSocketDebuggerUrl;
@@ -26,7 +28,10 @@ export async function heapAfterGc(port: number, timeoutMs = 30_000): Promise<{ u
     const call = (method: string) =>
       new Promise<Record<string, unknown>>((resolve, reject) => {
         const id = ++nextId;
-        const timer = setTimeout(() => reject(new Error(`inspector: ${method} gave no answer within ${timeoutMs} ms`)), timeoutMs);
+        const timer = setTimeout(
+          () => reject(new Error(`inspector: ${method} gave no answer within ${timeoutMs} ms`)),
+          timeoutMs,
+        );
         const onMessage = (data: WebSocket.RawData) => {
           const reply = JSON.parse(data.toString()) as Reply;
           if (reply.id !== id) return;

@@ -31,9 +31,7 @@ function post(keepBody: boolean): Promise<{ status: number; text: string }> {
       if (keepBody) res.on("data", (chunk: Buffer) => chunks.push(chunk));
       else res.resume();
       res.on("error", reject);
-      res.on("end", () =>
-        resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }),
-      );
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }));
     });
     req.on("error", reject);
     req.on("socket", () => {

@@ -2,7 +2,7 @@
 // concurrency, it probes the target, then runs the warm-up and each measured slice on command,
 // so the orchestrator can alternate slices between path and baseline.
 import { Histogram } from "./histogram.ts";
-import { spawnTs, within, type Child } from "./processes.ts";
+import { type Child, spawnTs, within } from "./processes.ts";
 import type { LoadResult, LoadTarget, Measurement } from "./types.ts";
 
 /** Which loader file serves which kind of target, and the arguments naming the target. */

@@ -25,7 +25,11 @@ export function pairedMedianRatio(path: number[] | undefined, baseline: number[]
  * Runs `rounds` rounds of two sides in the order a, b, b, a, a, b, …: a drift in background load then falls on
  * both sides alike, and each side's slice has a neighbour of the other to be paired with.
  */
-export async function alternate<T>(rounds: number, a: () => Promise<T>, b: () => Promise<T>): Promise<{ a: T[]; b: T[] }> {
+export async function alternate<T>(
+  rounds: number,
+  a: () => Promise<T>,
+  b: () => Promise<T>,
+): Promise<{ a: T[]; b: T[] }> {
   const sides = { a: [] as T[], b: [] as T[] };
   for (let round = 0; round < rounds; round++) {
     if (round % 2 === 0) {

@@ -1,6 +1,6 @@
 // Child processes of a benchmark run: spawned in their own process group, their output kept
 // for error messages, and every one of them (with its descendants) stopped at the end.
-import { spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 
 const TAIL_CHARS = 4_000;

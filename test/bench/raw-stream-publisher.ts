@@ -2,14 +2,22 @@
 // as fast as the client takes them, then flushes; prints {"ready":true} first and {"done":true} at the end.
 //
 //   node --import tsx test/bench/raw-stream-publisher.ts --servers 127.0.0.1:4222 --subject bench.stream --count 100000 --body '{...}'
-import { connect } from "@nats-io/transport-node";
+
 import { parseArgs } from "node:util";
+import { connect } from "@nats-io/transport-node";
 import { exitWithParent } from "./exit-with-parent.ts";
 
 const { values } = parseArgs({
-  options: { servers: { type: "string" }, subject: { type: "string" }, count: { type: "string" }, body: { type: "string" }, go: { type: "string" } },
+  options: {
+    servers: { type: "string" },
+    subject: { type: "string" },
+    count: { type: "string" },
+    body: { type: "string" },
+    go: { type: "string" },
+  },
 });
-if (!values.servers || !values.subject || !values.count || !values.body || !values.go) throw new Error("--servers, --subject, --count, --body and --go are required");
+if (!values.servers || !values.subject || !values.count || !values.body || !values.go)
+  throw new Error("--servers, --subject, --count, --body and --go are required");
 const nc = await connect({ servers: values.servers.split(","), name: "mig-bench-raw-stream" });
 const count = Number(values.count);
 const body = values.body;

@@ -7,9 +7,7 @@ const HEADER = ["side", "callers", "req/s", "spread", "p50 ms", "p99 ms", "p99.9
 const WIDTHS = [9, 8, 9, 7, 9, 9, 9, 7];
 
 function cells(values: string[]): string {
-  return values
-    .map((v, i) => (i === 0 ? v.padEnd(WIDTHS[i]) : v.padStart(WIDTHS[i])))
-    .join(" ");
+  return values.map((v, i) => (i === 0 ? v.padEnd(WIDTHS[i]) : v.padStart(WIDTHS[i]))).join(" ");
 }
 
 function ms(n: number): string {
@@ -53,7 +51,10 @@ function verdict(value: number | null | undefined, target: number | undefined, a
 
 /** The first line of an error, which is the one that says what went wrong. */
 function short(error: string): string {
-  const lines = error.split("\n").map((l) => l.trim()).filter(Boolean);
+  const lines = error
+    .split("\n")
+    .map((l) => l.trim())
+    .filter(Boolean);
   return lines.length > 1 ? `${lines[0]} (…)` : (lines[0] ?? "");
 }
 
@@ -91,10 +92,7 @@ export function formatRow(row: RowResult): string {
   if (row.status === "error" && !row.path?.error && !row.baseline?.error) {
     out.push(`  FAILED: ${short(row.error ?? "")}`);
   }
-  const busiest = Math.max(
-    0,
-    ...sides.flatMap(([, side]) => side?.results.flatMap((m) => m.background_cpu) ?? []),
-  );
+  const busiest = Math.max(0, ...sides.flatMap(([, side]) => side?.results.flatMap((m) => m.background_cpu) ?? []));
   if (busiest > BUSY_THRESHOLD) {
     out.push(
       `  note: other work on the machine used up to ${Math.round(busiest * 100)}% of its CPU during some slices; treat these figures as noisy`,

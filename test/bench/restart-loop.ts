@@ -65,7 +65,11 @@ interface TryResult {
 
 async function oneTry(): Promise<TryResult> {
   const began = Date.now();
-  const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "runtime/cli.ts"), "start"], { cwd: ROOT, env, stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "runtime/cli.ts"), "start"], {
+    cwd: ROOT,
+    env,
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   let stderr = "";
   child.stderr!.on("data", (chunk) => (stderr = (stderr + chunk).slice(-2_000)));
   let exitCode: number | null | undefined;
@@ -73,8 +77,14 @@ async function oneTry(): Promise<TryResult> {
   let result: TryResult | undefined;
   while (!result) {
     if (await invokeOnce()) result = { ok: true, readyMs: Date.now() - began };
-    else if (exitCode !== undefined) result = { ok: false, readyMs: Date.now() - began, reason: `exited with ${exitCode}: ${stderr.trim().split("\n").slice(-2).join(" | ")}` };
-    else if (Date.now() - began > readyLimitMs) result = { ok: false, readyMs: Date.now() - began, reason: `no successful invoke within ${readyLimitMs} ms` };
+    else if (exitCode !== undefined)
+      result = {
+        ok: false,
+        readyMs: Date.now() - began,
+        reason: `exited with ${exitCode}: ${stderr.trim().split("\n").slice(-2).join(" | ")}`,
+      };
+    else if (Date.now() - began > readyLimitMs)
+      result = { ok: false, readyMs: Date.now() - began, reason: `no successful invoke within ${readyLimitMs} ms` };
     else await new Promise((r) => setTimeout(r, 50));
   }
   // The crash under test: the runtime dies at once, its nats-server is left to the next start.
@@ -105,7 +115,9 @@ const results: TryResult[] = [];
 for (let i = 1; i <= tries; i++) {
   const result = await oneTry();
   results.push(result);
-  console.log(`try ${i}/${tries}: ${result.ok ? `served after ${result.readyMs} ms` : `FAILED after ${result.readyMs} ms: ${result.reason}`}`);
+  console.log(
+    `try ${i}/${tries}: ${result.ok ? `served after ${result.readyMs} ms` : `FAILED after ${result.readyMs} ms: ${result.reason}`}`,
+  );
 }
 const totalMs = Date.now() - started;
 const left = leftServers();

@@ -12,8 +12,8 @@ import type {
   LoadResult,
   RowDefinition,
   RowResult,
-  RunSettings,
   RunningServer,
+  RunSettings,
   ServerSpec,
   SideResult,
 } from "./types.ts";
@@ -151,7 +151,13 @@ async function measureAt(
           side.slices.push(slice);
           side.background.push(otherWork());
           // The loader counts only the measured window's calls; the lead-in's are taken to run at the same rate.
-          side.cpu.push(cpuPerCall(cpu0, cpuSnapshot(pids), (slice.requests * (settings.settleMs + settings.durationMs)) / settings.durationMs));
+          side.cpu.push(
+            cpuPerCall(
+              cpu0,
+              cpuSnapshot(pids),
+              (slice.requests * (settings.settleMs + settings.durationMs)) / settings.durationMs,
+            ),
+          );
         } catch (err) {
           fail(side, err);
         }
@@ -160,7 +166,8 @@ async function measureAt(
     const busiest = Math.max(0, ...sides.flatMap((side) => side.background));
     if (busiest > BUSY_THRESHOLD) log(`    other work used up to ${Math.round(busiest * 100)}% of the machine`);
     for (const side of usable()) {
-      if (side.slices.length > 0) side.result.results.push({ ...aggregate(c, side.slices, side.background), ...medianPerKey(side.cpu) });
+      if (side.slices.length > 0)
+        side.result.results.push({ ...aggregate(c, side.slices, side.background), ...medianPerKey(side.cpu) });
     }
   } finally {
     await Promise.all(
@@ -177,7 +184,10 @@ function ratios(path: SideResult, baseline: SideResult, concurrency: number[]) {
   const at = (side: SideResult, c: number) => side.results.find((r) => r.concurrency === c);
   const throughput: Record<string, number | null> = {};
   for (const c of concurrency) {
-    throughput[String(c)] = pairedMedianRatio(at(path, c)?.throughput_rps_slices, at(baseline, c)?.throughput_rps_slices);
+    throughput[String(c)] = pairedMedianRatio(
+      at(path, c)?.throughput_rps_slices,
+      at(baseline, c)?.throughput_rps_slices,
+    );
   }
   return {
     throughput,

@@ -1,10 +1,19 @@
 // The benchmark table: one entry per row of issue 9, each a path under test and the raw tool
 // it is judged against. Adding a row is adding an entry here (and, for a new wire, a server
 // factory in servers.ts and a loader in measure.ts).
-import { bareGrpc, bareHttp, natsEcho, runtimeGrpc, runtimeHttp, runtimeHttpWorker, runtimeNatsWorker } from "./servers.ts";
+
 import { cpuLine } from "./cpu.ts";
 import { measureScale } from "./scale.ts";
 import { runScript, verdict } from "./script-rows.ts";
+import {
+  bareGrpc,
+  bareHttp,
+  natsEcho,
+  runtimeGrpc,
+  runtimeHttp,
+  runtimeHttpWorker,
+  runtimeNatsWorker,
+} from "./servers.ts";
 import type { BenchContext, RowDefinition, RunSettings } from "./types.ts";
 
 /** Issue 9's targets for streaming: frames at least this share of raw pub/sub; CANCEL → signal p99 below this. */
@@ -30,7 +39,12 @@ interface StreamFigures {
     websocket_cancel_frame: { p50: number; p99: number; p999: number; max: number };
     http_cancel?: { p50: number; p99: number; p999: number; max: number };
     /** The warm-up rounds' times, kept apart from the measured ones. */
-    warmup?: { samples: number; nats_control_cancel: { p99: number }; websocket_cancel_frame: { p99: number }; http_cancel: { p99: number } };
+    warmup?: {
+      samples: number;
+      nats_control_cancel: { p99: number };
+      websocket_cancel_frame: { p99: number };
+      http_cancel: { p99: number };
+    };
   };
 }
 
@@ -39,7 +53,13 @@ function streamScript(ctx: BenchContext, settings: RunSettings, only: "stream" |
   const size = settings.quick
     ? ["--frames", "20000", "--rounds", "1", "--cancels", "300", "--cancel-warmup", "300"]
     : ["--frames", "100000", "--rounds", "3", "--cancels", "1000", "--cancel-warmup", "300"];
-  return runScript(ctx, `stream-${only}`, "test/bench/stream.ts", [...size, "--only", only, "--json"], settings.quick ? 120_000 : 600_000) as unknown as Promise<StreamFigures>;
+  return runScript(
+    ctx,
+    `stream-${only}`,
+    "test/bench/stream.ts",
+    [...size, "--only", only, "--json"],
+    settings.quick ? 120_000 : 600_000,
+  ) as unknown as Promise<StreamFigures>;
 }
 
 const round3 = (n: number) => Math.round(n * 1000) / 1000;
@@ -51,8 +71,26 @@ const EVENTS_TARGET = 0.6;
 type EventsCpu = Record<string, number>;
 
 interface EventsFigures {
-  publish: { window: number; mig_rps: number; raw_jetstream_rps: number; ratio: number; best_round_ratio: number; rounds: number; cpu_us: EventsCpu; raw_cpu_us: EventsCpu }[];
-  replay?: { events: number; mig_eps: number; raw_consumer_eps: number; ratio: number; best_round_ratio: number; rounds: number; cpu_us: EventsCpu; raw_cpu_us: EventsCpu };
+  publish: {
+    window: number;
+    mig_rps: number;
+    raw_jetstream_rps: number;
+    ratio: number;
+    best_round_ratio: number;
+    rounds: number;
+    cpu_us: EventsCpu;
+    raw_cpu_us: EventsCpu;
+  }[];
+  replay?: {
+    events: number;
+    mig_eps: number;
+    raw_consumer_eps: number;
+    ratio: number;
+    best_round_ratio: number;
+    rounds: number;
+    cpu_us: EventsCpu;
+    raw_cpu_us: EventsCpu;
+  };
 }
 
 /**
@@ -63,7 +101,13 @@ function events(ctx: BenchContext, settings: RunSettings, only: "publish" | "rep
   const size = settings.quick
     ? ["--publishes", "1000", "--events", "10000", "--rounds", "1"]
     : ["--publishes", "5000", "--events", "100000", "--rounds", only === "publish" ? "10" : "3"];
-  return runScript(ctx, `events-${only}`, "test/bench/events.ts", [...size, "--windows", "1,64", "--only", only, "--json"], settings.quick ? 120_000 : 600_000) as unknown as Promise<EventsFigures>;
+  return runScript(
+    ctx,
+    `events-${only}`,
+    "test/bench/events.ts",
+    [...size, "--windows", "1,64", "--only", only, "--json"],
+    settings.quick ? 120_000 : 600_000,
+  ) as unknown as Promise<EventsFigures>;
 }
 
 const CAPABILITY = "observatory.models.infer";
@@ -149,7 +193,7 @@ export const rows: RowDefinition[] = [
       if (!replay) throw new Error("events.ts gave no replay figures");
       return {
         events: replay.events,
-        "replay":
+        replay:
           `MIG ${replay.mig_eps}/s · raw consumer ${replay.raw_consumer_eps}/s · ratio ${replay.ratio.toFixed(2)} (target ${verdict(replay.ratio, EVENTS_TARGET, true)})` +
           ` · best round against best round ${replay.best_round_ratio.toFixed(2)}`,
         mig_eps: replay.mig_eps,
@@ -230,7 +274,8 @@ export const rows: RowDefinition[] = [
   {
     id: "http-calibration",
     name: "calibration: bare node:http vs itself",
-    measures: "Two instances of the bare server measured as path and baseline; the ratio shows the run's noise (ideal 1.0).",
+    measures:
+      "Two instances of the bare server measured as path and baseline; the ratio shows the run's noise (ideal 1.0).",
     // Quick runs' short slices make its ratio swing too widely to calibrate anything, and it keeps
     // --quick under 2 minutes; `--quick --only http-calibration` still runs it.
     fullRunsOnly: true,

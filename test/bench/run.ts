@@ -1,11 +1,12 @@
 // `npm run bench`: measures every row of the benchmark table against its raw baseline in one
 // run, prints the table and optionally writes the figures as JSON.
-import { Command, InvalidArgumentError } from "commander";
+
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { Command, InvalidArgumentError } from "commander";
 import { killAllChildrenNow, stopAllChildren } from "./processes.ts";
 import { formatRow } from "./report.ts";
 import { runRow } from "./row-runner.ts";
@@ -81,7 +82,10 @@ function selectRows(only: string | undefined) {
     }
     return rows.filter((r) => !r.fullRunsOnly);
   }
-  const wanted = only.split(",").map((w) => w.trim().toLowerCase()).filter(Boolean);
+  const wanted = only
+    .split(",")
+    .map((w) => w.trim().toLowerCase())
+    .filter(Boolean);
   for (const w of wanted) {
     if (!rows.some((r) => r.id === w || r.name.toLowerCase().includes(w))) {
       program.error(`--only: no row matches "${w}"; rows are: ${rows.map((r) => r.id).join(", ")}`);

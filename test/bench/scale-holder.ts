@@ -6,8 +6,9 @@
 // Prints {"ready":true,...} once all are open, a status line ({"alive","lost"}) per stdin line, and
 // closes everything and exits when stdin closes.
 //   node --import tsx test/bench/scale-holder.ts --kind sse --url http://127.0.0.1:8080 --count 10000
-import http from "node:http";
+
 import { randomUUID } from "node:crypto";
+import http from "node:http";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import WebSocket from "ws";
@@ -81,9 +82,15 @@ function openSubscription(i: number): Promise<void> {
           resolve();
         }
       });
-      res.on("close", () => (opened ? noteLoss(`subscription ${i} closed by the runtime`) : reject(new Error(`subscription ${i} closed before it opened`))));
+      res.on("close", () =>
+        opened
+          ? noteLoss(`subscription ${i} closed by the runtime`)
+          : reject(new Error(`subscription ${i} closed before it opened`)),
+      );
     });
-    req.setTimeout(OPEN_TIMEOUT_MS, () => req.destroy(new Error(`subscription ${i} did not open within ${OPEN_TIMEOUT_MS} ms`)));
+    req.setTimeout(OPEN_TIMEOUT_MS, () =>
+      req.destroy(new Error(`subscription ${i} did not open within ${OPEN_TIMEOUT_MS} ms`)),
+    );
     req.on("error", reject);
     req.on("response", () => req.setTimeout(0));
     closers.push(() => req.destroy());
@@ -92,7 +99,10 @@ function openSubscription(i: number): Promise<void> {
 
 /** One socket and its streams: each stream gets its request, then one message it must echo. */
 async function openSocket(first: number, count: number): Promise<void> {
-  const ws = new WebSocket(`${BASE.replace(/^http/, "ws")}/mig/v0.1/stream`, { headers: { "x-tenant-id": "bench" }, perMessageDeflate: false });
+  const ws = new WebSocket(`${BASE.replace(/^http/, "ws")}/mig/v0.1/stream`, {
+    headers: { "x-tenant-id": "bench" },
+    perMessageDeflate: false,
+  });
   closers.push(() => ws.terminate());
   await new Promise<void>((resolve, reject) => {
     ws.once("open", () => resolve());
@@ -101,7 +111,12 @@ async function openSocket(first: number, count: number): Promise<void> {
   const waiting = new Map<string, (error?: string) => void>();
   const open = new Set<string>();
   ws.on("message", (data) => {
-    const frame = JSON.parse(data.toString()) as { stream_id: string; kind: string; end_stream?: boolean; error?: { code: string; message: string } };
+    const frame = JSON.parse(data.toString()) as {
+      stream_id: string;
+      kind: string;
+      end_stream?: boolean;
+      error?: { code: string; message: string };
+    };
     const why = frame.error ? `${frame.error.code} ${frame.error.message}` : frame.kind;
     if (frame.end_stream && open.delete(frame.stream_id)) noteLoss(`stream ${frame.stream_id} ended: ${why}`);
     else waiting.get(frame.stream_id)?.(frame.end_stream ? why : undefined);
@@ -113,7 +128,10 @@ async function openSocket(first: number, count: number): Promise<void> {
   await openAll(count, 16, async (k) => {
     const streamId = `s${first + k}`;
     const echoed = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`stream ${streamId} did not echo within ${OPEN_TIMEOUT_MS} ms`)), OPEN_TIMEOUT_MS);
+      const timer = setTimeout(
+        () => reject(new Error(`stream ${streamId} did not echo within ${OPEN_TIMEOUT_MS} ms`)),
+        OPEN_TIMEOUT_MS,
+      );
       waiting.set(streamId, (error) => {
         clearTimeout(timer);
         waiting.delete(streamId);
@@ -122,8 +140,18 @@ async function openSocket(first: number, count: number): Promise<void> {
       });
     });
     const header = { tenant_id: "bench", message_id: randomUUID(), deadline_ms: STREAM_DEADLINE_MS };
-    ws.send(JSON.stringify({ header, stream_id: streamId, capability: "remote.stream.echo", kind: "request", payload: {} }));
-    ws.send(JSON.stringify({ header, stream_id: streamId, capability: "remote.stream.echo", kind: "request", payload: { ping: 1 } }));
+    ws.send(
+      JSON.stringify({ header, stream_id: streamId, capability: "remote.stream.echo", kind: "request", payload: {} }),
+    );
+    ws.send(
+      JSON.stringify({
+        header,
+        stream_id: streamId,
+        capability: "remote.stream.echo",
+        kind: "request",
+        payload: { ping: 1 },
+      }),
+    );
     await echoed;
     open.add(streamId);
     alive++;
@@ -140,7 +168,9 @@ try {
     await openAll(COUNT, PARALLEL, openSubscription);
   } else {
     const sockets = Math.ceil(COUNT / PER_SOCKET);
-    await openAll(sockets, Math.max(1, Math.floor(PARALLEL / 16)), (s) => openSocket(s * PER_SOCKET, Math.min(PER_SOCKET, COUNT - s * PER_SOCKET)));
+    await openAll(sockets, Math.max(1, Math.floor(PARALLEL / 16)), (s) =>
+      openSocket(s * PER_SOCKET, Math.min(PER_SOCKET, COUNT - s * PER_SOCKET)),
+    );
   }
 } catch (err) {
   await print({ ready: false, error: err instanceof Error ? err.message : String(err), alive });

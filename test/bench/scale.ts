@@ -9,7 +9,7 @@
 import { Histogram } from "./histogram.ts";
 import { heapAfterGc } from "./inspector.ts";
 import { LoaderProcess } from "./measure.ts";
-import { cpuTicksOf, descendantNamed, rssBytesOf, sleep, spawnTs, within, type Child } from "./processes.ts";
+import { type Child, cpuTicksOf, descendantNamed, rssBytesOf, sleep, spawnTs, within } from "./processes.ts";
 import { startRuntimeWithWorker } from "./servers.ts";
 import type { BenchContext, LoadResult, RunSettings } from "./types.ts";
 
@@ -88,15 +88,23 @@ async function waitForConsumers(monitorUrl: string, baseline: number, timeoutMs:
     if (seen <= baseline) return Math.round((Date.now() - started) / 100) / 10;
     await sleep(500);
   }
-  throw new Error(`the bus still held ${seen} consumers (${baseline} before the subscriptions) after ${timeoutMs / 1000} s`);
+  throw new Error(
+    `the bus still held ${seen} consumers (${baseline} before the subscriptions) after ${timeoutMs / 1000} s`,
+  );
 }
 
 /** A holder process (scale-holder.ts) with its population open. */
 async function hold(ctx: BenchContext, args: string[], timeoutMs: number): Promise<{ child: Child; openS: number }> {
   const child = spawnTs("scale-holder", ctx.root, "test/bench/scale-holder.ts", args);
   try {
-    const ready = await child.waitForLine((line) => (line.startsWith("{") ? (JSON.parse(line) as Record<string, unknown>) : undefined), timeoutMs);
-    if (ready.ready !== true) throw new Error(`the holder could not open its population: ${String(ready.error)} (${String(ready.alive)} were open)`);
+    const ready = await child.waitForLine(
+      (line) => (line.startsWith("{") ? (JSON.parse(line) as Record<string, unknown>) : undefined),
+      timeoutMs,
+    );
+    if (ready.ready !== true)
+      throw new Error(
+        `the holder could not open its population: ${String(ready.error)} (${String(ready.alive)} were open)`,
+      );
     return { child, openS: Number(ready.open_s) };
   } catch (err) {
     await child.stop(2_000);
@@ -106,10 +114,16 @@ async function hold(ctx: BenchContext, args: string[], timeoutMs: number): Promi
 
 /** Asks the holder how many of its population are still open; the run fails if the runtime ended any. */
 async function checkHeld(child: Child, expected: number): Promise<void> {
-  const status = child.waitForLine((line) => (line.startsWith("{") ? (JSON.parse(line) as Record<string, unknown>) : undefined), 10_000);
+  const status = child.waitForLine(
+    (line) => (line.startsWith("{") ? (JSON.parse(line) as Record<string, unknown>) : undefined),
+    10_000,
+  );
   child.proc.stdin?.write("status\n");
   const { alive, lost, first_loss } = await status;
-  if (alive !== expected || lost !== 0) throw new Error(`the runtime ended ${String(lost)} of ${expected} while they were held (first: ${String(first_loss)})`);
+  if (alive !== expected || lost !== 0)
+    throw new Error(
+      `the runtime ended ${String(lost)} of ${expected} while they were held (first: ${String(first_loss)})`,
+    );
 }
 
 /** Closes the holder's population (it closes its sockets when its stdin ends). */
@@ -170,14 +184,22 @@ export async function measureScale(
   };
 
   try {
-    loader = await LoaderProcess.start(ctx.root, { kind: "http", url: `${runtime.httpBase}${INVOKE_PATH}`, body: INVOKE_BODY }, 1);
+    loader = await LoaderProcess.start(
+      ctx.root,
+      { kind: "http", url: `${runtime.httpBase}${INVOKE_PATH}`, body: INVOKE_BODY },
+      1,
+    );
     await loader.run(settings.warmupMs, 0);
     log(`  without: memory and ${slices} slices of unary INVOKE`);
     const before = await phase();
     const consumersBefore = await busConsumers(runtime.natsMonitorUrl);
 
     log(`  opening ${n} SSE subscriptions`);
-    const subs = await hold(ctx, ["--kind", "sse", "--url", runtime.httpBase, "--count", String(n), "--topics", String(TOPICS)], openTimeoutMs);
+    const subs = await hold(
+      ctx,
+      ["--kind", "sse", "--url", runtime.httpBase, "--count", String(n), "--topics", String(TOPICS)],
+      openTimeoutMs,
+    );
     holder = subs.child;
     await waitForGauge(runtime.httpBase, "mig_subscriptions_active", n, 30_000);
     const withSubs = await phase();
@@ -187,7 +209,11 @@ export async function measureScale(
     const reapS = await waitForConsumers(runtime.natsMonitorUrl, consumersBefore, 600_000);
 
     log(`  opening ${n} WebSocket streams`);
-    const streams = await hold(ctx, ["--kind", "ws", "--url", runtime.httpBase, "--count", String(n), "--per-socket", String(STREAMS_PER_SOCKET)], openTimeoutMs);
+    const streams = await hold(
+      ctx,
+      ["--kind", "ws", "--url", runtime.httpBase, "--count", String(n), "--per-socket", String(STREAMS_PER_SOCKET)],
+      openTimeoutMs,
+    );
     holder = streams.child;
     await waitForGauge(runtime.httpBase, "mig_streams_active", n, 30_000);
     const withStreams = await phase();
@@ -226,17 +252,20 @@ function report(
   const p = (h: Histogram) => h.latencies();
   const base = p(without);
   const ratio = (h: Histogram) => round3(p(h).p50 / base.p50);
-  const perItemKib = (phase: Phase) => Math.round((phase.rss - before.rss) / n / 1024 * 10) / 10;
+  const perItemKib = (phase: Phase) => Math.round(((phase.rss - before.rss) / n / 1024) * 10) / 10;
   // Quick runs hold fewer; the target is stated for 10,000, so they are judged on the projection.
   const projectedSubsRss = before.rss + (subs.rss - before.rss) * (FULL_POPULATION / n);
   const rssVerdict = `target < ${SCALE_RSS_TARGET_MIB} MiB${n === FULL_POPULATION ? "" : ` at ${FULL_POPULATION.toLocaleString("en")}, projected ${mib(projectedSubsRss)} MiB`}: ${projectedSubsRss < SCALE_RSS_TARGET_MIB * MiB ? "met" : "MISSED"}`;
   const p50Verdict = (r: number) => `target ≤ ${SCALE_P50_TARGET}×: ${r <= SCALE_P50_TARGET ? "met" : "MISSED"}`;
   const count = n.toLocaleString("en");
   const row = (name: string, f: (phase: Phase) => string) =>
-    [name, `without ${f(before)} · ${count} subscriptions ${f(subs)} · ${count} streams ${f(streams)} · without again ${f(after)}`] as const;
+    [
+      name,
+      `without ${f(before)} · ${count} subscriptions ${f(subs)} · ${count} streams ${f(streams)} · without again ${f(after)}`,
+    ] as const;
   return {
     population: n,
-    "held": `${count} SSE subscriptions over ${TOPICS} topics (opened in ${subsOpenS} s; their consumers were gone from the bus ${reapS} s after the runtime counted them closed), then ${count} idle bidi WebSocket streams of remote.stream.echo from a mig worker, ${STREAMS_PER_SOCKET} per socket (opened in ${streamsOpenS} s)${n === FULL_POPULATION ? "" : ` (${count} each instead of 10,000${n === QUICK_POPULATION ? ": --quick" : ""})`}`,
+    held: `${count} SSE subscriptions over ${TOPICS} topics (opened in ${subsOpenS} s; their consumers were gone from the bus ${reapS} s after the runtime counted them closed), then ${count} idle bidi WebSocket streams of remote.stream.echo from a mig worker, ${STREAMS_PER_SOCKET} per socket (opened in ${streamsOpenS} s)${n === FULL_POPULATION ? "" : ` (${count} each instead of 10,000${n === QUICK_POPULATION ? ": --quick" : ""})`}`,
     ...Object.fromEntries([
       row("runtime RSS (MiB)", (x) => String(mib(x.rss))),
       row("runtime heap used after GC (MiB)", (x) => String(mib(x.heapUsed))),

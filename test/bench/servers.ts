@@ -1,7 +1,8 @@
 // The servers the benchmark rows start: the MIG runtime under test and the raw baselines.
 // Each factory returns a ServerSpec; rows.ts combines them into rows.
-import { startNatsServer } from "./nats-server.ts";
+
 import { natsServerPid } from "./cpu.ts";
+import { startNatsServer } from "./nats-server.ts";
 import { sleep, spawnTs } from "./processes.ts";
 import type { BenchContext, RunningServer, ServerSpec } from "./types.ts";
 
@@ -84,8 +85,7 @@ export function natsEcho(subject: string, body: string): ServerSpec {
       }
       return {
         target: { kind: "nats", servers: nats.url, subject, body },
-        failure: () =>
-          !nats.child.running ? nats.child.failure() : !echo.running ? echo.failure() : undefined,
+        failure: () => (!nats.child.running ? nats.child.failure() : !echo.running ? echo.failure() : undefined),
         processes: () => ({ responder: echo.pid, nats_server: nats.child.pid }),
         stop,
       };
@@ -138,9 +138,7 @@ export async function startRuntime(
   const httpBase = `http://127.0.0.1:${httpPort}`;
   // MIG_* settings of the calling shell (auth mode, rate limits, …) would change what is
   // measured; the runtime gets only the ones below.
-  const inherited = Object.fromEntries(
-    Object.entries(process.env).filter(([key]) => !key.startsWith("MIG_")),
-  );
+  const inherited = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("MIG_")));
   const env = {
     ...inherited,
     MIG_HTTP_ADDR: `127.0.0.1:${httpPort}`,
@@ -151,7 +149,10 @@ export async function startRuntime(
     MIG_LOG_LEVEL: "warn",
     ...options.env,
   };
-  const child = spawnTs("runtime", ctx.root, "runtime/cli.ts", ["start"], env, [...ctx.runtimeNodeArgs, ...(options.nodeArgs ?? [])]);
+  const child = spawnTs("runtime", ctx.root, "runtime/cli.ts", ["start"], env, [
+    ...ctx.runtimeNodeArgs,
+    ...(options.nodeArgs ?? []),
+  ]);
   const deadline = Date.now() + ctx.startTimeoutMs;
   let lastAnswer = "no answer yet";
   while (Date.now() < deadline) {
@@ -248,13 +249,17 @@ export async function startRuntimeWithWorker(
       });
       const answer = (await res.json()) as { capabilities?: { id: string }[] };
       if (answer.capabilities?.some((c) => c.id === capability)) break;
-      if (Date.now() > deadline) throw new Error(`the runtime did not list ${capability} from the worker within ${ctx.startTimeoutMs} ms`);
+      if (Date.now() > deadline)
+        throw new Error(`the runtime did not list ${capability} from the worker within ${ctx.startTimeoutMs} ms`);
       await sleep(100);
     }
     // A best_effort capability takes the worker's direct lane for NATS invokes from an instant ~1 s after
     // its registration (docs/bindings/provider-protocol.md section 9): measure that lane, not the switch.
     if (directLane && process.env.MIG_WORKER_DIRECT !== "false") {
-      await worker.waitForLine((line) => (line.includes('"direct lane answering NATS invokes"') ? true : undefined), ctx.startTimeoutMs);
+      await worker.waitForLine(
+        (line) => (line.includes('"direct lane answering NATS invokes"') ? true : undefined),
+        ctx.startTimeoutMs,
+      );
     }
   } catch (err) {
     await stop();
@@ -276,7 +281,13 @@ export async function startRuntimeWithWorker(
  * The runtime loaded over its NATS binding on `subject`, the capability served by one `mig worker`
  * process hosting `module` (the runtime itself does not host it, so every call crosses the bus twice).
  */
-export function runtimeNatsWorker(subject: string, body: string, module: string, capability: string, options: RuntimeOptions = {}): ServerSpec {
+export function runtimeNatsWorker(
+  subject: string,
+  body: string,
+  module: string,
+  capability: string,
+  options: RuntimeOptions = {},
+): ServerSpec {
   return {
     label: "MIG runtime, NATS binding, provider in a mig worker",
     async start(ctx: BenchContext): Promise<RunningServer> {
@@ -287,7 +298,13 @@ export function runtimeNatsWorker(subject: string, body: string, module: string,
 }
 
 /** The runtime loaded over its HTTP binding (POST `body` to `path`), the capability served by a `mig worker` process. */
-export function runtimeHttpWorker(path: string, body: string, module: string, capability: string, options: RuntimeOptions = {}): ServerSpec {
+export function runtimeHttpWorker(
+  path: string,
+  body: string,
+  module: string,
+  capability: string,
+  options: RuntimeOptions = {},
+): ServerSpec {
   return {
     label: "MIG runtime, HTTP binding, provider in a mig worker",
     async start(ctx: BenchContext): Promise<RunningServer> {

@@ -9,20 +9,20 @@
 //     cancel frame to the provider's AbortSignal, with the provider in the gateway's process, after
 //     warm-up rounds whose times are reported apart; with --breakdown, where each cancel's time went.
 import { randomUUID } from "node:crypto";
-import { Agent as HttpAgent, request as httpRequest } from "node:http";
 import { readFileSync } from "node:fs";
-import { monitorEventLoopDelay, performance, PerformanceObserver } from "node:perf_hooks";
+import { Agent as HttpAgent, request as httpRequest } from "node:http";
+import { monitorEventLoopDelay, PerformanceObserver, performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import WebSocket from "ws";
 import { startNatsBinding } from "../../bindings/nats/server.ts";
+import { Authenticator } from "../../runtime/auth.ts";
 import { defineStreamingCapability } from "../../runtime/provider.ts";
+import type { StreamSession } from "../../runtime/stream.ts";
 import { startMig } from "../helpers/process.ts";
 import { startTestRuntime } from "../helpers/runtime.ts";
-import type { StreamSession } from "../../runtime/stream.ts";
-import { Authenticator } from "../../runtime/auth.ts";
-import { Histogram } from "./histogram.ts";
 import { cpuMicros, medianPerKey, natsServerPid } from "./cpu.ts";
+import { Histogram } from "./histogram.ts";
 import { alternate, median, pairedMedianRatio } from "./paired.ts";
 import { spawnTs } from "./processes.ts";
 
@@ -51,16 +51,19 @@ const { values } = parseArgs({
     breakdown: { type: "boolean", default: false },
   },
 });
-if (values.only !== undefined && values.only !== "stream" && values.only !== "cancel") throw new Error("--only: stream or cancel");
+if (values.only !== undefined && values.only !== "stream" && values.only !== "cancel")
+  throw new Error("--only: stream or cancel");
 const FRAMES = Number(values.frames);
 const CANCELS = Number(values.cancels);
 const CANCEL_WARMUP = Number(values["cancel-warmup"]);
 if (!Number.isInteger(CANCELS) || CANCELS < 1) throw new Error("--cancels: a positive number of rounds");
-if (!Number.isInteger(CANCEL_WARMUP) || CANCEL_WARMUP < 0) throw new Error("--cancel-warmup: a number of rounds, 0 or more");
+if (!Number.isInteger(CANCEL_WARMUP) || CANCEL_WARMUP < 0)
+  throw new Error("--cancel-warmup: a number of rounds, 0 or more");
 const WINDOW = Number(values.window);
 const CREDIT = Number(values.credit);
 if (!Number.isInteger(WINDOW) || WINDOW < 1) throw new Error("--window: a positive number of frames");
-if (!Number.isInteger(CREDIT) || CREDIT < 2 || CREDIT % 2 !== 0) throw new Error("--credit: an even number of frames, at least 2 (granted in halves)");
+if (!Number.isInteger(CREDIT) || CREDIT < 2 || CREDIT % 2 !== 0)
+  throw new Error("--credit: an even number of frames, at least 2 (granted in halves)");
 const ROUNDS = Number(values.rounds);
 if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error("--rounds: a positive number");
 const BREAKDOWN = values.breakdown;
@@ -83,7 +86,10 @@ async function streamThroughGateway(): Promise<StreamRounds> {
   const gateway = startMig(["start"], { MIG_LOG_LEVEL: "info", MIG_STREAM_WINDOW: String(WINDOW) });
   const bus = String((await gateway.waitForLog("embedded nats-server listening")).url);
   await gateway.waitForLog("NATS binding listening");
-  const worker = startMig(["worker", "test/fixtures/stream-provider.ts"], { MIG_NATS_URL: bus, MIG_STREAM_WINDOW: String(WINDOW) });
+  const worker = startMig(["worker", "test/fixtures/stream-provider.ts"], {
+    MIG_NATS_URL: bus,
+    MIG_STREAM_WINDOW: String(WINDOW),
+  });
   await worker.waitForLog("worker serving");
   const nc = await connect({ servers: bus, name: "bench-consumer" });
   try {
@@ -102,7 +108,9 @@ async function streamThroughGateway(): Promise<StreamRounds> {
       const self0 = process.cpuUsage();
       const { seconds } = await runStream(nc, FRAMES);
       const self = process.cpuUsage(self0);
-      const cpu = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, perFrame(cpuMicros(pid) - before[k]!)])) as CpuPerFrame;
+      const cpu = Object.fromEntries(
+        Object.entries(pids).map(([k, pid]) => [k, perFrame(cpuMicros(pid) - before[k]!)]),
+      ) as CpuPerFrame;
       cpu.consumer = perFrame(self.user + self.system);
       rounds.rates.mig.push(Math.round(FRAMES / seconds));
       rounds.cpu.push(cpu);
@@ -136,28 +144,62 @@ async function runStream(nc: NatsConnection, frames: number): Promise<{ seconds:
         if (frame.end_stream) return resolve(performance.now());
         if (read === 0) sample = msg.string();
         // Grant half the credit each time half of it was read: the pipe never runs dry waiting for credit.
-        if (++read % (CREDIT / 2) === 0) nc.publish(`${subject}.in`, JSON.stringify({ kind: "control", payload: { action: "credit", credit: CREDIT / 2 } }));
+        if (++read % (CREDIT / 2) === 0)
+          nc.publish(
+            `${subject}.in`,
+            JSON.stringify({ kind: "control", payload: { action: "credit", credit: CREDIT / 2 } }),
+          );
       },
     });
   });
   await nc.flush();
   started = performance.now();
-  await nc.request("mig.v0_1.bench.control.stream", JSON.stringify({ capability: "remote.stream.count", payload: { count: frames }, stream_id: streamId, stream_preference: "server_stream", header: { deadline_ms: 600_000 } }));
+  await nc.request(
+    "mig.v0_1.bench.control.stream",
+    JSON.stringify({
+      capability: "remote.stream.count",
+      payload: { count: frames },
+      stream_id: streamId,
+      stream_preference: "server_stream",
+      header: { deadline_ms: 600_000 },
+    }),
+  );
   nc.publish(`${subject}.in`, JSON.stringify({ kind: "control", payload: { action: "credit", credit: CREDIT } }));
   const ended = await done;
   return { seconds: (ended - started) / 1000, sample };
 }
 
 /** Raw NATS publish/subscribe of `frames` copies of `body` (a frame of the MIG stream, so the same payload: same bytes, same JSON to parse). */
-async function rawPubSub(bus: string, frames: number, body: string, natsPid: number | undefined): Promise<{ seconds: number; cpu: RawCpuPerFrame }> {
+async function rawPubSub(
+  bus: string,
+  frames: number,
+  body: string,
+  natsPid: number | undefined,
+): Promise<{ seconds: number; cpu: RawCpuPerFrame }> {
   const go = `bench.go.${randomUUID()}`;
-  const publisher = spawnTs("raw-stream-publisher", ROOT, "test/bench/raw-stream-publisher.ts", ["--servers", bus, "--subject", "bench.raw.stream", "--count", String(frames), "--body", body, "--go", go]);
+  const publisher = spawnTs("raw-stream-publisher", ROOT, "test/bench/raw-stream-publisher.ts", [
+    "--servers",
+    bus,
+    "--subject",
+    "bench.raw.stream",
+    "--count",
+    String(frames),
+    "--body",
+    body,
+    "--go",
+    go,
+  ]);
   await publisher.waitForLine((l) => (l.includes('"ready":true') ? l : undefined), 20_000);
   const nc = await connect({ servers: bus, name: "bench-raw-consumer" });
   let read = 0;
   const done = new Promise<number>((resolve) => {
     // The consumer parses each payload, as the MIG consumer does: the comparison is of transports, not of JSON.
-    nc.subscribe("bench.raw.stream", { callback: (_e, msg) => { msg.json(); if (++read === frames) resolve(performance.now()); } });
+    nc.subscribe("bench.raw.stream", {
+      callback: (_e, msg) => {
+        msg.json();
+        if (++read === frames) resolve(performance.now());
+      },
+    });
   });
   await nc.flush();
   const before = { publisher: cpuMicros(publisher.pid), nats_server: cpuMicros(natsPid) };
@@ -202,19 +244,44 @@ function schedMs(): { running: number; waiting: number } {
 }
 
 /** The slowest 1 % of samples: how much of their time this process ran, and how much it waited for a CPU. */
-function slowest(samples: CancelBreakdown["samples"]): { samples: number; mean_ms: number; mean_cpu_ms: number; mean_runqueue_ms: number } {
+function slowest(samples: CancelBreakdown["samples"]): {
+  samples: number;
+  mean_ms: number;
+  mean_cpu_ms: number;
+  mean_runqueue_ms: number;
+} {
   const tail = [...samples].sort((a, b) => b.ms - a.ms).slice(0, Math.max(1, Math.ceil(samples.length / 100)));
-  const mean = (f: (x: CancelBreakdown["samples"][number]) => number) => Math.round((tail.reduce((sum, x) => sum + f(x), 0) / tail.length) * 100) / 100;
-  return { samples: tail.length, mean_ms: mean((x) => x.ms), mean_cpu_ms: mean((x) => x.cpu_ms), mean_runqueue_ms: mean((x) => x.runqueue_ms) };
+  const mean = (f: (x: CancelBreakdown["samples"][number]) => number) =>
+    Math.round((tail.reduce((sum, x) => sum + f(x), 0) / tail.length) * 100) / 100;
+  return {
+    samples: tail.length,
+    mean_ms: mean((x) => x.ms),
+    mean_cpu_ms: mean((x) => x.cpu_ms),
+    mean_runqueue_ms: mean((x) => x.runqueue_ms),
+  };
 }
 
 type CancelWay = "nats" | "ws" | "http";
 
-async function cancelLatency(): Promise<{ latency: Record<CancelWay, Histogram>; warmup: Record<CancelWay, Histogram>; breakdown: Record<CancelWay, CancelBreakdown>; natsPlain: Histogram; loopDelayP99Ms: number; gcPauses: number }> {
+async function cancelLatency(): Promise<{
+  latency: Record<CancelWay, Histogram>;
+  warmup: Record<CancelWay, Histogram>;
+  breakdown: Record<CancelWay, CancelBreakdown>;
+  natsPlain: Histogram;
+  loopDelayP99Ms: number;
+  gcPauses: number;
+}> {
   const aborted = new Map<string, number>();
   const waiting = new Map<string, () => void>();
   const forever = defineStreamingCapability(
-    { id: "bench.stream.forever", version: "1.0.0", modes: ["server_stream"], input_schema_uri: "schema://bench/any", output_schema_uri: "schema://bench/any", auth_scopes: [] },
+    {
+      id: "bench.stream.forever",
+      version: "1.0.0",
+      modes: ["server_stream"],
+      input_schema_uri: "schema://bench/any",
+      output_schema_uri: "schema://bench/any",
+      auth_scopes: [],
+    },
     async (_p, { emit, signal, header }) => {
       signal.addEventListener("abort", () => {
         aborted.set(header.message_id, performance.now());
@@ -239,8 +306,18 @@ async function cancelLatency(): Promise<{ latency: Record<CancelWay, Histogram>;
   });
   const latency: Record<CancelWay, Histogram> = { nats: new Histogram(), ws: new Histogram(), http: new Histogram() };
   const warmup: Record<CancelWay, Histogram> = { nats: new Histogram(), ws: new Histogram(), http: new Histogram() };
-  const newBreakdown = (): CancelBreakdown => ({ to_session_cancel: new Histogram(), session_cancel_to_signal: new Histogram(), samples_overlapping_gc: 0, frames_emitted_per_sample_max: 0, samples: [] });
-  const breakdown: Record<CancelWay, CancelBreakdown> = { nats: newBreakdown(), ws: newBreakdown(), http: newBreakdown() };
+  const newBreakdown = (): CancelBreakdown => ({
+    to_session_cancel: new Histogram(),
+    session_cancel_to_signal: new Histogram(),
+    samples_overlapping_gc: 0,
+    frames_emitted_per_sample_max: 0,
+    samples: [],
+  });
+  const breakdown: Record<CancelWay, CancelBreakdown> = {
+    nats: newBreakdown(),
+    ws: newBreakdown(),
+    http: newBreakdown(),
+  };
   // CANCEL over HTTP, `POST /mig/v0.1/cancel/{message_id}` on a kept-alive connection. The sample ends at the
   // signal, not at the answer; a CANCEL the runtime did not accept (or no answer) ends the run with its reason.
   const agent = new HttpAgent({ keepAlive: true, maxSockets: 1 });
@@ -250,15 +327,19 @@ async function cancelLatency(): Promise<{ latency: Record<CancelWay, Histogram>;
       httpFailure ??= new Error(`HTTP CANCEL of ${messageId} failed: ${why}`);
       waiting.get(messageId)?.();
     };
-    const req = httpRequest(`${t.http.url}/mig/v0.1/cancel/${messageId}`, { method: "POST", agent, headers: { "content-type": "application/json" } }, (res) => {
-      let text = "";
-      res.setEncoding("utf8");
-      res.on("data", (chunk: string) => (text += chunk));
-      res.on("end", () => {
-        const accepted = res.statusCode === 200 && (JSON.parse(text) as { accepted?: boolean }).accepted === true;
-        if (!accepted) fail(`${res.statusCode} ${text.slice(0, 200)}`);
-      });
-    });
+    const req = httpRequest(
+      `${t.http.url}/mig/v0.1/cancel/${messageId}`,
+      { method: "POST", agent, headers: { "content-type": "application/json" } },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (chunk: string) => (text += chunk));
+        res.on("end", () => {
+          const accepted = res.statusCode === 200 && (JSON.parse(text) as { accepted?: boolean }).accepted === true;
+          if (!accepted) fail(`${res.statusCode} ${text.slice(0, 200)}`);
+        });
+      },
+    );
     req.on("error", (err) => fail(err.message));
     req.end('{"header":{"tenant_id":"acme"}}');
   };
@@ -292,7 +373,15 @@ async function cancelLatency(): Promise<{ latency: Record<CancelWay, Histogram>;
         const messageId = randomUUID();
         const streamId = `c-${k}-${via}`;
         const running = new Promise<void>((r) => firstFrame.set(streamId, r));
-        ws.send(JSON.stringify({ header: { tenant_id: "acme", message_id: messageId }, stream_id: streamId, capability: "bench.stream.forever", kind: "request", payload: {} }));
+        ws.send(
+          JSON.stringify({
+            header: { tenant_id: "acme", message_id: messageId },
+            stream_id: streamId,
+            capability: "bench.stream.forever",
+            kind: "request",
+            payload: {},
+          }),
+        );
         await running;
         const gone = new Promise<void>((r) => waiting.set(messageId, r));
         // Timestamps the runtime's call of cancel on this one session (the bench's own probe, not the runtime's).
@@ -308,12 +397,22 @@ async function cancelLatency(): Promise<{ latency: Record<CancelWay, Histogram>;
         const emitted0 = session.emitted;
         const sched0 = BREAKDOWN ? schedMs() : { running: Number.NaN, waiting: Number.NaN }; // read outside the timed interval
         const t0 = performance.now();
-        if (via === "nats") nc.publish(`mig.v0_1.acme.control.cancel.${messageId}`, "{}", { reply: "_INBOX.bench.ignore" });
+        if (via === "nats")
+          nc.publish(`mig.v0_1.acme.control.cancel.${messageId}`, "{}", { reply: "_INBOX.bench.ignore" });
         else if (via === "http") httpCancel(messageId);
-        else ws.send(JSON.stringify({ header: { tenant_id: "acme" }, stream_id: streamId, kind: "control", payload: { action: "cancel" } }));
+        else
+          ws.send(
+            JSON.stringify({
+              header: { tenant_id: "acme" },
+              stream_id: streamId,
+              kind: "control",
+              payload: { action: "cancel" },
+            }),
+          );
         await gone;
         if (httpFailure) throw httpFailure;
-        if (plain && via === "nats" && !plainArrival.has(messageId)) await new Promise<void>((r) => plainWaiting.set(messageId, r));
+        if (plain && via === "nats" && !plainArrival.has(messageId))
+          await new Promise<void>((r) => plainWaiting.set(messageId, r));
         const at = aborted.get(messageId)!;
         const sched1 = BREAKDOWN ? schedMs() : sched0;
         const plainAt = plainArrival.get(messageId);
@@ -326,7 +425,11 @@ async function cancelLatency(): Promise<{ latency: Record<CancelWay, Histogram>;
         }
         latency[via].recordMs(at - t0);
         const b = breakdown[via];
-        b.samples.push({ ms: at - t0, cpu_ms: sched1.running - sched0.running, runqueue_ms: sched1.waiting - sched0.waiting });
+        b.samples.push({
+          ms: at - t0,
+          cpu_ms: sched1.running - sched0.running,
+          runqueue_ms: sched1.waiting - sched0.waiting,
+        });
         b.to_session_cancel.recordMs(cancelledAt - t0);
         b.session_cancel_to_signal.recordMs(at - cancelledAt);
         if (gcs.some((g) => g.end > t0 && g.start < at)) b.samples_overlapping_gc++;
@@ -344,7 +447,14 @@ async function cancelLatency(): Promise<{ latency: Record<CancelWay, Histogram>;
     await binding.close();
     await t.stop();
   }
-  return { latency, warmup, breakdown, natsPlain, loopDelayP99Ms: Math.round(loop.percentile(99) / 1e4) / 100, gcPauses: gcs.length };
+  return {
+    latency,
+    warmup,
+    breakdown,
+    natsPlain,
+    loopDelayP99Ms: Math.round(loop.percentile(99) / 1e4) / 100,
+    gcPauses: gcs.length,
+  };
 }
 
 const stream = values.only === "cancel" ? undefined : await streamThroughGateway();
@@ -389,7 +499,16 @@ const report = {
           ...Object.fromEntries(
             (["nats", "ws", "http"] as const).map((via) => {
               const b = cancels.breakdown[via];
-              return [via, { to_session_cancel_ms: b.to_session_cancel.latencies(), session_cancel_to_signal_ms: b.session_cancel_to_signal.latencies(), samples_overlapping_gc: b.samples_overlapping_gc, frames_emitted_per_sample_max: b.frames_emitted_per_sample_max, slowest_1_percent: slowest(b.samples) }];
+              return [
+                via,
+                {
+                  to_session_cancel_ms: b.to_session_cancel.latencies(),
+                  session_cancel_to_signal_ms: b.session_cancel_to_signal.latencies(),
+                  samples_overlapping_gc: b.samples_overlapping_gc,
+                  frames_emitted_per_sample_max: b.frames_emitted_per_sample_max,
+                  slowest_1_percent: slowest(b.samples),
+                },
+              ];
             }),
           ),
           nats_plain_subscriber_ms: cancels.natsPlain.latencies(),

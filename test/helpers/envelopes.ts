@@ -1,6 +1,6 @@
 // Test helper: asserts that a wire body conforms to the named envelope of schemas/envelopes.json.
 import { expect } from "vitest";
-import { validateEnvelope, type EnvelopeName } from "../../schemas/envelopes.ts";
+import { type EnvelopeName, validateEnvelope } from "../../schemas/envelopes.ts";
 
 export function expectEnvelope(name: EnvelopeName, value: unknown): void {
   const result = validateEnvelope(name, value);

@@ -4,7 +4,12 @@ import { loadSync } from "@grpc/proto-loader";
 import { expect } from "vitest";
 import { LOADER_OPTIONS, PROTO_FILE } from "../../bindings/grpc/proto.ts";
 
-type Unary = (request: unknown, metadata: Metadata, options: { deadline?: number }, callback: (err: ServiceError | null, value?: any) => void) => { cancel(): void };
+type Unary = (
+  request: unknown,
+  metadata: Metadata,
+  options: { deadline?: number },
+  callback: (err: ServiceError | null, value?: any) => void,
+) => { cancel(): void };
 export type MigClient = Client & Record<string, Unary>;
 
 export interface MigClients {
@@ -50,7 +55,9 @@ export function startCall(client: MigClient, method: string, request: unknown, o
   let call: { cancel(): void } | undefined;
   const result = new Promise<any>((resolve, reject) => {
     const deadline = options.deadlineMs === undefined ? {} : { deadline: Date.now() + options.deadlineMs };
-    call = client[method]!.call(client, request, metadataOf(options.metadata), deadline, (err, value) => (err ? reject(err) : resolve(value)));
+    call = client[method]!.call(client, request, metadataOf(options.metadata), deadline, (err, value) =>
+      err ? reject(err) : resolve(value),
+    );
   });
   return { result, cancel: () => call!.cancel() };
 }
@@ -74,14 +81,23 @@ export function rawCall(clients: MigClients, path: string, bytes: Buffer, option
 }
 
 /** The call failed with this gRPC status and carries the MIG error code in its message and trailers. */
-export async function expectStatus(pending: Promise<unknown>, grpcCode: number, migCode: string): Promise<ServiceError> {
+export async function expectStatus(
+  pending: Promise<unknown>,
+  grpcCode: number,
+  migCode: string,
+): Promise<ServiceError> {
   const err = (await pending.then(
     (value) => {
-      throw new Error(`expected status ${grpcCode} (${migCode}), got an answer: ${JSON.stringify(value).slice(0, 300)}`);
+      throw new Error(
+        `expected status ${grpcCode} (${migCode}), got an answer: ${JSON.stringify(value).slice(0, 300)}`,
+      );
     },
     (e: ServiceError) => e,
   )) as ServiceError;
-  expect({ code: err.code, details: err.details }).toMatchObject({ code: grpcCode, details: expect.stringMatching(new RegExp(`^${migCode}: .{10,}`)) });
+  expect({ code: err.code, details: err.details }).toMatchObject({
+    code: grpcCode,
+    details: expect.stringMatching(new RegExp(`^${migCode}: .{10,}`)),
+  });
   expect(err.metadata.get("mig-error-code")).toEqual([migCode]);
   expect(err.metadata.get("mig-error-retryable")[0]).toMatch(/^(true|false)$/);
   return err;
@@ -92,7 +108,11 @@ export function struct(object: Record<string, string | number | boolean>): objec
   const fields: Record<string, object> = {};
   for (const [key, value] of Object.entries(object)) {
     fields[key] =
-      typeof value === "string" ? { stringValue: value } : typeof value === "number" ? { numberValue: value } : { boolValue: value };
+      typeof value === "string"
+        ? { stringValue: value }
+        : typeof value === "number"
+          ? { numberValue: value }
+          : { boolValue: value };
   }
   return { fields };
 }
@@ -136,7 +156,10 @@ export class CallReader {
   /** Resolves once `check` holds (checked after each message and at the end); rejects when the call ends without it. */
   async until(what: string, check: () => boolean): Promise<void> {
     while (!check()) {
-      if (this.ended) throw new Error(`the call ended (status ${this.code}${this.error ? `: ${this.error.details}` : ""}) before ${what}; got ${this.messages.length} messages`);
+      if (this.ended)
+        throw new Error(
+          `the call ended (status ${this.code}${this.error ? `: ${this.error.details}` : ""}) before ${what}; got ${this.messages.length} messages`,
+        );
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }
   }
@@ -162,5 +185,7 @@ export function subscribeCall(clients: MigClients, request: unknown, options: Ca
 /** Opens a StreamInvoke call that writes raw bytes, as a client with a broken encoder would; answers are decoded. */
 export function rawStreamInvoke(clients: MigClients): CallReader {
   const method = (loadSync(PROTO_FILE, LOADER_OPTIONS)["mig.v0_1.Invocation"] as any).StreamInvoke;
-  return new CallReader(clients.raw.makeBidiStreamRequest(method.path, (b: Buffer) => b, method.responseDeserialize, new Metadata()));
+  return new CallReader(
+    clients.raw.makeBidiStreamRequest(method.path, (b: Buffer) => b, method.responseDeserialize, new Metadata()),
+  );
 }

@@ -1,6 +1,6 @@
 // Test helper: NATS clients for the public binding — a JSON request helper and a raw-protocol publisher.
 import { connect as netConnect } from "node:net";
-import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
+import { connect, type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node";
 
 export interface NatsAnswer {
   body: any;
@@ -82,7 +82,14 @@ export function rawRequest(
  * A client with the runtime's own bus credential (full access): for tests of the gateway's own checks on a bus that
  * refuses anonymous clients (jwt mode generates the embedded bus's users).
  */
-export async function runtimeBusClient(runtime: { natsUrl: string; busCredentials: { user?: string | undefined; password?: string | undefined } }): Promise<NatsConnection> {
+export async function runtimeBusClient(runtime: {
+  natsUrl: string;
+  busCredentials: { user?: string | undefined; password?: string | undefined };
+}): Promise<NatsConnection> {
   const { user, password } = runtime.busCredentials;
-  return connect({ servers: runtime.natsUrl, name: "mig-test-client", ...(user ? { user, pass: password ?? "" } : {}) });
+  return connect({
+    servers: runtime.natsUrl,
+    name: "mig-test-client",
+    ...(user ? { user, pass: password ?? "" } : {}),
+  });
 }

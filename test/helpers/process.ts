@@ -1,5 +1,5 @@
 // Test helper: runs `mig` subcommands as real child processes and reads their pino log lines.
-import { spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -91,8 +91,13 @@ export function startMig(args: string[], env: Record<string, string> = {}): MigP
       const found = logs.find((l) => String(l.msg).includes(text));
       if (found) return Promise.resolve(found);
       return new Promise((resolveLine, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no log line "${text}" within ${limitMs} ms; stderr: ${stderr}`)), limitMs);
-        void exited.then((code) => reject(new Error(`process exited (${code}) before logging "${text}"; stderr: ${stderr}`)));
+        const timer = setTimeout(
+          () => reject(new Error(`no log line "${text}" within ${limitMs} ms; stderr: ${stderr}`)),
+          limitMs,
+        );
+        void exited.then((code) =>
+          reject(new Error(`process exited (${code}) before logging "${text}"; stderr: ${stderr}`)),
+        );
         waiters.push({
           text,
           resolve: (line) => {

@@ -2,18 +2,22 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { type HttpBinding, startHttpBinding } from "../../bindings/http/server.ts";
 import { loadConfig, type RuntimeConfig } from "../../runtime/config.ts";
-import { createLogger } from "../../runtime/logger.ts";
-import { MigRuntime } from "../../runtime/runtime.ts";
 import { observatoryInfer } from "../../runtime/demo-provider.ts";
-import { startHttpBinding, type HttpBinding } from "../../bindings/http/server.ts";
+import { createLogger } from "../../runtime/logger.ts";
 import type { CapabilityDefinition } from "../../runtime/provider.ts";
+import { MigRuntime } from "../../runtime/runtime.ts";
 
 export interface TestRuntime {
   runtime: MigRuntime;
   http: HttpBinding;
   dataDir: string;
-  post(path: string, body: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any; headers: Headers }>;
+  post(
+    path: string,
+    body: unknown,
+    headers?: Record<string, string>,
+  ): Promise<{ status: number; body: any; headers: Headers }>;
   get(path: string, headers?: Record<string, string>): Promise<{ status: number; text: string }>;
   stop(): Promise<void>;
 }
@@ -27,7 +31,10 @@ export async function startTestRuntime(
     {},
   );
   const logger = createLogger(config.logLevel);
-  const runtime = await MigRuntime.start(config, { logger, capabilities: [observatoryInfer, ...(options.capabilities ?? [])] });
+  const runtime = await MigRuntime.start(config, {
+    logger,
+    capabilities: [observatoryInfer, ...(options.capabilities ?? [])],
+  });
   const http = await startHttpBinding(runtime, runtime.authenticator, config.httpAddr);
   return {
     runtime,

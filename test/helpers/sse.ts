@@ -1,5 +1,5 @@
 // Test helper: a Server-Sent Events client over node:http that parses frames and can stop reading (a slow subscriber).
-import { request, type IncomingMessage } from "node:http";
+import { type IncomingMessage, request } from "node:http";
 import { waitFor } from "./runtime.ts";
 
 export interface EventMessageLike {
@@ -84,7 +84,11 @@ export class SseClient {
   }
 
   waitForEvents(count: number, limitMs = 30_000): Promise<EventMessageLike[]> {
-    return waitFor(`${count} events (have ${this.events.length})`, () => (this.events.length >= count ? this.events : undefined), limitMs);
+    return waitFor(
+      `${count} events (have ${this.events.length})`,
+      () => (this.events.length >= count ? this.events : undefined),
+      limitMs,
+    );
   }
 
   waitForComment(prefix: string, limitMs = 10_000): Promise<string> {

@@ -35,7 +35,9 @@ export class StreamClient {
     return new Promise((resolve, reject) => {
       ws.once("open", () => resolve(new StreamClient(ws)));
       ws.once("error", reject);
-      ws.once("unexpected-response", (_req, res) => reject(Object.assign(new Error(`upgrade refused: ${res.statusCode}`), { status: res.statusCode })));
+      ws.once("unexpected-response", (_req, res) =>
+        reject(Object.assign(new Error(`upgrade refused: ${res.statusCode}`), { status: res.statusCode })),
+      );
     });
   }
 
@@ -44,7 +46,11 @@ export class StreamClient {
   }
 
   /** Sends a request frame that starts a stream; returns its stream_id and message_id. */
-  start(capability: string, payload: unknown, options: { streamId?: string; tenant?: string; deadlineMs?: number; preference?: string } = {}) {
+  start(
+    capability: string,
+    payload: unknown,
+    options: { streamId?: string; tenant?: string; deadlineMs?: number; preference?: string } = {},
+  ) {
     const streamId = options.streamId ?? `s-${randomUUID()}`;
     const messageId = randomUUID();
     const header: Frame = { tenant_id: options.tenant ?? "acme", message_id: messageId };
