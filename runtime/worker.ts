@@ -53,6 +53,9 @@ export interface WorkerOptions {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** How long a starting worker waits to hear the gateways' settings before it reports ready without a lane. */
+const GATEWAY_POLICY_WAIT_MS = 2_000;
+
 /** Waits for `check` to hold, looking every 20 ms, for at most `limitMs`. */
 async function until(check: () => boolean, limitMs: number): Promise<void> {
   for (const end = Date.now() + limitMs; !check() && Date.now() < end; ) await sleep(20);
@@ -175,6 +178,13 @@ export class WorkerHost {
       // gateways' policies too; the lane, when it may have one, opens and closes with them.
       this.stopWatchingPolicies = fleet.onGatewayPolicies(() => this.review(laneAllowed ? direct : []));
       this.review(laneAllowed ? direct : []);
+      if (laneAllowed && direct.length > 0) {
+        // The worker is ready once its lane is: gateways leave these invokes to the lane from its switch instant,
+        // so it must be in the lane's queue group by then. Gateways already running are in the registry's first
+        // replay; with none yet, the lane opens later, when the first one publishes its settings.
+        await until(() => this.stopped || fleet.gatewayPolicies().length > 0, GATEWAY_POLICY_WAIT_MS);
+        await this.reviewing;
+      }
     }
   }
 
