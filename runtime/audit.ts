@@ -158,7 +158,7 @@ export class AuditLog {
     let fileLines = "";
     for (const record of batch) {
       const line = auditLine(record);
-      if (this.file) fileLines += line + "\n";
+      if (this.file) fileLines += `${line}\n`;
       const subject = auditSubject(record.tenant);
       let chunks = messages.get(subject);
       if (!chunks) messages.set(subject, (chunks = []));

@@ -1,7 +1,7 @@
 // The users of the embedded bus in jwt mode: their passwords, the nats-server configuration that enforces them, the
 // credentials files that workers and foreign providers read, and the tenant users that callers obtain with a token.
 import { randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { MigError } from "./errors.ts";

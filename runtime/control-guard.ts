@@ -83,7 +83,7 @@ export class ControlGuard {
   }
 
   private async verify(value: string | undefined, operation: string, tenant: string): Promise<void> {
-    const { opener, what, target } = this.options;
+    const { opener, what } = this.options;
     const authenticator = this.options.authenticator();
     if (!value) {
       throw this.refused(
@@ -96,7 +96,7 @@ export class ControlGuard {
         ),
       );
     }
-    if (!authenticator || authenticator.mode !== "jwt") {
+    if (authenticator?.mode !== "jwt") {
       throw this.refused(
         undefined,
         operation,

@@ -6,7 +6,7 @@ import type { RequestContext } from "./core.ts";
 import { DirectWatch } from "./direct-watch.ts";
 import { answerFleetCancel } from "./fleet-cancel.ts";
 import { MicroAttach } from "./micro-attach.ts";
-import { type PolicyFingerprint, policyFingerprint } from "./policy-fingerprint.ts";
+import { policyFingerprint } from "./policy-fingerprint.ts";
 import type { UnaryHandler } from "./provider.ts";
 import { checkDescriptor } from "./provider.ts";
 import {

@@ -96,7 +96,7 @@ export function normalizeHeader(input: unknown, context: HeaderContext): Message
   checkTenant(tenant, "tenant_id");
 
   let deadline_ms = DEFAULT_DEADLINE_MS;
-  const givenDeadline = raw["deadline_ms"];
+  const givenDeadline = raw.deadline_ms;
   if (givenDeadline !== undefined && givenDeadline !== null && givenDeadline !== 0) {
     if (typeof givenDeadline !== "number" || !Number.isInteger(givenDeadline) || givenDeadline < 1) {
       throw new MigError("MIG_INVALID_REQUEST", "header.deadline_ms must be a positive integer number of milliseconds");
@@ -124,7 +124,7 @@ export function normalizeHeader(input: unknown, context: HeaderContext): Message
   // An invalid traceparent is replaced rather than refused, as W3C Trace Context asks.
   header.traceparent = traceparent !== undefined && TRACEPARENT.test(traceparent) ? traceparent : newTraceparent();
 
-  const meta = raw["meta"];
+  const meta = raw.meta;
   if (meta !== undefined && meta !== null) {
     if (typeof meta !== "object" || Array.isArray(meta)) {
       throw new MigError("MIG_INVALID_REQUEST", "header.meta must be a JSON object");

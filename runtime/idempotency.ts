@@ -143,7 +143,7 @@ export class IdempotencyStore {
       } catch (err) {
         throw unavailable(err);
       }
-      if (!entry || entry.operation !== "PUT") continue;
+      if (entry?.operation !== "PUT") continue;
       const record = entry.json<Record>();
       if (record.state === "done" && record.outcome) return { outcome: revive(record.outcome), replayed: true };
       if (record.lease_until < Date.now()) {

@@ -323,7 +323,7 @@ export class NatsLauncher extends EventEmitter {
       server_started: server?.pid ? processInfo(server.pid)?.started : undefined,
       store_dir: this.storeDir,
     };
-    return JSON.stringify(record) + "\n";
+    return `${JSON.stringify(record)}\n`;
   }
 
   private releaseDataDir(): void {

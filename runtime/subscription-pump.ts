@@ -76,7 +76,7 @@ interface Delivery {
 /** `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`, with domain and account hash on newer servers. */
 function parseDelivery(msg: Msg): Delivery | undefined {
   const reply = msg.reply;
-  if (!reply || !reply.startsWith("$JS.ACK.")) return undefined;
+  if (!reply?.startsWith("$JS.ACK.")) return undefined;
   const t = reply.split(".");
   const base = t.length === 9 ? 4 : 6;
   if (t.length < 9) return undefined;

@@ -52,7 +52,7 @@ const streamed = defineStreamingCapability(
 );
 
 /** `{"a":{"a":…{}…}}`, `levels` objects deep, as text: built as a value it could not be stringified. */
-const deepObjectText = (levels: number) => '{"a":'.repeat(levels - 1) + "{}" + "}".repeat(levels - 1);
+const deepObjectText = (levels: number) => `${'{"a":'.repeat(levels - 1)}{}${"}".repeat(levels - 1)}`;
 const deepArrayText = (levels: number) => "[".repeat(levels) + "]".repeat(levels);
 
 let t: TestRuntime;
