@@ -1,4 +1,5 @@
 // Outcomes a check can raise (failure, skip) and the small predicates the checks share.
+import type { MigErrorCode } from "../schemas/error-codes.ts";
 
 /** Thrown by a check to fail with a reason. */
 export class CheckFailure extends Error {
@@ -38,25 +39,7 @@ export function brief(value: unknown, max = 160): string {
   return text.length > max ? `${text.slice(0, max)}…` : text;
 }
 
-export const MIG_ERROR_CODES = [
-  "MIG_INVALID_REQUEST",
-  "MIG_UNAUTHORIZED",
-  "MIG_FORBIDDEN",
-  "MIG_NOT_FOUND",
-  "MIG_UNSUPPORTED_CAPABILITY",
-  "MIG_VERSION_MISMATCH",
-  "MIG_TIMEOUT",
-  "MIG_RATE_LIMITED",
-  "MIG_BACKPRESSURE",
-  "MIG_UNAVAILABLE",
-  "MIG_INTERNAL",
-] as const;
-
-export type MigErrorCode = (typeof MIG_ERROR_CODES)[number];
-
-export function isMigErrorCode(value: unknown): value is MigErrorCode {
-  return typeof value === "string" && (MIG_ERROR_CODES as readonly string[]).includes(value);
-}
+export { isMigErrorCode, MIG_ERROR_CODES, type MigErrorCode } from "../schemas/error-codes.ts";
 
 /** HTTP statuses the standard's error table allows per MIG code (backpressure: "choose and document"). */
 export const HTTP_STATUS_BY_CODE: Readonly<Record<MigErrorCode, readonly number[]>> = {

@@ -1,20 +1,8 @@
 // The typed MIG error: one class with a stable code, plus the per-binding status tables.
 
-export const MIG_ERROR_CODES = [
-  "MIG_INVALID_REQUEST",
-  "MIG_UNAUTHORIZED",
-  "MIG_FORBIDDEN",
-  "MIG_NOT_FOUND",
-  "MIG_UNSUPPORTED_CAPABILITY",
-  "MIG_VERSION_MISMATCH",
-  "MIG_TIMEOUT",
-  "MIG_RATE_LIMITED",
-  "MIG_BACKPRESSURE",
-  "MIG_UNAVAILABLE",
-  "MIG_INTERNAL",
-] as const;
+import { isMigErrorCode, MIG_ERROR_CODES, type MigErrorCode } from "../schemas/error-codes.ts";
 
-export type MigErrorCode = (typeof MIG_ERROR_CODES)[number];
+export { MIG_ERROR_CODES, type MigErrorCode };
 
 /** Codes a caller may retry unchanged; the rest need a different request. */
 const RETRYABLE_BY_DEFAULT: ReadonlySet<MigErrorCode> = new Set<MigErrorCode>([
@@ -74,7 +62,7 @@ export class MigError extends Error {
   }
 
   static isCode(value: unknown): value is MigErrorCode {
-    return typeof value === "string" && (MIG_ERROR_CODES as readonly string[]).includes(value);
+    return isMigErrorCode(value);
   }
 
   /** Rebuilds a MigError from a wire body, e.g. one a remote provider sent. */
