@@ -85,27 +85,15 @@ export class ControlGuard {
   private async verify(value: string | undefined, operation: string, tenant: string): Promise<void> {
     const { opener, what } = this.options;
     const authenticator = this.options.authenticator();
+    const unauthorized = (message: string) =>
+      this.refused(undefined, operation, tenant, new MigError("MIG_UNAUTHORIZED", message));
     if (!value) {
-      throw this.refused(
-        undefined,
-        operation,
-        tenant,
-        new MigError(
-          "MIG_UNAUTHORIZED",
-          `control messages of this ${what} need the bearer token that opened it: send \`Authorization: Bearer <JWT>\``,
-        ),
+      throw unauthorized(
+        `control messages of this ${what} need the bearer token that opened it: send \`Authorization: Bearer <JWT>\``,
       );
     }
     if (authenticator?.mode !== "jwt") {
-      throw this.refused(
-        undefined,
-        operation,
-        tenant,
-        new MigError(
-          "MIG_UNAUTHORIZED",
-          `this ${what} takes control messages only with the bearer token that opened it`,
-        ),
-      );
+      throw unauthorized(`this ${what} takes control messages only with the bearer token that opened it`);
     }
     // A refused token is audited by the authenticator itself.
     const principal = await authenticator.authenticate({ authorization: value, binding: "nats", tenant, operation });
