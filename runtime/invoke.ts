@@ -4,6 +4,7 @@ import type { Actor } from "xstate";
 import { type InvocationInput, type InvocationOutcome, invocationLogic } from "../actors/invocation.ts";
 import type { RequestContext, RuntimeCore } from "./core.ts";
 import { MigError } from "./errors.ts";
+import { settleHandler } from "./handler-result.ts";
 import { IDEMPOTENCY_META_KEY, IdempotencyStore } from "./idempotency.ts";
 import { valueDepth } from "./json-limits.ts";
 import { checkDottedName } from "./names.ts";
@@ -226,19 +227,11 @@ class Invocation implements InvocationInput {
     if (!this.settled) this.deadline = setTimeout(sendDeadline, header.deadline_ms, actor);
     actor.send({ type: "DISPATCHED" });
 
-    try {
-      const result = entry.handler(payload, new HandlerContext(header, principal, descriptor, this.controller));
-      if (result !== null && typeof result === "object" && typeof (result as Promise<unknown>).then === "function") {
-        (result as Promise<unknown>).then(
-          (value) => this.succeed(value),
-          (err) => this.fail(err),
-        );
-      } else {
-        this.succeed(result);
-      }
-    } catch (err) {
-      this.fail(err);
-    }
+    settleHandler(
+      () => entry.handler(payload, new HandlerContext(header, principal, descriptor, this.controller)),
+      (value) => this.succeed(value),
+      (err) => this.fail(err),
+    );
   }
 
   /** Called by the actor's final state, once; a second call (a crash after settling) is ignored. */

@@ -5,6 +5,7 @@ import { cancelError, type StreamEnd, streamMachine } from "../actors/stream.ts"
 import type { RequestContext, RuntimeCore } from "./core.ts";
 import { MigError } from "./errors.ts";
 import { FrameQueue } from "./frame-queue.ts";
+import { settleHandler } from "./handler-result.ts";
 import { checkOutput, checkPayloadSize, providerError } from "./invoke.ts";
 import { checkDottedName } from "./names.ts";
 import type { Principal } from "./principal.ts";
@@ -373,19 +374,11 @@ export class StreamSession {
       emit: (p) => this.emit(p),
       inbound: this.inbound,
     };
-    try {
-      const result = this.entry.stream!(payload, context);
-      if (result !== null && typeof result === "object" && typeof (result as Promise<unknown>).then === "function") {
-        (result as Promise<unknown>).then(
-          (value) => this.providerFinished(value),
-          (err) => this.providerFailed(err),
-        );
-      } else {
-        this.providerFinished(result);
-      }
-    } catch (err) {
-      this.providerFailed(err);
-    }
+    settleHandler(
+      () => this.entry.stream!(payload, context),
+      (value) => this.providerFinished(value),
+      (err) => this.providerFailed(err),
+    );
   }
 
   // ── the provider's side ────────────────────────────────────────────────────────────────────────
