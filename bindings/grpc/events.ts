@@ -7,10 +7,10 @@ import type { MigRuntime } from "../../runtime/runtime.ts";
 import type { EventSink, Subscription, SubscriptionInfo } from "../../runtime/subscribe.ts";
 import type { JsonObject } from "../../runtime/types.ts";
 import { credentialsOf, mergeHeaderFields, tenantOf } from "./metadata.ts";
-import { UndecodableRequest } from "./proto.ts";
+import { decodedBody } from "./proto.ts";
 import type { StreamingCalls } from "./server.ts";
 import { statusFor } from "./status.ts";
-import { requestFromProto, toProto } from "./translate.ts";
+import { toProto } from "./translate.ts";
 
 type Call = ServerWritableStream<unknown, unknown>;
 
@@ -130,14 +130,7 @@ export function serveSubscribe(
       tenant,
       operation: "subscribe",
     });
-    const request = call.request;
-    if (request instanceof UndecodableRequest) {
-      throw new MigError(
-        "MIG_INVALID_REQUEST",
-        `the request is not a valid ${request.typeName} message: ${request.reason}`,
-      );
-    }
-    body = requestFromProto(request as Record<string, unknown>, runtime.config.maxJsonDepth);
+    body = decodedBody(call.request, runtime.config.maxJsonDepth);
     mergeHeaderFields(call.metadata, body);
     if (sink.gone) return undefined;
     const context: RequestContext = { principal, tenant, binding: "grpc" };

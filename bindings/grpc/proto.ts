@@ -2,7 +2,9 @@
 import { join } from "node:path";
 import type { MethodDefinition, ServiceDefinition } from "@grpc/grpc-js";
 import { loadSync, type Options, type PackageDefinition } from "@grpc/proto-loader";
-import { publicCause } from "../../runtime/errors.ts";
+import { MigError, publicCause } from "../../runtime/errors.ts";
+import type { JsonObject } from "../../runtime/types.ts";
+import { requestFromProto } from "./translate.ts";
 
 export const PROTO_FILE = join(import.meta.dirname, "../../schemas/mig.proto");
 
@@ -54,4 +56,15 @@ export function migService(name: ServiceName): ServiceDefinition {
     };
   }
   return service as ServiceDefinition;
+}
+
+/**
+ * The MIG body of a decoded request or frame: MIG_INVALID_REQUEST for one that did not decode (`what` names it
+ * in the message, e.g. "the request" or "a frame"), and for one nested deeper than `maxDepth`.
+ */
+export function decodedBody(message: unknown, maxDepth: number, what = "the request"): JsonObject {
+  if (message instanceof UndecodableRequest) {
+    throw new MigError("MIG_INVALID_REQUEST", `${what} is not a valid ${message.typeName} message: ${message.reason}`);
+  }
+  return requestFromProto(message as Record<string, unknown>, maxDepth);
 }

@@ -17,10 +17,10 @@ import type { MigRuntime } from "../../runtime/runtime.ts";
 import type { JsonObject } from "../../runtime/types.ts";
 import { serveSubscribe } from "./events.ts";
 import { credentialsOf, deadlineAtOf, endedByDeadline, mergeHeaderFields, tenantOf } from "./metadata.ts";
-import { migPackageDefinition, migService, type ServiceName, UndecodableRequest } from "./proto.ts";
+import { decodedBody, migPackageDefinition, migService, type ServiceName } from "./proto.ts";
 import { statusFor } from "./status.ts";
 import { serveStreamInvoke } from "./stream-invoke.ts";
-import { answerToProto, requestFromProto } from "./translate.ts";
+import { answerToProto } from "./translate.ts";
 
 export interface GrpcBindingOptions {
   /** Largest request message accepted (bytes); larger ones end with RESOURCE_EXHAUSTED. Default: config.maxBodyBytes. */
@@ -61,14 +61,7 @@ export async function startGrpcBinding(
       let body: JsonObject | undefined;
       const answer = async () => {
         const principal = await authenticator.authenticate(credentialsOf(call.metadata));
-        const request = call.request;
-        if (request instanceof UndecodableRequest) {
-          throw new MigError(
-            "MIG_INVALID_REQUEST",
-            `the request is not a valid ${request.typeName} message: ${request.reason}`,
-          );
-        }
-        body = requestFromProto(request as Record<string, unknown>, runtime.config.maxJsonDepth);
+        body = decodedBody(call.request, runtime.config.maxJsonDepth);
         mergeHeaderFields(call.metadata, body);
         return operation(body, { principal, tenant, binding: "grpc" }, call);
       };

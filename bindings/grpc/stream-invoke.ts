@@ -14,10 +14,10 @@ import type { MigRuntime } from "../../runtime/runtime.ts";
 import type { FrameSink, StreamSession } from "../../runtime/stream.ts";
 import type { JsonObject, MessageHeader, StreamFrame } from "../../runtime/types.ts";
 import { credentialsOf, deadlineAtOf, endedByDeadline, mergeHeaderFields, tenantOf } from "./metadata.ts";
-import { UndecodableRequest } from "./proto.ts";
+import { decodedBody } from "./proto.ts";
 import type { StreamingCalls } from "./server.ts";
 import { statusFor } from "./status.ts";
-import { requestFromProto, toProto } from "./translate.ts";
+import { toProto } from "./translate.ts";
 
 type Call = ServerDuplexStream<unknown, unknown>;
 type ProtoObject = Record<string, unknown>;
@@ -106,13 +106,7 @@ class StreamCall {
     if (this.session && !live) return; // the stream ended; the call is ending with it
     let frame: JsonObject;
     try {
-      if (message instanceof UndecodableRequest) {
-        throw new MigError(
-          "MIG_INVALID_REQUEST",
-          `a frame is not a valid ${message.typeName} message: ${message.reason}`,
-        );
-      }
-      frame = requestFromProto(message as ProtoObject, this.runtime.config.maxJsonDepth);
+      frame = decodedBody(message, this.runtime.config.maxJsonDepth, "a frame");
     } catch (err) {
       if (live) this.fail(live, err);
       else this.refuse(undefined, err);
