@@ -6,12 +6,12 @@ import type { RequestContext, RuntimeCore } from "./core.ts";
 import { MigError } from "./errors.ts";
 import { settleHandler } from "./handler-result.ts";
 import { IDEMPOTENCY_META_KEY, IdempotencyStore } from "./idempotency.ts";
+import { acceptedPayload, namedCapability } from "./invocation-request.ts";
 import { valueDepth } from "./json-limits.ts";
-import { checkDottedName } from "./names.ts";
 import type { Principal } from "./principal.ts";
 import type { InvocationContext } from "./provider.ts";
 import type { RegisteredCapability } from "./registry.ts";
-import { acceptRequest, agreeing, optionalStringField, requireObject } from "./request.ts";
+import { acceptRequest } from "./request.ts";
 import type { CapabilityDescriptor, InvokeResponse, JsonObject, MessageHeader, StreamPreference } from "./types.ts";
 
 const PREFERENCES: readonly StreamPreference[] = ["unary", "server_stream", "bidi_stream"];
@@ -23,18 +23,8 @@ export async function invoke(
   pathCapability?: string,
 ): Promise<InvokeResponse> {
   const { raw, header } = acceptRequest(core, body, request);
-  const id = agreeing(pathCapability, optionalStringField(raw, "capability", 200), "capability");
-  if (id === undefined)
-    throw new MigError("MIG_INVALID_REQUEST", "capability is required: name it in the path or in the body");
-  checkDottedName(id, "capability");
-
-  const entry = core.capabilities.get(id);
-  if (!entry) {
-    throw new MigError(
-      "MIG_UNSUPPORTED_CAPABILITY",
-      `capability ${id} is not served here; DISCOVER lists the capabilities you can invoke`,
-    );
-  }
+  const entry = namedCapability(core, raw, pathCapability, "the path or in the body");
+  const id = entry.descriptor.id;
   const { descriptor } = entry;
   core.policy.authorizeInvoke(request, header.tenant_id, descriptor);
   checkMode(raw, entry);
@@ -46,20 +36,7 @@ export async function invoke(
     );
   }
 
-  if (raw.payload === undefined)
-    throw new MigError("MIG_INVALID_REQUEST", "payload is required: send a JSON object, e.g. {}");
-  const payload = requireObject(raw.payload, "payload");
-  checkPayloadSize(payload, entry, request.bodyBytes);
-  const problems = core.schemas.check(descriptor.input_schema_uri, payload);
-  if (problems) {
-    throw new MigError(
-      "MIG_INVALID_REQUEST",
-      `payload does not match the input schema ${descriptor.input_schema_uri}: ${problems[0]}`,
-      {
-        details: { schema_uri: descriptor.input_schema_uri, errors: problems },
-      },
-    );
-  }
+  const payload = acceptedPayload(core, raw, entry, request.bodyBytes);
 
   if (core.inflight.size >= core.config.capacity) {
     // Admission control: past its capacity a runtime sheds load instead of queueing without bound.
@@ -127,26 +104,6 @@ function checkMode(raw: JsonObject, entry: RegisteredCapability): void {
     throw new MigError(
       "MIG_UNSUPPORTED_CAPABILITY",
       `capability ${id} has no unary mode; it offers ${modes.join(", ")}`,
-    );
-  }
-}
-
-export function checkPayloadSize(
-  payload: JsonObject,
-  entry: RegisteredCapability,
-  bodyBytes: number | undefined,
-): void {
-  const max = entry.descriptor.qos?.max_payload_bytes;
-  // The body is an upper bound of the payload's size: measure the payload only when the body is larger.
-  if (!max || (bodyBytes !== undefined && bodyBytes <= max)) return;
-  const size = Buffer.byteLength(JSON.stringify(payload));
-  if (size > max) {
-    throw new MigError(
-      "MIG_INVALID_REQUEST",
-      `payload is ${size} bytes; capability ${entry.descriptor.id} accepts at most ${max}`,
-      {
-        details: { payload_bytes: size, max_payload_bytes: max },
-      },
     );
   }
 }

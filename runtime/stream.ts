@@ -6,12 +6,12 @@ import type { RequestContext, RuntimeCore } from "./core.ts";
 import { MigError } from "./errors.ts";
 import { FrameQueue } from "./frame-queue.ts";
 import { settleHandler } from "./handler-result.ts";
-import { checkOutput, checkPayloadSize, providerError } from "./invoke.ts";
-import { checkDottedName } from "./names.ts";
+import { acceptedPayload, namedCapability } from "./invocation-request.ts";
+import { checkOutput, providerError } from "./invoke.ts";
 import type { Principal } from "./principal.ts";
 import type { StreamContext } from "./provider.ts";
 import type { RegisteredCapability } from "./registry.ts";
-import { acceptRequest, agreeing, optionalStringField, requireObject } from "./request.ts";
+import { acceptRequest } from "./request.ts";
 import type { FrameKind, JsonObject, MessageHeader, StreamFrame } from "./types.ts";
 
 export type StreamMode = "server_stream" | "bidi_stream";
@@ -146,36 +146,12 @@ export function acceptStream(
   options: Omit<OpenStreamOptions, "sink">,
 ): AcceptedStream {
   const { raw, header } = acceptRequest(core, body, request);
-  const id = agreeing(options.capability, optionalStringField(raw, "capability", 200), "capability");
-  if (id === undefined)
-    throw new MigError("MIG_INVALID_REQUEST", "capability is required: name it in the frame or in the path");
-  checkDottedName(id, "capability");
-  const entry = core.capabilities.get(id);
-  if (!entry) {
-    throw new MigError(
-      "MIG_UNSUPPORTED_CAPABILITY",
-      `capability ${id} is not served here; DISCOVER lists the capabilities you can invoke`,
-    );
-  }
+  const entry = namedCapability(core, raw, options.capability, "the frame or in the path");
   // The same policy as a unary INVOKE: scopes, tenant allow lists, quotas.
   if (!options.authorized) core.policy.authorizeInvoke(request, header.tenant_id, entry.descriptor);
   const mode = chooseMode(raw, entry, options.clientFrames);
 
-  if (raw.payload === undefined)
-    throw new MigError("MIG_INVALID_REQUEST", "payload is required: send a JSON object, e.g. {}");
-  const payload = requireObject(raw.payload, "payload");
-  checkPayloadSize(payload, entry, request.bodyBytes);
-  const { input_schema_uri } = entry.descriptor;
-  const problems = core.schemas.check(input_schema_uri, payload);
-  if (problems) {
-    throw new MigError(
-      "MIG_INVALID_REQUEST",
-      `payload does not match the input schema ${input_schema_uri}: ${problems[0]}`,
-      {
-        details: { schema_uri: input_schema_uri, errors: problems },
-      },
-    );
-  }
+  const payload = acceptedPayload(core, raw, entry, request.bodyBytes);
 
   const streamId = options.streamId === undefined ? `stream-${header.message_id}` : checkStreamId(options.streamId);
   if (core.inflight.has(header.message_id) || core.streams.has(header.message_id)) {
