@@ -4,6 +4,7 @@
 //
 //   node --import tsx test/bench/flood.ts [--seconds 4] [--concurrency 48] [--no-quotas]
 //                                         [--kinds new_topics,one_topic,big_idempotent] [--tenant-rate-limit 50/100]
+//   taskset -c 0 node --import tsx test/bench/flood.ts --attacker-cpus 1     (the attacker's client on its own core)
 //
 // The runtime runs in this process (embedded nats-server on random ports, HTTP binding); the attacker runs in a
 // child process, so that its client work does not share the runtime's event loop.
@@ -27,6 +28,7 @@ const { values } = parseArgs({
     attack: { type: "string" },
     kinds: { type: "string", default: "new_topics,one_topic,big_idempotent" },
     "tenant-rate-limit": { type: "string" },
+    "attacker-cpus": { type: "string" },
   },
 });
 const seconds = Number(values.seconds);
@@ -75,25 +77,25 @@ const http = await startHttpBinding(runtime, runtime.authenticator, config.httpA
 
 try {
   const alone = await victim(http.url, seconds);
-  const child = spawn(
-    process.execPath,
-    [
-      "--import",
-      "tsx",
-      fileURLToPath(import.meta.url),
-      "--attack",
-      http.url,
-      "--seconds",
-      String(seconds + 1),
-      "--concurrency",
-      String(values.concurrency),
-      "--kinds",
-      values.kinds!,
-    ],
-    {
-      stdio: ["ignore", "pipe", "inherit"],
-    },
-  );
+  // With --attacker-cpus (a taskset list, e.g. "1" while this process runs under `taskset -c 0`), the attacker's
+  // client work stays off the runtime's cores, so what the victim feels is the runtime's own share of the flood.
+  const attackerArgs = [
+    "--import",
+    "tsx",
+    fileURLToPath(import.meta.url),
+    "--attack",
+    http.url,
+    "--seconds",
+    String(seconds + 1),
+    "--concurrency",
+    String(values.concurrency),
+    "--kinds",
+    values.kinds!,
+  ];
+  const pinned = values["attacker-cpus"];
+  const child = pinned
+    ? spawn("taskset", ["-c", pinned, process.execPath, ...attackerArgs], { stdio: ["ignore", "pipe", "inherit"] })
+    : spawn(process.execPath, attackerArgs, { stdio: ["ignore", "pipe", "inherit"] });
   let out = "";
   child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
   const started = new Promise<void>((resolve) => child.stdout.on("data", () => out.includes("started") && resolve()));
