@@ -186,6 +186,11 @@ export class IdempotencyStore {
       await this.release(key, revision);
       return { outcome };
     }
+    if (outcome.ok && textLengthAtLeast(outcome.payload, this.limits.maxRecordBytes + 1)) {
+      // Certainly too large to keep, known without serializing it (large outputs are the ones this saves).
+      await this.release(key, revision);
+      return { outcome, notKept: this.tooLarge(`more than ${this.limits.maxRecordBytes}`) };
+    }
     let record: string;
     try {
       const stored: StoredOutcome = outcome.ok ? outcome : { ok: false, error: outcome.error.toJSON() };
@@ -199,7 +204,7 @@ export class IdempotencyStore {
     const tenant = key.slice(0, key.indexOf("."));
     let notKept: string;
     if (bytes > this.limits.maxRecordBytes) {
-      notKept = `not_stored: the result is ${bytes} bytes, more than the ${this.limits.maxRecordBytes} an idempotency record may hold (MIG_IDEMPOTENCY_MAX_RECORD_BYTES); a repeat with this idempotency_key runs the capability again`;
+      notKept = this.tooLarge(String(bytes));
     } else if (!this.budget.charge(tenant, bytes)) {
       notKept = `not_stored: tenant ${tenant} already keeps ${this.limits.tenantMaxBytes} bytes of results within the idempotency window (MIG_IDEMPOTENCY_TENANT_MAX_BYTES); a repeat with this idempotency_key runs the capability again`;
     } else {
@@ -215,6 +220,10 @@ export class IdempotencyStore {
     }
     await this.release(key, revision);
     return { outcome, notKept };
+  }
+
+  private tooLarge(size: string): string {
+    return `not_stored: the result is ${size} bytes, more than the ${this.limits.maxRecordBytes} an idempotency record may hold (MIG_IDEMPOTENCY_MAX_RECORD_BYTES); a repeat with this idempotency_key runs the capability again`;
   }
 
   private storeFull(): string {
@@ -311,4 +320,27 @@ function isFullError(err: unknown): boolean {
 function isExistsError(err: unknown): boolean {
   const message = err instanceof Error ? err.message : String(err);
   return /wrong last sequence|key exists/i.test(message);
+}
+
+/**
+ * Whether the keys and strings of `value` add up to at least `bound` characters: a lower bound of its JSON size in
+ * bytes (UTF-8 takes at least one byte per UTF-16 unit), found without serializing and stopping once reached.
+ */
+function textLengthAtLeast(value: unknown, bound: number): boolean {
+  let total = 0;
+  const visit = (node: unknown, depth: number): boolean => {
+    if (typeof node === "string") total += node.length;
+    else if (node !== null && typeof node === "object" && depth < 100) {
+      if (Array.isArray(node)) {
+        for (const item of node) if (visit(item, depth + 1)) return true;
+      } else {
+        for (const [name, item] of Object.entries(node)) {
+          total += name.length;
+          if (visit(item, depth + 1)) return true;
+        }
+      }
+    }
+    return total >= bound;
+  };
+  return visit(value, 0);
 }
