@@ -35,6 +35,11 @@ export interface RequestContext {
   bodyBytes?: number;
   /** When the transport stops waiting for the answer (epoch ms), e.g. a gRPC call's deadline. */
   deadlineAt?: number | undefined;
+  /**
+   * Aborts when the caller has gone (its connection closed, its call cancelled): a unary invocation is then
+   * cancelled with the signal's reason, its provider's signal fires and its capacity is freed.
+   */
+  gone?: AbortSignal | undefined;
   /** Set by the policy once the request passed authorization (for the audit record's decision). */
   authorized?: boolean;
   /**

@@ -66,13 +66,13 @@ export async function invoke(
     const key = IdempotencyStore.keyOf(header.tenant_id, id, header.idempotency_key);
     const deadlineAt = Date.now() + header.deadline_ms;
     const result = await core.idempotency.run(key, deadlineAt, () =>
-      execute(core, entry, header, request.principal, payload),
+      execute(core, entry, header, request.principal, payload, request.gone),
     );
     if (result.replayed) core.metrics.idempotentReplays.inc({ capability: id });
     if (result.notKept !== undefined) header.meta = { ...header.meta, [IDEMPOTENCY_META_KEY]: result.notKept };
     outcome = result.outcome;
   } else {
-    outcome = await execute(core, entry, header, request.principal, payload);
+    outcome = await execute(core, entry, header, request.principal, payload, request.gone);
   }
   if (!outcome.ok) throw outcome.error;
   return { header, capability: id, payload: outcome.payload, result_schema_uri: descriptor.output_schema_uri };
@@ -115,6 +115,7 @@ export function execute(
   header: MessageHeader,
   principal: Principal,
   payload: JsonObject,
+  gone?: AbortSignal,
 ): Promise<InvocationOutcome> {
   const messageId = header.message_id;
   if (core.inflight.has(messageId)) {
@@ -127,7 +128,7 @@ export function execute(
     });
   }
   return new Promise<InvocationOutcome>((resolve) =>
-    new Invocation(core, entry, header, resolve).run(principal, payload),
+    new Invocation(core, entry, header, resolve).run(principal, payload, gone),
   );
 }
 
@@ -148,6 +149,8 @@ class Invocation implements InvocationInput {
   private settled = false;
   /** The deadline is a plain timer that sends DEADLINE, not a delayed transition of the machine (see actors/invocation.ts). */
   private deadline: NodeJS.Timeout | undefined;
+  /** Stops listening for the caller having gone (RequestContext.gone), once the invocation settled. */
+  private stopWatching: (() => void) | undefined;
   actor!: Actor<typeof invocationLogic>;
 
   constructor(
@@ -161,7 +164,7 @@ class Invocation implements InvocationInput {
     return this.header.deadline_ms;
   }
 
-  run(principal: Principal, payload: JsonObject): void {
+  run(principal: Principal, payload: JsonObject, gone?: AbortSignal): void {
     const { core, header, entry } = this;
     const { descriptor } = entry;
     const actor = core.supervisor.spawn("invocation", invocationLogic, this, () =>
@@ -183,6 +186,10 @@ class Invocation implements InvocationInput {
     core.inflightByTenant.set(header.tenant_id, (core.inflightByTenant.get(header.tenant_id) ?? 0) + 1);
     if (!this.settled) this.deadline = setTimeout(sendDeadline, header.deadline_ms, actor);
     actor.send({ type: "DISPATCHED" });
+    if (gone) {
+      this.cancelWhenGone(gone);
+      if (this.settled) return; // its caller was gone before it started: the handler is not run
+    }
 
     settleHandler(
       () => entry.handler(payload, new HandlerContext(header, principal, descriptor, this.controller)),
@@ -191,11 +198,20 @@ class Invocation implements InvocationInput {
     );
   }
 
+  /** Cancels the invocation when its caller has gone (RequestContext.gone), now or later. */
+  private cancelWhenGone(gone: AbortSignal): void {
+    const cancel = () => this.actor.send({ type: "CANCEL", reason: String(gone.reason) });
+    if (gone.aborted) return cancel();
+    gone.addEventListener("abort", cancel, { once: true });
+    this.stopWatching = () => gone.removeEventListener("abort", cancel);
+  }
+
   /** Called by the actor's final state, once; a second call (a crash after settling) is ignored. */
   settle(outcome: InvocationOutcome): void {
     if (this.settled) return;
     this.settled = true;
     clearTimeout(this.deadline);
+    this.stopWatching?.();
     const { core, header } = this;
     const capability = this.entry.descriptor.id;
     if (core.inflight.delete(header.message_id)) {

@@ -98,23 +98,13 @@ export async function startGrpcBinding(
         details: { cancelled: true },
       });
     }
+    const gone = new AbortController();
     const onCancelled = () => {
       // grpc-js also ends a call whose deadline passed; that deadline is the invocation's own (via
       // deadlineAt), so the runtime ends the work itself and counts it as timed out, not cancelled.
-      if (endedByDeadline(deadlineAt)) return;
-      const header = body.header as JsonObject | undefined;
-      if (typeof header?.message_id !== "string") return;
-      const reason = "the gRPC client cancelled the call";
-      runtime
-        .cancel({ header: { tenant_id: header.tenant_id }, target_message_id: header.message_id, reason }, context)
-        .catch((err: unknown) =>
-          runtime.logger.debug(
-            { err: String(err), message_id: header.message_id },
-            "cancel after a cancelled gRPC call failed",
-          ),
-        );
+      if (!endedByDeadline(deadlineAt)) gone.abort("the gRPC client cancelled the call");
     };
-    // The runtime writes the normalized header (with its message_id) back into `body` before it dispatches.
+    context.gone = gone.signal;
     const pending = runtime.invoke(body, context);
     call.once("cancelled", onCancelled);
     try {

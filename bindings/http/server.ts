@@ -82,53 +82,6 @@ export async function startHttpBinding(
     sendError(res, err, body, tenant, { ...override, close: override.close || !drained });
   }
 
-  /**
-   * A unary INVOKE whose client closes the connection before the answer is cancelled through the runtime,
-   * as over gRPC: the provider's signal fires and the invocation's place in the capacity is freed at once.
-   */
-  async function cancelIfAbandoned<T>(
-    pending: Promise<T>,
-    res: ServerResponse,
-    body: unknown,
-    context: RequestContext,
-  ): Promise<T> {
-    let settled = false;
-    const onClose = () => {
-      if (!settled && !res.writableEnded) void cancelAbandoned(body, context, () => settled);
-    };
-    res.once("close", onClose);
-    try {
-      return await pending;
-    } finally {
-      settled = true;
-      res.off("close", onClose);
-    }
-  }
-
-  async function cancelAbandoned(body: unknown, context: RequestContext, settled: () => boolean): Promise<void> {
-    // The runtime wrote the normalized header (with its message_id) back into `body` when it accepted it.
-    const header = (body as { header?: Record<string, unknown> }).header;
-    if (typeof header?.message_id !== "string") return;
-    const cancel = {
-      header: { tenant_id: header.tenant_id },
-      target_message_id: header.message_id,
-      reason: "the HTTP client closed the connection before the answer",
-    };
-    // The invocation may not be registered yet (its idempotency claim still on the bus): try again while it is pending.
-    for (let attempt = 0; attempt < 5 && !settled(); attempt++) {
-      try {
-        if ((await runtime.cancel(cancel, { ...context })).status !== "not_found") return;
-      } catch (err) {
-        runtime.logger.debug(
-          { err: String(err), message_id: header.message_id },
-          "cancel after a closed HTTP connection failed",
-        );
-        return;
-      }
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
-
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = req.url ?? "/";
     const query = url.indexOf("?");
@@ -209,10 +162,21 @@ export async function startHttpBinding(
       mergeHeaderFields(req, body);
       // The client is gone already: there is no one to answer, so nothing is run.
       if (res.destroyed || req.socket.destroyed) return;
-      const context = { principal, tenant, binding: "http" as const, bodyBytes: parsed.bytes };
+      const context: RequestContext = { principal, tenant, binding: "http", bodyBytes: parsed.bytes };
       if (route.streams && wantsStream(body)) return serveStream(runtime, res, body, context, match.param);
-      const running = route.run(runtime, body, context, match.param);
-      const answer = await (operationOf(path) === "invoke" ? cancelIfAbandoned(running, res, body, context) : running);
+      // A client that closes the connection before the answer has gone: the runtime cancels its invocation.
+      const gone = new AbortController();
+      const onClose = () => {
+        if (!res.writableEnded) gone.abort("the HTTP client closed the connection before the answer");
+      };
+      context.gone = gone.signal;
+      res.once("close", onClose);
+      let answer: unknown;
+      try {
+        answer = await route.run(runtime, body, context, match.param);
+      } finally {
+        res.off("close", onClose);
+      }
       const failed = sendJson(res, 200, answer);
       if (failed !== undefined)
         runtime.logger.error({ err: String(failed), path }, "an answer could not be encoded as JSON");
