@@ -9,8 +9,8 @@
 //   ── {cancel: reason, silent: true} on control ──────▶ the gateway ended the stream itself (the worker left the registry)
 //   ◀─ {end, ok, …} on reply_to ─────────────────────────  the stream ended; its terminal frame is on the public subject
 //
-// Why: relaying every frame through the gateway cost a second bus hop, a second session and a credit
-// round trip through two processes; the gateway's part that matters (authentication, validation, policy,
+// Why: relaying every frame through the gateway cost a second bus hop, a second StreamSession and a
+// credit round trip through two processes; the gateway's part that matters (authentication, validation, policy,
 // quota, audit, the answer naming the subjects) happens before the first frame. What stays with the
 // gateway: the stream's record, so CANCEL by message id works as before, and the MIG_UNAVAILABLE terminal
 // frame when the worker dies. docs/bindings/provider-protocol.md §6 and docs/decisions.md, 'NATS streams of
