@@ -7,7 +7,6 @@ import { MigError } from "./errors.ts";
 import { settleHandler } from "./handler-result.ts";
 import { IDEMPOTENCY_META_KEY, IdempotencyStore } from "./idempotency.ts";
 import { acceptedPayload, namedCapability } from "./invocation-request.ts";
-import { valueDepth } from "./json-limits.ts";
 import type { Principal } from "./principal.ts";
 import type { InvocationContext } from "./provider.ts";
 import type { RegisteredCapability } from "./registry.ts";
@@ -317,20 +316,26 @@ export function checkOutput(core: RuntimeCore, entry: RegisteredCapability, valu
  * itself would overflow the stack on it), a cycle, or a BigInt, which JSON.stringify refuses.
  */
 function unsendableReason(value: object, maxDepth: number): string | undefined {
-  if (valueDepth(value, maxDepth) > maxDepth) {
+  const problem = shapeProblem(value, maxDepth, 0);
+  if (problem === "bigint") return "it holds a BigInt, which JSON cannot carry";
+  if (problem === "deep") {
     return refersToItself(value, new Set(), maxDepth + 1)
       ? "it refers to itself (a circular structure)"
       : `it nests objects or arrays deeper than ${maxDepth} levels`;
   }
-  return holdsBigInt(value) ? "it holds a BigInt, which JSON cannot carry" : undefined;
+  return undefined;
 }
 
-/** Whether a value already known to be at most the depth limit deep holds a BigInt. */
-function holdsBigInt(value: unknown): boolean {
-  if (typeof value === "bigint") return true;
-  if (value === null || typeof value !== "object") return false;
-  for (const child of Array.isArray(value) ? value : Object.values(value)) if (holdsBigInt(child)) return true;
-  return false;
+/** The first thing in `value` JSON cannot carry: nesting past `limit` (a cycle too), or a BigInt. */
+function shapeProblem(value: unknown, limit: number, depth: number): "deep" | "bigint" | undefined {
+  if (typeof value === "bigint") return "bigint";
+  if (value === null || typeof value !== "object") return undefined;
+  if (depth >= limit) return "deep";
+  for (const child of Array.isArray(value) ? value : Object.values(value)) {
+    const problem = shapeProblem(child, limit, depth + 1);
+    if (problem !== undefined) return problem;
+  }
+  return undefined;
 }
 
 /** Whether `value` contains itself within `levels` levels (only asked of an output already found too deep). */
