@@ -293,6 +293,11 @@ interface WorkerStream {
   session: StreamSession | undefined;
   /** A handed-off stream's sink: silenced when the gateway has ended the stream for the caller itself. */
   mute?: () => void;
+  /**
+   * Set with mute: the gateway ends (or has ended) this stream itself, so its end is not reported either. An end
+   * that reached the gateway before it heard of the worker's leave would make it forget the stream unanswered.
+   */
+  muted?: boolean;
   /** `written` callbacks of frames the gateway has not credited yet, oldest first. */
   uncredited: (() => void)[];
 }
@@ -394,11 +399,15 @@ export function serveRemoteStreams(
           guard,
         );
         entry.session = session;
-        entry.mute = () => onSubjects.mute();
+        entry.mute = () => {
+          entry.muted = true;
+          onSubjects.mute();
+        };
         // Sent after subscribing to the inbound subject: the caller, answered on this, may grant credit at once.
         reply({ open: providerId, control, window: runtime.config.streamWindow, nats: true });
         void session.ended.then((end) => {
           live.delete(token);
+          if (entry.muted) return;
           reply(
             end.state === "completed"
               ? { end: true, ok: true, payload: {} }

@@ -10,7 +10,7 @@ import { type NatsBinding, startNatsBinding } from "../bindings/nats/server.ts";
 import { Authenticator } from "../runtime/auth.ts";
 import { loadConfig } from "../runtime/config.ts";
 import { createLogger } from "../runtime/logger.ts";
-import { decode, encode, leaveSubject, registerSubject } from "../runtime/provider-protocol.ts";
+import { decode, encode, leaveSubject, PROTOCOL_VERSION, registerSubject } from "../runtime/provider-protocol.ts";
 import { type StreamOpen, streamOpenSubject } from "../runtime/remote-stream.ts";
 import { MigRuntime } from "../runtime/runtime.ts";
 import { StreamSession } from "../runtime/stream.ts";
@@ -372,7 +372,7 @@ describe("the hand-off protocol, spoken by a provider on plain NATS (provider-pr
       },
     });
     const record = {
-      v: 1,
+      v: PROTOCOL_VERSION,
       provider_id: "plain-1",
       heartbeat_ms: 60_000,
       started_at: new Date().toISOString(),
@@ -417,6 +417,54 @@ describe("the hand-off protocol, spoken by a provider on plain NATS (provider-pr
     const s = await consume("plain.silent", {}, { deadlineMs: 300 });
     expect(s.answer.error).toMatchObject({ code: "MIG_UNAVAILABLE", retryable: true });
     expect(gateway.runtime.streams.has(s.messageId)).toBe(false);
+  });
+});
+
+describe("a worker leaving with handed-off streams", () => {
+  it("reports no end for them: the gateways end them on its leave, and an end heard first would make them forget the stream", async () => {
+    const config = loadConfig(
+      { natsUrl: gateway.runtime.natsUrl, dataDir: gateway.dataDir, logLevel: "silent", streamWindow: 16 },
+      {},
+    );
+    const leaver = await MigRuntime.start(config, { logger: createLogger("silent"), fleet: false });
+    // Its own capability id, so the open reaches this worker and not the file's other one.
+    const id = "remote.stream.forever.leaving";
+    const leaverHost = await WorkerHost.start(leaver, [{ ...forever, descriptor: { ...forever.descriptor, id } }], {
+      heartbeatMs: 500,
+    });
+    const streamId = `leave-${randomUUID()}`;
+    const replyTo = `_MIG.test.${randomUUID()}`;
+    const toGateway: Record<string, any>[] = [];
+    const frames: Frame[] = [];
+    nc.subscribe(replyTo, { callback: (_e, msg) => void toGateway.push(decode(msg.data) as Record<string, any>) });
+    nc.subscribe(`mig.v0_1.acme.stream.${streamId}`, { callback: (_e, msg) => void frames.push(msg.json()) });
+    await nc.flush();
+    const header = { tenant_id: "acme", message_id: randomUUID(), deadline_ms: 60_000 };
+    const open: StreamOpen = {
+      v: PROTOCOL_VERSION,
+      capability: id,
+      header: header as StreamOpen["header"],
+      payload: {},
+      principal: { subject: "anonymous", scopes: [], authenticated: false },
+      deadline_at: Date.now() + 60_000,
+      reply_to: replyTo,
+      mode: "server_stream",
+      nats_stream_id: streamId,
+    };
+    nc.publish(streamOpenSubject(id), encode(open));
+    await waitFor("the worker's open", () => toGateway.length > 0);
+    nc.publish(
+      `mig.v0_1.acme.stream.${streamId}.in`,
+      JSON.stringify({ kind: "control", payload: { action: "credit", credit: 4 } }),
+    );
+    await waitFor("frames from the worker", () => frames.length > 0);
+    await leaverHost.stop();
+    await leaver.stop(); // cancels the session: before, its end went to the gateway
+    await nc.flush();
+    await new Promise((r) => setTimeout(r, 200));
+    await nc.flush();
+    expect(toGateway.map((m) => Object.keys(m).sort().join(","))).toEqual(["control,nats,open,window"]);
+    expect(terminals(frames)).toEqual([]);
   });
 });
 
