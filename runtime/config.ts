@@ -32,6 +32,9 @@ export interface RuntimeConfig {
   maxDeadlineMs: number;
   capacity: number;
   tenantMaxInflight: number | undefined;
+  tenantFairInflight: number;
+  fairBusyUtilisation: number;
+  fairWaitMs: number;
   heartbeatMs: number;
   workerConcurrency: number;
   workerDirect: boolean;
@@ -110,6 +113,16 @@ function integer(name: string, min: number, max: number) {
 }
 
 const text = (raw: string) => raw;
+
+function fraction(name: string) {
+  return (raw: string): number => {
+    const value = Number(raw);
+    if (raw.trim() === "" || !Number.isFinite(value) || value < 0 || value > 1) {
+      throw new Error(`${name} must be a number from 0 to 1, got "${raw}"`);
+    }
+    return value;
+  };
+}
 
 function boolean(name: string) {
   return (raw: string): boolean => {
@@ -472,6 +485,32 @@ export const SETTINGS = [
       "in-flight invocations one tenant may hold in this process (its share of MIG_CAPACITY; default half of it); beyond it INVOKE answers MIG_BACKPRESSURE to that tenant only",
     defaultValue: undefined,
     parse: integer("MIG_TENANT_MAX_INFLIGHT", 1, 1_000_000),
+  },
+  {
+    key: "tenantFairInflight",
+    env: "MIG_TENANT_FAIR_INFLIGHT",
+    flag: "--tenant-fair-inflight <n>",
+    description:
+      "INVOKEs and PUBLISHes one tenant runs at once while the event loop is saturated and other tenants are active; its further ones wait their turn (0: no turns)",
+    defaultValue: 2,
+    parse: integer("MIG_TENANT_FAIR_INFLIGHT", 0, 1_000_000),
+  },
+  {
+    key: "fairBusyUtilisation",
+    env: "MIG_FAIR_BUSY_UTILISATION",
+    flag: "--fair-busy-utilisation <0-1>",
+    description:
+      "event-loop utilisation (over 100 ms) from which tenants take fair turns (MIG_TENANT_FAIR_INFLIGHT); 0 always, 1 only when fully busy",
+    defaultValue: 0.9,
+    parse: fraction("MIG_FAIR_BUSY_UTILISATION"),
+  },
+  {
+    key: "fairWaitMs",
+    env: "MIG_FAIR_WAIT_MS",
+    flag: "--fair-wait-ms <ms>",
+    description: "how long an operation waits for its tenant's fair turn before it is answered MIG_BACKPRESSURE",
+    defaultValue: 1_000,
+    parse: integer("MIG_FAIR_WAIT_MS", 1, 600_000),
   },
   {
     key: "jwtPublicKeyFile",

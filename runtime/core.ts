@@ -4,6 +4,7 @@ import type { Actor } from "xstate";
 import type { invocationLogic } from "../actors/invocation.ts";
 import type { RuntimeConfig } from "./config.ts";
 import type { MigError } from "./errors.ts";
+import type { FairShare } from "./fair-share.ts";
 import type { IdempotencyStore } from "./idempotency.ts";
 import type { LoadGauge } from "./load.ts";
 import type { Logger } from "./logger.ts";
@@ -79,6 +80,8 @@ export interface RuntimeCore {
   inflight: Map<string, InflightInvocation>;
   /** How many of `inflight` each tenant holds, for the per-tenant share of the capacity. */
   inflightByTenant: Map<string, number>;
+  /** Tenants' turns while the event loop is saturated (runtime/fair-share.ts). */
+  fairShare: FairShare;
   /** Streams in flight in this process, by the message_id of their request (the target of CANCEL). */
   streams: Map<string, InflightStream>;
   /** Recently finished message ids with their tenant, so CANCEL can say "already_completed". */

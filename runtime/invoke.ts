@@ -60,6 +60,27 @@ export async function invoke(
     );
   }
 
+  const turn = core.fairShare.enter(header.tenant_id, header.deadline_ms);
+  if (turn) await turn;
+  let outcome: InvocationOutcome;
+  try {
+    outcome = await run(core, entry, header, request, payload);
+  } finally {
+    core.fairShare.leave(header.tenant_id);
+  }
+  if (!outcome.ok) throw outcome.error;
+  return { header, capability: id, payload: outcome.payload, result_schema_uri: descriptor.output_schema_uri };
+}
+
+/** The invocation itself, through the idempotency store when the caller gave a key. */
+async function run(
+  core: RuntimeCore,
+  entry: RegisteredCapability,
+  header: MessageHeader,
+  request: RequestContext,
+  payload: JsonObject,
+): Promise<InvocationOutcome> {
+  const id = entry.descriptor.id;
   let outcome: InvocationOutcome;
   if (header.idempotency_key !== undefined) {
     const key = IdempotencyStore.keyOf(header.tenant_id, id, header.idempotency_key);
@@ -73,8 +94,7 @@ export async function invoke(
   } else {
     outcome = await execute(core, entry, header, request.principal, payload, request.gone);
   }
-  if (!outcome.ok) throw outcome.error;
-  return { header, capability: id, payload: outcome.payload, result_schema_uri: descriptor.output_schema_uri };
+  return outcome;
 }
 
 /** A hint for a tenant over its share: about the time a short invocation of another caller takes to finish. */

@@ -183,6 +183,12 @@ export class Metrics {
     labelNames: ["reason"] as const,
     registers: [this.registry],
   });
+  readonly fairShareWaits = new Counter({
+    name: "mig_fair_share_waits_total",
+    help: "Operations that waited for their tenant's fair turn on a saturated runtime, by outcome (admitted, refused)",
+    labelNames: ["outcome"] as const,
+    registers: [this.registry],
+  });
   readonly providerReplies = new Counter({
     name: "mig_provider_replies_rejected_total",
     help: "Replies of remote providers the runtime could not use, by reason (garbage, late or duplicate)",

@@ -49,6 +49,23 @@ export async function publish(
   authorizeTopic(core, request.principal, topic);
   // Before the payload is read: a tenant past its rate costs the runtime as little as possible.
   core.events.admitPublish(header.tenant_id);
+  const turn = core.fairShare.enter(header.tenant_id, header.deadline_ms);
+  if (turn) await turn;
+  try {
+    return await store(core, raw, header, topic, request);
+  } finally {
+    core.fairShare.leave(header.tenant_id);
+  }
+}
+
+/** Checks the event and appends it to its topic's stream (deduplicated by its key or id), then fans it out. */
+async function store(
+  core: EventsCore,
+  raw: JsonObject,
+  header: MessageHeader,
+  topic: string,
+  request: RequestContext,
+): Promise<PublishAck> {
   const key = optionalStringField(raw, "key", MAX_KEY_LENGTH);
   if (raw.payload === undefined)
     throw new MigError("MIG_INVALID_REQUEST", "payload is required: send a JSON object, e.g. {}");

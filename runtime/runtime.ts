@@ -21,6 +21,7 @@ import { type InflightInvocation, RecentlyFinished, type RequestContext, type Ru
 import { discover } from "./discover.ts";
 import { MigError } from "./errors.ts";
 import { EventStore, eventStoreOptions } from "./events.ts";
+import { FairShare } from "./fair-share.ts";
 import { Fleet } from "./fleet.ts";
 import { heartbeat } from "./heartbeat.ts";
 import { hello } from "./hello.ts";
@@ -81,6 +82,7 @@ export class MigRuntime implements RuntimeCore {
   readonly streams: RuntimeCore["streams"] = new Map();
   readonly finished = new RecentlyFinished();
   readonly load: LoadGauge;
+  readonly fairShare: FairShare;
   readonly subscriptions = new SubscriptionRegistry();
   readonly policy: AccessPolicy;
   /** The authenticator every binding should use: it reports refused credentials to the audit log. */
@@ -103,6 +105,10 @@ export class MigRuntime implements RuntimeCore {
     this.serverId = config.serverId ?? `mig-${hostname()}-${process.pid}`;
     this.supervisor = new Supervisor(this.metrics, logger);
     this.load = new LoadGauge(config.capacity, () => this.inflight.size);
+    this.fairShare = new FairShare(
+      { perTenant: config.tenantFairInflight, busyUtilisation: config.fairBusyUtilisation, waitMs: config.fairWaitMs },
+      (outcome) => this.metrics.fairShareWaits.inc({ outcome }),
+    );
     this.policy = AccessPolicy.load(config);
     this.authenticator = Authenticator.fromConfig(config);
     this.authenticator.onFailure = (credentials, error) => {
@@ -519,6 +525,7 @@ export class MigRuntime implements RuntimeCore {
   async stop(): Promise<void> {
     for (const stream of this.streams.values()) stream.cancel("the runtime is shutting down");
     this.load.stop();
+    this.fairShare.stop();
     for (const { actor } of this.inflight.values())
       actor.send({ type: "CANCEL", reason: "the runtime is shutting down" });
     await this.subscriptions.closeAll("the runtime is shutting down");

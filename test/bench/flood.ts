@@ -4,6 +4,7 @@
 //
 //   node --import tsx test/bench/flood.ts [--seconds 4] [--concurrency 48] [--no-quotas]
 //                                         [--kinds new_topics,one_topic,big_idempotent] [--tenant-rate-limit 50/100]
+//                                         [--tenant-fair-inflight 2]
 //   taskset -c 0 node --import tsx test/bench/flood.ts --attacker-cpus 1     (the attacker's client on its own core)
 //
 // The runtime runs in this process (embedded nats-server on random ports, HTTP binding); the attacker runs in a
@@ -29,6 +30,7 @@ const { values } = parseArgs({
     kinds: { type: "string", default: "new_topics,one_topic,big_idempotent" },
     "tenant-rate-limit": { type: "string" },
     "attacker-cpus": { type: "string" },
+    "tenant-fair-inflight": { type: "string" },
   },
 });
 const seconds = Number(values.seconds);
@@ -69,6 +71,7 @@ const config = loadConfig(
     logLevel: "silent",
     ...unlimited,
     ...invokeLimit,
+    ...(values["tenant-fair-inflight"] ? { tenantFairInflight: Number(values["tenant-fair-inflight"]) } : {}),
   },
   {},
 );
@@ -104,6 +107,9 @@ try {
   await new Promise((resolve) => child.on("exit", resolve));
   const attacker = JSON.parse(out.split("\n").find((line) => line.startsWith("{"))!);
   const streams = await countStreams();
+  const fairTurns = Object.fromEntries(
+    (await runtime.metrics.fairShareWaits.get()).values.map((v) => [String(v.labels.outcome), v.value]),
+  );
   console.log(
     JSON.stringify(
       {
@@ -114,6 +120,7 @@ try {
         alone,
         flooded,
         attacker,
+        fair_turn_waits: fairTurns,
         event_streams: streams,
       },
       null,
