@@ -12,19 +12,19 @@
 // a worker's CPU per NATS invoke (docs/decisions.md, 'The invocation actor is a transition function, not a
 // machine'). The streams and subscriptions, which live long and have timers, stay machines.
 //
-// The deadline arrives as an event from a plain timer that runtime/invoke.ts starts and clears, and the
+// The deadline arrives as an event from a plain timer that runtime/ops/invoke.ts starts and clears, and the
 // handler's result arrives as an event. Entering a final state settles the caller exactly once; the
 // effects (settle, abort) are deferred to after the snapshot is taken, as XState runs a machine's
 // entry actions, so a throwing effect ends the actor in `error` and the supervisor contains it.
 import type { ActorLogic, ActorScope, Snapshot } from "xstate";
-import { MigError } from "../runtime/errors.ts";
-import type { JsonObject } from "../runtime/types.ts";
+import { MigError } from "../schemas/errors.ts";
+import type { JsonObject } from "../schemas/types.ts";
 
 export type InvocationOutcome = { ok: true; payload: JsonObject } | { ok: false; error: MigError };
 
 export interface InvocationInput {
   deadlineMs: number;
-  /** Aborts the handler's work (an AbortController, or runtime/invoke.ts's lazy one). */
+  /** Aborts the handler's work (an AbortController, or runtime/ops/invoke.ts's lazy one). */
   controller: { abort(reason: MigError): void };
   settle: (outcome: InvocationOutcome) => void;
 }

@@ -18,7 +18,7 @@
 // credit (the timer re-arms for the time left). Every final state calls `finish` exactly once, and
 // the session writes the one terminal frame from it.
 import { setup } from "xstate";
-import { MigError } from "../runtime/errors.ts";
+import { MigError } from "../schemas/errors.ts";
 
 export type StreamEnd =
   | { state: "completed" }

@@ -5,11 +5,11 @@
 //   replaying | live ── PAUSE (subscriber reads too slowly) ──▶ paused ── RESUME ──▶ replaying | live
 //   open ── CLOSE (subscriber gone, runtime stopping, bus failure) ──▶ closed (final)
 //
-// The pump (runtime/subscribe.ts) is the actor's one child, a callback actor started with `open` and stopped
+// The pump (runtime/ops/subscribe.ts) is the actor's one child, a callback actor started with `open` and stopped
 // when the actor leaves it: it moves events from the consumer to the subscriber and reports only lifecycle
 // changes, so the machine costs nothing per event.
 import { type AnyEventObject, assign, fromCallback, setup } from "xstate";
-import type { MigError } from "../runtime/errors.ts";
+import type { MigError } from "../schemas/errors.ts";
 
 export interface SubscriptionPump {
   /** Runs until stopped or failed; `report` feeds LIVE, PAUSE, RESUME and CLOSE back to the actor. */

@@ -2,19 +2,19 @@
 
 import type { Actor } from "xstate";
 import type { invocationLogic } from "../actors/invocation.ts";
-import type { RuntimeConfig } from "./config.ts";
-import type { MigError } from "./errors.ts";
-import type { FairShare } from "./fair-share.ts";
-import type { IdempotencyStore } from "./idempotency.ts";
-import type { LoadGauge } from "./load.ts";
-import type { Logger } from "./logger.ts";
-import type { Metrics } from "./metrics.ts";
-import type { AccessPolicy } from "./policy.ts";
-import type { Principal } from "./principal.ts";
-import type { CapabilityRegistry } from "./registry.ts";
-import type { SchemaRegistry } from "./schema-registry.ts";
-import type { Supervisor } from "./supervisor.ts";
-import type { BindingType, CancelStatus } from "./types.ts";
+import type { MigError } from "../schemas/errors.ts";
+import type { BindingType, CancelStatus } from "../schemas/types.ts";
+import type { RuntimeConfig } from "./base/config.ts";
+import type { LoadGauge } from "./base/load.ts";
+import type { Logger } from "./base/logger.ts";
+import type { Metrics } from "./base/metrics.ts";
+import type { Supervisor } from "./flow/supervisor.ts";
+import type { FairShare } from "./policy/fair-share.ts";
+import type { AccessPolicy } from "./policy/policy.ts";
+import type { Principal } from "./protocol/principal.ts";
+import type { CapabilityRegistry } from "./provider/registry.ts";
+import type { SchemaRegistry } from "./provider/schema-registry.ts";
+import type { IdempotencyStore } from "./store/idempotency.ts";
 
 /** The part of the fleet an operation may use: CANCEL of an invocation held by another runtime. */
 export interface FleetView {
@@ -57,7 +57,7 @@ export interface InflightInvocation {
   actor: Actor<typeof invocationLogic>;
 }
 
-/** A live stream as CANCEL sees it (runtime/stream.ts holds the rest). */
+/** A live stream as CANCEL sees it (runtime/flow/stream.ts holds the rest). */
 export interface InflightStream {
   tenant: string;
   subject: string;
@@ -74,13 +74,13 @@ export interface RuntimeCore {
   supervisor: Supervisor;
   idempotency: IdempotencyStore;
   load: LoadGauge;
-  /** Scopes, tenant allow lists, rate limits, cancel and admin rules (runtime/policy.ts). */
+  /** Scopes, tenant allow lists, rate limits, cancel and admin rules (runtime/policy/policy.ts). */
   policy: AccessPolicy;
   /** Invocations in flight in this process, by message_id (the target of CANCEL). */
   inflight: Map<string, InflightInvocation>;
   /** How many of `inflight` each tenant holds, for the per-tenant share of the capacity. */
   inflightByTenant: Map<string, number>;
-  /** Tenants' turns while the event loop is saturated (runtime/fair-share.ts). */
+  /** Tenants' turns while the event loop is saturated (runtime/policy/fair-share.ts). */
   fairShare: FairShare;
   /** Streams in flight in this process, by the message_id of their request (the target of CANCEL). */
   streams: Map<string, InflightStream>;

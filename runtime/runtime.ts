@@ -3,9 +3,20 @@
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { join, resolve } from "node:path";
-import { AuditLog, operationRecord, parseAuditQuery, type StoredAuditRecord } from "./audit.ts";
-import { Authenticator } from "./auth.ts";
-import { type Bus, type BusCredentials, connectBus } from "./bus.ts";
+import { MigError } from "../schemas/errors.ts";
+import type {
+  CancelAck,
+  DiscoverResponse,
+  HeartbeatAck,
+  HelloResponse,
+  InvokeResponse,
+  MessageHeader,
+} from "../schemas/types.ts";
+import type { RuntimeConfig } from "./base/config.ts";
+import { LoadGauge } from "./base/load.ts";
+import { createLogger, type Logger } from "./base/logger.ts";
+import { Metrics } from "./base/metrics.ts";
+import { type Bus, type BusCredentials, connectBus } from "./bus/bus.ts";
 import {
   type BusUserCredentials,
   EmbeddedBusUsers,
@@ -14,40 +25,29 @@ import {
   RUNTIME_USER,
   readCredentialsFile,
   shownUrl,
-} from "./bus-credentials.ts";
-import { cancel } from "./cancel.ts";
-import type { RuntimeConfig } from "./config.ts";
+} from "./bus/bus-credentials.ts";
+import { DEFAULT_CONF, NatsLauncher } from "./bus/nats-launcher.ts";
 import { type InflightInvocation, RecentlyFinished, type RequestContext, type RuntimeCore } from "./core.ts";
-import { discover } from "./discover.ts";
-import { MigError } from "./errors.ts";
-import { EventStore, eventStoreOptions } from "./events.ts";
-import { FairShare } from "./fair-share.ts";
-import { Fleet } from "./fleet.ts";
-import { heartbeat } from "./heartbeat.ts";
-import { hello } from "./hello.ts";
-import { type IdempotencyStore, openIdempotencyStore } from "./idempotency.ts";
-import { invoke } from "./invoke.ts";
-import { LoadGauge } from "./load.ts";
-import { createLogger, type Logger } from "./logger.ts";
-import { Metrics } from "./metrics.ts";
-import { DEFAULT_CONF, NatsLauncher } from "./nats-launcher.ts";
-import { AccessPolicy, type AdminView, transportTenant } from "./policy.ts";
-import type { Principal } from "./principal.ts";
-import type { CapabilityDefinition } from "./provider.ts";
-import { type PublishAck, publish } from "./publish.ts";
-import { CapabilityRegistry } from "./registry.ts";
-import { SchemaRegistry } from "./schema-registry.ts";
-import { acceptStream, type OpenStreamOptions, openStream, type StreamSession, startSession } from "./stream.ts";
-import { type EventSink, type Subscription, SubscriptionRegistry, subscribe } from "./subscribe.ts";
-import { Supervisor } from "./supervisor.ts";
-import type {
-  CancelAck,
-  DiscoverResponse,
-  HeartbeatAck,
-  HelloResponse,
-  InvokeResponse,
-  MessageHeader,
-} from "./types.ts";
+import { Fleet } from "./fleet/fleet.ts";
+import { acceptStream, type OpenStreamOptions, openStream, type StreamSession, startSession } from "./flow/stream.ts";
+import { Supervisor } from "./flow/supervisor.ts";
+import { cancel } from "./ops/cancel.ts";
+import { discover } from "./ops/discover.ts";
+import { heartbeat } from "./ops/heartbeat.ts";
+import { hello } from "./ops/hello.ts";
+import { invoke } from "./ops/invoke.ts";
+import { type PublishAck, publish } from "./ops/publish.ts";
+import { type EventSink, type Subscription, SubscriptionRegistry, subscribe } from "./ops/subscribe.ts";
+import { AuditLog, operationRecord, parseAuditQuery, type StoredAuditRecord } from "./policy/audit.ts";
+import { Authenticator } from "./policy/auth.ts";
+import { FairShare } from "./policy/fair-share.ts";
+import { AccessPolicy, type AdminView, transportTenant } from "./policy/policy.ts";
+import type { Principal } from "./protocol/principal.ts";
+import type { CapabilityDefinition } from "./provider/provider.ts";
+import { CapabilityRegistry } from "./provider/registry.ts";
+import { SchemaRegistry } from "./provider/schema-registry.ts";
+import { EventStore, eventStoreOptions } from "./store/events.ts";
+import { type IdempotencyStore, openIdempotencyStore } from "./store/idempotency.ts";
 
 /** What guard() needs to audit an operation: the body (whose header acceptHeader normalized) and the request. */
 export interface AuditedRequest {
@@ -387,7 +387,7 @@ export class MigRuntime implements RuntimeCore {
 
   /**
    * Admin routes and /metrics: the admin scope in jwt mode, scoped to the admin's tenant unless the token
-   * holds the cross-tenant scope (runtime/policy.ts). Every decision, allow or deny, is audited.
+   * holds the cross-tenant scope (runtime/policy/policy.ts). Every decision, allow or deny, is audited.
    * `what` names the route, e.g. "GET /admin/v0.1/audit".
    */
   authorizeAdmin(principal: Principal, what: string, everyTenant = false, binding = "http"): AdminView {
@@ -449,7 +449,7 @@ export class MigRuntime implements RuntimeCore {
   }
 
   /**
-   * Starts a streaming invocation whose frames go to `options.sink` (runtime/stream.ts). Synchronous,
+   * Starts a streaming invocation whose frames go to `options.sink` (runtime/flow/stream.ts). Synchronous,
    * so that a binding can route the caller's next frame to the stream at once; throws the MigError
    * to answer when the request is refused.
    */
@@ -476,7 +476,7 @@ export class MigRuntime implements RuntimeCore {
   /**
    * Starts a stream whose frames go out on bus subjects named by its stream id (the NATS binding). A
    * capability that a worker serves is handed off: checked here like any stream, then run whole by the
-   * worker, which publishes the frames and reads the caller's subject itself (runtime/stream-handoff.ts);
+   * worker, which publishes the frames and reads the caller's subject itself (runtime/fleet/stream-handoff.ts);
    * `session` is then undefined. Otherwise it runs here, as openStream does.
    */
   async openBusStream(

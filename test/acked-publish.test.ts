@@ -2,7 +2,7 @@
 // clear refusal when no stream takes the subject or nothing answers in time. Real nats-server (the runtime's).
 import { connect, type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AckError, AckedPublisher } from "../runtime/acked-publish.ts";
+import { AckError, AckedPublisher } from "../runtime/bus/acked-publish.ts";
 import { startTestRuntime, type TestRuntime } from "./helpers/runtime.ts";
 
 let t: TestRuntime;

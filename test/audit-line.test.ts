@@ -1,7 +1,7 @@
 // The audit line writer: the JSON of the record, field for field, on the runtime's own strings and on hostile ones.
 import { describe, expect, it } from "vitest";
-import type { AuditRecord } from "../runtime/audit.ts";
-import { auditLine } from "../runtime/audit-line.ts";
+import type { AuditRecord } from "../runtime/policy/audit.ts";
+import { auditLine } from "../runtime/policy/audit-line.ts";
 
 // Every field of AuditRecord, optional ones included: a field added to the interface fails to compile here until the
 // writer (and this record) carries it.

@@ -1,7 +1,7 @@
 // The audit log's storage: the records of one flush and tenant share a stream message, and reading them back
 // through the admin route, newest first or page by page from a cursor, still yields each record once, in order.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AUDIT_STREAM } from "../runtime/audit.ts";
+import { AUDIT_STREAM } from "../runtime/policy/audit.ts";
 import { startTestRuntime, type TestRuntime } from "./helpers/runtime.ts";
 
 let t: TestRuntime;

@@ -1,11 +1,11 @@
 // When the bus connection drops, what waits on it fails at once with MIG_UNAVAILABLE (retryable), not at its deadline:
 // a PUBLISH waiting for JetStream's ack and a remote INVOKE waiting for a worker's answer.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadConfig } from "../runtime/config.ts";
-import { createLogger } from "../runtime/logger.ts";
-import { defineCapability } from "../runtime/provider.ts";
+import { loadConfig } from "../runtime/base/config.ts";
+import { createLogger } from "../runtime/base/logger.ts";
+import { defineCapability } from "../runtime/provider/provider.ts";
 import { MigRuntime } from "../runtime/runtime.ts";
-import { WorkerHost } from "../runtime/worker.ts";
+import { WorkerHost } from "../worker/host.ts";
 import { anyDescriptor, anySchemas } from "./helpers/descriptors.ts";
 import { expectError } from "./helpers/envelopes.ts";
 import { startTestRuntime, type TestRuntime, waitFor } from "./helpers/runtime.ts";

@@ -2,7 +2,7 @@
 // on; a flood past the waiting bound starts at once. The same over a real NATS binding, a burst of 200 requests:
 // test/nats-binding.test.ts.
 import { describe, expect, it } from "vitest";
-import { ChunkedAdmission } from "../runtime/chunked-admission.ts";
+import { ChunkedAdmission } from "../runtime/bus/chunked-admission.ts";
 
 const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
 

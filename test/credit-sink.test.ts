@@ -4,7 +4,7 @@
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CreditSink } from "../bindings/nats/credit-sink.ts";
-import type { StreamFrame } from "../runtime/types.ts";
+import type { StreamFrame } from "../schemas/types.ts";
 import { startTestRuntime, type TestRuntime, waitFor } from "./helpers/runtime.ts";
 
 const header = {

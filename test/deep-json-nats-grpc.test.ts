@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type GrpcBinding, startGrpcBinding } from "../bindings/grpc/server.ts";
 import { type NatsEventsBinding, startNatsEvents } from "../bindings/nats/events.ts";
 import { type NatsBinding, startNatsBinding } from "../bindings/nats/server.ts";
-import { defineCapability, defineStreamingCapability } from "../runtime/provider.ts";
+import { defineCapability, defineStreamingCapability } from "../runtime/provider/provider.ts";
 import { anyDescriptor, anySchemas } from "./helpers/descriptors.ts";
 import { expectEnvelope } from "./helpers/envelopes.ts";
 import {

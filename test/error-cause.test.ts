@@ -6,10 +6,10 @@ import { Writable } from "node:stream";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type HttpBinding, startHttpBinding } from "../bindings/http/server.ts";
-import { loadConfig } from "../runtime/config.ts";
-import { publicCause } from "../runtime/errors.ts";
-import { topicRef } from "../runtime/events.ts";
+import { loadConfig } from "../runtime/base/config.ts";
 import { MigRuntime } from "../runtime/runtime.ts";
+import { topicRef } from "../runtime/store/events.ts";
+import { publicCause } from "../schemas/errors.ts";
 import { expectError } from "./helpers/envelopes.ts";
 
 const logLines: Record<string, unknown>[] = [];

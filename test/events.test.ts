@@ -1,9 +1,9 @@
 // Events over a real runtime and nats-server: PUBLISH over HTTP into JetStream, SUBSCRIBE over SSE with replay from a
 // cursor, the seam between replay and live, idempotent publish, durable consumers, Last-Event-ID and backpressure.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { topicRef } from "../runtime/events.ts";
-import { anonymousPrincipal } from "../runtime/principal.ts";
-import type { PublishAck } from "../runtime/publish.ts";
+import type { PublishAck } from "../runtime/ops/publish.ts";
+import { anonymousPrincipal } from "../runtime/protocol/principal.ts";
+import { topicRef } from "../runtime/store/events.ts";
 import { validateEnvelope } from "../schemas/envelopes.ts";
 import { expectEnvelope, expectError } from "./helpers/envelopes.ts";
 import { startTestRuntime, type TestRuntime, waitFor } from "./helpers/runtime.ts";

@@ -2,7 +2,7 @@
 // tenant is active, and that tenant's work starts at once. Saturation is declared always (MIG_FAIR_BUSY_UTILISATION=0)
 // so that the test does not depend on this machine's speed; test/bench/flood.ts measures the real thing.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { defineCapability } from "../runtime/provider.ts";
+import { defineCapability } from "../runtime/provider/provider.ts";
 import { anyDescriptor, anySchemas } from "./helpers/descriptors.ts";
 import { startTestRuntime, type TestRuntime, waitFor } from "./helpers/runtime.ts";
 

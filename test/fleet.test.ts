@@ -7,7 +7,7 @@ import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { createInbox, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { decode, encode, jsWorkSubject, REGISTRY_BUCKET, workSubject } from "../runtime/provider-protocol.ts";
+import { decode, encode, jsWorkSubject, REGISTRY_BUCKET, workSubject } from "../runtime/protocol/provider-protocol.ts";
 import { natsClient, natsRequest } from "./helpers/nats.ts";
 import { type MigProcess, startGateway, startMig } from "./helpers/process.ts";
 import { waitFor } from "./helpers/runtime.ts";
@@ -229,13 +229,13 @@ describe("a fleet of workers behind `mig start`", () => {
     const noBus = startMig(["worker", FIXTURE]);
     expect(await noBus.exited).toBe(1);
     expect(noBus.stderr()).toContain("set MIG_NATS_URL");
-    const empty = startMig(["worker", "runtime/names.ts"], { MIG_NATS_URL: busUrl });
+    const empty = startMig(["worker", "runtime/protocol/names.ts"], { MIG_NATS_URL: busUrl });
     expect(await empty.exited).toBe(1);
     expect(empty.stderr()).toContain("exports no capability");
   });
 
-  it("runs the demo provider as `mig worker runtime/demo-provider.ts`, taking queued work from the bus", async () => {
-    const demo = worker("runtime/demo-provider.ts", "demo");
+  it("runs the demo provider as `mig worker runtime/provider/demo-provider.ts`, taking queued work from the bus", async () => {
+    const demo = worker("runtime/provider/demo-provider.ts", "demo");
     const line = await demo.waitForLog("worker serving");
     expect(line.capabilities).toEqual(["observatory.models.infer"]);
     const kv = await new Kvm(nc).open(REGISTRY_BUCKET);

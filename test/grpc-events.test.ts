@@ -2,7 +2,7 @@
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type GrpcBinding, startGrpcBinding } from "../bindings/grpc/server.ts";
-import type { Subscription } from "../runtime/subscribe.ts";
+import type { Subscription } from "../runtime/ops/subscribe.ts";
 import { expectStatus, type MigClients, migClients, struct, subscribeCall, unary } from "./helpers/grpc.ts";
 import { startTestRuntime, type TestRuntime, waitFor } from "./helpers/runtime.ts";
 

@@ -3,8 +3,8 @@ import { randomUUID } from "node:crypto";
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type GrpcBinding, startGrpcBinding } from "../bindings/grpc/server.ts";
-import { defineStreamingCapability } from "../runtime/provider.ts";
-import type { StreamSession } from "../runtime/stream.ts";
+import type { StreamSession } from "../runtime/flow/stream.ts";
+import { defineStreamingCapability } from "../runtime/provider/provider.ts";
 import { anyDescriptor, anySchemas } from "./helpers/descriptors.ts";
 import {
   type CallReader,

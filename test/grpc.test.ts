@@ -3,8 +3,8 @@ import { randomUUID } from "node:crypto";
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type GrpcBinding, startGrpcBinding } from "../bindings/grpc/server.ts";
-import { defineCapability } from "../runtime/provider.ts";
-import type { CapabilityDescriptor } from "../runtime/types.ts";
+import { defineCapability } from "../runtime/provider/provider.ts";
+import type { CapabilityDescriptor } from "../schemas/types.ts";
 import { expectStatus, type MigClients, migClients, rawCall, startCall, struct, unary } from "./helpers/grpc.ts";
 import { startTestRuntime, type TestRuntime, waitFor } from "./helpers/runtime.ts";
 

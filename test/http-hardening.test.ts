@@ -7,7 +7,7 @@ import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { defineCapability, defineStreamingCapability } from "../runtime/provider.ts";
+import { defineCapability, defineStreamingCapability } from "../runtime/provider/provider.ts";
 import { anyDescriptor, anySchemas } from "./helpers/descriptors.ts";
 import { expectEnvelope, expectError } from "./helpers/envelopes.ts";
 import { ROOT } from "./helpers/process.ts";

@@ -1,8 +1,8 @@
 // The invocation actor under misbehaving providers: deadlines, throws, rejections, garbage, hangs, cancel, idempotency.
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { defineCapability } from "../runtime/provider.ts";
-import type { CapabilityDescriptor } from "../runtime/types.ts";
+import { defineCapability } from "../runtime/provider/provider.ts";
+import type { CapabilityDescriptor } from "../schemas/types.ts";
 import { expectEnvelope, expectError } from "./helpers/envelopes.ts";
 import { startTestRuntime, type TestRuntime, waitFor } from "./helpers/runtime.ts";
 
@@ -58,7 +58,7 @@ const capabilities = [
   defineCapability(descriptor("test.flaky"), async () => {
     seen.flakyRuns++;
     if (seen.flakyRuns === 1)
-      throw new (await import("../runtime/errors.ts")).MigError(
+      throw new (await import("../schemas/errors.ts")).MigError(
         "MIG_UNAVAILABLE",
         "the backend is warming up; try again",
       );

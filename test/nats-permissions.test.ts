@@ -5,8 +5,8 @@ import { join } from "node:path";
 import { jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DEFAULT_CONF } from "../runtime/nats-launcher.ts";
-import { replySubjectAllowed } from "../runtime/policy.ts";
+import { DEFAULT_CONF } from "../runtime/bus/nats-launcher.ts";
+import { replySubjectAllowed } from "../runtime/policy/policy.ts";
 import {
   consumerName,
   decode,
@@ -15,7 +15,7 @@ import {
   registerSubject,
   WORK_STREAM,
   workSubject,
-} from "../runtime/provider-protocol.ts";
+} from "../runtime/protocol/provider-protocol.ts";
 import { startTestRuntime, type TestRuntime, waitFor } from "./helpers/runtime.ts";
 
 const PASSWORDS = {

@@ -3,7 +3,7 @@ import { connect as netConnect } from "node:net";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type NatsBinding, startNatsBinding } from "../bindings/nats/server.ts";
-import { replySubjectAllowed } from "../runtime/policy.ts";
+import { replySubjectAllowed } from "../runtime/policy/policy.ts";
 import { startTestRuntime, type TestRuntime } from "./helpers/runtime.ts";
 
 /** Publishes requests with the raw client protocol (nats.js would refuse these reply subjects) and waits for the server's PONG. */

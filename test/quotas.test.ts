@@ -3,9 +3,9 @@
 
 import { DiscardPolicy, RetentionPolicy, StorageType } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { topicRef } from "../runtime/events.ts";
-import { IDEMPOTENCY_BUCKET, IDEMPOTENCY_META_KEY, IdempotencyStore } from "../runtime/idempotency.ts";
-import { defineCapability } from "../runtime/provider.ts";
+import { defineCapability } from "../runtime/provider/provider.ts";
+import { topicRef } from "../runtime/store/events.ts";
+import { IDEMPOTENCY_BUCKET, IDEMPOTENCY_META_KEY, IdempotencyStore } from "../runtime/store/idempotency.ts";
 import { anyDescriptor, anySchemas } from "./helpers/descriptors.ts";
 import { startTestRuntime, type TestRuntime } from "./helpers/runtime.ts";
 

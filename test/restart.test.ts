@@ -8,7 +8,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
-import { NatsLauncher } from "../runtime/nats-launcher.ts";
+import { NatsLauncher } from "../runtime/bus/nats-launcher.ts";
 import { type MigProcess, startGateway, startMig } from "./helpers/process.ts";
 import { waitFor } from "./helpers/runtime.ts";
 

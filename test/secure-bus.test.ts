@@ -9,8 +9,8 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type NatsBinding, startNatsBinding } from "../bindings/nats/server.ts";
-import { loadConfig } from "../runtime/config.ts";
-import { createLogger } from "../runtime/logger.ts";
+import { loadConfig } from "../runtime/base/config.ts";
+import { createLogger } from "../runtime/base/logger.ts";
 import { MigRuntime } from "../runtime/runtime.ts";
 import { natsRequest } from "./helpers/nats.ts";
 import { type MigProcess, ROOT, startGateway, startMig } from "./helpers/process.ts";
@@ -261,7 +261,7 @@ describe("a gateway and a worker in jwt mode", () => {
   }, 60_000);
 
   it("mig worker --help says how to join the bus", () => {
-    const help = spawnSync(process.execPath, ["--import", "tsx", join(ROOT, "runtime/cli.ts"), "worker", "--help"], {
+    const help = spawnSync(process.execPath, ["--import", "tsx", join(ROOT, "cli/main.ts"), "worker", "--help"], {
       cwd: ROOT,
       encoding: "utf8",
     });

@@ -6,8 +6,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { defineCapability } from "../runtime/provider.ts";
-import type { CapabilityDescriptor } from "../runtime/types.ts";
+import { defineCapability } from "../runtime/provider/provider.ts";
+import type { CapabilityDescriptor } from "../schemas/types.ts";
 import { expectEnvelope, expectError } from "./helpers/envelopes.ts";
 import { startTestRuntime, type TestRuntime, waitFor } from "./helpers/runtime.ts";
 

@@ -1,7 +1,7 @@
 // Bad input on the WebSocket stream endpoint: each gets an error frame with the right code, and the other streams on the socket go on.
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { defineCapability, defineStreamingCapability } from "../runtime/provider.ts";
+import { defineCapability, defineStreamingCapability } from "../runtime/provider/provider.ts";
 import { anyDescriptor, anySchemas } from "./helpers/descriptors.ts";
 import { expectEnvelope } from "./helpers/envelopes.ts";
 import { startTestRuntime, type TestRuntime, waitFor } from "./helpers/runtime.ts";

@@ -7,14 +7,20 @@ import { join } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type NatsBinding, startNatsBinding } from "../bindings/nats/server.ts";
-import { Authenticator } from "../runtime/auth.ts";
-import { loadConfig } from "../runtime/config.ts";
-import { createLogger } from "../runtime/logger.ts";
-import { decode, encode, leaveSubject, PROTOCOL_VERSION, registerSubject } from "../runtime/provider-protocol.ts";
-import { type StreamOpen, streamOpenSubject } from "../runtime/remote-stream.ts";
+import { loadConfig } from "../runtime/base/config.ts";
+import { createLogger } from "../runtime/base/logger.ts";
+import { type StreamOpen, streamOpenSubject } from "../runtime/fleet/remote-stream.ts";
+import { StreamSession } from "../runtime/flow/stream.ts";
+import { Authenticator } from "../runtime/policy/auth.ts";
+import {
+  decode,
+  encode,
+  leaveSubject,
+  PROTOCOL_VERSION,
+  registerSubject,
+} from "../runtime/protocol/provider-protocol.ts";
 import { MigRuntime } from "../runtime/runtime.ts";
-import { StreamSession } from "../runtime/stream.ts";
-import { WorkerHost } from "../runtime/worker.ts";
+import { WorkerHost } from "../worker/host.ts";
 import { count, echo, forever } from "./fixtures/stream-provider.ts";
 import { natsClient, natsRequest } from "./helpers/nats.ts";
 import { startMig } from "./helpers/process.ts";

@@ -3,10 +3,10 @@
 import { describe, expect, it } from "vitest";
 import { setup } from "xstate";
 import { type InvocationOutcome, invocationLogic } from "../actors/invocation.ts";
-import { MigError } from "../runtime/errors.ts";
-import { createLogger } from "../runtime/logger.ts";
-import { Metrics } from "../runtime/metrics.ts";
-import { Supervisor } from "../runtime/supervisor.ts";
+import { createLogger } from "../runtime/base/logger.ts";
+import { Metrics } from "../runtime/base/metrics.ts";
+import { Supervisor } from "../runtime/flow/supervisor.ts";
+import { MigError } from "../schemas/errors.ts";
 
 /** A machine whose action throws on BOOM, or on entry when its input says so. */
 const fragile = setup({

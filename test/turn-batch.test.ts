@@ -2,7 +2,7 @@
 // server's max_payload) is reported to its own callback without keeping the rest of the turn from their subscribers.
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TurnBatch } from "../runtime/turn-batch.ts";
+import { TurnBatch } from "../runtime/bus/turn-batch.ts";
 import { startTestRuntime, type TestRuntime } from "./helpers/runtime.ts";
 
 let t: TestRuntime;

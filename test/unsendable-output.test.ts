@@ -4,7 +4,7 @@ import { randomUUID } from "node:crypto";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type NatsBinding, startNatsBinding } from "../bindings/nats/server.ts";
-import { defineCapability } from "../runtime/provider.ts";
+import { defineCapability } from "../runtime/provider/provider.ts";
 import { anyDescriptor, anySchemas } from "./helpers/descriptors.ts";
 import { expectEnvelope } from "./helpers/envelopes.ts";
 import { natsClient, natsRequest } from "./helpers/nats.ts";

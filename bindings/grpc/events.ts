@@ -1,11 +1,11 @@
 // Events.Subscribe over gRPC: a server stream of EventMessages written only as fast as HTTP/2 takes them.
 import { Metadata, type ServerWritableStream } from "@grpc/grpc-js";
-import type { Authenticator } from "../../runtime/auth.ts";
 import type { RequestContext } from "../../runtime/core.ts";
-import { MigError } from "../../runtime/errors.ts";
+import type { EventSink, Subscription, SubscriptionInfo } from "../../runtime/ops/subscribe.ts";
+import type { Authenticator } from "../../runtime/policy/auth.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
-import type { EventSink, Subscription, SubscriptionInfo } from "../../runtime/subscribe.ts";
-import type { JsonObject } from "../../runtime/types.ts";
+import { MigError } from "../../schemas/errors.ts";
+import type { JsonObject } from "../../schemas/types.ts";
 import { credentialsOf, mergeHeaderFields, tenantOf } from "./metadata.ts";
 import { decodedBody } from "./proto.ts";
 import type { StreamingCalls } from "./server.ts";

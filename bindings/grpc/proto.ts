@@ -2,8 +2,8 @@
 import { join } from "node:path";
 import type { MethodDefinition, ServiceDefinition } from "@grpc/grpc-js";
 import { loadSync, type Options, type PackageDefinition } from "@grpc/proto-loader";
-import { MigError, publicCause } from "../../runtime/errors.ts";
-import type { JsonObject } from "../../runtime/types.ts";
+import { MigError, publicCause } from "../../schemas/errors.ts";
+import type { JsonObject } from "../../schemas/types.ts";
 import { requestFromProto } from "./translate.ts";
 
 export const PROTO_FILE = join(import.meta.dirname, "../../schemas/mig.proto");

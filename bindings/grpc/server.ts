@@ -9,12 +9,12 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
-import type { Authenticator } from "../../runtime/auth.ts";
-import { parseAddr } from "../../runtime/config.ts";
+import { parseAddr } from "../../runtime/base/config.ts";
 import type { RequestContext } from "../../runtime/core.ts";
-import { MigError } from "../../runtime/errors.ts";
+import type { Authenticator } from "../../runtime/policy/auth.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
-import type { JsonObject } from "../../runtime/types.ts";
+import { MigError } from "../../schemas/errors.ts";
+import type { JsonObject } from "../../schemas/types.ts";
 import { serveSubscribe } from "./events.ts";
 import { credentialsOf, deadlineAtOf, endedByDeadline, mergeHeaderFields, tenantOf } from "./metadata.ts";
 import { decodedBody, migPackageDefinition, migService, type ServiceName } from "./proto.ts";

@@ -7,12 +7,12 @@
 // by status OK. A first frame that cannot open a stream ends the call with the MIG error's status
 // (as a unary call would); a bad frame of a live stream ends the stream with an error frame.
 import type { ServerDuplexStream } from "@grpc/grpc-js";
-import type { Authenticator } from "../../runtime/auth.ts";
 import type { RequestContext } from "../../runtime/core.ts";
-import { MigError } from "../../runtime/errors.ts";
+import type { FrameSink, StreamSession } from "../../runtime/flow/stream.ts";
+import type { Authenticator } from "../../runtime/policy/auth.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
-import type { FrameSink, StreamSession } from "../../runtime/stream.ts";
-import type { JsonObject, MessageHeader, StreamFrame } from "../../runtime/types.ts";
+import { MigError } from "../../schemas/errors.ts";
+import type { JsonObject, MessageHeader, StreamFrame } from "../../schemas/types.ts";
 import { credentialsOf, deadlineAtOf, endedByDeadline, mergeHeaderFields, tenantOf } from "./metadata.ts";
 import { decodedBody } from "./proto.ts";
 import type { StreamingCalls } from "./server.ts";

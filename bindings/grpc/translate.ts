@@ -8,9 +8,10 @@
 // Field names carry one meaning across every mig.v0_1 message, so both walks are keyed by name.
 // Inbound, proto3 default values ("", 0, false, UNSPECIFIED, unset messages, empty lists) mean
 // "not set": they are left out, and the runtime applies the standard's defaults as on every binding.
-import { MIG_ERROR_CODES, MigError } from "../../runtime/errors.ts";
-import { tooDeep, valueDepth } from "../../runtime/json-limits.ts";
-import type { JsonObject } from "../../runtime/types.ts";
+
+import { tooDeep, valueDepth } from "../../runtime/protocol/json-limits.ts";
+import { MIG_ERROR_CODES, MigError } from "../../schemas/errors.ts";
+import type { JsonObject } from "../../schemas/types.ts";
 
 interface EnumTable {
   name: string;

@@ -1,9 +1,9 @@
 // Writes MIG answers over HTTP: JSON bodies, and error envelopes with the status of the standard's table.
 import type { ServerResponse } from "node:http";
-import { errorEnvelope, errorHeader } from "../../runtime/envelope.ts";
-import { HTTP_STATUS, MigError, toMigError } from "../../runtime/errors.ts";
-import { encodeFrame } from "../../runtime/stream.ts";
-import type { StreamFrame } from "../../runtime/types.ts";
+import { encodeFrame } from "../../runtime/flow/stream.ts";
+import { errorEnvelope, errorHeader } from "../../runtime/protocol/envelope.ts";
+import { HTTP_STATUS, MigError, toMigError } from "../../schemas/errors.ts";
+import type { StreamFrame } from "../../schemas/types.ts";
 import { BodyTooLarge, UnsupportedContentType } from "./body.ts";
 
 /** The answer when an answer cannot be encoded as JSON (too deep, a BigInt, a cycle): the caller still gets an envelope. */

@@ -3,10 +3,10 @@
 import { maxHeaderSize, type Server, type ServerOptions, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import type { RuntimeConfig } from "../../runtime/config.ts";
-import { errorEnvelope } from "../../runtime/envelope.ts";
-import { MigError } from "../../runtime/errors.ts";
-import type { Logger } from "../../runtime/logger.ts";
+import type { RuntimeConfig } from "../../runtime/base/config.ts";
+import type { Logger } from "../../runtime/base/logger.ts";
+import { errorEnvelope } from "../../runtime/protocol/envelope.ts";
+import { MigError } from "../../schemas/errors.ts";
 
 type LimitSettings = Pick<
   RuntimeConfig,

@@ -2,12 +2,12 @@
 import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createTlsServer } from "node:https";
-import type { Authenticator } from "../../runtime/auth.ts";
 import type { RequestContext } from "../../runtime/core.ts";
-import { MigError } from "../../runtime/errors.ts";
-import type { AdminView } from "../../runtime/policy.ts";
-import type { Principal } from "../../runtime/principal.ts";
+import type { Authenticator } from "../../runtime/policy/auth.ts";
+import type { AdminView } from "../../runtime/policy/policy.ts";
+import type { Principal } from "../../runtime/protocol/principal.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
+import { MigError } from "../../schemas/errors.ts";
 import { checkBodyHeaders, drainBody, readJsonBody } from "./body.ts";
 import { listenOn } from "./listen.ts";
 import { sendError, sendJson } from "./respond.ts";

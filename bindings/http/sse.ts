@@ -2,10 +2,10 @@
 // subscription as Server-Sent Events (frames and comments documented in docs/events.md).
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { RequestContext } from "../../runtime/core.ts";
-import { errorEnvelope } from "../../runtime/envelope.ts";
-import type { MigError } from "../../runtime/errors.ts";
+import type { EventSink, Subscription, SubscriptionInfo } from "../../runtime/ops/subscribe.ts";
+import { errorEnvelope } from "../../runtime/protocol/envelope.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
-import type { EventSink, Subscription, SubscriptionInfo } from "../../runtime/subscribe.ts";
+import type { MigError } from "../../schemas/errors.ts";
 import { sendError } from "./respond.ts";
 
 const KEEPALIVE_MS = 15_000;

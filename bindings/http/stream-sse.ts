@@ -1,9 +1,9 @@
 // Server-sent events for POST /mig/v0.1/invoke/{capability} with stream_preference server_stream: one event per StreamFrame.
 import type { ServerResponse } from "node:http";
 import type { RequestContext } from "../../runtime/core.ts";
-import { MigError } from "../../runtime/errors.ts";
+import type { FrameSink, StreamSession } from "../../runtime/flow/stream.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
-import type { FrameSink, StreamSession } from "../../runtime/stream.ts";
+import { MigError } from "../../schemas/errors.ts";
 import { tryEncodeFrame, UNENCODABLE, unencodableTerminal } from "./respond.ts";
 
 /** True when an invoke body asks for a stream; the runtime decides whether it may have one. */

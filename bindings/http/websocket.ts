@@ -2,15 +2,15 @@
 import type { IncomingMessage, Server } from "node:http";
 import type { Duplex } from "node:stream";
 import { type RawData, WebSocket, WebSocketServer } from "ws";
-import type { Authenticator } from "../../runtime/auth.ts";
 import type { RequestContext } from "../../runtime/core.ts";
-import { errorHeader } from "../../runtime/envelope.ts";
-import { HTTP_STATUS, MigError } from "../../runtime/errors.ts";
-import { parseJsonLimited } from "../../runtime/json-limits.ts";
-import type { Principal } from "../../runtime/principal.ts";
+import { checkStreamId, type FrameSink, type StreamSession } from "../../runtime/flow/stream.ts";
+import type { Authenticator } from "../../runtime/policy/auth.ts";
+import { errorHeader } from "../../runtime/protocol/envelope.ts";
+import { parseJsonLimited } from "../../runtime/protocol/json-limits.ts";
+import type { Principal } from "../../runtime/protocol/principal.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
-import { checkStreamId, type FrameSink, type StreamSession } from "../../runtime/stream.ts";
-import type { StreamFrame } from "../../runtime/types.ts";
+import { HTTP_STATUS, MigError } from "../../schemas/errors.ts";
+import type { StreamFrame } from "../../schemas/types.ts";
 import { tryEncodeFrame, UNENCODABLE, unencodableTerminal } from "./respond.ts";
 import { type ConnectionGuard, rawErrorAnswer, tooManyConnections } from "./server-limits.ts";
 

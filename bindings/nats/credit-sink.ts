@@ -1,7 +1,7 @@
 // A stream's frames on a NATS subject, published only against the credit its consumer granted.
 import type { NatsConnection } from "@nats-io/transport-node";
-import { encodeFrameBytes, type FrameSink } from "../../runtime/stream.ts";
-import type { StreamFrame } from "../../runtime/types.ts";
+import { encodeFrameBytes, type FrameSink } from "../../runtime/flow/stream.ts";
+import type { StreamFrame } from "../../schemas/types.ts";
 
 /**
  * Publishes frames only against credit the consumer granted: NATS has no write callback toward a

@@ -9,20 +9,20 @@
 //                                              reply subject of every delivered event, so `msg.respond()` acks
 //   mig.v0_1.<tenant>.subscription.<id>.close  ends the subscription (request/reply)
 //
-// In auth mode jwt, acks and close carry the subscriber's bearer token like any request (runtime/control-guard.ts).
+// In auth mode jwt, acks and close carry the subscriber's bearer token like any request (runtime/policy/control-guard.ts).
 import { Match, type Msg, type NatsConnection, type Subscription as NatsSubscription } from "@nats-io/transport-node";
-import type { Authenticator } from "../../runtime/auth.ts";
-import { ChunkedAdmission, PUBLISH_ADMISSION_CHUNK } from "../../runtime/chunked-admission.ts";
-import { ControlGuard } from "../../runtime/control-guard.ts";
+import { ChunkedAdmission, PUBLISH_ADMISSION_CHUNK } from "../../runtime/bus/chunked-admission.ts";
 import type { RequestContext } from "../../runtime/core.ts";
-import { errorEnvelope } from "../../runtime/envelope.ts";
-import { MigError, toMigError } from "../../runtime/errors.ts";
-import { ORIGIN_HEADER, ORIGIN_RUNTIME } from "../../runtime/events.ts";
-import { parseJsonLimited } from "../../runtime/json-limits.ts";
-import { replySubjectAllowed } from "../../runtime/policy.ts";
-import type { Principal } from "../../runtime/principal.ts";
+import type { EventSink, SubscriptionInfo } from "../../runtime/ops/subscribe.ts";
+import type { Authenticator } from "../../runtime/policy/auth.ts";
+import { ControlGuard } from "../../runtime/policy/control-guard.ts";
+import { replySubjectAllowed } from "../../runtime/policy/policy.ts";
+import { errorEnvelope } from "../../runtime/protocol/envelope.ts";
+import { parseJsonLimited } from "../../runtime/protocol/json-limits.ts";
+import type { Principal } from "../../runtime/protocol/principal.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
-import type { EventSink, SubscriptionInfo } from "../../runtime/subscribe.ts";
+import { ORIGIN_HEADER, ORIGIN_RUNTIME } from "../../runtime/store/events.ts";
+import { MigError, toMigError } from "../../schemas/errors.ts";
 import { replyHeaders } from "./reply-headers.ts";
 
 const QUEUE = "mig-events";
@@ -60,7 +60,7 @@ function reply(msg: Msg, value: unknown): void {
   if (msg.reply) msg.respond(JSON.stringify(value));
 }
 
-/** As on every public subject: the runtime answers only into inboxes (runtime/policy.ts), never into someone else's subjects. */
+/** As on every public subject: the runtime answers only into inboxes (runtime/policy/policy.ts), never into someone else's subjects. */
 function replyRefused(runtime: MigRuntime, msg: Msg, tenant: string): boolean {
   if (!msg.reply || replySubjectAllowed(msg.reply, tenant)) return false;
   runtime.metrics.natsDropped.inc({ reason: "reply_subject_refused" });
@@ -220,7 +220,7 @@ export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticato
       operation,
     });
 
-  // Every PUBLISH answer shares the turn's write with the stored events and live copies (runtime/turn-batch.ts).
+  // Every PUBLISH answer shares the turn's write with the stored events and live copies (runtime/bus/turn-batch.ts).
   const answer = (msg: Msg, value: unknown) => {
     if (msg.reply) runtime.events.outbox.publish(msg.reply, JSON.stringify(value));
   };
@@ -251,7 +251,7 @@ export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticato
         (err: unknown) => answerError(msg, err, body, tenant),
       );
   };
-  // A chunk of PUBLISH requests per turn, their stores written before the next chunk starts (runtime/chunked-admission.ts).
+  // A chunk of PUBLISH requests per turn, their stores written before the next chunk starts (runtime/bus/chunked-admission.ts).
   const admission = new ChunkedAdmission<Msg>(
     PUBLISH_ADMISSION_CHUNK,
     runtime.config.capacity,
@@ -289,7 +289,7 @@ export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticato
         const authorization = msg.headers?.get("Authorization", Match.IgnoreCase) || undefined;
         authenticate(msg, tenant, "subscribe")
           .then((principal) => {
-            // Its acks and close must come from the same principal (runtime/control-guard.ts).
+            // Its acks and close must come from the same principal (runtime/policy/control-guard.ts).
             sink.guard = new ControlGuard(runtime, {
               opener: principal,
               authorization,

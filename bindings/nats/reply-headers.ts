@@ -1,7 +1,7 @@
 // The NATS headers of a reply: the MIG header fields mirrored (spec section 7), plus the error code of an error envelope.
 import type { MsgHdrs } from "@nats-io/transport-node";
-import { HeaderBlock } from "../../runtime/nats-header-block.ts";
-import type { MessageHeader } from "../../runtime/types.ts";
+import { HeaderBlock } from "../../runtime/bus/nats-header-block.ts";
+import type { MessageHeader } from "../../schemas/types.ts";
 
 /** MIG header fields mirrored between the body's header and NATS message headers (spec section 7). */
 export const MIRRORED_FIELDS = [

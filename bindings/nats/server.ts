@@ -1,18 +1,24 @@
 // The NATS binding: serves the public mig.v0_1 subjects in one queue group, translating each request for the runtime.
 import { Match, type Msg, type MsgHdrs, type Subscription } from "@nats-io/transport-node";
-import type { Authenticator } from "../../runtime/auth.ts";
-import { ADMISSION_CHUNK, ChunkedAdmission } from "../../runtime/chunked-admission.ts";
+import { ADMISSION_CHUNK, ChunkedAdmission } from "../../runtime/bus/chunked-admission.ts";
+import { TurnBatch } from "../../runtime/bus/turn-batch.ts";
 import type { RequestContext } from "../../runtime/core.ts";
-import { errorEnvelope } from "../../runtime/envelope.ts";
-import { MigError, toMigError } from "../../runtime/errors.ts";
-import { parseJsonLimited } from "../../runtime/json-limits.ts";
-import { replySubjectAllowed } from "../../runtime/policy.ts";
+import type { Authenticator } from "../../runtime/policy/auth.ts";
+import { replySubjectAllowed } from "../../runtime/policy/policy.ts";
+import { errorEnvelope } from "../../runtime/protocol/envelope.ts";
+import { parseJsonLimited } from "../../runtime/protocol/json-limits.ts";
+import {
+  capabilityOf,
+  type ParsedSubject,
+  PUBLIC_SUBJECTS,
+  parseSubject,
+  QUEUE_GROUP,
+} from "../../runtime/protocol/subjects.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
-import { TurnBatch } from "../../runtime/turn-batch.ts";
-import type { MessageHeader } from "../../runtime/types.ts";
+import { MigError, toMigError } from "../../schemas/errors.ts";
+import type { MessageHeader } from "../../schemas/types.ts";
 import { MIRRORED_FIELDS, replyHeaders } from "./reply-headers.ts";
 import { serveNatsStreams } from "./stream.ts";
-import { capabilityOf, type ParsedSubject, PUBLIC_SUBJECTS, parseSubject, QUEUE_GROUP } from "./subjects.ts";
 
 export interface NatsBinding {
   subjects: readonly string[];
@@ -29,7 +35,7 @@ export interface NatsBindingOptions {
   streams?: boolean;
   /**
    * Whether this process answers an invoke at all. Declined requests are another process's to answer: by
-   * default those of capabilities a direct-lane worker serves itself (runtime/direct-lane.ts).
+   * default those of capabilities a direct-lane worker serves itself (worker/direct-lane.ts).
    */
   acceptsInvoke?: (subject: string) => boolean;
   /** Told when each accepted request starts and ends (the direct lane reports slow ones to the gateways). */
@@ -109,7 +115,7 @@ export async function startNatsBinding(
     }
   }
 
-  // A chunk of requests per turn, their replies written before the next chunk starts (runtime/chunked-admission.ts).
+  // A chunk of requests per turn, their replies written before the next chunk starts (runtime/bus/chunked-admission.ts).
   const admission = new ChunkedAdmission<Msg>(
     ADMISSION_CHUNK,
     runtime.config.capacity,
@@ -118,7 +124,7 @@ export async function startNatsBinding(
   );
 
   const subjects = options.subjects ?? PUBLIC_SUBJECTS;
-  // A gateway says which auth settings it answers with, before it answers: direct-lane workers answer only under the same ones (runtime/fleet.ts).
+  // A gateway says which auth settings it answers with, before it answers: direct-lane workers answer only under the same ones (runtime/fleet/fleet.ts).
   const announced = options.subjects === undefined ? await runtime.fleet?.announcePolicy() : undefined;
   const subscriptions: Subscription[] = subjects.map((subject) => {
     const isInvoke = subject.includes(".invoke.");

@@ -1,19 +1,19 @@
 // Streams on public NATS subjects: a start request opens the stream; frames flow on mig.v0_1.<tenant>.stream.<stream_id> as the consumer grants credit.
 import { randomUUID } from "node:crypto";
 import { Match, type Msg, type Subscription } from "@nats-io/transport-node";
-import type { Authenticator } from "../../runtime/auth.ts";
-import { ControlGuard, rememberCredential } from "../../runtime/control-guard.ts";
 import type { RequestContext } from "../../runtime/core.ts";
-import { errorEnvelope } from "../../runtime/envelope.ts";
-import { MigError, toMigError } from "../../runtime/errors.ts";
-import { parseJsonLimited } from "../../runtime/json-limits.ts";
-import { checkTenant } from "../../runtime/names.ts";
-import { replySubjectAllowed } from "../../runtime/policy.ts";
+import { checkStreamId, type StreamSession } from "../../runtime/flow/stream.ts";
+import type { Authenticator } from "../../runtime/policy/auth.ts";
+import { ControlGuard, rememberCredential } from "../../runtime/policy/control-guard.ts";
+import { replySubjectAllowed } from "../../runtime/policy/policy.ts";
+import { errorEnvelope } from "../../runtime/protocol/envelope.ts";
+import { parseJsonLimited } from "../../runtime/protocol/json-limits.ts";
+import { checkTenant } from "../../runtime/protocol/names.ts";
+import { SUBJECT_ROOT } from "../../runtime/protocol/subjects.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
-import { checkStreamId, type StreamSession } from "../../runtime/stream.ts";
+import { MigError, toMigError } from "../../schemas/errors.ts";
 import { CreditSink } from "./credit-sink.ts";
 import { replyHeaders } from "./reply-headers.ts";
-import { SUBJECT_ROOT } from "./subjects.ts";
 
 /** Request/reply: an InvokeRequest (optionally with `stream_id`) starts a stream; the reply names its subjects. */
 export const STREAM_START_SUBJECT = `${SUBJECT_ROOT}.*.control.stream`;
@@ -100,7 +100,7 @@ export function serveNatsStreams(runtime: MigRuntime, authenticator: Authenticat
   });
 }
 
-/** A stream start or a caller's frame, read within the body size and nesting limits (runtime/json-limits.ts). */
+/** A stream start or a caller's frame, read within the body size and nesting limits (runtime/protocol/json-limits.ts). */
 function parse(data: Uint8Array, limits: { maxBodyBytes: number; maxJsonDepth: number }): Record<string, unknown> {
   const limit = limits.maxBodyBytes;
   if (data.length > limit)
@@ -162,7 +162,7 @@ export function listenToCaller(
 }
 
 /**
- * A worker's side of a handed-off stream (runtime/stream-handoff.ts): runs the stream of `body`, already
+ * A worker's side of a handed-off stream (runtime/fleet/stream-handoff.ts): runs the stream of `body`, already
  * authorized by the gateway, with its frames on the public stream subject and the caller's on its inbound one.
  */
 export function openOnSubjects(

@@ -1,5 +1,5 @@
 // Benchmark provider module for `mig worker`: bench.echo, a best_effort capability that answers its payload.
-import { defineCapability } from "../../runtime/provider.ts";
+import { defineCapability } from "../../runtime/provider/provider.ts";
 
 export const benchEcho = defineCapability(
   {

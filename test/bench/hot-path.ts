@@ -13,11 +13,11 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { createActor } from "xstate";
 import { invocationLogic } from "../../actors/invocation.ts";
 import { startNatsBinding } from "../../bindings/nats/server.ts";
-import { loadConfig } from "../../runtime/config.ts";
-import { createLogger } from "../../runtime/logger.ts";
-import { anonymousPrincipal } from "../../runtime/principal.ts";
+import { loadConfig } from "../../runtime/base/config.ts";
+import { createLogger } from "../../runtime/base/logger.ts";
+import { anonymousPrincipal } from "../../runtime/protocol/principal.ts";
 import { MigRuntime } from "../../runtime/runtime.ts";
-import { WorkerHost } from "../../runtime/worker.ts";
+import { WorkerHost } from "../../worker/host.ts";
 import { count } from "../fixtures/stream-provider.ts";
 import { startTestRuntime } from "../helpers/runtime.ts";
 import { benchEcho } from "./echo-provider.ts";
@@ -86,7 +86,7 @@ async function main(): Promise<void> {
   await rounds("invocation actor alone (+ deadline timer)", N, async () => {
     const settle = () => undefined;
     for (let i = 0; i < N; i++) {
-      // As runtime/invoke.ts runs it: with its deadline timer, started and cleared.
+      // As runtime/ops/invoke.ts runs it: with its deadline timer, started and cleared.
       const actor = createActor(invocationLogic, {
         input: { deadlineMs: 30_000, controller: new AbortController(), settle },
       });

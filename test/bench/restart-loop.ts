@@ -65,7 +65,7 @@ interface TryResult {
 
 async function oneTry(): Promise<TryResult> {
   const began = Date.now();
-  const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "runtime/cli.ts"), "start"], {
+  const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "cli/main.ts"), "start"], {
     cwd: ROOT,
     env,
     stdio: ["ignore", "ignore", "pipe"],

@@ -131,7 +131,7 @@ export const rows: RowDefinition[] = [
     id: "http-invoke",
     name: "unary INVOKE over HTTP, provider in-process",
     measures:
-      "POST /mig/v0.1/invoke/observatory.models.infer on `runtime/cli.ts start` against a bare node:http server answering the same InvokeResponse JSON.",
+      "POST /mig/v0.1/invoke/observatory.models.infer on `cli/main.ts start` against a bare node:http server answering the same InvokeResponse JSON.",
     path: runtimeHttp(INVOKE_PATH, HTTP_INVOKE_BODY),
     baseline: bareHttp(INVOKE_PATH, HTTP_INVOKE_BODY),
     targets: { throughput_at_64: 0.75, p50_at_1: 2 },
@@ -140,7 +140,7 @@ export const rows: RowDefinition[] = [
     id: "nats-invoke",
     name: "unary INVOKE over NATS binding to a worker process",
     measures:
-      "INVOKE of bench.echo (best_effort) on mig.v0_1.bench.invoke.bench.echo, served by a `mig worker test/bench/echo-provider.ts` process behind `runtime/cli.ts start`, against raw request/reply to an echo responder with the same client.",
+      "INVOKE of bench.echo (best_effort) on mig.v0_1.bench.invoke.bench.echo, served by a `mig worker test/bench/echo-provider.ts` process behind `cli/main.ts start`, against raw request/reply to an echo responder with the same client.",
     path: runtimeNatsWorker(WORKER_SUBJECT, WORKER_BODY, "test/bench/echo-provider.ts", "bench.echo"),
     baseline: natsEcho("bench.echo", WORKER_BODY),
     targets: { throughput_at_64: 0.7, p50_at_1: 1.6 },
@@ -149,7 +149,7 @@ export const rows: RowDefinition[] = [
     id: "http-invoke-worker",
     name: "unary INVOKE over HTTP, provider in a worker process",
     measures:
-      "POST /mig/v0.1/invoke/bench.echo on `runtime/cli.ts start`, bench.echo served by a `mig worker test/bench/echo-provider.ts` process over the bus (nats-invoke's set-up, loaded over HTTP), against the bare node:http server answering the same InvokeResponse JSON.",
+      "POST /mig/v0.1/invoke/bench.echo on `cli/main.ts start`, bench.echo served by a `mig worker test/bench/echo-provider.ts` process over the bus (nats-invoke's set-up, loaded over HTTP), against the bare node:http server answering the same InvokeResponse JSON.",
     path: runtimeHttpWorker(WORKER_HTTP_PATH, WORKER_BODY, "test/bench/echo-provider.ts", "bench.echo"),
     baseline: bareHttp(WORKER_HTTP_PATH, WORKER_BODY),
   },

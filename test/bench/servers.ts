@@ -102,7 +102,7 @@ function embeddedNatsPid(dataDir: string): number | undefined {
   }
 }
 
-/** Environment and readiness of `runtime/cli.ts start` as one benchmark child. */
+/** Environment and readiness of `cli/main.ts start` as one benchmark child. */
 export interface RuntimeOptions {
   /** Extra MIG_* settings for the runtime, on top of the ports, data dir and log level. */
   env?: Record<string, string>;
@@ -121,7 +121,7 @@ export interface StartedRuntime extends RunningServer {
 }
 
 /**
- * Starts the MIG runtime (`node --import tsx runtime/cli.ts start`) on free ports in a temp
+ * Starts the MIG runtime (`node --import tsx cli/main.ts start`) on free ports in a temp
  * data directory and waits until HELLO over HTTP answers 200.
  */
 export async function startRuntime(
@@ -149,7 +149,7 @@ export async function startRuntime(
     MIG_LOG_LEVEL: "warn",
     ...options.env,
   };
-  const child = spawnTs("runtime", ctx.root, "runtime/cli.ts", ["start"], env, [
+  const child = spawnTs("runtime", ctx.root, "cli/main.ts", ["start"], env, [
     ...ctx.runtimeNodeArgs,
     ...(options.nodeArgs ?? []),
   ]);
@@ -228,7 +228,7 @@ export async function startRuntimeWithWorker(
   directLane = false,
 ): Promise<Omit<StartedRuntime, "target"> & { workerPid: number }> {
   const runtime = await startRuntime(ctx, options);
-  const worker = spawnTs("worker", ctx.root, "runtime/cli.ts", ["worker", module], {
+  const worker = spawnTs("worker", ctx.root, "cli/main.ts", ["worker", module], {
     ...process.env,
     MIG_NATS_URL: `nats://${runtime.natsUrl}`,
     MIG_LOG_LEVEL: "info",

@@ -1,5 +1,5 @@
 // Test helper: descriptors of throwaway capabilities that accept and return any JSON object.
-import type { CapabilityDescriptor, InvocationMode } from "../../runtime/types.ts";
+import type { CapabilityDescriptor, InvocationMode } from "../../schemas/types.ts";
 
 export const ANY_SCHEMA = "schema://test/any/v1";
 export const anySchemas = { [ANY_SCHEMA]: { type: "object" } };

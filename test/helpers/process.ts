@@ -18,7 +18,7 @@ export interface MigProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Kills any nats-server that wrote a ports file into this data directory (see runtime/nats-launcher.ts). */
+/** Kills any nats-server that wrote a ports file into this data directory (see runtime/bus/nats-launcher.ts). */
 function killEmbeddedServers(dataDir: string): void {
   let files: string[] = [];
   try {
@@ -40,7 +40,7 @@ function killEmbeddedServers(dataDir: string): void {
 export function startMig(args: string[], env: Record<string, string> = {}): MigProcess {
   // A caller that names MIG_DATA_DIR (a restart on the same store) gets that directory back as `dataDir`.
   const dataDir = env.MIG_DATA_DIR ?? mkdtempSync(join(tmpdir(), "mig-proc-"));
-  const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "runtime/cli.ts"), ...args], {
+  const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "cli/main.ts"), ...args], {
     cwd: ROOT,
     env: {
       ...process.env,

@@ -3,10 +3,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type HttpBinding, startHttpBinding } from "../../bindings/http/server.ts";
-import { loadConfig, type RuntimeConfig } from "../../runtime/config.ts";
-import { observatoryInfer } from "../../runtime/demo-provider.ts";
-import { createLogger } from "../../runtime/logger.ts";
-import type { CapabilityDefinition } from "../../runtime/provider.ts";
+import { loadConfig, type RuntimeConfig } from "../../runtime/base/config.ts";
+import { createLogger } from "../../runtime/base/logger.ts";
+import { observatoryInfer } from "../../runtime/provider/demo-provider.ts";
+import type { CapabilityDefinition } from "../../runtime/provider/provider.ts";
 import { MigRuntime } from "../../runtime/runtime.ts";
 
 export interface TestRuntime {

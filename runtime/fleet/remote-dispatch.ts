@@ -1,0 +1,219 @@
+// Gateway side of the provider protocol: sends one invocation over the bus and turns the reply into a result or a MigError.
+
+import type { JetStreamClient } from "@nats-io/jetstream";
+import { type Msg, type NatsConnection, nuid } from "@nats-io/transport-node";
+import { busCauseDetails, busDropped, MigError } from "../../schemas/errors.ts";
+import type { CapabilityDescriptor, JsonObject } from "../../schemas/types.ts";
+import type { Logger } from "../base/logger.ts";
+import type { Metrics } from "../base/metrics.ts";
+import { onConnectionChange } from "../bus/bus.ts";
+import {
+  type CancelNotice,
+  cancelSubject,
+  encode,
+  jsWorkSubject,
+  PROTOCOL_VERSION,
+  principalOnWire,
+  readWorkReply,
+  replyPrefix,
+  usesWorkQueue,
+  type WorkRequest,
+  workSubject,
+} from "../protocol/provider-protocol.ts";
+import type { InvocationContext, UnaryHandler } from "../provider/provider.ts";
+
+interface Pending {
+  capability: string;
+  messageId: string;
+  resolve: (payload: JsonObject) => void;
+  reject: (error: MigError) => void;
+  provider: string | undefined;
+  cleanup: () => void;
+}
+
+/**
+ * One per gateway process: a single wildcard reply subscription (`_MIG.provider.reply.<token>.*`) serves every
+ * remote invocation, so a dispatch costs one publish and one map entry, no per-request subscription.
+ */
+export class RemoteDispatcher {
+  private readonly pending = new Map<string, Pending>();
+  private readonly byProvider = new Map<string, Set<string>>();
+  private readonly prefix = replyPrefix(nuid.next());
+  private seq = 0;
+  /** Invocations failed when the connection dropped: their workers are told to stop once it is back. */
+  private orphaned: CancelNotice[] = [];
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly js: JetStreamClient,
+    private readonly metrics: Metrics,
+    private readonly logger: Logger,
+  ) {
+    nc.subscribe(`${this.prefix}.*`, { callback: (err, msg) => (err ? undefined : this.onReply(msg)) });
+    onConnectionChange(nc, (change) => (change === "disconnect" ? this.connectionDropped() : this.reconnected()));
+  }
+
+  /** The handler of a capability served by workers over the bus. */
+  handlerFor(descriptor: CapabilityDescriptor): UnaryHandler {
+    const queued = usesWorkQueue(descriptor);
+    return (payload, context) => this.dispatch(descriptor.id, queued, payload, context);
+  }
+
+  /** Number of invocations waiting for a provider's reply. */
+  get waiting(): number {
+    return this.pending.size;
+  }
+
+  private dispatch(
+    capability: string,
+    queued: boolean,
+    payload: JsonObject,
+    context: InvocationContext,
+  ): Promise<JsonObject> {
+    const token = (++this.seq).toString(36);
+    const reply = `${this.prefix}.${token}`;
+    const { header, signal } = context;
+    const request: WorkRequest = {
+      v: PROTOCOL_VERSION,
+      capability,
+      header,
+      payload,
+      principal: principalOnWire(context.principal),
+      deadline_at: Date.now() + header.deadline_ms,
+      reply_to: reply,
+    };
+    return new Promise<JsonObject>((resolve, reject) => {
+      const onAbort = () => {
+        this.forget(token);
+        const notice: CancelNotice = {
+          message_id: header.message_id,
+          reason: String((signal.reason as Error)?.message ?? "aborted"),
+        };
+        this.nc.publish(cancelSubject(header.message_id), encode(notice));
+        reject(signal.reason as MigError);
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.pending.set(token, {
+        capability,
+        messageId: header.message_id,
+        resolve,
+        reject,
+        provider: undefined,
+        cleanup: () => signal.removeEventListener("abort", onAbort),
+      });
+      const data = encode(request);
+      if (queued) {
+        this.js.publish(jsWorkSubject(capability), data).catch((err: unknown) => {
+          this.fail(
+            token,
+            new MigError(
+              "MIG_UNAVAILABLE",
+              `the work queue of capability ${capability} did not take the invocation; retry shortly`,
+              {
+                details: busCauseDetails(err),
+                cause: err,
+              },
+            ),
+          );
+        });
+      } else {
+        this.nc.publish(workSubject(capability), data, { reply });
+      }
+    });
+  }
+
+  private onReply(msg: Msg): void {
+    const token = msg.subject.slice(this.prefix.length + 1);
+    const entry = this.pending.get(token);
+    if (!entry) {
+      this.metrics.providerReplies.inc({ reason: "late_or_duplicate" });
+      this.logger.debug({ subject: msg.subject }, "provider reply for no waiting invocation (late or duplicate)");
+      return;
+    }
+    if (msg.data.length === 0 && msg.headers?.code === 503) {
+      this.fail(
+        token,
+        new MigError("MIG_UNAVAILABLE", `no live worker takes work for capability ${entry.capability}; retry shortly`),
+      );
+      return;
+    }
+    const reply = readWorkReply(msg.data);
+    if (!reply) {
+      this.metrics.providerReplies.inc({ reason: "garbage" });
+      this.logger.warn(
+        { capability: entry.capability, bytes: msg.data.length },
+        "provider answered something that is not a work reply",
+      );
+      this.fail(
+        token,
+        new MigError(
+          "MIG_INTERNAL",
+          `the provider of capability ${entry.capability} answered garbage; the runtime log has it`,
+        ),
+      );
+      return;
+    }
+    if ("accepted" in reply) {
+      entry.provider = reply.accepted;
+      let tokens = this.byProvider.get(reply.accepted);
+      if (!tokens) this.byProvider.set(reply.accepted, (tokens = new Set()));
+      tokens.add(token);
+      return;
+    }
+    this.forget(token);
+    if (reply.ok) entry.resolve(reply.payload);
+    else entry.reject(MigError.fromBody(reply.error));
+  }
+
+  /** A provider left the registry: every invocation it had accepted fails now, not at the deadline. */
+  providerGone(providerId: string): void {
+    const tokens = this.byProvider.get(providerId);
+    if (!tokens) return;
+    this.byProvider.delete(providerId);
+    for (const token of tokens) {
+      this.fail(
+        token,
+        new MigError("MIG_UNAVAILABLE", `the worker ${providerId} stopped while running this invocation; retry it`, {
+          retryable: true,
+          details: { provider_id: providerId },
+        }),
+      );
+    }
+  }
+
+  /**
+   * The connection lost its server: a worker's answer sent now reaches nobody (the reply subscription is renewed
+   * only after the reconnect), so every waiting invocation fails at once with MIG_UNAVAILABLE, retryable, instead
+   * of at its deadline. Its worker may still be running it: it is told to stop once the connection is back.
+   */
+  private connectionDropped(): void {
+    for (const token of [...this.pending.keys()]) {
+      const entry = this.pending.get(token)!;
+      this.orphaned.push({
+        message_id: entry.messageId,
+        reason: "the gateway lost its bus connection while waiting for the answer",
+      });
+      this.fail(token, busDropped(`waiting for the worker's answer to this invocation of ${entry.capability}`));
+    }
+  }
+
+  private reconnected(): void {
+    const notices = this.orphaned;
+    this.orphaned = [];
+    for (const notice of notices) this.nc.publish(cancelSubject(notice.message_id), encode(notice));
+  }
+
+  private fail(token: string, error: MigError): void {
+    const entry = this.forget(token);
+    entry?.reject(error);
+  }
+
+  private forget(token: string): Pending | undefined {
+    const entry = this.pending.get(token);
+    if (!entry) return undefined;
+    this.pending.delete(token);
+    entry.cleanup();
+    if (entry.provider) this.byProvider.get(entry.provider)?.delete(token);
+    return entry;
+  }
+}

@@ -1,0 +1,485 @@
+// Streams over the bus: a worker runs a stream handler and a gateway relays its frames, with credit-based flow control end to end.
+//
+//   gateway                                   worker (queue group mig-workers)
+//   ── open  _MIG.stream.<capability>  ─────▶  runtime.openStream(...) with a bus FrameSink
+//   ◀─ {open, control, window} on reply_to ──  (control = the worker's subject for this stream)
+//   ◀─ {frame} / {frames} … on reply_to ─────  at most the worker's window without credit
+//   ── {credit: n}  on control ─────────────▶  n frames' `written` callbacks: the worker's emit() goes on
+//   ── {input} / {input_end} on control ────▶  bidi: the caller's frames, in order
+//   ── {cancel}  on control ────────────────▶  cancel, deadline, backpressure or a closed socket at the gateway
+//   ◀─ {end, ok, payload | error} ───────────  the provider's terminal frame
+//
+// The gateway grants credit only after its own session took the frame (`await emit()` resolved), so
+// a slow consumer at the gateway pauses the worker's provider: neither side holds more than its window.
+import { type Msg, type NatsConnection, nuid, type Subscription } from "@nats-io/transport-node";
+import { openOnSubjects } from "../../bindings/nats/stream.ts";
+import { MigError, type MigErrorBody } from "../../schemas/errors.ts";
+import type { CapabilityDescriptor, JsonObject } from "../../schemas/types.ts";
+import { EMITTED, type FrameSink, type StreamMode, type StreamSession } from "../flow/stream.ts";
+import type { Authenticator } from "../policy/auth.ts";
+import { ControlGuard } from "../policy/control-guard.ts";
+import {
+  decode,
+  encode,
+  INTERNAL_PREFIX,
+  isObject,
+  PROTOCOL_VERSION,
+  principalFromWire,
+  principalOnWire,
+  readWorkRequest,
+  WORK_QUEUE,
+  type WorkRequest,
+} from "../protocol/provider-protocol.ts";
+import type { CapabilityDefinition, StreamContext, StreamHandler } from "../provider/provider.ts";
+import type { MigRuntime } from "../runtime.ts";
+
+export const streamOpenSubject = (capability: string) => `${INTERNAL_PREFIX}.stream.${capability}`;
+
+/** What a gateway sends to open a stream: a work request plus the mode. */
+export interface StreamOpen extends WorkRequest {
+  mode: StreamMode;
+  /** Set when the gateway hands the stream off (runtime/fleet/stream-handoff.ts): the stream id of its public NATS subjects. */
+  nats_stream_id?: string;
+  /**
+   * With a hand-off in auth mode jwt: a digest of the bearer token that opened the stream, so the worker
+   * knows the opener's token on the inbound subject without being handed the credential (runtime/policy/control-guard.ts).
+   */
+  nats_token_digest?: string;
+}
+
+type ToGateway =
+  | { open: string; control: string; window: number; nats?: true }
+  | { frame: JsonObject }
+  | { frames: JsonObject[] }
+  | { end: true; ok: true; payload: JsonObject }
+  | { end: true; ok: false; error: MigErrorBody };
+
+type ToWorker = { credit: number } | { input: JsonObject } | { input_end: true } | { cancel: string; silent?: boolean };
+
+export function streams(descriptor: CapabilityDescriptor): boolean {
+  return descriptor.modes.includes("server_stream") || descriptor.modes.includes("bidi_stream");
+}
+
+// ── gateway side ─────────────────────────────────────────────────────────────────────────────────
+
+const relays = new WeakMap<MigRuntime, StreamRelay>();
+
+/** The stream handler of a capability that workers serve, or undefined when it does not stream. */
+export function remoteStreamHandler(runtime: MigRuntime, descriptor: CapabilityDescriptor): StreamHandler | undefined {
+  if (!streams(descriptor)) return undefined;
+  let relay = relays.get(runtime);
+  if (!relay) relays.set(runtime, (relay = new StreamRelay(runtime)));
+  return relay.handlerFor(descriptor.id);
+}
+
+/** A provider left the fleet: the remote streams it was running end now with MIG_UNAVAILABLE, not at their deadline. */
+export function remoteStreamsProviderGone(runtime: MigRuntime, providerId: string): void {
+  relays.get(runtime)?.providerGone(providerId);
+}
+
+/** One per gateway: a single wildcard subscription receives the frames of every remote stream. */
+class StreamRelay {
+  private readonly prefix = `${INTERNAL_PREFIX}.sgw.${nuid.next()}`;
+  private readonly live = new Map<string, RemoteStream>();
+  private seq = 0;
+  private readonly nc: NatsConnection;
+
+  constructor(private readonly runtime: MigRuntime) {
+    this.nc = runtime.bus.nc;
+    this.nc.subscribe(`${this.prefix}.*`, { callback: (err, msg) => (err ? undefined : this.onMessage(msg)) });
+  }
+
+  handlerFor(capability: string): StreamHandler {
+    return (payload, context) => this.run(capability, payload, context);
+  }
+
+  private async run(capability: string, payload: JsonObject, context: StreamContext): Promise<JsonObject> {
+    const token = (++this.seq).toString(36);
+    const replyTo = `${this.prefix}.${token}`;
+    const stream = new RemoteStream(this.nc, capability, context);
+    this.live.set(token, stream);
+    const open: StreamOpen = {
+      v: PROTOCOL_VERSION,
+      capability,
+      header: context.header,
+      payload,
+      principal: principalOnWire(context.principal),
+      deadline_at: Date.now() + context.header.deadline_ms,
+      reply_to: replyTo,
+      mode: context.mode,
+    };
+    this.nc.publish(streamOpenSubject(capability), encode(open), { reply: replyTo });
+    try {
+      return await stream.result;
+    } finally {
+      this.live.delete(token);
+    }
+  }
+
+  providerGone(providerId: string): void {
+    for (const stream of this.live.values()) {
+      if (stream.provider !== providerId) continue;
+      stream.fail(
+        new MigError("MIG_UNAVAILABLE", `the worker ${providerId} stopped while streaming; retry the stream`, {
+          retryable: true,
+          details: { provider_id: providerId },
+        }),
+      );
+    }
+  }
+
+  private onMessage(msg: Msg): void {
+    const stream = this.live.get(msg.subject.slice(this.prefix.length + 1));
+    if (!stream) {
+      this.runtime.metrics.providerReplies.inc({ reason: "late_or_duplicate" });
+      return;
+    }
+    if (msg.data.length === 0 && msg.headers?.code === 503) {
+      stream.fail(
+        new MigError("MIG_UNAVAILABLE", `no live worker streams capability ${stream.capability}; retry shortly`),
+      );
+      return;
+    }
+    let value: unknown;
+    try {
+      value = decode(msg.data);
+    } catch {
+      value = undefined;
+    }
+    if (!isObject(value)) {
+      this.runtime.metrics.providerReplies.inc({ reason: "garbage" });
+      stream.fail(
+        new MigError(
+          "MIG_INTERNAL",
+          `the provider of capability ${stream.capability} sent a stream message that is not msgpack`,
+        ),
+      );
+      return;
+    }
+    stream.onMessage(value);
+  }
+}
+
+/** The gateway's half of one remote stream: relays frames into the local session and credits back. */
+class RemoteStream {
+  readonly result: Promise<JsonObject>;
+  private resolve!: (payload: JsonObject) => void;
+  private reject!: (err: unknown) => void;
+  private control: string | undefined;
+  /** The provider_id of the worker running it, from its open message. */
+  provider: string | undefined;
+  private readonly unsent: ToWorker[] = [];
+  private readonly frames: JsonObject[] = [];
+  private pumping = false;
+  private owed = 0;
+  /** Credits go back in batches of half the worker's window (it says its window when it opens the stream). */
+  private creditBatch = 8;
+  private end: { ok: true; payload: JsonObject } | { ok: false; error: MigError } | undefined;
+  private done = false;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    readonly capability: string,
+    private readonly context: StreamContext,
+  ) {
+    this.result = new Promise((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+    context.signal.addEventListener(
+      "abort",
+      () => {
+        this.send({ cancel: String((context.signal.reason as Error)?.message ?? "aborted") });
+        this.finish({ ok: false, error: context.signal.reason as MigError });
+      },
+      { once: true },
+    );
+    if (context.mode === "bidi_stream") void this.forwardInput();
+  }
+
+  onMessage(message: Record<string, unknown>): void {
+    if (this.done) return;
+    if (typeof message.open === "string" && typeof message.control === "string") {
+      this.control = message.control;
+      this.provider = message.open;
+      const window = message.window;
+      if (typeof window === "number" && Number.isInteger(window) && window > 0)
+        this.creditBatch = Math.max(1, Math.floor(window / 2));
+      for (const queued of this.unsent.splice(0)) this.nc.publish(this.control, encode(queued));
+      return;
+    }
+    if (isObject(message.frame)) {
+      this.frames.push(message.frame);
+      void this.pump();
+      return;
+    }
+    if (Array.isArray(message.frames)) {
+      for (const frame of message.frames) if (isObject(frame)) this.frames.push(frame);
+      void this.pump();
+      return;
+    }
+    if (message.end === true) {
+      this.end =
+        message.ok === true && isObject(message.payload)
+          ? { ok: true, payload: message.payload }
+          : { ok: false, error: MigError.fromBody(isObject(message.error) ? message.error : {}) };
+      void this.pump();
+      return;
+    }
+    this.fail(
+      new MigError("MIG_INTERNAL", `the provider of capability ${this.capability} sent an unknown stream message`),
+    );
+  }
+
+  /**
+   * Emits received frames one at a time; credits the worker per half window (one bus message for many
+   * frames, while the worker still holds the other half to send), and at once whenever the queue runs dry.
+   */
+  private async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.frames.length > 0 && !this.done) {
+        // Awaiting an emit that went out at once would cost each frame its own turn and socket write.
+        const emitted = this.context.emit(this.frames.shift()!);
+        if (emitted !== EMITTED) await emitted;
+        if (++this.owed >= this.creditBatch || this.frames.length === 0) {
+          this.send({ credit: this.owed });
+          this.owed = 0;
+        }
+      }
+      if (this.end && this.frames.length === 0) this.finish(this.end);
+    } catch (err) {
+      this.finish({
+        ok: false,
+        error: err instanceof MigError ? err : new MigError("MIG_INTERNAL", "the stream ended while relaying"),
+      });
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private async forwardInput(): Promise<void> {
+    try {
+      for await (const input of this.context.inbound) this.send({ input });
+      this.send({ input_end: true });
+    } catch {
+      // The stream ended: the abort listener has told the worker.
+    }
+  }
+
+  fail(error: MigError): void {
+    this.send({ cancel: error.message });
+    this.finish({ ok: false, error });
+  }
+
+  private send(message: ToWorker): void {
+    if (this.done) return;
+    if (this.control) this.nc.publish(this.control, encode(message));
+    else this.unsent.push(message);
+  }
+
+  private finish(end: { ok: true; payload: JsonObject } | { ok: false; error: MigError }): void {
+    if (this.done) return;
+    this.done = true;
+    if (end.ok) this.resolve(end.payload);
+    else this.reject(end.error);
+  }
+}
+
+// ── worker side ──────────────────────────────────────────────────────────────────────────────────
+
+interface WorkerStream {
+  session: StreamSession | undefined;
+  /** A handed-off stream's sink: silenced when the gateway has ended the stream for the caller itself. */
+  mute?: () => void;
+  /**
+   * Set with mute: the gateway ends (or has ended) this stream itself, so its end is not reported either. An end
+   * that reached the gateway before it heard of the worker's leave would make it forget the stream unanswered.
+   */
+  muted?: boolean;
+  /** `written` callbacks of frames the gateway has not credited yet, oldest first. */
+  uncredited: (() => void)[];
+}
+
+/**
+ * Takes stream work for every definition with a stream handler: subscribes `_MIG.stream.<id>` in the
+ * workers' queue group and one control subject for credits, caller frames and cancels. On a handed-off
+ * stream's inbound subject the caller's frames must carry the token that opened it; `authenticator`
+ * verifies another one (a refreshed token) when this worker may, i.e. its auth settings are the gateways'.
+ */
+export function serveRemoteStreams(
+  runtime: MigRuntime,
+  definitions: CapabilityDefinition[],
+  providerId: string,
+  authenticator: () => Authenticator | undefined = () => undefined,
+): { subscriptions: Subscription[]; leaving: () => void } {
+  const { nc } = runtime.bus;
+  const prefix = `${INTERNAL_PREFIX}.swk.${nuid.next()}`;
+  const live = new Map<string, WorkerStream>();
+  let seq = 0;
+
+  const onOpen = (msg: Msg): void => {
+    let request: StreamOpen;
+    try {
+      request = readWorkRequest(msg.data) as StreamOpen;
+      if (request.mode !== "server_stream" && request.mode !== "bidi_stream")
+        throw new MigError("MIG_INVALID_REQUEST", "the stream open lacks a mode");
+    } catch (err) {
+      runtime.metrics.providerReplies.inc({ reason: "garbage_work" });
+      if (msg.reply) nc.publish(msg.reply, encode(endOf(err)));
+      return;
+    }
+    const to = request.reply_to ?? msg.reply;
+    if (!to) return;
+    const token = (++seq).toString(36);
+    const control = `${prefix}.${token}`;
+    const entry: WorkerStream = { session: undefined, uncredited: [] };
+    const reply = (message: ToGateway) => nc.publish(to, encode(message));
+    // Frames emitted in the same turn of the event loop travel in one bus message.
+    let batch: JsonObject[] = [];
+    const flush = () => {
+      if (batch.length === 0) return;
+      reply(batch.length === 1 ? { frame: batch[0]! } : { frames: batch });
+      batch = [];
+    };
+    const sink: FrameSink = {
+      write(frame, written) {
+        if (!frame.end_stream) {
+          entry.uncredited.push(written);
+          if (batch.push(frame.payload ?? {}) === 1) setImmediate(flush);
+          return;
+        }
+        flush();
+        live.delete(token);
+        if (frame.kind === "response") reply({ end: true, ok: true, payload: frame.payload ?? {} });
+        else if (frame.error) reply({ end: true, ok: false, error: frame.error });
+        // A cancelled stream was cancelled by the gateway, which has already answered its caller.
+      },
+    };
+    const remaining = request.deadline_at - Date.now();
+    if (remaining <= 0) {
+      reply(
+        endOf(
+          new MigError(
+            "MIG_TIMEOUT",
+            `the deadline of ${request.header.message_id} passed before a worker took the stream`,
+          ),
+        ),
+      );
+      return;
+    }
+    live.set(token, entry);
+    const body = {
+      header: { ...request.header, deadline_ms: remaining },
+      capability: request.capability,
+      payload: request.payload,
+      stream_preference: request.mode,
+    };
+    const context = { principal: principalFromWire(request.principal), binding: "nats" as const };
+    if (request.nats_stream_id !== undefined) {
+      // Handed off: this process publishes the frames on the public subjects and reads the caller's itself.
+      // The caller sees these frames as they are, so they carry its header (the deadline counts from deadline_at).
+      try {
+        const streamId = String(request.nats_stream_id);
+        const digest = typeof request.nats_token_digest === "string" ? request.nats_token_digest : undefined;
+        const guard = new ControlGuard(runtime, {
+          opener: context.principal,
+          digest,
+          authenticator,
+          what: "stream",
+          target: streamId,
+        });
+        const { session, sink: onSubjects } = openOnSubjects(
+          runtime,
+          { ...body, header: request.header },
+          context,
+          streamId,
+          remaining,
+          guard,
+        );
+        entry.session = session;
+        entry.mute = () => {
+          entry.muted = true;
+          onSubjects.mute();
+        };
+        // Sent after subscribing to the inbound subject: the caller, answered on this, may grant credit at once.
+        reply({ open: providerId, control, window: runtime.config.streamWindow, nats: true });
+        void session.ended.then((end) => {
+          live.delete(token);
+          if (entry.muted) return;
+          reply(
+            end.state === "completed"
+              ? { end: true, ok: true, payload: {} }
+              : { end: true, ok: false, error: end.error.toJSON() },
+          );
+        });
+      } catch (err) {
+        live.delete(token);
+        reply(endOf(err));
+      }
+      return;
+    }
+    reply({ open: providerId, control, window: runtime.config.streamWindow });
+    try {
+      entry.session = runtime.openStream(body, context, {
+        sink,
+        clientFrames: request.mode === "bidi_stream",
+        authorized: true,
+      });
+    } catch (err) {
+      live.delete(token);
+      reply(endOf(err));
+    }
+  };
+
+  const onControl = (msg: Msg): void => {
+    const entry = live.get(msg.subject.slice(prefix.length + 1));
+    const session = entry?.session;
+    if (!entry || !session) return;
+    let message: unknown;
+    try {
+      message = decode(msg.data);
+    } catch {
+      message = undefined;
+    }
+    if (!isObject(message)) return;
+    try {
+      if (typeof message.credit === "number") {
+        for (let i = 0; i < message.credit && entry.uncredited.length > 0; i++) entry.uncredited.shift()!();
+      } else if (isObject(message.input)) session.receive(message.input, false);
+      else if (message.input_end === true) session.receive(undefined, true);
+      else if (typeof message.cancel === "string") {
+        if (message.silent === true) entry.mute?.();
+        session.cancel(message.cancel);
+      }
+    } catch {
+      // A frame for a stream that just ended: nothing to do.
+    }
+  };
+
+  const subscriptions = [nc.subscribe(`${prefix}.*`, { callback: (err, msg) => (err ? undefined : onControl(msg)) })];
+  for (const definition of definitions) {
+    if (!definition.stream) continue;
+    subscriptions.push(
+      nc.subscribe(streamOpenSubject(definition.descriptor.id), {
+        queue: WORK_QUEUE,
+        callback: (err, msg) => (err ? undefined : onOpen(msg)),
+      }),
+    );
+  }
+  /**
+   * The worker is about to leave the registry: each gateway then ends the streams it handed to this worker
+   * with MIG_UNAVAILABLE, so they publish nothing more from here (their cancel at the runtime's stop
+   * included): one terminal frame, the gateway's.
+   */
+  const leaving = () => {
+    for (const entry of live.values()) entry.mute?.();
+  };
+  return { subscriptions, leaving };
+}
+
+function endOf(err: unknown): ToGateway {
+  const error = err instanceof MigError ? err : new MigError("MIG_INTERNAL", "the worker could not open the stream");
+  return { end: true, ok: false, error: error.toJSON() };
+}

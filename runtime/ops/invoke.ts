@@ -1,0 +1,396 @@
+// Unary INVOKE: validates the request, authorizes it, honours idempotency, and runs one invocation actor.
+import { performance } from "node:perf_hooks";
+import type { Actor } from "xstate";
+import { type InvocationInput, type InvocationOutcome, invocationLogic } from "../../actors/invocation.ts";
+import { MigError } from "../../schemas/errors.ts";
+import type {
+  CapabilityDescriptor,
+  InvokeResponse,
+  JsonObject,
+  MessageHeader,
+  StreamPreference,
+} from "../../schemas/types.ts";
+import type { RequestContext, RuntimeCore } from "../core.ts";
+import type { Principal } from "../protocol/principal.ts";
+import { settleHandler } from "../provider/handler-result.ts";
+import type { InvocationContext } from "../provider/provider.ts";
+import type { RegisteredCapability } from "../provider/registry.ts";
+import { IDEMPOTENCY_META_KEY, IdempotencyStore } from "../store/idempotency.ts";
+import { acceptedPayload, namedCapability } from "./invocation-request.ts";
+import { acceptRequest } from "./request.ts";
+
+const PREFERENCES: readonly StreamPreference[] = ["unary", "server_stream", "bidi_stream"];
+
+export async function invoke(
+  core: RuntimeCore,
+  body: unknown,
+  request: RequestContext,
+  pathCapability?: string,
+): Promise<InvokeResponse> {
+  const { raw, header } = acceptRequest(core, body, request);
+  const entry = namedCapability(core, raw, pathCapability, "the path or in the body");
+  const id = entry.descriptor.id;
+  const { descriptor } = entry;
+  core.policy.authorizeInvoke(request, header.tenant_id, descriptor);
+  checkMode(raw, entry);
+  if (descriptor.qos?.delivery_semantics === "exactly_once" && header.idempotency_key === undefined) {
+    // The promise is kept per idempotency key: without one, a retry could not be told from a new call.
+    throw new MigError(
+      "MIG_INVALID_REQUEST",
+      `capability ${id} promises exactly_once delivery: send header.idempotency_key`,
+    );
+  }
+
+  const payload = acceptedPayload(core, raw, entry, request.bodyBytes);
+
+  if (core.inflight.size >= core.config.capacity) {
+    // Admission control: past its capacity a runtime sheds load instead of queueing without bound.
+    throw new MigError(
+      "MIG_BACKPRESSURE",
+      `this runtime already has ${core.inflight.size} invocations in flight (its capacity); retry shortly`,
+      {
+        details: { inflight: core.inflight.size, capacity: core.config.capacity },
+      },
+    );
+  }
+  const held = core.inflightByTenant.get(header.tenant_id) ?? 0;
+  const share = core.config.tenantMaxInflight ?? Math.ceil(core.config.capacity / 2);
+  if (held >= share) {
+    // One tenant's share of the capacity: slow or abandoned work of one tenant cannot shut the others out.
+    throw new MigError(
+      "MIG_BACKPRESSURE",
+      `tenant ${header.tenant_id} already has ${held} invocations in flight on this runtime, its share of the capacity (MIG_TENANT_MAX_INFLIGHT); retry when some finish`,
+      {
+        details: { inflight: held, limit: share, limit_scope: "tenant", retry_after_ms: TENANT_SHARE_RETRY_MS },
+      },
+    );
+  }
+
+  const turn = core.fairShare.enter(header.tenant_id, header.deadline_ms);
+  if (turn) await turn;
+  let outcome: InvocationOutcome;
+  try {
+    outcome = await run(core, entry, header, request, payload);
+  } finally {
+    core.fairShare.leave(header.tenant_id);
+  }
+  if (!outcome.ok) throw outcome.error;
+  return { header, capability: id, payload: outcome.payload, result_schema_uri: descriptor.output_schema_uri };
+}
+
+/** The invocation itself, through the idempotency store when the caller gave a key. */
+async function run(
+  core: RuntimeCore,
+  entry: RegisteredCapability,
+  header: MessageHeader,
+  request: RequestContext,
+  payload: JsonObject,
+): Promise<InvocationOutcome> {
+  const id = entry.descriptor.id;
+  let outcome: InvocationOutcome;
+  if (header.idempotency_key !== undefined) {
+    const key = IdempotencyStore.keyOf(header.tenant_id, id, header.idempotency_key);
+    const deadlineAt = Date.now() + header.deadline_ms;
+    const result = await core.idempotency.run(key, deadlineAt, () =>
+      execute(core, entry, header, request.principal, payload, request.gone),
+    );
+    if (result.replayed) core.metrics.idempotentReplays.inc({ capability: id });
+    if (result.notKept !== undefined) header.meta = { ...header.meta, [IDEMPOTENCY_META_KEY]: result.notKept };
+    outcome = result.outcome;
+  } else {
+    outcome = await execute(core, entry, header, request.principal, payload, request.gone);
+  }
+  return outcome;
+}
+
+/** A hint for a tenant over its share: about the time a short invocation of another caller takes to finish. */
+const TENANT_SHARE_RETRY_MS = 100;
+
+function checkMode(raw: JsonObject, entry: RegisteredCapability): void {
+  const preference = raw.stream_preference;
+  const { id, modes } = entry.descriptor;
+  if (preference !== undefined && preference !== null && preference !== "unary") {
+    if (!PREFERENCES.includes(preference as StreamPreference)) {
+      throw new MigError("MIG_INVALID_REQUEST", `stream_preference must be one of ${PREFERENCES.join(", ")}`);
+    }
+    if (!modes.includes(preference as StreamPreference)) {
+      throw new MigError(
+        "MIG_UNSUPPORTED_CAPABILITY",
+        `capability ${id} does not offer ${String(preference)}; it offers ${modes.join(", ")}`,
+      );
+    }
+    // Streams are answered by the streaming bindings (runtime/flow/stream.ts); a unary answer cannot carry them.
+    throw new MigError(
+      "MIG_INVALID_REQUEST",
+      `stream_preference ${String(preference)} needs a streaming binding: WebSocket GET /mig/v0.1/stream, or SSE from POST /mig/v0.1/invoke/${id}`,
+    );
+  }
+  if (!modes.includes("unary")) {
+    throw new MigError(
+      "MIG_UNSUPPORTED_CAPABILITY",
+      `capability ${id} has no unary mode; it offers ${modes.join(", ")}`,
+    );
+  }
+}
+
+/** Runs one invocation actor around the provider's handler; never throws, always settles once. */
+export function execute(
+  core: RuntimeCore,
+  entry: RegisteredCapability,
+  header: MessageHeader,
+  principal: Principal,
+  payload: JsonObject,
+  gone?: AbortSignal,
+): Promise<InvocationOutcome> {
+  const messageId = header.message_id;
+  if (core.inflight.has(messageId)) {
+    return Promise.resolve({
+      ok: false,
+      error: new MigError(
+        "MIG_INVALID_REQUEST",
+        `message_id ${messageId} is already in flight; give every invocation its own UUID`,
+      ),
+    });
+  }
+  return new Promise<InvocationOutcome>((resolve) =>
+    new Invocation(core, entry, header, resolve).run(principal, payload, gone),
+  );
+}
+
+/** The deadline timer's callback, shared by all invocations (setTimeout passes the actor). */
+function sendDeadline(actor: Invocation["actor"]): void {
+  actor.send({ type: "DEADLINE" });
+}
+
+/**
+ * One invocation's bookkeeping around its actor, and the actor's input: the actor keeps its input as
+ * its context (actors/invocation.ts), so this object is that context and no other is made. Methods on
+ * one object rather than a closure per step: each closure is an allocation (and, under tsx, a name
+ * definition) on the hot path.
+ */
+class Invocation implements InvocationInput {
+  readonly controller = new LazyAbortController();
+  private readonly started = performance.now();
+  private settled = false;
+  /** The deadline is a plain timer that sends DEADLINE, not a delayed transition of the machine (see actors/invocation.ts). */
+  private deadline: NodeJS.Timeout | undefined;
+  /** Stops listening for the caller having gone (RequestContext.gone), once the invocation settled. */
+  private stopWatching: (() => void) | undefined;
+  actor!: Actor<typeof invocationLogic>;
+
+  constructor(
+    private readonly core: RuntimeCore,
+    private readonly entry: RegisteredCapability,
+    private readonly header: MessageHeader,
+    private readonly resolve: (outcome: InvocationOutcome) => void,
+  ) {}
+
+  get deadlineMs(): number {
+    return this.header.deadline_ms;
+  }
+
+  run(principal: Principal, payload: JsonObject, gone?: AbortSignal): void {
+    const { core, header, entry } = this;
+    const { descriptor } = entry;
+    const actor = core.supervisor.spawn("invocation", invocationLogic, this, () =>
+      this.settle({
+        ok: false,
+        error: new MigError(
+          "MIG_INTERNAL",
+          `the invocation ${header.message_id} failed inside the runtime; it was contained`,
+        ),
+      }),
+    );
+    this.actor = actor;
+    core.inflight.set(header.message_id, {
+      tenant: header.tenant_id,
+      subject: principal.subject,
+      capability: descriptor.id,
+      actor,
+    });
+    core.inflightByTenant.set(header.tenant_id, (core.inflightByTenant.get(header.tenant_id) ?? 0) + 1);
+    if (!this.settled) this.deadline = setTimeout(sendDeadline, header.deadline_ms, actor);
+    actor.send({ type: "DISPATCHED" });
+    if (gone) {
+      this.cancelWhenGone(gone);
+      if (this.settled) return; // its caller was gone before it started: the handler is not run
+    }
+
+    settleHandler(
+      () => entry.handler(payload, new HandlerContext(header, principal, descriptor, this.controller)),
+      (value) => this.succeed(value),
+      (err) => this.fail(err),
+    );
+  }
+
+  /** Cancels the invocation when its caller has gone (RequestContext.gone), now or later. */
+  private cancelWhenGone(gone: AbortSignal): void {
+    const cancel = () => this.actor.send({ type: "CANCEL", reason: String(gone.reason) });
+    if (gone.aborted) return cancel();
+    gone.addEventListener("abort", cancel, { once: true });
+    this.stopWatching = () => gone.removeEventListener("abort", cancel);
+  }
+
+  /** Called by the actor's final state, once; a second call (a crash after settling) is ignored. */
+  settle(outcome: InvocationOutcome): void {
+    if (this.settled) return;
+    this.settled = true;
+    clearTimeout(this.deadline);
+    this.stopWatching?.();
+    const { core, header } = this;
+    const capability = this.entry.descriptor.id;
+    if (core.inflight.delete(header.message_id)) {
+      const held = (core.inflightByTenant.get(header.tenant_id) ?? 1) - 1;
+      if (held > 0) core.inflightByTenant.set(header.tenant_id, held);
+      else core.inflightByTenant.delete(header.tenant_id);
+    }
+    core.finished.add(header.message_id, header.tenant_id);
+    core.metrics.invocations.inc({ capability, outcome: outcomeLabel(outcome) });
+    core.metrics.invocationSeconds.observe(
+      { capability, tenant: header.tenant_id },
+      (performance.now() - this.started) / 1000,
+    );
+    this.resolve(outcome);
+  }
+
+  private succeed(value: unknown): void {
+    const problem = checkOutput(this.core, this.entry, value);
+    this.actor.send(problem ? { type: "FAIL", error: problem } : { type: "RESULT", payload: value as JsonObject });
+  }
+
+  private fail(err: unknown): void {
+    if (this.controller.aborted) return;
+    this.actor.send({
+      type: "FAIL",
+      error: providerError(this.core, this.entry.descriptor.id, this.header.message_id, err),
+    });
+  }
+}
+
+/** What a unary handler gets: its signal from a getter on the prototype, not one defined per call. */
+class HandlerContext implements InvocationContext {
+  readonly #controller: LazyAbortController;
+
+  constructor(
+    readonly header: MessageHeader,
+    readonly principal: Principal,
+    readonly capability: CapabilityDescriptor,
+    controller: LazyAbortController,
+  ) {
+    this.#controller = controller;
+  }
+
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+}
+
+/**
+ * An AbortController made only when the handler reads its signal: most handlers never do, and making
+ * one per invocation showed in profiles (docs/decisions.md, 'The handler's AbortController is made when it reads
+ * `signal`'). A signal read after the abort is born aborted, with the same reason.
+ */
+class LazyAbortController {
+  private controller: AbortController | undefined;
+  private reason: MigError | undefined;
+
+  get aborted(): boolean {
+    return this.reason !== undefined;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.reason !== undefined) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
+  }
+
+  abort(reason: MigError): void {
+    if (this.reason !== undefined) return;
+    this.reason = reason;
+    this.controller?.abort(reason);
+  }
+}
+
+export function checkOutput(core: RuntimeCore, entry: RegisteredCapability, value: unknown): MigError | undefined {
+  const { id, output_schema_uri } = entry.descriptor;
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    const got = value === null ? "null" : Array.isArray(value) ? "an array" : typeof value;
+    return new MigError("MIG_INTERNAL", `capability ${id} returned ${got} instead of a JSON object`);
+  }
+  const unsendable = unsendableReason(value, core.config.maxJsonDepth);
+  if (unsendable !== undefined) {
+    core.logger.warn({ capability: id, reason: unsendable }, "capability returned an output that cannot be serialized");
+    return new MigError("MIG_INTERNAL", `capability ${id} returned an output that cannot be sent: ${unsendable}`, {
+      retryable: false,
+    });
+  }
+  const problems = core.schemas.check(output_schema_uri, value);
+  if (problems) {
+    return new MigError("MIG_INTERNAL", `capability ${id} returned output that does not match ${output_schema_uri}`, {
+      details: { schema_uri: output_schema_uri, errors: problems },
+    });
+  }
+  return undefined;
+}
+
+/**
+ * Why an output could not go on the wire, checked when the provider returns it: every binding serializes the answer
+ * (and the idempotency store its record) only after the invocation settled, where a throw could no longer become
+ * the caller's error. One bounded walk, no trial serialization (outputs may be large): too deep (JSON.stringify
+ * itself would overflow the stack on it), a cycle, or a BigInt, which JSON.stringify refuses.
+ */
+function unsendableReason(value: object, maxDepth: number): string | undefined {
+  const problem = shapeProblem(value, maxDepth, 0);
+  if (problem === "bigint") return "it holds a BigInt, which JSON cannot carry";
+  if (problem === "deep") {
+    return refersToItself(value, new Set(), maxDepth + 1)
+      ? "it refers to itself (a circular structure)"
+      : `it nests objects or arrays deeper than ${maxDepth} levels`;
+  }
+  return undefined;
+}
+
+/** The first thing in `value` JSON cannot carry: nesting past `limit` (a cycle too), or a BigInt. */
+function shapeProblem(value: unknown, limit: number, depth: number): "deep" | "bigint" | undefined {
+  if (typeof value === "bigint") return "bigint";
+  if (value === null || typeof value !== "object") return undefined;
+  if (depth >= limit) return "deep";
+  for (const child of Array.isArray(value) ? value : Object.values(value)) {
+    const problem = shapeProblem(child, limit, depth + 1);
+    if (problem !== undefined) return problem;
+  }
+  return undefined;
+}
+
+/** Whether `value` contains itself within `levels` levels (only asked of an output already found too deep). */
+function refersToItself(value: object, ancestors: Set<object>, levels: number): boolean {
+  if (ancestors.has(value)) return true;
+  if (levels === 0) return false;
+  ancestors.add(value);
+  for (const child of Object.values(value)) {
+    if (child !== null && typeof child === "object" && refersToItself(child, ancestors, levels - 1)) return true;
+  }
+  ancestors.delete(value);
+  return false;
+}
+
+export function providerError(core: RuntimeCore, capability: string, messageId: string, err: unknown): MigError {
+  if (err instanceof MigError) return err;
+  // The provider's own message may hold internals: it goes to the log, the caller gets the message id.
+  core.logger.warn(
+    { capability, message_id: messageId, err: err instanceof Error ? err.message : String(err) },
+    "provider failed",
+  );
+  return new MigError(
+    "MIG_INTERNAL",
+    `capability ${capability} failed inside its provider (message_id ${messageId}); the runtime log has the cause`,
+  );
+}
+
+function outcomeLabel(outcome: InvocationOutcome): string {
+  if (outcome.ok) return "completed";
+  if (outcome.error.code === "MIG_TIMEOUT") return outcome.error.details?.cancelled ? "cancelled" : "timed_out";
+  return "failed";
+}

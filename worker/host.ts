@@ -1,0 +1,442 @@
+// Provider side of the provider protocol: hosts capability definitions in a runtime process and takes their work from the bus.
+import { hostname } from "node:os";
+import { AckPolicy, type JsMsg, RetentionPolicy, StorageType } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
+import { type Msg, nanos, nuid, type Subscription } from "@nats-io/transport-node";
+import type { InvocationOutcome } from "../actors/invocation.ts";
+import { serveRemoteStreams } from "../runtime/fleet/remote-stream.ts";
+import { execute } from "../runtime/ops/invoke.ts";
+import { type PolicyFingerprint, policyDifferences, policyFingerprint } from "../runtime/policy/policy-fingerprint.ts";
+import {
+  ACCEPT_NOTICE_MS,
+  CANCEL_WILDCARD,
+  consumerName,
+  DEFAULT_HEARTBEAT_MS,
+  DIRECT_SWITCH_MS,
+  decode,
+  directEligible,
+  encode,
+  jsWorkSubject,
+  leaveSubject,
+  PROTOCOL_VERSION,
+  principalFromWire,
+  type Registration,
+  readWorkRequest,
+  registerSubject,
+  usesWorkQueue,
+  WORK_ACK_WAIT_MS,
+  WORK_MAX_DELIVER,
+  WORK_QUEUE,
+  WORK_STREAM,
+  WORK_STREAM_SUBJECTS,
+  type WorkReply,
+  type WorkRequest,
+  workSubject,
+} from "../runtime/protocol/provider-protocol.ts";
+import type { CapabilityDefinition } from "../runtime/provider/provider.ts";
+import type { MigRuntime } from "../runtime/runtime.ts";
+import { IDEMPOTENCY_BUCKET, IdempotencyStore } from "../runtime/store/idempotency.ts";
+import { MigError } from "../schemas/errors.ts";
+import type { JsonObject } from "../schemas/types.ts";
+import { DirectLane } from "./direct-lane.ts";
+
+export interface WorkerOptions {
+  heartbeatMs?: number;
+  /** Invocations this worker runs at once on the work-queue path (core work is bounded by the runtime's capacity). */
+  concurrency?: number;
+  /**
+   * Answer NATS invokes of best_effort unary capabilities on the public subjects directly (default true), while
+   * this worker's auth settings equal every live gateway's (runtime/policy/policy-fingerprint.ts).
+   */
+  direct?: boolean;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** How long a starting worker waits to hear the gateways' settings before it reports ready without a lane. */
+const GATEWAY_POLICY_WAIT_MS = 2_000;
+
+/** Waits for `check` to hold, looking every 20 ms, for at most `limitMs`. */
+async function until(check: () => boolean, limitMs: number): Promise<void> {
+  for (const end = Date.now() + limitMs; !check() && Date.now() < end; ) await sleep(20);
+}
+
+export class WorkerHost {
+  readonly providerId = `${hostname()
+    .replace(/[^A-Za-z0-9_-]/g, "-")
+    .slice(0, 40)}-${process.pid}-${nuid.next().slice(-8)}`;
+  private readonly subscriptions: Subscription[] = [];
+  private readonly loops: Promise<void>[] = [];
+  private readonly running = new Set<Promise<void>>();
+  private stopped = false;
+  private beat: NodeJS.Timeout | undefined;
+  private doneRecords: KV | undefined;
+  private readonly heartbeatMs: number;
+  private readonly concurrency: number;
+  private readonly direct: boolean;
+  private directLane: DirectLane | undefined;
+  /** Silences the streams gateways handed to this worker: on its leave, the gateways end them. */
+  private leavingStreams: (() => void) | undefined;
+  /** The instant named in the registration from which the direct lane answers (docs/bindings/provider-protocol.md §9). */
+  private directFrom: number | undefined;
+  /** This worker's auth settings, compared with the gateways' before its direct lane opens. */
+  private readonly policy: PolicyFingerprint;
+  /** Whether every live gateway (at least one) answers under this worker's policy. */
+  private policyMatches = false;
+  private laneOffReason: string | undefined;
+  private reviewing: Promise<void> = Promise.resolve();
+  /** Registrations sent so far (Registration.seq). */
+  private registrations = 0;
+  private stopWatchingPolicies: (() => void) | undefined;
+
+  private constructor(
+    private readonly runtime: MigRuntime,
+    private readonly definitions: CapabilityDefinition[],
+    options: WorkerOptions,
+  ) {
+    this.heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+    this.concurrency = options.concurrency ?? 64;
+    this.direct = options.direct ?? true;
+    this.policy = policyFingerprint(runtime.config);
+  }
+
+  static async start(
+    runtime: MigRuntime,
+    definitions: CapabilityDefinition[],
+    options: WorkerOptions = {},
+  ): Promise<WorkerHost> {
+    const host = new WorkerHost(runtime, definitions, options);
+    await host.open();
+    return host;
+  }
+
+  get capabilities(): string[] {
+    return this.definitions.map((d) => d.descriptor.id);
+  }
+
+  private async open(): Promise<void> {
+    const { nc, kvm } = this.runtime.bus;
+    for (const definition of this.definitions) {
+      // Local, even when the runtime's fleet view already lists other workers of the same capability.
+      if (!this.runtime.capabilities.hasLocal(definition.descriptor.id)) this.runtime.capabilities.add(definition);
+    }
+    this.subscriptions.push(
+      nc.subscribe(CANCEL_WILDCARD, { callback: (err, msg) => (err ? undefined : this.onCancel(msg)) }),
+    );
+    // A handed-off stream's caller may switch to a refreshed token: verified here only under the gateways' settings.
+    const streams = serveRemoteStreams(this.runtime, this.definitions, this.providerId, () =>
+      this.policyMatches ? this.runtime.authenticator : undefined,
+    );
+    this.subscriptions.push(...streams.subscriptions);
+    this.leavingStreams = streams.leaving;
+
+    const queued = this.definitions.filter((d) => usesWorkQueue(d.descriptor));
+    if (queued.length > 0) {
+      await ensureWorkStream(this.runtime);
+      this.doneRecords = await kvm.open(IDEMPOTENCY_BUCKET);
+    }
+    for (const definition of this.definitions) {
+      const id = definition.descriptor.id;
+      if (usesWorkQueue(definition.descriptor)) {
+        await ensureWorkConsumer(this.runtime, id);
+        this.loops.push(this.pull(id));
+      } else {
+        this.subscriptions.push(
+          nc.subscribe(workSubject(id), {
+            queue: WORK_QUEUE,
+            callback: (err, msg) => (err ? undefined : this.track(this.run(msg.data, msg.reply, undefined))),
+          }),
+        );
+      }
+    }
+    const direct = this.direct
+      ? this.definitions.filter((d) => directEligible(d.descriptor)).map((d) => d.descriptor.id)
+      : [];
+    let laneAllowed = false;
+    if (direct.length > 0 && !this.runtime.fleet) {
+      this.runtime.logger.warn(
+        "direct lane needs the runtime's view of the fleet (started with fleet: false); NATS invokes go through the gateways",
+      );
+    } else if (direct.length > 0) {
+      try {
+        await DirectLane.checkPermissions(this.runtime, direct);
+        laneAllowed = true;
+      } catch (err) {
+        // The registration then names no switch: gateways keep dispatching these invokes over the work subjects.
+        this.runtime.logger.warn(
+          { err: (err as Error).message },
+          "direct lane unavailable; NATS invokes reach this worker through the gateways",
+        );
+      }
+    }
+    await nc.flush();
+    this.register();
+    this.beat = setInterval(() => this.register(), this.heartbeatMs);
+    const fleet = this.runtime.fleet;
+    if (fleet) {
+      // Whether this worker may verify tokens itself (a refreshed token on a handed-off stream) follows the
+      // gateways' policies too; the lane, when it may have one, opens and closes with them.
+      this.stopWatchingPolicies = fleet.onGatewayPolicies(() => this.review(laneAllowed ? direct : []));
+      this.review(laneAllowed ? direct : []);
+      if (laneAllowed && direct.length > 0) {
+        // The worker is ready once its lane is: gateways leave these invokes to the lane from its switch instant,
+        // so it must be in the lane's queue group by then. Gateways already running are in the registry's first
+        // replay; with none yet, the lane opens later, when the first one publishes its settings.
+        await until(() => this.stopped || fleet.gatewayPolicies().length > 0, GATEWAY_POLICY_WAIT_MS);
+        await this.reviewing;
+      }
+    }
+  }
+
+  /**
+   * Compares this worker's policy fingerprint with every live gateway's (runtime/fleet/fleet.ts) and opens or closes
+   * the direct lane to match: a request is answered under the gateways' auth settings or not by this worker
+   * at all. One review at a time, in order; each waits for the one before.
+   */
+  private review(direct: string[]): void {
+    this.reviewing = this.reviewing
+      .then(() => this.applyPolicies(direct))
+      .catch((err: unknown) => {
+        this.runtime.logger.error({ err: (err as Error)?.stack ?? String(err) }, "direct lane review failed");
+      });
+  }
+
+  private async applyPolicies(direct: string[]): Promise<void> {
+    if (this.stopped) return;
+    const gateways = this.runtime.fleet?.gatewayPolicies() ?? [];
+    const differing = gateways.filter((g) => g.digest !== this.policy.digest);
+    this.policyMatches = gateways.length > 0 && differing.length === 0;
+    if (direct.length === 0) return;
+    if (this.policyMatches) {
+      this.laneOffReason = undefined;
+      if (this.directFrom !== undefined) return;
+      // Once the registry holds this worker (its first registration made its queues), the registration with the
+      // switch is written without delay, so its instant is still ahead when gateways read it.
+      await until(() => this.stopped || this.runtime.fleet?.knows(this.providerId) === true, 10_000);
+      if (this.stopped) return;
+      // Far enough ahead for every gateway to hear of it before it comes (docs/bindings/provider-protocol.md §9).
+      const from = Date.now() + DIRECT_SWITCH_MS;
+      this.directFrom = from;
+      this.register();
+      // Join the queue group once this runtime's own view of the fleet holds this registration (and so every
+      // earlier one): from then on it declines exactly what the gateways, from the same view, still answer.
+      const capabilities = this.runtime.capabilities;
+      await until(() => this.stopped || direct.every((id) => capabilities.directSince(id) !== undefined), 10_000);
+      if (this.stopped) return;
+      this.directLane = await DirectLane.open(this.runtime, this.providerId, direct, from);
+      return;
+    }
+    // Off: the public subjects are the gateways'. The lane is left first, then the registration drops its switch,
+    // so that no request is answered under other settings (for the milliseconds until every gateway hears of
+    // the change, one of these invokes may go unanswered, as when a direct-lane worker stops).
+    const lane = this.directLane;
+    this.directLane = undefined;
+    await lane?.close();
+    if (this.directFrom !== undefined) {
+      this.directFrom = undefined;
+      this.register();
+    }
+    const reason =
+      gateways.length === 0
+        ? "no gateway has published its auth settings yet"
+        : differing.map((g) => `${g.server_id}: ${policyDifferences(this.policy, g).join(", ")}`).join("; ");
+    if (reason === this.laneOffReason) return;
+    this.laneOffReason = reason;
+    if (gateways.length === 0) {
+      this.runtime.logger.info(
+        { capabilities: direct },
+        "direct lane waiting: no gateway has published its auth settings yet; NATS invokes go through the gateways",
+      );
+    } else {
+      this.runtime.logger.warn(
+        {
+          capabilities: direct,
+          differing: differing.map((g) => ({ server_id: g.server_id, settings: policyDifferences(this.policy, g) })),
+        },
+        `direct lane off: this worker's auth settings differ from the gateways' (${reason}); start it with the same MIG_AUTH_MODE and MIG_JWT_* settings (and policy file, rate limits, cancel and admin scope settings) as the gateways; NATS invokes go through the gateways`,
+      );
+    }
+  }
+
+  /** Registration and heartbeat are one act: re-putting the record says "still alive". */
+  private register(): void {
+    const record: Registration = {
+      v: PROTOCOL_VERSION,
+      provider_id: this.providerId,
+      heartbeat_ms: this.heartbeatMs,
+      started_at: new Date().toISOString(),
+      capabilities: this.definitions.map((d) => ({ descriptor: d.descriptor, schemas: d.schemas })),
+      direct_from: this.directFrom,
+      seq: ++this.registrations,
+    };
+    // Through the registrar (any runtime of the fleet), like a provider in another language: providers
+    // need no write access to the registry bucket (docs/bindings/provider-protocol.md).
+    this.runtime.bus.nc.publish(registerSubject(this.providerId), JSON.stringify(record));
+  }
+
+  /** Pulls only as many messages as there are free slots, so nothing waits in a buffer while its ack timer runs. */
+  private async pull(capability: string): Promise<void> {
+    const consumer = await this.runtime.bus.js.consumers.get(WORK_STREAM, consumerName(capability));
+    while (!this.stopped) {
+      const free = this.concurrency - this.running.size;
+      if (free <= 0) {
+        await Promise.race(this.running);
+        continue;
+      }
+      try {
+        const batch = await consumer.fetch({ max_messages: free, expires: 1000 });
+        for await (const msg of batch) this.track(this.run(msg.data, undefined, msg));
+      } catch (err) {
+        if (this.stopped) return;
+        this.runtime.logger.warn({ capability, err: (err as Error).message }, "work queue fetch failed; retrying");
+        await sleep(250);
+      }
+    }
+  }
+
+  private track(work: Promise<void>): void {
+    this.running.add(work);
+    void work.finally(() => this.running.delete(work));
+  }
+
+  private onCancel(msg: Msg): void {
+    let reason = "cancelled by the caller";
+    try {
+      const notice = decode(msg.data) as { reason?: unknown };
+      if (typeof notice?.reason === "string") reason = notice.reason;
+    } catch {
+      this.runtime.metrics.providerReplies.inc({ reason: "garbage_cancel" });
+    }
+    const messageId = msg.subject.slice(msg.subject.lastIndexOf(".") + 1);
+    this.runtime.inflight.get(messageId)?.actor.send({ type: "CANCEL", reason });
+  }
+
+  private async run(data: Uint8Array, replySubject: string | undefined, jsMsg: JsMsg | undefined): Promise<void> {
+    const { nc } = this.runtime.bus;
+    let request: WorkRequest;
+    try {
+      request = readWorkRequest(data);
+    } catch (err) {
+      this.runtime.metrics.providerReplies.inc({ reason: "garbage_work" });
+      this.runtime.logger.warn({ err: (err as Error).message }, "work request refused");
+      if (replySubject) nc.publish(replySubject, encode(errorReply(err as MigError)));
+      jsMsg?.term();
+      return;
+    }
+    const reply = (value: WorkReply) => {
+      const to = request.reply_to ?? replySubject;
+      if (to) nc.publish(to, encode(value));
+    };
+    const entry = this.runtime.capabilities.get(request.capability);
+    if (!entry) {
+      reply(errorReply(new MigError("MIG_UNSUPPORTED_CAPABILITY", `this worker does not serve ${request.capability}`)));
+      jsMsg?.term();
+      return;
+    }
+    const messageId = request.header.message_id;
+    const remaining = request.deadline_at - Date.now();
+    if (remaining <= 0) {
+      // The caller stopped waiting: running the work now would only be a side effect nobody asked for.
+      reply(errorReply(new MigError("MIG_TIMEOUT", `the deadline of ${messageId} passed before a worker took it`)));
+      jsMsg?.ack();
+      return;
+    }
+    if (this.runtime.inflight.has(messageId)) {
+      jsMsg?.working(); // a redelivery of work this worker is still running: keep it, answer once
+      return;
+    }
+    const doneKey =
+      jsMsg &&
+      this.doneRecords &&
+      request.header.idempotency_key &&
+      entry.descriptor.qos?.delivery_semantics === "exactly_once"
+        ? `w.${IdempotencyStore.keyOf(request.header.tenant_id, request.capability, request.header.idempotency_key)}`
+        : undefined;
+    if (doneKey && jsMsg!.info.deliveryCount > 1) {
+      const done = await this.doneRecords!.get(doneKey).catch(() => null);
+      if (done && done.operation === "PUT") {
+        // An earlier worker finished this key and died before acking: answer its result, do not run again.
+        reply({ ok: true, payload: done.json<JsonObject>() });
+        jsMsg!.ack();
+        return;
+      }
+    }
+
+    const progress = jsMsg
+      ? setInterval(() => jsMsg.working(), Math.floor(WORK_ACK_WAIT_MS / 3))
+      : setTimeout(() => reply({ accepted: this.providerId }), ACCEPT_NOTICE_MS);
+    const header = { ...request.header, deadline_ms: remaining };
+    let outcome: InvocationOutcome;
+    try {
+      outcome = await execute(this.runtime, entry, header, principalFromWire(request.principal), request.payload);
+    } finally {
+      clearInterval(progress);
+      clearTimeout(progress);
+    }
+    if (doneKey && outcome.ok)
+      await this.doneRecords!.put(doneKey, JSON.stringify(outcome.payload)).catch(() => undefined);
+    reply(outcome.ok ? { ok: true, payload: outcome.payload } : errorReply(outcome.error));
+    jsMsg?.ack();
+  }
+
+  /** Leaves the registry at once (DISCOVER drops it without waiting for missed beats), then finishes running work. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.beat) clearInterval(this.beat);
+    this.stopWatchingPolicies?.();
+    await this.reviewing;
+    // The direct lane first: while gateways still leave its invokes to this worker, another direct worker
+    // of the capability takes them (or, if none, they go unanswered until the leave below is heard: ms).
+    await this.directLane?.close();
+    this.leavingStreams?.();
+    this.runtime.bus.nc.publish(leaveSubject(this.providerId), "");
+    await this.runtime.bus.nc.flush().catch(() => undefined);
+    for (const sub of this.subscriptions) await sub.drain().catch(() => undefined);
+    await Promise.race([Promise.allSettled([...this.running]), sleep(5_000)]);
+  }
+}
+
+function errorReply(error: MigError): WorkReply {
+  return {
+    ok: false,
+    error: (error instanceof MigError ? error : new MigError("MIG_INTERNAL", "the worker failed")).toJSON(),
+  };
+}
+
+/** The durable pull consumer that all providers of one queued capability share. */
+export async function ensureWorkConsumer(runtime: MigRuntime, capability: string): Promise<void> {
+  await runtime.bus.jsm.consumers.add(WORK_STREAM, {
+    durable_name: consumerName(capability),
+    filter_subject: jsWorkSubject(capability),
+    ack_policy: AckPolicy.Explicit,
+    ack_wait: nanos(WORK_ACK_WAIT_MS),
+    max_deliver: WORK_MAX_DELIVER,
+    max_ack_pending: 4096,
+  });
+}
+
+/** The work-queue stream: file storage, so queued work survives a restart of the bus. */
+export async function ensureWorkStream(runtime: MigRuntime): Promise<void> {
+  const { jsm } = runtime.bus;
+  try {
+    await jsm.streams.info(WORK_STREAM);
+    return;
+  } catch {
+    // Not there yet: create it below.
+  }
+  try {
+    await jsm.streams.add({
+      name: WORK_STREAM,
+      subjects: [WORK_STREAM_SUBJECTS],
+      retention: RetentionPolicy.Workqueue,
+      storage: StorageType.File,
+      max_age: nanos(24 * 3600 * 1000),
+    });
+  } catch (err) {
+    // Another worker created it in the meantime.
+    await jsm.streams.info(WORK_STREAM).catch(() => {
+      throw err;
+    });
+  }
+}
