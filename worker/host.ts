@@ -1,10 +1,10 @@
 // Provider side of the provider protocol: hosts capability definitions in a runtime process and takes their work from the bus.
 import { hostname } from "node:os";
-import { AckPolicy, type JsMsg, RetentionPolicy, StorageType } from "@nats-io/jetstream";
+import type { JsMsg } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
-import { type Msg, nanos, nuid, type Subscription } from "@nats-io/transport-node";
+import { type Msg, nuid, type Subscription } from "@nats-io/transport-node";
 import type { InvocationOutcome } from "../actors/invocation.ts";
-import { serveRemoteStreams } from "../runtime/fleet/remote-stream.ts";
+import { ensureWorkConsumer, ensureWorkStream } from "../runtime/fleet/work-queue.ts";
 import { execute } from "../runtime/ops/invoke.ts";
 import { type PolicyFingerprint, policyDifferences, policyFingerprint } from "../runtime/policy/policy-fingerprint.ts";
 import {
@@ -16,7 +16,6 @@ import {
   decode,
   directEligible,
   encode,
-  jsWorkSubject,
   leaveSubject,
   PROTOCOL_VERSION,
   principalFromWire,
@@ -25,10 +24,8 @@ import {
   registerSubject,
   usesWorkQueue,
   WORK_ACK_WAIT_MS,
-  WORK_MAX_DELIVER,
   WORK_QUEUE,
   WORK_STREAM,
-  WORK_STREAM_SUBJECTS,
   type WorkReply,
   type WorkRequest,
   workSubject,
@@ -39,6 +36,7 @@ import { IDEMPOTENCY_BUCKET, IdempotencyStore } from "../runtime/store/idempoten
 import { MigError } from "../schemas/errors.ts";
 import type { JsonObject } from "../schemas/types.ts";
 import { DirectLane } from "./direct-lane.ts";
+import { serveRemoteStreams } from "./streams.ts";
 
 export interface WorkerOptions {
   heartbeatMs?: number;
@@ -132,13 +130,13 @@ export class WorkerHost {
 
     const queued = this.definitions.filter((d) => usesWorkQueue(d.descriptor));
     if (queued.length > 0) {
-      await ensureWorkStream(this.runtime);
+      await ensureWorkStream(this.runtime.bus.jsm);
       this.doneRecords = await kvm.open(IDEMPOTENCY_BUCKET);
     }
     for (const definition of this.definitions) {
       const id = definition.descriptor.id;
       if (usesWorkQueue(definition.descriptor)) {
-        await ensureWorkConsumer(this.runtime, id);
+        await ensureWorkConsumer(this.runtime.bus.jsm, id);
         this.loops.push(this.pull(id));
       } else {
         this.subscriptions.push(
@@ -402,41 +400,4 @@ function errorReply(error: MigError): WorkReply {
     ok: false,
     error: (error instanceof MigError ? error : new MigError("MIG_INTERNAL", "the worker failed")).toJSON(),
   };
-}
-
-/** The durable pull consumer that all providers of one queued capability share. */
-export async function ensureWorkConsumer(runtime: MigRuntime, capability: string): Promise<void> {
-  await runtime.bus.jsm.consumers.add(WORK_STREAM, {
-    durable_name: consumerName(capability),
-    filter_subject: jsWorkSubject(capability),
-    ack_policy: AckPolicy.Explicit,
-    ack_wait: nanos(WORK_ACK_WAIT_MS),
-    max_deliver: WORK_MAX_DELIVER,
-    max_ack_pending: 4096,
-  });
-}
-
-/** The work-queue stream: file storage, so queued work survives a restart of the bus. */
-export async function ensureWorkStream(runtime: MigRuntime): Promise<void> {
-  const { jsm } = runtime.bus;
-  try {
-    await jsm.streams.info(WORK_STREAM);
-    return;
-  } catch {
-    // Not there yet: create it below.
-  }
-  try {
-    await jsm.streams.add({
-      name: WORK_STREAM,
-      subjects: [WORK_STREAM_SUBJECTS],
-      retention: RetentionPolicy.Workqueue,
-      storage: StorageType.File,
-      max_age: nanos(24 * 3600 * 1000),
-    });
-  } catch (err) {
-    // Another worker created it in the meantime.
-    await jsm.streams.info(WORK_STREAM).catch(() => {
-      throw err;
-    });
-  }
 }

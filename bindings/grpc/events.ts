@@ -8,8 +8,8 @@ import { MigError } from "../../schemas/errors.ts";
 import type { JsonObject } from "../../schemas/types.ts";
 import { credentialsOf, mergeHeaderFields, tenantOf } from "./metadata.ts";
 import { decodedBody } from "./proto.ts";
-import type { StreamingCalls } from "./server.ts";
 import { statusFor } from "./status.ts";
+import type { StreamingCalls } from "./streaming-calls.ts";
 import { toProto } from "./translate.ts";
 
 type Call = ServerWritableStream<unknown, unknown>;

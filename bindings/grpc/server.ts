@@ -20,6 +20,7 @@ import { credentialsOf, deadlineAtOf, endedByDeadline, mergeHeaderFields, tenant
 import { decodedBody, migPackageDefinition, migService, type ServiceName } from "./proto.ts";
 import { statusFor } from "./status.ts";
 import { serveStreamInvoke } from "./stream-invoke.ts";
+import type { StreamingCalls } from "./streaming-calls.ts";
 import { answerToProto } from "./translate.ts";
 
 export interface GrpcBindingOptions {
@@ -40,9 +41,6 @@ export interface GrpcBinding {
 }
 
 type Call = ServerUnaryCall<unknown, unknown>;
-
-/** The open streaming calls of a server, each as a function that ends it with a reason (at shutdown). */
-export type StreamingCalls = Set<(reason: string) => void>;
 
 type Operation = (body: JsonObject, context: RequestContext, call: Call) => Promise<object>;
 

@@ -15,8 +15,8 @@ import { MigError } from "../../schemas/errors.ts";
 import type { JsonObject, MessageHeader, StreamFrame } from "../../schemas/types.ts";
 import { credentialsOf, deadlineAtOf, endedByDeadline, mergeHeaderFields, tenantOf } from "./metadata.ts";
 import { decodedBody } from "./proto.ts";
-import type { StreamingCalls } from "./server.ts";
 import { statusFor } from "./status.ts";
+import type { StreamingCalls } from "./streaming-calls.ts";
 import { toProto } from "./translate.ts";
 
 type Call = ServerDuplexStream<unknown, unknown>;

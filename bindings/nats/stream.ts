@@ -9,17 +9,11 @@ import { replySubjectAllowed } from "../../runtime/policy/policy.ts";
 import { errorEnvelope } from "../../runtime/protocol/envelope.ts";
 import { parseJsonLimited } from "../../runtime/protocol/json-limits.ts";
 import { checkTenant } from "../../runtime/protocol/names.ts";
-import { SUBJECT_ROOT } from "../../runtime/protocol/subjects.ts";
+import { STREAM_START_SUBJECT, streamInboundSubject, streamSubject } from "../../runtime/protocol/subjects.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
 import { MigError, toMigError } from "../../schemas/errors.ts";
 import { CreditSink } from "./credit-sink.ts";
 import { replyHeaders } from "./reply-headers.ts";
-
-/** Request/reply: an InvokeRequest (optionally with `stream_id`) starts a stream; the reply names its subjects. */
-export const STREAM_START_SUBJECT = `${SUBJECT_ROOT}.*.control.stream`;
-export const streamSubject = (tenant: string, streamId: string) => `${SUBJECT_ROOT}.${tenant}.stream.${streamId}`;
-/** The caller's side of a stream: credit, cancel and bidi request frames (StreamFrame JSON). */
-export const streamInboundSubject = (tenant: string, streamId: string) => `${streamSubject(tenant, streamId)}.in`;
 
 const decoder = new TextDecoder();
 

@@ -3,7 +3,6 @@
 import type { KV } from "@nats-io/kv";
 import type { Msg, Subscription } from "@nats-io/transport-node";
 import type { CancelStatus, CapabilityDescriptor, JsonObject } from "../../schemas/types.ts";
-import { ensureWorkConsumer, ensureWorkStream } from "../../worker/host.ts";
 import type { RequestContext } from "../core.ts";
 import { policyFingerprint } from "../policy/policy-fingerprint.ts";
 import {
@@ -35,6 +34,7 @@ import { MicroAttach } from "./micro-attach.ts";
 import { RemoteDispatcher } from "./remote-dispatch.ts";
 import { remoteStreamHandler, remoteStreamsProviderGone } from "./remote-stream.ts";
 import { handedOffStreamsProviderGone, streamHandOff } from "./stream-handoff.ts";
+import { ensureWorkConsumer, ensureWorkStream } from "./work-queue.ts";
 
 export interface RemoteCapability {
   descriptor: CapabilityDescriptor;
@@ -402,8 +402,8 @@ export class Fleet {
         if (!descriptor || !usesWorkQueue(descriptor) || this.queuesReady.has(descriptor.id)) continue;
         if (listed?.some((c) => c.descriptor.id === descriptor.id)) continue;
         checkDescriptor(descriptor); // its id becomes a consumer's filter subject: no wildcards, no empty tokens
-        await ensureWorkStream(this.runtime);
-        await ensureWorkConsumer(this.runtime, descriptor.id);
+        await ensureWorkStream(this.runtime.bus.jsm);
+        await ensureWorkConsumer(this.runtime.bus.jsm, descriptor.id);
         this.queuesReady.add(descriptor.id);
       }
       await this.registry.put(providerId, msg.data);

@@ -16,7 +16,6 @@
 // frame when the worker dies. docs/bindings/provider-protocol.md §6 and docs/decisions.md, 'NATS streams of
 // worker-served capabilities are handed off'.
 import { type Msg, type NatsConnection, nuid } from "@nats-io/transport-node";
-import { streamSubject } from "../../bindings/nats/stream.ts";
 import { MigError } from "../../schemas/errors.ts";
 import type { CapabilityDescriptor, JsonObject } from "../../schemas/types.ts";
 import type { InflightStream } from "../core.ts";
@@ -30,6 +29,7 @@ import {
   PROTOCOL_VERSION,
   principalOnWire,
 } from "../protocol/provider-protocol.ts";
+import { streamSubject } from "../protocol/subjects.ts";
 import type { MigRuntime } from "../runtime.ts";
 import { type StreamOpen, streamOpenSubject, streams } from "./remote-stream.ts";
 

@@ -5,8 +5,12 @@ import { createInbox, type Msg, type Subscription as NatsSubscription } from "@n
 import type { SubscriptionEvent, SubscriptionPump } from "../../actors/subscription.ts";
 import { MigError } from "../../schemas/errors.ts";
 import type { BindingType } from "../../schemas/types.ts";
-import type { EventSink, SubscribeCore, SubscriptionInfo, SubscriptionStats } from "../ops/subscribe.ts";
-import { deliveredJson, type TopicRef, unavailable } from "../store/events.ts";
+import type { RuntimeConfig } from "../base/config.ts";
+import type { Logger } from "../base/logger.ts";
+import type { Metrics } from "../base/metrics.ts";
+import type { Bus } from "../bus/bus.ts";
+import { deliveredJson, type EventStore, type TopicRef, unavailable } from "../store/events.ts";
+import type { EventSink, SubscriptionInfo, SubscriptionStats } from "./event-sink.ts";
 
 /** Events asked for per pull request at most; held plus asked-for never exceeds max_inflight. */
 const MAX_BATCH = 512;
@@ -20,6 +24,18 @@ const FETCH_EXPIRES_MS = 5_000;
 const MAX_FETCH_EXPIRES_MS = 30_000;
 /** Every stored event body starts so (runtime/ops/publish.ts); anything else on a topic's subject is poison. */
 const STORED_PREFIX = '{"header":';
+
+/** What the pump uses of the runtime; SUBSCRIBE's core (SubscribeCore in runtime/ops/subscribe.ts) has all of it. */
+export interface PumpCore {
+  config: Pick<RuntimeConfig, "replayRatePerSec" | "deadLetterAfter">;
+  metrics: Pick<
+    Metrics,
+    "subscriptionLag" | "subscriptionBuffered" | "eventsReplayed" | "subscriptionPauses" | "eventsDeadLettered"
+  >;
+  bus: Pick<Bus, "nc" | "jsm" | "onReconnect">;
+  logger: Pick<Logger, "info">;
+  events: Pick<EventStore, "deadLetter">;
+}
 
 /** JetStream's "consumer not found" / "stream not found" (a timeout or no responders is not that). */
 export function isNotFound(err: unknown): boolean {
@@ -118,7 +134,7 @@ export class Pump implements SubscriptionPump {
   private readonly replayed;
 
   constructor(
-    private readonly core: SubscribeCore,
+    private readonly core: PumpCore,
     private readonly ref: TopicRef,
     public consumerName: string,
     private readonly place: (start: number) => Promise<string>,

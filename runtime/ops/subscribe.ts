@@ -5,10 +5,11 @@ import { randomUUID } from "node:crypto";
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import { subscriptionMachine } from "../../actors/subscription.ts";
 import { MigError, toMigError } from "../../schemas/errors.ts";
-import type { BindingType, MessageHeader } from "../../schemas/types.ts";
+import type { BindingType } from "../../schemas/types.ts";
 import type { Bus } from "../bus/bus.ts";
 import { ConsumerReaper } from "../bus/consumer-reaper.ts";
 import type { RequestContext } from "../core.ts";
+import type { EventSink, SubscriptionInfo, SubscriptionStats } from "../flow/event-sink.ts";
 import { isNotFound, Pump } from "../flow/subscription-pump.ts";
 import { replySubjectAllowed } from "../policy/policy.ts";
 import { checkTenant } from "../protocol/names.ts";
@@ -16,58 +17,15 @@ import { type TopicRef, type TopicState, topicRef, unavailable } from "../store/
 import { authorizeTopic, type EventsCore, requestTopic } from "./publish.ts";
 import { acceptRequest, optionalStringField } from "./request.ts";
 
+// The bindings import a sink's types from here, SUBSCRIBE's entry point.
+export type { EventSink, SubscriptionInfo } from "../flow/event-sink.ts";
+
 export const DEFAULT_MAX_INFLIGHT = 256;
 const ACK_WAIT_NS = 60_000 * 1_000_000;
 /** An ephemeral consumer left behind by a dead runtime is removed by the server after this long. */
 const EPHEMERAL_IDLE_NS = 60_000 * 1_000_000;
 /** A durable consumer nobody has used for this long is removed by the server. */
 const DURABLE_IDLE_NS = 7 * 24 * 3600 * 1000 * 1_000_000;
-
-/** Where a subscription's events go; each binding implements one. */
-export interface EventSink {
-  /** Called once the consumer is in place, before any event. */
-  open(info: SubscriptionInfo): void;
-  /** Writes one EventMessage (JSON); false means the transport is full: wait for `drained()` before the next. */
-  event(sequence: number, json: string): boolean;
-  /**
-   * Sends what `event` gathered, if the sink gathers (SSE writes a batch as one chunk); the pump calls it before it
-   * acknowledges the batch and waits. False as for `event`.
-   */
-  flush?(): boolean;
-  /** Lifecycle notices the subscriber can see (SSE comment frames). */
-  notice(kind: "live" | "paused" | "resumed" | "dead_lettered", detail: Record<string, string | number>): void;
-  /** Resolves when the transport can take more, or when it closed. */
-  drained(): Promise<void>;
-  /** Ends the transport side, with the error that ended the subscription if any. */
-  close(error: MigError | undefined): void;
-  /** Bytes the transport holds and has not yet sent. */
-  readonly bufferedBytes: number;
-  /** The bus subject the events are published to, when the binding delivers on the bus (NATS `deliver_subject`). */
-  readonly destination?: string;
-}
-
-export interface SubscriptionInfo {
-  header: MessageHeader;
-  subscription_id: string;
-  topic: string;
-  consumer_id: string | undefined;
-  /** The first sequence this subscription will deliver. */
-  start_sequence: number;
-  /** Events up to this sequence are delivered with replay: true; later ones are live. */
-  replay_until: number;
-  max_inflight: number;
-}
-
-export interface SubscriptionStats {
-  state: string;
-  last_sequence: number;
-  delivered: number;
-  /** Most events ever held by the runtime for this subscription at once (fetched, not yet written). */
-  max_buffered_events: number;
-  /** Most bytes ever held by the transport for this subscription at once. */
-  max_buffered_bytes: number;
-  pauses: number;
-}
 
 export interface Subscription {
   readonly info: SubscriptionInfo;

@@ -4,7 +4,7 @@
 // ~0.5 µs for this: the record's shape is fixed, most of its strings are the runtime's own, and a string that
 // needs no escaping is written as it is. Any other string goes through JSON.stringify, so the line is always the
 // JSON of the record (test/audit-line.test.ts compares both on hostile strings).
-import type { AuditRecord } from "./audit.ts";
+import type { AuditRecord } from "./audit-record.ts";
 
 /** A character JSON must escape, or a lone surrogate (which JSON.stringify writes as \u escape). */
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this pattern looks for

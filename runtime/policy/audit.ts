@@ -11,6 +11,10 @@ import type { Bus } from "../bus/bus.ts";
 import { isoNow } from "../protocol/clock.ts";
 import { checkTenant } from "../protocol/names.ts";
 import { auditLine } from "./audit-line.ts";
+import type { AuditDecision, AuditRecord } from "./audit-record.ts";
+
+// The record type is still imported from here, with the log.
+export type { AuditRecord } from "./audit-record.ts";
 
 export const AUDIT_STREAM = "MIG_AUDIT";
 /** Internal subjects (under `_MIG.`, which client credentials cannot publish to): `_MIG.audit.t.<tenant>`. */
@@ -29,34 +33,6 @@ const MAX_QUEUED = 50_000;
  */
 const RECORDS_PER_MESSAGE = 512;
 const CURSOR_SPAN = 1024;
-
-export type AuditDecision = "allow" | "deny" | "none";
-
-export interface AuditRecord {
-  /** RFC 3339 time of the decision. */
-  ts: string;
-  server_id: string;
-  /** `operation`: a MIG operation; `authentication`: a refused credential; `admin`: an admin route. */
-  kind: "operation" | "authentication" | "admin";
-  binding: string;
-  /** Who: the principal's subject (`sub`), or the X-Actor / "anonymous" name in auth mode none. */
-  actor: string;
-  authenticated: boolean;
-  /** The tenant acted for (the credential's tenant when there is one); "" when unknown. */
-  tenant: string;
-  /** A different tenant the request named (a cross-tenant attempt), when there was one. */
-  requested_tenant?: string;
-  operation: string;
-  /** The capability, topic, target message id or admin path. */
-  target?: string;
-  /** The authorization decision: allow, deny (MIG_UNAUTHORIZED, MIG_FORBIDDEN, MIG_RATE_LIMITED) or none (refused before it). */
-  decision: AuditDecision;
-  outcome: "ok" | "error";
-  code?: MigErrorCode;
-  reason?: string;
-  message_id?: string;
-  traceparent?: string;
-}
 
 export interface AuditQuery {
   tenant?: string | undefined;

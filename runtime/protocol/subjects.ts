@@ -17,6 +17,12 @@ export const PUBLIC_SUBJECTS: readonly string[] = [
   `${SUBJECT_ROOT}.*.control.heartbeat`,
 ];
 
+/** Request/reply: an InvokeRequest (optionally with `stream_id`) starts a stream; the reply names its subjects. */
+export const STREAM_START_SUBJECT = `${SUBJECT_ROOT}.*.control.stream`;
+export const streamSubject = (tenant: string, streamId: string) => `${SUBJECT_ROOT}.${tenant}.stream.${streamId}`;
+/** The caller's side of a stream: credit, cancel and bidi request frames (StreamFrame JSON). */
+export const streamInboundSubject = (tenant: string, streamId: string) => `${streamSubject(tenant, streamId)}.in`;
+
 export interface ParsedSubject {
   tenant: string;
   operation: NatsOperation;
