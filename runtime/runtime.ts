@@ -27,9 +27,10 @@ import {
   shownUrl,
 } from "./bus/bus-credentials.ts";
 import { DEFAULT_CONF, NatsLauncher } from "./bus/nats-launcher.ts";
-import { type InflightInvocation, RecentlyFinished, type RequestContext, type RuntimeCore } from "./core.ts";
+import type { RuntimeCore } from "./core.ts";
 import { Fleet } from "./fleet/fleet.ts";
-import { acceptStream, type OpenStreamOptions, openStream, type StreamSession, startSession } from "./flow/stream.ts";
+import { type InflightInvocation, RecentlyFinished } from "./flow/inflight.ts";
+import type { StreamSession } from "./flow/stream-session.ts";
 import { Supervisor } from "./flow/supervisor.ts";
 import { cancel } from "./ops/cancel.ts";
 import { discover } from "./ops/discover.ts";
@@ -37,12 +38,14 @@ import { heartbeat } from "./ops/heartbeat.ts";
 import { hello } from "./ops/hello.ts";
 import { invoke } from "./ops/invoke.ts";
 import { type PublishAck, publish } from "./ops/publish.ts";
+import { acceptStream, type OpenStreamOptions, openStream, startSession } from "./ops/stream.ts";
 import { type EventSink, type Subscription, SubscriptionRegistry, subscribe } from "./ops/subscribe.ts";
 import { AuditLog, operationRecord, parseAuditQuery, type StoredAuditRecord } from "./policy/audit.ts";
 import { Authenticator } from "./policy/auth.ts";
 import { FairShare } from "./policy/fair-share.ts";
 import { AccessPolicy, type AdminView, transportTenant } from "./policy/policy.ts";
 import type { Principal } from "./protocol/principal.ts";
+import type { RequestContext } from "./protocol/request-context.ts";
 import type { CapabilityDefinition } from "./provider/provider.ts";
 import { CapabilityRegistry } from "./provider/registry.ts";
 import { SchemaRegistry } from "./provider/schema-registry.ts";
@@ -449,7 +452,7 @@ export class MigRuntime implements RuntimeCore {
   }
 
   /**
-   * Starts a streaming invocation whose frames go to `options.sink` (runtime/flow/stream.ts). Synchronous,
+   * Starts a streaming invocation whose frames go to `options.sink` (runtime/flow/stream-session.ts). Synchronous,
    * so that a binding can route the caller's next frame to the stream at once; throws the MigError
    * to answer when the request is refused.
    */

@@ -6,6 +6,8 @@ export type JsonObject = Record<string, unknown>;
 export type BindingType = "grpc" | "nats" | "http";
 export type InvocationMode = "unary" | "server_stream" | "client_stream" | "bidi_stream";
 export type StreamPreference = "unary" | "server_stream" | "bidi_stream";
+/** The mode a stream runs in, once chosen from its request. */
+export type StreamMode = "server_stream" | "bidi_stream";
 export type DeliverySemantics = "best_effort" | "at_least_once" | "exactly_once";
 export type FrameKind = "request" | "response" | "event" | "control" | "error";
 

@@ -3,7 +3,7 @@ import { randomUUID } from "node:crypto";
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type GrpcBinding, startGrpcBinding } from "../bindings/grpc/server.ts";
-import type { StreamSession } from "../runtime/flow/stream.ts";
+import type { StreamSession } from "../runtime/flow/stream-session.ts";
 import { defineStreamingCapability } from "../runtime/provider/provider.ts";
 import { anyDescriptor, anySchemas } from "./helpers/descriptors.ts";
 import {

@@ -1,6 +1,6 @@
 // The memory of finished message ids behind CANCEL's "already_completed": bounded, newest kept, oldest forgotten.
 import { describe, expect, it } from "vitest";
-import { RecentlyFinished } from "../runtime/core.ts";
+import { RecentlyFinished } from "../runtime/flow/inflight.ts";
 
 describe("RecentlyFinished", () => {
   it("remembers at least the newest `limit` ids with their tenant, and forgets the oldest as more come", () => {

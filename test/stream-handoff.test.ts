@@ -10,7 +10,7 @@ import { type NatsBinding, startNatsBinding } from "../bindings/nats/server.ts";
 import { loadConfig } from "../runtime/base/config.ts";
 import { createLogger } from "../runtime/base/logger.ts";
 import { type StreamOpen, streamOpenSubject } from "../runtime/fleet/remote-stream.ts";
-import { StreamSession } from "../runtime/flow/stream.ts";
+import { StreamSession } from "../runtime/flow/stream-session.ts";
 import { Authenticator } from "../runtime/policy/auth.ts";
 import {
   decode,

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type NatsBinding, startNatsBinding } from "../bindings/nats/server.ts";
 import { loadConfig } from "../runtime/base/config.ts";
 import { createLogger } from "../runtime/base/logger.ts";
-import type { StreamSession } from "../runtime/flow/stream.ts";
+import type { StreamSession } from "../runtime/flow/stream-session.ts";
 import { Authenticator } from "../runtime/policy/auth.ts";
 import { defineCapability, defineStreamingCapability } from "../runtime/provider/provider.ts";
 import { MigRuntime } from "../runtime/runtime.ts";

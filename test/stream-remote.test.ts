@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../runtime/base/config.ts";
 import { createLogger } from "../runtime/base/logger.ts";
-import type { StreamSession } from "../runtime/flow/stream.ts";
+import type { StreamSession } from "../runtime/flow/stream-session.ts";
 import { MigRuntime } from "../runtime/runtime.ts";
 import { WorkerHost } from "../worker/host.ts";
 import { count, echo, forever } from "./fixtures/stream-provider.ts";

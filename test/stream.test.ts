@@ -1,7 +1,7 @@
 // Streaming invocations over the WebSocket and SSE bindings: flow control, cancel, deadline, concurrency.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runConformance } from "../conformance/harness.ts";
-import type { StreamSession } from "../runtime/flow/stream.ts";
+import type { StreamSession } from "../runtime/flow/stream-session.ts";
 import { defineCapability, defineStreamingCapability } from "../runtime/provider/provider.ts";
 import { anyDescriptor, anySchemas } from "./helpers/descriptors.ts";
 import { expectEnvelope } from "./helpers/envelopes.ts";

@@ -4,7 +4,7 @@
 import { type Msg, nuid, type Subscription } from "@nats-io/transport-node";
 import { openOnSubjects } from "../bindings/nats/stream.ts";
 import { type StreamOpen, streamOpenSubject, type ToGateway } from "../runtime/fleet/remote-stream.ts";
-import type { FrameSink, StreamSession } from "../runtime/flow/stream.ts";
+import type { FrameSink, StreamSession } from "../runtime/flow/stream-session.ts";
 import type { Authenticator } from "../runtime/policy/auth.ts";
 import { ControlGuard } from "../runtime/policy/control-guard.ts";
 import {

@@ -10,8 +10,9 @@ import {
 } from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
 import { parseAddr } from "../../runtime/base/config.ts";
-import type { RequestContext } from "../../runtime/core.ts";
+
 import type { Authenticator } from "../../runtime/policy/auth.ts";
+import type { RequestContext } from "../../runtime/protocol/request-context.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
 import { MigError } from "../../schemas/errors.ts";
 import type { JsonObject } from "../../schemas/types.ts";

@@ -7,9 +7,10 @@
 // by status OK. A first frame that cannot open a stream ends the call with the MIG error's status
 // (as a unary call would); a bad frame of a live stream ends the stream with an error frame.
 import type { ServerDuplexStream } from "@grpc/grpc-js";
-import type { RequestContext } from "../../runtime/core.ts";
-import type { FrameSink, StreamSession } from "../../runtime/flow/stream.ts";
+
+import type { FrameSink, StreamSession } from "../../runtime/flow/stream-session.ts";
 import type { Authenticator } from "../../runtime/policy/auth.ts";
+import type { RequestContext } from "../../runtime/protocol/request-context.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
 import { MigError } from "../../schemas/errors.ts";
 import type { JsonObject, MessageHeader, StreamFrame } from "../../schemas/types.ts";

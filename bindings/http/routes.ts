@@ -1,7 +1,8 @@
 // The HTTP route table: method and path to a runtime operation; path segments are checked by the runtime.
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { RequestContext } from "../../runtime/core.ts";
+
 import type { AdminView } from "../../runtime/policy/policy.ts";
+import type { RequestContext } from "../../runtime/protocol/request-context.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
 import { serveSubscription } from "./sse.ts";
 

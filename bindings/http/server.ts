@@ -2,10 +2,11 @@
 import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createTlsServer } from "node:https";
-import type { RequestContext } from "../../runtime/core.ts";
+
 import type { Authenticator } from "../../runtime/policy/auth.ts";
 import type { AdminView } from "../../runtime/policy/policy.ts";
 import type { Principal } from "../../runtime/protocol/principal.ts";
+import type { RequestContext } from "../../runtime/protocol/request-context.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
 import { MigError } from "../../schemas/errors.ts";
 import { checkBodyHeaders, drainBody, readJsonBody } from "./body.ts";

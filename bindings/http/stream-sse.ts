@@ -1,7 +1,8 @@
 // Server-sent events for POST /mig/v0.1/invoke/{capability} with stream_preference server_stream: one event per StreamFrame.
 import type { ServerResponse } from "node:http";
-import type { RequestContext } from "../../runtime/core.ts";
-import type { FrameSink, StreamSession } from "../../runtime/flow/stream.ts";
+
+import type { FrameSink, StreamSession } from "../../runtime/flow/stream-session.ts";
+import type { RequestContext } from "../../runtime/protocol/request-context.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
 import { MigError } from "../../schemas/errors.ts";
 import { tryEncodeFrame, UNENCODABLE, unencodableTerminal } from "./respond.ts";

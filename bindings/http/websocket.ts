@@ -2,12 +2,13 @@
 import type { IncomingMessage, Server } from "node:http";
 import type { Duplex } from "node:stream";
 import { type RawData, WebSocket, WebSocketServer } from "ws";
-import type { RequestContext } from "../../runtime/core.ts";
-import { checkStreamId, type FrameSink, type StreamSession } from "../../runtime/flow/stream.ts";
+
+import { checkStreamId, type FrameSink, type StreamSession } from "../../runtime/flow/stream-session.ts";
 import type { Authenticator } from "../../runtime/policy/auth.ts";
 import { errorHeader } from "../../runtime/protocol/envelope.ts";
 import { parseJsonLimited } from "../../runtime/protocol/json-limits.ts";
 import type { Principal } from "../../runtime/protocol/principal.ts";
+import type { RequestContext } from "../../runtime/protocol/request-context.ts";
 import type { MigRuntime } from "../../runtime/runtime.ts";
 import { HTTP_STATUS, MigError } from "../../schemas/errors.ts";
 import type { StreamFrame } from "../../schemas/types.ts";

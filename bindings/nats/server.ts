@@ -2,11 +2,12 @@
 import { Match, type Msg, type MsgHdrs, type Subscription } from "@nats-io/transport-node";
 import { ADMISSION_CHUNK, ChunkedAdmission } from "../../runtime/bus/chunked-admission.ts";
 import { TurnBatch } from "../../runtime/bus/turn-batch.ts";
-import type { RequestContext } from "../../runtime/core.ts";
+
 import type { Authenticator } from "../../runtime/policy/auth.ts";
 import { replySubjectAllowed } from "../../runtime/policy/policy.ts";
 import { errorEnvelope } from "../../runtime/protocol/envelope.ts";
 import { parseJsonLimited } from "../../runtime/protocol/json-limits.ts";
+import type { RequestContext } from "../../runtime/protocol/request-context.ts";
 import {
   capabilityOf,
   type ParsedSubject,

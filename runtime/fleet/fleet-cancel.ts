@@ -1,12 +1,19 @@
 // The holder's side of CANCEL fan-out: a runtime asked on `_MIG.fleet.cancel` answers only for invocations and streams it runs.
+
 import type { Msg } from "@nats-io/transport-node";
 import { MigError } from "../../schemas/errors.ts";
-import type { RequestContext } from "../core.ts";
+import type { CancelStatus } from "../../schemas/types.ts";
+
 import { operationRecord } from "../policy/audit.ts";
 import { replySubjectAllowed } from "../policy/policy.ts";
 import { decode, encode } from "../protocol/provider-protocol.ts";
-import type { MigRuntime } from "../runtime.ts";
-import type { FleetCancelAnswer } from "./fleet.ts";
+import type { RequestContext } from "../protocol/request-context.ts";
+import type { FleetHost } from "./fleet-host.ts";
+
+export interface FleetCancelAnswer {
+  status: CancelStatus | "forbidden";
+  message?: string;
+}
 
 /** The asker's caller as the question describes it. */
 function callerOf(request: { tenant?: unknown; subject?: unknown; authenticated?: unknown }): RequestContext {
@@ -25,7 +32,7 @@ function callerOf(request: { tenant?: unknown; subject?: unknown; authenticated?
  * Cancels `target` if this runtime runs it and the asker may (the same policy as a local CANCEL), or says it
  * already completed; stays silent otherwise, so the runtime that does hold it is the one heard.
  */
-export function answerFleetCancel(runtime: MigRuntime, msg: Msg): void {
+export function answerFleetCancel(runtime: FleetHost, msg: Msg): void {
   let request: {
     target?: unknown;
     tenant?: unknown;

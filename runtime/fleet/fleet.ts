@@ -2,8 +2,7 @@
 
 import type { KV } from "@nats-io/kv";
 import type { Msg, Subscription } from "@nats-io/transport-node";
-import type { CancelStatus, CapabilityDescriptor, JsonObject } from "../../schemas/types.ts";
-import type { RequestContext } from "../core.ts";
+
 import { policyFingerprint } from "../policy/policy-fingerprint.ts";
 import {
   DEFAULT_HEARTBEAT_MS,
@@ -25,38 +24,17 @@ import {
   readRegistration,
   usesWorkQueue,
 } from "../protocol/provider-protocol.ts";
-import type { UnaryHandler } from "../provider/provider.ts";
+import type { RequestContext } from "../protocol/request-context.ts";
 import { checkDescriptor } from "../provider/provider.ts";
-import type { MigRuntime } from "../runtime.ts";
 import { DirectWatch } from "./direct-watch.ts";
-import { answerFleetCancel } from "./fleet-cancel.ts";
+import { answerFleetCancel, type FleetCancelAnswer } from "./fleet-cancel.ts";
+import type { FleetHost } from "./fleet-host.ts";
 import { MicroAttach } from "./micro-attach.ts";
+import type { ProviderEntry, RemoteCapability } from "./provider-entry.ts";
 import { RemoteDispatcher } from "./remote-dispatch.ts";
 import { remoteStreamHandler, remoteStreamsProviderGone } from "./remote-stream.ts";
 import { handedOffStreamsProviderGone, streamHandOff } from "./stream-handoff.ts";
 import { ensureWorkConsumer, ensureWorkStream } from "./work-queue.ts";
-
-export interface RemoteCapability {
-  descriptor: CapabilityDescriptor;
-  schemas?: Record<string, JsonObject> | undefined;
-  /** Set for providers that are not MIG workers (micro services); workers are reached through the dispatcher. */
-  handler?: UnaryHandler;
-}
-
-export interface ProviderEntry {
-  provider_id: string;
-  kind: "worker" | "micro";
-  capabilities: RemoteCapability[];
-  /** When the provider was last heard of (epoch ms) and how long silence may last before it is gone. */
-  lastSeen: number;
-  ttlMs: number;
-  /** JSON of its capabilities (and direct lane), to tell a heartbeat from a change. */
-  fingerprint: string;
-  /** From when (epoch ms) this worker answers public invoke subjects of its best_effort capabilities itself. */
-  directFrom?: number | undefined;
-  /** The registration's count (Registration.seq): an older one than the last seen is ignored. */
-  seq?: number | undefined;
-}
 
 /** A gateway's auth settings as this runtime last heard them (docs/bindings/provider-protocol.md §9). */
 export interface GatewayPolicy extends GatewayPolicyRecord {
@@ -67,11 +45,6 @@ export interface GatewayPolicy extends GatewayPolicyRecord {
 /** A gateway's announcement of its policy; withdrawn when it stops serving the public subjects. */
 export interface PolicyAnnouncement {
   withdraw(): Promise<void>;
-}
-
-export interface FleetCancelAnswer {
-  status: CancelStatus | "forbidden";
-  message?: string;
 }
 
 const SWEEP_MS = 500;
@@ -96,13 +69,13 @@ export class Fleet {
   private readonly policyListeners = new Set<() => void>();
   private announcement: PolicyAnnouncement | undefined;
 
-  private constructor(private readonly runtime: MigRuntime) {
+  private constructor(private readonly runtime: FleetHost) {
     const { nc, js } = runtime.bus;
     this.dispatcher = new RemoteDispatcher(nc, js, runtime.metrics, runtime.logger);
     this.directWatch = new DirectWatch(nc, runtime.logger);
   }
 
-  static async start(runtime: MigRuntime): Promise<Fleet> {
+  static async start(runtime: FleetHost): Promise<Fleet> {
     const fleet = new Fleet(runtime);
     await fleet.open();
     return fleet;

@@ -4,7 +4,7 @@ import { MigError } from "../../schemas/errors.ts";
 import type { CapabilityDescriptor, JsonObject } from "../../schemas/types.ts";
 import type { Logger } from "../base/logger.ts";
 import type { UnaryHandler } from "../provider/provider.ts";
-import type { Fleet, ProviderEntry } from "./fleet.ts";
+import type { ProviderEntry } from "./provider-entry.ts";
 
 /** Endpoint metadata keys that make a micro service endpoint a MIG capability (documented in docs/bindings/provider-protocol.md). */
 export const MICRO_KEYS = {
@@ -141,7 +141,7 @@ export class MicroAttach {
 
   constructor(
     private readonly nc: NatsConnection,
-    private readonly fleet: Fleet,
+    private readonly fleet: { upsert(entry: ProviderEntry): void },
     private readonly logger: Logger,
     private readonly intervalMs = MICRO_DISCOVERY_INTERVAL_MS,
   ) {}

@@ -13,8 +13,8 @@
 // a slow consumer at the gateway pauses the worker's provider: neither side holds more than its window.
 import { type Msg, type NatsConnection, nuid } from "@nats-io/transport-node";
 import { MigError, type MigErrorBody } from "../../schemas/errors.ts";
-import type { CapabilityDescriptor, JsonObject } from "../../schemas/types.ts";
-import { EMITTED, type StreamMode } from "../flow/stream.ts";
+import type { CapabilityDescriptor, JsonObject, StreamMode } from "../../schemas/types.ts";
+import { EMITTED } from "../flow/stream-session.ts";
 import {
   decode,
   encode,
@@ -25,7 +25,7 @@ import {
   type WorkRequest,
 } from "../protocol/provider-protocol.ts";
 import type { StreamContext, StreamHandler } from "../provider/provider.ts";
-import type { MigRuntime } from "../runtime.ts";
+import type { FleetHost } from "./fleet-host.ts";
 
 export const streamOpenSubject = (capability: string) => `${INTERNAL_PREFIX}.stream.${capability}`;
 
@@ -60,10 +60,10 @@ export function streams(descriptor: CapabilityDescriptor): boolean {
 
 // ── gateway side ─────────────────────────────────────────────────────────────────────────────────
 
-const relays = new WeakMap<MigRuntime, StreamRelay>();
+const relays = new WeakMap<FleetHost, StreamRelay>();
 
 /** The stream handler of a capability that workers serve, or undefined when it does not stream. */
-export function remoteStreamHandler(runtime: MigRuntime, descriptor: CapabilityDescriptor): StreamHandler | undefined {
+export function remoteStreamHandler(runtime: FleetHost, descriptor: CapabilityDescriptor): StreamHandler | undefined {
   if (!streams(descriptor)) return undefined;
   let relay = relays.get(runtime);
   if (!relay) relays.set(runtime, (relay = new StreamRelay(runtime)));
@@ -71,7 +71,7 @@ export function remoteStreamHandler(runtime: MigRuntime, descriptor: CapabilityD
 }
 
 /** A provider left the fleet: the remote streams it was running end now with MIG_UNAVAILABLE, not at their deadline. */
-export function remoteStreamsProviderGone(runtime: MigRuntime, providerId: string): void {
+export function remoteStreamsProviderGone(runtime: FleetHost, providerId: string): void {
   relays.get(runtime)?.providerGone(providerId);
 }
 
@@ -82,7 +82,7 @@ class StreamRelay {
   private seq = 0;
   private readonly nc: NatsConnection;
 
-  constructor(private readonly runtime: MigRuntime) {
+  constructor(private readonly runtime: FleetHost) {
     this.nc = runtime.bus.nc;
     this.nc.subscribe(`${this.prefix}.*`, { callback: (err, msg) => (err ? undefined : this.onMessage(msg)) });
   }

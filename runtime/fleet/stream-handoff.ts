@@ -18,8 +18,8 @@
 import { type Msg, type NatsConnection, nuid } from "@nats-io/transport-node";
 import { MigError } from "../../schemas/errors.ts";
 import type { CapabilityDescriptor, JsonObject } from "../../schemas/types.ts";
-import type { InflightStream } from "../core.ts";
-import { type AcceptedStream, encodeFrame } from "../flow/stream.ts";
+import type { InflightStream } from "../flow/inflight.ts";
+import { encodeFrame } from "../flow/stream-session.ts";
 import { credentialDigest } from "../policy/control-guard.ts";
 import {
   decode,
@@ -30,7 +30,8 @@ import {
   principalOnWire,
 } from "../protocol/provider-protocol.ts";
 import { streamSubject } from "../protocol/subjects.ts";
-import type { MigRuntime } from "../runtime.ts";
+import type { AcceptedStream } from "../provider/registry.ts";
+import type { FleetHost } from "./fleet-host.ts";
 import { type StreamOpen, streamOpenSubject, streams } from "./remote-stream.ts";
 
 /** How long a gateway waits for a worker to take a stream (or the stream's deadline, if sooner). */
@@ -38,11 +39,11 @@ export const HANDOFF_WAIT_MS = 5_000;
 /** A handed-off stream whose end message never came is forgotten this long after its deadline. */
 const FORGET_AFTER_DEADLINE_MS = 10_000;
 
-const handOffs = new WeakMap<MigRuntime, HandOffs>();
+const handOffs = new WeakMap<FleetHost, HandOffs>();
 
 /** The hand-off of a capability that workers serve, or undefined when it does not stream. */
 export function streamHandOff(
-  runtime: MigRuntime,
+  runtime: FleetHost,
   descriptor: CapabilityDescriptor,
 ): ((stream: AcceptedStream) => Promise<void>) | undefined {
   if (!streams(descriptor)) return undefined;
@@ -53,7 +54,7 @@ export function streamHandOff(
 }
 
 /** A worker left the fleet: the streams handed to it end now with a MIG_UNAVAILABLE terminal frame from the gateway. */
-export function handedOffStreamsProviderGone(runtime: MigRuntime, providerId: string): void {
+export function handedOffStreamsProviderGone(runtime: FleetHost, providerId: string): void {
   handOffs.get(runtime)?.providerGone(providerId);
 }
 
@@ -64,7 +65,7 @@ class HandOffs {
   private seq = 0;
   private readonly nc: NatsConnection;
 
-  constructor(private readonly runtime: MigRuntime) {
+  constructor(private readonly runtime: FleetHost) {
     this.nc = runtime.bus.nc;
     this.nc.subscribe(`${this.prefix}.*`, { callback: (err, msg) => (err ? undefined : this.onMessage(msg)) });
   }

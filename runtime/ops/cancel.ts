@@ -2,8 +2,9 @@
 
 import { MigError } from "../../schemas/errors.ts";
 import type { CancelAck } from "../../schemas/types.ts";
-import type { RequestContext, RuntimeCore } from "../core.ts";
+import type { RuntimeCore } from "../core.ts";
 import { checkMessageId } from "../protocol/names.ts";
+import type { RequestContext } from "../protocol/request-context.ts";
 import { acceptRequest, agreeing, optionalStringField } from "./request.ts";
 
 export async function cancel(
@@ -19,7 +20,7 @@ export async function cancel(
   checkMessageId(target, "target_message_id");
   const reason = optionalStringField(raw, "reason", 500) ?? "";
 
-  // A stream (runtime/flow/stream.ts) is cancelled by the message_id of its request, like an invocation.
+  // A stream (runtime/flow/stream-session.ts) is cancelled by the message_id of its request, like an invocation.
   const live = core.streams.get(target) ?? core.inflight.get(target);
   if (live && live.tenant !== header.tenant_id) {
     // Answered exactly like an id nobody holds, so that CANCEL is no oracle for another tenant's live

@@ -1,7 +1,8 @@
 // DISCOVER: the descriptors a principal may use, filtered by query, with schema refs and QoS on request.
 
 import type { CapabilityDescriptor, DiscoverResponse } from "../../schemas/types.ts";
-import type { RequestContext, RuntimeCore } from "../core.ts";
+import type { RuntimeCore } from "../core.ts";
+import type { RequestContext } from "../protocol/request-context.ts";
 import { acceptRequest, optionalBooleanField, optionalStringField } from "./request.ts";
 
 export function discover(core: RuntimeCore, body: unknown, request: RequestContext): DiscoverResponse {

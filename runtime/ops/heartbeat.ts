@@ -1,7 +1,8 @@
 // HEARTBEAT: echoes the caller's interval within bounds and reports this process's load factor.
 
 import type { HeartbeatAck } from "../../schemas/types.ts";
-import type { RequestContext, RuntimeCore } from "../core.ts";
+import type { RuntimeCore } from "../core.ts";
+import type { RequestContext } from "../protocol/request-context.ts";
 import { acceptRequest, optionalPositiveInt } from "./request.ts";
 
 export const DEFAULT_HEARTBEAT_MS = 15_000;

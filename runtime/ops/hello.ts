@@ -2,8 +2,9 @@
 
 import { MigError } from "../../schemas/errors.ts";
 import type { BindingType, HelloResponse } from "../../schemas/types.ts";
-import type { RequestContext, RuntimeCore } from "../core.ts";
+import type { RuntimeCore } from "../core.ts";
 import { MIG_VERSION } from "../protocol/header.ts";
+import type { RequestContext } from "../protocol/request-context.ts";
 import { acceptRequest, optionalStringList } from "./request.ts";
 
 /** Versions this server speaks, as [major, minor]. */

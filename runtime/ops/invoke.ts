@@ -10,9 +10,11 @@ import type {
   MessageHeader,
   StreamPreference,
 } from "../../schemas/types.ts";
-import type { RequestContext, RuntimeCore } from "../core.ts";
+import type { RuntimeCore } from "../core.ts";
 import type { Principal } from "../protocol/principal.ts";
+import type { RequestContext } from "../protocol/request-context.ts";
 import { settleHandler } from "../provider/handler-result.ts";
+import { checkOutput, providerError } from "../provider/output.ts";
 import type { InvocationContext } from "../provider/provider.ts";
 import type { RegisteredCapability } from "../provider/registry.ts";
 import { IDEMPOTENCY_META_KEY, IdempotencyStore } from "../store/idempotency.ts";
@@ -119,7 +121,7 @@ function checkMode(raw: JsonObject, entry: RegisteredCapability): void {
         `capability ${id} does not offer ${String(preference)}; it offers ${modes.join(", ")}`,
       );
     }
-    // Streams are answered by the streaming bindings (runtime/flow/stream.ts); a unary answer cannot carry them.
+    // Streams are answered by the streaming bindings (runtime/flow/stream-session.ts); a unary answer cannot carry them.
     throw new MigError(
       "MIG_INVALID_REQUEST",
       `stream_preference ${String(preference)} needs a streaming binding: WebSocket GET /mig/v0.1/stream, or SSE from POST /mig/v0.1/invoke/${id}`,
@@ -311,82 +313,6 @@ class LazyAbortController {
     this.reason = reason;
     this.controller?.abort(reason);
   }
-}
-
-export function checkOutput(core: RuntimeCore, entry: RegisteredCapability, value: unknown): MigError | undefined {
-  const { id, output_schema_uri } = entry.descriptor;
-  if (value === null || typeof value !== "object" || Array.isArray(value)) {
-    const got = value === null ? "null" : Array.isArray(value) ? "an array" : typeof value;
-    return new MigError("MIG_INTERNAL", `capability ${id} returned ${got} instead of a JSON object`);
-  }
-  const unsendable = unsendableReason(value, core.config.maxJsonDepth);
-  if (unsendable !== undefined) {
-    core.logger.warn({ capability: id, reason: unsendable }, "capability returned an output that cannot be serialized");
-    return new MigError("MIG_INTERNAL", `capability ${id} returned an output that cannot be sent: ${unsendable}`, {
-      retryable: false,
-    });
-  }
-  const problems = core.schemas.check(output_schema_uri, value);
-  if (problems) {
-    return new MigError("MIG_INTERNAL", `capability ${id} returned output that does not match ${output_schema_uri}`, {
-      details: { schema_uri: output_schema_uri, errors: problems },
-    });
-  }
-  return undefined;
-}
-
-/**
- * Why an output could not go on the wire, checked when the provider returns it: every binding serializes the answer
- * (and the idempotency store its record) only after the invocation settled, where a throw could no longer become
- * the caller's error. One bounded walk, no trial serialization (outputs may be large): too deep (JSON.stringify
- * itself would overflow the stack on it), a cycle, or a BigInt, which JSON.stringify refuses.
- */
-function unsendableReason(value: object, maxDepth: number): string | undefined {
-  const problem = shapeProblem(value, maxDepth, 0);
-  if (problem === "bigint") return "it holds a BigInt, which JSON cannot carry";
-  if (problem === "deep") {
-    return refersToItself(value, new Set(), maxDepth + 1)
-      ? "it refers to itself (a circular structure)"
-      : `it nests objects or arrays deeper than ${maxDepth} levels`;
-  }
-  return undefined;
-}
-
-/** The first thing in `value` JSON cannot carry: nesting past `limit` (a cycle too), or a BigInt. */
-function shapeProblem(value: unknown, limit: number, depth: number): "deep" | "bigint" | undefined {
-  if (typeof value === "bigint") return "bigint";
-  if (value === null || typeof value !== "object") return undefined;
-  if (depth >= limit) return "deep";
-  for (const child of Array.isArray(value) ? value : Object.values(value)) {
-    const problem = shapeProblem(child, limit, depth + 1);
-    if (problem !== undefined) return problem;
-  }
-  return undefined;
-}
-
-/** Whether `value` contains itself within `levels` levels (only asked of an output already found too deep). */
-function refersToItself(value: object, ancestors: Set<object>, levels: number): boolean {
-  if (ancestors.has(value)) return true;
-  if (levels === 0) return false;
-  ancestors.add(value);
-  for (const child of Object.values(value)) {
-    if (child !== null && typeof child === "object" && refersToItself(child, ancestors, levels - 1)) return true;
-  }
-  ancestors.delete(value);
-  return false;
-}
-
-export function providerError(core: RuntimeCore, capability: string, messageId: string, err: unknown): MigError {
-  if (err instanceof MigError) return err;
-  // The provider's own message may hold internals: it goes to the log, the caller gets the message id.
-  core.logger.warn(
-    { capability, message_id: messageId, err: err instanceof Error ? err.message : String(err) },
-    "provider failed",
-  );
-  return new MigError(
-    "MIG_INTERNAL",
-    `capability ${capability} failed inside its provider (message_id ${messageId}); the runtime log has the cause`,
-  );
 }
 
 function outcomeLabel(outcome: InvocationOutcome): string {

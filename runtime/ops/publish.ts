@@ -3,11 +3,12 @@ import { createHash, randomUUID } from "node:crypto";
 import { MigError } from "../../schemas/errors.ts";
 import type { JsonObject, MessageHeader } from "../../schemas/types.ts";
 import { tally } from "../base/metrics.ts";
-import type { RequestContext, RuntimeCore } from "../core.ts";
+import type { RuntimeCore } from "../core.ts";
 import { authorizeCapability } from "../policy/policy.ts";
 import { isoNow } from "../protocol/clock.ts";
 import { checkDottedName, checkMessageId } from "../protocol/names.ts";
 import type { Principal } from "../protocol/principal.ts";
+import type { RequestContext } from "../protocol/request-context.ts";
 import { deliveredJson, type EventStore, topicRef } from "../store/events.ts";
 import { acceptRequest, agreeing, optionalStringField, requireObject } from "./request.ts";
 

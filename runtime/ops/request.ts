@@ -2,9 +2,10 @@
 
 import { MigError } from "../../schemas/errors.ts";
 import type { JsonObject, MessageHeader } from "../../schemas/types.ts";
-import type { RequestContext } from "../core.ts";
+
 import { transportTenant } from "../policy/policy.ts";
 import { acceptHeader } from "../protocol/header.ts";
+import type { RequestContext } from "../protocol/request-context.ts";
 
 export function requireObject(body: unknown, what = "the request body"): JsonObject {
   if (body === null || typeof body !== "object" || Array.isArray(body)) {

@@ -8,11 +8,12 @@ import { MigError, toMigError } from "../../schemas/errors.ts";
 import type { BindingType } from "../../schemas/types.ts";
 import type { Bus } from "../bus/bus.ts";
 import { ConsumerReaper } from "../bus/consumer-reaper.ts";
-import type { RequestContext } from "../core.ts";
+
 import type { EventSink, SubscriptionInfo, SubscriptionStats } from "../flow/event-sink.ts";
 import { isNotFound, Pump } from "../flow/subscription-pump.ts";
 import { replySubjectAllowed } from "../policy/policy.ts";
 import { checkTenant } from "../protocol/names.ts";
+import type { RequestContext } from "../protocol/request-context.ts";
 import { type TopicRef, type TopicState, topicRef, unavailable } from "../store/events.ts";
 import { authorizeTopic, type EventsCore, requestTopic } from "./publish.ts";
 import { acceptRequest, optionalStringField } from "./request.ts";

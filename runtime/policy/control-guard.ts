@@ -9,10 +9,18 @@
 // opener is anonymous and nothing is checked, as for every other operation in that mode.
 import { createHash } from "node:crypto";
 import { MigError } from "../../schemas/errors.ts";
+import type { Metrics } from "../base/metrics.ts";
 import type { Principal } from "../protocol/principal.ts";
-import type { MigRuntime } from "../runtime.ts";
+import type { AuditLog } from "./audit.ts";
 import { operationRecord } from "./audit.ts";
 import type { Authenticator } from "./auth.ts";
+
+/** What a guard uses of the runtime: where a refusal is counted and audited. */
+export interface GuardHost {
+  metrics: Metrics;
+  audit: AuditLog | undefined;
+  serverId: string;
+}
 
 /** The Authorization value each principal was authenticated from, for what it opens (and hands to a worker). */
 const credentials = new WeakMap<Principal, string>();
@@ -55,7 +63,7 @@ export class ControlGuard {
   private accepted: string | undefined;
 
   constructor(
-    private readonly runtime: MigRuntime,
+    private readonly runtime: GuardHost,
     private readonly options: ControlGuardOptions,
   ) {
     this.accepted = options.authorization ?? credentials.get(options.opener);

@@ -5,8 +5,9 @@ import { parse as parseYaml } from "yaml";
 import { MigError } from "../../schemas/errors.ts";
 import type { CapabilityDescriptor } from "../../schemas/types.ts";
 import { parseRateLimit, type RateLimit, type RuntimeConfig } from "../base/config.ts";
-import type { InflightInvocation, RequestContext } from "../core.ts";
+import type { InflightInvocation } from "../flow/inflight.ts";
 import { holdsAnyScope, type Principal } from "../protocol/principal.ts";
+import type { RequestContext } from "../protocol/request-context.ts";
 import { RateLimiter } from "./rate-limit.ts";
 
 /**

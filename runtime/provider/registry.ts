@@ -1,9 +1,19 @@
 // The capability registry: which capabilities this runtime can serve, and how to reach each one.
 import { MigError } from "../../schemas/errors.ts";
-import type { CapabilityDescriptor } from "../../schemas/types.ts";
-import type { AcceptedStream } from "../flow/stream.ts";
+import type { CapabilityDescriptor, JsonObject, MessageHeader, StreamMode } from "../../schemas/types.ts";
+import type { Principal } from "../protocol/principal.ts";
 import type { CapabilityDefinition, StreamHandler, UnaryHandler } from "./provider.ts";
 import type { SchemaRegistry } from "./schema-registry.ts";
+
+/** A stream request that passed every check (validation, policy): what opening or handing it off needs. */
+export interface AcceptedStream {
+  header: MessageHeader;
+  entry: RegisteredCapability;
+  principal: Principal;
+  mode: StreamMode;
+  payload: JsonObject;
+  streamId: string;
+}
 
 export interface RegisteredCapability {
   descriptor: CapabilityDescriptor;

@@ -16,7 +16,7 @@ import { parseArgs } from "node:util";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import WebSocket from "ws";
 import { startNatsBinding } from "../../bindings/nats/server.ts";
-import type { StreamSession } from "../../runtime/flow/stream.ts";
+import type { StreamSession } from "../../runtime/flow/stream-session.ts";
 import { Authenticator } from "../../runtime/policy/auth.ts";
 import { defineStreamingCapability } from "../../runtime/provider/provider.ts";
 import { startMig } from "../helpers/process.ts";

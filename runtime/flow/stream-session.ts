@@ -1,20 +1,27 @@
-// Streaming INVOKE: validates a stream request, runs one stream actor, and carries frames with credit-based flow control.
+// A running stream: one stream actor, its provider, and the frames between them with credit-based flow control.
 
 import type { Actor } from "xstate";
 import { cancelError, type StreamEnd, streamMachine } from "../../actors/stream.ts";
 import { MigError } from "../../schemas/errors.ts";
-import type { FrameKind, JsonObject, MessageHeader, StreamFrame } from "../../schemas/types.ts";
-import type { RequestContext, RuntimeCore } from "../core.ts";
-import { acceptedPayload, namedCapability } from "../ops/invocation-request.ts";
-import { checkOutput, providerError } from "../ops/invoke.ts";
-import { acceptRequest } from "../ops/request.ts";
+import type { FrameKind, JsonObject, MessageHeader, StreamFrame, StreamMode } from "../../schemas/types.ts";
+import type { Metrics } from "../base/metrics.ts";
 import type { Principal } from "../protocol/principal.ts";
 import { settleHandler } from "../provider/handler-result.ts";
+import { checkOutput, type OutputChecks, providerError } from "../provider/output.ts";
 import type { StreamContext } from "../provider/provider.ts";
 import type { RegisteredCapability } from "../provider/registry.ts";
 import { FrameQueue } from "./frame-queue.ts";
+import type { InflightStream, RecentlyFinished } from "./inflight.ts";
+import type { Supervisor } from "./supervisor.ts";
 
-export type StreamMode = "server_stream" | "bidi_stream";
+/** What a stream session uses of the runtime: its settings, supervisor and metrics, and the stream table. */
+export interface SessionHost extends OutputChecks {
+  config: { streamWindow: number; streamStallMs: number; maxJsonDepth: number };
+  metrics: Metrics;
+  supervisor: Supervisor;
+  streams: Map<string, InflightStream>;
+  finished: RecentlyFinished;
+}
 
 /** Where a stream's frames go: a WebSocket, an SSE response, a bus subject. */
 export interface FrameSink {
@@ -24,28 +31,6 @@ export interface FrameSink {
    * is gone may drop the frame, but must still call `written`, or the stream ends with MIG_BACKPRESSURE.
    */
   write(frame: StreamFrame, written: () => void): void;
-}
-
-export interface OpenStreamOptions {
-  sink: FrameSink;
-  /** The stream id the caller chose; `stream-<message_id>` when it chose none (as the standard's reference does). */
-  streamId?: string | undefined;
-  /** The capability named by the transport (a path segment), if any; the body may name it too, and must agree. */
-  capability?: string | undefined;
-  /** Whether this binding carries the caller's frames after the request (WebSocket yes, SSE no). */
-  clientFrames: boolean;
-  /** Set by a worker for a stream its gateway already authorized (policy, quota and audit happened there). */
-  authorized?: boolean | undefined;
-  /**
-   * The time the stream has left, when less than its header's `deadline_ms` (a worker taking a stream
-   * later than its caller sent it); the frames keep the caller's header.
-   */
-  deadlineMs?: number | undefined;
-  /**
-   * Called with true when the caller's frames pile up (a window's worth unread by the provider) and
-   * with false once the provider has read them all: a binding stops and resumes reading its socket.
-   */
-  inboundPressure?: ((full: boolean) => void) | undefined;
 }
 
 const STREAM_ID = /^[A-Za-z0-9_-]{1,128}$/;
@@ -125,119 +110,6 @@ export function checkStreamId(value: unknown): string {
   return value;
 }
 
-/** A stream request that passed every check (validation, policy): what opening or handing it off needs. */
-export interface AcceptedStream {
-  header: MessageHeader;
-  entry: RegisteredCapability;
-  principal: Principal;
-  mode: StreamMode;
-  payload: JsonObject;
-  streamId: string;
-}
-
-/**
- * Checks a stream request from an InvokeRequest-shaped body (a WebSocket request frame, an SSE invoke)
- * like a unary INVOKE: names, capability, mode, policy, payload schema. Throws the MigError to answer.
- */
-export function acceptStream(
-  core: RuntimeCore,
-  body: unknown,
-  request: RequestContext,
-  options: Omit<OpenStreamOptions, "sink">,
-): AcceptedStream {
-  const { raw, header } = acceptRequest(core, body, request);
-  const entry = namedCapability(core, raw, options.capability, "the frame or in the path");
-  // The same policy as a unary INVOKE: scopes, tenant allow lists, quotas.
-  if (!options.authorized) core.policy.authorizeInvoke(request, header.tenant_id, entry.descriptor);
-  const mode = chooseMode(raw, entry, options.clientFrames);
-
-  const payload = acceptedPayload(core, raw, entry, request.bodyBytes);
-
-  const streamId = options.streamId === undefined ? `stream-${header.message_id}` : checkStreamId(options.streamId);
-  if (core.inflight.has(header.message_id) || core.streams.has(header.message_id)) {
-    throw new MigError(
-      "MIG_INVALID_REQUEST",
-      `message_id ${header.message_id} is already in flight; give every invocation its own UUID`,
-    );
-  }
-  return { header, entry, principal: request.principal, mode, payload, streamId };
-}
-
-/**
- * Opens a stream: checks it (acceptStream), then starts its actor and its provider. Synchronous on
- * purpose, so a binding can route the caller's next frame to the stream before any other I/O happens.
- */
-export function openStream(
-  core: RuntimeCore,
-  body: unknown,
-  request: RequestContext,
-  options: OpenStreamOptions,
-): StreamSession {
-  return startSession(core, acceptStream(core, body, request, options), options);
-}
-
-/** Starts the actor and the provider of an accepted stream, its frames going to `options.sink`. */
-export function startSession(core: RuntimeCore, accepted: AcceptedStream, options: OpenStreamOptions): StreamSession {
-  const { entry, header, principal, mode, streamId, payload } = accepted;
-  const session = new StreamSession(
-    core,
-    entry,
-    header,
-    principal,
-    mode,
-    streamId,
-    options.sink,
-    options.inboundPressure,
-    options.deadlineMs,
-  );
-  session.start(payload);
-  return session;
-}
-
-function chooseMode(raw: JsonObject, entry: RegisteredCapability, clientFrames: boolean): StreamMode {
-  const { id, modes } = entry.descriptor;
-  const preference = raw.stream_preference;
-  let mode: StreamMode;
-  if (preference === undefined || preference === null) {
-    // A WebSocket request frame need not say: the richest mode the capability and the binding share.
-    if (clientFrames && modes.includes("bidi_stream")) mode = "bidi_stream";
-    else if (modes.includes("server_stream")) mode = "server_stream";
-    else
-      throw new MigError(
-        "MIG_UNSUPPORTED_CAPABILITY",
-        `capability ${id} does not stream; it offers ${modes.join(", ")}: invoke it with POST /mig/v0.1/invoke/${id}`,
-      );
-  } else if (preference === "server_stream" || preference === "bidi_stream") {
-    if (!modes.includes(preference)) {
-      throw new MigError(
-        "MIG_UNSUPPORTED_CAPABILITY",
-        `capability ${id} does not offer ${preference}; it offers ${modes.join(", ")}`,
-      );
-    }
-    mode = preference;
-  } else if (preference === "unary") {
-    throw new MigError(
-      "MIG_INVALID_REQUEST",
-      `stream_preference unary is not a stream: invoke ${id} with POST /mig/v0.1/invoke/${id}`,
-    );
-  } else {
-    throw new MigError("MIG_INVALID_REQUEST", "stream_preference must be one of unary, server_stream, bidi_stream");
-  }
-  if (mode === "bidi_stream" && !clientFrames) {
-    throw new MigError(
-      "MIG_INVALID_REQUEST",
-      `bidi_stream needs a binding that carries the caller's frames: use the WebSocket GET /mig/v0.1/stream`,
-    );
-  }
-  if (!entry.stream) {
-    throw new MigError(
-      "MIG_UNSUPPORTED_CAPABILITY",
-      `capability ${id} declares ${mode} but its provider has no stream handler here`,
-    );
-  }
-  return mode;
-}
-
 interface PendingEmit {
   frame: StreamFrame;
   resolve: () => void;
@@ -288,7 +160,7 @@ export class StreamSession {
   private resolveEnded!: (end: StreamEnd) => void;
 
   constructor(
-    private readonly core: RuntimeCore,
+    private readonly core: SessionHost,
     private readonly entry: RegisteredCapability,
     readonly header: MessageHeader,
     private readonly principal: Principal,

@@ -1,0 +1,29 @@
+// What a binding knows about a request besides its body: who sent it, over which transport, and whether the
+// caller still waits. Every operation takes one.
+import type { MigError } from "../../schemas/errors.ts";
+import type { BindingType } from "../../schemas/types.ts";
+import type { Principal } from "./principal.ts";
+
+/** What a binding knows about a request besides its body. */
+export interface RequestContext {
+  principal: Principal;
+  /** A tenant named by the transport itself (X-Tenant-ID, subject token, metadata), if any. */
+  tenant?: string | undefined;
+  binding: BindingType;
+  /** Size of the request body on the wire, when the binding knows it. */
+  bodyBytes?: number;
+  /** When the transport stops waiting for the answer (epoch ms), e.g. a gRPC call's deadline. */
+  deadlineAt?: number | undefined;
+  /**
+   * Aborts when the caller has gone (its connection closed, its call cancelled): a unary invocation is then
+   * cancelled with the signal's reason, its provider's signal fires and its capacity is freed.
+   */
+  gone?: AbortSignal | undefined;
+  /** Set by the policy once the request passed authorization (for the audit record's decision). */
+  authorized?: boolean;
+  /**
+   * A refusal the caller is not told of: the answer is the one for a target that does not exist, so
+   * that a caller cannot probe another tenant's live ids. Kept here for the audit record.
+   */
+  hiddenDenial?: MigError;
+}
