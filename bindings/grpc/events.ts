@@ -1,10 +1,13 @@
 // Events.Subscribe over gRPC: a server stream of EventMessages written only as fast as HTTP/2 takes them.
 import { Metadata, type ServerWritableStream } from "@grpc/grpc-js";
-
-import type { EventSink, Subscription, SubscriptionInfo } from "../../runtime/ops/subscribe.ts";
-import type { Authenticator } from "../../runtime/policy/auth.ts";
-import type { RequestContext } from "../../runtime/protocol/request-context.ts";
-import type { MigRuntime } from "../../runtime/runtime.ts";
+import type {
+  Authenticator,
+  EventSink,
+  MigRuntime,
+  RequestContext,
+  Subscription,
+  SubscriptionInfo,
+} from "../../runtime/mod.ts";
 import { MigError } from "../../schemas/errors.ts";
 import type { JsonObject } from "../../schemas/types.ts";
 import { credentialsOf, mergeHeaderFields, tenantOf } from "./metadata.ts";

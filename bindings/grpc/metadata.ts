@@ -1,6 +1,6 @@
 // Request metadata of a gRPC call: credentials, the transport's tenant, and MIG header fields mirrored in metadata.
 import type { Metadata } from "@grpc/grpc-js";
-import type { Credentials } from "../../runtime/policy/auth.ts";
+import type { Credentials } from "../../runtime/mod.ts";
 import type { JsonObject } from "../../schemas/types.ts";
 
 /** Metadata keys that may carry MIG header fields; a field set in the message's header takes precedence. */

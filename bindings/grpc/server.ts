@@ -9,11 +9,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
-import { parseAddr } from "../../runtime/base/config.ts";
-
-import type { Authenticator } from "../../runtime/policy/auth.ts";
-import type { RequestContext } from "../../runtime/protocol/request-context.ts";
-import type { MigRuntime } from "../../runtime/runtime.ts";
+import { type Authenticator, type MigRuntime, parseAddr, type RequestContext } from "../../runtime/mod.ts";
 import { MigError } from "../../schemas/errors.ts";
 import type { JsonObject } from "../../schemas/types.ts";
 import { serveSubscribe } from "./events.ts";

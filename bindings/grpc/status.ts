@@ -1,6 +1,6 @@
 // MIG errors as gRPC statuses: the standard's status table, "<CODE>: <message>", and the MIG error in trailing metadata.
 import { Metadata, type ServiceError, status } from "@grpc/grpc-js";
-import { errorHeader } from "../../runtime/protocol/envelope.ts";
+import { errorHeader } from "../../runtime/mod.ts";
 import { type MigError, type MigErrorCode, toMigError } from "../../schemas/errors.ts";
 
 /** gRPC statuses per the standard's table (spec section 4). */

@@ -7,11 +7,7 @@
 // by status OK. A first frame that cannot open a stream ends the call with the MIG error's status
 // (as a unary call would); a bad frame of a live stream ends the stream with an error frame.
 import type { ServerDuplexStream } from "@grpc/grpc-js";
-
-import type { FrameSink, StreamSession } from "../../runtime/flow/stream-session.ts";
-import type { Authenticator } from "../../runtime/policy/auth.ts";
-import type { RequestContext } from "../../runtime/protocol/request-context.ts";
-import type { MigRuntime } from "../../runtime/runtime.ts";
+import type { Authenticator, FrameSink, MigRuntime, RequestContext, StreamSession } from "../../runtime/mod.ts";
 import { MigError } from "../../schemas/errors.ts";
 import type { JsonObject, MessageHeader, StreamFrame } from "../../schemas/types.ts";
 import { credentialsOf, deadlineAtOf, endedByDeadline, mergeHeaderFields, tenantOf } from "./metadata.ts";

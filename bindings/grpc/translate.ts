@@ -9,7 +9,7 @@
 // Inbound, proto3 default values ("", 0, false, UNSPECIFIED, unset messages, empty lists) mean
 // "not set": they are left out, and the runtime applies the standard's defaults as on every binding.
 
-import { tooDeep, valueDepth } from "../../runtime/protocol/json-limits.ts";
+import { tooDeep, valueDepth } from "../../runtime/mod.ts";
 import { MIG_ERROR_CODES, MigError } from "../../schemas/errors.ts";
 import type { JsonObject } from "../../schemas/types.ts";
 

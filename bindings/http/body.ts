@@ -1,7 +1,7 @@
 // Reads a request body within the size and nesting limits and parses it as JSON exactly once; only JSON
 // bodies are read, and a refused body is read to its end (within a bound) so that its client gets the answer.
 import type { IncomingMessage } from "node:http";
-import { parseJsonLimited } from "../../runtime/protocol/json-limits.ts";
+import { parseJsonLimited } from "../../runtime/mod.ts";
 import { MigError, publicCause } from "../../schemas/errors.ts";
 
 export class BodyTooLarge extends MigError {

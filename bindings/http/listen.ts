@@ -1,7 +1,7 @@
 // Binds an HTTP(S) server to a "host:port" setting and says where it ended up (port 0 picks a free one).
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { parseAddr } from "../../runtime/base/config.ts";
+import { parseAddr } from "../../runtime/mod.ts";
 
 /** Resolves with "host:port" as bound (IPv6 hosts in brackets), or rejects with the listen error. */
 export async function listenOn(server: Server, addr: string): Promise<string> {

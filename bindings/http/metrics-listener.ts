@@ -1,6 +1,6 @@
 // A separate listener that serves only /metrics (MIG_METRICS_ADDR), for a scrape network kept apart from callers.
 import { createServer, type Server } from "node:http";
-import type { MigRuntime } from "../../runtime/runtime.ts";
+import type { MigRuntime } from "../../runtime/mod.ts";
 import { listenOn } from "./listen.ts";
 
 export interface MetricsListener {

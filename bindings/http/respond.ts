@@ -1,7 +1,6 @@
 // Writes MIG answers over HTTP: JSON bodies, and error envelopes with the status of the standard's table.
 import type { ServerResponse } from "node:http";
-import { encodeFrame } from "../../runtime/flow/stream-session.ts";
-import { errorEnvelope, errorHeader } from "../../runtime/protocol/envelope.ts";
+import { encodeFrame, errorEnvelope, errorHeader } from "../../runtime/mod.ts";
 import { HTTP_STATUS, MigError, toMigError } from "../../schemas/errors.ts";
 import type { StreamFrame } from "../../schemas/types.ts";
 import { BodyTooLarge, UnsupportedContentType } from "./body.ts";

@@ -1,9 +1,6 @@
 // The HTTP route table: method and path to a runtime operation; path segments are checked by the runtime.
 import type { IncomingMessage, ServerResponse } from "node:http";
-
-import type { AdminView } from "../../runtime/policy/policy.ts";
-import type { RequestContext } from "../../runtime/protocol/request-context.ts";
-import type { MigRuntime } from "../../runtime/runtime.ts";
+import type { AdminView, MigRuntime, RequestContext } from "../../runtime/mod.ts";
 import { serveSubscription } from "./sse.ts";
 
 export interface JsonRoute {

@@ -3,9 +3,7 @@
 import { maxHeaderSize, type Server, type ServerOptions, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import type { RuntimeConfig } from "../../runtime/base/config.ts";
-import type { Logger } from "../../runtime/base/logger.ts";
-import { errorEnvelope } from "../../runtime/protocol/envelope.ts";
+import { errorEnvelope, type Logger, type RuntimeConfig } from "../../runtime/mod.ts";
 import { MigError } from "../../schemas/errors.ts";
 
 type LimitSettings = Pick<

@@ -2,12 +2,7 @@
 import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createTlsServer } from "node:https";
-
-import type { Authenticator } from "../../runtime/policy/auth.ts";
-import type { AdminView } from "../../runtime/policy/policy.ts";
-import type { Principal } from "../../runtime/protocol/principal.ts";
-import type { RequestContext } from "../../runtime/protocol/request-context.ts";
-import type { MigRuntime } from "../../runtime/runtime.ts";
+import type { AdminView, Authenticator, MigRuntime, Principal, RequestContext } from "../../runtime/mod.ts";
 import { MigError } from "../../schemas/errors.ts";
 import { checkBodyHeaders, drainBody, readJsonBody } from "./body.ts";
 import { listenOn } from "./listen.ts";

@@ -1,11 +1,14 @@
 // SUBSCRIBE over HTTP: turns GET /mig/v0.1/subscribe/{topic} into a SubscribeRequest and streams the
 // subscription as Server-Sent Events (frames and comments documented in docs/events.md).
 import type { IncomingMessage, ServerResponse } from "node:http";
-
-import type { EventSink, Subscription, SubscriptionInfo } from "../../runtime/ops/subscribe.ts";
-import { errorEnvelope } from "../../runtime/protocol/envelope.ts";
-import type { RequestContext } from "../../runtime/protocol/request-context.ts";
-import type { MigRuntime } from "../../runtime/runtime.ts";
+import {
+  type EventSink,
+  errorEnvelope,
+  type MigRuntime,
+  type RequestContext,
+  type Subscription,
+  type SubscriptionInfo,
+} from "../../runtime/mod.ts";
 import type { MigError } from "../../schemas/errors.ts";
 import { sendError } from "./respond.ts";
 

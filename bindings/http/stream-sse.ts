@@ -1,9 +1,6 @@
 // Server-sent events for POST /mig/v0.1/invoke/{capability} with stream_preference server_stream: one event per StreamFrame.
 import type { ServerResponse } from "node:http";
-
-import type { FrameSink, StreamSession } from "../../runtime/flow/stream-session.ts";
-import type { RequestContext } from "../../runtime/protocol/request-context.ts";
-import type { MigRuntime } from "../../runtime/runtime.ts";
+import type { FrameSink, MigRuntime, RequestContext, StreamSession } from "../../runtime/mod.ts";
 import { MigError } from "../../schemas/errors.ts";
 import { tryEncodeFrame, UNENCODABLE, unencodableTerminal } from "./respond.ts";
 

@@ -2,14 +2,17 @@
 import type { IncomingMessage, Server } from "node:http";
 import type { Duplex } from "node:stream";
 import { type RawData, WebSocket, WebSocketServer } from "ws";
-
-import { checkStreamId, type FrameSink, type StreamSession } from "../../runtime/flow/stream-session.ts";
-import type { Authenticator } from "../../runtime/policy/auth.ts";
-import { errorHeader } from "../../runtime/protocol/envelope.ts";
-import { parseJsonLimited } from "../../runtime/protocol/json-limits.ts";
-import type { Principal } from "../../runtime/protocol/principal.ts";
-import type { RequestContext } from "../../runtime/protocol/request-context.ts";
-import type { MigRuntime } from "../../runtime/runtime.ts";
+import {
+  type Authenticator,
+  checkStreamId,
+  errorHeader,
+  type FrameSink,
+  type MigRuntime,
+  type Principal,
+  parseJsonLimited,
+  type RequestContext,
+  type StreamSession,
+} from "../../runtime/mod.ts";
 import { HTTP_STATUS, MigError } from "../../schemas/errors.ts";
 import type { StreamFrame } from "../../schemas/types.ts";
 import { tryEncodeFrame, UNENCODABLE, unencodableTerminal } from "./respond.ts";

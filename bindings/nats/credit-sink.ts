@@ -1,6 +1,6 @@
 // A stream's frames on a NATS subject, published only against the credit its consumer granted.
 import type { NatsConnection } from "@nats-io/transport-node";
-import { encodeFrameBytes, type FrameSink } from "../../runtime/flow/stream-session.ts";
+import { encodeFrameBytes, type FrameSink } from "../../runtime/mod.ts";
 import type { StreamFrame } from "../../schemas/types.ts";
 
 /**

@@ -11,18 +11,22 @@
 //
 // In auth mode jwt, acks and close carry the subscriber's bearer token like any request (runtime/policy/control-guard.ts).
 import { Match, type Msg, type NatsConnection, type Subscription as NatsSubscription } from "@nats-io/transport-node";
-import { ChunkedAdmission, PUBLISH_ADMISSION_CHUNK } from "../../runtime/bus/chunked-admission.ts";
-
-import type { EventSink, SubscriptionInfo } from "../../runtime/ops/subscribe.ts";
-import type { Authenticator } from "../../runtime/policy/auth.ts";
-import { ControlGuard } from "../../runtime/policy/control-guard.ts";
-import { replySubjectAllowed } from "../../runtime/policy/policy.ts";
-import { errorEnvelope } from "../../runtime/protocol/envelope.ts";
-import { parseJsonLimited } from "../../runtime/protocol/json-limits.ts";
-import type { Principal } from "../../runtime/protocol/principal.ts";
-import type { RequestContext } from "../../runtime/protocol/request-context.ts";
-import type { MigRuntime } from "../../runtime/runtime.ts";
-import { ORIGIN_HEADER, ORIGIN_RUNTIME } from "../../runtime/store/events.ts";
+import {
+  type Authenticator,
+  ChunkedAdmission,
+  ControlGuard,
+  type EventSink,
+  errorEnvelope,
+  type MigRuntime,
+  ORIGIN_HEADER,
+  ORIGIN_RUNTIME,
+  type Principal,
+  PUBLISH_ADMISSION_CHUNK,
+  parseJsonLimited,
+  type RequestContext,
+  replySubjectAllowed,
+  type SubscriptionInfo,
+} from "../../runtime/mod.ts";
 import { MigError, toMigError } from "../../schemas/errors.ts";
 import { replyHeaders } from "./reply-headers.ts";
 

@@ -1,6 +1,6 @@
 // The NATS headers of a reply: the MIG header fields mirrored (spec section 7), plus the error code of an error envelope.
 import type { MsgHdrs } from "@nats-io/transport-node";
-import { HeaderBlock } from "../../runtime/bus/nats-header-block.ts";
+import { HeaderBlock } from "../../runtime/mod.ts";
 import type { MessageHeader } from "../../schemas/types.ts";
 
 /** MIG header fields mirrored between the body's header and NATS message headers (spec section 7). */

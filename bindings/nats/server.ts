@@ -1,21 +1,21 @@
 // The NATS binding: serves the public mig.v0_1 subjects in one queue group, translating each request for the runtime.
 import { Match, type Msg, type MsgHdrs, type Subscription } from "@nats-io/transport-node";
-import { ADMISSION_CHUNK, ChunkedAdmission } from "../../runtime/bus/chunked-admission.ts";
-import { TurnBatch } from "../../runtime/bus/turn-batch.ts";
-
-import type { Authenticator } from "../../runtime/policy/auth.ts";
-import { replySubjectAllowed } from "../../runtime/policy/policy.ts";
-import { errorEnvelope } from "../../runtime/protocol/envelope.ts";
-import { parseJsonLimited } from "../../runtime/protocol/json-limits.ts";
-import type { RequestContext } from "../../runtime/protocol/request-context.ts";
 import {
+  ADMISSION_CHUNK,
+  type Authenticator,
+  ChunkedAdmission,
   capabilityOf,
+  errorEnvelope,
+  type MigRuntime,
   type ParsedSubject,
   PUBLIC_SUBJECTS,
+  parseJsonLimited,
   parseSubject,
   QUEUE_GROUP,
-} from "../../runtime/protocol/subjects.ts";
-import type { MigRuntime } from "../../runtime/runtime.ts";
+  type RequestContext,
+  replySubjectAllowed,
+  TurnBatch,
+} from "../../runtime/mod.ts";
 import { MigError, toMigError } from "../../schemas/errors.ts";
 import type { MessageHeader } from "../../schemas/types.ts";
 import { MIRRORED_FIELDS, replyHeaders } from "./reply-headers.ts";

@@ -1,17 +1,22 @@
 // Streams on public NATS subjects: a start request opens the stream; frames flow on mig.v0_1.<tenant>.stream.<stream_id> as the consumer grants credit.
 import { randomUUID } from "node:crypto";
 import { Match, type Msg, type Subscription } from "@nats-io/transport-node";
-
-import { checkStreamId, type StreamSession } from "../../runtime/flow/stream-session.ts";
-import type { Authenticator } from "../../runtime/policy/auth.ts";
-import { ControlGuard, rememberCredential } from "../../runtime/policy/control-guard.ts";
-import { replySubjectAllowed } from "../../runtime/policy/policy.ts";
-import { errorEnvelope } from "../../runtime/protocol/envelope.ts";
-import { parseJsonLimited } from "../../runtime/protocol/json-limits.ts";
-import { checkTenant } from "../../runtime/protocol/names.ts";
-import type { RequestContext } from "../../runtime/protocol/request-context.ts";
-import { STREAM_START_SUBJECT, streamInboundSubject, streamSubject } from "../../runtime/protocol/subjects.ts";
-import type { MigRuntime } from "../../runtime/runtime.ts";
+import {
+  type Authenticator,
+  ControlGuard,
+  checkStreamId,
+  checkTenant,
+  errorEnvelope,
+  type MigRuntime,
+  parseJsonLimited,
+  type RequestContext,
+  rememberCredential,
+  replySubjectAllowed,
+  STREAM_START_SUBJECT,
+  type StreamSession,
+  streamInboundSubject,
+  streamSubject,
+} from "../../runtime/mod.ts";
 import { MigError, toMigError } from "../../schemas/errors.ts";
 import { CreditSink } from "./credit-sink.ts";
 import { replyHeaders } from "./reply-headers.ts";

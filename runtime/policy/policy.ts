@@ -5,10 +5,9 @@ import { parse as parseYaml } from "yaml";
 import { MigError } from "../../schemas/errors.ts";
 import type { CapabilityDescriptor } from "../../schemas/types.ts";
 import { parseRateLimit, type RateLimit, type RuntimeConfig } from "../base/config.ts";
-import type { InflightInvocation } from "../flow/inflight.ts";
+import { RateLimiter } from "../base/rate-limit.ts";
 import { holdsAnyScope, type Principal } from "../protocol/principal.ts";
 import type { RequestContext } from "../protocol/request-context.ts";
-import { RateLimiter } from "./rate-limit.ts";
 
 /**
  * The tenant the transport established: the credential's tenant, checked against any tenant the
@@ -119,11 +118,7 @@ export class AccessPolicy {
   }
 
   /** CANCEL: only the tenant that started the target (and, with MIG_CANCEL_SAME_SUBJECT, the same subject). */
-  authorizeCancel(
-    request: RequestContext,
-    tenant: string,
-    target: Pick<InflightInvocation, "tenant" | "subject">,
-  ): void {
+  authorizeCancel(request: RequestContext, tenant: string, target: { tenant: string; subject: string }): void {
     if (target.tenant !== tenant) {
       throw new MigError(
         "MIG_FORBIDDEN",

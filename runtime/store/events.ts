@@ -15,11 +15,11 @@ import { busCauseDetails, MigError } from "../../schemas/errors.ts";
 import type { MessageHeader } from "../../schemas/types.ts";
 import type { RateLimit, RuntimeConfig, TopicDiscard } from "../base/config.ts";
 import type { Logger } from "../base/logger.ts";
+import { RateLimiter } from "../base/rate-limit.ts";
 import { AckedPublisher, type StreamAck } from "../bus/acked-publish.ts";
 import type { Bus } from "../bus/bus.ts";
 import { HeaderBlock } from "../bus/nats-header-block.ts";
 import { TurnBatch } from "../bus/turn-batch.ts";
-import { RateLimiter } from "../policy/rate-limit.ts";
 
 export const INTERNAL_PREFIX = "_MIG";
 export const DEAD_LETTER_STREAM = "MIG_DLQ";

@@ -1,5 +1,5 @@
 // Token buckets per key (tenant, tenant×capability), kept per process in a bounded map.
-import type { RateLimit } from "../base/config.ts";
+import type { RateLimit } from "./config.ts";
 
 interface Bucket {
   tokens: number;
