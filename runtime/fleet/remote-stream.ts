@@ -11,7 +11,7 @@
 //
 // The gateway grants credit only after its own session took the frame (`await emit()` resolved), so
 // a slow consumer at the gateway pauses the worker's provider: neither side holds more than its window.
-import { type Msg, type NatsConnection, nuid } from "@nats-io/transport-node";
+import type { Msg, NatsConnection } from "@nats-io/transport-node";
 import { MigError, type MigErrorBody } from "../../schemas/errors.ts";
 import type { CapabilityDescriptor, JsonObject, StreamMode } from "../../schemas/types.ts";
 import { EMITTED } from "../flow/stream-session.ts";
@@ -26,6 +26,7 @@ import {
 } from "../protocol/provider-protocol.ts";
 import type { StreamContext, StreamHandler } from "../provider/provider.ts";
 import type { FleetHost } from "./fleet-host.ts";
+import { perHost, ReplyInbox } from "./reply-inbox.ts";
 
 export const streamOpenSubject = (capability: string) => `${INTERNAL_PREFIX}.stream.${capability}`;
 
@@ -65,9 +66,7 @@ const relays = new WeakMap<FleetHost, StreamRelay>();
 /** The stream handler of a capability that workers serve, or undefined when it does not stream. */
 export function remoteStreamHandler(runtime: FleetHost, descriptor: CapabilityDescriptor): StreamHandler | undefined {
   if (!streams(descriptor)) return undefined;
-  let relay = relays.get(runtime);
-  if (!relay) relays.set(runtime, (relay = new StreamRelay(runtime)));
-  return relay.handlerFor(descriptor.id);
+  return perHost(relays, runtime, () => new StreamRelay(runtime)).handlerFor(descriptor.id);
 }
 
 /** A provider left the fleet: the remote streams it was running end now with MIG_UNAVAILABLE, not at their deadline. */
@@ -77,14 +76,12 @@ export function remoteStreamsProviderGone(runtime: FleetHost, providerId: string
 
 /** One per gateway: a single wildcard subscription receives the frames of every remote stream. */
 class StreamRelay {
-  private readonly prefix = `${INTERNAL_PREFIX}.sgw.${nuid.next()}`;
-  private readonly live = new Map<string, RemoteStream>();
-  private seq = 0;
   private readonly nc: NatsConnection;
+  private readonly inbox: ReplyInbox<RemoteStream>;
 
   constructor(private readonly runtime: FleetHost) {
     this.nc = runtime.bus.nc;
-    this.nc.subscribe(`${this.prefix}.*`, { callback: (err, msg) => (err ? undefined : this.onMessage(msg)) });
+    this.inbox = new ReplyInbox(runtime, (stream, _token, msg) => this.onMessage(stream, msg));
   }
 
   handlerFor(capability: string): StreamHandler {
@@ -92,10 +89,8 @@ class StreamRelay {
   }
 
   private async run(capability: string, payload: JsonObject, context: StreamContext): Promise<JsonObject> {
-    const token = (++this.seq).toString(36);
-    const replyTo = `${this.prefix}.${token}`;
     const stream = new RemoteStream(this.nc, capability, context);
-    this.live.set(token, stream);
+    const { token, subject: replyTo } = this.inbox.hold(stream);
     const open: StreamOpen = {
       v: PROTOCOL_VERSION,
       capability,
@@ -110,12 +105,12 @@ class StreamRelay {
     try {
       return await stream.result;
     } finally {
-      this.live.delete(token);
+      this.inbox.release(token);
     }
   }
 
   providerGone(providerId: string): void {
-    for (const stream of this.live.values()) {
+    for (const [, stream] of this.inbox.entries()) {
       if (stream.provider !== providerId) continue;
       stream.fail(
         new MigError("MIG_UNAVAILABLE", `the worker ${providerId} stopped while streaming; retry the stream`, {
@@ -126,12 +121,7 @@ class StreamRelay {
     }
   }
 
-  private onMessage(msg: Msg): void {
-    const stream = this.live.get(msg.subject.slice(this.prefix.length + 1));
-    if (!stream) {
-      this.runtime.metrics.providerReplies.inc({ reason: "late_or_duplicate" });
-      return;
-    }
+  private onMessage(stream: RemoteStream, msg: Msg): void {
     if (msg.data.length === 0 && msg.headers?.code === 503) {
       stream.fail(
         new MigError("MIG_UNAVAILABLE", `no live worker streams capability ${stream.capability}; retry shortly`),

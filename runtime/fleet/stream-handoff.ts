@@ -15,24 +15,18 @@
 // gateway: the stream's record, so CANCEL by message id works as before, and the MIG_UNAVAILABLE terminal
 // frame when the worker dies. docs/bindings/provider-protocol.md §6 and docs/decisions.md, 'NATS streams of
 // worker-served capabilities are handed off'.
-import { type Msg, type NatsConnection, nuid } from "@nats-io/transport-node";
+import type { Msg, NatsConnection } from "@nats-io/transport-node";
 import { MigError } from "../../schemas/errors.ts";
 import type { CapabilityDescriptor, JsonObject } from "../../schemas/types.ts";
 import type { InflightStream } from "../flow/inflight.ts";
 import { encodeFrame } from "../flow/stream-session.ts";
 import { credentialDigest } from "../policy/control-guard.ts";
-import {
-  decode,
-  encode,
-  INTERNAL_PREFIX,
-  isObject,
-  PROTOCOL_VERSION,
-  principalOnWire,
-} from "../protocol/provider-protocol.ts";
+import { decode, encode, isObject, PROTOCOL_VERSION, principalOnWire } from "../protocol/provider-protocol.ts";
 import { streamSubject } from "../protocol/subjects.ts";
 import type { AcceptedStream } from "../provider/registry.ts";
 import type { FleetHost } from "./fleet-host.ts";
 import { type StreamOpen, streamOpenSubject, streams } from "./remote-stream.ts";
+import { perHost, ReplyInbox } from "./reply-inbox.ts";
 
 /** How long a gateway waits for a worker to take a stream (or the stream's deadline, if sooner). */
 export const HANDOFF_WAIT_MS = 5_000;
@@ -47,9 +41,7 @@ export function streamHandOff(
   descriptor: CapabilityDescriptor,
 ): ((stream: AcceptedStream) => Promise<void>) | undefined {
   if (!streams(descriptor)) return undefined;
-  let h = handOffs.get(runtime);
-  if (!h) handOffs.set(runtime, (h = new HandOffs(runtime)));
-  const it = h;
+  const it = perHost(handOffs, runtime, () => new HandOffs(runtime));
   return (stream) => it.handOff(stream);
 }
 
@@ -60,21 +52,18 @@ export function handedOffStreamsProviderGone(runtime: FleetHost, providerId: str
 
 /** One per gateway: a single wildcard subscription receives every handed-off stream's open and end. */
 class HandOffs {
-  private readonly prefix = `${INTERNAL_PREFIX}.sgw.${nuid.next()}`;
-  private readonly live = new Map<string, HandedOff>();
-  private seq = 0;
   private readonly nc: NatsConnection;
+  private readonly inbox: ReplyInbox<HandedOff>;
 
   constructor(private readonly runtime: FleetHost) {
     this.nc = runtime.bus.nc;
-    this.nc.subscribe(`${this.prefix}.*`, { callback: (err, msg) => (err ? undefined : this.onMessage(msg)) });
+    this.inbox = new ReplyInbox(runtime, (stream, token, msg) => this.onMessage(stream, token, msg));
   }
 
   async handOff(accepted: AcceptedStream): Promise<void> {
     const { header, entry, streamId } = accepted;
-    const token = (++this.seq).toString(36);
     const stream = new HandedOff(this.nc, accepted);
-    this.live.set(token, stream);
+    const { token, subject: replyTo } = this.inbox.hold(stream);
     // In the stream table from now on: a second start with the same message id is refused, a CANCEL finds it.
     this.runtime.streams.set(header.message_id, stream);
     const open: StreamOpen & { nats_stream_id: string } = {
@@ -84,7 +73,7 @@ class HandOffs {
       payload: accepted.payload,
       principal: principalOnWire(accepted.principal),
       deadline_at: Date.now() + header.deadline_ms,
-      reply_to: `${this.prefix}.${token}`,
+      reply_to: replyTo,
       mode: accepted.mode,
       nats_stream_id: streamId,
     };
@@ -116,7 +105,7 @@ class HandOffs {
   }
 
   providerGone(providerId: string): void {
-    for (const [token, stream] of this.live) {
+    for (const [token, stream] of this.inbox.entries()) {
       if (stream.provider !== providerId) continue;
       stream.endForCaller(
         new MigError("MIG_UNAVAILABLE", `the worker ${providerId} stopped while streaming; retry the stream`, {
@@ -129,20 +118,14 @@ class HandOffs {
   }
 
   private forget(token: string, stream: HandedOff): void {
-    if (this.live.get(token) !== stream) return;
-    this.live.delete(token);
+    if (this.inbox.get(token) !== stream) return;
+    this.inbox.release(token);
     clearTimeout(stream.forgetTimer);
     if (this.runtime.streams.get(stream.messageId) === stream) this.runtime.streams.delete(stream.messageId);
     if (stream.isOpen) this.runtime.finished.add(stream.messageId, stream.tenant);
   }
 
-  private onMessage(msg: Msg): void {
-    const token = msg.subject.slice(this.prefix.length + 1);
-    const stream = this.live.get(token);
-    if (!stream) {
-      this.runtime.metrics.providerReplies.inc({ reason: "late_or_duplicate" });
-      return;
-    }
+  private onMessage(stream: HandedOff, token: string, msg: Msg): void {
     if (msg.data.length === 0 && msg.headers?.code === 503) {
       stream.refuse(
         new MigError("MIG_UNAVAILABLE", `no live worker streams capability ${stream.capability}; retry shortly`, {
