@@ -9,6 +9,7 @@ import type { RuntimeConfig } from "../base/config.ts";
 import type { Logger } from "../base/logger.ts";
 import type { Metrics } from "../base/metrics.ts";
 import type { Bus } from "../bus/bus.ts";
+import { ACK, readAckSubject, requestBatch, TERM } from "../bus/jetstream-wire.ts";
 import { deliveredJson, type EventStore, type TopicRef, unavailable } from "../store/events.ts";
 import type { EventSink, SubscriptionInfo, SubscriptionStats } from "./event-sink.ts";
 
@@ -76,8 +77,6 @@ function nextPhase(): Promise<false> {
   return new Promise((resolve) => setImmediate(() => resolve(false)));
 }
 
-const ACK = new TextEncoder().encode("+ACK");
-const TERM = new TextEncoder().encode("+TERM");
 /** How long a stopping durable subscription waits for JetStream to confirm its last ack. */
 const FINAL_ACK_TIMEOUT_MS = 2_000;
 
@@ -89,14 +88,10 @@ interface Delivery {
   pending: number;
 }
 
-/** `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`, with domain and account hash on newer servers. */
+/** The delivery `msg` is, read from its reply subject. */
 function parseDelivery(msg: Msg): Delivery | undefined {
-  const reply = msg.reply;
-  if (!reply?.startsWith("$JS.ACK.")) return undefined;
-  const t = reply.split(".");
-  const base = t.length === 9 ? 4 : 6;
-  if (t.length < 9) return undefined;
-  return { msg, deliveryCount: Number(t[base]), seq: Number(t[base + 1]), pending: Number(t[base + 3]) };
+  const ack = readAckSubject(msg.reply);
+  return ack && { msg, ...ack };
 }
 
 /**
@@ -288,13 +283,11 @@ export class Pump implements SubscriptionPump {
     const { nc } = this.core.bus;
     this.outstanding = count;
     try {
-      nc.publish(
-        `$JS.API.CONSUMER.MSG.NEXT.${this.ref.stream}.${this.consumerName}`,
-        JSON.stringify({ batch: count, expires: this.expiresMs * 1_000_000 }),
-        {
-          reply: this.inbox!.getSubject(),
-        },
-      );
+      requestBatch(nc, this.ref.stream, this.consumerName, {
+        batch: count,
+        expiresMs: this.expiresMs,
+        replyTo: this.inbox!.getSubject(),
+      });
     } catch {
       // Disconnected: the timer below asks again.
     }
