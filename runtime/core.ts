@@ -5,7 +5,7 @@ import type { RuntimeConfig } from "./base/config.ts";
 import type { LoadGauge } from "./base/load.ts";
 import type { Logger } from "./base/logger.ts";
 import type { Metrics } from "./base/metrics.ts";
-import type { InflightInvocation, InflightStream, RecentlyFinished } from "./flow/inflight.ts";
+import type { InflightTables } from "./flow/inflight.ts";
 import type { Supervisor } from "./flow/supervisor.ts";
 import type { FairShare } from "./policy/fair-share.ts";
 import type { AccessPolicy } from "./policy/policy.ts";
@@ -36,16 +36,10 @@ export interface RuntimeCore {
   load: LoadGauge;
   /** Scopes, tenant allow lists, rate limits, cancel and admin rules (runtime/policy/policy.ts). */
   policy: AccessPolicy;
-  /** Invocations in flight in this process, by message_id (the target of CANCEL). */
-  inflight: Map<string, InflightInvocation>;
-  /** How many of `inflight` each tenant holds, for the per-tenant share of the capacity. */
-  inflightByTenant: Map<string, number>;
+  /** The invocations and streams in flight in this process, and the ids that finished lately. */
+  work: InflightTables;
   /** Tenants' turns while the event loop is saturated (runtime/policy/fair-share.ts). */
   fairShare: FairShare;
-  /** Streams in flight in this process, by the message_id of their request (the target of CANCEL). */
-  streams: Map<string, InflightStream>;
-  /** Recently finished message ids with their tenant, so CANCEL can say "already_completed". */
-  finished: RecentlyFinished;
   /** Other runtime processes on the same bus, when this runtime watches the fleet. */
   fleet?: FleetView | undefined;
 }

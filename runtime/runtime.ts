@@ -29,7 +29,7 @@ import {
 import { DEFAULT_CONF, NatsLauncher } from "./bus/nats-launcher.ts";
 import type { RuntimeCore } from "./core.ts";
 import { Fleet } from "./fleet/fleet.ts";
-import { type InflightInvocation, RecentlyFinished } from "./flow/inflight.ts";
+import { InflightTables } from "./flow/inflight.ts";
 import type { StreamSession } from "./flow/stream-session.ts";
 import { Supervisor } from "./flow/supervisor.ts";
 import { cancel } from "./ops/cancel.ts";
@@ -80,10 +80,7 @@ export class MigRuntime implements RuntimeCore {
   readonly schemas = new SchemaRegistry();
   readonly capabilities = new CapabilityRegistry(this.schemas);
   readonly supervisor: Supervisor;
-  readonly inflight = new Map<string, InflightInvocation>();
-  readonly inflightByTenant = new Map<string, number>();
-  readonly streams: RuntimeCore["streams"] = new Map();
-  readonly finished = new RecentlyFinished();
+  readonly work = new InflightTables();
   readonly load: LoadGauge;
   readonly fairShare: FairShare;
   readonly subscriptions = new SubscriptionRegistry();
@@ -107,7 +104,7 @@ export class MigRuntime implements RuntimeCore {
   ) {
     this.serverId = config.serverId ?? `mig-${hostname()}-${process.pid}`;
     this.supervisor = new Supervisor(this.metrics, logger);
-    this.load = new LoadGauge(config.capacity, () => this.inflight.size);
+    this.load = new LoadGauge(config.capacity, () => this.work.invocations.size);
     this.fairShare = new FairShare(
       { perTenant: config.tenantFairInflight, busyUtilisation: config.fairBusyUtilisation, waitMs: config.fairWaitMs },
       (outcome) => this.metrics.fairShareWaits.inc({ outcome }),
@@ -526,10 +523,10 @@ export class MigRuntime implements RuntimeCore {
   }
 
   async stop(): Promise<void> {
-    for (const stream of this.streams.values()) stream.cancel("the runtime is shutting down");
+    for (const stream of [...this.work.streams.values()]) stream.cancel("the runtime is shutting down");
     this.load.stop();
     this.fairShare.stop();
-    for (const { actor } of this.inflight.values())
+    for (const { actor } of [...this.work.invocations.values()])
       actor.send({ type: "CANCEL", reason: "the runtime is shutting down" });
     await this.subscriptions.closeAll("the runtime is shutting down");
     await this.audit?.close();

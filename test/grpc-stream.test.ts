@@ -107,7 +107,7 @@ function request(
 }
 
 function session(messageId: string): StreamSession {
-  return t.runtime.streams.get(messageId) as StreamSession;
+  return t.runtime.work.streams.get(messageId) as StreamSession;
 }
 
 /** The JSON value of a google.protobuf.Value as the client decoded it. */
@@ -280,7 +280,7 @@ describe("cancellation", () => {
       code: "MIG_TIMEOUT",
       details: { cancelled: true, reason: "the gRPC client cancelled the call" },
     });
-    await waitFor("the stream to end", () => !t.runtime.streams.has(message_id));
+    await waitFor("the stream to end", () => !t.runtime.work.streams.has(message_id));
   });
 
   it("the call's deadline becomes the stream's: it ends with MIG_TIMEOUT at the provider", async () => {
@@ -431,13 +431,13 @@ describe("bad frames", () => {
     await call.end();
     expect(call.code).toBe(status.RESOURCE_EXHAUSTED);
     await waitFor("the provider's signal", () => aborts.get(message_id));
-    await waitFor("the stream to end", () => !t.runtime.streams.has(message_id));
+    await waitFor("the stream to end", () => !t.runtime.work.streams.has(message_id));
   });
 
   it("after all that the server still serves", async () => {
     const res = await unary(c.discovery, "Hello", { header: header(), supported_versions: ["0.1"] });
     expect(res.selected_version).toBe("0.1");
-    await waitFor("every stream to end", () => t.runtime.streams.size === 0);
+    await waitFor("every stream to end", () => t.runtime.work.streams.size === 0);
   });
 });
 

@@ -175,7 +175,7 @@ describe("Control", () => {
       payload: struct({}),
     });
     pending.catch(() => undefined);
-    await waitFor("the invocation to be in flight", () => t.runtime.inflight.has(message_id));
+    await waitFor("the invocation to be in flight", () => t.runtime.work.invocations.has(message_id));
     const ack = await unary(c.control, "Cancel", {
       header: header(),
       target_message_id: message_id,
@@ -213,7 +213,7 @@ describe("deadlines and cancellation of the call", () => {
     // The runtime's own deadline ended it: a deadline, not a cancel.
     expect(seen.reason.code).toBe("MIG_TIMEOUT");
     expect(seen.reason.details).toEqual({ deadline_ms: seen.deadline_ms });
-    await waitFor("no invocation in flight", () => t.runtime.inflight.size === 0);
+    await waitFor("no invocation in flight", () => t.runtime.work.invocations.size === 0);
     const metrics = await t.runtime.metrics.registry.metrics();
     expect(metrics).toMatch(/mig_invocations_total\{capability="test.slow",outcome="timed_out"\} 1/);
   });
@@ -225,14 +225,14 @@ describe("deadlines and cancellation of the call", () => {
       capability: "test.slow",
       payload: struct({}),
     });
-    await waitFor("the invocation to be in flight", () => t.runtime.inflight.has(message_id));
+    await waitFor("the invocation to be in flight", () => t.runtime.work.invocations.has(message_id));
     const seen = slowSeen.at(-1)!;
     started.cancel();
     expect((await started.result.catch((e) => e)).code).toBe(status.CANCELLED);
     await waitFor("the provider's signal to fire", () => seen.reason);
     expect(seen.reason.code).toBe("MIG_TIMEOUT");
     expect(seen.reason.details).toEqual({ cancelled: true, reason: "the gRPC client cancelled the call" });
-    await waitFor("the invocation to end", () => !t.runtime.inflight.has(message_id));
+    await waitFor("the invocation to end", () => !t.runtime.work.invocations.has(message_id));
   });
 });
 

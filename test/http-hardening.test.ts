@@ -196,7 +196,7 @@ describe("an invocation whose HTTP client went away", () => {
 
     for (const req of pending) req.destroy();
     await waitFor("the 8 providers to see their abort", () => aborted - before.aborted === 8, 5000);
-    await waitFor("the capacity to be free", () => t.runtime.inflight.size === 0, 5000);
+    await waitFor("the capacity to be free", () => t.runtime.work.invocations.size === 0, 5000);
     const res = await t.post("/mig/v0.1/invoke/test.echo", {
       header: { tenant_id: "globex" },
       payload: { after: true },
@@ -225,7 +225,7 @@ describe("an invocation whose HTTP client went away", () => {
     await waitFor("the first run to start", () => calls.slow - before.calls === 1);
     first.destroy();
     await waitFor("the first run to be aborted", () => aborted - before.aborted === 1, 5000);
-    await waitFor("the capacity to be free", () => t.runtime.inflight.size === 0, 5000);
+    await waitFor("the capacity to be free", () => t.runtime.work.invocations.size === 0, 5000);
     const retry = start();
     await waitFor("the retry to run the capability again", () => calls.slow - before.calls === 2, 5000);
     retry.destroy();

@@ -112,7 +112,7 @@ describe("provider failures are contained", () => {
 
   it("no actor is left alive after all of that", async () => {
     await waitFor("no live invocation actors", () => t.runtime.supervisor.countOf("invocation") === 0);
-    expect(t.runtime.inflight.size).toBe(0);
+    expect(t.runtime.work.invocations.size).toBe(0);
   });
 });
 
@@ -120,7 +120,7 @@ describe("CANCEL", () => {
   it("aborts a slow in-flight invocation; its caller gets a terminal answer", async () => {
     const message_id = randomUUID();
     const pending = invoke("test.slow", { message_id });
-    await waitFor("the invocation to be in flight", () => t.runtime.inflight.has(message_id));
+    await waitFor("the invocation to be in flight", () => t.runtime.work.invocations.has(message_id));
     const ack = await t.post(`/mig/v0.1/cancel/${message_id}`, {
       header: { tenant_id: "acme" },
       reason: "user pressed stop",
@@ -138,11 +138,11 @@ describe("CANCEL", () => {
   it("refuses to cancel another tenant's invocation, answering as for an unknown id", async () => {
     const message_id = randomUUID();
     const pending = invoke("test.slow", { message_id, deadline_ms: 2000 });
-    await waitFor("the invocation to be in flight", () => t.runtime.inflight.has(message_id));
+    await waitFor("the invocation to be in flight", () => t.runtime.work.invocations.has(message_id));
     const res = await t.post(`/mig/v0.1/cancel/${message_id}`, { header: { tenant_id: "globex" } });
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ accepted: false, status: "not_found" });
-    expect(t.runtime.inflight.has(message_id)).toBe(true);
+    expect(t.runtime.work.invocations.has(message_id)).toBe(true);
     await t.post(`/mig/v0.1/cancel/${message_id}`, { header: { tenant_id: "acme" } });
     await pending;
   });
@@ -185,7 +185,7 @@ describe("metrics", () => {
   it("shows invocations by outcome, errors by code, latency by capability and tenant, live actors", async () => {
     const slow = randomUUID();
     const pending = invoke("test.slow", { message_id: slow, deadline_ms: 5000 });
-    await waitFor("in flight", () => t.runtime.inflight.has(slow));
+    await waitFor("in flight", () => t.runtime.work.invocations.has(slow));
     const text = (await t.get("/metrics")).text;
     expect(text).toMatch(/mig_actors_live\{kind="invocation",state="dispatched"\} 1/);
     expect(text).toMatch(/mig_invocations_total\{capability="test.hang",outcome="timed_out"\} 1/);
@@ -207,7 +207,7 @@ describe("admission control", () => {
       const pending = ids.map((message_id) =>
         small.post("/mig/v0.1/invoke/test.slow", { header: { tenant_id: "acme", message_id }, payload: {} }),
       );
-      await waitFor("two invocations in flight", () => small.runtime.inflight.size === 2);
+      await waitFor("two invocations in flight", () => small.runtime.work.invocations.size === 2);
       const shed = await small.post("/mig/v0.1/invoke/observatory.models.infer", {
         header: { tenant_id: "acme" },
         payload: { input: "x" },
@@ -236,7 +236,7 @@ describe("admission control", () => {
       const pending = ids.map((message_id) =>
         small.post("/mig/v0.1/invoke/test.slow", { header: { tenant_id: "acme", message_id }, payload: {} }),
       );
-      await waitFor("acme's two invocations in flight", () => small.runtime.inflight.size === 2);
+      await waitFor("acme's two invocations in flight", () => small.runtime.work.invocations.size === 2);
       // Half of the capacity of 4 is acme's: a third is refused, while globex still gets its answers.
       const third = await small.post("/mig/v0.1/invoke/observatory.models.infer", {
         header: { tenant_id: "acme" },
@@ -252,7 +252,7 @@ describe("admission control", () => {
       expect(other.status).toBe(200);
       for (const id of ids) await small.post(`/mig/v0.1/cancel/${id}`, { header: { tenant_id: "acme" } });
       await Promise.all(pending);
-      expect(small.runtime.inflightByTenant.size).toBe(0);
+      expect(small.runtime.work.invocationsOf("acme")).toBe(0);
       const again = await small.post("/mig/v0.1/invoke/observatory.models.infer", {
         header: { tenant_id: "acme" },
         payload: { input: "x" },

@@ -58,7 +58,7 @@ describe("deadline_ms of a NATS INVOKE", () => {
 
     await waitFor("the provider's signal", () => aborted.length === 1);
     expect((aborted[0] as { code?: string }).code).toBe("MIG_TIMEOUT");
-    expect(t.runtime.inflight.size).toBe(0);
+    expect(t.runtime.work.invocations.size).toBe(0);
     const next = await natsRequest(nc, "mig.v0_1.acme.invoke.test.deadline.quick", {
       header: { tenant_id: "acme" },
       payload: {},

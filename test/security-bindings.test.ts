@@ -477,7 +477,7 @@ beforeAll(async () => {
     { header: { message_id: id, deadline_ms: 600_000 }, payload: {} },
     bob,
   );
-  await waitFor("globex's invocation to be in flight", () => t.runtime.inflight.has(id));
+  await waitFor("globex's invocation to be in flight", () => t.runtime.work.invocations.has(id));
   globexWork = { id, answer };
 });
 
@@ -528,7 +528,7 @@ for (const adapter of ADAPTERS) {
         const outcome = await attack.run({ authorization: `Bearer ${await hs256({ sub, ...ACME })}` });
         // Nothing of globex's was touched: its invocation runs on.
         expect(outcome).toEqual(attack.seen ?? { ok: false, code: attack.code });
-        expect(t.runtime.inflight.has(globexWork.id)).toBe(true);
+        expect(t.runtime.work.invocations.has(globexWork.id)).toBe(true);
         if (attack.notAudited) return;
         const record = await auditedDeny(sub, attack.code);
         expect(record).toMatchObject({

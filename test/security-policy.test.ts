@@ -89,7 +89,7 @@ async function getJson(path: string, headers: Record<string, string>) {
 async function startSlow(who: Record<string, string>) {
   const id = randomUUID();
   const answer = t.post("/mig/v0.1/invoke/test.slow", { header: { message_id: id }, payload: {} }, who);
-  await waitFor("the slow invocation to be in flight", () => t.runtime.inflight.has(id));
+  await waitFor("the slow invocation to be in flight", () => t.runtime.work.invocations.has(id));
   return { id, answer };
 }
 
@@ -126,7 +126,7 @@ describe("tenancy", () => {
       403,
       "MIG_FORBIDDEN",
     );
-    expect(t.runtime.inflight.has(slow.id)).toBe(true);
+    expect(t.runtime.work.invocations.has(slow.id)).toBe(true);
     const ack = await t.post(`/mig/v0.1/cancel/${slow.id}`, {}, bob);
     expect(ack.body).toMatchObject({ accepted: true, status: "cancelled" });
     expect((await slow.answer).body.error.details.cancelled).toBe(true);

@@ -289,7 +289,7 @@ describe("a consumer that stops reading", () => {
     const { streamId, messageId } = reader.start("test.stream.forever", { pad: 16 * 1024 }, { deadlineMs: 120_000 });
     await reader.until("a frame", () => reader.of(streamId).length > 0);
     reader.ws.pause();
-    await waitFor("the stream to end", () => !t.runtime.streams.has(messageId), 20_000);
+    await waitFor("the stream to end", () => !t.runtime.work.streams.has(messageId), 20_000);
     expect(aborts.get(messageId)).toMatchObject({ code: "MIG_BACKPRESSURE", retryable: true });
     reader.ws.resume();
     const frames = await reader.ended(streamId);

@@ -115,7 +115,7 @@ async function consume(
   // The subscription stays: a second terminal frame would land in `frames` too (closed with the connection).
   void sub;
   /** Once the gateway has forgotten the stream, the worker has published all it will: its `{end}` follows its terminal frame. */
-  const settled = async (gone: () => boolean = () => !gateway.runtime.streams.has(messageId)) => {
+  const settled = async (gone: () => boolean = () => !gateway.runtime.work.streams.has(messageId)) => {
     await waitFor("the stream to be over everywhere", gone);
     await nc.flush();
   };
@@ -143,8 +143,8 @@ describe("a NATS stream of a worker-served capability", () => {
     });
     // Every frame carries the header the start was answered with (the caller's deadline_ms, not the time the worker had left).
     const header = s.answer.header;
-    const atWorker = workerRuntime.streams.get(s.messageId);
-    const atGateway = gateway.runtime.streams.get(s.messageId);
+    const atWorker = workerRuntime.work.streams.get(s.messageId);
+    const atGateway = gateway.runtime.work.streams.get(s.messageId);
     await s.done;
     expect(atWorker).toBeInstanceOf(StreamSession);
     // The gateway keeps a record (the target of CANCEL) but runs no session of its own.
@@ -164,7 +164,7 @@ describe("a NATS stream of a worker-served capability", () => {
     expect((atWorker as StreamSession).highWater).toBeLessThanOrEqual(17);
     expect(new Set(s.frames.map((f) => JSON.stringify(f.header))).size).toBe(1);
     expect(s.frames[0]!.header).toEqual(header);
-    await waitFor("the gateway to forget the stream", () => !gateway.runtime.streams.has(s.messageId));
+    await waitFor("the gateway to forget the stream", () => !gateway.runtime.work.streams.has(s.messageId));
   });
 
   it("CANCEL of its message id at the gateway reaches the worker's provider; one control terminal frame", async () => {
@@ -181,7 +181,7 @@ describe("a NATS stream of a worker-served capability", () => {
       payload: { status: "cancelled", reason: "enough" },
     });
     await waitFor("the worker's provider to be aborted", () => aborted(s.messageId));
-    await waitFor("the gateway to forget the stream", () => !gateway.runtime.streams.has(s.messageId));
+    await waitFor("the gateway to forget the stream", () => !gateway.runtime.work.streams.has(s.messageId));
     // Afterwards the gateway still knows the id: a second CANCEL says it is over.
     const again = await natsRequest(nc, `mig.v0_1.acme.control.cancel.${s.messageId}`, {});
     expect(again.body).toMatchObject({ status: "already_completed" });
@@ -293,12 +293,12 @@ describe("a gateway that stops", () => {
       );
       const s = await consume("remote.stream.forever", {});
       await waitFor("frames", () => s.frames.length >= 20);
-      expect(other.runtime.streams.has(s.messageId)).toBe(true);
+      expect(other.runtime.work.streams.has(s.messageId)).toBe(true);
       await otherBinding.close();
       await other.stop();
       stopped = true;
       await s.done;
-      await s.settled(() => !workerRuntime.streams.has(s.messageId));
+      await s.settled(() => !workerRuntime.work.streams.has(s.messageId));
       expect(terminals(s.frames)).toEqual([
         expect.objectContaining({
           kind: "control",
@@ -403,13 +403,13 @@ describe("the hand-off protocol, spoken by a provider on plain NATS (provider-pr
     expect(s.frames.map((f) => f.payload)).toEqual([{ tick: 0 }, { tick: 1 }, { tick: 2 }, { ticks: 3 }]);
     await s.settled();
     expect(terminals(s.frames)).toHaveLength(1);
-    await waitFor("the gateway to forget the stream", () => !gateway.runtime.streams.has(s.messageId));
+    await waitFor("the gateway to forget the stream", () => !gateway.runtime.work.streams.has(s.messageId));
   });
 
   it("a provider that refuses the open: the caller's start is answered with its error", async () => {
     const s = await consume("plain.refuses", {});
     expect(s.answer.error).toMatchObject({ code: "MIG_UNAVAILABLE", message: "no GPU free", retryable: true });
-    expect(gateway.runtime.streams.has(s.messageId)).toBe(false);
+    expect(gateway.runtime.work.streams.has(s.messageId)).toBe(false);
   });
 
   it("a provider that answers the open as one to relay (from before the hand-off): MIG_UNAVAILABLE, and it is told to stop", async () => {
@@ -422,7 +422,7 @@ describe("the hand-off protocol, spoken by a provider on plain NATS (provider-pr
   it("a provider that never answers the open: MIG_UNAVAILABLE once the wait (here the deadline) is over", async () => {
     const s = await consume("plain.silent", {}, { deadlineMs: 300 });
     expect(s.answer.error).toMatchObject({ code: "MIG_UNAVAILABLE", retryable: true });
-    expect(gateway.runtime.streams.has(s.messageId)).toBe(false);
+    expect(gateway.runtime.work.streams.has(s.messageId)).toBe(false);
   });
 });
 
@@ -510,7 +510,7 @@ describe("a handed-off stream whose `mig worker` process leaves", () => {
         stream_id: s.streamId,
         error: { code: "MIG_UNAVAILABLE", retryable: true },
       });
-      await waitFor("the gateway to forget the stream", () => !gateway.runtime.streams.has(s.messageId));
+      await waitFor("the gateway to forget the stream", () => !gateway.runtime.work.streams.has(s.messageId));
       // The worker's own cancel at its runtime's stop went nowhere; the gateway's frame stays the only terminal one.
       await waitFor("the worker's provider to be aborted", () => aborted(s.messageId));
       await nc.flush();
@@ -534,7 +534,7 @@ describe("a handed-off stream whose `mig worker` process leaves", () => {
         stream_id: s.streamId,
         error: { code: "MIG_UNAVAILABLE", retryable: true },
       });
-      await waitFor("the gateway to forget the stream", () => !gateway.runtime.streams.has(s.messageId));
+      await waitFor("the gateway to forget the stream", () => !gateway.runtime.work.streams.has(s.messageId));
       await s.settled();
       expect(terminals(s.frames)).toHaveLength(1);
     } finally {

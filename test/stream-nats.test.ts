@@ -140,7 +140,7 @@ describe("streams over NATS", () => {
         batch: 64,
         onFrame: (_f, n) => {
           if (n === 1)
-            session = [...t.runtime.streams.values()].find(
+            session = [...t.runtime.work.streams.values()].find(
               (x) => (x as StreamSession).capability === "test.stream.count",
             ) as StreamSession;
         },
@@ -171,7 +171,7 @@ describe("streams over NATS", () => {
         grant: false,
         onFrame: (frame, n) => {
           if (n === 1)
-            session = [...t.runtime.streams.values()].find(
+            session = [...t.runtime.work.streams.values()].find(
               (x) => (x as StreamSession).capability === "test.stream.count",
             ) as StreamSession;
           if (frame.end_stream || n % 64 !== 0) return;

@@ -56,11 +56,11 @@ describe("a worker's stream through a gateway", () => {
     const { streamId, messageId } = client.start("remote.stream.count", { count: 100_000 }, { deadlineMs: 120_000 });
     const atGateway = await waitFor(
       "the gateway's stream",
-      () => gateway.runtime.streams.get(messageId) as StreamSession | undefined,
+      () => gateway.runtime.work.streams.get(messageId) as StreamSession | undefined,
     );
     const atWorker = await waitFor(
       "the worker's stream",
-      () => workerRuntime.streams.get(messageId) as StreamSession | undefined,
+      () => workerRuntime.work.streams.get(messageId) as StreamSession | undefined,
     );
     let pauses = 0;
     while (!client.done.has(streamId)) {
@@ -102,7 +102,7 @@ describe("a worker's stream through a gateway", () => {
     expect(frames.filter((f) => f.end_stream)).toHaveLength(1);
     await waitFor("the worker's provider to be aborted", () => aborted(messageId));
     expect(aborted(messageId)).toContain("MIG_TIMEOUT");
-    await waitFor("the worker's stream to end", () => !workerRuntime.streams.has(messageId));
+    await waitFor("the worker's stream to end", () => !workerRuntime.work.streams.has(messageId));
     client.close();
   });
 

@@ -58,7 +58,7 @@ beforeAll(async () => {
 afterAll(() => t?.stop());
 
 function session(messageId: string): StreamSession {
-  return t.runtime.streams.get(messageId) as StreamSession;
+  return t.runtime.work.streams.get(messageId) as StreamSession;
 }
 
 function data(frames: Frame[]): Frame[] {
@@ -185,7 +185,7 @@ describe("cancel and deadline", () => {
       payload: { action: "cancel", status: "cancelled", reason: "enough" },
     });
     expect(aborts.get(messageId)).toMatchObject({ code: "MIG_TIMEOUT", details: { cancelled: true } });
-    expect(t.runtime.streams.has(messageId)).toBe(false);
+    expect(t.runtime.work.streams.has(messageId)).toBe(false);
     client.close();
   });
 
@@ -212,7 +212,7 @@ describe("cancel and deadline", () => {
     client.close();
     await waitFor("both providers aborted", () => aborts.has(a.messageId) && aborts.has(b.messageId));
     expect(aborts.get(a.messageId)).toMatchObject({ details: { cancelled: true, reason: "the WebSocket closed" } });
-    expect(t.runtime.streams.has(a.messageId) || t.runtime.streams.has(b.messageId)).toBe(false);
+    expect(t.runtime.work.streams.has(a.messageId) || t.runtime.work.streams.has(b.messageId)).toBe(false);
   });
 
   it("a deadline ends a never-ending stream with one MIG_TIMEOUT error frame", async () => {

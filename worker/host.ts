@@ -306,7 +306,7 @@ export class WorkerHost {
       this.runtime.metrics.providerReplies.inc({ reason: "garbage_cancel" });
     }
     const messageId = msg.subject.slice(msg.subject.lastIndexOf(".") + 1);
-    this.runtime.inflight.get(messageId)?.actor.send({ type: "CANCEL", reason });
+    this.runtime.work.invocations.get(messageId)?.actor.send({ type: "CANCEL", reason });
   }
 
   private async run(data: Uint8Array, replySubject: string | undefined, jsMsg: JsMsg | undefined): Promise<void> {
@@ -339,7 +339,7 @@ export class WorkerHost {
       jsMsg?.ack();
       return;
     }
-    if (this.runtime.inflight.has(messageId)) {
+    if (this.runtime.work.invocations.has(messageId)) {
       jsMsg?.working(); // a redelivery of work this worker is still running: keep it, answer once
       return;
     }

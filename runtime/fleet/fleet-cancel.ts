@@ -49,8 +49,8 @@ export function answerFleetCancel(runtime: FleetHost, msg: Msg): void {
   if (!msg.reply || request.from === runtime.instanceId || typeof request.target !== "string") return;
   // Asking gateways listen on an inbox; on a bus without permissions anyone could ask, naming any reply subject.
   if (!replySubjectAllowed(msg.reply, typeof request.tenant === "string" ? request.tenant : "")) return;
-  const stream = runtime.streams.get(request.target);
-  const inflight = runtime.inflight.get(request.target);
+  const stream = runtime.work.streams.get(request.target);
+  const inflight = runtime.work.invocations.get(request.target);
   let answer: FleetCancelAnswer | undefined;
   const held = stream ?? inflight;
   if (held && held.tenant !== request.tenant) {
@@ -87,7 +87,7 @@ export function answerFleetCancel(runtime: FleetHost, msg: Msg): void {
     } catch (err) {
       answer = { status: "forbidden", message: (err as Error).message };
     }
-  } else if (runtime.finished.tenantOf(request.target) === request.tenant) {
+  } else if (runtime.work.finishedTenant(request.target) === request.tenant) {
     answer = { status: "already_completed" };
   }
   if (answer) msg.respond(encode(answer));

@@ -65,7 +65,7 @@ class HandOffs {
     const stream = new HandedOff(this.nc, accepted);
     const { token, subject: replyTo } = this.inbox.hold(stream);
     // In the stream table from now on: a second start with the same message id is refused, a CANCEL finds it.
-    this.runtime.streams.set(header.message_id, stream);
+    this.runtime.work.startStream(header.message_id, stream);
     const open: StreamOpen & { nats_stream_id: string } = {
       v: PROTOCOL_VERSION,
       capability: entry.descriptor.id,
@@ -121,8 +121,7 @@ class HandOffs {
     if (this.inbox.get(token) !== stream) return;
     this.inbox.release(token);
     clearTimeout(stream.forgetTimer);
-    if (this.runtime.streams.get(stream.messageId) === stream) this.runtime.streams.delete(stream.messageId);
-    if (stream.isOpen) this.runtime.finished.add(stream.messageId, stream.tenant);
+    this.runtime.work.endStream(stream.messageId, stream, stream.isOpen);
   }
 
   private onMessage(stream: HandedOff, token: string, msg: Msg): void {

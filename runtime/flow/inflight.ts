@@ -1,5 +1,6 @@
-// The work in flight in this process as CANCEL sees it (invocations and streams, by message id) and the ids that
-// finished lately, so that a late CANCEL can say "already_completed".
+// The work in flight in this process, by message id (invocations and streams, the targets of CANCEL), and the ids
+// that finished lately, so that a late CANCEL can say "already_completed". One owner, InflightTables: the tables
+// change only through it, so the per-tenant count and the finished ids cannot drift from the tables.
 import type { Actor } from "xstate";
 import type { invocationLogic } from "../../actors/invocation.ts";
 
@@ -41,5 +42,65 @@ export class RecentlyFinished {
 
   tenantOf(messageId: string): string | undefined {
     return this.young.get(messageId) ?? this.old.get(messageId);
+  }
+}
+
+export class InflightTables {
+  private readonly invocationTable = new Map<string, InflightInvocation>();
+  private readonly streamTable = new Map<string, InflightStream>();
+  private readonly tenantCounts = new Map<string, number>();
+  private readonly finishedIds = new RecentlyFinished();
+
+  /** Invocations in flight, by message id (read-only: see startInvocation, endInvocation). */
+  get invocations(): ReadonlyMap<string, InflightInvocation> {
+    return this.invocationTable;
+  }
+
+  /** Streams in flight, by the message id of their request (read-only: see startStream, endStream). */
+  get streams(): ReadonlyMap<string, InflightStream> {
+    return this.streamTable;
+  }
+
+  /** Whether `messageId` names an invocation or a stream in flight here. */
+  has(messageId: string): boolean {
+    return this.invocationTable.has(messageId) || this.streamTable.has(messageId);
+  }
+
+  /** How many invocations `tenant` has in flight here (its share of the capacity). */
+  invocationsOf(tenant: string): number {
+    return this.tenantCounts.get(tenant) ?? 0;
+  }
+
+  /** The tenant of a message id that finished lately, if it is still remembered. */
+  finishedTenant(messageId: string): string | undefined {
+    return this.finishedIds.tenantOf(messageId);
+  }
+
+  startInvocation(messageId: string, invocation: InflightInvocation): void {
+    this.invocationTable.set(messageId, invocation);
+    this.tenantCounts.set(invocation.tenant, this.invocationsOf(invocation.tenant) + 1);
+  }
+
+  /** The invocation has settled: out of the table, into the finished ids. */
+  endInvocation(messageId: string, tenant: string): void {
+    if (this.invocationTable.delete(messageId)) {
+      const held = this.invocationsOf(tenant) - 1;
+      if (held > 0) this.tenantCounts.set(tenant, held);
+      else this.tenantCounts.delete(tenant);
+    }
+    this.finishedIds.add(messageId, tenant);
+  }
+
+  startStream(messageId: string, stream: InflightStream): void {
+    this.streamTable.set(messageId, stream);
+  }
+
+  /**
+   * `stream` has ended (a later stream with the same id is left alone). `finished`: whether it ran at all, so
+   * that a CANCEL after it hears "already_completed".
+   */
+  endStream(messageId: string, stream: InflightStream, finished = true): void {
+    if (this.streamTable.get(messageId) === stream) this.streamTable.delete(messageId);
+    if (finished) this.finishedIds.add(messageId, stream.tenant);
   }
 }

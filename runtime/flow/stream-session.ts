@@ -11,7 +11,7 @@ import { checkOutput, type OutputChecks, providerError } from "../provider/outpu
 import type { StreamContext } from "../provider/provider.ts";
 import type { RegisteredCapability } from "../provider/registry.ts";
 import { FrameQueue } from "./frame-queue.ts";
-import type { InflightStream, RecentlyFinished } from "./inflight.ts";
+import type { InflightTables } from "./inflight.ts";
 import type { Supervisor } from "./supervisor.ts";
 
 /** What a stream session uses of the runtime: its settings, supervisor and metrics, and the stream table. */
@@ -19,8 +19,7 @@ export interface SessionHost extends OutputChecks {
   config: { streamWindow: number; streamStallMs: number; maxJsonDepth: number };
   metrics: Metrics;
   supervisor: Supervisor;
-  streams: Map<string, InflightStream>;
-  finished: RecentlyFinished;
+  work: InflightTables;
 }
 
 /** Where a stream's frames go: a WebSocket, an SSE response, a bus subject. */
@@ -209,7 +208,7 @@ export class StreamSession {
           ),
         }),
     );
-    core.streams.set(this.messageId, this);
+    core.work.startStream(this.messageId, this);
     core.metrics.streamsActive.inc();
     this.actor.send({ type: "OPENED" });
 
@@ -461,8 +460,7 @@ export class StreamSession {
     else this.inbound.fail(end.error);
     this.relieve();
 
-    core.streams.delete(this.messageId);
-    core.finished.add(this.messageId, this.tenant);
+    core.work.endStream(this.messageId, this);
     core.metrics.streamsActive.dec();
     core.metrics.streams.inc({ capability: this.capability, outcome: end.state });
     if (end.state !== "completed") core.metrics.errors.inc({ code: end.error.code, operation: "stream" });

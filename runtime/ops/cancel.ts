@@ -21,7 +21,7 @@ export async function cancel(
   const reason = optionalStringField(raw, "reason", 500) ?? "";
 
   // A stream (runtime/flow/stream-session.ts) is cancelled by the message_id of its request, like an invocation.
-  const live = core.streams.get(target) ?? core.inflight.get(target);
+  const live = core.work.streams.get(target) ?? core.work.invocations.get(target);
   if (live && live.tenant !== header.tenant_id) {
     // Answered exactly like an id nobody holds, so that CANCEL is no oracle for another tenant's live
     // ids; the refusal still reaches the audit log.
@@ -31,19 +31,19 @@ export async function cancel(
     );
     return { header, target_message_id: target, accepted: false, status: "not_found" };
   }
-  const stream = core.streams.get(target);
+  const stream = core.work.streams.get(target);
   if (stream) {
     core.policy.authorizeCancel(request, header.tenant_id, stream);
     stream.cancel(reason);
     return { header, target_message_id: target, accepted: true, status: "cancelled" };
   }
-  const inflight = core.inflight.get(target);
+  const inflight = core.work.invocations.get(target);
   if (inflight) {
     core.policy.authorizeCancel(request, header.tenant_id, inflight);
     inflight.actor.send({ type: "CANCEL", reason });
     return { header, target_message_id: target, accepted: true, status: "cancelled" };
   }
-  if (core.finished.tenantOf(target) === header.tenant_id) {
+  if (core.work.finishedTenant(target) === header.tenant_id) {
     return { header, target_message_id: target, accepted: false, status: "already_completed" };
   }
   // Not here: the invocation may run on another runtime of the fleet, which cancels it and answers.

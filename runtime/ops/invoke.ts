@@ -45,17 +45,18 @@ export async function invoke(
 
   const payload = acceptedPayload(core, raw, entry, request.bodyBytes);
 
-  if (core.inflight.size >= core.config.capacity) {
+  const inflight = core.work.invocations.size;
+  if (inflight >= core.config.capacity) {
     // Admission control: past its capacity a runtime sheds load instead of queueing without bound.
     throw new MigError(
       "MIG_BACKPRESSURE",
-      `this runtime already has ${core.inflight.size} invocations in flight (its capacity); retry shortly`,
+      `this runtime already has ${inflight} invocations in flight (its capacity); retry shortly`,
       {
-        details: { inflight: core.inflight.size, capacity: core.config.capacity },
+        details: { inflight, capacity: core.config.capacity },
       },
     );
   }
-  const held = core.inflightByTenant.get(header.tenant_id) ?? 0;
+  const held = core.work.invocationsOf(header.tenant_id);
   const share = core.config.tenantMaxInflight ?? Math.ceil(core.config.capacity / 2);
   if (held >= share) {
     // One tenant's share of the capacity: slow or abandoned work of one tenant cannot shut the others out.
@@ -145,7 +146,7 @@ export function execute(
   gone?: AbortSignal,
 ): Promise<InvocationOutcome> {
   const messageId = header.message_id;
-  if (core.inflight.has(messageId)) {
+  if (core.work.invocations.has(messageId)) {
     return Promise.resolve({
       ok: false,
       error: new MigError(
@@ -204,13 +205,12 @@ class Invocation implements InvocationInput {
       }),
     );
     this.actor = actor;
-    core.inflight.set(header.message_id, {
+    core.work.startInvocation(header.message_id, {
       tenant: header.tenant_id,
       subject: principal.subject,
       capability: descriptor.id,
       actor,
     });
-    core.inflightByTenant.set(header.tenant_id, (core.inflightByTenant.get(header.tenant_id) ?? 0) + 1);
     if (!this.settled) this.deadline = setTimeout(sendDeadline, header.deadline_ms, actor);
     actor.send({ type: "DISPATCHED" });
     if (gone) {
@@ -241,12 +241,7 @@ class Invocation implements InvocationInput {
     this.stopWatching?.();
     const { core, header } = this;
     const capability = this.entry.descriptor.id;
-    if (core.inflight.delete(header.message_id)) {
-      const held = (core.inflightByTenant.get(header.tenant_id) ?? 1) - 1;
-      if (held > 0) core.inflightByTenant.set(header.tenant_id, held);
-      else core.inflightByTenant.delete(header.tenant_id);
-    }
-    core.finished.add(header.message_id, header.tenant_id);
+    core.work.endInvocation(header.message_id, header.tenant_id);
     core.metrics.invocations.inc({ capability, outcome: outcomeLabel(outcome) });
     core.metrics.invocationSeconds.observe(
       { capability, tenant: header.tenant_id },

@@ -50,7 +50,7 @@ export function acceptStream(
   const payload = acceptedPayload(core, raw, entry, request.bodyBytes);
 
   const streamId = options.streamId === undefined ? `stream-${header.message_id}` : checkStreamId(options.streamId);
-  if (core.inflight.has(header.message_id) || core.streams.has(header.message_id)) {
+  if (core.work.has(header.message_id)) {
     throw new MigError(
       "MIG_INVALID_REQUEST",
       `message_id ${header.message_id} is already in flight; give every invocation its own UUID`,

@@ -385,7 +385,7 @@ async function cancelLatency(): Promise<{
         await running;
         const gone = new Promise<void>((r) => waiting.set(messageId, r));
         // Timestamps the runtime's call of cancel on this one session (the bench's own probe, not the runtime's).
-        const session = t.runtime.streams.get(messageId) as StreamSession;
+        const session = t.runtime.work.streams.get(messageId) as StreamSession;
         let cancelledAt = Number.NaN;
         if (BREAKDOWN) {
           const cancel = session.cancel.bind(session);
