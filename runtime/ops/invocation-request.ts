@@ -1,18 +1,54 @@
-// The checks a unary INVOKE and a stream's opening share: which capability the request names, and whether its
-// payload is one that capability accepts. Written once, so a rule holds the same on both paths.
+// The one path every INVOKE takes before it runs, unary or streaming: header and tenant, the capability named,
+// the caller authorized for it, its mode, its payload. Written once, so a rule holds the same on both paths and on
+// every binding.
 
 import { MigError } from "../../schemas/errors.ts";
-import type { JsonObject } from "../../schemas/types.ts";
+import type { JsonObject, MessageHeader } from "../../schemas/types.ts";
 import type { RuntimeCore } from "../core.ts";
 import { checkDottedName } from "../protocol/names.ts";
+import type { RequestContext } from "../protocol/request-context.ts";
 import type { RegisteredCapability } from "../provider/registry.ts";
-import { agreeing, optionalStringField, requireObject } from "./request.ts";
+import { acceptRequest, agreeing, optionalStringField, requireObject } from "./request.ts";
+
+/** An INVOKE that passed every check: what running it (or opening its stream) needs. */
+export interface AcceptedInvocation<Mode> {
+  header: MessageHeader;
+  entry: RegisteredCapability;
+  mode: Mode;
+  payload: JsonObject;
+}
+
+/**
+ * Checks an InvokeRequest-shaped body, in this order: header and tenant (acceptRequest), the capability it names
+ * (in the body or, `where` the binding puts it, `capability`), the caller's right to it (the policy: scopes,
+ * tenant allow lists, rate limits; skipped when `authorized`, for a worker taking what a gateway authorized), the
+ * mode (`chooseMode` throws for one the path cannot serve), and the payload (size bound, input schema). Throws the
+ * MigError to answer.
+ */
+export function acceptInvocation<Mode>(
+  core: RuntimeCore,
+  body: unknown,
+  request: RequestContext,
+  options: {
+    capability: string | undefined;
+    where: string;
+    authorized?: boolean | undefined;
+    chooseMode: (raw: JsonObject, entry: RegisteredCapability, header: MessageHeader) => Mode;
+  },
+): AcceptedInvocation<Mode> {
+  const { raw, header } = acceptRequest(core, body, request);
+  const entry = namedCapability(core, raw, options.capability, options.where);
+  if (!options.authorized) core.policy.authorizeInvoke(request, header.tenant_id, entry.descriptor);
+  const mode = options.chooseMode(raw, entry, header);
+  const payload = acceptedPayload(core, raw, entry, request.bodyBytes);
+  return { header, entry, mode, payload };
+}
 
 /**
  * The capability the request names (in the body, or where the binding puts it, e.g. the HTTP path), served here.
  * `where` tells the caller where else it may name it.
  */
-export function namedCapability(
+function namedCapability(
   core: RuntimeCore,
   raw: JsonObject,
   named: string | undefined,
@@ -32,7 +68,7 @@ export function namedCapability(
 }
 
 /** The request's payload, checked against the capability's size bound and input schema. */
-export function acceptedPayload(
+function acceptedPayload(
   core: RuntimeCore,
   raw: JsonObject,
   entry: RegisteredCapability,

@@ -18,8 +18,7 @@ import { checkOutput, providerError } from "../provider/output.ts";
 import type { InvocationContext } from "../provider/provider.ts";
 import type { RegisteredCapability } from "../provider/registry.ts";
 import { IDEMPOTENCY_META_KEY, IdempotencyStore } from "../store/idempotency.ts";
-import { acceptedPayload, namedCapability } from "./invocation-request.ts";
-import { acceptRequest } from "./request.ts";
+import { acceptInvocation } from "./invocation-request.ts";
 
 const PREFERENCES: readonly StreamPreference[] = ["unary", "server_stream", "bidi_stream"];
 
@@ -29,21 +28,13 @@ export async function invoke(
   request: RequestContext,
   pathCapability?: string,
 ): Promise<InvokeResponse> {
-  const { raw, header } = acceptRequest(core, body, request);
-  const entry = namedCapability(core, raw, pathCapability, "the path or in the body");
+  const { header, entry, payload } = acceptInvocation(core, body, request, {
+    capability: pathCapability,
+    where: "the path or in the body",
+    chooseMode: checkUnary,
+  });
   const id = entry.descriptor.id;
   const { descriptor } = entry;
-  core.policy.authorizeInvoke(request, header.tenant_id, descriptor);
-  checkMode(raw, entry);
-  if (descriptor.qos?.delivery_semantics === "exactly_once" && header.idempotency_key === undefined) {
-    // The promise is kept per idempotency key: without one, a retry could not be told from a new call.
-    throw new MigError(
-      "MIG_INVALID_REQUEST",
-      `capability ${id} promises exactly_once delivery: send header.idempotency_key`,
-    );
-  }
-
-  const payload = acceptedPayload(core, raw, entry, request.bodyBytes);
 
   const inflight = core.work.invocations.size;
   if (inflight >= core.config.capacity) {
@@ -109,7 +100,8 @@ async function run(
 /** A hint for a tenant over its share: about the time a short invocation of another caller takes to finish. */
 const TENANT_SHARE_RETRY_MS = 100;
 
-function checkMode(raw: JsonObject, entry: RegisteredCapability): void {
+/** A unary INVOKE: the capability offers unary, and one that promises exactly_once gets an idempotency key. */
+function checkUnary(raw: JsonObject, entry: RegisteredCapability, header: MessageHeader): void {
   const preference = raw.stream_preference;
   const { id, modes } = entry.descriptor;
   if (preference !== undefined && preference !== null && preference !== "unary") {
@@ -122,7 +114,7 @@ function checkMode(raw: JsonObject, entry: RegisteredCapability): void {
         `capability ${id} does not offer ${String(preference)}; it offers ${modes.join(", ")}`,
       );
     }
-    // Streams are answered by the streaming bindings (runtime/flow/stream-session.ts); a unary answer cannot carry them.
+    // Streams are answered by the streaming bindings (runtime/ops/stream.ts); a unary answer cannot carry them.
     throw new MigError(
       "MIG_INVALID_REQUEST",
       `stream_preference ${String(preference)} needs a streaming binding: WebSocket GET /mig/v0.1/stream, or SSE from POST /mig/v0.1/invoke/${id}`,
@@ -132,6 +124,13 @@ function checkMode(raw: JsonObject, entry: RegisteredCapability): void {
     throw new MigError(
       "MIG_UNSUPPORTED_CAPABILITY",
       `capability ${id} has no unary mode; it offers ${modes.join(", ")}`,
+    );
+  }
+  if (entry.descriptor.qos?.delivery_semantics === "exactly_once" && header.idempotency_key === undefined) {
+    // The promise is kept per idempotency key: without one, a retry could not be told from a new call.
+    throw new MigError(
+      "MIG_INVALID_REQUEST",
+      `capability ${id} promises exactly_once delivery: send header.idempotency_key`,
     );
   }
 }

@@ -6,8 +6,7 @@ import type { RuntimeCore } from "../core.ts";
 import { checkStreamId, type FrameSink, StreamSession } from "../flow/stream-session.ts";
 import type { RequestContext } from "../protocol/request-context.ts";
 import type { AcceptedStream, RegisteredCapability } from "../provider/registry.ts";
-import { acceptedPayload, namedCapability } from "./invocation-request.ts";
-import { acceptRequest } from "./request.ts";
+import { acceptInvocation } from "./invocation-request.ts";
 
 export interface OpenStreamOptions {
   sink: FrameSink;
@@ -41,13 +40,13 @@ export function acceptStream(
   request: RequestContext,
   options: Omit<OpenStreamOptions, "sink">,
 ): AcceptedStream {
-  const { raw, header } = acceptRequest(core, body, request);
-  const entry = namedCapability(core, raw, options.capability, "the frame or in the path");
-  // The same policy as a unary INVOKE: scopes, tenant allow lists, quotas.
-  if (!options.authorized) core.policy.authorizeInvoke(request, header.tenant_id, entry.descriptor);
-  const mode = chooseMode(raw, entry, options.clientFrames);
-
-  const payload = acceptedPayload(core, raw, entry, request.bodyBytes);
+  // The same checks, in the same order, as a unary INVOKE: policy, mode, payload.
+  const { header, entry, mode, payload } = acceptInvocation(core, body, request, {
+    capability: options.capability,
+    where: "the frame or in the path",
+    authorized: options.authorized,
+    chooseMode: (raw, entry) => chooseMode(raw, entry, options.clientFrames),
+  });
 
   const streamId = options.streamId === undefined ? `stream-${header.message_id}` : checkStreamId(options.streamId);
   if (core.work.has(header.message_id)) {
