@@ -1,4 +1,4 @@
-// Events benchmark (issue 5): PUBLISH through the NATS binding against raw `jetstream.publish` with the same client,
+// Events benchmark: PUBLISH through the NATS binding against raw `jetstream.publish` with the same client,
 // and replay of 100,000 events over SSE against a raw JetStream consumer, in one run against one `mig start` process.
 // Rounds alternate the two sides (raw, MIG, MIG, raw, …) and the ratio is the median over the pairs of neighbouring
 // rounds (paired.ts), as the loader rows measure theirs; the ratio of each side's best round is printed beside it.

@@ -1,4 +1,4 @@
-// The benchmark table: one entry per row of issue 9, each a path under test and the raw tool
+// The benchmark table: one entry per row, each a path under test and the raw tool
 // it is judged against. Adding a row is adding an entry here (and, for a new wire, a server
 // factory in servers.ts and a loader in measure.ts).
 
@@ -16,7 +16,7 @@ import {
 } from "./servers.ts";
 import type { BenchContext, RowDefinition, RunSettings } from "./types.ts";
 
-/** Issue 9's targets for streaming: frames at least this share of raw pub/sub; CANCEL → signal p99 below this. */
+/** The targets for streaming: frames at least this share of raw pub/sub; CANCEL → signal p99 below this. */
 const STREAM_TARGET = 0.5;
 const CANCEL_P99_TARGET_MS = 5;
 
@@ -64,7 +64,7 @@ function streamScript(ctx: BenchContext, settings: RunSettings, only: "stream" |
 
 const round3 = (n: number) => Math.round(n * 1000) / 1000;
 
-/** Issue 9's target for PUBLISH and replay: at least this share of raw JetStream. */
+/** The target for PUBLISH and replay: at least this share of raw JetStream. */
 const EVENTS_TARGET = 0.6;
 
 /** CPU µs per event of each process (runtime, nats_server, client), from events.ts. */

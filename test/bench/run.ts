@@ -32,7 +32,7 @@ function count(text: string): number {
 
 const program = new Command()
   .name("bench")
-  .description("Benchmark every MIG path against its raw baseline in one run (issue 9).")
+  .description("Benchmark every MIG path against its raw baseline in one run.")
   .option("--quick", "short warm-up and duration, for use while developing (< 2 minutes)")
   .option("--json <file>", "also write the figures as a JSON array, one object per row")
   .option("--only <ids>", "comma-separated row ids (or parts of row names) to run")

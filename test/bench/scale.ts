@@ -1,4 +1,4 @@
-// The scale row (issue 9): the runtime's memory with many live subscriptions and with many open
+// The scale row: the runtime's memory with many live subscriptions and with many open
 // streams, and unary INVOKE latency while they are alive against without them. Four processes: the
 // runtime under test (`mig start`, with a `mig worker` serving the streams), a holder process that
 // keeps one population open (scale-holder.ts), and a one-caller HTTP loader (load-http.ts).
@@ -13,7 +13,7 @@ import { type Child, cpuTicksOf, descendantNamed, rssBytesOf, sleep, spawnTs, wi
 import { startRuntimeWithWorker } from "./servers.ts";
 import type { BenchContext, LoadResult, RunSettings } from "./types.ts";
 
-/** Issue 9's targets: RSS with 10,000 live subscriptions, and unary p50 with them alive against without. */
+/** The targets: RSS with 10,000 live subscriptions, and unary p50 with them alive against without. */
 export const SCALE_RSS_TARGET_MIB = 300;
 export const SCALE_P50_TARGET = 1.2;
 const FULL_POPULATION = 10_000;

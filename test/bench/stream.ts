@@ -1,4 +1,4 @@
-// Streaming benchmarks of issue 6 (run: node --import tsx test/bench/stream.ts):
+// Streaming benchmarks (run: node --import tsx test/bench/stream.ts):
 //  1. frames per second of one server_stream from a `mig worker` process, through a `mig start` gateway's
 //     NATS stream subjects, to a NATS consumer granting credit, against raw NATS publish/subscribe of
 //     the same payload (the stream's first frame, as the consumer received it) from a plain publisher
