@@ -1,5 +1,5 @@
 // Fair turns on a saturated runtime: a tenant with many operations in flight runs a few at a time while another
-// tenant is active, and that tenant's work starts at once. Saturation is declared always (MIG_FAIR_BUSY_UTILISATION=0)
+// tenant is active (here: has a call running), and that tenant's work starts at once. Saturation is declared always (MIG_FAIR_BUSY_UTILISATION=0)
 // so that the test does not depend on this machine's speed; test/bench/flood.ts measures the real thing.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { defineCapability } from "../runtime/provider/provider.ts";
@@ -40,21 +40,24 @@ const startedBy = (tenant: string) => started.filter((s) => s.tenant === tenant)
 
 describe("fair turns on a saturated runtime", () => {
   it("a tenant runs its turn's worth at once while another is active; the other's work starts at once; the rest start in order as its own finish", async () => {
-    expect((await invoke("globex", "test.fair.quick")).status).toBe(200); // globex is active now
+    // globex is active while its call runs, however slowly this machine gets to the next line.
+    const globexHeld = invoke("globex", "test.fair.held", { n: 99 });
+    await waitFor("globex's call to run", () => startedBy("globex").length === 1);
     const acme = Array.from({ length: 6 }, (_, n) => invoke("acme", "test.fair.held", { n }));
     await waitFor("acme's turn to start", () => startedBy("acme").length === 2);
     // Quick work of acme waits behind its own held calls too: turns count operations, not capabilities.
     const acmeQuick = invoke("acme", "test.fair.quick");
     const globex = invoke("globex", "test.fair.held", { n: 100 });
-    await waitFor("globex's call to start", () => startedBy("globex").length === 1);
+    await waitFor("globex's second call to start", () => startedBy("globex").length === 2);
     expect(startedBy("acme")).toHaveLength(2);
     expect(t.runtime.fairShare.runningOf("acme")).toBe(2);
 
     startedBy("acme")[0]!.finish();
     await waitFor("acme's next call", () => startedBy("acme").length === 3);
     expect(startedBy("acme").map((s) => s.n)).toEqual([0, 1, 2]);
-    startedBy("globex")[0]!.finish();
+    for (const s of startedBy("globex")) s.finish();
     expect((await globex).status).toBe(200);
+    expect((await globexHeld).status).toBe(200);
     for (let i = 1; i < 6; i++) {
       startedBy("acme")[i]!.finish();
       if (i < 4) await waitFor(`acme's call ${i + 3}`, () => startedBy("acme").length === i + 3);
@@ -66,11 +69,14 @@ describe("fair turns on a saturated runtime", () => {
     expect(t.runtime.fairShare.runningOf("acme")).toBe(0);
   });
 
-  it("a tenant alone takes every turn: once the others have been quiet a second, its waiting calls all start", async () => {
+  it("a tenant alone takes every turn: once the others have no call running and sent none for a second, its waiting calls all start", async () => {
     started.length = 0;
-    expect((await invoke("globex", "test.fair.quick")).status).toBe(200);
+    const globex = invoke("globex", "test.fair.held", { n: 99 });
+    await waitFor("globex's call to run", () => startedBy("globex").length === 1);
     const acme = Array.from({ length: 5 }, (_, n) => invoke("acme", "test.fair.held", { n }));
     await waitFor("acme's turn to start", () => startedBy("acme").length === 2);
+    startedBy("globex")[0]!.finish();
+    expect((await globex).status).toBe(200);
     await waitFor("the rest, once globex is quiet", () => startedBy("acme").length === 5, 5_000);
     for (const s of startedBy("acme")) s.finish();
     expect((await Promise.all(acme)).map((a) => a.status)).toEqual([200, 200, 200, 200, 200]);
@@ -78,7 +84,8 @@ describe("fair turns on a saturated runtime", () => {
 
   it("a call that waits longer than MIG_FAIR_WAIT_MS (or its deadline) is answered MIG_BACKPRESSURE, and the runtime serves on", async () => {
     started.length = 0;
-    expect((await invoke("globex", "test.fair.quick")).status).toBe(200);
+    const globex = invoke("globex", "test.fair.held", { n: 99 });
+    await waitFor("globex's call to run", () => startedBy("globex").length === 1);
     const first = [0, 1].map((n) => invoke("acme", "test.fair.held", { n }));
     await waitFor("acme's turn to start", () => startedBy("acme").length === 2);
     const late = await t.post(
@@ -94,15 +101,16 @@ describe("fair turns on a saturated runtime", () => {
     });
     expect(late.body.error.message).toContain("MIG_TENANT_FAIR_INFLIGHT");
     expect((await invoke("globex", "test.fair.quick")).status).toBe(200);
-    for (const s of startedBy("acme")) s.finish();
-    expect((await Promise.all(first)).map((a) => a.status)).toEqual([200, 200]);
+    for (const s of started) s.finish();
+    expect((await Promise.all([globex, ...first])).map((a) => a.status)).toEqual([200, 200, 200]);
     const waits = await t.runtime.metrics.fairShareWaits.get();
     expect(waits.values.find((v) => v.labels.outcome === "refused")?.value).toBe(1);
   });
 
   it("PUBLISH takes turns too", async () => {
     started.length = 0;
-    expect((await invoke("globex", "test.fair.quick")).status).toBe(200);
+    const globex = invoke("globex", "test.fair.held", { n: 99 });
+    await waitFor("globex's call to run", () => startedBy("globex").length === 1);
     const first = [0, 1].map((n) => invoke("acme", "test.fair.held", { n }));
     await waitFor("acme's turn to start", () => startedBy("acme").length === 2);
     let answered = false;
@@ -115,6 +123,7 @@ describe("fair turns on a saturated runtime", () => {
     startedBy("acme")[0]!.finish();
     expect((await publish).status).toBe(200);
     startedBy("acme")[1]!.finish();
-    await Promise.all(first);
+    startedBy("globex")[0]!.finish();
+    await Promise.all([globex, ...first]);
   });
 });

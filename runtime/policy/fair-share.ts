@@ -1,6 +1,6 @@
-// Fair turns on a saturated runtime: while the event loop is busy and more than one tenant sends work, each tenant
-// runs at most a few INVOKEs and PUBLISHes at once; its further ones wait, in arrival order, for one of its own to
-// finish. A tenant below that number, like a quiet one, starts at once.
+// Fair turns on a saturated runtime: while the event loop is busy and more than one tenant is active (operations
+// running, or one sent within the last second), each tenant runs at most a few INVOKEs and PUBLISHes at once; its
+// further ones wait, in arrival order, for one of its own to finish. A tenant below that number starts at once.
 //
 // Why: every tenant's work shares one event loop, served first come first served. A tenant that keeps dozens of
 // expensive calls in flight (large outputs, a publish flood) put a queue of its own work in front of every other
@@ -21,7 +21,7 @@ export interface FairShareSettings {
 
 /** How often the loop's utilisation is read: short, so the turns start and stop with the load. */
 const SAMPLE_MS = 100;
-/** A tenant counts as active this long after it last sent an operation. */
+/** A tenant counts as active while it has operations running, and this long after it last sent one. */
 const ACTIVE_MS = 1_000;
 
 interface Waiter {
@@ -105,6 +105,7 @@ export class FairShare {
     const { perTenant } = this.settings;
     if (perTenant === 0 || !this.saturated || (this.running.get(tenant) ?? 0) < perTenant) return false;
     for (const [other, seen] of this.lastSeen) if (other !== tenant && now - seen < ACTIVE_MS) return true;
+    for (const other of this.running.keys()) if (other !== tenant) return true;
     return false;
   }
 
