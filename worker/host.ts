@@ -130,7 +130,7 @@ export class WorkerHost {
 
     const queued = this.definitions.filter((d) => usesWorkQueue(d.descriptor));
     if (queued.length > 0) {
-      await ensureWorkStream(this.runtime.bus.jsm);
+      await ensureWorkStream(this.runtime.bus.jsm, this.runtime.config.jsReplicas);
       this.doneRecords = await kvm.open(IDEMPOTENCY_BUCKET);
     }
     for (const definition of this.definitions) {

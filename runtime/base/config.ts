@@ -33,6 +33,7 @@ export interface RuntimeConfig {
   capacity: number;
   tenantMaxInflight: number | undefined;
   tenantFairInflight: number;
+  jsReplicas: number;
   fairBusyUtilisation: number;
   fairWaitMs: number;
   heartbeatMs: number;
@@ -485,6 +486,15 @@ export const SETTINGS = [
       "in-flight invocations one tenant may hold in this process (its share of MIG_CAPACITY; default half of it); beyond it INVOKE answers MIG_BACKPRESSURE to that tenant only",
     defaultValue: undefined,
     parse: integer("MIG_TENANT_MAX_INFLIGHT", 1, 1_000_000),
+  },
+  {
+    key: "jsReplicas",
+    env: "MIG_JS_REPLICAS",
+    flag: "--js-replicas <n>",
+    description:
+      "copies JetStream keeps of every stream and bucket the runtime creates (topics, dead letters, audit, idempotency, registry, work queue): 1 on a single server such as the embedded one, 3 on a cluster",
+    defaultValue: 1,
+    parse: integer("MIG_JS_REPLICAS", 1, 5),
   },
   {
     key: "tenantFairInflight",

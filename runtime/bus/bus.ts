@@ -2,7 +2,7 @@
 // one for the public events subjects, opened without echo (see `events` below).
 import { readFileSync } from "node:fs";
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { type KV, Kvm } from "@nats-io/kv";
+import { Kvm } from "@nats-io/kv";
 import { connect, credsAuthenticator, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
 import type { Logger } from "../base/logger.ts";
 
@@ -118,9 +118,4 @@ export function onConnectionChange(nc: NatsConnection, listener: (change: "disco
       if (status.type === "disconnect" || status.type === "reconnect") listener(status.type);
     }
   })().catch(() => undefined);
-}
-
-/** Opens (or creates) a KV bucket; a bucket that exists keeps its settings. */
-export async function openBucket(bus: Bus, name: string, ttlMs: number): Promise<KV> {
-  return bus.kvm.create(name, { ttl: ttlMs, history: 1 });
 }

@@ -2,7 +2,7 @@
 
 import type { KV } from "@nats-io/kv";
 import type { Msg, Subscription } from "@nats-io/transport-node";
-
+import { openBucket } from "../bus/replicas.ts";
 import { policyFingerprint } from "../policy/policy-fingerprint.ts";
 import {
   DEFAULT_HEARTBEAT_MS,
@@ -89,7 +89,10 @@ export class Fleet {
       }),
       nc.subscribe(HELD_WILDCARD, { callback: (err, msg) => (err ? undefined : this.directWatch.onNotice(msg)) }),
     );
-    this.registry = await kvm.create(REGISTRY_BUCKET, { history: 1, ttl: REGISTRY_TTL_MS });
+    this.registry = await openBucket(kvm, this.runtime.bus.jsm, REGISTRY_BUCKET, this.runtime.config.jsReplicas, {
+      history: 1,
+      ttl: REGISTRY_TTL_MS,
+    });
     this.subscriptions.push(
       nc.subscribe(REGISTER_WILDCARD, {
         queue: REGISTRAR_QUEUE,
@@ -375,7 +378,7 @@ export class Fleet {
         if (!descriptor || !usesWorkQueue(descriptor) || this.queuesReady.has(descriptor.id)) continue;
         if (listed?.some((c) => c.descriptor.id === descriptor.id)) continue;
         checkDescriptor(descriptor); // its id becomes a consumer's filter subject: no wildcards, no empty tokens
-        await ensureWorkStream(this.runtime.bus.jsm);
+        await ensureWorkStream(this.runtime.bus.jsm, this.runtime.config.jsReplicas);
         await ensureWorkConsumer(this.runtime.bus.jsm, descriptor.id);
         this.queuesReady.add(descriptor.id);
       }

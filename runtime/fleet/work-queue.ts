@@ -2,6 +2,7 @@
 // per capability that all its workers share. Made by whichever process needs it first, gateway or worker.
 import { AckPolicy, type JetStreamManager, RetentionPolicy, StorageType } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
+import { checkReplicas, placementError } from "../bus/replicas.ts";
 import {
   consumerName,
   jsWorkSubject,
@@ -23,14 +24,16 @@ export async function ensureWorkConsumer(jsm: JetStreamManager, capability: stri
   });
 }
 
-/** The work-queue stream: file storage, so queued work survives a restart of the bus. */
-export async function ensureWorkStream(jsm: JetStreamManager): Promise<void> {
+/** The work-queue stream: file storage, so queued work survives a restart of the bus; `replicas` copies. */
+export async function ensureWorkStream(jsm: JetStreamManager, replicas: number): Promise<void> {
+  let exists = false;
   try {
     await jsm.streams.info(WORK_STREAM);
-    return;
+    exists = true;
   } catch {
     // Not there yet: create it below.
   }
+  if (exists) return checkReplicas(jsm, WORK_STREAM, replicas);
   try {
     await jsm.streams.add({
       name: WORK_STREAM,
@@ -38,11 +41,12 @@ export async function ensureWorkStream(jsm: JetStreamManager): Promise<void> {
       retention: RetentionPolicy.Workqueue,
       storage: StorageType.File,
       max_age: nanos(24 * 3600 * 1000),
+      num_replicas: replicas,
     });
   } catch (err) {
     // Another worker created it in the meantime.
     await jsm.streams.info(WORK_STREAM).catch(() => {
-      throw err;
+      throw placementError(err, "the work queue", replicas);
     });
   }
 }

@@ -8,6 +8,7 @@ import { MigError, type MigErrorCode } from "../../schemas/errors.ts";
 import type { RuntimeConfig } from "../base/config.ts";
 import type { Logger } from "../base/logger.ts";
 import type { Bus } from "../bus/bus.ts";
+import { checkReplicas, placementError } from "../bus/replicas.ts";
 import { isoNow } from "../protocol/clock.ts";
 import { checkTenant } from "../protocol/names.ts";
 import { auditLine } from "./audit-line.ts";
@@ -86,9 +87,11 @@ export class AuditLog {
       discard: DiscardPolicy.Old,
       max_age: nanos(this.config.auditMaxAgeMs),
       max_bytes: this.config.auditMaxBytes,
+      num_replicas: this.config.jsReplicas,
     };
     try {
       const info = await this.bus.jsm.streams.info(AUDIT_STREAM);
+      await checkReplicas(this.bus.jsm, AUDIT_STREAM, this.config.jsReplicas);
       if (info.config.max_age !== wanted.max_age || info.config.max_bytes !== wanted.max_bytes) {
         await this.bus.jsm.streams.update(AUDIT_STREAM, {
           ...info.config,
@@ -98,7 +101,9 @@ export class AuditLog {
       }
     } catch (err) {
       if (!/stream not found/i.test((err as Error).message)) throw err;
-      await this.bus.jsm.streams.add(wanted);
+      await this.bus.jsm.streams.add(wanted).catch((cause: unknown) => {
+        throw placementError(cause, "the audit stream", this.config.jsReplicas);
+      });
     }
     if (this.config.auditFile) {
       mkdirSync(dirname(this.config.auditFile), { recursive: true });

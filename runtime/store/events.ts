@@ -19,6 +19,7 @@ import { RateLimiter } from "../base/rate-limit.ts";
 import { AckedPublisher, type StreamAck } from "../bus/acked-publish.ts";
 import type { Bus } from "../bus/bus.ts";
 import { HeaderBlock } from "../bus/nats-header-block.ts";
+import { checkReplicas, placementError } from "../bus/replicas.ts";
 import { TurnBatch } from "../bus/turn-batch.ts";
 
 export const INTERNAL_PREFIX = "_MIG";
@@ -88,6 +89,8 @@ export interface EventStoreOptions {
   maxTopics?: number;
   /** PUBLISH token bucket per tenant (this process). */
   publishRateLimit?: RateLimit | undefined;
+  /** Copies JetStream keeps of each topic and of the dead letters (MIG_JS_REPLICAS). */
+  replicas?: number;
 }
 
 /** The event store's settings from the runtime's configuration. */
@@ -106,6 +109,7 @@ export function eventStoreOptions(config: RuntimeConfig): EventStoreOptions {
     tenantMaxTopics: config.tenantMaxTopics,
     maxTopics: config.maxTopics,
     publishRateLimit: config.tenantPublishRateLimit,
+    replicas: config.jsReplicas,
   };
 }
 
@@ -189,7 +193,7 @@ export class EventStore {
       retention: RetentionPolicy.Limits,
       discard: DiscardPolicy.Old,
       max_age: this.options.maxAgeMs * NANOS_PER_MS,
-      num_replicas: 1,
+      num_replicas: this.options.replicas ?? 1,
     });
   }
 
@@ -246,7 +250,7 @@ export class EventStore {
       max_msgs: this.options.topicMaxMsgs ?? -1,
       max_age: this.options.maxAgeMs * NANOS_PER_MS,
       duplicate_window: this.options.duplicateWindowMs * NANOS_PER_MS,
-      num_replicas: 1,
+      num_replicas: this.options.replicas ?? 1,
     };
   }
 
@@ -342,9 +346,12 @@ export class EventStore {
     return count;
   }
 
+  /** Creates a stream the runtime needs from its start, or checks the one that exists (its copies included). */
   private async createOrKeep(config: Partial<StreamConfig> & { name: string }): Promise<void> {
+    const replicas = config.num_replicas ?? 1;
     try {
       await this.bus.jsm.streams.info(config.name);
+      await checkReplicas(this.bus.jsm, config.name, replicas);
       return;
     } catch (err) {
       if (!isNotFound(err)) throw err;
@@ -353,7 +360,8 @@ export class EventStore {
       await this.bus.jsm.streams.add(config);
     } catch (err) {
       // Another runtime may have created it a moment ago.
-      if (!/already in use/i.test(err instanceof Error ? err.message : String(err))) throw err;
+      if (!/already in use/i.test(err instanceof Error ? err.message : String(err)))
+        throw placementError(err, `the stream ${config.name}`, replicas);
     }
   }
 

@@ -9,6 +9,7 @@ import type { JsonObject } from "../../schemas/types.ts";
 import type { RuntimeConfig } from "../base/config.ts";
 import type { Logger } from "../base/logger.ts";
 import type { Bus } from "../bus/bus.ts";
+import { openBucket } from "../bus/replicas.ts";
 
 export const IDEMPOTENCY_BUCKET = "mig_idempotency";
 const BUCKET_STREAM = `KV_${IDEMPOTENCY_BUCKET}`;
@@ -67,7 +68,7 @@ export async function openIdempotencyStore(
   owner: string,
   logger: Logger,
 ): Promise<IdempotencyStore> {
-  const kv = await bus.kvm.create(IDEMPOTENCY_BUCKET, {
+  const kv = await openBucket(bus.kvm, bus.jsm, IDEMPOTENCY_BUCKET, config.jsReplicas, {
     ttl: config.idempotencyWindowMs,
     history: 1,
     max_bytes: config.idempotencyMaxBytes,
