@@ -27,6 +27,7 @@ import {
   shownUrl,
 } from "./bus/bus-credentials.ts";
 import { DEFAULT_CONF, NatsLauncher } from "./bus/nats-launcher.ts";
+import { type Readiness, readiness } from "./bus/readiness.ts";
 import type { RuntimeCore } from "./core.ts";
 import { Fleet } from "./fleet/fleet.ts";
 import { InflightTables } from "./flow/inflight.ts";
@@ -141,6 +142,11 @@ export class MigRuntime implements RuntimeCore {
       throw err;
     }
     return runtime;
+  }
+
+  /** Whether this process can serve now: the bus and JetStream answer (GET /readyz). */
+  readiness(): Promise<Readiness> {
+    return readiness(this.bus);
   }
 
   /** The URL of the bus this runtime uses (the embedded server's when it started one). */

@@ -56,6 +56,23 @@ const MIG_GET: Record<string, StreamRoute> = {
 };
 
 const GET: Record<string, RawRoute> = {
+  // Liveness: the process answers. Not authenticated, as probes are not.
+  "/healthz": {
+    kind: "raw",
+    run: async (_rt, _req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end('{"status":"live"}');
+    },
+  },
+  // Readiness: the bus and JetStream answer (runtime/bus/readiness.ts); 503 with the failing check otherwise.
+  "/readyz": {
+    kind: "raw",
+    run: async (rt, _req, res) => {
+      const state = await rt.readiness();
+      res.writeHead(state.ready ? 200 : 503, { "content-type": "application/json" });
+      res.end(JSON.stringify(state));
+    },
+  },
   "/metrics": {
     kind: "raw",
     guard: "metrics",
