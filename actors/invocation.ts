@@ -33,7 +33,8 @@ export type InvocationEvent =
   | { type: "DISPATCHED" }
   | { type: "RESULT"; payload: JsonObject }
   | { type: "FAIL"; error: MigError }
-  | { type: "CANCEL"; reason: string }
+  /** `error`, when given, is what the caller is answered instead of the standard's cancelled MIG_TIMEOUT. */
+  | { type: "CANCEL"; reason: string; error?: MigError }
   | { type: "DEADLINE" };
 
 export type InvocationState = "received" | "dispatched" | "completed" | "failed" | "cancelled" | "timed_out";
@@ -75,14 +76,12 @@ function transition(snapshot: InvocationSnapshot, event: InvocationEvent, scope:
       return final(scope, "failed", context, { ok: false, error: event.error }, false);
     case "CANCEL": {
       // The standard's reference answers a cancelled invocation with MIG_TIMEOUT; details tell the two apart.
-      const error = new MigError(
-        "MIG_TIMEOUT",
-        `the invocation was cancelled${event.reason ? `: ${event.reason}` : ""}`,
-        {
+      const error =
+        event.error ??
+        new MigError("MIG_TIMEOUT", `the invocation was cancelled${event.reason ? `: ${event.reason}` : ""}`, {
           retryable: false,
           details: { cancelled: true, reason: event.reason },
-        },
-      );
+        });
       return final(scope, "cancelled", context, { ok: false, error }, true);
     }
     case "DEADLINE": {

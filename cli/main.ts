@@ -13,6 +13,7 @@ import { observatoryInfer } from "../runtime/provider/demo-provider.ts";
 import { loadProviderModules } from "../runtime/provider/provider-modules.ts";
 import { MigRuntime } from "../runtime/runtime.ts";
 import { WorkerHost } from "../worker/host.ts";
+import { stopGateway } from "./shutdown.ts";
 
 function addSettings(command: Command): Command {
   for (const setting of SETTINGS) {
@@ -64,8 +65,7 @@ async function start(options: Record<string, string | undefined>): Promise<void>
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, "shutting down");
-    await Promise.all([http.close(), grpc.close(2_000), metrics?.close(), nats.close(), natsEvents.close()]);
-    await runtime.stop();
+    await stopGateway(runtime, [nats, natsEvents, http, grpc, metrics], config.drainTimeoutMs, logger);
     process.exit(0);
   };
   process.on("SIGINT", () => void shutdown("SIGINT"));

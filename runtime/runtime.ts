@@ -53,6 +53,17 @@ import { SchemaRegistry } from "./provider/schema-registry.ts";
 import { EventStore, eventStoreOptions } from "./store/events.ts";
 import { type IdempotencyStore, openIdempotencyStore } from "./store/idempotency.ts";
 
+/** What an invocation still running when its runtime stops is answered: retryable, as another runtime may take it. */
+const SHUTDOWN_REASON = "the runtime is shutting down";
+const shutdownError = () =>
+  new MigError("MIG_UNAVAILABLE", `${SHUTDOWN_REASON}; retry the call (another runtime of the fleet takes it)`, {
+    retryable: true,
+    details: { cancelled: true, reason: SHUTDOWN_REASON },
+  });
+
+/** How often a draining runtime looks whether its work has finished. */
+const DRAIN_POLL_MS = 25;
+
 /** What guard() needs to audit an operation: the body (whose header acceptHeader normalized) and the request. */
 export interface AuditedRequest {
   body: unknown;
@@ -142,6 +153,19 @@ export class MigRuntime implements RuntimeCore {
       throw err;
     }
     return runtime;
+  }
+
+  /**
+   * Resolves true once no invocation or stream is in flight here, or false after `timeoutMs` with some still
+   * running: a gateway that stopped taking work waits here before stop() cancels what is left.
+   */
+  async drain(timeoutMs: number): Promise<boolean> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      if (this.work.invocations.size === 0 && this.work.streams.size === 0) return true;
+      if (Date.now() >= until) return false;
+      await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS));
+    }
   }
 
   /** Whether this process can serve now: the bus and JetStream answer (GET /readyz). */
@@ -533,7 +557,7 @@ export class MigRuntime implements RuntimeCore {
     this.load.stop();
     this.fairShare.stop();
     for (const { actor } of [...this.work.invocations.values()])
-      actor.send({ type: "CANCEL", reason: "the runtime is shutting down" });
+      actor.send({ type: "CANCEL", reason: SHUTDOWN_REASON, error: shutdownError() });
     await this.subscriptions.closeAll("the runtime is shutting down");
     await this.audit?.close();
     await this.fleet?.stop();

@@ -15,7 +15,11 @@ import { attachStreamEndpoint } from "./websocket.ts";
 export interface HttpBinding {
   server: Server;
   url: string;
-  close(): Promise<void>;
+  /**
+   * Stops accepting connections and closes idle ones; requests being answered get up to `graceMs` to finish (a
+   * gateway that drains), then every connection is closed. WebSocket streams end at once.
+   */
+  close(graceMs?: number): Promise<void>;
 }
 
 /** HTTP headers that may carry MIG header fields; a field in the body's header takes precedence. */
@@ -183,12 +187,21 @@ export async function startHttpBinding(
     }
   }
 
+  /** Requests being answered (for a draining close), and who waits for there to be none. */
+  let answering = 0;
+  let whenIdle: (() => void) | undefined;
+  const answered = () => {
+    if (--answering === 0) whenIdle?.();
+  };
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
-    handle(req, res).catch((err) => {
-      runtime.logger.error({ err: (err as Error)?.stack ?? String(err) }, "HTTP request failed");
-      if (!res.headersSent) sendError(res, err, undefined, undefined);
-      else res.destroy();
-    });
+    answering++;
+    handle(req, res)
+      .catch((err) => {
+        runtime.logger.error({ err: (err as Error)?.stack ?? String(err) }, "HTTP request failed");
+        if (!res.headersSent) sendError(res, err, undefined, undefined);
+        else res.destroy();
+      })
+      .then(answered);
   };
   const { httpTlsCert, httpTlsKey } = runtime.config;
   const tls = Boolean(httpTlsCert && httpTlsKey);
@@ -217,11 +230,20 @@ export async function startHttpBinding(
   return {
     server,
     url: `${tls ? "https" : "http"}://${bound}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        streams.close();
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    async close(graceMs = 0) {
+      streams.close();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      if (graceMs > 0 && answering > 0) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          new Promise<void>((resolve) => (whenIdle = resolve)),
+          new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs))),
+        ]);
+        clearTimeout(timer);
+      }
+      server.closeAllConnections();
+      await closed;
+    },
   };
 }

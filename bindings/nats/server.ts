@@ -175,7 +175,7 @@ export async function startNatsBinding(
     queue,
     async close() {
       await announced?.withdraw();
-      for (const sub of subscriptions) await sub.drain().catch(() => undefined);
+      await Promise.all(subscriptions.map((sub) => sub.drain().catch(() => undefined)));
       await admission.whenEmpty();
     },
   };

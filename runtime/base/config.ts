@@ -34,6 +34,7 @@ export interface RuntimeConfig {
   tenantMaxInflight: number | undefined;
   tenantFairInflight: number;
   jsReplicas: number;
+  drainTimeoutMs: number;
   fairBusyUtilisation: number;
   fairWaitMs: number;
   heartbeatMs: number;
@@ -486,6 +487,15 @@ export const SETTINGS = [
       "in-flight invocations one tenant may hold in this process (its share of MIG_CAPACITY; default half of it); beyond it INVOKE answers MIG_BACKPRESSURE to that tenant only",
     defaultValue: undefined,
     parse: integer("MIG_TENANT_MAX_INFLIGHT", 1, 1_000_000),
+  },
+  {
+    key: "drainTimeoutMs",
+    env: "MIG_DRAIN_TIMEOUT_MS",
+    flag: "--drain-timeout-ms <ms>",
+    description:
+      "on SIGTERM, how long a gateway takes no new work but finishes what is in flight before it cancels the rest and exits",
+    defaultValue: 10_000,
+    parse: integer("MIG_DRAIN_TIMEOUT_MS", 0, 600_000),
   },
   {
     key: "jsReplicas",

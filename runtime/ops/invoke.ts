@@ -311,6 +311,7 @@ class LazyAbortController {
 
 function outcomeLabel(outcome: InvocationOutcome): string {
   if (outcome.ok) return "completed";
-  if (outcome.error.code === "MIG_TIMEOUT") return outcome.error.details?.cancelled ? "cancelled" : "timed_out";
+  if (outcome.error.details?.cancelled === true) return "cancelled";
+  if (outcome.error.code === "MIG_TIMEOUT") return "timed_out";
   return "failed";
 }
