@@ -3,10 +3,25 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AUDIT_STREAM } from "../runtime/policy/audit.ts";
 import { REGISTRY_BUCKET } from "../runtime/protocol/provider-protocol.ts";
+import { defineCapability } from "../runtime/provider/provider.ts";
 import { DEAD_LETTER_STREAM, topicRef } from "../runtime/store/events.ts";
 import { IDEMPOTENCY_BUCKET } from "../runtime/store/idempotency.ts";
 import { type Cluster, startCluster } from "./helpers/cluster.ts";
+import { anyDescriptor, anySchemas } from "./helpers/descriptors.ts";
 import { startTestRuntime, type TestRuntime } from "./helpers/runtime.ts";
+
+/** Runs per idempotency key, over every gateway of the test: the handler is the same object in both. */
+const runs = new Map<string, number>();
+const counted = defineCapability(
+  anyDescriptor("test.cluster.counted", ["unary"]),
+  async (payload) => {
+    const key = String(payload.key);
+    runs.set(key, (runs.get(key) ?? 0) + 1);
+    await new Promise((r) => setTimeout(r, 50)); // long enough for the other gateway's call to find it running
+    return { key, run: runs.get(key) };
+  },
+  anySchemas,
+);
 
 describe("MIG_JS_REPLICAS on a single server", () => {
   it("3 copies cannot be placed on the embedded server: the runtime refuses to start, naming the setting", async () => {
@@ -21,7 +36,7 @@ describe("on a 3-node JetStream cluster", () => {
   let t: TestRuntime;
   beforeAll(async () => {
     cluster = await startCluster(3);
-    t = await startTestRuntime({ config: { natsUrl: cluster.urls, jsReplicas: 3 } });
+    t = await startTestRuntime({ config: { natsUrl: cluster.urls, jsReplicas: 3 }, capabilities: [counted] });
   }, 60_000);
   afterAll(async () => {
     await t?.stop();
@@ -51,6 +66,29 @@ describe("on a 3-node JetStream cluster", () => {
     await expect(startTestRuntime({ config: { natsUrl: cluster.urls, jsReplicas: 1 } })).rejects.toThrow(
       /keeps 3 copies but MIG_JS_REPLICAS asks for 1: set MIG_JS_REPLICAS=3/,
     );
+  });
+
+  it("idempotency holds across gateways: the same key sent to two gateways at once runs the handler once", async () => {
+    const other = await startTestRuntime({
+      config: { natsUrl: cluster.urls, jsReplicas: 3 },
+      capabilities: [counted],
+    });
+    try {
+      const call = (gateway: TestRuntime, key: string) =>
+        gateway.post("/mig/v0.1/invoke/test.cluster.counted", {
+          header: { tenant_id: "acme", idempotency_key: key },
+          payload: { key },
+        });
+      const keys = Array.from({ length: 20 }, (_, i) => `same-${i}`);
+      const answers = await Promise.all(keys.flatMap((key) => [call(t, key), call(other, key)]));
+      expect(answers.map((a) => a.status)).toEqual(answers.map(() => 200));
+      expect(keys.map((key) => runs.get(key))).toEqual(keys.map(() => 1));
+      // Both callers of a key get the one result.
+      for (let i = 0; i < keys.length; i++)
+        expect(answers[2 * i]!.body.payload).toEqual(answers[2 * i + 1]!.body.payload);
+    } finally {
+      await other.stop();
+    }
   });
 
   it("SIGKILL of the node leading a topic loses no acked event and stores none twice, when callers retry what is retryable", async () => {
