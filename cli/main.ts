@@ -13,6 +13,7 @@ import { observatoryInfer } from "../runtime/provider/demo-provider.ts";
 import { loadProviderModules } from "../runtime/provider/provider-modules.ts";
 import { MigRuntime } from "../runtime/runtime.ts";
 import { WorkerHost } from "../worker/host.ts";
+import { type DevClusterOptions, devCluster } from "./dev-cluster.ts";
 import { stopGateway } from "./shutdown.ts";
 
 function addSettings(command: Command): Command {
@@ -151,5 +152,52 @@ addSettings(
     process.exit(1);
   }),
 );
+
+const count = (name: string, min: number, max: number) => (raw: string) => {
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max)
+    throw new Error(`${name} must be an integer between ${min} and ${max}, got "${raw}"`);
+  return value;
+};
+program
+  .command("dev")
+  .description("tools for trying the runtime out on this machine")
+  .command("cluster")
+  .description(
+    "run a fleet here: a NATS JetStream cluster, gateways and workers on fixed local ports; Ctrl-C stops them all",
+  )
+  .argument("[module...]", "provider modules the workers host", ["runtime/provider/demo-provider.ts"])
+  .option("--nodes <n>", "nats-server nodes (JetStream keeps min(3, n) copies)", count("--nodes", 1, 5), 3)
+  .option("--gateways <n>", "gateways", count("--gateways", 1, 5), 2)
+  .option("--workers <n>", "workers hosting the modules", count("--workers", 0, 10), 2)
+  .option(
+    "--base-port <port>",
+    "the first node's client port (routes on this + 2000)",
+    count("--base-port", 1024, 60000),
+    4222,
+  )
+  .option(
+    "--http-port <port>",
+    "the first gateway's HTTP port (the others count up)",
+    count("--http-port", 1024, 65000),
+    8080,
+  )
+  .option(
+    "--grpc-port <port>",
+    "the first gateway's gRPC port (the others count up)",
+    count("--grpc-port", 1024, 65000),
+    9090,
+  )
+  .option(
+    "--data-dir <dir>",
+    "where the nodes and gateways keep their data (under dev-cluster/)",
+    process.env.MIG_DATA_DIR ?? "./data",
+  )
+  .action((modules: string[], options: Omit<DevClusterOptions, "modules">) =>
+    devCluster({ ...options, modules }, createLogger("info")).catch((err: unknown) => {
+      process.stderr.write(`mig dev cluster: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exit(1);
+    }),
+  );
 
 await program.parseAsync(process.argv);
