@@ -1,0 +1,112 @@
+// A rolling restart of the gateways under load, on a 3-node JetStream cluster with real `mig start` and `mig worker`
+// processes: each gateway in turn gets SIGTERM (it drains) and starts again, while callers keep invoking an
+// at_least_once capability, moving to another gateway (same idempotency key) when one refuses them. Every call is
+// answered once, with its own result, and none is lost.
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Cluster, startCluster } from "./helpers/cluster.ts";
+import { type MigProcess, startMig } from "./helpers/process.ts";
+import { waitFor } from "./helpers/runtime.ts";
+
+const log = join(mkdtempSync(join(tmpdir(), "mig-rolling-")), "runs.log");
+let cluster: Cluster;
+const gateways: { process: MigProcess; url: string }[] = [];
+let worker: MigProcess;
+
+async function startGateway(): Promise<{ process: MigProcess; url: string }> {
+  const gateway = startMig(["start"], {
+    MIG_NATS_URL: cluster.urls,
+    MIG_JS_REPLICAS: "3",
+    MIG_DRAIN_TIMEOUT_MS: "10000",
+  });
+  const url = String((await gateway.waitForLog("HTTP binding listening", 60_000)).url);
+  await gateway.waitForLog("NATS binding listening", 60_000);
+  // Ready once it knows the worker's capability.
+  await waitFor(
+    "the gateway to see the worker",
+    async () => {
+      const res = await fetch(`${url}/mig/v0.1/discover`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ header: { tenant_id: "acme" } }),
+      });
+      const body = (await res.json()) as { capabilities?: { id: string }[] };
+      return body.capabilities?.some((c) => c.id === "fleet.record");
+    },
+    30_000,
+  );
+  return { process: gateway, url };
+}
+
+beforeAll(async () => {
+  cluster = await startCluster(3);
+  worker = startMig(["worker", "test/fixtures/fleet-provider.ts"], {
+    MIG_NATS_URL: cluster.urls,
+    MIG_JS_REPLICAS: "3",
+    FLEET_LOG: log,
+    WORKER_NAME: "w1",
+  });
+  const first = startGateway();
+  await worker.waitForLog("worker serving", 60_000);
+  gateways.push(await first, await startGateway());
+}, 180_000);
+afterAll(async () => {
+  await Promise.all([worker, ...gateways.map((g) => g.process)].map((p) => p?.stop("SIGKILL")));
+  await cluster?.stop();
+});
+
+describe("a rolling restart of the gateways under load", () => {
+  it("answers every one of 160 at_least_once calls once, with its own result; callers only retry on another gateway", async () => {
+    const total = 160;
+    const answers = new Map<number, unknown>();
+    let next = 0;
+    const call = async (n: number) => {
+      for (let attempt = 0; ; attempt++) {
+        const live = gateways[(n + attempt) % gateways.length]!;
+        try {
+          const res = await fetch(`${live.url}/mig/v0.1/invoke/fleet.record`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({ header: { tenant_id: "acme", idempotency_key: `call-${n}` }, payload: { n } }),
+          });
+          const body = (await res.json()) as { payload?: unknown; error?: { retryable?: boolean } };
+          if (res.status === 200) {
+            expect(answers.has(n)).toBe(false);
+            answers.set(n, body.payload);
+            return;
+          }
+          // A refusal a caller may not retry would be a lost call.
+          expect(body.error?.retryable).toBe(true);
+        } catch {
+          // The gateway closed its listener (draining) or is gone: another one takes the call.
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    const callers = Array.from({ length: 8 }, async () => {
+      while (next < total) await call(next++);
+    });
+    const restarts = (async () => {
+      for (const at of [0, 1]) {
+        await waitFor("calls to flow", () => answers.size >= 40 + at * 50, 60_000);
+        const old = gateways[at]!;
+        const stopped = old.process.stop("SIGTERM");
+        gateways[at] = await startGateway();
+        expect(await stopped).toBe(0);
+      }
+    })();
+    await Promise.all([...callers, restarts]);
+
+    expect(answers.size).toBe(total);
+    for (const [n, payload] of answers) expect(payload).toMatchObject({ n });
+    const ran = new Set(
+      readFileSync(log, "utf8")
+        .split("\n")
+        .filter((line) => line.startsWith("ran call-"))
+        .map((line) => line.split(" ")[1]),
+    );
+    expect(ran.size).toBe(total);
+  }, 240_000);
+});
