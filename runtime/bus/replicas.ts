@@ -21,7 +21,7 @@ export async function checkReplicas(jsm: JetStreamManager, name: string, replica
 /** An error of JetStream creating `what` with `replicas` copies, turned into a sentence when the cause is placement. */
 export function placementError(err: unknown, what: string, replicas: number): Error {
   const message = err instanceof Error ? err.message : String(err);
-  if (/replicas > 1 not supported in non-clustered mode|insufficient resources|no suitable peers|peer/i.test(message)) {
+  if (/replicas > 1 not supported in non-clustered mode|insufficient resources|no suitable peers/i.test(message)) {
     return new Error(
       `JetStream cannot keep ${replicas} copies of ${what} (${message}): MIG_JS_REPLICAS must not exceed the JetStream servers of the cluster (1 for a single server, such as the embedded one)`,
     );

@@ -6,7 +6,7 @@
 // expensive calls in flight (large outputs, a publish flood) put a queue of its own work in front of every other
 // tenant's request. Limiting in-flight work only while the loop is saturated costs nothing otherwise: a lone
 // tenant, or a runtime with spare time, runs everything at once, and slow I/O-bound calls (a model answering
-// for seconds) are not throttled while the process is idle. docs/security.md, 'Limits'.
+// for seconds) are not throttled while the process is idle. docs/security.md, 'Fair turns'.
 import { performance } from "node:perf_hooks";
 import { MigError } from "../../schemas/errors.ts";
 
