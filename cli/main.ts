@@ -7,7 +7,7 @@ import { startHttpBinding } from "../bindings/http/server.ts";
 import { startNatsEvents } from "../bindings/nats/events.ts";
 import { startNatsBinding } from "../bindings/nats/server.ts";
 import { loadConfig, type RuntimeConfig, SETTINGS } from "../runtime/base/config.ts";
-import { createLogger } from "../runtime/base/logger.ts";
+import { createLogger, type Logger } from "../runtime/base/logger.ts";
 import { runtimeCredentialsFile } from "../runtime/bus/bus-credentials.ts";
 import { observatoryInfer } from "../runtime/provider/demo-provider.ts";
 import { loadProviderModules } from "../runtime/provider/provider-modules.ts";
@@ -33,10 +33,33 @@ function overridesFrom(options: Record<string, string | undefined>): Partial<Run
   return overrides as Partial<RuntimeConfig>;
 }
 
+/** Start attempts while JetStream does not answer in time, and the pause between them. */
+const START_ATTEMPTS = 4;
+const START_RETRY_MS = 1_000;
+
+/**
+ * Runs `start` again while it fails because JetStream did not answer in time: a cluster that is electing leaders or
+ * placing the copies of new streams (several processes starting at once) can take longer than one API timeout.
+ */
+async function patientlyWithJetStream<T>(logger: Logger, start: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start();
+    } catch (err) {
+      const timedOut = err instanceof Error && /timeout/i.test(`${err.name} ${err.message}`);
+      if (!timedOut || attempt >= START_ATTEMPTS) throw err;
+      logger.warn({ attempt, err: (err as Error).message }, "JetStream did not answer in time; starting again");
+      await new Promise((resolve) => setTimeout(resolve, START_RETRY_MS));
+    }
+  }
+}
+
 async function start(options: Record<string, string | undefined>): Promise<void> {
   const config = loadConfig(overridesFrom(options));
   const logger = createLogger(config.logLevel);
-  const runtime = await MigRuntime.start(config, { logger, capabilities: [observatoryInfer] });
+  const starting = () => MigRuntime.start(config, { logger, capabilities: [observatoryInfer] });
+  // On a bus of its own the runtime started the server; a cluster it joins may still be electing leaders.
+  const runtime = config.natsUrl ? await patientlyWithJetStream(logger, starting) : await starting();
   const http = await startHttpBinding(runtime, runtime.authenticator, config.httpAddr);
   logger.info({ url: http.url }, "HTTP binding listening (MIG API, /metrics, /admin/v0.1)");
   const grpc = await startGrpcBinding(runtime, runtime.authenticator, config.grpcAddr);
@@ -87,12 +110,20 @@ async function worker(modules: string[], options: Record<string, string | undefi
   }
   const logger = createLogger(config.logLevel);
   const definitions = await loadProviderModules(modules);
-  // A direct lane decides from the fleet's registry, as gateways do (docs/bindings/provider-protocol.md §9).
-  const runtime = await MigRuntime.start(config, { logger, fleet: config.workerDirect });
-  const host = await WorkerHost.start(runtime, definitions, {
-    heartbeatMs: config.heartbeatMs,
-    concurrency: config.workerConcurrency,
-    direct: config.workerDirect,
+  const { runtime, host } = await patientlyWithJetStream(logger, async () => {
+    // A direct lane decides from the fleet's registry, as gateways do (docs/bindings/provider-protocol.md §9).
+    const runtime = await MigRuntime.start(config, { logger, fleet: config.workerDirect });
+    try {
+      const host = await WorkerHost.start(runtime, definitions, {
+        heartbeatMs: config.heartbeatMs,
+        concurrency: config.workerConcurrency,
+        direct: config.workerDirect,
+      });
+      return { runtime, host };
+    } catch (err) {
+      await runtime.stop();
+      throw err;
+    }
   });
   logger.info(
     { provider_id: host.providerId, capabilities: host.capabilities, url: runtime.natsUrl },

@@ -49,7 +49,7 @@ beforeAll(async () => {
     WORKER_NAME: "w1",
   });
   const first = startGateway();
-  await worker.waitForLog("worker serving", 60_000);
+  await worker.waitForLog("worker serving", 90_000);
   gateways.push(await first, await startGateway());
 }, 180_000);
 afterAll(async () => {
