@@ -147,7 +147,12 @@ export class MigRuntime implements RuntimeCore {
     for (const definition of options.capabilities ?? []) runtime.capabilities.add(definition);
     try {
       await runtime.connect();
-      if (options.fleet !== false) runtime.fleet = await Fleet.start(runtime);
+      if (options.fleet !== false) {
+        const fleet = await Fleet.start(runtime);
+        runtime.fleet = fleet;
+        // A gateway that died holding an idempotency key frees it when the fleet sees it gone, not at its deadline.
+        runtime.idempotency.ownerGone = (owner) => fleet.serverGone(owner);
+      }
     } catch (err) {
       await runtime.stop();
       throw err;

@@ -2,7 +2,7 @@
 // processes: each gateway in turn gets SIGTERM (it drains) and starts again, while callers keep invoking an
 // at_least_once capability, moving to another gateway (same idempotency key) when one refuses them. Every call is
 // answered once, with its own result, and none is lost.
-import { mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -109,4 +109,30 @@ describe("a rolling restart of the gateways under load", () => {
     );
     expect(ran.size).toBe(total);
   }, 240_000);
+
+  it("a gateway SIGKILLed while it holds an idempotency key frees it once the fleet sees it gone: the retry on another gateway runs, long before the key's lease ends", async () => {
+    const [victim, survivor] = [gateways[0]!, gateways[1]!];
+    const body = JSON.stringify({
+      // A lease of 120 s: the retry below gives up at 60 s, so only a takeover before the lease can answer it.
+      header: { tenant_id: "acme", idempotency_key: "held-by-the-dead", deadline_ms: 120_000 },
+      payload: { n: 9_999, sleep_ms: 2_000 },
+    });
+    const post = (url: string, signal?: AbortSignal) =>
+      fetch(`${url}/mig/v0.1/invoke/fleet.record`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+        ...(signal ? { signal } : {}),
+      });
+    const first = post(victim.url).catch(() => undefined);
+    await waitFor(
+      "the worker to run the first call",
+      () => existsSync(log) && readFileSync(log, "utf8").includes("running held-by-the-dead"),
+    );
+    expect(await victim.process.stop("SIGKILL")).toBe(null);
+    await first;
+    const retry = await post(survivor.url, AbortSignal.timeout(60_000));
+    expect(retry.status).toBe(200);
+    expect(await retry.json()).toMatchObject({ payload: { n: 9_999 } });
+  }, 120_000);
 });

@@ -48,6 +48,8 @@ export interface PolicyAnnouncement {
 }
 
 const SWEEP_MS = 500;
+/** Server ids of gateways that left, kept for taking over their idempotency claims. */
+const GONE_SERVERS_KEPT = 1_024;
 const CANCEL_FANOUT_WAIT_MS = 300;
 
 export class Fleet {
@@ -66,6 +68,7 @@ export class Fleet {
   private readonly queuesReady = new Set<string>();
   /** The live gateways' policies, by runtime instance; a direct-lane worker answers only under the same one. */
   private readonly gateways = new Map<string, GatewayPolicy>();
+  private readonly goneServers = new Set<string>();
   private readonly policyListeners = new Set<() => void>();
   private announcement: PolicyAnnouncement | undefined;
 
@@ -260,7 +263,18 @@ export class Fleet {
   }
 
   private gatewayGone(instance: string): void {
-    if (this.gateways.delete(instance)) this.policiesChanged();
+    const gone = this.gateways.get(instance);
+    if (!gone) return;
+    this.gateways.delete(instance);
+    this.goneServers.add(gone.server_id);
+    // The newest ids are the ones whose claims may still be pending; a bounded memory of them is enough.
+    if (this.goneServers.size > GONE_SERVERS_KEPT) this.goneServers.delete(this.goneServers.values().next().value!);
+    this.policiesChanged();
+  }
+
+  /** Whether the gateway with this server id was live in this runtime's view of the fleet, and has left it. */
+  serverGone(serverId: string): boolean {
+    return this.goneServers.has(serverId);
   }
 
   private policiesChanged(): void {

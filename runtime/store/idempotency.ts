@@ -98,6 +98,11 @@ export class IdempotencyStore {
   /** Same-process duplicates share one promise and never touch the bucket twice. */
   private readonly local = new Map<string, Promise<IdempotentResult>>();
   private readonly budget: TenantBytes;
+  /**
+   * Whether the process `owner` is known to have left the fleet: its claims are taken over at once instead of at
+   * the end of their lease (the caller's deadline). Set by the runtime once it watches the fleet.
+   */
+  ownerGone: (owner: string) => boolean = () => false;
 
   constructor(
     private readonly kv: KV,
@@ -147,7 +152,7 @@ export class IdempotencyStore {
       if (entry?.operation !== "PUT") continue;
       const record = entry.json<Record>();
       if (record.state === "done" && record.outcome) return { outcome: revive(record.outcome), replayed: true };
-      if (record.lease_until < Date.now()) {
+      if (record.lease_until < Date.now() || (record.owner !== this.owner && this.ownerGone(record.owner))) {
         // The first owner died or overran its deadline: take its claim over with compare-and-set.
         let taken: number;
         try {
