@@ -48,10 +48,20 @@ describe("on a 3-node JetStream cluster", () => {
       header: { tenant_id: "acme", idempotency_key: `order-${n}` },
       payload: { n },
     });
+  /** A caller that retries what it is told it may retry (a cluster placing a new stream's copies can be slow). */
+  const publishUntilStored = async (n: number) => {
+    for (;;) {
+      const answer = await publish(n);
+      if (answer.status === 200) return;
+      // Anything else must be a MIG error the caller may retry, never a hang or a final refusal.
+      expect(answer.body.error).toMatchObject({ retryable: true });
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
   const topic = topicRef("acme", "orders.created").stream;
 
   it("keeps 3 copies of every stream and bucket it makes: topics, dead letters, audit, idempotency, registry", async () => {
-    expect((await publish(0)).status).toBe(200);
+    await publishUntilStored(0);
     for (const name of [topic, DEAD_LETTER_STREAM, AUDIT_STREAM, `KV_${IDEMPOTENCY_BUCKET}`, `KV_${REGISTRY_BUCKET}`]) {
       const info = await t.runtime.bus.jsm.streams.info(name);
       expect({ name, replicas: info.config.num_replicas, copies: 1 + (info.cluster?.replicas?.length ?? 0) }).toEqual({
@@ -101,13 +111,7 @@ describe("on a 3-node JetStream cluster", () => {
         await node!.kill("SIGKILL");
         expect(node!.running()).toBe(false);
       }
-      for (;;) {
-        const answer = await publish(n);
-        if (answer.status === 200) break;
-        // Anything else must be a MIG error the caller may retry, never a hang or a final refusal.
-        expect(answer.body.error).toMatchObject({ retryable: true });
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      await publishUntilStored(n);
     }
     const state = (await t.runtime.bus.jsm.streams.info(topic)).state;
     // Event 0 from the first test and events 1..total: each once.
