@@ -6,7 +6,7 @@ import { startMetricsListener } from "../bindings/http/metrics-listener.ts";
 import { startHttpBinding } from "../bindings/http/server.ts";
 import { startNatsEvents } from "../bindings/nats/events.ts";
 import { startNatsBinding } from "../bindings/nats/server.ts";
-import { loadConfig, type RuntimeConfig, SETTINGS } from "../runtime/base/config.ts";
+import { integer, loadConfig, type RuntimeConfig, SETTINGS } from "../runtime/base/config.ts";
 import { createLogger, type Logger } from "../runtime/base/logger.ts";
 import { runtimeCredentialsFile } from "../runtime/bus/bus-credentials.ts";
 import { observatoryInfer } from "../runtime/provider/demo-provider.ts";
@@ -184,12 +184,6 @@ addSettings(
   }),
 );
 
-const count = (name: string, min: number, max: number) => (raw: string) => {
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < min || value > max)
-    throw new Error(`${name} must be an integer between ${min} and ${max}, got "${raw}"`);
-  return value;
-};
 program
   .command("dev")
   .description("tools for trying the runtime out on this machine")
@@ -198,25 +192,25 @@ program
     "run a fleet here: a NATS JetStream cluster, gateways and workers on fixed local ports; Ctrl-C stops them all",
   )
   .argument("[module...]", "provider modules the workers host", ["runtime/provider/demo-provider.ts"])
-  .option("--nodes <n>", "nats-server nodes (JetStream keeps min(3, n) copies)", count("--nodes", 1, 5), 3)
-  .option("--gateways <n>", "gateways", count("--gateways", 1, 5), 2)
-  .option("--workers <n>", "workers hosting the modules", count("--workers", 0, 10), 2)
+  .option("--nodes <n>", "nats-server nodes (JetStream keeps min(3, n) copies)", integer("--nodes", 1, 5), 3)
+  .option("--gateways <n>", "gateways", integer("--gateways", 1, 5), 2)
+  .option("--workers <n>", "workers hosting the modules", integer("--workers", 0, 10), 2)
   .option(
     "--base-port <port>",
     "the first node's client port (routes on this + 2000)",
-    count("--base-port", 1024, 60000),
+    integer("--base-port", 1024, 60000),
     4222,
   )
   .option(
     "--http-port <port>",
     "the first gateway's HTTP port (the others count up)",
-    count("--http-port", 1024, 65000),
+    integer("--http-port", 1024, 65000),
     8080,
   )
   .option(
     "--grpc-port <port>",
     "the first gateway's gRPC port (the others count up)",
-    count("--grpc-port", 1024, 65000),
+    integer("--grpc-port", 1024, 65000),
     9090,
   )
   .option(

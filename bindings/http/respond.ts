@@ -42,6 +42,12 @@ export function sendJson(
   return failed;
 }
 
+/** An error's `details.retry_after_ms` as an HTTP Retry-After value (whole seconds, at least 1), if it has one. */
+export function retryAfterSeconds(error: MigError): string | undefined {
+  const ms = error.details?.retry_after_ms;
+  return typeof ms === "number" ? String(Math.max(1, Math.ceil(ms / 1000))) : undefined;
+}
+
 export function sendError(
   res: ServerResponse,
   err: unknown,
@@ -56,9 +62,9 @@ export function sendError(
     (err instanceof BodyTooLarge ? 413 : err instanceof UnsupportedContentType ? 415 : HTTP_STATUS[error.code]);
   const headers: Record<string, string> = { ...override.headers };
   if (err instanceof BodyTooLarge || override.close) headers.connection = "close";
-  const retryAfterMs = error.details?.retry_after_ms;
-  if ((error.code === "MIG_RATE_LIMITED" || error.code === "MIG_BACKPRESSURE") && typeof retryAfterMs === "number") {
-    headers["retry-after"] = String(Math.max(1, Math.ceil(retryAfterMs / 1000)));
+  const retryAfter = retryAfterSeconds(error);
+  if ((error.code === "MIG_RATE_LIMITED" || error.code === "MIG_BACKPRESSURE") && retryAfter !== undefined) {
+    headers["retry-after"] = retryAfter;
   }
   let envelope = errorEnvelope(error, body, tenantHint);
   try {

@@ -59,8 +59,6 @@ export function tooManyConnections(max: number): MigError {
   );
 }
 
-export const RETRY_AFTER_HEADER = { "retry-after": String(Math.ceil(RETRY_AFTER_MS / 1000)) };
-
 export interface ConnectionGuard {
   /** True for a connection accepted beyond the cap: its request is answered 503 and the connection closes. */
   refused(socket: Duplex | null | undefined): boolean;

@@ -15,7 +15,7 @@ import {
 } from "../../runtime/mod.ts";
 import { HTTP_STATUS, MigError } from "../../schemas/errors.ts";
 import type { StreamFrame } from "../../schemas/types.ts";
-import { tryEncodeFrame, UNENCODABLE, unencodableTerminal } from "./respond.ts";
+import { retryAfterSeconds, tryEncodeFrame, UNENCODABLE, unencodableTerminal } from "./respond.ts";
 import { type ConnectionGuard, rawErrorAnswer, tooManyConnections } from "./server-limits.ts";
 
 export const STREAM_PATH = "/mig/v0.1/stream";
@@ -94,10 +94,8 @@ function first(value: string | string[] | undefined): string | undefined {
 
 /** Answers a refused upgrade with a plain HTTP error envelope, as the JSON routes do. */
 function refuseUpgrade(socket: Duplex, error: MigError, tenant: string | undefined): void {
-  const retryAfterMs = error.details?.retry_after_ms;
-  const headers: Record<string, string> =
-    typeof retryAfterMs === "number" ? { "retry-after": String(Math.max(1, Math.ceil(retryAfterMs / 1000))) } : {};
-  socket.end(rawErrorAnswer(HTTP_STATUS[error.code], error, tenant, headers));
+  const retryAfter = retryAfterSeconds(error);
+  socket.end(rawErrorAnswer(HTTP_STATUS[error.code], error, tenant, retryAfter ? { "retry-after": retryAfter } : {}));
 }
 
 function sizeOf(data: RawData): number {

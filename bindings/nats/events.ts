@@ -16,7 +16,6 @@ import {
   ChunkedAdmission,
   ControlGuard,
   type EventSink,
-  errorEnvelope,
   type MigRuntime,
   ORIGIN_HEADER,
   ORIGIN_RUNTIME,
@@ -28,7 +27,7 @@ import {
   type SubscriptionInfo,
 } from "../../runtime/mod.ts";
 import { MigError, toMigError } from "../../schemas/errors.ts";
-import { replyHeaders } from "./reply-headers.ts";
+import { errorReply } from "./reply-headers.ts";
 
 const QUEUE = "mig-events";
 /** A subscriber that leaves its credits unused this long while events wait is taken for gone. */
@@ -75,8 +74,8 @@ function replyRefused(runtime: MigRuntime, msg: Msg, tenant: string): boolean {
 /** An error envelope, with its code in the `mig_error_code` header as on every NATS error reply (docs/bindings/nats.md). */
 function replyError(msg: Msg, err: unknown, body: unknown, tenant: string): void {
   if (!msg.reply) return;
-  const envelope = errorEnvelope(err, body, tenant);
-  msg.respond(JSON.stringify(envelope), { headers: replyHeaders(envelope.header, envelope.error.code) });
+  const { data, headers } = errorReply(err, body, tenant);
+  msg.respond(data, { headers });
 }
 
 /** Delivers a subscription's events to the subscriber's subject; its acks are the credits of max_inflight. */
@@ -189,10 +188,8 @@ class NatsSink implements EventSink {
     this.control?.unsubscribe();
     if (error && this.info) {
       try {
-        const envelope = errorEnvelope(error, { header: this.info.header });
-        this.nc.publish(this.deliverSubject, JSON.stringify(envelope), {
-          headers: replyHeaders(envelope.header, envelope.error.code),
-        });
+        const { data, headers } = errorReply(error, { header: this.info.header }, undefined);
+        this.nc.publish(this.deliverSubject, data, { headers });
       } catch {
         // The connection is going away too.
       }
@@ -231,10 +228,8 @@ export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticato
   };
   const answerError = (msg: Msg, err: unknown, body: unknown, tenant: string) => {
     if (!msg.reply) return;
-    const envelope = errorEnvelope(err, body, tenant);
-    runtime.events.outbox.publish(msg.reply, JSON.stringify(envelope), {
-      headers: replyHeaders(envelope.header, envelope.error.code),
-    });
+    const { data, headers } = errorReply(err, body, tenant);
+    runtime.events.outbox.publish(msg.reply, data, { headers });
   };
 
   const startPublish = (msg: Msg): void => {

@@ -1,6 +1,7 @@
-// The NATS headers of a reply: the MIG header fields mirrored (spec section 7), plus the error code of an error envelope.
+// The NATS headers of a reply: the MIG header fields mirrored (spec section 7), plus the error code of an error
+// envelope; and an error reply whole.
 import type { MsgHdrs } from "@nats-io/transport-node";
-import { HeaderBlock } from "../../runtime/mod.ts";
+import { errorEnvelope, HeaderBlock } from "../../runtime/mod.ts";
 import type { MessageHeader } from "../../schemas/types.ts";
 
 /** MIG header fields mirrored between the body's header and NATS message headers (spec section 7). */
@@ -27,4 +28,14 @@ export function replyHeaders(header: MessageHeader | undefined, errorCode?: stri
   }
   if (errorCode !== undefined) block.add("mig_error_code", errorCode);
   return block.forPublish;
+}
+
+/** An error as the NATS binding answers it: the envelope's JSON, with its code in the `mig_error_code` header. */
+export function errorReply(
+  err: unknown,
+  body: unknown,
+  tenant: string | undefined,
+): { data: string; headers: MsgHdrs } {
+  const envelope = errorEnvelope(err, body, tenant);
+  return { data: JSON.stringify(envelope), headers: replyHeaders(envelope.header, envelope.error.code) };
 }

@@ -5,7 +5,6 @@ import {
   type Authenticator,
   ChunkedAdmission,
   capabilityOf,
-  errorEnvelope,
   type MigRuntime,
   type ParsedSubject,
   PUBLIC_SUBJECTS,
@@ -18,7 +17,7 @@ import {
 } from "../../runtime/mod.ts";
 import { MigError, toMigError } from "../../schemas/errors.ts";
 import type { MessageHeader } from "../../schemas/types.ts";
-import { MIRRORED_FIELDS, replyHeaders } from "./reply-headers.ts";
+import { errorReply, MIRRORED_FIELDS, replyHeaders } from "./reply-headers.ts";
 import { serveNatsStreams } from "./stream.ts";
 
 export interface NatsBinding {
@@ -109,8 +108,8 @@ export async function startNatsBinding(
         runtime.logger.error({ err: (err as Error)?.stack ?? String(err) }, "NATS request failed");
       // Operations count their own errors in guard(); refusals of the subject or body are counted here.
       if (!reachedRuntime) runtime.metrics.errors.inc({ code: error.code, operation: "nats_binding" });
-      const envelope = errorEnvelope(error, body, tenantHint);
-      replies.publish(msg.reply!, JSON.stringify(envelope), { headers: replyHeaders(envelope.header, error.code) });
+      const { data, headers } = errorReply(error, body, tenantHint);
+      replies.publish(msg.reply!, data, { headers });
     } finally {
       watch?.ended(msg);
     }

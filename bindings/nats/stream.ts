@@ -19,7 +19,7 @@ import {
 } from "../../runtime/mod.ts";
 import { MigError, toMigError } from "../../schemas/errors.ts";
 import { CreditSink } from "./credit-sink.ts";
-import { replyHeaders } from "./reply-headers.ts";
+import { errorReply } from "./reply-headers.ts";
 
 const decoder = new TextDecoder();
 
@@ -130,8 +130,8 @@ export function listenToCaller(
   const token = (m: Msg) => m.headers?.get("Authorization", Match.IgnoreCase) || undefined;
   const refuse = (m: Msg, err: unknown) => {
     if (!m.reply || !replySubjectAllowed(m.reply, session.tenant)) return;
-    const envelope = errorEnvelope(err, { header: { tenant_id: session.tenant } }, session.tenant);
-    m.respond(JSON.stringify(envelope), { headers: replyHeaders(envelope.header, envelope.error.code) });
+    const { data, headers } = errorReply(err, { header: { tenant_id: session.tenant } }, session.tenant);
+    m.respond(data, { headers });
   };
   const admit = (m: Msg) => guard.admit(token(m), "stream.control", session.tenant);
   const onFrame = (m: Msg) => {

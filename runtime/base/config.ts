@@ -104,7 +104,8 @@ interface Setting<K extends keyof RuntimeConfig> {
   parse: (raw: string) => RuntimeConfig[K];
 }
 
-function integer(name: string, min: number, max: number) {
+/** A parser of an integer setting between `min` and `max`, whose error names the setting. */
+export function integer(name: string, min: number, max: number) {
   return (raw: string): number => {
     const value = Number(raw);
     if (!Number.isInteger(value) || value < min || value > max) {

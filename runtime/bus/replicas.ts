@@ -1,15 +1,15 @@
 // How many copies JetStream keeps of what the runtime stores (MIG_JS_REPLICAS): 1 on the embedded server, 3 on a
 // cluster. An asset that exists is checked, never recreated behind the operator's back, and a cluster that cannot
 // place the copies stops the runtime with a sentence that names the fix.
-import type { JetStreamManager } from "@nats-io/jetstream";
+import type { JetStreamManager, StreamInfo } from "@nats-io/jetstream";
 import type { KV, Kvm, KvOptions } from "@nats-io/kv";
 
 /**
- * Throws unless the stream `name`, which exists, keeps `replicas` copies: changing that is an operator's decision
+ * Throws unless the stream `info` describes keeps `replicas` copies: changing that is an operator's decision
  * (JetStream can move a stream to more or fewer replicas, but it copies the whole store to do it).
  */
-export async function checkReplicas(jsm: JetStreamManager, name: string, replicas: number): Promise<void> {
-  const info = await jsm.streams.info(name);
+export function checkReplicas(info: StreamInfo, replicas: number): void {
+  const name = info.config.name;
   const has = info.config.num_replicas || 1;
   if (has !== replicas) {
     throw new Error(
@@ -37,14 +37,8 @@ export async function openBucket(
   replicas: number,
   options: Partial<KvOptions>,
 ): Promise<KV> {
-  let exists = false;
-  try {
-    await jsm.streams.info(`KV_${name}`);
-    exists = true;
-  } catch {
-    // Not there yet: created below.
-  }
-  if (exists) await checkReplicas(jsm, `KV_${name}`, replicas);
+  const existing = await jsm.streams.info(`KV_${name}`).catch(() => undefined); // none yet: created below
+  if (existing) checkReplicas(existing, replicas);
   try {
     return await kvm.create(name, { ...options, replicas });
   } catch (err) {

@@ -26,14 +26,8 @@ export async function ensureWorkConsumer(jsm: JetStreamManager, capability: stri
 
 /** The work-queue stream: file storage, so queued work survives a restart of the bus; `replicas` copies. */
 export async function ensureWorkStream(jsm: JetStreamManager, replicas: number): Promise<void> {
-  let exists = false;
-  try {
-    await jsm.streams.info(WORK_STREAM);
-    exists = true;
-  } catch {
-    // Not there yet: create it below.
-  }
-  if (exists) return checkReplicas(jsm, WORK_STREAM, replicas);
+  const existing = await jsm.streams.info(WORK_STREAM).catch(() => undefined); // none yet: created below
+  if (existing) return checkReplicas(existing, replicas);
   try {
     await jsm.streams.add({
       name: WORK_STREAM,

@@ -91,7 +91,7 @@ export class AuditLog {
     };
     try {
       const info = await this.bus.jsm.streams.info(AUDIT_STREAM);
-      await checkReplicas(this.bus.jsm, AUDIT_STREAM, this.config.jsReplicas);
+      checkReplicas(info, this.config.jsReplicas);
       if (info.config.max_age !== wanted.max_age || info.config.max_bytes !== wanted.max_bytes) {
         await this.bus.jsm.streams.update(AUDIT_STREAM, {
           ...info.config,

@@ -350,8 +350,7 @@ export class EventStore {
   private async createOrKeep(config: Partial<StreamConfig> & { name: string }): Promise<void> {
     const replicas = config.num_replicas ?? 1;
     try {
-      await this.bus.jsm.streams.info(config.name);
-      await checkReplicas(this.bus.jsm, config.name, replicas);
+      checkReplicas(await this.bus.jsm.streams.info(config.name), replicas);
       return;
     } catch (err) {
       if (!isNotFound(err)) throw err;
