@@ -1,23 +1,32 @@
 // The stream actor: one per streaming invocation, from acceptance to exactly one terminal frame.
 //
-//   running ─────────────────────────────────────────────── after deadline ──▶ timed_out (final, aborts work)
+//   running ───────────────────────────────────────────────────── after deadline ──▶ timed_out (final)
 //   ├─ opening ── OPENED ─▶ streaming
-//   │                        ├─ flowing ── PAUSED ─▶ paused ── RESUMED ─▶ flowing
-//   │                        │                       └─ stall bound after the last credit ──▶ failed (MIG_BACKPRESSURE)
+//   │                        ├─ flowing ── WAITING ─▶ held
+//   │                        │   ▲                     ├─ paused ── CREDITED ─▶ resuming
+//   │                        │   │                     │   └─ after stall ──▶ failed (MIG_BACKPRESSURE)
+//   │                        │   │                     └─ resuming, recheck, lastCheck ── WAITING ─▶ paused
+//   │                        │   └──────────────────────── TURN_END (provider not yielding) ──┘
 //   │                        └─ PROVIDER_DONE ─▶ draining ── DRAINED ─▶ completed (final)
-//   │                                            └─ after stall bound ──▶ failed (MIG_BACKPRESSURE)
-//   ├─ FAIL ──▶ failed (final, aborts work)
-//   └─ CANCEL ──▶ cancelled (final, aborts work)
+//   │                                            └─ after stall ──▶ failed (MIG_BACKPRESSURE)
+//   ├─ FAIL ──▶ failed (final)
+//   └─ CANCEL ──▶ cancelled (final)
 //
-// Like the invocation actor it is lean: no child actors, the deadline and the stall bound are the
-// only delayed transitions, and flow control (counting frames, waking the provider) lives in the
-// stream session beside it, which feeds PAUSED / RESUMED / DRAINED in as events. A provider that is
-// faster than its consumer waits for credit again right after each credit, so the session tells the
-// actor of a resume only when the provider is still not waiting at the end of that turn; a paused
-// stream that keeps receiving credits stays `paused`, and its stall bound counts from the last
-// credit (the timer re-arms for the time left). Every final state calls `finish` exactly once, and
-// the session writes the one terminal frame from it.
-import { setup } from "xstate";
+// The session beside the actor counts frames and credits and reports the two edges of its provider's
+// wait: WAITING when an emit has to wait for credit, CREDITED when credit let every waiting emit go. The
+// actor decides what they mean. A provider that is faster than its consumer waits again right after each
+// credit, in the same turn of the event loop, so a release counts as a resume only when the turn ends
+// without a new WAITING (TURN_END, which the session sends on the next turn when asked by `checkTurn`).
+// A provider in the middle of a yield (it gives the event loop a turn after every window of frames) has
+// not shown yet whether it will wait: the actor asks up to twice more (`recheck`, `lastCheck`). Each
+// WAITING enters `paused` afresh, so the stall bound counts from the last credit.
+//
+// The actor does no I/O: it tells its owner what happened through emitted events (`actor.on`), which
+// tests observe directly or replace through `.provide()`:
+//   paused / resumed   the provider began / stopped waiting for credit (the paused-streams gauge);
+//   checkTurn          send TURN_END on the next turn of the event loop;
+//   end                the stream's one end, emitted once, from the final state's entry.
+import { emit, setup } from "xstate";
 import { MigError } from "../schemas/errors.ts";
 
 export type StreamEnd =
@@ -28,21 +37,25 @@ export type StreamEnd =
 
 export interface StreamInput {
   deadlineMs: number;
-  /** How long the consumer may leave the provider paused (or the end undelivered) before MIG_BACKPRESSURE. */
+  /** How long the consumer may leave the provider waiting (or the end undelivered) before MIG_BACKPRESSURE. */
   stallMs: number;
-  /** Milliseconds since the consumer last gave credit: a paused stream stalls only after stallMs of these. */
-  sinceCredit: () => number;
-  finish: (end: StreamEnd) => void;
 }
 
 export type StreamEvent =
   | { type: "OPENED" }
-  | { type: "PAUSED" }
-  | { type: "RESUMED" }
+  | { type: "WAITING" }
+  | { type: "CREDITED" }
+  | { type: "TURN_END"; yielding: boolean }
   | { type: "PROVIDER_DONE" }
   | { type: "DRAINED" }
   | { type: "FAIL"; error: MigError }
   | { type: "CANCEL"; reason: string; error: MigError };
+
+export type StreamEmitted =
+  | { type: "paused" }
+  | { type: "resumed" }
+  | { type: "checkTurn" }
+  | { type: "end"; end: StreamEnd };
 
 /** The error a cancelled stream ends with (its provider's signal reason): made by the session, which aborts first. */
 export function cancelError(reason: string): MigError {
@@ -63,32 +76,52 @@ export const streamMachine = setup({
     context: {} as StreamInput,
     input: {} as StreamInput,
     events: {} as StreamEvent,
+    emitted: {} as StreamEmitted,
+    tags: {} as "held",
   },
   delays: {
     deadline: ({ context }) => context.deadlineMs,
     stall: ({ context }) => context.stallMs,
-    stallLeft: ({ context }) => Math.max(0, context.stallMs - context.sinceCredit()),
   },
   guards: {
-    stalled: ({ context }) => context.sinceCredit() >= context.stallMs,
+    providerYielding: ({ event }) => event.type === "TURN_END" && event.yielding,
   },
   actions: {
-    endCompleted: ({ context }) => context.finish({ state: "completed" }),
-    endFailed: ({ context, event }) => {
-      if (event.type === "FAIL") context.finish({ state: "failed", error: event.error });
-    },
-    endStalled: ({ context }) => context.finish({ state: "failed", error: backpressure(context, "read nothing") }),
-    endUndelivered: ({ context }) =>
-      context.finish({ state: "failed", error: backpressure(context, "did not take the last frames") }),
-    endCancelled: ({ context, event }) => {
-      if (event.type === "CANCEL") context.finish({ state: "cancelled", reason: event.reason, error: event.error });
-    },
-    endTimedOut: ({ context }) => {
-      const error = new MigError("MIG_TIMEOUT", `the stream exceeded its deadline of ${context.deadlineMs} ms`, {
-        details: { deadline_ms: context.deadlineMs },
-      });
-      context.finish({ state: "timed_out", error });
-    },
+    announcePaused: emit({ type: "paused" }),
+    announceResumed: emit({ type: "resumed" }),
+    checkTurn: emit({ type: "checkTurn" }),
+    endCompleted: emit({ type: "end", end: { state: "completed" } }),
+    endFailed: emit(({ event }) => ({
+      type: "end",
+      end: {
+        state: "failed",
+        error: event.type === "FAIL" ? event.error : new MigError("MIG_INTERNAL", "stream failed"),
+      },
+    })),
+    endStalled: emit(({ context }) => ({
+      type: "end",
+      end: { state: "failed", error: backpressure(context, "read nothing") },
+    })),
+    endUndelivered: emit(({ context }) => ({
+      type: "end",
+      end: { state: "failed", error: backpressure(context, "did not take the last frames") },
+    })),
+    endCancelled: emit(({ event }) => ({
+      type: "end",
+      end:
+        event.type === "CANCEL"
+          ? { state: "cancelled", reason: event.reason, error: event.error }
+          : { state: "cancelled", reason: "", error: cancelError("") },
+    })),
+    endTimedOut: emit(({ context }) => ({
+      type: "end",
+      end: {
+        state: "timed_out",
+        error: new MigError("MIG_TIMEOUT", `the stream exceeded its deadline of ${context.deadlineMs} ms`, {
+          details: { deadline_ms: context.deadlineMs },
+        }),
+      },
+    })),
   },
 }).createMachine({
   id: "stream",
@@ -108,15 +141,41 @@ export const streamMachine = setup({
           initial: "flowing",
           on: { PROVIDER_DONE: "draining" },
           states: {
-            flowing: { on: { PAUSED: "paused" } },
-            paused: {
-              on: { RESUMED: "flowing" },
-              after: {
-                stallLeft: [
-                  { guard: "stalled", target: "#stream.failed", actions: "endStalled" },
-                  // Credits came meanwhile: wait out the rest of the bound from the last one.
-                  { target: "paused", reenter: true },
-                ],
+            flowing: { on: { WAITING: "held" } },
+            held: {
+              tags: "held",
+              entry: "announcePaused",
+              exit: "announceResumed",
+              initial: "paused",
+              states: {
+                paused: {
+                  on: { CREDITED: "resuming" },
+                  after: { stall: { target: "#stream.failed", actions: "endStalled" } },
+                },
+                resuming: {
+                  entry: "checkTurn",
+                  on: {
+                    WAITING: "paused",
+                    TURN_END: [
+                      { guard: "providerYielding", target: "recheck" },
+                      { target: "#stream.running.streaming.flowing" },
+                    ],
+                  },
+                },
+                recheck: {
+                  entry: "checkTurn",
+                  on: {
+                    WAITING: "paused",
+                    TURN_END: [
+                      { guard: "providerYielding", target: "lastCheck" },
+                      { target: "#stream.running.streaming.flowing" },
+                    ],
+                  },
+                },
+                lastCheck: {
+                  entry: "checkTurn",
+                  on: { WAITING: "paused", TURN_END: "#stream.running.streaming.flowing" },
+                },
               },
             },
           },

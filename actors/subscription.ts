@@ -7,8 +7,8 @@
 //
 // The pump (runtime/ops/subscribe.ts) is the actor's one child, a callback actor started with `open` and stopped
 // when the actor leaves it: it moves events from the consumer to the subscriber and reports only lifecycle
-// changes, so the machine costs nothing per event.
-import { type AnyEventObject, assign, fromCallback, setup } from "xstate";
+// changes, so the machine costs nothing per event. The actor's end reaches its owner as the emitted `closed`.
+import { type AnyEventObject, assign, emit, fromCallback, setup } from "xstate";
 import type { MigError } from "../schemas/errors.ts";
 
 export interface SubscriptionPump {
@@ -21,9 +21,10 @@ export interface SubscriptionInput {
   /** True when the subscription starts behind the end of the topic (it replays first). */
   replaying: boolean;
   pump: SubscriptionPump;
-  /** Called once, from the final state, with the error that ended the subscription if any. */
-  closed: (error: MigError | undefined) => void;
 }
+
+/** Emitted once, from the final state, with the error that ended the subscription if any. */
+export type SubscriptionEmitted = { type: "closed"; error: MigError | undefined };
 
 interface SubscriptionContext extends SubscriptionInput {
   caughtUp: boolean;
@@ -41,6 +42,7 @@ export const subscriptionMachine = setup({
     context: {} as SubscriptionContext,
     input: {} as SubscriptionInput,
     events: {} as SubscriptionEvent,
+    emitted: {} as SubscriptionEmitted,
   },
   actors: {
     pump: fromCallback<AnyEventObject, SubscriptionPump>(({ input, sendBack }) => {
@@ -55,7 +57,7 @@ export const subscriptionMachine = setup({
   actions: {
     markCaughtUp: assign({ caughtUp: true }),
     keepError: assign({ error: ({ event }) => (event.type === "CLOSE" ? event.error : undefined) }),
-    finish: ({ context }) => context.closed(context.error),
+    finish: emit(({ context }) => ({ type: "closed", error: context.error })),
   },
 }).createMachine({
   id: "subscription",

@@ -1,7 +1,7 @@
 // The supervisor: actors share its XState system (or get their own when they keep timers), their states are
 // counted for /metrics, and an actor whose action throws is contained: its caller is told, the rest go on.
 import { describe, expect, it } from "vitest";
-import { setup } from "xstate";
+import { emit, setup } from "xstate";
 import { type InvocationOutcome, invocationLogic } from "../actors/invocation.ts";
 import { createLogger } from "../runtime/base/logger.ts";
 import { Metrics } from "../runtime/base/metrics.ts";
@@ -31,6 +31,12 @@ const fragile = setup({
     done: { type: "final" },
   },
 });
+
+/** A machine that tells its owner of each PING through an emitted event, like the stream actor. */
+const chatty = setup({
+  types: { events: {} as { type: "PING" }, emitted: {} as { type: "pinged" } },
+  actions: { tell: emit({ type: "pinged" }) },
+}).createMachine({ initial: "open", states: { open: { on: { PING: { actions: "tell" } } } } });
 
 /** A machine with a delayed transition, like the stream actor. */
 const timed = setup({ delays: { soon: 10 } }).createMachine({
@@ -151,5 +157,35 @@ describe("supervisor", () => {
     expect(outcomes).toEqual([{ ok: true, payload: {} }]);
     expect(supervisor.size).toBe(0);
     expect(await scrape()).toMatch(/mig_actor_crashes_total\{kind="fragile"\} 2/);
+  });
+
+  it("hands an actor's emitted events to its owner, and contains an owner that throws on one", async () => {
+    const { supervisor, scrape } = start();
+    const heard: string[] = [];
+    const crashes: unknown[] = [];
+    const steady = supervisor.spawn(
+      "chatty",
+      chatty,
+      undefined,
+      () => undefined,
+      (event) => heard.push(event.type),
+    );
+    const clumsy = supervisor.spawn(
+      "chatty",
+      chatty,
+      undefined,
+      (err) => crashes.push(err),
+      () => {
+        throw new Error("the owner failed");
+      },
+    );
+    clumsy.send({ type: "PING" });
+    steady.send({ type: "PING" });
+    expect(heard).toEqual(["pinged"]);
+    expect(crashes.map((err) => (err as Error).message)).toEqual(["the owner failed"]);
+    clumsy.send({ type: "PING" });
+    expect(crashes).toHaveLength(1);
+    expect(supervisor.countOf("chatty")).toBe(1);
+    expect(await scrape()).toMatch(/mig_actor_crashes_total\{kind="chatty"\} 1/);
   });
 });

@@ -1,7 +1,7 @@
 // A running stream: one stream actor, its provider, and the frames between them with credit-based flow control.
 
 import type { Actor } from "xstate";
-import { cancelError, type StreamEnd, streamMachine } from "../../actors/stream.ts";
+import { cancelError, type StreamEmitted, type StreamEnd, streamMachine } from "../../actors/stream.ts";
 import { MigError } from "../../schemas/errors.ts";
 import type { FrameKind, JsonObject, MessageHeader, StreamFrame, StreamMode } from "../../schemas/types.ts";
 import type { Metrics } from "../base/metrics.ts";
@@ -109,6 +109,9 @@ export function checkStreamId(value: unknown): string {
   return value;
 }
 
+const WAITING = { type: "WAITING" } as const;
+const CREDITED = { type: "CREDITED" } as const;
+
 interface PendingEmit {
   frame: StreamFrame;
   resolve: () => void;
@@ -141,16 +144,8 @@ export class StreamSession {
   private inTransit = 0;
   /** Frames released to the provider since it last had to yield to the event loop. */
   private burst = 0;
-  /** The provider waits for credit (an emit is pending). */
-  private paused = false;
-  /** What the actor was last told (PAUSED / RESUMED): it hears of a resume only if it outlasts the turn. */
-  private actorPaused = false;
-  private resumeCheck = false;
-  private resumeTries = 0;
   /** Turns the provider is yielding (after each window of frames) rather than waiting for credit. */
   private yielding = 0;
-  /** When the consumer last gave credit (performance.now()): the stall bound counts from here. */
-  private lastCredit = performance.now();
   private providerDone = false;
   private inputClosed = false;
   private inboundFull = false;
@@ -193,20 +188,9 @@ export class StreamSession {
     this.actor = core.supervisor.spawn(
       "stream",
       streamMachine,
-      {
-        deadlineMs: this.deadlineMs,
-        stallMs: core.config.streamStallMs,
-        sinceCredit: () => performance.now() - this.lastCredit,
-        finish: (end) => this.finish(end),
-      },
-      () =>
-        this.finish({
-          state: "failed",
-          error: new MigError(
-            "MIG_INTERNAL",
-            `the stream ${this.streamId} failed inside the runtime; it was contained`,
-          ),
-        }),
+      { deadlineMs: this.deadlineMs, stallMs: core.config.streamStallMs },
+      this.crashed,
+      this.heard,
     );
     core.work.startStream(this.messageId, this);
     core.metrics.streamsActive.inc();
@@ -258,12 +242,7 @@ export class StreamSession {
       this.pending.push({ frame, resolve, reject });
       this.core.metrics.bufferedFrames++;
       this.noteHeld();
-      this.paused = true;
-      if (!this.actorPaused) {
-        this.actorPaused = true;
-        this.core.metrics.streamsPaused.inc();
-        this.actor.send({ type: "PAUSED" });
-      }
+      if (this.pending.length === 1) this.actor.send(WAITING);
     });
   }
 
@@ -300,37 +279,47 @@ export class StreamSession {
   private readonly written = (): void => {
     this.inTransit--;
     if (this.end) return; // finish() already took this stream's frames off the gauge
-    this.lastCredit = performance.now();
     this.core.metrics.bufferedFrames--;
-    while (this.pending.length > 0 && this.inTransit < this.window) {
-      const next = this.pending.shift()!;
-      this.core.metrics.bufferedFrames--;
-      this.send(next.frame);
-      this.release(next.resolve);
-    }
-    if (this.paused && this.pending.length === 0) {
-      this.paused = false;
-      // A provider faster than its consumer is waiting again within this turn: then the actor need not hear of it.
-      if (this.actorPaused && !this.resumeCheck) {
-        this.resumeCheck = true;
-        setImmediate(this.resumedYet);
+    if (this.pending.length > 0) {
+      while (this.pending.length > 0 && this.inTransit < this.window) {
+        const next = this.pending.shift()!;
+        this.core.metrics.bufferedFrames--;
+        this.send(next.frame);
+        this.release(next.resolve);
       }
+      if (this.pending.length === 0) this.actor.send(CREDITED);
     }
     this.drainedYet();
   };
 
-  private readonly resumedYet = (): void => {
-    // A provider in the middle of its yield has not shown yet whether it will wait: ask once or twice more.
-    if (this.yielding > 0 && !this.end && ++this.resumeTries <= 2) {
-      setImmediate(this.resumedYet);
-      return;
+  /** What the actor tells its owner (actors/stream.ts, StreamEmitted). */
+  private readonly heard = (event: StreamEmitted): void => {
+    switch (event.type) {
+      case "paused":
+        this.core.metrics.streamsPaused.inc();
+        return;
+      case "resumed":
+        this.core.metrics.streamsPaused.dec();
+        return;
+      case "checkTurn":
+        setImmediate(this.turnEnded);
+        return;
+      case "end":
+        this.finish(event.end);
+        return;
     }
-    this.resumeTries = 0;
-    this.resumeCheck = false;
-    if (this.paused || !this.actorPaused || this.end) return;
-    this.actorPaused = false;
-    this.core.metrics.streamsPaused.dec();
-    this.actor.send({ type: "RESUMED" });
+  };
+
+  private readonly turnEnded = (): void => {
+    if (!this.end) this.actor.send({ type: "TURN_END", yielding: this.yielding > 0 });
+  };
+
+  private readonly crashed = (): void => {
+    if (this.actor.getSnapshot().hasTag("held")) this.core.metrics.streamsPaused.dec();
+    this.finish({
+      state: "failed",
+      error: new MigError("MIG_INTERNAL", `the stream ${this.streamId} failed inside the runtime; it was contained`),
+    });
   };
 
   /**
@@ -453,9 +442,6 @@ export class StreamSession {
     for (const waiting of this.pending) waiting.reject(reason);
     core.metrics.bufferedFrames -= this.inTransit + this.pending.length;
     this.pending.length = 0;
-    if (this.actorPaused) core.metrics.streamsPaused.dec();
-    this.paused = false;
-    this.actorPaused = false;
     if (end.state === "completed") this.inbound.end();
     else this.inbound.fail(end.error);
     this.relieve();

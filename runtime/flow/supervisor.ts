@@ -1,5 +1,13 @@
 // The supervisor: starts every actor, watches its lifecycle through its snapshots, and contains crashes.
-import { type Actor, type AnyActorLogic, type AnyActorRef, createActor, fromCallback, type InputFrom } from "xstate";
+import {
+  type Actor,
+  type AnyActorLogic,
+  type AnyActorRef,
+  createActor,
+  type EmittedFrom,
+  fromCallback,
+  type InputFrom,
+} from "xstate";
 import type { Logger } from "../base/logger.ts";
 import type { Metrics } from "../base/metrics.ts";
 
@@ -106,22 +114,41 @@ export class Supervisor {
 
   /**
    * Starts an actor of `kind`. `onCrash` runs if the actor itself fails (an action throws): the
-   * actor is gone, and the caller must answer for it; the process and other actors go on.
+   * actor is gone, and the caller must answer for it; the process and other actors go on. `heard`
+   * receives what the actor emits (its owner's side effects), from before its first state: XState
+   * calls such listeners outside its own error handling, so a throw there is contained here the same way.
    */
   spawn<L extends AnyActorLogic>(
     kind: string,
     logic: L,
     input: InputFrom<L>,
     onCrash: (error: unknown) => void,
+    heard?: (event: EmittedFrom<L>) => void,
   ): Actor<L> {
-    const parent = hasDelayedTransitions(logic) ? undefined : this.root;
+    // An actor whose owner hears it gets a system of its own too: only a root actor can be stopped from outside,
+    // which containing a failed owner needs.
+    const parent = heard || hasDelayedTransitions(logic) ? undefined : this.root;
     const actor = createActor(logic, { input, parent } as never) as Actor<L>;
     const id = actor.sessionId;
     // One snapshot observer per actor, not XState's inspection API: inspection reports every event,
     // microstep and action and measured here it doubled the cost of an invocation actor
     // (docs/decisions.md, 'One snapshot observer per actor; counts are tallies read at scrape time'). Snapshots
     // of the actor itself are all the gauges need; children do not notify it.
-    actor.subscribe(new ActorWatch(this, id, kind, onCrash));
+    const watch = new ActorWatch(this, id, kind, onCrash);
+    actor.subscribe(watch);
+    if (heard) {
+      actor.on("*", (event) => {
+        if (watch.stopped) return;
+        try {
+          heard(event as EmittedFrom<L>);
+        } catch (error) {
+          // The snapshot whose emitted event failed reaches the watch after this: it must not count the actor again.
+          watch.stopped = true;
+          this.crashed(id, kind, error, onCrash);
+          actor.stop();
+        }
+      });
+    }
     actor.start();
     return actor;
   }
@@ -189,6 +216,9 @@ export class Supervisor {
  * observer's methods either way, and each closure made per actor also costs tsx's name definition.
  */
 class ActorWatch {
+  /** Set when the supervisor stopped the actor after its owner failed. */
+  stopped = false;
+
   constructor(
     private readonly supervisor: Supervisor,
     private readonly id: string,
@@ -197,6 +227,7 @@ class ActorWatch {
   ) {}
 
   next(snapshot: { status: string; value?: unknown }): void {
+    if (this.stopped) return;
     this.supervisor.track(this.id, this.kind, leafState(snapshot.value), snapshot.status !== "active");
   }
 

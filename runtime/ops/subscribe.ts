@@ -272,8 +272,9 @@ function startActor(
   const actor = core.supervisor.spawn(
     "subscription",
     subscriptionMachine,
-    { replaying: info.start_sequence <= info.replay_until, pump, closed: finish },
+    { replaying: info.start_sequence <= info.replay_until, pump },
     (error) => finish(toMigError(error, "the subscription failed inside the runtime")),
+    (event) => finish(event.error),
   );
   return {
     info,
