@@ -5,21 +5,23 @@
 //   │                        ├─ flowing ── WAITING ─▶ held
 //   │                        │   ▲                     ├─ paused ── CREDITED ─▶ resuming
 //   │                        │   │                     │   └─ after stall ──▶ failed (MIG_BACKPRESSURE)
-//   │                        │   │                     └─ resuming, recheck, lastCheck ── WAITING ─▶ paused
-//   │                        │   └──────────────────────── TURN_END (provider not yielding) ──┘
+//   │                        │   │                     └─ resuming, recheck, lastCheck ── TURN_END (waiting) ─▶ paused
+//   │                        │   └──────────────── TURN_END (not waiting, not yielding) ──┘
 //   │                        └─ PROVIDER_DONE ─▶ draining ── DRAINED ─▶ completed (final)
 //   │                                            └─ after stall ──▶ failed (MIG_BACKPRESSURE)
 //   ├─ FAIL ──▶ failed (final)
 //   └─ CANCEL ──▶ cancelled (final)
 //
-// The session beside the actor counts frames and credits and reports the two edges of its provider's
-// wait: WAITING when an emit has to wait for credit, CREDITED when credit let every waiting emit go. The
-// actor decides what they mean. A provider that is faster than its consumer waits again right after each
-// credit, in the same turn of the event loop, so a release counts as a resume only when the turn ends
-// without a new WAITING (TURN_END, which the session sends on the next turn when asked by `checkTurn`).
-// A provider in the middle of a yield (it gives the event loop a turn after every window of frames) has
-// not shown yet whether it will wait: the actor asks up to twice more (`recheck`, `lastCheck`). Each
-// WAITING enters `paused` afresh, so the stall bound counts from the last credit.
+// The session beside the actor counts frames and credits. It tells the actor when its provider starts waiting for
+// credit (WAITING, from `flowing`) and when credit lets a waiting provider go (CREDITED, from `paused`); it asks the
+// actor's state (the tags `held` and `waiting`) rather than keeping its own, so it sends nothing while the actor
+// already knows. A provider that is faster than its consumer waits again right after each credit, in the same turn
+// of the event loop, so a release counts as a resume only when the turn ends with the provider not waiting: the
+// actor asks for a TURN_END on the next turn (`checkTurn`), and goes back to `paused` if the provider waits again.
+// This costs the actor two events per turn of the event loop, not two per frame. A provider in the middle of a yield
+// (it gives the event loop a turn after every window of frames) has not shown yet whether it will wait: the actor
+// asks up to twice more (`recheck`, `lastCheck`). Each return to `paused` starts the stall bound afresh, so it counts
+// from the last turn in which credit came.
 //
 // The actor does no I/O: it tells its owner what happened through emitted events (`actor.on`), which
 // tests observe directly or replace through `.provide()`:
@@ -45,7 +47,7 @@ export type StreamEvent =
   | { type: "OPENED" }
   | { type: "WAITING" }
   | { type: "CREDITED" }
-  | { type: "TURN_END"; yielding: boolean }
+  | { type: "TURN_END"; waiting: boolean; yielding: boolean }
   | { type: "PROVIDER_DONE" }
   | { type: "DRAINED" }
   | { type: "FAIL"; error: MigError }
@@ -77,13 +79,14 @@ export const streamMachine = setup({
     input: {} as StreamInput,
     events: {} as StreamEvent,
     emitted: {} as StreamEmitted,
-    tags: {} as "held",
+    tags: {} as "held" | "waiting",
   },
   delays: {
     deadline: ({ context }) => context.deadlineMs,
     stall: ({ context }) => context.stallMs,
   },
   guards: {
+    providerWaits: ({ event }) => event.type === "TURN_END" && event.waiting,
     providerYielding: ({ event }) => event.type === "TURN_END" && event.yielding,
   },
   actions: {
@@ -149,14 +152,15 @@ export const streamMachine = setup({
               initial: "paused",
               states: {
                 paused: {
+                  tags: "waiting",
                   on: { CREDITED: "resuming" },
                   after: { stall: { target: "#stream.failed", actions: "endStalled" } },
                 },
                 resuming: {
                   entry: "checkTurn",
                   on: {
-                    WAITING: "paused",
                     TURN_END: [
+                      { guard: "providerWaits", target: "paused" },
                       { guard: "providerYielding", target: "recheck" },
                       { target: "#stream.running.streaming.flowing" },
                     ],
@@ -165,8 +169,8 @@ export const streamMachine = setup({
                 recheck: {
                   entry: "checkTurn",
                   on: {
-                    WAITING: "paused",
                     TURN_END: [
+                      { guard: "providerWaits", target: "paused" },
                       { guard: "providerYielding", target: "lastCheck" },
                       { target: "#stream.running.streaming.flowing" },
                     ],
@@ -174,7 +178,12 @@ export const streamMachine = setup({
                 },
                 lastCheck: {
                   entry: "checkTurn",
-                  on: { WAITING: "paused", TURN_END: "#stream.running.streaming.flowing" },
+                  on: {
+                    TURN_END: [
+                      { guard: "providerWaits", target: "paused" },
+                      { target: "#stream.running.streaming.flowing" },
+                    ],
+                  },
                 },
               },
             },

@@ -35,15 +35,15 @@ describe("stream actor", () => {
     expect(actor.getSnapshot().value).toBe("failed");
   });
 
-  it("counts the stall bound from the last credit, however many credits a paused stream got", () => {
+  it("counts the stall bound from the last turn with credit, however many credits a paused stream got", () => {
     const { actor, clock, kinds, ends } = open();
     actor.send({ type: "WAITING" });
     for (let i = 0; i < 5; i++) {
       clock.increment(STALL_MS - 1);
       // A credit lets the provider go, and it waits again in the same turn: still paused, the bound starts again.
       actor.send({ type: "CREDITED" });
-      actor.send({ type: "WAITING" });
-      actor.send({ type: "TURN_END", yielding: false });
+      actor.send({ type: "TURN_END", waiting: true, yielding: false });
+      expect(actor.getSnapshot().hasTag("waiting")).toBe(true);
     }
     expect(ends()).toEqual([]);
     expect(kinds().filter((kind) => kind === "paused")).toEqual(["paused"]);
@@ -58,7 +58,8 @@ describe("stream actor", () => {
     actor.send({ type: "CREDITED" });
     expect(kinds()).toEqual(["paused", "checkTurn"]);
     expect(actor.getSnapshot().hasTag("held")).toBe(true);
-    actor.send({ type: "TURN_END", yielding: false });
+    expect(actor.getSnapshot().hasTag("waiting")).toBe(false);
+    actor.send({ type: "TURN_END", waiting: false, yielding: false });
     expect(kinds()).toEqual(["paused", "checkTurn", "resumed"]);
     expect(actor.getSnapshot().value).toEqual({ running: { streaming: "flowing" } });
   });
@@ -67,11 +68,11 @@ describe("stream actor", () => {
     const { actor, kinds } = open();
     actor.send({ type: "WAITING" });
     actor.send({ type: "CREDITED" });
-    actor.send({ type: "TURN_END", yielding: true });
-    actor.send({ type: "TURN_END", yielding: true });
+    actor.send({ type: "TURN_END", waiting: false, yielding: true });
+    actor.send({ type: "TURN_END", waiting: false, yielding: true });
     expect(actor.getSnapshot().hasTag("held")).toBe(true);
     expect(kinds().filter((kind) => kind === "checkTurn")).toHaveLength(3);
-    actor.send({ type: "TURN_END", yielding: true });
+    actor.send({ type: "TURN_END", waiting: false, yielding: true });
     expect(kinds().at(-1)).toBe("resumed");
     expect(actor.getSnapshot().value).toEqual({ running: { streaming: "flowing" } });
   });
@@ -113,7 +114,7 @@ describe("stream actor", () => {
   it("takes another implementation of an action through .provide()", () => {
     // The turn check done at once instead of on the next turn of the event loop.
     const immediate = streamMachine.provide({
-      actions: { checkTurn: ({ self }) => self.send({ type: "TURN_END", yielding: false }) },
+      actions: { checkTurn: ({ self }) => self.send({ type: "TURN_END", waiting: false, yielding: false }) },
     });
     const { actor, kinds } = open(immediate);
     actor.send({ type: "WAITING" });

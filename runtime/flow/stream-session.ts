@@ -242,7 +242,8 @@ export class StreamSession {
       this.pending.push({ frame, resolve, reject });
       this.core.metrics.bufferedFrames++;
       this.noteHeld();
-      if (this.pending.length === 1) this.actor.send(WAITING);
+      // The actor hears of the wait unless it knows already (it is held: paused, or checking a release).
+      if (this.pending.length === 1 && !this.actor.getSnapshot().hasTag("held")) this.actor.send(WAITING);
     });
   }
 
@@ -287,7 +288,8 @@ export class StreamSession {
         this.send(next.frame);
         this.release(next.resolve);
       }
-      if (this.pending.length === 0) this.actor.send(CREDITED);
+      // Once per turn at most: after CREDITED the actor is resuming until the turn's end.
+      if (this.pending.length === 0 && this.actor.getSnapshot().hasTag("waiting")) this.actor.send(CREDITED);
     }
     this.drainedYet();
   };
@@ -311,7 +313,7 @@ export class StreamSession {
   };
 
   private readonly turnEnded = (): void => {
-    if (!this.end) this.actor.send({ type: "TURN_END", yielding: this.yielding > 0 });
+    if (!this.end) this.actor.send({ type: "TURN_END", waiting: this.pending.length > 0, yielding: this.yielding > 0 });
   };
 
   private readonly crashed = (): void => {
