@@ -10,7 +10,13 @@
 //   mig.v0_1.<tenant>.subscription.<id>.close  ends the subscription (request/reply)
 //
 // In auth mode jwt, acks and close carry the subscriber's bearer token like any request (runtime/policy/control-guard.ts).
-import { Match, type Msg, type NatsConnection, type Subscription as NatsSubscription } from "@nats-io/transport-node";
+import {
+  Match,
+  type Msg,
+  type NatsConnection,
+  type Subscription as NatsSubscription,
+  headers as natsHeaders,
+} from "@nats-io/transport-node";
 import {
   type Authenticator,
   ChunkedAdmission,
@@ -30,9 +36,30 @@ import { MigError, toMigError } from "../../schemas/errors.ts";
 import { errorReply } from "./reply-headers.ts";
 
 const QUEUE = "mig-events";
+const EMPTY = new Uint8Array(0);
 /** A subscriber that leaves its credits unused this long while events wait is taken for gone. */
 const IDLE_SUBSCRIBER_MS = 60_000;
 const DELIVER_SUBJECT = /^[A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+)*$/;
+/** The NATS header of a heartbeat on deliver_subject (its value: the subscription id); the message has no body. */
+export const HEARTBEAT_HEADER = "mig_heartbeat";
+const HEARTBEAT_MS = { min: 100, max: 60_000 };
+
+/**
+ * `heartbeat_ms` of a NATS SUBSCRIBE: how often the gateway serving the subscription says it is alive on
+ * deliver_subject. A subscriber that misses them knows that gateway is gone and subscribes again (its durable
+ * consumer_id or its last sequence as resume_cursor), on whichever gateway answers. Absent: no heartbeats.
+ */
+function parseHeartbeat(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < HEARTBEAT_MS.min || value > HEARTBEAT_MS.max) {
+    throw new MigError(
+      "MIG_INVALID_REQUEST",
+      `heartbeat_ms must be a whole number of milliseconds from ${HEARTBEAT_MS.min} to ${HEARTBEAT_MS.max} (how often the gateway signals on deliver_subject); leave it out for no heartbeats`,
+      { details: { heartbeat_ms: HEARTBEAT_MS } },
+    );
+  }
+  return value;
+}
 
 export interface NatsEventsBinding {
   close(): Promise<void>;
@@ -85,6 +112,7 @@ class NatsSink implements EventSink {
   private ended = false;
   private control: NatsSubscription | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
   private info: SubscriptionInfo | undefined;
   onIdle: () => void = () => undefined;
   /** Who may ack and close: set once the subscriber is authenticated, before the subscription opens. */
@@ -95,6 +123,7 @@ class NatsSink implements EventSink {
     private readonly tenant: string,
     private readonly deliverSubject: string,
     private readonly onClose: () => void,
+    private readonly heartbeatMs: number | undefined,
   ) {}
 
   get destination(): string {
@@ -111,6 +140,12 @@ class NatsSink implements EventSink {
 
   open(info: SubscriptionInfo): void {
     this.info = info;
+    if (this.heartbeatMs !== undefined) {
+      const headers = natsHeaders();
+      headers.set(HEARTBEAT_HEADER, info.subscription_id);
+      this.heartbeat = setInterval(() => this.nc.publish(this.deliverSubject, EMPTY, { headers }), this.heartbeatMs);
+      this.heartbeat.unref();
+    }
     const prefixLength = this.prefix().length + 1;
     this.control = this.nc.subscribe(`${this.prefix()}.>`, {
       callback: (_err, msg) => {
@@ -185,6 +220,7 @@ class NatsSink implements EventSink {
     if (this.ended) return;
     this.ended = true;
     clearTimeout(this.idleTimer);
+    clearInterval(this.heartbeat);
     this.control?.unsubscribe();
     if (error && this.info) {
       try {
@@ -284,8 +320,9 @@ export function startNatsEvents(runtime: MigRuntime, authenticator: Authenticato
             "deliver_subject is required: a NATS subject without wildcards (e.g. an inbox) where events are sent",
           );
         }
+        const heartbeatMs = parseHeartbeat((body as { heartbeat_ms?: unknown }).heartbeat_ms);
         let close = () => undefined as void;
-        const sink = new NatsSink(nc, tenant, deliver, () => close());
+        const sink = new NatsSink(nc, tenant, deliver, () => close(), heartbeatMs);
         const authorization = msg.headers?.get("Authorization", Match.IgnoreCase) || undefined;
         authenticate(msg, tenant, "subscribe")
           .then((principal) => {
