@@ -6,39 +6,16 @@ import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Cluster, startCluster } from "./helpers/cluster.ts";
+import { type Cluster, type ClusterGateway, startCluster, startClusterGateway } from "./helpers/cluster.ts";
 import { type MigProcess, startMig } from "./helpers/process.ts";
 import { waitFor } from "./helpers/runtime.ts";
 
 const log = join(mkdtempSync(join(tmpdir(), "mig-rolling-")), "runs.log");
 let cluster: Cluster;
-const gateways: { process: MigProcess; url: string }[] = [];
+const gateways: ClusterGateway[] = [];
 let worker: MigProcess;
 
-async function startGateway(): Promise<{ process: MigProcess; url: string }> {
-  const gateway = startMig(["start"], {
-    MIG_NATS_URL: cluster.urls,
-    MIG_JS_REPLICAS: "3",
-    MIG_DRAIN_TIMEOUT_MS: "10000",
-  });
-  const url = String((await gateway.waitForLog("HTTP binding listening", 60_000)).url);
-  await gateway.waitForLog("NATS binding listening", 60_000);
-  // Ready once it knows the worker's capability.
-  await waitFor(
-    "the gateway to see the worker",
-    async () => {
-      const res = await fetch(`${url}/mig/v0.1/discover`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ header: { tenant_id: "acme" } }),
-      });
-      const body = (await res.json()) as { capabilities?: { id: string }[] };
-      return body.capabilities?.some((c) => c.id === "fleet.record");
-    },
-    30_000,
-  );
-  return { process: gateway, url };
-}
+const startGateway = () => startClusterGateway(cluster, ["fleet.record"]);
 
 beforeAll(async () => {
   cluster = await startCluster(3);
