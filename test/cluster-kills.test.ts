@@ -1,10 +1,11 @@
 // Parts of a fleet killed under steady load, on a 3-node JetStream cluster with real processes: two `mig start`
 // gateways and two `mig worker`s. Callers invoke an at_least_once capability (an idempotency key each) and publish
-// events (an idempotency key each), moving to another gateway when one fails them, while an SSE and a NATS
-// subscriber that started on the first gateway read the topic. One worker, then that gateway, is SIGKILLed.
-// After each kill every call is answered once with its own result (on the way only retryable errors, never a hang),
-// DISCOVER lists the live workers, no acked event is missing or stored twice, and both subscribers, resuming on the
-// surviving gateway from the last event they saw, have every event.
+// events (an idempotency key each), moving to another gateway when one fails them, while an SSE subscriber (resuming
+// from its last event) and a NATS subscriber (durable consumer_id, heartbeats) read the topic. In turn: a worker,
+// the gateway both subscribers are on, and the NATS node leading the topic are SIGKILLed, and every gateway is
+// SIGTERMed and started again. After each: every call answered once with its own result (on the way only retryable
+// errors, never a hang), each acked event stored once, both subscribers with every event so far, and DISCOVER
+// listing the live workers.
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -267,84 +268,152 @@ afterAll(async () => {
   await cluster?.stop();
 });
 
-describe("killing parts of a fleet under load", () => {
-  it("SIGKILL of a worker: every at_least_once call is answered once with its result, and DISCOVER drops the worker", async () => {
-    const callers = new Callers("worker-kill");
-    const total = 120;
-    const load = callers.run(total, 6, (n) => callers.invoke(n));
-    await waitFor("calls to flow", () => callers.answers.size >= 30, 60_000);
-    expect(await workers.get("w1")!.stop("SIGKILL")).toBe(null);
-    workers.delete("w1");
-    await load;
+/** The topic's stream as JetStream reports it, asked again while the cluster is electing leaders. */
+function topicInfo() {
+  return waitFor(
+    "the topic's stream info",
+    async () => {
+      try {
+        return await (await jetstreamManager(nc)).streams.info(topicRef("acme", TOPIC).stream);
+      } catch {
+        return undefined; // no JetStream leader yet
+      }
+    },
+    30_000,
+  );
+}
+const topicState = async () => (await topicInfo()).state;
 
+/** Events stored in the topic so far: each phase adds its publishes, numbered on from the last. */
+let stored = 0;
+
+interface Phase {
+  invokes: Callers;
+  publishes: Callers;
+}
+
+/**
+ * Runs steady load (at_least_once invocations and acked publishes on every gateway, moving on when one fails them),
+ * calls `disrupt` once both flow, and checks what callers and subscribers got: each call answered once with its own
+ * result and only retryable errors on the way, each event stored once, and both subscribers with every event so far.
+ */
+async function underLoad(name: string, disrupt: () => Promise<void>): Promise<Phase> {
+  const invokes = new Callers(`${name}-call`);
+  const publishes = new Callers(`${name}-event`);
+  const calls = 100;
+  const events = 100;
+  const load = Promise.all([
+    invokes.run(calls, 4, (n) => invokes.invoke(n)),
+    publishes.run(events, 2, (n) => publishes.publish(n)),
+  ]);
+  await waitFor(
+    "calls and publishes to flow",
+    () => invokes.answers.size >= 20 && publishes.answers.size >= 20,
+    60_000,
+  );
+  await disrupt();
+  await load;
+
+  for (const callers of [invokes, publishes]) {
+    if (callers.refusals.length > 0) {
+      console.error(name, JSON.stringify(callers.refusals.slice(0, 3)));
+      for (const g of gateways)
+        console.error(
+          g.url,
+          g.process.logs
+            .filter((l) => l.level !== 30 || /provider|registry|worker/.test(String(l.msg)))
+            .map((l) => JSON.stringify(l))
+            .join("\n"),
+        );
+    }
     expect({ refusals: callers.refusals, hangs: callers.hangs, duplicates: callers.duplicates }).toEqual({
       refusals: [],
       hangs: [],
       duplicates: [],
     });
-    expect(callers.answers.size).toBe(total);
-    for (const [n, answer] of callers.answers) expect(answer.payload).toMatchObject({ n });
-    expect(ranKeys("worker-kill").size).toBe(total);
+  }
+  expect(invokes.answers.size).toBe(calls);
+  for (const [n, answer] of invokes.answers) expect(answer.payload).toMatchObject({ n });
+  expect(ranKeys(`${name}-call`).size).toBe(calls);
 
-    for (const gateway of gateways) {
-      await waitFor(
-        "DISCOVER to list the live worker only",
-        async () => {
-          const ids = await discoverIds(gateway.url);
-          return !ids.includes("fleet.only.w1") && ids.includes("fleet.only.w2");
-        },
-        30_000,
-      );
-    }
-  }, 180_000);
+  // Each acked event stored once: the topic holds one message per publish, numbered without a hole.
+  expect(publishes.answers.size).toBe(events);
+  stored += events;
+  const acked = new Set([...publishes.answers.values()].map((ack) => ack.sequence as number));
+  expect(acked.size).toBe(events);
+  const state = await topicState();
+  expect({ messages: state.messages, last: state.last_seq }).toEqual({ messages: stored, last: stored });
 
-  it("SIGKILL of a gateway: calls and publishes move to the other, no acked event is lost or stored twice, and both subscribers resume there with every event", async () => {
-    const [victim] = gateways;
-    const invokes = new Callers("gateway-kill");
-    const publishes = new Callers("event");
-    const totalCalls = 120;
-    const totalEvents = 150;
-    const load = Promise.all([
-      invokes.run(totalCalls, 4, (n) => invokes.invoke(n)),
-      publishes.run(totalEvents, 2, (n) => publishes.publish(n)),
-    ]);
+  const every = Array.from({ length: stored }, (_, i) => i + 1);
+  await waitFor("the SSE subscriber to have every event", () => sse.seen.size >= stored, 60_000);
+  await waitFor("the NATS subscriber to have every event", () => natsFollower.seen.size >= stored, 60_000);
+  expect([...sse.seen].sort((a, b) => a - b)).toEqual(every);
+  expect([...natsFollower.seen].sort((a, b) => a - b)).toEqual(every);
+  return { invokes, publishes };
+}
+
+/** Waits until every gateway's DISCOVER lists the capabilities of exactly the workers named. */
+async function discoverConverges(live: string[]): Promise<void> {
+  for (const gateway of gateways) {
     await waitFor(
-      "events to flow to both subscribers",
-      () => sse.seen.size >= 30 && natsFollower.seen.size >= 30,
-      60_000,
+      `DISCOVER to list the workers ${live.join(", ")}`,
+      async () => {
+        const ids = await discoverIds(gateway.url);
+        return WORKER_CAPABILITIES.every((id) => ids.includes(id) === live.some((name) => id === `fleet.only.${name}`));
+      },
+      30_000,
     );
-    expect(await victim!.process.stop("SIGKILL")).toBe(null);
-    gateways.splice(gateways.indexOf(victim!), 1);
-    await load;
+  }
+}
 
-    for (const callers of [invokes, publishes]) {
-      expect({ refusals: callers.refusals, hangs: callers.hangs, duplicates: callers.duplicates }).toEqual({
-        refusals: [],
-        hangs: [],
-        duplicates: [],
-      });
-    }
-    expect(invokes.answers.size).toBe(totalCalls);
-    for (const [n, answer] of invokes.answers) expect(answer.payload).toMatchObject({ n });
-    expect(ranKeys("gateway-kill").size).toBe(totalCalls);
+describe("killing parts of a fleet under load", () => {
+  it("SIGKILL of a worker: nothing lost, DISCOVER drops it, and lists it again once it is back", async () => {
+    await underLoad("worker-kill", async () => {
+      expect(await workers.get("w1")!.stop("SIGKILL")).toBe(null);
+      workers.delete("w1");
+    });
+    await discoverConverges(["w2"]);
+    workers.set("w1", startWorker("w1"));
+    await workers.get("w1")!.waitForLog("worker serving", 90_000);
+    await discoverConverges(["w1", "w2"]);
+  }, 240_000);
 
-    // Each acked event stored once: the topic holds exactly one message per publish, numbered 1..total.
-    expect(publishes.answers.size).toBe(totalEvents);
-    const jsm = await jetstreamManager(nc);
-    const state = (await jsm.streams.info(topicRef("acme", TOPIC).stream)).state;
-    expect({ messages: state.messages, last: state.last_seq }).toEqual({ messages: totalEvents, last: totalEvents });
-    const acked = new Set([...publishes.answers.values()].map((ack) => ack.sequence as number));
-    expect(acked.size).toBe(totalEvents);
+  it("SIGKILL of the gateway both subscribers are on: they resume on the other from their last event, nothing lost", async () => {
+    const before = { sse: sse.reopened, nats: natsFollower.reopened };
+    const [victim] = gateways;
+    await underLoad("gateway-kill", async () => {
+      expect(await victim!.process.stop("SIGKILL")).toBe(null);
+      gateways.splice(gateways.indexOf(victim!), 1);
+    });
+    expect(sse.reopened).toBeGreaterThan(before.sse);
+    expect(natsFollower.reopened).toBeGreaterThan(before.nats);
+    gateways.push(await startGateway());
+  }, 240_000);
 
-    // Both subscribers were on the killed gateway, opened again on the survivor, and have every event.
-    const every = Array.from({ length: totalEvents }, (_, i) => i + 1);
-    await waitFor("the SSE subscriber to have every event", () => sse.seen.size >= totalEvents, 60_000);
-    await waitFor("the NATS subscriber to have every event", () => natsFollower.seen.size >= totalEvents, 60_000);
-    expect([...sse.seen].sort((a, b) => a - b)).toEqual(every);
-    expect([...natsFollower.seen].sort((a, b) => a - b)).toEqual(every);
-    expect(sse.reopened).toBeGreaterThanOrEqual(1);
-    expect(natsFollower.reopened).toBeGreaterThanOrEqual(1);
+  it("SIGKILL of the NATS node that leads the topic: nothing lost, nothing stored twice", async () => {
+    const leader = (await topicInfo()).cluster?.leader;
+    const node = cluster.nodes.find((n) => n.name === leader);
+    expect(node).toBeDefined();
+    await underLoad("node-kill", async () => {
+      await node!.kill("SIGKILL");
+      expect(node!.running()).toBe(false);
+    });
+    node!.start();
+    await discoverConverges(["w1", "w2"]);
+  }, 240_000);
 
-    expect(await discoverIds(gateways[0]!.url)).toEqual(expect.arrayContaining(["fleet.only.w2", "fleet.record"]));
-  }, 180_000);
+  it("SIGTERM and restart of each gateway in turn: every subscriber moves on with every event, nothing lost", async () => {
+    const before = { sse: sse.reopened, nats: natsFollower.reopened };
+    await underLoad("rolling", async () => {
+      for (const old of [...gateways]) {
+        const stopped = old.process.stop("SIGTERM");
+        gateways.splice(gateways.indexOf(old), 1);
+        expect(await stopped).toBe(0);
+        gateways.push(await startGateway());
+      }
+    });
+    expect(sse.reopened).toBeGreaterThan(before.sse);
+    expect(natsFollower.reopened).toBeGreaterThan(before.nats);
+    await discoverConverges(["w1", "w2"]);
+  }, 240_000);
 });

@@ -48,6 +48,8 @@ export interface PolicyAnnouncement {
 }
 
 const SWEEP_MS = 500;
+/** This process's own registry record unseen for this long (a beat and a half) freezes liveness judgements. */
+const REGISTRY_SILENCE_MS = (DEFAULT_HEARTBEAT_MS * 3) / 2;
 /** Server ids of gateways that left, kept for taking over their idempotency claims. */
 const GONE_SERVERS_KEPT = 1_024;
 const CANCEL_FANOUT_WAIT_MS = 300;
@@ -71,6 +73,12 @@ export class Fleet {
   private readonly goneServers = new Set<string>();
   private readonly policyListeners = new Set<() => void>();
   private announcement: PolicyAnnouncement | undefined;
+  /**
+   * When this process last saw its own policy record come back through its registry watch, once it writes one
+   * every beat (a gateway serving the public subjects): the registry is then both written and read.
+   */
+  private lastEcho: number | undefined;
+  private frozen = false;
 
   private constructor(private readonly runtime: FleetHost) {
     const { nc, js } = runtime.bus;
@@ -106,11 +114,14 @@ export class Fleet {
         callback: (err, msg) => (err ? undefined : void this.onLeave(msg)),
       }),
     );
+    const ownPolicyKey = `${GATEWAY_POLICY_PREFIX}${this.runtime.instanceId}`;
     const watcher = await this.registry.watch();
     this.stopWatch = () => watcher.stop();
     void (async () => {
       for await (const entry of watcher) {
         if (entry.key.startsWith(GATEWAY_POLICY_PREFIX)) {
+          if (entry.key === ownPolicyKey && entry.operation === "PUT" && this.lastEcho !== undefined)
+            this.lastEcho = Date.now();
           this.onGatewayPolicy(
             entry.key,
             entry.operation === "PUT" ? entry.string() : undefined,
@@ -201,6 +212,7 @@ export class Fleet {
       digest: fingerprint.digest,
     };
     const put = () => this.registry.put(key, JSON.stringify(record));
+    this.lastEcho ??= Date.now();
     try {
       await put();
     } catch (err) {
@@ -224,11 +236,39 @@ export class Fleet {
         clearInterval(beat);
         if (this.announcement !== announcement) return;
         this.announcement = undefined;
+        this.lastEcho = undefined; // no more beats: their silence says nothing of the registry
         await this.registry.delete(key).catch(() => undefined);
       },
     };
     this.announcement = announcement;
     return announcement;
+  }
+
+  /**
+   * Whether silence in the registry means anything now. Workers' heartbeats reach this process only through it, so
+   * while it cannot be written (its leader died with a node of the cluster: seconds of election) or this process's
+   * watch of it is being rebuilt (the watch's consumer was on that node), every worker goes silent at once. A
+   * process that writes every beat sees that in its own record: while the record has not come back through the
+   * watch for a beat and a half it judges nobody, and once it does, liveness counts from then.
+   */
+  private registryCurrent(now: number): boolean {
+    if (this.lastEcho === undefined) return true;
+    if (now - this.lastEcho > REGISTRY_SILENCE_MS) {
+      if (!this.frozen)
+        this.runtime.logger.warn(
+          { since_ms: now - this.lastEcho },
+          "registry silent (not written or not read); nobody is judged gone until it answers",
+        );
+      this.frozen = true;
+      return false;
+    }
+    if (this.frozen) {
+      this.frozen = false;
+      for (const entry of this.providers.values()) entry.lastSeen = Math.max(entry.lastSeen, now);
+      for (const entry of this.gateways.values()) entry.lastSeen = Math.max(entry.lastSeen, now);
+      this.runtime.logger.info("registry answers again; liveness counts from now");
+    }
+    return true;
   }
 
   /** Whether this runtime's view of the registry holds `providerId`. */
@@ -300,6 +340,7 @@ export class Fleet {
       return;
     }
     this.skippedLate = false;
+    if (!this.registryCurrent(now)) return;
     for (const [id, entry] of this.providers) {
       if (now - entry.lastSeen > entry.ttlMs) this.remove(id, `no heartbeat for ${entry.ttlMs} ms`);
     }

@@ -239,17 +239,22 @@ export class Pump implements SubscriptionPump {
 
   /**
    * The consumer is gone (deleted by an operator, its idle threshold passed while the bus was away, or the
-   * server lost its state): place a new one right after the last event delivered, so nothing is lost or doubled.
+   * server lost its state) or unreachable (its only copy was on a node that died): place a new one right after the
+   * last event delivered, so nothing is lost or doubled.
    */
   private async recover(): Promise<void> {
     if (this.recovering || this.stopped) return;
     this.recovering = true;
+    let gone = true;
     try {
       try {
         await this.core.bus.jsm.consumers.info(this.ref.stream, this.consumerName);
         return; // It exists: the failures were something else (e.g. the bus restarting), and pulls go on.
       } catch (err) {
-        if (!isNotFound(err)) return;
+        // No answer: on a cluster an ephemeral consumer keeps one copy, lost with its node. Placing a new one is safe
+        // either way (it starts after the last event delivered; an old one left behind expires when idle), and
+        // while the bus itself is away the placement fails and the next check tries again.
+        gone = isNotFound(err);
       }
       this.consumerName = await this.place(this.stats.last_sequence + 1);
       this.failedPulls = 0;
@@ -259,6 +264,8 @@ export class Pump implements SubscriptionPump {
         "subscription consumer recreated",
       );
     } catch (err) {
+      // A consumer that is unreachable, not gone, is placed again at the next check rather than given up on.
+      if (!gone) return;
       this.report?.({
         type: "CLOSE",
         error: err instanceof MigError ? err : unavailable("recreating the subscription's consumer", err),
