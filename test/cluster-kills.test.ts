@@ -6,7 +6,7 @@
 // SIGTERMed and started again. After each: every call answered once with its own result (on the way only retryable
 // errors, never a hang), each acked event stored once, both subscribers with every event so far, and DISCOVER
 // listing the live workers.
-import { mkdtempSync, readFileSync } from "node:fs";
+import { appendFileSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -175,8 +175,9 @@ class SseFollower {
 }
 
 /**
- * A NATS subscriber with a durable consumer_id and heartbeats: when the heartbeats stop (its gateway is gone) or the
- * runtime ends its subscription, it subscribes again, on whichever gateway answers, from the last event it saw.
+ * A NATS subscriber with a durable consumer_id and heartbeats: when the heartbeats stop (its gateway is gone), the
+ * runtime ends its subscription, or its own connection moves to another node, it subscribes again, on whichever
+ * gateway answers, from the last event it saw.
  */
 class NatsFollower {
   readonly seen = new Set<number>();
@@ -238,6 +239,11 @@ class NatsFollower {
     }, 200);
   }
 
+  /** Its own connection moved to another node: what was published to it meanwhile is lost, so it subscribes again. */
+  reconnected(): void {
+    this.lost = true;
+  }
+
   stop(): void {
     clearInterval(this.watchdog);
     this.inbox?.unsubscribe();
@@ -250,6 +256,9 @@ let natsFollower: NatsFollower;
 beforeAll(async () => {
   cluster = await startCluster(3);
   nc = await connect({ servers: cluster.urls, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+  void (async () => {
+    for await (const status of nc.status()) if (status.type === "reconnect") natsFollower?.reconnected();
+  })();
   for (const name of ["w1", "w2"]) workers.set(name, startWorker(name));
   const first = startGateway();
   for (const worker of workers.values()) await worker.waitForLog("worker serving", 90_000);
@@ -345,8 +354,16 @@ async function underLoad(name: string, disrupt: () => Promise<void>): Promise<Ph
   expect({ messages: state.messages, last: state.last_seq }).toEqual({ messages: stored, last: stored });
 
   const every = Array.from({ length: stored }, (_, i) => i + 1);
-  await waitFor("the SSE subscriber to have every event", () => sse.seen.size >= stored, 60_000);
-  await waitFor("the NATS subscriber to have every event", () => natsFollower.seen.size >= stored, 60_000);
+  await waitFor("the SSE subscriber to have every event", () => sse.seen.size >= stored, 60_000).catch((e) => {
+    for (const g of gateways) appendFileSync("/tmp/b/gwlogs.txt", `${g.url}\n${g.process.logs.map((l) => JSON.stringify(l)).join("\n")}\n`);
+    appendFileSync("/tmp/b/gwlogs.txt", `SSE seen ${sse.seen.size} of ${stored}, reopened ${sse.reopened}, missing ${[...Array(stored).keys()].map(i=>i+1).filter(n=>!sse.seen.has(n)).slice(0,20)}\n`);
+    throw e;
+  });
+  await waitFor("the NATS subscriber to have every event", () => natsFollower.seen.size >= stored, 60_000).catch((e) => {
+    for (const g of gateways) appendFileSync("/tmp/b/gwlogs.txt", `${g.url}\n${g.process.logs.map((l) => JSON.stringify(l)).join("\n")}\n`);
+    appendFileSync("/tmp/b/gwlogs.txt", `seen ${natsFollower.seen.size} of ${stored}, reopened ${natsFollower.reopened}, missing ${[...Array(stored).keys()].map(i=>i+1).filter(n=>!natsFollower.seen.has(n)).slice(0,20)}\n`);
+    throw e;
+  });
   expect([...sse.seen].sort((a, b) => a - b)).toEqual(every);
   expect([...natsFollower.seen].sort((a, b) => a - b)).toEqual(every);
   return { invokes, publishes };

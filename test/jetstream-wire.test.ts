@@ -36,9 +36,9 @@ describe("JetStream below nats.js's API", () => {
     const got = await pull(3, 5_000, (msgs) => msgs.length === 3);
     expect(got.map((m) => m.json())).toEqual([{ i: 1 }, { i: 2 }, { i: 3 }]);
     expect(got.map((m) => readAckSubject(m.reply))).toEqual([
-      { deliveryCount: 1, seq: 1, pending: 2 },
-      { deliveryCount: 1, seq: 2, pending: 1 },
-      { deliveryCount: 1, seq: 3, pending: 0 },
+      { consumer: "reader", deliveryCount: 1, seq: 1, pending: 2 },
+      { consumer: "reader", deliveryCount: 1, seq: 2, pending: 1 },
+      { consumer: "reader", deliveryCount: 1, seq: 3, pending: 0 },
     ]);
     // +ACK on the reply subject acks; the consumer's ack floor moves.
     const { nc, jsm } = t.runtime.bus;
@@ -65,6 +65,7 @@ describe("JetStream below nats.js's API", () => {
 
   it("reads the longer reply subject with domain and account hash, and nothing else", () => {
     expect(readAckSubject("$JS.ACK.hub.ACCHASH.WIRE.reader.2.41.40.1700000000000000000.7.token")).toEqual({
+      consumer: "reader",
       deliveryCount: 2,
       seq: 41,
       pending: 7,

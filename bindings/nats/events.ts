@@ -108,6 +108,8 @@ function replyError(msg: Msg, err: unknown, body: unknown, tenant: string): void
 /** Delivers a subscription's events to the subscriber's subject; its acks are the credits of max_inflight. */
 class NatsSink implements EventSink {
   private unacked = 0;
+  /** The highest sequence the subscriber acknowledged. */
+  private confirmed = 0;
   private waiters: (() => void)[] = [];
   private ended = false;
   private control: NatsSubscription | undefined;
@@ -164,10 +166,10 @@ class NatsSink implements EventSink {
               this.tenant,
             )
           : true;
-        if (admitted === true) this.act(ack, msg);
+        if (admitted === true) this.act(ack, msg, verb);
         else
           admitted.then(
-            () => this.act(ack, msg),
+            () => this.act(ack, msg, verb),
             (err: unknown) => {
               // A refused control message changes nothing; its sender hears why when it asked for an answer.
               if (answerable) replyError(msg, toMigError(err), { header: { tenant_id: this.tenant } }, this.tenant);
@@ -178,8 +180,10 @@ class NatsSink implements EventSink {
   }
 
   /** An admitted ack or close. */
-  private act(ack: boolean, msg: Msg): void {
+  private act(ack: boolean, msg: Msg, verb: string): void {
     if (ack) {
+      const sequence = Number(verb.slice(4));
+      if (sequence > this.confirmed) this.confirmed = sequence;
       if (this.unacked > 0) this.unacked--;
       this.wake();
       return;
@@ -194,6 +198,13 @@ class NatsSink implements EventSink {
     this.nc.publish(this.deliverSubject, json, { reply: `${this.prefix()}.ack.${sequence}` });
     this.unacked++;
     return this.unacked < this.info!.max_inflight;
+  }
+
+  /** Events published while the bus connection was failing over may be lost: resend after the last one acked. */
+  rewind(): number {
+    this.unacked = 0;
+    this.wake();
+    return Math.max(this.confirmed, this.info!.start_sequence - 1);
   }
 
   notice(): void {

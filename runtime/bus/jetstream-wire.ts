@@ -11,6 +11,8 @@ export const TERM = new TextEncoder().encode("+TERM");
 
 /** What the reply subject of a delivered JetStream message says about it. */
 export interface AckSubject {
+  /** The consumer that delivered it. */
+  consumer: string;
   /** How many times this message has been delivered, this time included. */
   deliveryCount: number;
   /** Its sequence in the stream. */
@@ -28,7 +30,12 @@ export function readAckSubject(reply: string | undefined): AckSubject | undefine
   const t = reply.split(".");
   if (t.length < 9) return undefined;
   const base = t.length === 9 ? 4 : 6;
-  return { deliveryCount: Number(t[base]), seq: Number(t[base + 1]), pending: Number(t[base + 4]) };
+  return {
+    consumer: t[base - 1]!,
+    deliveryCount: Number(t[base]),
+    seq: Number(t[base + 1]),
+    pending: Number(t[base + 4]),
+  };
 }
 
 /**

@@ -18,6 +18,12 @@ export interface EventSink {
   notice(kind: "live" | "paused" | "resumed" | "dead_lettered", detail: Record<string, string | number>): void;
   /** Resolves when the transport can take more, or when it closed. */
   drained(): Promise<void>;
+  /**
+   * For a transport that loses what was in flight when the runtime's bus connection fails over (NATS delivery is
+   * a publish): called once the connection is back, returns the last sequence the subscriber confirmed (its acks),
+   * after which the pump sends every event again, and forgets what it had sent beyond it.
+   */
+  rewind?(): number;
   /** Ends the transport side, with the error that ended the subscription if any. */
   close(error: MigError | undefined): void;
   /** Bytes the transport holds and has not yet sent. */

@@ -83,6 +83,7 @@ const FINAL_ACK_TIMEOUT_MS = 2_000;
 /** What the pump needs of a delivered JetStream message, read from its `$JS.ACK…` reply subject. */
 interface Delivery {
   msg: Msg;
+  consumer: string;
   seq: number;
   deliveryCount: number;
   pending: number;
@@ -200,11 +201,45 @@ export class Pump implements SubscriptionPump {
     return ok;
   }
 
-  /** The pull in flight, if any, may have died with the old connection: ask again now. */
+  /**
+   * The pull in flight, if any, may have died with the old connection: ask again now. Events written on the old
+   * connection may have died with it too, when the sink delivers by publishing: from what the subscriber confirmed on.
+   */
   private readonly onReconnect = () => {
     this.expiresMs = FETCH_EXPIRES_MS;
+    const confirmed = this.sink.rewind?.();
+    if (confirmed !== undefined && confirmed < this.stats.last_sequence) void this.resendAfter(confirmed);
     this.pullDone();
   };
+
+  /**
+   * Delivers again every event after `sequence`, from a consumer placed there. Until it is, nothing is delivered:
+   * what the old consumer still sends is dropped (the new one sends it again, in order).
+   */
+  private async resendAfter(sequence: number): Promise<void> {
+    if (this.stopped) return;
+    const from = this.stats.last_sequence;
+    this.stats.last_sequence = sequence;
+    this.queue.length = 0;
+    this.unacked = undefined;
+    this.consumerName = "";
+    this.recovering = true;
+    try {
+      this.consumerName = await this.place(sequence + 1);
+      this.core.logger.info(
+        { topic: this.ref.topic, consumer: this.consumerName, from: sequence + 1, had_sent_to: from },
+        "bus connection back: events after the subscriber's last ack sent again",
+      );
+    } catch (err) {
+      this.report?.({
+        type: "CLOSE",
+        error: err instanceof MigError ? err : unavailable("placing the subscription's consumer again", err),
+      });
+    } finally {
+      this.recovering = false;
+    }
+    this.pullDone();
+  }
 
   private wake(): void {
     const wake = this.wakeUp;
@@ -214,6 +249,8 @@ export class Pump implements SubscriptionPump {
 
   private onMessage(msg: Msg): void {
     const delivery = parseDelivery(msg);
+    // An event from a consumer this pump has replaced (resendAfter): the new one delivers it again, in order.
+    if (delivery !== undefined && delivery.consumer !== this.consumerName) return;
     if (delivery === undefined) {
       // A status message: 408 (pull expired), 404/409 (nothing more for this pull); 100 (heartbeat) is ignored.
       const code = msg.headers?.code ?? 0;
@@ -283,7 +320,7 @@ export class Pump implements SubscriptionPump {
 
   /** Asks for more only when the pump holds little: held + requested never exceeds max_inflight. */
   private maybePull(): void {
-    if (this.stopped || this.outstanding > 0) return;
+    if (this.stopped || this.outstanding > 0 || this.consumerName === "") return;
     const room = this.info.max_inflight - this.queue.length;
     if (room < Math.max(1, this.batch >> 1)) return;
     const count = Math.min(this.batch, room);
