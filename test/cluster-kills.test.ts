@@ -6,7 +6,7 @@
 // SIGTERMed and started again. After each: every call answered once with its own result (on the way only retryable
 // errors, never a hang), each acked event stored once, both subscribers with every event so far, and DISCOVER
 // listing the live workers.
-import { appendFileSync, mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -293,6 +293,17 @@ function topicInfo() {
 }
 const topicState = async () => (await topicInfo()).state;
 
+/** On a failure: what went wrong, and the gateways' warnings and fleet changes, to read in the test's output. */
+function explain(what: string): void {
+  console.error(what);
+  for (const gateway of gateways) {
+    const lines = gateway.process.logs.filter(
+      (line) => Number(line.level) >= 40 || /provider|registry|consumer|bus /.test(String(line.msg)),
+    );
+    console.error(gateway.url, lines.map((line) => JSON.stringify(line)).join("\n"));
+  }
+}
+
 /** Events stored in the topic so far: each phase adds its publishes, numbered on from the last. */
 let stored = 0;
 
@@ -324,17 +335,7 @@ async function underLoad(name: string, disrupt: () => Promise<void>): Promise<Ph
   await load;
 
   for (const callers of [invokes, publishes]) {
-    if (callers.refusals.length > 0) {
-      console.error(name, JSON.stringify(callers.refusals.slice(0, 3)));
-      for (const g of gateways)
-        console.error(
-          g.url,
-          g.process.logs
-            .filter((l) => l.level !== 30 || /provider|registry|worker/.test(String(l.msg)))
-            .map((l) => JSON.stringify(l))
-            .join("\n"),
-        );
-    }
+    if (callers.refusals.length > 0) explain(`${name}: ${JSON.stringify(callers.refusals.slice(0, 3))}`);
     expect({ refusals: callers.refusals, hangs: callers.hangs, duplicates: callers.duplicates }).toEqual({
       refusals: [],
       hangs: [],
@@ -354,16 +355,17 @@ async function underLoad(name: string, disrupt: () => Promise<void>): Promise<Ph
   expect({ messages: state.messages, last: state.last_seq }).toEqual({ messages: stored, last: stored });
 
   const every = Array.from({ length: stored }, (_, i) => i + 1);
-  await waitFor("the SSE subscriber to have every event", () => sse.seen.size >= stored, 60_000).catch((e) => {
-    for (const g of gateways) appendFileSync("/tmp/b/gwlogs.txt", `${g.url}\n${g.process.logs.map((l) => JSON.stringify(l)).join("\n")}\n`);
-    appendFileSync("/tmp/b/gwlogs.txt", `SSE seen ${sse.seen.size} of ${stored}, reopened ${sse.reopened}, missing ${[...Array(stored).keys()].map(i=>i+1).filter(n=>!sse.seen.has(n)).slice(0,20)}\n`);
-    throw e;
+  const missing = (seen: Set<number>) => every.filter((n) => !seen.has(n)).slice(0, 20);
+  await waitFor("the SSE subscriber to have every event", () => sse.seen.size >= stored, 60_000).catch((err) => {
+    explain(`SSE subscriber: reopened ${sse.reopened}, missing ${missing(sse.seen)}`);
+    throw err;
   });
-  await waitFor("the NATS subscriber to have every event", () => natsFollower.seen.size >= stored, 60_000).catch((e) => {
-    for (const g of gateways) appendFileSync("/tmp/b/gwlogs.txt", `${g.url}\n${g.process.logs.map((l) => JSON.stringify(l)).join("\n")}\n`);
-    appendFileSync("/tmp/b/gwlogs.txt", `seen ${natsFollower.seen.size} of ${stored}, reopened ${natsFollower.reopened}, missing ${[...Array(stored).keys()].map(i=>i+1).filter(n=>!natsFollower.seen.has(n)).slice(0,20)}\n`);
-    throw e;
-  });
+  await waitFor("the NATS subscriber to have every event", () => natsFollower.seen.size >= stored, 60_000).catch(
+    (err) => {
+      explain(`NATS subscriber: reopened ${natsFollower.reopened}, missing ${missing(natsFollower.seen)}`);
+      throw err;
+    },
+  );
   expect([...sse.seen].sort((a, b) => a - b)).toEqual(every);
   expect([...natsFollower.seen].sort((a, b) => a - b)).toEqual(every);
   return { invokes, publishes };
