@@ -87,7 +87,9 @@ describe("NATS subscription heartbeats", () => {
     const sub = await subscribe({ heartbeat_ms: value });
     expect(sub.opened.headers.mig_error_code).toBe("MIG_INVALID_REQUEST");
     expect(sub.opened.body.error).toMatchObject({ code: "MIG_INVALID_REQUEST" });
-    expect(sub.opened.body.error.message).toMatch(/heartbeat_ms must be a whole number of milliseconds from 100 to 60000/);
+    expect(sub.opened.body.error.message).toMatch(
+      /heartbeat_ms must be a whole number of milliseconds from 100 to 60000/,
+    );
     expect(t.runtime.subscriptions.list().length).toBe(before);
     expect(sub.received).toEqual([]);
     sub.done();
