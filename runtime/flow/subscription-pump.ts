@@ -115,6 +115,8 @@ export class Pump implements SubscriptionPump {
   private pending = 0;
   private unreportedReplays = 0;
   private recovering = false;
+  /** The pull in flight was made with more than FETCH_EXPIRES_MS to wait (the topic had been quiet). */
+  private longPull = false;
   /**
    * The consumer acks all events up to the one acknowledged (AckPolicy.All): the pump acks the last event written
    * once per batch, when it is about to wait, instead of each event (an ack per event cost nats-server about a
@@ -268,6 +270,12 @@ export class Pump implements SubscriptionPump {
     }
     this.failedPulls = 0;
     this.expiresMs = FETCH_EXPIRES_MS;
+    if (this.longPull) {
+      // A pull made while the topic was quiet waits up to MAX_FETCH_EXPIRES_MS. Events flow now: judge it lost
+      // after the silence a short pull would allow (its consumer's node may have died), not at its own end.
+      clearTimeout(this.pullTimer);
+      this.pullTimer = setTimeout(this.pullLost, FETCH_EXPIRES_MS + 2_000);
+    }
     this.queue.push(delivery);
     if (this.queue.length > this.stats.max_buffered_events) this.stats.max_buffered_events = this.queue.length;
     if (this.outstanding > 0 && --this.outstanding === 0) this.pullDone();
@@ -312,6 +320,11 @@ export class Pump implements SubscriptionPump {
     }
   }
 
+  private readonly pullLost = (): void => {
+    this.pullDone();
+    void this.recover();
+  };
+
   private pullDone(): void {
     this.outstanding = 0;
     clearTimeout(this.pullTimer);
@@ -337,10 +350,8 @@ export class Pump implements SubscriptionPump {
     }
     // A pull lost to a bus restart, or sent to a consumer that no longer exists, never completes: give up on it a
     // little after it would have expired, and make sure the consumer is still there.
-    this.pullTimer = setTimeout(() => {
-      this.pullDone();
-      void this.recover();
-    }, this.expiresMs + 2_000);
+    this.longPull = this.expiresMs > FETCH_EXPIRES_MS;
+    this.pullTimer = setTimeout(this.pullLost, this.expiresMs + 2_000);
   }
 
   private async loop(report: (event: SubscriptionEvent) => void): Promise<void> {
