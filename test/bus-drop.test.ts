@@ -5,6 +5,7 @@ import { loadConfig } from "../runtime/base/config.ts";
 import { createLogger } from "../runtime/base/logger.ts";
 import { defineCapability } from "../runtime/provider/provider.ts";
 import { MigRuntime } from "../runtime/runtime.ts";
+import { topicRef } from "../runtime/store/events.ts";
 import { WorkerHost } from "../worker/host.ts";
 import { anyDescriptor, anySchemas } from "./helpers/descriptors.ts";
 import { expectError } from "./helpers/envelopes.ts";
@@ -44,7 +45,7 @@ afterAll(async () => {
 });
 
 describe("the embedded nats-server dies under in-flight work", () => {
-  it("a PUBLISH awaiting its ack and a remote INVOKE awaiting its worker both get MIG_UNAVAILABLE with retry_after_ms, and the runtime serves again after the restart", async () => {
+  it("a remote INVOKE awaiting its worker gets MIG_UNAVAILABLE with retry_after_ms; a PUBLISH awaiting its ack is stored once the bus is back, never twice; the runtime serves again after the restart", async () => {
     // The topic's stream exists before the bus stops, so the PUBLISH below waits only for its ack.
     expect(
       (await gateway.post("/mig/v0.1/publish/bus.drop", { header: { tenant_id: "acme" }, payload: { n: 0 } })).status,
@@ -62,7 +63,7 @@ describe("the embedded nats-server dies under in-flight work", () => {
     process.kill(serverPid, "SIGSTOP");
     const sent = gateway.runtime.bus.events.stats().outMsgs;
     const publishing = gateway.post("/mig/v0.1/publish/bus.drop", {
-      header: { tenant_id: "acme", deadline_ms: DEADLINE_MS },
+      header: { tenant_id: "acme", deadline_ms: DEADLINE_MS, idempotency_key: "drop-1" },
       payload: { n: 1 },
     });
     await waitFor("the stored event to leave the runtime", () => gateway.runtime.bus.events.stats().outMsgs > sent);
@@ -76,26 +77,33 @@ describe("the embedded nats-server dies under in-flight work", () => {
     expect(invoked.body.error.message).toMatch(/NATS connection dropped while waiting for the worker's answer/);
     expect(invoked.body.error.details).toEqual({ cause: invoked.body.error.message, retry_after_ms: 1000 });
 
-    expectError(published, 503, "MIG_UNAVAILABLE");
-    expect(published.body.error.retryable).toBe(true);
-    expect(published.body.error.details).toEqual({
-      cause: "the NATS connection dropped while the message waited for JetStream's ack; retry",
-      retry_after_ms: 1000,
-    });
+    // The runtime sends the event again (same Nats-Msg-Id) if its connection is back within 2 s: the launcher's
+    // restart of a lone server usually is, and the PUBLISH is stored. If it is not, the caller hears so at once.
+    if (published.status !== 200) {
+      expectError(published, 503, "MIG_UNAVAILABLE");
+      expect(published.body.error.retryable).toBe(true);
+      expect(published.body.error.details).toEqual({
+        cause: "the NATS connection dropped while the message waited for JetStream's ack; retry",
+        retry_after_ms: 1000,
+      });
+    }
 
-    // The launcher brings the server back on the same port; a retried PUBLISH is stored.
+    // The launcher brings the server back on the same port; the caller's retry (same key) is stored once.
     await waitFor("nats-server to come back", () => launcher.pid !== undefined && launcher.pid !== serverPid, 15_000);
     const retried = await waitFor(
       "a retried PUBLISH to be stored",
       async () => {
         const res = await gateway.post("/mig/v0.1/publish/bus.drop", {
-          header: { tenant_id: "acme" },
+          header: { tenant_id: "acme", idempotency_key: "drop-1" },
           payload: { n: 1 },
         });
         return res.status === 200 ? res : undefined;
       },
       15_000,
     );
+    if (published.status === 200) expect(retried.body.sequence).toBe(published.body.sequence);
+    const info = await gateway.runtime.bus.jsm.streams.info(topicRef("acme", "bus.drop").stream);
+    expect(info.state.messages).toBe(2);
     expect(retried.body.accepted).toBe(true);
   });
 });

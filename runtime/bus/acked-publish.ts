@@ -14,8 +14,19 @@ export interface StreamAck {
   duplicate: boolean;
 }
 
-/** Why JetStream did not store a message: no stream on the subject, an API error, or no answer in time. */
-export class AckError extends Error {}
+/**
+ * Why JetStream did not store a message: no stream on the subject, an API error, or no answer in time. `transient`
+ * when the same message sent again may be stored: no stream answered (none there, or its leader is being elected)
+ * or none answered in time.
+ */
+export class AckError extends Error {
+  constructor(
+    message: string,
+    readonly transient = false,
+  ) {
+    super(message);
+  }
+}
 
 interface Waiting {
   subject: string;
@@ -77,7 +88,7 @@ export class AckedPublisher {
     if (!waiting) return; // Timed out already.
     this.waiting.delete(token);
     if (msg.data.length === 0 && msg.headers?.code === 503) {
-      waiting.reject(new AckError(`no stream answers on ${waiting.subject}`));
+      waiting.reject(new AckError(`no stream answers on ${waiting.subject}`, true));
       return;
     }
     try {
@@ -109,7 +120,7 @@ export class AckedPublisher {
     for (const [token, waiting] of this.waiting) {
       if (waiting.until > now) continue;
       this.waiting.delete(token);
-      waiting.reject(new AckError(`no ack from the stream within ${this.timeoutMs} ms`));
+      waiting.reject(new AckError(`no ack from the stream within ${this.timeoutMs} ms`, true));
     }
     // No timer while nothing waits: a runtime that stopped publishing (or stopped) keeps none.
     if (this.waiting.size === 0) {

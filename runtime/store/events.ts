@@ -11,13 +11,13 @@
 import { createHash } from "node:crypto";
 import { DiscardPolicy, RetentionPolicy, StorageType, type StreamConfig, type StreamInfo } from "@nats-io/jetstream";
 import { headers as natsHeaders } from "@nats-io/transport-node";
-import { busCauseDetails, MigError } from "../../schemas/errors.ts";
+import { BusDropped, busCauseDetails, MigError } from "../../schemas/errors.ts";
 import type { MessageHeader } from "../../schemas/types.ts";
 import type { RateLimit, RuntimeConfig, TopicDiscard } from "../base/config.ts";
 import type { Logger } from "../base/logger.ts";
 import { RateLimiter } from "../base/rate-limit.ts";
-import { AckedPublisher, type StreamAck } from "../bus/acked-publish.ts";
-import type { Bus } from "../bus/bus.ts";
+import { AckError, AckedPublisher, type StreamAck } from "../bus/acked-publish.ts";
+import { type Bus, onConnectionChange } from "../bus/bus.ts";
 import { HeaderBlock } from "../bus/nats-header-block.ts";
 import { checkReplicas, placementError } from "../bus/replicas.ts";
 import { TurnBatch } from "../bus/turn-batch.ts";
@@ -116,6 +116,13 @@ export function eventStoreOptions(config: RuntimeConfig): EventStoreOptions {
 const NANOS_PER_MS = 1_000_000;
 /** How long a PUBLISH waits for JetStream's ack (also across a bus restart) before MIG_UNAVAILABLE. */
 const APPEND_TIMEOUT_MS = 10_000;
+/** How long a PUBLISH keeps trying to store its event when JetStream does not answer (a leader election takes 5-8 s). */
+const APPEND_RETRY_MS = 10_000;
+/** How long a PUBLISH whose connection dropped waits for it to come back before MIG_UNAVAILABLE. */
+const APPEND_RECONNECT_MS = 2_000;
+/** The first wait between tries, doubling up to APPEND_BACKOFF_MAX_MS. */
+const APPEND_BACKOFF_MS = 100;
+const APPEND_BACKOFF_MAX_MS = 1_000;
 /** JetStream's dedup header: a repeat within the stream's duplicate window stores nothing. */
 const MSG_ID_HEADER = "Nats-Msg-Id";
 /**
@@ -167,6 +174,8 @@ export class EventStore {
   private readonly admitting = new Map<string, Promise<unknown>>();
   private readonly publishLimiter = new RateLimiter();
   private readonly acks: AckedPublisher;
+  /** PUBLISHes waiting for the events connection to come back (append). */
+  private reconnectWaiters: (() => void)[] = [];
   /**
    * The events connection's messages of one turn (stored events, live copies, and the NATS binding's PUBLISH
    * answers), written together: a PUBLISH then costs the runtime a share of one write, not several.
@@ -182,6 +191,27 @@ export class EventStore {
       logger.debug({ err: (err as Error).message, subject }, "events message could not be sent"),
     );
     this.acks = new AckedPublisher(bus.events, APPEND_TIMEOUT_MS, this.outbox);
+    onConnectionChange(bus.events, (change) => {
+      if (change !== "reconnect") return;
+      const waiting = this.reconnectWaiters;
+      this.reconnectWaiters = [];
+      for (const wake of waiting) wake();
+    });
+  }
+
+  /** Resolves true when the events connection is back within `ms`, false otherwise. */
+  private reconnected(ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.reconnectWaiters = this.reconnectWaiters.filter((w) => w !== wake);
+        resolve(false);
+      }, ms);
+      const wake = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      this.reconnectWaiters.push(wake);
+    });
   }
 
   async init(): Promise<void> {
@@ -391,16 +421,30 @@ export class EventStore {
    * duplicate window: a repeat stores nothing and reports the first event's sequence with `duplicate`.
    */
   async append(ref: TopicRef, stored: string, msgId: string, key: string | undefined): Promise<StreamAck> {
-    await this.ensure(ref);
     const headers = new HeaderBlock().add(MSG_ID_HEADER, msgId);
     if (key !== undefined) headers.add(KEY_HEADER, encodeURIComponent(key));
-    try {
-      return await this.acks.publish(ref.subject, stored, headers.forPublish);
-    } catch (err) {
-      if (isTopicFull(err)) throw await this.topicFull(ref);
-      // The stream may have been deleted behind our back: forget it, so the next publish recreates it.
-      this.streams.delete(ref.stream);
-      throw unavailable("storing the event", err);
+    const started = Date.now();
+    for (let attempt = 0; ; attempt++) {
+      await this.ensure(ref);
+      try {
+        return await this.acks.publish(ref.subject, stored, headers.forPublish);
+      } catch (err) {
+        if (isTopicFull(err)) throw await this.topicFull(ref);
+        // Sending the same message again stores it at most once (the stream's duplicate window knows msgId), so a
+        // store that may succeed on another try is tried again: after the connection moved to another node of a
+        // cluster (if it is back within APPEND_RECONNECT_MS; a lone server that died is not, and the caller hears
+        // so at once), and while no stream answers (its leader is being elected, or it was deleted behind our
+        // back: it is made again), backing off, for up to APPEND_RETRY_MS in all.
+        if (err instanceof BusDropped) {
+          if (await this.reconnected(APPEND_RECONNECT_MS)) continue;
+          throw unavailable("storing the event", err);
+        }
+        this.streams.delete(ref.stream);
+        const wait = Math.min(APPEND_BACKOFF_MAX_MS, APPEND_BACKOFF_MS * 2 ** attempt);
+        const transient = err instanceof AckError && err.transient;
+        if (!transient || Date.now() - started + wait > APPEND_RETRY_MS) throw unavailable("storing the event", err);
+        await new Promise((resolve) => setTimeout(resolve, wait));
+      }
     }
   }
 
