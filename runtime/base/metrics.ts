@@ -189,6 +189,11 @@ export class Metrics {
     labelNames: ["outcome"] as const,
     registers: [this.registry],
   });
+  readonly invocationsRequeued = new Counter({
+    name: "mig_invocations_requeued_total",
+    help: "at_least_once invocations with an idempotency key put on the work queue again after the gateway's bus connection came back",
+    registers: [this.registry],
+  });
   readonly providerReplies = new Counter({
     name: "mig_provider_replies_rejected_total",
     help: "Replies of remote providers the runtime could not use, by reason (garbage, late or duplicate)",

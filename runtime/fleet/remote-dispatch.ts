@@ -29,7 +29,15 @@ interface Pending {
   reject: (error: MigError) => void;
   provider: string | undefined;
   cleanup: () => void;
+  /**
+   * Puts the work on the queue again: set for at_least_once work with an idempotency key, which may run twice and
+   * whose caller asked for retries (its key makes a second answer the same for the caller), not for exactly_once.
+   */
+  requeue?: () => void;
 }
+
+/** How long waiting invocations that may be queued again wait for a dropped connection to come back. */
+const REQUEUE_RECONNECT_MS = 2_000;
 
 /**
  * One per gateway process: a single wildcard reply subscription (`_MIG.provider.reply.<token>.*`) serves every
@@ -42,6 +50,9 @@ export class RemoteDispatcher {
   private seq = 0;
   /** Invocations failed when the connection dropped: their workers are told to stop once it is back. */
   private orphaned: CancelNotice[] = [];
+  /** Invocations held over a dropped connection, queued again when it is back (within REQUEUE_RECONNECT_MS). */
+  private held: string[] = [];
+  private heldTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -56,7 +67,8 @@ export class RemoteDispatcher {
   /** The handler of a capability served by workers over the bus. */
   handlerFor(descriptor: CapabilityDescriptor): UnaryHandler {
     const queued = usesWorkQueue(descriptor);
-    return (payload, context) => this.dispatch(descriptor.id, queued, payload, context);
+    const requeueable = descriptor.qos?.delivery_semantics === "at_least_once";
+    return (payload, context) => this.dispatch(descriptor.id, queued, requeueable, payload, context);
   }
 
   /** Number of invocations waiting for a provider's reply. */
@@ -67,6 +79,7 @@ export class RemoteDispatcher {
   private dispatch(
     capability: string,
     queued: boolean,
+    requeueable: boolean,
     payload: JsonObject,
     context: InvocationContext,
   ): Promise<JsonObject> {
@@ -103,19 +116,22 @@ export class RemoteDispatcher {
       });
       const data = encode(request);
       if (queued) {
-        this.js.publish(jsWorkSubject(capability), data).catch((err: unknown) => {
-          this.fail(
-            token,
-            new MigError(
-              "MIG_UNAVAILABLE",
-              `the work queue of capability ${capability} did not take the invocation; retry shortly`,
-              {
-                details: busCauseDetails(err),
-                cause: err,
-              },
-            ),
-          );
-        });
+        const enqueue = () =>
+          this.js.publish(jsWorkSubject(capability), data).catch((err: unknown) => {
+            this.fail(
+              token,
+              new MigError(
+                "MIG_UNAVAILABLE",
+                `the work queue of capability ${capability} did not take the invocation; retry shortly`,
+                {
+                  details: busCauseDetails(err),
+                  cause: err,
+                },
+              ),
+            );
+          });
+        if (requeueable && header.idempotency_key !== undefined) this.pending.get(token)!.requeue = enqueue;
+        enqueue();
       } else {
         this.nc.publish(workSubject(capability), data, { reply });
       }
@@ -189,11 +205,21 @@ export class RemoteDispatcher {
   private connectionDropped(): void {
     for (const token of [...this.pending.keys()]) {
       const entry = this.pending.get(token)!;
+      if (entry.requeue) {
+        // It may run twice, and its caller's key makes that safe: queue it again if the connection is back soon
+        // (a cluster client moves to another node in a fraction of a second), not fail it now.
+        this.held.push(token);
+        continue;
+      }
       this.orphaned.push({
         message_id: entry.messageId,
         reason: "the gateway lost its bus connection while waiting for the answer",
       });
       this.fail(token, busDropped(`waiting for the worker's answer to this invocation of ${entry.capability}`));
+    }
+    if (this.held.length > 0 && !this.heldTimer) {
+      this.heldTimer = setTimeout(() => this.releaseHeld(false), REQUEUE_RECONNECT_MS);
+      this.heldTimer.unref();
     }
   }
 
@@ -201,6 +227,26 @@ export class RemoteDispatcher {
     const notices = this.orphaned;
     this.orphaned = [];
     for (const notice of notices) this.nc.publish(cancelSubject(notice.message_id), encode(notice));
+    this.releaseHeld(true);
+  }
+
+  /**
+   * The invocations held over a dropped connection: queued again once it is back (the worker that ran the first
+   * copy may still answer first; the second answer is then dropped as late), or failed if it is not back in time.
+   */
+  private releaseHeld(back: boolean): void {
+    clearTimeout(this.heldTimer);
+    this.heldTimer = undefined;
+    const held = this.held;
+    this.held = [];
+    for (const token of held) {
+      const entry = this.pending.get(token);
+      if (!entry) continue; // answered, cancelled or past its deadline meanwhile
+      if (back) {
+        this.metrics.invocationsRequeued.inc();
+        entry.requeue!();
+      } else this.fail(token, busDropped(`waiting for the worker's answer to this invocation of ${entry.capability}`));
+    }
   }
 
   private fail(token: string, error: MigError): void {
