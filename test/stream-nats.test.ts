@@ -297,13 +297,14 @@ describe("streams over NATS", () => {
     expect(data(s.frames).map((f) => f.payload.echo.text)).toEqual(texts);
   });
 
-  it("a refused start is an error envelope: unary-only capability, bad stream_id", async () => {
+  it("a refused start is an error envelope with its code in the mig_error_code header: unary-only capability, bad stream_id, another tenant", async () => {
     const a = await natsRequest(nc, "mig.v0_1.acme.control.stream", {
       header: { tenant_id: "acme" },
       capability: "test.unary.only",
       payload: {},
     });
     expect(a.body.error.code).toBe("MIG_UNSUPPORTED_CAPABILITY");
+    expect(a.headers.mig_error_code).toBe("MIG_UNSUPPORTED_CAPABILITY");
     const b = await natsRequest(nc, "mig.v0_1.acme.control.stream", {
       header: { tenant_id: "acme" },
       capability: "test.stream.count",
@@ -317,6 +318,7 @@ describe("streams over NATS", () => {
       payload: { count: 1 },
     });
     expect(c.body.error.code).toBe("MIG_FORBIDDEN");
+    expect([b.headers.mig_error_code, c.headers.mig_error_code]).toEqual(["MIG_INVALID_REQUEST", "MIG_FORBIDDEN"]);
   });
 
   it("from a remote worker: a NATS consumer's stream is served by a worker behind the gateway", async () => {

@@ -6,7 +6,6 @@ import {
   ControlGuard,
   checkStreamId,
   checkTenant,
-  errorEnvelope,
   type MigRuntime,
   parseJsonLimited,
   type RequestContext,
@@ -80,7 +79,9 @@ export function serveNatsStreams(runtime: MigRuntime, authenticator: Authenticat
     } catch (err) {
       inbound?.unsubscribe();
       const error = err instanceof MigError ? err : runtime.counted("stream", err);
-      msg.respond(JSON.stringify(errorEnvelope(error, body, tenant)));
+      // With its code in the mig_error_code header, as every NATS error reply (docs/bindings/nats.md).
+      const { data, headers } = errorReply(error, body, tenant);
+      msg.respond(data, { headers });
     }
   }
 
