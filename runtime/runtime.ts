@@ -563,7 +563,9 @@ export class MigRuntime implements RuntimeCore {
     this.fairShare.stop();
     for (const { actor } of [...this.work.invocations.values()])
       actor.send({ type: "CANCEL", reason: SHUTDOWN_REASON, error: shutdownError() });
-    await this.subscriptions.closeAll("the runtime is shutting down");
+    await this.subscriptions.closeAll(
+      "the runtime is shutting down; subscribe again, on another gateway if there is one, with your last sequence as resume_cursor (or Last-Event-ID)",
+    );
     await this.audit?.close();
     await this.fleet?.stop();
     if (this.bus) await this.bus.nc.drain().catch(() => undefined);
