@@ -114,9 +114,13 @@ export function eventStoreOptions(config: RuntimeConfig): EventStoreOptions {
 }
 
 const NANOS_PER_MS = 1_000_000;
-/** How long a PUBLISH waits for JetStream's ack (also across a bus restart) before MIG_UNAVAILABLE. */
-const APPEND_TIMEOUT_MS = 10_000;
-/** How long a PUBLISH keeps trying to store its event when JetStream does not answer (a leader election takes 5-8 s). */
+/**
+ * How long one try of a PUBLISH waits for JetStream's ack before it sends the event again (the same Nats-Msg-Id:
+ * stored at most once). A store sent to a stream leader that just died is never answered: without a try's own bound
+ * it waited out the whole budget below, and callers lost 10 s to each such death.
+ */
+const APPEND_TRY_TIMEOUT_MS = 3_000;
+/** How long a PUBLISH keeps starting tries to store its event (a leader election takes 5-8 s) before MIG_UNAVAILABLE. */
 const APPEND_RETRY_MS = 10_000;
 /** How long a PUBLISH whose connection dropped waits for it to come back before MIG_UNAVAILABLE. */
 const APPEND_RECONNECT_MS = 2_000;
@@ -190,7 +194,7 @@ export class EventStore {
     this.outbox = new TurnBatch(bus.events, (err, subject) =>
       logger.debug({ err: (err as Error).message, subject }, "events message could not be sent"),
     );
-    this.acks = new AckedPublisher(bus.events, APPEND_TIMEOUT_MS, this.outbox);
+    this.acks = new AckedPublisher(bus.events, APPEND_TRY_TIMEOUT_MS, this.outbox);
     onConnectionChange(bus.events, (change) => {
       if (change !== "reconnect") return;
       const waiting = this.reconnectWaiters;
@@ -425,24 +429,26 @@ export class EventStore {
     if (key !== undefined) headers.add(KEY_HEADER, encodeURIComponent(key));
     const started = Date.now();
     for (let attempt = 0; ; attempt++) {
-      await this.ensure(ref);
       try {
+        await this.ensure(ref);
         return await this.acks.publish(ref.subject, stored, headers.forPublish);
       } catch (err) {
         if (isTopicFull(err)) throw await this.topicFull(ref);
         // Sending the same message again stores it at most once (the stream's duplicate window knows msgId), so a
-        // store that may succeed on another try is tried again: after the connection moved to another node of a
-        // cluster (if it is back within APPEND_RECONNECT_MS; a lone server that died is not, and the caller hears
-        // so at once), and while no stream answers (its leader is being elected, or it was deleted behind our
-        // back: it is made again), backing off, for up to APPEND_RETRY_MS in all.
+        // store that may succeed on another try is tried again, for up to APPEND_RETRY_MS in all: after the
+        // connection moved to another node of a cluster (if it is back within APPEND_RECONNECT_MS), while no stream
+        // answers (its leader is being elected, or it was deleted behind our back: it is made again), when a try
+        // got no ack within APPEND_TRY_TIMEOUT_MS, and while JetStream's API does not answer about the stream.
         if (err instanceof BusDropped) {
           if (await this.reconnected(APPEND_RECONNECT_MS)) continue;
           throw unavailable("storing the event", err);
         }
-        this.streams.delete(ref.stream);
+        if (err instanceof MigError && err.code !== "MIG_UNAVAILABLE") throw err; // a quota refusal of ensure()
+        if (err instanceof AckError && /no stream answers/.test(err.message)) this.streams.delete(ref.stream);
+        const transient = err instanceof MigError || (err instanceof AckError && err.transient);
         const wait = Math.min(APPEND_BACKOFF_MAX_MS, APPEND_BACKOFF_MS * 2 ** attempt);
-        const transient = err instanceof AckError && err.transient;
-        if (!transient || Date.now() - started + wait > APPEND_RETRY_MS) throw unavailable("storing the event", err);
+        if (!transient || Date.now() - started + wait > APPEND_RETRY_MS)
+          throw err instanceof MigError ? err : unavailable("storing the event", err);
         await new Promise((resolve) => setTimeout(resolve, wait));
       }
     }
