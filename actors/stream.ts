@@ -27,8 +27,8 @@
 // tests observe directly or replace through `.provide()`:
 //   paused / resumed   the provider began / stopped waiting for credit (the paused-streams gauge);
 //   checkTurn          send TURN_END on the next turn of the event loop;
-//   end                the stream's one end, emitted once, from the final state's entry.
-import { emit, setup } from "xstate";
+//   end                the stream's one end, emitted once, by the transition into a final state.
+import { assertEvent, emit, setup } from "xstate";
 import { MigError } from "../schemas/errors.ts";
 
 export type StreamEnd =
@@ -94,13 +94,10 @@ export const streamMachine = setup({
     announceResumed: emit({ type: "resumed" }),
     checkTurn: emit({ type: "checkTurn" }),
     endCompleted: emit({ type: "end", end: { state: "completed" } }),
-    endFailed: emit(({ event }) => ({
-      type: "end",
-      end: {
-        state: "failed",
-        error: event.type === "FAIL" ? event.error : new MigError("MIG_INTERNAL", "stream failed"),
-      },
-    })),
+    endFailed: emit(({ event }) => {
+      assertEvent(event, "FAIL");
+      return { type: "end", end: { state: "failed", error: event.error } };
+    }),
     endStalled: emit(({ context }) => ({
       type: "end",
       end: { state: "failed", error: backpressure(context, "read nothing") },
@@ -109,13 +106,10 @@ export const streamMachine = setup({
       type: "end",
       end: { state: "failed", error: backpressure(context, "did not take the last frames") },
     })),
-    endCancelled: emit(({ event }) => ({
-      type: "end",
-      end:
-        event.type === "CANCEL"
-          ? { state: "cancelled", reason: event.reason, error: event.error }
-          : { state: "cancelled", reason: "", error: cancelError("") },
-    })),
+    endCancelled: emit(({ event }) => {
+      assertEvent(event, "CANCEL");
+      return { type: "end", end: { state: "cancelled", reason: event.reason, error: event.error } };
+    }),
     endTimedOut: emit(({ context }) => ({
       type: "end",
       end: {

@@ -558,7 +558,7 @@ export class MigRuntime implements RuntimeCore {
   }
 
   async stop(): Promise<void> {
-    for (const stream of [...this.work.streams.values()]) stream.cancel("the runtime is shutting down");
+    for (const stream of [...this.work.streams.values()]) stream.cancel(SHUTDOWN_REASON);
     this.load.stop();
     this.fairShare.stop();
     for (const { actor } of [...this.work.invocations.values()])

@@ -15,16 +15,20 @@ export interface StreamAck {
 }
 
 /**
- * Why JetStream did not store a message: no stream on the subject, an API error, or no answer in time. `transient`
- * when the same message sent again may be stored: no stream answered (none there, or its leader is being elected)
- * or none answered in time.
+ * Why JetStream did not store a message: no stream answered on the subject (none there, or its leader is being
+ * elected), no answer in time, or anything else (an API error, a message nats.js refused). The first two are
+ * `transient`: the same message sent again may be stored.
  */
 export class AckError extends Error {
   constructor(
     message: string,
-    readonly transient = false,
+    readonly why: "no_stream" | "no_answer" | "other" = "other",
   ) {
     super(message);
+  }
+
+  get transient(): boolean {
+    return this.why !== "other";
   }
 }
 
@@ -88,7 +92,7 @@ export class AckedPublisher {
     if (!waiting) return; // Timed out already.
     this.waiting.delete(token);
     if (msg.data.length === 0 && msg.headers?.code === 503) {
-      waiting.reject(new AckError(`no stream answers on ${waiting.subject}`, true));
+      waiting.reject(new AckError(`no stream answers on ${waiting.subject}`, "no_stream"));
       return;
     }
     try {
@@ -120,7 +124,7 @@ export class AckedPublisher {
     for (const [token, waiting] of this.waiting) {
       if (waiting.until > now) continue;
       this.waiting.delete(token);
-      waiting.reject(new AckError(`no ack from the stream within ${this.timeoutMs} ms`, true));
+      waiting.reject(new AckError(`no ack from the stream within ${this.timeoutMs} ms`, "no_answer"));
     }
     // No timer while nothing waits: a runtime that stopped publishing (or stopped) keeps none.
     if (this.waiting.size === 0) {

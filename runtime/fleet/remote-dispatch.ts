@@ -33,8 +33,12 @@ interface Pending {
    * Puts the work on the queue again: set for at_least_once work with an idempotency key, which may run twice and
    * whose caller asked for retries (its key makes a second answer the same for the caller), not for exactly_once.
    */
-  requeue?: () => void;
+  requeue?: (() => void) | undefined;
 }
+
+/** The answer of an invocation whose wait for its worker's reply died with the gateway's bus connection. */
+const droppedWaiting = (entry: Pending): MigError =>
+  busDropped(`waiting for the worker's answer to this invocation of ${entry.capability}`);
 
 /** How long waiting invocations that may be queued again wait for a dropped connection to come back. */
 const REQUEUE_RECONNECT_MS = 2_000;
@@ -106,6 +110,21 @@ export class RemoteDispatcher {
         reject(signal.reason as MigError);
       };
       signal.addEventListener("abort", onAbort, { once: true });
+      const data = encode(request);
+      const enqueue = () =>
+        this.js.publish(jsWorkSubject(capability), data).catch((err: unknown) => {
+          this.fail(
+            token,
+            new MigError(
+              "MIG_UNAVAILABLE",
+              `the work queue of capability ${capability} did not take the invocation; retry shortly`,
+              {
+                details: busCauseDetails(err),
+                cause: err,
+              },
+            ),
+          );
+        });
       this.pending.set(token, {
         capability,
         messageId: header.message_id,
@@ -113,24 +132,9 @@ export class RemoteDispatcher {
         reject,
         provider: undefined,
         cleanup: () => signal.removeEventListener("abort", onAbort),
+        requeue: queued && requeueable && header.idempotency_key !== undefined ? enqueue : undefined,
       });
-      const data = encode(request);
       if (queued) {
-        const enqueue = () =>
-          this.js.publish(jsWorkSubject(capability), data).catch((err: unknown) => {
-            this.fail(
-              token,
-              new MigError(
-                "MIG_UNAVAILABLE",
-                `the work queue of capability ${capability} did not take the invocation; retry shortly`,
-                {
-                  details: busCauseDetails(err),
-                  cause: err,
-                },
-              ),
-            );
-          });
-        if (requeueable && header.idempotency_key !== undefined) this.pending.get(token)!.requeue = enqueue;
         enqueue();
       } else {
         this.nc.publish(workSubject(capability), data, { reply });
@@ -215,7 +219,7 @@ export class RemoteDispatcher {
         message_id: entry.messageId,
         reason: "the gateway lost its bus connection while waiting for the answer",
       });
-      this.fail(token, busDropped(`waiting for the worker's answer to this invocation of ${entry.capability}`));
+      this.fail(token, droppedWaiting(entry));
     }
     if (this.held.length > 0 && !this.heldTimer) {
       this.heldTimer = setTimeout(() => this.releaseHeld(false), REQUEUE_RECONNECT_MS);
@@ -245,7 +249,7 @@ export class RemoteDispatcher {
       if (back) {
         this.metrics.invocationsRequeued.inc();
         entry.requeue!();
-      } else this.fail(token, busDropped(`waiting for the worker's answer to this invocation of ${entry.capability}`));
+      } else this.fail(token, droppedWaiting(entry));
     }
   }
 

@@ -444,7 +444,7 @@ export class EventStore {
           throw unavailable("storing the event", err);
         }
         if (err instanceof MigError && err.code !== "MIG_UNAVAILABLE") throw err; // a quota refusal of ensure()
-        if (err instanceof AckError && /no stream answers/.test(err.message)) this.streams.delete(ref.stream);
+        if (err instanceof AckError && err.why === "no_stream") this.streams.delete(ref.stream);
         const transient = err instanceof MigError || (err instanceof AckError && err.transient);
         const wait = Math.min(APPEND_BACKOFF_MAX_MS, APPEND_BACKOFF_MS * 2 ** attempt);
         if (!transient || Date.now() - started + wait > APPEND_RETRY_MS)
