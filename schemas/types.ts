@@ -125,3 +125,44 @@ export interface ErrorEnvelope {
   header: MessageHeader;
   error: MigErrorBody;
 }
+
+export interface PublishRequest {
+  header?: InboundHeader;
+  topic?: string;
+  /** The event's ordering key. */
+  key?: string;
+  /** An explicit event id (a UUID) that dedups a repeated PUBLISH when the header has no idempotency_key. */
+  event_id?: string;
+  payload?: JsonObject;
+}
+
+export interface PublishAck {
+  header: MessageHeader;
+  topic: string;
+  event_id: string;
+  /** The event's position in its topic: 1, 2, 3, … with no holes. */
+  sequence: number;
+  accepted: boolean;
+}
+
+export interface SubscribeRequest {
+  header?: InboundHeader;
+  topic?: string;
+  /** Durable consumer name: a subscription that comes back with it continues where it left off. */
+  consumer_id?: string;
+  /** Exclusive: the last sequence the subscriber already has; "0" or 0 replays from the first event. */
+  resume_cursor?: string | number;
+  max_inflight?: number;
+}
+
+export interface EventMessage {
+  header: MessageHeader;
+  topic: string;
+  event_id: string;
+  sequence: number;
+  /** True for events that were stored before the subscription began. */
+  replay: boolean;
+  key?: string;
+  payload: JsonObject;
+  published_at: string;
+}

@@ -5,7 +5,7 @@ import { dirname, join, relative, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ROOT } from "./helpers/process.ts";
 
-const SOURCE_FOLDERS = ["schemas", "actors", "runtime", "bindings", "worker", "cli", "conformance"];
+const SOURCE_FOLDERS = ["schemas", "actors", "runtime", "bindings", "worker", "cli", "conformance", "client"];
 
 /** One import of ours: the importing file and the imported file, both relative to the project root. */
 interface Edge {
@@ -59,6 +59,11 @@ const RULES: Rule[] = [
     name: "conformance/ imports only conformance/ and schemas/ (it runs against any MIG endpoint)",
     applies: within("conformance"),
     allowed: (_from, to) => within("conformance")(to) || within("schemas")(to),
+  },
+  {
+    name: "client/ imports only client/ and schemas/ (a caller installs it without the runtime)",
+    applies: within("client"),
+    allowed: (_from, to) => within("client")(to) || within("schemas")(to),
   },
   {
     name: "runtime/ imports runtime/, actors/ and schemas/ only: never a binding, the worker or the command line",

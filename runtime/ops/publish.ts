@@ -1,7 +1,7 @@
 // PUBLISH: validates and authorizes an event, persists it in the topic's JetStream stream, then acknowledges it.
 import { createHash, randomUUID } from "node:crypto";
 import { MigError } from "../../schemas/errors.ts";
-import type { JsonObject, MessageHeader } from "../../schemas/types.ts";
+import type { JsonObject, MessageHeader, PublishAck } from "../../schemas/types.ts";
 import { tally } from "../base/metrics.ts";
 import type { RuntimeCore } from "../core.ts";
 import { authorizeCapability } from "../policy/policy.ts";
@@ -16,13 +16,7 @@ export interface EventsCore extends RuntimeCore {
   events: EventStore;
 }
 
-export interface PublishAck {
-  header: MessageHeader;
-  topic: string;
-  event_id: string;
-  sequence: number;
-  accepted: boolean;
-}
+export type { PublishAck };
 
 const MAX_KEY_LENGTH = 256;
 
