@@ -22,8 +22,9 @@ export const NO_RETRY: RetryPolicy = { attempts: 1, baseDelayMs: 0, maxDelayMs: 
 export function retryPolicy(options: RetryOptions | false | undefined): RetryPolicy {
   if (options === false) return NO_RETRY;
   const attempts = options?.attempts ?? 3;
-  if (!Number.isInteger(attempts) || attempts < 1)
-    throw new TypeError(`retry.attempts must be a whole number ≥ 1, got ${attempts}`);
+  // Infinity is a subscription's default: it reconnects for as long as it is open.
+  if (!(Number.isInteger(attempts) || attempts === Number.POSITIVE_INFINITY) || attempts < 1)
+    throw new TypeError(`retry.attempts must be a whole number ≥ 1 or Infinity, got ${attempts}`);
   return { attempts, baseDelayMs: options?.baseDelayMs ?? 100, maxDelayMs: options?.maxDelayMs ?? 5_000 };
 }
 
