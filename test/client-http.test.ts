@@ -1,5 +1,5 @@
 // The client over HTTP against a real runtime: every operation, a stream's flow control reaching the provider, a
-// subscription that outlives its connection, retries under one idempotency key, and each bad input a caller can meet.
+// subscription that outlives its connection, and each bad input a caller can meet (retries: client-retry.test.ts).
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
@@ -7,10 +7,8 @@ import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocketServer } from "ws";
 import { type HttpBinding, startHttpBinding } from "../bindings/http/server.ts";
-import { MigClient } from "../client/client.ts";
-import { httpTransport } from "../client/http.ts";
+import type { MigClient } from "../client/client.ts";
 import { connect, MigError } from "../client/index.ts";
-import type { Transport } from "../client/transport.ts";
 import type { StreamSession } from "../runtime/flow/stream-session.ts";
 import { defineCapability, defineStreamingCapability } from "../runtime/provider/provider.ts";
 import type { JsonObject, StreamFrame } from "../schemas/types.ts";
@@ -309,67 +307,6 @@ describe("a subscription that loses its connection", () => {
     }
     expect(seen).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
     expect(subscription.reconnects).toBeGreaterThanOrEqual(1);
-  });
-});
-
-describe("retries", () => {
-  let gated: TestRuntime;
-  let release!: () => void;
-  const released = new Promise<void>((resolve) => (release = resolve));
-  const handled: { payload: JsonObject; key: string | undefined }[] = [];
-  const gate = defineCapability(
-    descriptor("test.gate", ["unary"]),
-    async (payload, { header }) => {
-      handled.push({ payload, key: header.idempotency_key });
-      if (payload.hold) await released;
-      return { n: payload.n ?? null };
-    },
-    schemas,
-  );
-
-  beforeAll(async () => {
-    gated = await startTestRuntime({ capabilities: [gate], config: { capacity: 1 } });
-  });
-  afterAll(() => gated?.stop());
-
-  it("a MIG_BACKPRESSURE retried under one idempotency key runs the handler once", async () => {
-    const transport = httpTransport(new URL(gated.http.url));
-    const tries: { key: string | undefined; code: string }[] = [];
-    // Counts the tries on the wire: the transport's invoke, with what each try carried and how it ended.
-    const counting: Transport = Object.create(transport, {
-      invoke: {
-        value: async (...args: Parameters<Transport["invoke"]>) => {
-          const key = args[1].header.idempotency_key;
-          try {
-            const answer = await transport.invoke(...args);
-            tries.push({ key, code: "ok" });
-            return answer;
-          } catch (err) {
-            tries.push({ key, code: (err as MigError).code });
-            throw err;
-          }
-        },
-      },
-    });
-    const gatedClient = new MigClient(counting, { tenant: "acme" });
-    const holding = gatedClient.invoke("test.gate", { n: 1, hold: true }, { retry: false });
-    await waitFor("the first invocation to hold the capacity", () => gated.runtime.work.invocations.size === 1);
-    const second = gatedClient.invoke("test.gate", { n: 2 }, { retry: { attempts: 10, baseDelayMs: 50 } });
-    await waitFor("a refused try", () => tries.length >= 1);
-    release();
-    expect((await holding).payload).toEqual({ n: 1 });
-    expect((await second).payload).toEqual({ n: 2 });
-
-    const refused = tries.filter((t) => t.code === "MIG_BACKPRESSURE");
-    expect(refused.length).toBeGreaterThanOrEqual(1);
-    // The first invocation's own try is the first "ok" or comes last; the second's tries all carry its key.
-    const secondKey = handled.find((h) => h.payload.n === 2)?.key;
-    expect(secondKey).toBeTypeOf("string");
-    const secondTries = tries.filter((t) => t.key === secondKey);
-    expect(secondTries.length).toBe(refused.length + 1);
-    expect(secondTries.at(-1)?.code).toBe("ok");
-    expect(handled.filter((h) => h.payload.n === 2)).toHaveLength(1);
-    await gatedClient.close();
   });
 });
 
