@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { Command, Option } from "commander";
 import { integer, SETTINGS } from "../runtime/base/config.ts";
 import { addClientCommands } from "./client-commands.ts";
+import { addConformanceCommand } from "./conformance-command.ts";
 
 function addSettings(command: Command): Command {
   for (const setting of SETTINGS) {
@@ -103,6 +104,7 @@ program
   );
 
 addClientCommands(program);
+addConformanceCommand(program);
 
 program
   .command("bench")
