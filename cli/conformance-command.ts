@@ -2,14 +2,9 @@
 // a table of the standard's checklist items at the end.
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { CHECKLIST } from "../conformance/checklist.ts";
+import { type Endpoints, exitStatus, reportJson, resultLine, summaryLine } from "../conformance/report.ts";
 import { type CheckResult, PROFILES, type Profile } from "../conformance/types.ts";
 import { bold, dim, printTable } from "./output.ts";
-
-interface Endpoints {
-  http?: string;
-  nats?: string;
-  grpc?: string;
-}
 
 /** Sorts the URLs by binding: the scheme says which; a gRPC URL becomes the harness's host:port. */
 function endpointsOf(urls: string[]): Endpoints {
@@ -37,20 +32,18 @@ function endpointsOf(urls: string[]): Endpoints {
   return endpoints;
 }
 
-function resultLine(result: CheckResult): string {
-  const status = result.status.toUpperCase().padEnd(4);
-  const convention = result.convention ? " [convention]" : "";
-  const reason = result.reason ? ` — ${result.reason}` : "";
-  return `${status} ${result.id}${convention}: ${result.description}${reason}`;
-}
-
-/** One row per checklist item the run touched: how its checks ended. */
+/** One row per checklist item the run touched: how its standard checks ended ("-": none ran), and its conventions. */
 function printSummary(results: CheckResult[]): void {
-  const items = new Map<string, { pass: number; fail: number; skip: number; conventions: number }>();
+  const items = new Map<
+    string,
+    { pass: number; fail: number; skip: number; conventions: number; conventionsPassed: number }
+  >();
   for (const result of results) {
-    const row = items.get(result.item) ?? { pass: 0, fail: 0, skip: 0, conventions: 0 };
-    if (result.convention) row.conventions++;
-    else row[result.status]++;
+    const row = items.get(result.item) ?? { pass: 0, fail: 0, skip: 0, conventions: 0, conventionsPassed: 0 };
+    if (result.convention) {
+      row.conventions++;
+      if (result.status === "pass") row.conventionsPassed++;
+    } else row[result.status]++;
     items.set(result.item, row);
   }
   const order = [...CHECKLIST.keys()];
@@ -62,10 +55,10 @@ function printSummary(results: CheckResult[]): void {
       String(row.pass),
       String(row.fail),
       String(row.skip),
-      String(row.conventions),
+      row.conventions ? `${row.conventionsPassed}/${row.conventions} passed` : "-",
       CHECKLIST.get(item)?.text ?? "",
     ]);
-  printTable(["ITEM", "RESULT", "PASS", "FAIL", "SKIP", "CONVENTION", "CHECKLIST"], rows);
+  printTable(["ITEM", "RESULT", "PASS", "FAIL", "SKIP", "CONVENTIONS", "CHECKLIST"], rows);
 }
 
 export function addConformanceCommand(program: Command): void {
@@ -119,19 +112,12 @@ export function addConformanceCommand(program: Command): void {
               },
         }).catch((err: unknown) => command.error(`error: ${err instanceof Error ? err.message : String(err)}`));
         if (progress) process.stderr.write("\r\u001b[K");
-        if (globals.json) {
-          process.stdout.write(`${JSON.stringify({ ...report, endpoints })}\n`);
-        } else {
+        if (globals.json) process.stdout.write(`${reportJson(report, endpoints)}\n`);
+        else {
           printSummary(report.results);
-          const verdict = report.failed === 0 ? "OK" : "FAILED";
-          const { conventions } = report;
-          process.stdout.write(
-            `${bold(verdict)}: ${report.profile} profile, ${report.passed} passed, ${report.failed} failed, ` +
-              `${report.skipped} skipped; conventions (not counted): ${conventions.passed} passed, ` +
-              `${conventions.failed} failed, ${conventions.skipped} skipped\n`,
-          );
+          process.stdout.write(`${bold(summaryLine(report, endpoints))}\n`);
         }
-        process.exitCode = report.failed > 0 ? 1 : 0;
+        process.exitCode = exitStatus(report);
       },
     );
 }

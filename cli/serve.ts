@@ -9,7 +9,7 @@ import { startNatsBinding } from "../bindings/nats/server.ts";
 import { loadConfig, type RuntimeConfig, SETTINGS } from "../runtime/base/config.ts";
 import { createLogger, type Logger } from "../runtime/base/logger.ts";
 import { runtimeCredentialsFile } from "../runtime/bus/bus-credentials.ts";
-import { observatoryInfer } from "../runtime/provider/demo-provider.ts";
+import { demoFixtures, observatoryInfer } from "../runtime/provider/demo-provider.ts";
 import { loadProviderModules } from "../runtime/provider/provider-modules.ts";
 import { MigRuntime } from "../runtime/runtime.ts";
 import { WorkerHost } from "../worker/host.ts";
@@ -49,7 +49,8 @@ async function patientlyWithJetStream<T>(logger: Logger, start: () => Promise<T>
 export async function start(options: Record<string, string | undefined>): Promise<void> {
   const config = loadConfig(overridesFrom(options));
   const logger = createLogger(config.logLevel);
-  const starting = () => MigRuntime.start(config, { logger, capabilities: [observatoryInfer] });
+  // The demo capability, and the fixtures the conformance harness needs (slow, streaming, scoped): docs/conformance.md.
+  const starting = () => MigRuntime.start(config, { logger, capabilities: [observatoryInfer, ...demoFixtures()] });
   // On a bus of its own the runtime started the server; a cluster it joins may still be electing leaders.
   const runtime = config.natsUrl ? await patientlyWithJetStream(logger, starting) : await starting();
   const http = await startHttpBinding(runtime, runtime.authenticator, config.httpAddr);

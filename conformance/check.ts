@@ -13,6 +13,11 @@ export interface Check {
   binding: Binding;
   /** One line: what the endpoint must do for the check to pass. */
   description: string;
+  /**
+   * Set when the check encodes a convention (this project's or the reference gateway's) rather than the standard:
+   * why. Such a check runs and reports as any other, but does not count toward the profile's pass or fail.
+   */
+  convention?: string;
   /** Resolves to pass (optionally with a note), throws CheckFailure or CheckSkipped otherwise. */
   run(ctx: CheckContext): Promise<string | void>;
 }
@@ -27,4 +32,9 @@ export function check(
   run: Check["run"],
 ): Check {
   return { id: `${item}.${binding}.${name}`, item, profile, binding, description, run };
+}
+
+/** Marks a check as encoding a convention, not the standard; `why` names whose convention it is and what it assumes. */
+export function convention(why: string, marked: Check): Check {
+  return { ...marked, convention: why };
 }

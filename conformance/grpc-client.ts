@@ -128,3 +128,17 @@ export class GrpcClient {
 export function stringStruct(object: Record<string, string>): Record<string, unknown> {
   return { fields: Object.fromEntries(Object.entries(object).map(([k, v]) => [k, { stringValue: v }])) };
 }
+
+/** Any JSON object as a google.protobuf.Struct literal (numbers become number_value). */
+export function jsonStruct(object: Record<string, unknown>): Record<string, unknown> {
+  return { fields: Object.fromEntries(Object.entries(object).map(([k, v]) => [k, jsonValue(v)])) };
+}
+
+function jsonValue(value: unknown): Record<string, unknown> {
+  if (typeof value === "string") return { stringValue: value };
+  if (typeof value === "number") return { numberValue: value };
+  if (typeof value === "boolean") return { boolValue: value };
+  if (Array.isArray(value)) return { listValue: { values: value.map(jsonValue) } };
+  if (typeof value === "object" && value !== null) return { structValue: jsonStruct(value as Record<string, unknown>) };
+  return { nullValue: "NULL_VALUE" };
+}

@@ -11,15 +11,19 @@ import {
   PROFILE_INCLUDES,
   PROFILES,
   type Status,
+  type Tally,
   type ValidateEnvelope,
 } from "./types.ts";
 
 export { ALL_CHECKS } from "./checks/index.ts";
-export type { CheckResult, ConformanceOptions, ConformanceReport, Profile } from "./types.ts";
+export type { CheckResult, ConformanceOptions, ConformanceReport, Profile, Tally } from "./types.ts";
 
 const DEFAULT_TIMEOUT_MS = 5000;
 
-/** Runs every check of `options.profile` (default core) in order; never throws for a failing endpoint. */
+/**
+ * Runs every check of `options.profile` (default core) in order; never throws for a failing endpoint. The
+ * report's counts are those of the standard's checks; convention checks are counted apart (`conventions`).
+ */
 export async function runConformance(options: ConformanceOptions): Promise<ConformanceReport> {
   const profile = options.profile ?? "core";
   if (!PROFILES.includes(profile))
@@ -40,6 +44,7 @@ export async function runConformance(options: ConformanceOptions): Promise<Confo
     grpc: options.grpc,
     tenant,
     token: options.token,
+    limitedToken: options.limitedToken,
     timeoutMs,
     validator: loaded.validator,
     validatorError: loaded.error,
@@ -59,8 +64,16 @@ export async function runConformance(options: ConformanceOptions): Promise<Confo
   } finally {
     await ctx.close();
   }
-  const count = (status: Status) => results.filter((r) => r.status === status).length;
-  return { profile, results, passed: count("pass"), failed: count("fail"), skipped: count("skip") };
+  const tally = (of: CheckResult[]): Tally => {
+    const count = (status: Status) => of.filter((r) => r.status === status).length;
+    return { passed: count("pass"), failed: count("fail"), skipped: count("skip") };
+  };
+  return {
+    profile,
+    results,
+    ...tally(results.filter((r) => !r.convention)),
+    conventions: tally(results.filter((r) => r.convention)),
+  };
 }
 
 async function runCheck(
@@ -76,6 +89,7 @@ async function runCheck(
     profile: check.profile,
     binding: check.binding,
     description: check.description,
+    convention: check.convention !== undefined,
     status,
     ...(reason ? { reason } : {}),
     durationMs: Math.round(performance.now() - started),

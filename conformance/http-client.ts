@@ -22,6 +22,8 @@ export interface HttpRequestOptions {
   tenantHeader?: boolean;
   /** Send `Authorization: Bearer <token>` when a token is configured (default true). */
   auth?: boolean;
+  /** A bearer token to send instead of the configured one. */
+  token?: string;
   headers?: Record<string, string>;
 }
 
@@ -47,7 +49,8 @@ export class HttpClient {
     const headers: Record<string, string> = { accept: "application/json" };
     if (options.body !== undefined || options.raw !== undefined) headers["content-type"] = "application/json";
     if (options.tenantHeader !== false) headers["x-tenant-id"] = this.tenant;
-    if (options.auth !== false && this.token) headers.authorization = `Bearer ${this.token}`;
+    const token = options.token ?? this.token;
+    if (options.auth !== false && token) headers.authorization = `Bearer ${token}`;
     return { ...headers, ...options.headers };
   }
 
@@ -82,7 +85,19 @@ export class HttpClient {
 
   /** Opens an SSE stream; events arrive in the returned subscription until `close()`. */
   subscribe(path: string, options: HttpRequestOptions = {}): SseSubscription {
-    return new SseSubscription(this.baseUrl + path, { ...this.headersFor(options), accept: "text/event-stream" });
+    return new SseSubscription(this.baseUrl + path, {
+      method: "GET",
+      headers: { ...this.headersFor(options), accept: "text/event-stream" },
+    });
+  }
+
+  /** POSTs JSON asking for an SSE answer (a streamed INVOKE); frames arrive in the returned subscription. */
+  postStream(path: string, body: unknown, options: HttpRequestOptions = {}): SseSubscription {
+    return new SseSubscription(this.baseUrl + path, {
+      method: "POST",
+      headers: { ...this.headersFor({ ...options, body }), accept: "text/event-stream, application/json" },
+      body: JSON.stringify(body),
+    });
   }
 }
 
@@ -90,25 +105,31 @@ export class HttpClient {
 export class SseSubscription {
   readonly events = new Collector<SseEvent>();
   status: number | undefined;
-  /** The body of a non-200 answer. */
+  /** The answer's content type, once known. */
+  contentType: string | undefined;
+  /** The body of a non-200 answer, or of a 200 answer that is not an event stream. */
   errorText: string | undefined;
   private readonly abort = new AbortController();
 
-  constructor(url: string, headers: Record<string, string>) {
-    void this.read(url, headers);
+  constructor(url: string, init: { method: "GET" | "POST"; headers: Record<string, string>; body?: string }) {
+    void this.read(url, init);
   }
 
   close(): void {
     this.abort.abort();
   }
 
-  private async read(url: string, headers: Record<string, string>): Promise<void> {
+  private async read(
+    url: string,
+    init: { method: "GET" | "POST"; headers: Record<string, string>; body?: string },
+  ): Promise<void> {
     try {
-      const response = await fetch(url, { headers, signal: this.abort.signal });
+      const response = await fetch(url, { ...init, signal: this.abort.signal });
       this.status = response.status;
-      if (response.status !== 200 || !response.body) {
+      this.contentType = response.headers.get("content-type") ?? "";
+      if (response.status !== 200 || !response.body || !this.contentType.startsWith("text/event-stream")) {
         this.errorText = await response.text();
-        this.events.end(new Error(`answered ${response.status}`));
+        this.events.end(new Error(`answered ${response.status} ${this.contentType || "(no content-type)"}`));
         return;
       }
       const decoder = new TextDecoder();

@@ -46,6 +46,11 @@ export interface ConformanceOptions {
   tenant?: string;
   /** Bearer JWT sent as `Authorization` (and as a NATS header). */
   token?: string;
+  /**
+   * A second bearer JWT of the same tenant that lacks a scope some capability needs (its `scope`/`scopes` claims
+   * are read to know which): DISCOVER with it must hide what DISCOVER with `token` shows behind that scope.
+   */
+  limitedToken?: string;
   /** Profile to check (default "core"). */
   profile?: Profile;
   /** Per-request and per-wait timeout in milliseconds (default 5000). */
@@ -65,16 +70,24 @@ export interface CheckResult {
   profile: Profile;
   binding: Binding;
   description: string;
+  /** True for a check of a convention (this project's or the reference's), which does not count toward the profile. */
+  convention: boolean;
   status: Status;
   /** Why it failed or was skipped, or a short note on a pass. */
   reason?: string;
   durationMs: number;
 }
 
-export interface ConformanceReport {
-  profile: Profile;
-  results: CheckResult[];
+export interface Tally {
   passed: number;
   failed: number;
   skipped: number;
+}
+
+export interface ConformanceReport extends Tally {
+  profile: Profile;
+  /** Every check run, standard and convention alike, in run order. */
+  results: CheckResult[];
+  /** The convention checks, counted apart: `passed`, `failed` and `skipped` above count the standard's checks only. */
+  conventions: Tally;
 }

@@ -42,6 +42,16 @@ export class WsSession {
     this.socket.send(JSON.stringify(frame));
   }
 
+  /** Stops reading the socket: what the server sends waits in TCP buffers, as with a consumer that stalls. */
+  pause(): void {
+    this.socket.pause();
+  }
+
+  /** Reads the socket again. */
+  resume(): void {
+    this.socket.resume();
+  }
+
   close(): void {
     this.socket.removeAllListeners("close");
     this.frames.end();

@@ -18,7 +18,7 @@ describe("conformance harness", () => {
     expect(report.passed).toBeGreaterThanOrEqual(15);
   });
 
-  it("the gRPC checks (the standard's gRPC smoke calls, StreamInvoke, replay over Events) pass against the gRPC binding", async () => {
+  it("the gRPC checks (the standard's gRPC smoke calls, Control.Cancel, StreamInvoke, replay over Events) pass against the gRPC binding", async () => {
     const grpc = await startGrpcBinding(t.runtime, t.runtime.authenticator, "127.0.0.1:0");
     try {
       const report = await runConformance({
@@ -32,6 +32,7 @@ describe("conformance harness", () => {
         "GRPC-2.grpc.discover pass",
         "GRPC-2.grpc.invoke pass",
         "GRPC-2.grpc.error-status pass",
+        "GRPC-2.grpc.control-cancel pass accepted false, status not_found",
         "STREAM-1.grpc.stream-invoke pass 2 frames",
         "EVENT-4.grpc.replay-from-cursor pass",
       ]);

@@ -196,7 +196,7 @@ describe("dependency rules between folders", () => {
       { path: "actors/stream.ts", source: 'import type { Logger } from "../runtime/base/logger.ts";' },
       { path: "bindings/grpc/server.ts", source: 'import type { HttpBinding } from "../http/server.ts";' },
       { path: "bindings/http/server.ts", source: 'import { invoke } from "../../runtime/ops/invoke.ts";' },
-      { path: "conformance/run.ts", source: 'import { loadConfig } from "../runtime/base/config.ts";' },
+      { path: "conformance/harness.ts", source: 'import { loadConfig } from "../runtime/base/config.ts";' },
       { path: "runtime/fleet/fleet.ts", source: 'import { startNatsBinding } from "../../bindings/nats/server.ts";' },
       { path: "runtime/flow/stream-session.ts", source: 'import type { RuntimeCore } from "../core.ts";' },
       { path: "runtime/policy/policy.ts", source: 'import { invoke } from "../ops/invoke.ts";' },

@@ -1,4 +1,4 @@
-// Checks across every answer of the run: the envelope schemas are loaded, errors follow the error model, headers are complete.
+// Checks across every answer of the run: the envelope schemas are loaded, errors follow the error model (and the reference's status table), headers are complete.
 
 import {
   brief,
@@ -6,11 +6,12 @@ import {
   HTTP_STATUS_BY_CODE,
   isMigErrorCode,
   isRecord,
+  type MigErrorCode,
   RFC3339_PATTERN,
   skip,
   UUID_PATTERN,
 } from "../assert.ts";
-import { type Check, check } from "../check.ts";
+import { type Check, check, convention } from "../check.ts";
 import type { Exchange } from "../context.ts";
 
 /** Runs first: without the schemas, every other check still runs but bodies are not schema-checked. */
@@ -35,7 +36,7 @@ const errorModel = check(
   "http",
   "error-model",
   "core",
-  "every HTTP answer >= 400 in this run was a {header, error} envelope with a standard code, message, retryable and the table's status",
+  "every HTTP answer >= 400 in this run was a {header, error} envelope with a standard code, a message, retryable and details an object if present",
   async (ctx) => {
     const answers = ctx.exchanges.filter((e) => e.binding === "http" && e.status !== undefined && e.status >= 400);
     if (answers.length === 0) skip("no error answers were recorded in this run");
@@ -50,6 +51,38 @@ const errorModel = check(
     );
     return `${answers.length} error answers`;
   },
+);
+
+const statusTable = convention(
+  "the standard's OpenAPI answers errors with 4XX or 5XX; the status per code is the reference gateway's table",
+  check(
+    "CORE-5",
+    "http",
+    "status-table",
+    "core",
+    "every HTTP error answer of this run has the reference's status for its code (MIG_INVALID_REQUEST 400, MIG_NOT_FOUND 404, MIG_TIMEOUT 504, …)",
+    async (ctx) => {
+      const answers = ctx.exchanges.filter((e) => e.binding === "http" && e.status !== undefined && e.status >= 400);
+      const coded = answers.filter(
+        (e) => isRecord(e.body) && isRecord(e.body.error) && isMigErrorCode(e.body.error.code),
+      );
+      if (coded.length === 0) skip("no error answers with a standard code were recorded in this run");
+      const problems: string[] = [];
+      for (const answer of coded) {
+        const code = ((answer.body as Record<string, unknown>).error as { code: MigErrorCode }).code;
+        if (!HTTP_STATUS_BY_CODE[code].includes(answer.status as number)) {
+          problems.push(
+            `${answer.checkId} ${answer.op}: ${code} came with HTTP ${answer.status}, the table says ${HTTP_STATUS_BY_CODE[code].join(" or ")}`,
+          );
+        }
+      }
+      ensure(
+        problems.length === 0,
+        `${problems.length} of ${coded.length} error answers: ${problems.slice(0, 3).join(" | ")}`,
+      );
+      return `${coded.length} error answers`;
+    },
+  ),
 );
 
 const headerEverywhere = check(
@@ -81,9 +114,6 @@ function errorProblem(answer: Exchange): string | undefined {
   if (typeof message !== "string") return `message is ${brief(message)}`;
   if (typeof retryable !== "boolean") return `retryable is ${brief(retryable)}`;
   if (details !== undefined && details !== null && !isRecord(details)) return `details is ${brief(details)}`;
-  if (!HTTP_STATUS_BY_CODE[code].includes(answer.status as number)) {
-    return `${code} came with HTTP ${answer.status}, the table says ${HTTP_STATUS_BY_CODE[code].join(" or ")}`;
-  }
   return undefined;
 }
 
@@ -107,4 +137,4 @@ function headerProblem(exchange: Exchange, tenant: string): string | undefined {
 }
 
 /** Run after every other check, so they see all answers. */
-export const answerChecks: Check[] = [errorModel, headerEverywhere];
+export const answerChecks: Check[] = [errorModel, statusTable, headerEverywhere];

@@ -1,4 +1,4 @@
-// Names and payloads the checks share: routes, the reference's default capability, and payloads for it.
+// Names and payloads the checks share: routes, the reference's default capability and payloads for it, the fixture capabilities.
 
 export const BASE = "/mig/v0.1";
 
@@ -15,4 +15,30 @@ export const VALID_MODES = ["unary", "server_stream", "client_stream", "bidi_str
 
 export function invokePath(capability: string): string {
   return `${BASE}/invoke/${encodeURIComponent(capability)}`;
+}
+
+/**
+ * Fixture capabilities (docs/conformance.md, "Fixtures"): what a check needs to see work being cancelled, timed out
+ * or paused. This runtime serves them from runtime/provider/demo-provider.ts; a check that needs one SKIPs when
+ * DISCOVER does not list it.
+ */
+export const FIXTURE = {
+  /** unary `{delay_ms, tag?}`: waits, unless cancelled or past its deadline. */
+  slow: "mig.fixture.slow",
+  /** server_stream `{count, interval_ms?, pad_bytes?, tag?}`: frames `{index, pad?}`, awaiting each emit. */
+  count: "mig.fixture.count",
+  /** unary, needs the scope `fixture:scoped`. */
+  scoped: "mig.fixture.scoped",
+  /** unary `{tag}` → `{tag, state: "running" | "completed" | "aborted" | "unknown", emitted, reason?}`. */
+  probe: "mig.fixture.probe",
+} as const;
+
+/** A fixture run's `tag`: unique to this run of the harness and this check. */
+export function fixtureTag(runId: string, name: string): string {
+  return `conformance-${runId}-${name}`;
+}
+
+/** A delay no check waits for: the fixture must be stopped (cancel, deadline) for the check to see an answer. */
+export function longDelayMs(timeoutMs: number): number {
+  return Math.min(600_000, Math.max(60_000, timeoutMs * 10));
 }

@@ -1,8 +1,9 @@
-// Checks over the gRPC binding: the standard's own gRPC smoke calls (Hello, Discover, Invoke), the status of an error, StreamInvoke, and replay over Events.
+// Checks over the gRPC binding: the standard's own gRPC smoke calls (Hello, Discover, Invoke), the status of an error, Control, StreamInvoke, and replay over Events.
 
+import { randomUUID } from "node:crypto";
 import { status } from "@grpc/grpc-js";
 import { brief, ensure, fail } from "../assert.ts";
-import { type Check, check } from "../check.ts";
+import { type Check, check, convention } from "../check.ts";
 import type { CheckContext } from "../context.ts";
 import type { GrpcAnswer } from "../grpc-client.ts";
 import { stringStruct } from "../grpc-client.ts";
@@ -69,31 +70,81 @@ const invoke = check(
   },
 );
 
-const invokeUnknown = check(
+const invokeUnknown = convention(
+  'the gRPC status per MIG code (NOT_FOUND) and the message "<CODE>: <message>" are the reference gateway\'s; the standard names neither',
+  check(
+    "GRPC-2",
+    "grpc",
+    "error-status",
+    "core",
+    'Invoke of an unknown capability ends with NOT_FOUND and the message "MIG_UNSUPPORTED_CAPABILITY: …" (or MIG_NOT_FOUND)',
+    async (ctx) => {
+      const answer = await ctx.grpc.call("Invocation", "Invoke", {
+        header: header(ctx),
+        capability: UNKNOWN_CAPABILITY,
+        payload: stringStruct({}),
+      });
+      if (answer.ok) fail(`${answer.method} of ${UNKNOWN_CAPABILITY} answered ${brief(answer.value)}`);
+      ensure(
+        answer.error.code === status.NOT_FOUND,
+        `status is ${status[answer.error.code] ?? answer.error.code}, expected NOT_FOUND`,
+      );
+      ensure(
+        /^MIG_(UNSUPPORTED_CAPABILITY|NOT_FOUND): /.test(answer.error.details),
+        `status message is ${brief(answer.error.details)}; expected "<CODE>: <message>"`,
+      );
+    },
+  ),
+);
+
+const controlCancel = check(
   "GRPC-2",
   "grpc",
-  "error-status",
+  "control-cancel",
   "core",
-  'Invoke of an unknown capability ends with NOT_FOUND and the message "MIG_UNSUPPORTED_CAPABILITY: …" (or MIG_NOT_FOUND)',
+  "Control.Cancel of a message id answers a CancelAck naming that id, with a boolean accepted and a status",
   async (ctx) => {
-    const answer = await ctx.grpc.call("Invocation", "Invoke", {
-      header: header(ctx),
-      capability: UNKNOWN_CAPABILITY,
-      payload: stringStruct({}),
-    });
-    if (answer.ok) fail(`${answer.method} of ${UNKNOWN_CAPABILITY} answered ${brief(answer.value)}`);
-    ensure(
-      answer.error.code === status.NOT_FOUND,
-      `status is ${status[answer.error.code] ?? answer.error.code}, expected NOT_FOUND`,
+    const target = randomUUID();
+    const ack = expectOk(
+      await ctx.grpc.call("Control", "Cancel", {
+        header: header(ctx),
+        target_message_id: target,
+        reason: "conformance check",
+      }),
     );
     ensure(
-      /^MIG_(UNSUPPORTED_CAPABILITY|NOT_FOUND): /.test(answer.error.details),
-      `status message is ${brief(answer.error.details)}; expected "<CODE>: <message>"`,
+      ack.target_message_id === target,
+      `target_message_id is ${brief(ack.target_message_id)}, expected ${target}`,
     );
+    ensure(typeof ack.accepted === "boolean", `accepted is ${brief(ack.accepted)}`);
+    ensure(typeof ack.status === "string" && ack.status !== "", `status is ${brief(ack.status)}`);
+    return `accepted ${ack.accepted}, status ${ack.status}`;
   },
 );
 
-export const coreGrpcChecks: readonly Check[] = [hello, discover, invoke, invokeUnknown];
+const controlHeartbeat = check(
+  "FULL-4",
+  "grpc",
+  "heartbeat-ack",
+  "core",
+  "Control.Heartbeat with interval_ms answers a HeartbeatAck with suggested_interval_ms >= 1 and a load_factor",
+  async (ctx) => {
+    const ack = expectOk(await ctx.grpc.call("Control", "Heartbeat", { header: header(ctx), interval_ms: 5000 }));
+    const interval = ack.suggested_interval_ms;
+    ensure(Number.isInteger(interval) && (interval as number) >= 1, `suggested_interval_ms is ${brief(interval)}`);
+    ensure(typeof ack.load_factor === "number", `load_factor is ${brief(ack.load_factor)}`);
+    return `suggested_interval_ms ${interval}, load_factor ${ack.load_factor}`;
+  },
+);
+
+export const coreGrpcChecks: readonly Check[] = [
+  hello,
+  discover,
+  invoke,
+  invokeUnknown,
+  controlCancel,
+  controlHeartbeat,
+];
 
 const streamInvoke = check(
   "STREAM-1",

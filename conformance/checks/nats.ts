@@ -1,18 +1,18 @@
-// Checks over the NATS binding: the standard's own NATS smoke requests (hello, discover, invoke), an error reply, PUBLISH.
+// Checks over the NATS binding: the standard's own NATS smoke requests (hello, discover, invoke), an error reply, HEARTBEAT, PUBLISH.
 
-import { brief, ensure, fail, isRecord, skip } from "../assert.ts";
+import { brief, ensure, fail, isRecord } from "../assert.ts";
 import { type Check, check } from "../check.ts";
 import type { CheckContext } from "../context.ts";
 import type { NatsAnswer } from "../nats-client.ts";
 import type { EnvelopeName } from "../types.ts";
 import { INFER, INFER_PAYLOAD, UNKNOWN_CAPABILITY } from "./fixtures.ts";
 
-function subject(ctx: CheckContext, ...tokens: string[]): string {
+export function subject(ctx: CheckContext, ...tokens: string[]): string {
   return ["mig", "v0_1", ctx.tenant, ...tokens].join(".");
 }
 
 /** The smoke tool's test: a JSON reply without an `error` key; plus the envelope's schema. */
-function expectReply(ctx: CheckContext, answer: NatsAnswer, envelope: EnvelopeName): Record<string, unknown> {
+export function expectReply(ctx: CheckContext, answer: NatsAnswer, envelope: EnvelopeName): Record<string, unknown> {
   const body = answer.body;
   if (!isRecord(body)) fail(`reply on ${answer.subject} is not a JSON object: ${brief(answer.text)}`);
   if ("error" in body) fail(`reply on ${answer.subject} is an error: ${brief(body.error)}`);
@@ -111,14 +111,24 @@ const publishAck = check(
   },
 );
 
-const jetstreamReplay = check(
-  "NATS-3",
+const heartbeat = check(
+  "FULL-4",
   "nats",
-  "jetstream-replay",
-  "evented",
-  "a durable consumer resumes from a cursor and replays events (JetStream)",
-  async () => skip("not implemented in this harness yet"),
+  "heartbeat-ack",
+  "core",
+  "request on mig.v0_1.<tenant>.control.heartbeat with interval_ms gets a HeartbeatAck with suggested_interval_ms >= 1 and a load_factor",
+  async (ctx) => {
+    const answer = await ctx.natsRequest(subject(ctx, "control", "heartbeat"), {
+      header: { tenant_id: ctx.tenant },
+      interval_ms: 5000,
+    });
+    const body = expectReply(ctx, answer, "HeartbeatAck");
+    const interval = body.suggested_interval_ms;
+    ensure(Number.isInteger(interval) && (interval as number) >= 1, `suggested_interval_ms is ${brief(interval)}`);
+    ensure(typeof body.load_factor === "number", `load_factor is ${brief(body.load_factor)}`);
+    return `suggested_interval_ms ${interval}, load_factor ${body.load_factor}`;
+  },
 );
 
-export const coreNatsChecks: Check[] = [hello, discover, invoke, invokeUnknown];
-export const eventedNatsChecks: Check[] = [publishAck, jetstreamReplay];
+export const coreNatsChecks: Check[] = [hello, discover, invoke, invokeUnknown, heartbeat];
+export const eventedNatsChecks: Check[] = [publishAck];
