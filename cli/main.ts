@@ -31,6 +31,13 @@ Answering NATS callers itself (the direct lane, MIG_WORKER_DIRECT):
   worker's log says which settings differ. Start it with the gateways' settings to keep the one-hop lane.
 `;
 
+const WORKER_MCP_HELP = `
+MCP servers as providers (docs/mcp.md):
+  Each tool of an attached MCP server becomes the capability <namespace>.<tool> (unary and server_stream, its
+  progress as frames). --mcp takes the whole command line as one string (split like a shell, without expansion);
+  a server over stdio is started again with backoff when it dies. Several servers: --mcp-config <file.yaml>.
+`;
+
 const program = new Command("mig").description("MIG v0.1 runtime on an embedded NATS bus");
 addSettings(
   program.command("start").description("run a runtime: embedded bus (unless MIG_NATS_URL), bindings, demo provider"),
@@ -49,8 +56,26 @@ addSettings(
     .description(
       "host the capabilities that provider modules export, taking their work from the bus (needs MIG_NATS_URL or a credentials file)",
     )
-    .argument("<module...>", "modules exporting defineCapability(...) results")
-    .addHelpText("after", WORKER_BUS_HELP),
+    .argument("[module...]", "modules exporting defineCapability(...) results")
+    .addOption(
+      new Option(
+        "--mcp <command line>",
+        'attach the MCP server this command line starts, as one string: --mcp "node server.js --port 0"',
+      ),
+    )
+    .addOption(new Option("--mcp-url <url>", "attach the MCP server at this Streamable HTTP URL"))
+    .addOption(
+      new Option(
+        "--mcp-namespace <ns>",
+        "capability id prefix for --mcp or --mcp-url (default: from the server's name)",
+      ),
+    )
+    .addOption(
+      new Option("--mcp-config <file>", "YAML file listing the MCP servers to attach (docs/mcp.md)").env(
+        "MIG_MCP_CONFIG",
+      ),
+    )
+    .addHelpText("after", WORKER_BUS_HELP + WORKER_MCP_HELP),
 ).action((modules: string[], options: Record<string, string | undefined>) =>
   import("./serve.ts")
     .then(({ worker }) => worker(modules, options))
@@ -105,6 +130,31 @@ program
 
 addClientCommands(program);
 addConformanceCommand(program);
+
+program
+  .command("mcp")
+  .description(
+    "serve the capabilities of a MIG endpoint to an MCP client; --stdio for desktop clients (endpoint: --url or MIG_URL, token: MIG_TOKEN, tenant: MIG_TENANT)",
+  )
+  .option("--stdio", "speak MCP on standard input and output; notes go to standard error")
+  .addOption(
+    new Option("--manifest <path>", "MCP adapter manifest (YAML): tool, resource and prompt names").env(
+      "MIG_MCP_MANIFEST",
+    ),
+  )
+  .action((options: { stdio?: boolean; manifest?: string }, command: Command) => {
+    if (!options.stdio) {
+      process.stderr.write("mig mcp: give --stdio (a gateway serves MCP over HTTP itself, at /mcp of `mig start`)\n");
+      process.exit(1);
+    }
+    const globals = command.optsWithGlobals<{ url: string; token?: string; tenant?: string; timeout?: number }>();
+    return import("./mcp-stdio.ts")
+      .then(({ serveMcpStdio }) => serveMcpStdio({ ...globals, manifest: options.manifest }))
+      .catch((err: unknown) => {
+        process.stderr.write(`mig mcp: ${err instanceof Error ? err.message : String(err)}\n`);
+        process.exit(1);
+      });
+  });
 
 program
   .command("bench")

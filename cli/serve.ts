@@ -4,6 +4,10 @@ import { existsSync } from "node:fs";
 import { startGrpcBinding } from "../bindings/grpc/server.ts";
 import { startMetricsListener } from "../bindings/http/metrics-listener.ts";
 import { startHttpBinding } from "../bindings/http/server.ts";
+import { mountMcpEndpoint } from "../bindings/mcp/http-endpoint.ts";
+import { loadManifest, McpSurface } from "../bindings/mcp/manifest.ts";
+import { type UpstreamOptions, upstreamSpecs } from "../bindings/mcp/upstream-config.ts";
+import { McpUpstreams } from "../bindings/mcp/upstream-set.ts";
 import { startNatsEvents } from "../bindings/nats/events.ts";
 import { startNatsBinding } from "../bindings/nats/server.ts";
 import { loadConfig, type RuntimeConfig, SETTINGS } from "../runtime/base/config.ts";
@@ -23,6 +27,14 @@ function overridesFrom(options: Record<string, string | undefined>): Partial<Run
     if (raw !== undefined) overrides[setting.key] = setting.parse(raw);
   }
   return overrides as Partial<RuntimeConfig>;
+}
+
+/** A comma-separated setting as a list. */
+function listOf(value: string | undefined): string[] {
+  return (value ?? "")
+    .split(",")
+    .map((item) => item.trim())
+    .filter(Boolean);
 }
 
 /** Start attempts while JetStream does not answer in time, and the pause between them. */
@@ -49,12 +61,24 @@ async function patientlyWithJetStream<T>(logger: Logger, start: () => Promise<T>
 export async function start(options: Record<string, string | undefined>): Promise<void> {
   const config = loadConfig(overridesFrom(options));
   const logger = createLogger(config.logLevel);
+  // Read first: a manifest that is not valid stops the start before anything listens.
+  const mcpSurface = new McpSurface(config.mcpManifest ? loadManifest(config.mcpManifest) : undefined);
   // The demo capability, and the fixtures the conformance harness needs (slow, streaming, scoped): docs/conformance.md.
   const starting = () => MigRuntime.start(config, { logger, capabilities: [observatoryInfer, ...demoFixtures()] });
   // On a bus of its own the runtime started the server; a cluster it joins may still be electing leaders.
   const runtime = config.natsUrl ? await patientlyWithJetStream(logger, starting) : await starting();
   const http = await startHttpBinding(runtime, runtime.authenticator, config.httpAddr);
   logger.info({ url: http.url }, "HTTP binding listening (MIG API, /metrics, /admin/v0.1)");
+  // MCP at /mcp on the same listener, stateless: its requests drain with the HTTP binding's.
+  mountMcpEndpoint(http, runtime, runtime.authenticator, {
+    surface: mcpSurface,
+    resourceUrl: config.mcpResourceUrl,
+    authorizationServers: listOf(config.mcpAuthorizationServers ?? config.jwtIssuer),
+  });
+  logger.info(
+    { url: `${http.url}/mcp`, manifest: config.mcpManifest ?? "none (tools named by capability id)" },
+    "MCP endpoint listening (Streamable HTTP, stateless)",
+  );
   const grpc = await startGrpcBinding(runtime, runtime.authenticator, config.grpcAddr);
   logger.info({ addr: grpc.address }, "gRPC binding listening (mig.v0_1 services, server reflection)");
   const metrics = config.metricsAddr ? await startMetricsListener(runtime, config.metricsAddr) : undefined;
@@ -89,8 +113,17 @@ export async function start(options: Record<string, string | undefined>): Promis
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
 }
 
-export async function worker(modules: string[], options: Record<string, string | undefined>): Promise<void> {
+export async function worker(
+  modules: string[],
+  options: Record<string, string | undefined> & UpstreamOptions,
+): Promise<void> {
   const config = loadConfig(overridesFrom(options));
+  const mcpSpecs = upstreamSpecs(options);
+  if (modules.length === 0 && mcpSpecs.length === 0) {
+    throw new Error(
+      "name the provider modules to host, or MCP servers to attach (--mcp, --mcp-url or --mcp-config); see mig worker --help",
+    );
+  }
   // A gateway in jwt mode on its embedded bus leaves the runtime user's credentials in its data directory: a worker
   // given the same MIG_DATA_DIR joins with them, and needs no MIG_NATS_URL either.
   const gatewayFile = runtimeCredentialsFile(config.dataDir);
@@ -102,12 +135,16 @@ export async function worker(modules: string[], options: Record<string, string |
     );
   }
   const logger = createLogger(config.logLevel);
-  const definitions = await loadProviderModules(modules);
+  const definitions = modules.length > 0 ? await loadProviderModules(modules) : [];
+  // MCP servers' tools come and go while the worker runs (docs/mcp.md): the host follows their list.
+  const upstreams = mcpSpecs.length > 0 ? await McpUpstreams.attach(mcpSpecs, logger) : undefined;
+  const moduleIds = new Set(definitions.map((d) => d.descriptor.id));
+  const hosted = () => [...definitions, ...(upstreams?.definitions(moduleIds) ?? [])];
   const { runtime, host } = await patientlyWithJetStream(logger, async () => {
     // A direct lane decides from the fleet's registry, as gateways do (docs/bindings/provider-protocol.md §9).
     const runtime = await MigRuntime.start(config, { logger, fleet: config.workerDirect });
     try {
-      const host = await WorkerHost.start(runtime, definitions, {
+      const host = await WorkerHost.start(runtime, hosted(), {
         heartbeatMs: config.heartbeatMs,
         concurrency: config.workerConcurrency,
         direct: config.workerDirect,
@@ -118,6 +155,10 @@ export async function worker(modules: string[], options: Record<string, string |
       throw err;
     }
   });
+  if (upstreams) {
+    upstreams.onChange(() => void host.update(hosted()).catch(() => undefined)); // the host logs a failed update
+    await host.update(hosted()); // tools listed while the host started
+  }
   logger.info(
     { provider_id: host.providerId, capabilities: host.capabilities, url: runtime.natsUrl },
     "worker serving",
@@ -129,6 +170,7 @@ export async function worker(modules: string[], options: Record<string, string |
     stopping = true;
     logger.info({ signal }, "shutting down");
     await host.stop();
+    await upstreams?.close();
     await runtime.stop();
     process.exit(0);
   };

@@ -16,9 +16,9 @@ export type { AdminView } from "./policy/policy.ts";
 export { replySubjectAllowed } from "./policy/policy.ts";
 export { errorEnvelope, errorHeader } from "./protocol/envelope.ts";
 export { parseJsonLimited, tooDeep, valueDepth } from "./protocol/json-limits.ts";
-export { checkTenant } from "./protocol/names.ts";
+export { checkDottedName, checkTenant } from "./protocol/names.ts";
 export type { Principal } from "./protocol/principal.ts";
-export type { RequestContext } from "./protocol/request-context.ts";
+export type { McpMapping, RequestContext } from "./protocol/request-context.ts";
 export type { ParsedSubject } from "./protocol/subjects.ts";
 export {
   capabilityOf,
@@ -29,5 +29,7 @@ export {
   streamInboundSubject,
   streamSubject,
 } from "./protocol/subjects.ts";
+export type { CapabilityDefinition, InvocationContext, StreamContext } from "./provider/provider.ts";
+export { defineCapability } from "./provider/provider.ts";
 export type { MigRuntime } from "./runtime.ts";
 export { ORIGIN_HEADER, ORIGIN_RUNTIME } from "./store/events.ts";

@@ -22,6 +22,9 @@ const full = {
   reason: 'header.tenant_id "other" differs from the tenant "acme"',
   message_id: "6a1b2c3d-0000-4000-8000-000000000001",
   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+  mcp_method: "tools/call",
+  mcp_name: "bench.echo",
+  mcp_request_id: "7",
 } satisfies Required<AuditRecord>;
 
 const hostile = [
@@ -44,7 +47,18 @@ describe("auditLine", () => {
   });
 
   it("leaves out the optional fields a record does not have", () => {
-    const { requested_tenant, target, code, reason, message_id, traceparent, ...required } = full;
+    const {
+      requested_tenant,
+      target,
+      code,
+      reason,
+      message_id,
+      traceparent,
+      mcp_method,
+      mcp_name,
+      mcp_request_id,
+      ...required
+    } = full;
     const record: AuditRecord = { ...required, decision: "allow", outcome: "ok" };
     expect(auditLine(record)).toBe(JSON.stringify(record));
   });

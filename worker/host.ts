@@ -54,6 +54,14 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** How long a starting worker waits to hear the gateways' settings before it reports ready without a lane. */
 const GATEWAY_POLICY_WAIT_MS = 2_000;
 
+/** One capability this worker serves: its definition and the subscriptions (or work-queue loop) that feed it. */
+interface ServedCapability {
+  definition: CapabilityDefinition;
+  subscriptions: Subscription[];
+  /** Whether this worker put the definition into its runtime's registry (and so takes it out again). */
+  addedLocally: boolean;
+}
+
 /** Waits for `check` to hold, looking every 20 ms, for at most `limitMs`. */
 async function until(check: () => boolean, limitMs: number): Promise<void> {
   for (const end = Date.now() + limitMs; !check() && Date.now() < end; ) await sleep(20);
@@ -64,6 +72,8 @@ export class WorkerHost {
     .replace(/[^A-Za-z0-9_-]/g, "-")
     .slice(0, 40)}-${process.pid}-${nuid.next().slice(-8)}`;
   private readonly subscriptions: Subscription[] = [];
+  /** The capabilities served now, by id; `update` changes them while the worker runs. */
+  private readonly served = new Map<string, ServedCapability>();
   private readonly loops: Promise<void>[] = [];
   private readonly running = new Set<Promise<void>>();
   private stopped = false;
@@ -82,14 +92,18 @@ export class WorkerHost {
   /** Whether every live gateway (at least one) answers under this worker's policy. */
   private policyMatches = false;
   private laneOffReason: string | undefined;
+  /** Whether the bus lets this worker answer the public invoke subjects of its capabilities (probed per set). */
+  private laneAllowed = false;
+  /** Lane reviews and capability updates, one at a time, in order. */
   private reviewing: Promise<void> = Promise.resolve();
+  private streamOpens: ((definition: CapabilityDefinition) => Subscription | undefined) | undefined;
   /** Registrations sent so far (Registration.seq). */
   private registrations = 0;
   private stopWatchingPolicies: (() => void) | undefined;
 
   private constructor(
     private readonly runtime: MigRuntime,
-    private readonly definitions: CapabilityDefinition[],
+    private readonly initial: CapabilityDefinition[],
     options: WorkerOptions,
   ) {
     this.heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
@@ -109,64 +123,28 @@ export class WorkerHost {
   }
 
   get capabilities(): string[] {
-    return this.definitions.map((d) => d.descriptor.id);
+    return [...this.served.keys()];
+  }
+
+  private get definitions(): CapabilityDefinition[] {
+    return [...this.served.values()].map((s) => s.definition);
   }
 
   private async open(): Promise<void> {
-    const { nc, kvm } = this.runtime.bus;
-    for (const definition of this.definitions) {
-      // Local, even when the runtime's fleet view already lists other workers of the same capability.
-      if (!this.runtime.capabilities.hasLocal(definition.descriptor.id)) this.runtime.capabilities.add(definition);
-    }
+    const { nc } = this.runtime.bus;
     this.subscriptions.push(
       nc.subscribe(CANCEL_WILDCARD, { callback: (err, msg) => (err ? undefined : this.onCancel(msg)) }),
     );
     // A handed-off stream's caller may switch to a refreshed token: verified here only under the gateways' settings.
-    const streams = serveRemoteStreams(this.runtime, this.definitions, this.providerId, () =>
+    const streams = serveRemoteStreams(this.runtime, [], this.providerId, () =>
       this.policyMatches ? this.runtime.authenticator : undefined,
     );
     this.subscriptions.push(...streams.subscriptions);
     this.leavingStreams = streams.leaving;
-
-    const queued = this.definitions.filter((d) => usesWorkQueue(d.descriptor));
-    if (queued.length > 0) {
-      await ensureWorkStream(this.runtime.bus.jsm, this.runtime.config.jsReplicas);
-      this.doneRecords = await kvm.open(IDEMPOTENCY_BUCKET);
-    }
-    for (const definition of this.definitions) {
-      const id = definition.descriptor.id;
-      if (usesWorkQueue(definition.descriptor)) {
-        await ensureWorkConsumer(this.runtime.bus.jsm, id);
-        this.loops.push(this.pull(id));
-      } else {
-        this.subscriptions.push(
-          nc.subscribe(workSubject(id), {
-            queue: WORK_QUEUE,
-            callback: (err, msg) => (err ? undefined : this.track(this.run(msg.data, msg.reply, undefined))),
-          }),
-        );
-      }
-    }
-    const direct = this.direct
-      ? this.definitions.filter((d) => directEligible(d.descriptor)).map((d) => d.descriptor.id)
-      : [];
-    let laneAllowed = false;
-    if (direct.length > 0 && !this.runtime.fleet) {
-      this.runtime.logger.warn(
-        "direct lane needs the runtime's view of the fleet (started with fleet: false); NATS invokes go through the gateways",
-      );
-    } else if (direct.length > 0) {
-      try {
-        await DirectLane.checkPermissions(this.runtime, direct);
-        laneAllowed = true;
-      } catch (err) {
-        // The registration then names no switch: gateways keep dispatching these invokes over the work subjects.
-        this.runtime.logger.warn(
-          { err: (err as Error).message },
-          "direct lane unavailable; NATS invokes reach this worker through the gateways",
-        );
-      }
-    }
+    this.streamOpens = streams.serve;
+    for (const definition of this.initial) await this.serve(definition);
+    const direct = this.directEligible();
+    this.laneAllowed = await this.laneAllowedFor(direct);
     await nc.flush();
     this.register();
     this.beat = setInterval(() => this.register(), this.heartbeatMs);
@@ -174,9 +152,9 @@ export class WorkerHost {
     if (fleet) {
       // Whether this worker may verify tokens itself (a refreshed token on a handed-off stream) follows the
       // gateways' policies too; the lane, when it may have one, opens and closes with them.
-      this.stopWatchingPolicies = fleet.onGatewayPolicies(() => this.review(laneAllowed ? direct : []));
-      this.review(laneAllowed ? direct : []);
-      if (laneAllowed && direct.length > 0) {
+      this.stopWatchingPolicies = fleet.onGatewayPolicies(() => this.review());
+      this.review();
+      if (this.laneAllowed && direct.length > 0) {
         // The worker is ready once its lane is: gateways leave these invokes to the lane from its switch instant,
         // so it must be in the lane's queue group by then. Gateways already running are in the registry's first
         // replay; with none yet, the lane opens later, when the first one publishes its settings.
@@ -186,14 +164,148 @@ export class WorkerHost {
     }
   }
 
+  /** Takes work for one more capability: its work subject (or work-queue consumer) and its stream opens. */
+  private async serve(definition: CapabilityDefinition): Promise<void> {
+    const { nc, kvm } = this.runtime.bus;
+    const id = definition.descriptor.id;
+    // Local, even when the runtime's fleet view already lists other workers of the same capability.
+    const addedLocally = !this.runtime.capabilities.hasLocal(id);
+    if (addedLocally) this.runtime.capabilities.add(definition);
+    const served: ServedCapability = { definition, subscriptions: [], addedLocally };
+    this.served.set(id, served);
+    if (usesWorkQueue(definition.descriptor)) {
+      if (!this.doneRecords) {
+        await ensureWorkStream(this.runtime.bus.jsm, this.runtime.config.jsReplicas);
+        this.doneRecords = await kvm.open(IDEMPOTENCY_BUCKET);
+      }
+      await ensureWorkConsumer(this.runtime.bus.jsm, id);
+      this.loops.push(this.pull(id, served));
+    } else {
+      served.subscriptions.push(
+        nc.subscribe(workSubject(id), {
+          queue: WORK_QUEUE,
+          callback: (err, msg) => (err ? undefined : this.track(this.run(msg.data, msg.reply, undefined))),
+        }),
+      );
+    }
+    const opens = this.streamOpens?.(definition);
+    if (opens) served.subscriptions.push(opens);
+  }
+
+  /** Stops taking work for a capability; invocations of it already running finish. */
+  private async unserve(id: string): Promise<void> {
+    const served = this.served.get(id);
+    if (!served) return;
+    this.served.delete(id); // its work-queue loop, if any, ends at its next fetch
+    if (served.addedLocally) this.runtime.capabilities.remove(id);
+    for (const sub of served.subscriptions) await sub.drain().catch(() => undefined);
+  }
+
+  /**
+   * Serves exactly `definitions` from now on: capabilities that are new are taken up, those missing are left, and
+   * a definition that replaces another of the same id takes over its subscriptions (no moment without a
+   * subscriber). The registration follows; when the set of direct-lane capabilities changed, the lane is left
+   * and opened again on the new set with a new switch instant (docs/bindings/provider-protocol.md §9), as when
+   * the gateways' settings change. Resolves once the registration is sent.
+   */
+  update(definitions: CapabilityDefinition[]): Promise<void> {
+    const done = this.reviewing.then(() => this.applyDefinitions(definitions));
+    this.reviewing = done.catch((err: unknown) => {
+      this.runtime.logger.error({ err: (err as Error)?.stack ?? String(err) }, "capability update failed");
+    });
+    return done;
+  }
+
+  private async applyDefinitions(definitions: CapabilityDefinition[]): Promise<void> {
+    if (this.stopped) return;
+    const next = new Map(definitions.map((d) => [d.descriptor.id, d]));
+    if (next.size !== definitions.length) throw new Error("a worker's capabilities need distinct ids");
+    const laneBefore = this.directEligible().join(" ");
+    let changed = false;
+    for (const [id, served] of [...this.served]) {
+      const replacement = next.get(id);
+      if (replacement === served.definition) continue;
+      changed = true;
+      if (replacement && sameSubscriptions(replacement, served.definition) && served.addedLocally) {
+        // The subscriptions look the capability up by id for every request: swapping the entry is enough.
+        this.runtime.capabilities.remove(id);
+        this.runtime.capabilities.add(replacement);
+        served.definition = replacement;
+        continue;
+      }
+      await this.unserve(id);
+    }
+    for (const definition of definitions) {
+      if (this.served.has(definition.descriptor.id)) continue;
+      changed = true;
+      try {
+        await this.serve(definition);
+      } catch (err) {
+        // One refused definition (its schema conflicts with a registered one) leaves the others served.
+        this.runtime.logger.error(
+          { capability: definition.descriptor.id, err: (err as Error).message },
+          "capability refused; the worker serves the others",
+        );
+      }
+    }
+    if (!changed) return;
+    await this.runtime.bus.nc.flush();
+    const direct = this.directEligible();
+    if (direct.join(" ") !== laneBefore) {
+      const lane = this.directLane;
+      this.directLane = undefined;
+      await lane?.close();
+      this.directFrom = undefined;
+      this.laneAllowed = await this.laneAllowedFor(direct);
+    }
+    this.register();
+    this.runtime.logger.info(
+      { provider_id: this.providerId, capabilities: this.capabilities },
+      "worker capabilities changed",
+    );
+    if (this.runtime.fleet) await this.applyPolicies(this.laneCapabilities());
+  }
+
+  /** The served capabilities a direct lane would answer (best_effort unary), when this worker opens lanes at all. */
+  private directEligible(): string[] {
+    if (!this.direct) return [];
+    return this.definitions.filter((d) => directEligible(d.descriptor)).map((d) => d.descriptor.id);
+  }
+
+  private laneCapabilities(): string[] {
+    return this.laneAllowed ? this.directEligible() : [];
+  }
+
+  /** Whether this worker can answer the public invoke subjects of `direct` itself (warns when it cannot). */
+  private async laneAllowedFor(direct: string[]): Promise<boolean> {
+    if (direct.length === 0) return false;
+    if (!this.runtime.fleet) {
+      this.runtime.logger.warn(
+        "direct lane needs the runtime's view of the fleet (started with fleet: false); NATS invokes go through the gateways",
+      );
+      return false;
+    }
+    try {
+      await DirectLane.checkPermissions(this.runtime, direct);
+      return true;
+    } catch (err) {
+      // The registration then names no switch: gateways keep dispatching these invokes over the work subjects.
+      this.runtime.logger.warn(
+        { err: (err as Error).message },
+        "direct lane unavailable; NATS invokes reach this worker through the gateways",
+      );
+      return false;
+    }
+  }
+
   /**
    * Compares this worker's policy fingerprint with every live gateway's (runtime/fleet/fleet.ts) and opens or closes
    * the direct lane to match: a request is answered under the gateways' auth settings or not by this worker
    * at all. One review at a time, in order; each waits for the one before.
    */
-  private review(direct: string[]): void {
+  private review(): void {
     this.reviewing = this.reviewing
-      .then(() => this.applyPolicies(direct))
+      .then(() => this.applyPolicies(this.laneCapabilities()))
       .catch((err: unknown) => {
         this.runtime.logger.error({ err: (err as Error)?.stack ?? String(err) }, "direct lane review failed");
       });
@@ -272,10 +384,13 @@ export class WorkerHost {
     this.runtime.bus.nc.publish(registerSubject(this.providerId), JSON.stringify(record));
   }
 
-  /** Pulls only as many messages as there are free slots, so nothing waits in a buffer while its ack timer runs. */
-  private async pull(capability: string): Promise<void> {
+  /**
+   * Pulls only as many messages as there are free slots, so nothing waits in a buffer while its ack timer runs.
+   * Ends when the worker stops or no longer serves the capability.
+   */
+  private async pull(capability: string, served: ServedCapability): Promise<void> {
     const consumer = await this.runtime.bus.js.consumers.get(WORK_STREAM, consumerName(capability));
-    while (!this.stopped) {
+    while (!this.stopped && this.served.get(capability) === served) {
       const free = this.concurrency - this.running.size;
       if (free <= 0) {
         await Promise.race(this.running);
@@ -325,7 +440,8 @@ export class WorkerHost {
       const to = request.reply_to ?? replySubject;
       if (to) nc.publish(to, encode(value));
     };
-    const entry = this.runtime.capabilities.get(request.capability);
+    // Only what this worker serves now: a capability it just left may still be listed as another provider's.
+    const entry = this.served.has(request.capability) ? this.runtime.capabilities.get(request.capability) : undefined;
     if (!entry) {
       reply(errorReply(new MigError("MIG_UNSUPPORTED_CAPABILITY", `this worker does not serve ${request.capability}`)));
       jsMsg?.term();
@@ -390,9 +506,15 @@ export class WorkerHost {
     this.leavingStreams?.();
     this.runtime.bus.nc.publish(leaveSubject(this.providerId), "");
     await this.runtime.bus.nc.flush().catch(() => undefined);
-    for (const sub of this.subscriptions) await sub.drain().catch(() => undefined);
+    const subscriptions = [...this.subscriptions, ...[...this.served.values()].flatMap((s) => s.subscriptions)];
+    for (const sub of subscriptions) await sub.drain().catch(() => undefined);
     await Promise.race([Promise.allSettled([...this.running]), sleep(5_000)]);
   }
+}
+
+/** Whether two definitions of one capability are fed by the same subscriptions (work subject or queue, stream opens). */
+function sameSubscriptions(a: CapabilityDefinition, b: CapabilityDefinition): boolean {
+  return usesWorkQueue(a.descriptor) === usesWorkQueue(b.descriptor) && Boolean(a.stream) === Boolean(b.stream);
 }
 
 function errorReply(error: MigError): WorkReply {

@@ -39,13 +39,19 @@ interface WorkerStream {
  * workers' queue group and one control subject for credits, caller frames and cancels. On a handed-off
  * stream's inbound subject the caller's frames must carry the token that opened it; `authenticator`
  * verifies another one (a refreshed token) when this worker may, i.e. its auth settings are the gateways'.
+ * `serve` takes the stream opens of one more definition (a capability added while the worker runs); its
+ * subscription is the caller's to drain when the capability goes.
  */
 export function serveRemoteStreams(
   runtime: MigRuntime,
   definitions: CapabilityDefinition[],
   providerId: string,
   authenticator: () => Authenticator | undefined = () => undefined,
-): { subscriptions: Subscription[]; leaving: () => void } {
+): {
+  subscriptions: Subscription[];
+  leaving: () => void;
+  serve: (definition: CapabilityDefinition) => Subscription | undefined;
+} {
   const { nc } = runtime.bus;
   const prefix = `${INTERNAL_PREFIX}.swk.${nuid.next()}`;
   const live = new Map<string, WorkerStream>();
@@ -190,15 +196,17 @@ export function serveRemoteStreams(
     }
   };
 
+  const serve = (definition: CapabilityDefinition): Subscription | undefined =>
+    definition.stream
+      ? nc.subscribe(streamOpenSubject(definition.descriptor.id), {
+          queue: WORK_QUEUE,
+          callback: (err, msg) => (err ? undefined : onOpen(msg)),
+        })
+      : undefined;
   const subscriptions = [nc.subscribe(`${prefix}.*`, { callback: (err, msg) => (err ? undefined : onControl(msg)) })];
   for (const definition of definitions) {
-    if (!definition.stream) continue;
-    subscriptions.push(
-      nc.subscribe(streamOpenSubject(definition.descriptor.id), {
-        queue: WORK_QUEUE,
-        callback: (err, msg) => (err ? undefined : onOpen(msg)),
-      }),
-    );
+    const subscription = serve(definition);
+    if (subscription) subscriptions.push(subscription);
   }
   /**
    * The worker is about to leave the registry: each gateway then ends the streams it handed to this worker
@@ -208,7 +216,7 @@ export function serveRemoteStreams(
   const leaving = () => {
     for (const entry of live.values()) entry.mute?.();
   };
-  return { subscriptions, leaving };
+  return { subscriptions, leaving, serve };
 }
 
 function endOf(err: unknown): ToGateway {

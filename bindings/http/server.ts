@@ -12,9 +12,25 @@ import { answerClientErrors, guardConnections, serverOptions, tooManyConnections
 import { serveStream, wantsStream } from "./stream-sse.ts";
 import { attachStreamEndpoint } from "./websocket.ts";
 
+/** What a mounted handler gets from the binding besides the request: its body, read within the binding's limits. */
+export interface MountedRequest {
+  /** Reads the body as JSON within the binding's limits (content-type, MIG_MAX_BODY_BYTES, nesting depth). */
+  readJson(): Promise<{ value: unknown; bytes: number }>;
+  /** Reads and discards what is left of a refused body (within MIG_HTTP_DRAIN_BYTES); false: close the connection. */
+  discardBody(): Promise<boolean>;
+}
+
+/**
+ * A handler another binding serves on this listener (the MCP endpoint at /mcp): it gets the raw request and
+ * authenticates it itself. The composition root mounts it, so that this binding imports no other.
+ */
+export type MountedHandler = (req: IncomingMessage, res: ServerResponse, request: MountedRequest) => Promise<void>;
+
 export interface HttpBinding {
   server: Server;
   url: string;
+  /** Serves `handler` at exactly `path` (any method), before the MIG routes are looked at. */
+  mount(path: string, handler: MountedHandler): void;
   /**
    * Stops accepting connections and closes idle ones; requests being answered get up to `graceMs` to finish (a
    * gateway that drains), then every connection is closed. WebSocket streams end at once.
@@ -64,6 +80,18 @@ export async function startHttpBinding(
   const bodyLimits = { maxBytes: config.maxBodyBytes, maxDepth: config.maxJsonDepth };
   /** Requests that sent `Expect: 100-continue` and have not been told to go on: their body is not on its way. */
   const awaitingContinue = new WeakSet<IncomingMessage>();
+  const mounts = new Map<string, MountedHandler>();
+
+  function mountedRequest(req: IncomingMessage, res: ServerResponse): MountedRequest {
+    return {
+      async readJson() {
+        checkBodyHeaders(req, bodyLimits.maxBytes);
+        if (awaitingContinue.delete(req)) res.writeContinue();
+        return readJsonBody(req, bodyLimits);
+      },
+      discardBody: () => (awaitingContinue.has(req) ? Promise.resolve(false) : drainBody(req, config.httpDrainBytes)),
+    };
+  }
 
   /**
    * Answers a refused request once what is left of its body has been read and discarded (within
@@ -90,6 +118,8 @@ export async function startHttpBinding(
     if (connections.refused(req.socket)) {
       return answerError(req, res, tooManyConnections(config.httpMaxConnections), undefined, tenant, { close: true });
     }
+    const mounted = mounts.get(path);
+    if (mounted) return mounted(req, res, mountedRequest(req, res));
     const match = matchRoute(req.method ?? "GET", path);
     if (!match.found) {
       if (match.allowed) {
@@ -230,6 +260,9 @@ export async function startHttpBinding(
   return {
     server,
     url: `${tls ? "https" : "http"}://${bound}`,
+    mount(path, handler) {
+      mounts.set(path, handler);
+    },
     async close(graceMs = 0) {
       streams.close();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

@@ -58,6 +58,9 @@ export interface RuntimeConfig {
   capabilityRateLimit: RateLimit | undefined;
   cancelSameSubject: boolean;
   auditFile: string | undefined;
+  mcpManifest: string | undefined;
+  mcpResourceUrl: string | undefined;
+  mcpAuthorizationServers: string | undefined;
   auditMaxAgeMs: number;
   auditMaxBytes: number;
   natsConf: string | undefined;
@@ -677,6 +680,33 @@ export const SETTINGS = [
     env: "MIG_AUDIT_FILE",
     flag: "--audit-file <path>",
     description: "also append every audit record to this JSONL file",
+    defaultValue: undefined,
+    parse: text,
+  },
+  {
+    key: "mcpManifest",
+    env: "MIG_MCP_MANIFEST",
+    flag: "--mcp-manifest <path>",
+    description:
+      "MCP adapter manifest (YAML): tool, resource and prompt names of capabilities on /mcp; without it every capability is a tool named by its id (docs/mcp.md)",
+    defaultValue: undefined,
+    parse: text,
+  },
+  {
+    key: "mcpResourceUrl",
+    env: "MIG_MCP_RESOURCE_URL",
+    flag: "--mcp-resource-url <url>",
+    description:
+      "public URL of /mcp, the `resource` of its OAuth protected-resource metadata (RFC 9728); default: from the request's Host",
+    defaultValue: undefined,
+    parse: text,
+  },
+  {
+    key: "mcpAuthorizationServers",
+    env: "MIG_MCP_AUTHORIZATION_SERVERS",
+    flag: "--mcp-authorization-servers <urls>",
+    description:
+      "comma-separated issuer URLs that /mcp's protected-resource metadata names as its authorization servers; default: MIG_JWT_ISSUER",
     defaultValue: undefined,
     parse: text,
   },

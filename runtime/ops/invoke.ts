@@ -102,7 +102,8 @@ const TENANT_SHARE_RETRY_MS = 100;
 
 /** A unary INVOKE: the capability offers unary, and one that promises exactly_once gets an idempotency key. */
 function checkUnary(raw: JsonObject, entry: RegisteredCapability, header: MessageHeader): void {
-  const preference = raw.stream_preference;
+  // An empty string is "unset": clients that send zero values for absent fields (Go's encoding/json) send "".
+  const preference = raw.stream_preference === "" ? undefined : raw.stream_preference;
   const { id, modes } = entry.descriptor;
   if (preference !== undefined && preference !== null && preference !== "unary") {
     if (!PREFERENCES.includes(preference as StreamPreference)) {

@@ -93,7 +93,8 @@ function chooseMode(raw: JsonObject, entry: RegisteredCapability, clientFrames: 
   const { id, modes } = entry.descriptor;
   const preference = raw.stream_preference;
   let mode: StreamMode;
-  if (preference === undefined || preference === null) {
+  // An empty string is "unset", as in a unary INVOKE (runtime/ops/invoke.ts).
+  if (preference === undefined || preference === null || preference === "") {
     // A WebSocket request frame need not say: the richest mode the capability and the binding share.
     if (clientFrames && modes.includes("bidi_stream")) mode = "bidi_stream";
     else if (modes.includes("server_stream")) mode = "server_stream";

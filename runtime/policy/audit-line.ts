@@ -30,6 +30,9 @@ export function auditLine(r: AuditRecord): string {
     optional("reason", r.reason) +
     optional("message_id", r.message_id) +
     optional("traceparent", r.traceparent) +
+    optional("mcp_method", r.mcp_method) +
+    optional("mcp_name", r.mcp_name) +
+    optional("mcp_request_id", r.mcp_request_id) +
     "}"
   );
 }

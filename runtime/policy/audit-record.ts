@@ -28,4 +28,8 @@ export interface AuditRecord {
   reason?: string;
   message_id?: string;
   traceparent?: string;
+  /** For a request made for an MCP call (bindings/mcp): the MCP method, the name it gave, its JSON-RPC id. */
+  mcp_method?: string;
+  mcp_name?: string;
+  mcp_request_id?: string;
 }

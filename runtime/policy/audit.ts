@@ -256,6 +256,7 @@ export function operationRecord(
     tenant?: string | undefined;
     binding: string;
     authorized?: boolean;
+    mcp?: { method: string; name?: string | undefined; request_id?: string | undefined } | undefined;
   },
   target: string | undefined,
   error: { code: MigErrorCode; message: string } | undefined,
@@ -292,6 +293,14 @@ export function operationRecord(
   if (messageId !== undefined) record.message_id = messageId;
   const traceparent = shortString(header.traceparent, 64);
   if (traceparent !== undefined) record.traceparent = traceparent;
+  const { mcp } = request;
+  if (mcp !== undefined) {
+    record.mcp_method = mcp.method.slice(0, 64);
+    const name = shortString(mcp.name);
+    if (name !== undefined) record.mcp_name = name;
+    const requestId = shortString(mcp.request_id, 64);
+    if (requestId !== undefined) record.mcp_request_id = requestId;
+  }
   return record;
 }
 

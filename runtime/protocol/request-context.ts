@@ -4,6 +4,16 @@ import type { MigError } from "../../schemas/errors.ts";
 import type { BindingType } from "../../schemas/types.ts";
 import type { Principal } from "./principal.ts";
 
+/** The MCP call a request was made for (bindings/mcp), kept in the request's audit record. */
+export interface McpMapping {
+  /** The MCP method, e.g. `tools/call`. */
+  method: string;
+  /** The tool or prompt name, or the resource URI, the call named. */
+  name?: string | undefined;
+  /** The JSON-RPC request id, as text. */
+  request_id?: string | undefined;
+}
+
 /** What a binding knows about a request besides its body. */
 export interface RequestContext {
   principal: Principal;
@@ -26,4 +36,6 @@ export interface RequestContext {
    * that a caller cannot probe another tenant's live ids. Kept here for the audit record.
    */
   hiddenDenial?: MigError;
+  /** Set when the request serves an MCP call: which one, for the audit record. */
+  mcp?: McpMapping | undefined;
 }

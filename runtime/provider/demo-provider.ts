@@ -116,7 +116,7 @@ const fixture = (id: string, modes: CapabilityDescriptor["modes"], input: string
 
 const SLOW_INPUT = "schema://mig/fixture/slow-input/v1";
 /** Waits `delay_ms` (up to 10 minutes), unless cancelled or past its deadline: the target of in-flight CANCEL. */
-export const fixtureSlow = defineCapability(
+const fixtureSlow = defineCapability(
   fixture("slow", ["unary"], SLOW_INPUT),
   async (payload, { signal, header }) => {
     const run = track(header.tenant_id, payload.tag);
@@ -145,7 +145,7 @@ const COUNT_INPUT = "schema://mig/fixture/count-input/v1";
  * server_stream: frames `{index, pad?}` for index 0 … count-1, `interval_ms` apart, each padded with `pad_bytes`
  * characters, then the terminal `{count}`. It awaits every emit(), so a runtime with flow control pauses it.
  */
-export const fixtureCount = defineStreamingCapability(
+const fixtureCount = defineStreamingCapability(
   fixture("count", ["server_stream"], COUNT_INPUT),
   async (payload, { emit, signal, header }) => {
     const run = track(header.tenant_id, payload.tag);
@@ -183,7 +183,7 @@ export const fixtureCount = defineStreamingCapability(
 
 const OPEN_INPUT = "schema://mig/fixture/open-input/v1";
 /** Answers `{ok: true}`; needs the scope `fixture:scoped`, so DISCOVER shows it only to tokens that carry it. */
-export const fixtureScoped = defineCapability(
+const fixtureScoped = defineCapability(
   fixture("scoped", ["unary"], OPEN_INPUT, [FIXTURE_SCOPE]),
   () => ({ ok: true }),
   { [OPEN_INPUT]: { type: "object" }, [FIXTURE_OUTPUT]: { type: "object" } },
@@ -191,7 +191,7 @@ export const fixtureScoped = defineCapability(
 
 const PROBE_INPUT = "schema://mig/fixture/probe-input/v1";
 /** `{tag}` → `{tag, state, emitted, reason?}` of the caller's tenant's run with that tag (`state: "unknown"` if none). */
-export const fixtureProbe = defineCapability(
+const fixtureProbe = defineCapability(
   fixture("probe", ["unary"], PROBE_INPUT),
   (payload, { header }) => {
     const tag = String(payload.tag);

@@ -57,6 +57,16 @@ export class CapabilityRegistry {
     this.byEventTopic = undefined;
   }
 
+  /**
+   * Removes a capability this process hosts (a worker whose provider stopped offering it). Invocations already
+   * running keep the entry they started with; its schemas stay registered, as URIs never change content.
+   */
+  remove(id: string): boolean {
+    const removed = this.entries.delete(id);
+    if (removed) this.byEventTopic = undefined;
+    return removed;
+  }
+
   /** Sets (or, with undefined, removes) the entry of a capability that live remote providers serve. */
   setRemote(id: string, entry: RegisteredCapability | undefined): void {
     if (entry) this.remote.set(id, entry);
