@@ -328,7 +328,8 @@ describe("a subscription over NATS outlives its gateway", () => {
     const topic = "client.survivor";
     const total = 60;
     first = startMig(["start"], { MIG_NATS_URL: hub.runtime.natsUrl, MIG_LOG_LEVEL: "info" });
-    await first.waitForLog("NATS binding listening", 30_000);
+    // The subscribe subject is the events binding's, which starts after the NATS binding.
+    await first.waitForLog("NATS events binding listening", 30_000);
 
     const publish = async (n: number) => {
       const answer = await hub.post(`/mig/v0.1/publish/${topic}`, { header: { tenant_id: "acme" }, payload: { n } });
