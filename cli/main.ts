@@ -7,6 +7,7 @@ import { Command, Option } from "commander";
 import { integer, SETTINGS } from "../runtime/base/config.ts";
 import { addClientCommands } from "./client-commands.ts";
 import { addConformanceCommand } from "./conformance-command.ts";
+import { addSchemaCommand } from "./schema-command.ts";
 
 function addSettings(command: Command): Command {
   for (const setting of SETTINGS) {
@@ -130,6 +131,7 @@ program
 
 addClientCommands(program);
 addConformanceCommand(program);
+addSchemaCommand(program);
 
 program
   .command("mcp")
