@@ -6,7 +6,10 @@ import { type Endpoints, exitStatus, reportJson, resultLine, summaryLine } from 
 import { type CheckResult, PROFILES, type Profile } from "../conformance/types.ts";
 import { bold, dim, printTable } from "./output.ts";
 
-/** Sorts the URLs by binding: the scheme says which; a gRPC URL becomes the harness's host:port. */
+/**
+ * Sorts the URLs by binding: the scheme says which; a gRPC URL becomes the harness's host:port, an MCP URL
+ * (`mcp+http(s)://`) the endpoint's own http(s) URL, its path `/mcp` when it names none.
+ */
 function endpointsOf(urls: string[]): Endpoints {
   const endpoints: Endpoints = {};
   for (const raw of urls) {
@@ -23,13 +26,23 @@ function endpointsOf(urls: string[]): Endpoints {
           ? "nats"
           : url.protocol === "grpc:"
             ? "grpc"
-            : undefined;
-    if (!binding) throw new InvalidArgumentError(`${raw}: the harness speaks http(s)://, nats:// and grpc://`);
+            : url.protocol === "mcp+http:" || url.protocol === "mcp+https:"
+              ? "mcp"
+              : undefined;
+    if (!binding)
+      throw new InvalidArgumentError(`${raw}: the harness speaks http(s)://, nats://, grpc:// and mcp+http(s)://`);
     if (endpoints[binding])
       throw new InvalidArgumentError(`two ${binding} endpoints given: ${endpoints[binding]} and ${raw}`);
-    endpoints[binding] = binding === "grpc" ? `${url.hostname}:${url.port || "9090"}` : raw;
+    endpoints[binding] =
+      binding === "grpc" ? `${url.hostname}:${url.port || "9090"}` : binding === "mcp" ? mcpEndpointOf(raw) : raw;
   }
   return endpoints;
+}
+
+function mcpEndpointOf(raw: string): string {
+  const url = new URL(raw.slice("mcp+".length));
+  if (url.pathname === "/") url.pathname = "/mcp";
+  return url.toString();
 }
 
 /** One row per checklist item the run touched: how its standard checks ended ("-": none ran), and its conventions. */
@@ -65,7 +78,10 @@ export function addConformanceCommand(program: Command): void {
   program
     .command("conformance")
     .description("check a MIG endpoint against the standard's conformance checklist")
-    .argument("<url...>", "the endpoint's bindings: http(s)://host:port, nats://host:port, grpc://host:port")
+    .argument(
+      "<url...>",
+      "the endpoint's bindings: http(s)://host:port, nats://host:port, grpc://host:port, mcp+http(s)://host:port/mcp",
+    )
     .addOption(new Option("--profile <profile>", "conformance profile").choices(PROFILES).default("core"))
     .option("--limited-token <jwt>", "a second token of the tenant lacking a scope, for scoped DISCOVER")
     .option("--only <prefixes...>", "run only checks whose id starts with one of these (e.g. CORE-3 EVENT)")

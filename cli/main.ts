@@ -133,7 +133,7 @@ addClientCommands(program);
 addConformanceCommand(program);
 addSchemaCommand(program);
 
-program
+const mcpCommand = program
   .command("mcp")
   .description(
     "serve the capabilities of a MIG endpoint to an MCP client; --stdio for desktop clients (endpoint: --url or MIG_URL, token: MIG_TOKEN, tenant: MIG_TENANT)",
@@ -155,6 +155,26 @@ program
       .catch((err: unknown) => {
         process.stderr.write(`mig mcp: ${err instanceof Error ? err.message : String(err)}\n`);
         process.exit(1);
+      });
+  });
+
+mcpCommand
+  .command("parity")
+  .description(
+    "call every tool of an MCP server directly and through a throwaway MIG fleet (gateway /mcp → worker → server), and compare the answers",
+  )
+  .argument("<server>", "the server: its command line as one string (stdio), or an http(s):// URL (Streamable HTTP)")
+  .option("--args <file>", "JSON or YAML file: {<tool>: {arguments: {…}, compare: false}} (docs/mcp.md)")
+  .option("--namespace <ns>", "capability id prefix of the server's tools in the fleet (default: from its name)")
+  .option("--verbose", "log the fleet's start and the worker's notes (standard error)")
+  .action((server: string, options: { args?: string; namespace?: string; verbose?: boolean }, command: Command) => {
+    const globals = command.optsWithGlobals<{ timeout?: number; json?: boolean }>();
+    return import("./mcp-parity.ts")
+      .then(({ runParity }) => runParity({ server, ...options, timeout: globals.timeout, json: globals.json }))
+      .then((code) => process.exit(code))
+      .catch((err: unknown) => {
+        process.stderr.write(`mig mcp parity: ${err instanceof Error ? err.message : String(err)}\n`);
+        process.exit(2);
       });
   });
 

@@ -4,6 +4,7 @@ import { randomUUID } from "node:crypto";
 import { brief, ensure, fail, isRecord, skip } from "./assert.ts";
 import { GrpcClient } from "./grpc-client.ts";
 import { type HttpAnswer, HttpClient, type HttpRequestOptions } from "./http-client.ts";
+import { McpClient } from "./mcp-client.ts";
 import { type NatsAnswer, NatsClient, type NatsSubscription } from "./nats-client.ts";
 import type { Binding, EnvelopeName, ValidateEnvelope } from "./types.ts";
 import { WsSession } from "./ws-client.ts";
@@ -27,6 +28,7 @@ export interface ContextSettings {
   http?: string;
   nats?: string;
   grpc?: string;
+  mcp?: string;
   tenant: string;
   token?: string;
   limitedToken?: string;
@@ -59,6 +61,7 @@ export class CheckContext {
   private readonly httpClient: HttpClient | undefined;
   private readonly natsUrl: string | undefined;
   private readonly grpcClient: GrpcClient | undefined;
+  private readonly mcpClient: McpClient | undefined;
   private natsClient: Promise<NatsClient> | undefined;
   private readonly sessions = new Set<{ close(): void }>();
   private readonly memos = new Map<string, Promise<unknown>>();
@@ -73,6 +76,7 @@ export class CheckContext {
     this.natsUrl = settings.nats;
     if (settings.grpc)
       this.grpcClient = new GrpcClient(settings.grpc, settings.tenant, settings.token, settings.timeoutMs);
+    if (settings.mcp) this.mcpClient = new McpClient(settings.mcp, settings.tenant, settings.token, settings.timeoutMs);
     if (settings.http)
       this.httpClient = new HttpClient(settings.http, settings.tenant, settings.token, settings.timeoutMs);
   }
@@ -86,6 +90,11 @@ export class CheckContext {
       tenant_id: this.tenant,
       ...extra,
     };
+  }
+
+  /** Whether an HTTP endpoint was given (checks of other wires may cross-check with it, or do without). */
+  get hasHttp(): boolean {
+    return this.httpClient !== undefined;
   }
 
   get http(): HttpClient {
@@ -140,6 +149,12 @@ export class CheckContext {
   get grpc(): GrpcClient {
     if (!this.grpcClient) skip("no --grpc address given");
     return this.grpcClient;
+  }
+
+  /** The MCP endpoint's client: a session per token, opened on first use. */
+  get mcp(): McpClient {
+    if (!this.mcpClient) skip("no MCP endpoint given (mcp+http://…)");
+    return this.mcpClient;
   }
 
   async nats(): Promise<NatsClient> {

@@ -32,6 +32,7 @@ export async function runConformance(options: ConformanceOptions): Promise<Confo
   checkTenant(tenant);
   if (options.http !== undefined) checkUrl("http", options.http, ["http:", "https:"]);
   if (options.nats !== undefined) checkUrl("nats", options.nats, ["nats:", "tls:", "ws:", "wss:"]);
+  if (options.mcp !== undefined) checkUrl("mcp", options.mcp, ["http:", "https:"]);
   if (options.grpc !== undefined && !/^(\[[0-9a-fA-F:]+\]|[^:\s/]+):\d{1,5}$/.test(options.grpc)) {
     throw new Error(`invalid grpc address "${options.grpc}" - expected host:port`);
   }
@@ -42,6 +43,7 @@ export async function runConformance(options: ConformanceOptions): Promise<Confo
     http: options.http,
     nats: options.nats,
     grpc: options.grpc,
+    mcp: options.mcp,
     tenant,
     token: options.token,
     limitedToken: options.limitedToken,
@@ -97,6 +99,7 @@ async function runCheck(
   if (check.binding === "http" && !options.http) return done("skip", "no --http endpoint given");
   if (check.binding === "nats" && !options.nats) return done("skip", "no --nats URL given");
   if (check.binding === "grpc" && !options.grpc) return done("skip", "no --grpc address given");
+  if (check.binding === "mcp" && !options.mcp) return done("skip", "no MCP endpoint given (mcp+http://…)");
 
   ctx.checkId = check.id;
   let timer: NodeJS.Timeout | undefined;

@@ -151,7 +151,7 @@ export class SseSubscription {
   }
 }
 
-function parseSseBlock(block: string): SseEvent | undefined {
+export function parseSseBlock(block: string): SseEvent | undefined {
   let event = "message";
   let id: string | undefined;
   const data: string[] = [];

@@ -7,6 +7,7 @@ export interface Endpoints {
   http?: string | undefined;
   nats?: string | undefined;
   grpc?: string | undefined;
+  mcp?: string | undefined;
 }
 
 /** "PASS CORE-1.http.hello-negotiates: … — note"; a convention check carries "[convention]" after its status. */
@@ -24,7 +25,7 @@ function tally(t: Tally): string {
 /** The verdict counts the standard's checks only; the conventions' counts follow, apart. */
 export function summaryLine(report: ConformanceReport, endpoints: Endpoints): string {
   const verdict = report.failed === 0 ? "OK" : "FAILED";
-  const against = [endpoints.http, endpoints.nats, endpoints.grpc].filter(Boolean).join(" and ");
+  const against = [endpoints.http, endpoints.nats, endpoints.grpc, endpoints.mcp].filter(Boolean).join(" and ");
   const conventions = report.conventions.passed + report.conventions.failed + report.conventions.skipped;
   return (
     `${verdict}: ${report.profile} profile, ${tally(report)} against ${against}` +
@@ -37,7 +38,12 @@ export function reportJson(report: ConformanceReport, endpoints: Endpoints): str
   return JSON.stringify(
     {
       ...report,
-      endpoints: { http: endpoints.http ?? null, nats: endpoints.nats ?? null, grpc: endpoints.grpc ?? null },
+      endpoints: {
+        http: endpoints.http ?? null,
+        nats: endpoints.nats ?? null,
+        grpc: endpoints.grpc ?? null,
+        mcp: endpoints.mcp ?? null,
+      },
     },
     null,
     2,

@@ -14,7 +14,7 @@ export const PROFILE_INCLUDES: Readonly<Record<Profile, readonly Profile[]>> = {
 };
 
 /** The wire a check talks over; "any" checks need no endpoint (harness prerequisites). */
-export type Binding = "http" | "nats" | "grpc" | "any";
+export type Binding = "http" | "nats" | "grpc" | "mcp" | "any";
 
 export type Status = "pass" | "fail" | "skip";
 
@@ -42,6 +42,8 @@ export interface ConformanceOptions {
   nats?: string;
   /** host:port of the gRPC binding (plaintext), e.g. 127.0.0.1:9090. */
   grpc?: string;
+  /** URL of an MCP endpoint (Streamable HTTP) in front of the same MIG server, e.g. http://127.0.0.1:8080/mcp. */
+  mcp?: string;
   /** Tenant used in every request (default "acme"). */
   tenant?: string;
   /** Bearer JWT sent as `Authorization` (and as a NATS header). */

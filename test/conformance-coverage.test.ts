@@ -1,11 +1,12 @@
-// The conformance harness against this runtime with its fixtures (mig.fixture.*), over HTTP, NATS and gRPC, profile
-// full: in auth mode none every check passes or SKIPs for a listed reason; in auth mode jwt with two tokens every
+// The conformance harness against this runtime with its fixtures (mig.fixture.*), over HTTP, NATS, gRPC and MCP
+// (/mcp), profile full: in auth mode none every check passes or SKIPs for a listed reason; in auth mode jwt with two tokens every
 // check passes. And the checks that need a real server's behaviour fail or take their other branch where they should.
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type GrpcBinding, startGrpcBinding } from "../bindings/grpc/server.ts";
+import { type McpEndpoint, mountMcpEndpoint } from "../bindings/mcp/http-endpoint.ts";
 import { type NatsEventsBinding, startNatsEvents } from "../bindings/nats/events.ts";
 import { type NatsBinding, startNatsBinding } from "../bindings/nats/server.ts";
 import { runConformance } from "../conformance/harness.ts";
@@ -21,15 +22,17 @@ const SECRET = "a-test-secret-that-is-long-enough-for-hs256";
 const SKIPS_IN_AUTH_MODE_NONE: Record<string, RegExp> = {
   // Every caller sees every capability in auth mode none: scoped DISCOVER needs two tokens (auth mode jwt, below).
   "CORE-2.http.discover-scoped": /needs --token and --limited-token/,
+  "MCP-2.mcp.tools-scoped": /needs --token and --limited-token/,
 };
 
-/** Every checklist item but GRPC-1 (the proto compiles: test/schemas.test.ts) and MCP-1…6 (no MCP binding). */
+/** Every checklist item but GRPC-1 (the proto compiles: test/schemas.test.ts). */
 const ITEMS_WITH_A_PASSING_CHECK = [
   ...["CORE-1", "CORE-2", "CORE-3", "CORE-4", "CORE-5", "CORE-6"],
   ...["STREAM-1", "STREAM-2", "STREAM-3", "STREAM-4"],
   ...["EVENT-1", "EVENT-2", "EVENT-3", "EVENT-4"],
   ...["FULL-1", "FULL-2", "FULL-3", "FULL-4"],
   ...["GRPC-2", "NATS-1", "NATS-2", "NATS-3", "HTTP-1"],
+  ...["MCP-1", "MCP-2", "MCP-3", "MCP-4", "MCP-5", "MCP-6"],
 ].sort();
 
 function token(sub: string, scope: string): Promise<string> {
@@ -45,35 +48,44 @@ interface Served {
   nats: NatsBinding;
   events: NatsEventsBinding;
   grpc: GrpcBinding;
+  mcp: McpEndpoint;
   /** The bus URL, with the runtime's bus user in it when the bus has users (auth mode jwt). */
   natsUrl: string;
 }
 
-/** This runtime as `mig start` runs it (HTTP, NATS, gRPC), with the conformance fixtures, on random ports. */
+/** This runtime as `mig start` runs it (HTTP with /mcp, NATS, gRPC), with the conformance fixtures, on random ports. */
 async function serve(config: Partial<RuntimeConfig> = {}): Promise<Served> {
   const t = await startTestRuntime({ capabilities: demoFixtures(), config });
   const nats = await startNatsBinding(t.runtime, t.runtime.authenticator);
   const events = startNatsEvents(t.runtime, t.runtime.authenticator);
   const grpc = await startGrpcBinding(t.runtime, t.runtime.authenticator, "127.0.0.1:0");
+  const mcp = mountMcpEndpoint(t.http, t.runtime, t.runtime.authenticator);
   const url = new URL(t.runtime.natsUrl);
   const { user, password } = t.runtime.busCredentials;
   if (user) {
     url.username = user;
     url.password = password ?? "";
   }
-  return { t, nats, events, grpc, natsUrl: url.toString() };
+  return { t, nats, events, grpc, mcp, natsUrl: url.toString() };
 }
 
 async function stop(served: Served | undefined): Promise<void> {
   if (!served) return;
   await served.grpc.close();
+  await served.mcp.close();
   await served.events.close();
   await served.nats.close();
   await served.t.stop();
 }
 
 function everywhere(served: Served): ConformanceOptions {
-  return { http: served.t.http.url, nats: served.natsUrl, grpc: served.grpc.address, tenant: "acme" };
+  return {
+    http: served.t.http.url,
+    nats: served.natsUrl,
+    grpc: served.grpc.address,
+    mcp: `${served.t.http.url}/mcp`,
+    tenant: "acme",
+  };
 }
 
 const line = (r: CheckResult) =>
@@ -88,7 +100,7 @@ describe("auth mode none (npm start)", () => {
   });
   afterAll(() => stop(served));
 
-  it("profile full over HTTP, NATS and gRPC: every check passes, or SKIPs for a listed reason", async () => {
+  it("profile full over HTTP, NATS, gRPC and MCP: every check passes, or SKIPs for a listed reason", async () => {
     const report = await runConformance({ ...everywhere(served), profile: "full" });
     const unexpected = report.results.filter(
       (r) => r.status === "fail" || (r.status === "skip" && !SKIPS_IN_AUTH_MODE_NONE[r.id]?.test(r.reason ?? "")),
@@ -104,22 +116,27 @@ describe("auth mode none (npm start)", () => {
     expect(note("STREAM-3.http.backpressure")).toMatch(/the provider was held after \d+ of 40000 frames/);
     expect(note("STREAM-4.http.stream-deadline")).toMatch(/^MIG_TIMEOUT after \d+ frames; provider aborted/);
     expect(note("NATS-3.nats.jetstream-replay")).toBe("resumed exactly after sequence 3");
+    expect(note("MCP-6.mcp.cancel-in-flight")).toMatch(/provider was aborted with MIG_TIMEOUT/);
+    expect(note("MCP-5.mcp.audit-correlation")).toMatch(/^request conformance-\S+-trace → message \S+, trace/);
   }, 120_000);
 
-  it("with two tokens, scoped DISCOVER fails: auth mode none shows the scoped fixture to a token without its scope", async () => {
+  it("with two tokens, scoped DISCOVER and tools/list fail: auth mode none shows the scoped fixture to a token without its scope", async () => {
     const report = await runConformance({
       http: served.t.http.url,
+      mcp: `${served.t.http.url}/mcp`,
       tenant: "acme",
       token: await token("full", `capability:infer ${FIXTURE_SCOPE}`),
       limitedToken: await token("limited", "capability:infer"),
-      only: ["CORE-2.http.discover-scoped"],
+      profile: "full",
+      only: ["CORE-2.http.discover-scoped", "MCP-2.mcp.tools-scoped"],
     });
     expect(report.results.map(line)).toEqual([
       expect.stringMatching(
         /^fail CORE-2\.http\.discover-scoped: DISCOVER with --limited-token \(scopes: capability:infer\) lists mig\.fixture\.scoped \(needs fixture:scoped\)$/,
       ),
+      "fail MCP-2.mcp.tools-scoped: tools/list with --limited-token (scopes: capability:infer) shows mig.fixture.scoped",
     ]);
-    expect(report.failed).toBe(1);
+    expect(report.failed).toBe(2);
   });
 });
 
@@ -135,7 +152,7 @@ describe("auth mode jwt, two tokens", () => {
   });
   afterAll(() => stop(served));
 
-  it("profile full over HTTP, NATS and gRPC: every check passes, conventions included", async () => {
+  it("profile full over HTTP, NATS, gRPC and MCP: every check passes, conventions included", async () => {
     const report = await runConformance({ ...everywhere(served), token: full, limitedToken: limited, profile: "full" });
     expect(report.results.filter((r) => r.status !== "pass").map(line)).toEqual([]);
     expect(report.results.find((r) => r.id === "CORE-2.http.discover-scoped")?.reason).toBe(
@@ -143,6 +160,9 @@ describe("auth mode jwt, two tokens", () => {
     );
     expect(report.results.find((r) => r.id === "FULL-3.http.audit-log")?.reason).toBe(
       "GET /admin/v0.1/audit: actor conformance, outcome ok",
+    );
+    expect(report.results.find((r) => r.id === "MCP-2.mcp.tools-scoped")?.reason).toMatch(
+      /^hidden from --limited-token: mig\.fixture\.scoped; \d+ tools shown to both$/,
     );
   }, 120_000);
 

@@ -123,7 +123,7 @@ const auditLog = convention(
  * The record of `messageId` read from `path`, polling while the log catches up (it may be written asynchronously);
  * undefined when the route does not serve an audit log here, with why in `tried`.
  */
-async function auditRecord(
+export async function auditRecord(
   ctx: CheckContext,
   path: string,
   messageId: string,

@@ -7,6 +7,8 @@ import { coreInflightGrpcChecks, coreInflightHttpChecks } from "./core-inflight.
 import { eventedHttpChecks } from "./evented-http.ts";
 import { fullHttpChecks } from "./full-http.ts";
 import { coreGrpcChecks, eventedGrpcChecks, streamingGrpcChecks } from "./grpc.ts";
+import { mcpCorrelationChecks } from "./mcp-correlation.ts";
+import { mcpInteropChecks } from "./mcp-interop.ts";
 import { coreNatsChecks, eventedNatsChecks } from "./nats.ts";
 import { eventedNatsEventChecks } from "./nats-events.ts";
 import { streamingNatsChecks } from "./nats-stream.ts";
@@ -33,5 +35,7 @@ export const ALL_CHECKS: readonly Check[] = [
   ...eventedNatsChecks,
   ...eventedNatsEventChecks,
   ...fullHttpChecks,
+  ...mcpInteropChecks,
+  ...mcpCorrelationChecks,
   ...answerChecks,
 ];
