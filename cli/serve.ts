@@ -17,6 +17,7 @@ import { demoFixtures, observatoryInfer } from "../runtime/provider/demo-provide
 import { loadProviderModules } from "../runtime/provider/provider-modules.ts";
 import { MigRuntime } from "../runtime/runtime.ts";
 import { WorkerHost } from "../worker/host.ts";
+import { conformanceSelfCheck } from "./self-check.ts";
 import { stopGateway } from "./shutdown.ts";
 
 /** Flag values override the environment; each is parsed by the same rule as its variable. */
@@ -90,6 +91,12 @@ export async function start(options: Record<string, string | undefined>): Promis
     { subjects: "mig.v0_1.<tenant>.events.<topic>, mig.v0_1.<tenant>.subscribe.<topic>" },
     "NATS events binding listening (PUBLISH, SUBSCRIBE)",
   );
+  // The admin routes report on the whole process: GET /admin/v0.1/health/conformance runs the Core profile against
+  // these endpoints (cli/self-check.ts), GET /admin/v0.1/connections says the NATS binding runs.
+  http.setAdminHooks({
+    selfCheck: conformanceSelfCheck(runtime, { http: http.url, grpc: grpc.address, nats: true }),
+    natsBinding: true,
+  });
   if (config.authMode === "none") {
     logger.info(
       "auth mode none: callers are anonymous and name their tenant per request; set MIG_AUTH_MODE=jwt for anything shared",

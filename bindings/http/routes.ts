@@ -1,6 +1,9 @@
 // The HTTP route table: method and path to a runtime operation; path segments are checked by the runtime.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AdminView, MigRuntime, RequestContext } from "../../runtime/mod.ts";
+import { serveSelfCheck } from "./admin-conformance.ts";
+import { serveConnections } from "./admin-connections.ts";
+import type { ListenerSelf } from "./listener-self.ts";
 import { serveSubscription } from "./sse.ts";
 
 export interface JsonRoute {
@@ -12,8 +15,17 @@ export interface JsonRoute {
 
 export interface RawRoute {
   kind: "raw";
-  /** `view` is what a guarded route may show: one tenant's data, or every tenant's. */
-  run: (runtime: MigRuntime, req: IncomingMessage, res: ServerResponse, view: AdminView) => Promise<void>;
+  /**
+   * `view` is what a guarded route may show: one tenant's data, or every tenant's; `self` is what the listener knows
+   * of itself (its connections, the self-check).
+   */
+  run: (
+    runtime: MigRuntime,
+    req: IncomingMessage,
+    res: ServerResponse,
+    view: AdminView,
+    self: ListenerSelf,
+  ) => Promise<void>;
   /**
    * In jwt mode, "admin": the admin scope, showing the token's tenant (or every tenant with the cross-tenant
    * scope); "operator": the cross-tenant scope; "metrics": the same unless MIG_METRICS_PUBLIC.
@@ -101,6 +113,18 @@ const GET: Record<string, RawRoute> = {
       res.writeHead(200, { "content-type": "application/json" });
       res.end(text);
     },
+  },
+  // Live connections by binding and tenant (bindings/http/admin-connections.ts); a tenant's admin sees its tenant's.
+  "/admin/v0.1/connections": {
+    kind: "raw",
+    guard: "admin",
+    run: (rt, req, res, view, self) => serveConnections(rt, req, res, view, self),
+  },
+  // The Core profile of the conformance harness run against this runtime itself (bindings/http/self-check.ts).
+  "/admin/v0.1/health/conformance": {
+    kind: "raw",
+    guard: "admin",
+    run: (_rt, req, res, _view, self) => serveSelfCheck(req, res, self.selfCheck),
   },
   "/admin/v0.1/audit": {
     kind: "raw",

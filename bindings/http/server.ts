@@ -5,9 +5,12 @@ import { createServer as createTlsServer } from "node:https";
 import type { AdminView, Authenticator, MigRuntime, Principal, RequestContext } from "../../runtime/mod.ts";
 import { MigError } from "../../schemas/errors.ts";
 import { checkBodyHeaders, drainBody, readJsonBody } from "./body.ts";
+import { ConnectionCensus } from "./connection-census.ts";
 import { listenOn } from "./listen.ts";
+import type { AdminHooks, ListenerSelf } from "./listener-self.ts";
 import { sendError, sendJson } from "./respond.ts";
 import { matchRoute } from "./routes.ts";
+import { SelfCheckState } from "./self-check.ts";
 import { answerClientErrors, guardConnections, serverOptions, tooManyConnections } from "./server-limits.ts";
 import { serveStream, wantsStream } from "./stream-sse.ts";
 import { attachStreamEndpoint } from "./websocket.ts";
@@ -31,6 +34,8 @@ export interface HttpBinding {
   url: string;
   /** Serves `handler` at exactly `path` (any method), before the MIG routes are looked at. */
   mount(path: string, handler: MountedHandler): void;
+  /** What the composition root knows of the rest of the process, for the admin routes (bindings/http/listener-self.ts). */
+  setAdminHooks(hooks: AdminHooks): void;
   /**
    * Stops accepting connections and closes idle ones; requests being answered get up to `graceMs` to finish (a
    * gateway that drains), then every connection is closed. WebSocket streams end at once.
@@ -81,6 +86,13 @@ export async function startHttpBinding(
   /** Requests that sent `Expect: 100-continue` and have not been told to go on: their body is not on its way. */
   const awaitingContinue = new WeakSet<IncomingMessage>();
   const mounts = new Map<string, MountedHandler>();
+  const self: ListenerSelf = {
+    census: new ConnectionCensus(),
+    selfCheck: new SelfCheckState((err) =>
+      runtime.logger.error({ err: (err as Error)?.stack ?? String(err) }, "the conformance self-check failed to run"),
+    ),
+    natsBinding: false,
+  };
 
   function mountedRequest(req: IncomingMessage, res: ServerResponse): MountedRequest {
     return {
@@ -165,7 +177,7 @@ export async function startHttpBinding(
             route.guard !== "admin",
           );
         }
-        return await route.run(runtime, req, res, view);
+        return await route.run(runtime, req, res, view, self);
       } catch (err) {
         return answerError(req, res, err, undefined, tenant);
       }
@@ -248,6 +260,7 @@ export async function startHttpBinding(
       )
     : createServer(options, onRequest);
   const connections = guardConnections(server, config, tls);
+  self.census.watch(server, tls);
   answerClientErrors(server, runtime.logger);
   // A client that asks before it sends its body is told to go on only once the body is wanted: a refused
   // request (too large, not JSON, no credential) is answered before a byte of it is sent.
@@ -262,6 +275,10 @@ export async function startHttpBinding(
     url: `${tls ? "https" : "http"}://${bound}`,
     mount(path, handler) {
       mounts.set(path, handler);
+    },
+    setAdminHooks(hooks) {
+      if (hooks.selfCheck) self.selfCheck.use(hooks.selfCheck);
+      if (hooks.natsBinding !== undefined) self.natsBinding = hooks.natsBinding;
     },
     async close(graceMs = 0) {
       streams.close();

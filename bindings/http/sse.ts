@@ -10,6 +10,7 @@ import {
   type SubscriptionInfo,
 } from "../../runtime/mod.ts";
 import type { MigError } from "../../schemas/errors.ts";
+import { trackExchange } from "./connection-census.ts";
 import { sendError } from "./respond.ts";
 
 const KEEPALIVE_MS = 15_000;
@@ -147,6 +148,22 @@ export async function serveSubscription(
     if (!sink.gone) sendError(res, err, body, context.tenant);
     return;
   }
-  if (sink.gone) subscription.close();
-  else res.on("close", () => subscription.close());
+  if (sink.gone) {
+    subscription.close();
+    return;
+  }
+  res.on("close", () => subscription.close());
+  const { info } = subscription;
+  const untrack = trackExchange(req.socket, {
+    kind: "sse_subscribe",
+    tenant_id: info.header.tenant_id,
+    actor: context.principal.subject,
+    meta: {
+      subscription_id: info.subscription_id,
+      topic: info.topic,
+      ...(info.consumer_id !== undefined ? { consumer_id: info.consumer_id } : {}),
+      start_sequence: info.start_sequence,
+    },
+  });
+  void subscription.closed.then(untrack);
 }

@@ -2,6 +2,7 @@
 import type { ServerResponse } from "node:http";
 import type { FrameSink, MigRuntime, RequestContext, StreamSession } from "../../runtime/mod.ts";
 import { MigError } from "../../schemas/errors.ts";
+import { trackExchange } from "./connection-census.ts";
 import { tryEncodeFrame, UNENCODABLE, unencodableTerminal } from "./respond.ts";
 
 /** True when an invoke body asks for a stream; the runtime decides whether it may have one. */
@@ -55,6 +56,18 @@ export function serveStream(
   };
   const opened = runtime.openStream(body, context, { sink, capability, clientFrames: false });
   session = opened;
+  const untrack = trackExchange(res.socket, {
+    kind: "sse_stream",
+    tenant_id: opened.tenant,
+    actor: opened.subject,
+    meta: {
+      stream_id: opened.streamId,
+      message_id: opened.messageId,
+      capability: opened.capability,
+      mode: opened.mode,
+    },
+  });
+  void opened.ended.then(untrack);
   open();
   res.flushHeaders();
   res.on("close", () => {

@@ -15,6 +15,7 @@ import {
 } from "../../runtime/mod.ts";
 import { HTTP_STATUS, MigError } from "../../schemas/errors.ts";
 import type { StreamFrame } from "../../schemas/types.ts";
+import { trackExchange } from "./connection-census.ts";
 import { retryAfterSeconds, tryEncodeFrame, UNENCODABLE, unencodableTerminal } from "./respond.ts";
 import { type ConnectionGuard, rawErrorAnswer, tooManyConnections } from "./server-limits.ts";
 
@@ -177,6 +178,13 @@ class StreamConnection {
   };
 
   listen(): void {
+    // Counted until the socket closes (GET /admin/v0.1/connections).
+    trackExchange(this.socket, {
+      kind: "websocket",
+      tenant_id: this.tenant,
+      actor: this.context.principal.subject,
+      meta: { max_streams: this.maxStreams },
+    });
     this.ws.on("message", (data) => this.onMessage(data));
     this.ws.on("close", () => this.onClose());
     this.ws.on("error", () => undefined); // a close event follows
@@ -305,7 +313,21 @@ class StreamConnection {
       return;
     }
     this.streams.set(session.streamId, session);
-    void session.ended.then(() => this.forget(session));
+    const untrack = trackExchange(this.socket, {
+      kind: "ws_stream",
+      tenant_id: session.tenant,
+      actor: session.subject,
+      meta: {
+        stream_id: session.streamId,
+        message_id: session.messageId,
+        capability: session.capability,
+        mode: session.mode,
+      },
+    });
+    void session.ended.then(() => {
+      untrack();
+      this.forget(session);
+    });
     if (frame.end_stream === true && session.mode === "bidi_stream") session.receive(undefined, true);
   }
 
