@@ -3,6 +3,7 @@
 // factory in servers.ts and a loader in measure.ts).
 
 import { cpuLine } from "./cpu.ts";
+import { mcpRows } from "./mcp-rows.ts";
 import { measureScale } from "./scale.ts";
 import { runScript, verdict } from "./script-rows.ts";
 import {
@@ -255,6 +256,7 @@ export const rows: RowDefinition[] = [
       };
     },
   },
+  ...mcpRows,
   {
     id: "scale",
     name: "scale: 10,000 live subscriptions / open streams",
