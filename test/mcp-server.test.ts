@@ -1,6 +1,7 @@
 // MIG as an MCP server at /mcp: the official SDK client over Streamable HTTP against a real runtime, on both protocol
 // revisions (2025-11-25 by `initialize`, 2026-07-28 by `server/discover`), plus the raw wire's bad inputs, jwt mode
 // (tenants, scopes, the 401 and its protected-resource metadata) and the Go adapter's empty enum strings.
+import { Agent, request } from "node:http";
 import { Client, ProtocolError, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { SignJWT } from "jose";
@@ -412,6 +413,53 @@ describe("MCP at /mcp, auth mode none", () => {
       expect(res.status).toBe(400);
       expect(res.json.error.message).toMatch(/X-Tenant-ID/);
     });
+  });
+});
+
+describe("MCP at /mcp on a socket near its request cap", () => {
+  let t: TestRuntime;
+  beforeAll(async () => {
+    t = await startTestRuntime({ capabilities, config: { httpMaxRequestsPerSocket: 2 } });
+    mountMcpEndpoint(t.http, t.runtime, t.runtime.authenticator);
+  });
+  afterAll(() => t?.stop());
+
+  it("an SSE answer on a socket's last request closes it, so the next request opens a new socket and is served", async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const post = (id: number) =>
+      new Promise<{ status: number; connection: string | undefined; socket: unknown }>((resolve, reject) => {
+        const req = request(
+          `${t.http.url}/mcp`,
+          {
+            method: "POST",
+            agent,
+            headers: {
+              "content-type": "application/json",
+              accept: "application/json, text/event-stream",
+              "mcp-protocol-version": "2025-11-25",
+              "x-tenant-id": "acme",
+            },
+          },
+          (res) => {
+            res.resume();
+            res.on("end", () =>
+              resolve({ status: res.statusCode ?? 0, connection: res.headers.connection, socket: req.socket }),
+            );
+          },
+        );
+        req.on("error", reject);
+        req.end(JSON.stringify({ jsonrpc: "2.0", id, method: "tools/list", params: {} }));
+      });
+    try {
+      const answers = [];
+      for (let id = 1; id <= 5; id++) answers.push(await post(id));
+      expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200, 200]);
+      // The second request is the socket's last: Node says so, the SDK's keep-alive does not override it.
+      expect(answers[1]!.connection).toBe("close");
+      expect(answers[2]!.socket).not.toBe(answers[1]!.socket);
+    } finally {
+      agent.destroy();
+    }
   });
 });
 

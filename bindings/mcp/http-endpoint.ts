@@ -181,6 +181,7 @@ export function mountMcpEndpoint(
       scopes: [...principal.scopes],
       extra: { [CALLER]: caller },
     };
+    leaveKeepAliveToNode(res);
     await serve(Object.assign(req, { auth }), res, body);
   };
 
@@ -200,6 +201,25 @@ export function mountMcpEndpoint(
   return {
     close: () => sdk.close(),
   };
+}
+
+/**
+ * Keeps the SDK's `Connection` header out of the answer: Node decides whether a socket stays open (it closes it after
+ * MIG_HTTP_MAX_REQUESTS_PER_SOCKET requests, or when the server stops), and the `Connection: keep-alive` the SDK puts
+ * on its SSE answers would override that, so the client's next request on that socket would get a bare 503.
+ */
+function leaveKeepAliveToNode(res: ServerResponse): void {
+  const writeHead = res.writeHead.bind(res) as (...args: unknown[]) => ServerResponse;
+  res.writeHead = ((...args: unknown[]) => {
+    const last = args.at(-1);
+    if (last && typeof last === "object" && !Array.isArray(last)) {
+      const headers = Object.fromEntries(
+        Object.entries(last as Record<string, unknown>).filter(([name]) => name.toLowerCase() !== "connection"),
+      );
+      args[args.length - 1] = headers;
+    }
+    return writeHead(...args);
+  }) as ServerResponse["writeHead"];
 }
 
 /** Writes a JSON answer once what is left of the body is read (within bounds): else the connection closes after it. */
