@@ -7,6 +7,7 @@ export type { Logger } from "./base/logger.ts";
 export { ADMISSION_CHUNK, ChunkedAdmission, PUBLISH_ADMISSION_CHUNK } from "./bus/chunked-admission.ts";
 export { HeaderBlock } from "./bus/nats-header-block.ts";
 export { TurnBatch } from "./bus/turn-batch.ts";
+export { registerCapability, registerSchema } from "./fleet/admin-registration.ts";
 export type { FrameSink, StreamSession } from "./flow/stream-session.ts";
 export { checkStreamId, encodeFrame, encodeFrameBytes } from "./flow/stream-session.ts";
 export type { EventSink, Subscription, SubscriptionInfo } from "./ops/subscribe.ts";
@@ -29,6 +30,7 @@ export {
   streamInboundSubject,
   streamSubject,
 } from "./protocol/subjects.ts";
+export { DEPRECATION_META_KEY } from "./provider/lifecycle.ts";
 export type { CapabilityDefinition, InvocationContext, StreamContext } from "./provider/provider.ts";
 export { defineCapability } from "./provider/provider.ts";
 export type { MigRuntime } from "./runtime.ts";

@@ -191,6 +191,8 @@ export class MigRuntime implements RuntimeCore {
     this.idempotency = await openIdempotencyStore(this.bus, this.config, this.serverId, this.logger);
     this.events = new EventStore(this.bus, eventStoreOptions(this.config), this.logger);
     await this.events.init();
+    // Schema bodies are the fleet's: every runtime validates with the same ones (runtime/provider/schema-store.ts).
+    await this.schemas.attachStore(this.bus, this.config.jsReplicas, this.logger);
   }
 
   /**
@@ -568,6 +570,7 @@ export class MigRuntime implements RuntimeCore {
     );
     await this.audit?.close();
     await this.fleet?.stop();
+    this.schemas.detachStore();
     if (this.bus) await this.bus.nc.drain().catch(() => undefined);
     if (this.launcher) await this.launcher.stop();
   }

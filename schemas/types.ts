@@ -42,6 +42,11 @@ export interface CapabilityDescriptor {
   event_topics?: string[];
   auth_scopes: string[];
   qos?: QoSProfile;
+  /**
+   * This runtime's extension (docs/contracts.md): a version that is deprecated (true, or a message for people) and
+   * the RFC 3339 instant after which calls to it are refused.
+   */
+  lifecycle?: { deprecated?: boolean | string; sunset?: string };
 }
 
 export interface HelloRequest {

@@ -59,8 +59,11 @@ export class DirectLane {
       subjects: invokeSubjects(capabilities),
       streams: false,
       acceptsInvoke: (subject) => {
+        const id = capabilityOf(subject);
+        // A capability registered in several versions is the gateways' to answer: they choose among the versions.
+        if (registry.versions(id).length > 1) return false;
         // Its own instant if this runtime's view has lost the registration for a moment (a late heartbeat).
-        return Date.now() >= (registry.directSince(capabilityOf(subject)) ?? from);
+        return Date.now() >= (registry.directSince(id) ?? from);
       },
       watch: { started: (msg) => lane.started(msg), ended: (msg) => lane.ended(msg) },
     });

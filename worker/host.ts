@@ -2,7 +2,7 @@
 import { hostname } from "node:os";
 import type { JsMsg } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
-import { type Msg, nuid, type Subscription } from "@nats-io/transport-node";
+import { createInbox, type Msg, nuid, type Subscription } from "@nats-io/transport-node";
 import type { InvocationOutcome } from "../actors/invocation.ts";
 import { ensureWorkConsumer, ensureWorkStream } from "../runtime/fleet/work-queue.ts";
 import { execute } from "../runtime/ops/invoke.ts";
@@ -20,9 +20,12 @@ import {
   PROTOCOL_VERSION,
   principalFromWire,
   type Registration,
+  type RegistrationRefusal,
   readWorkRequest,
   registerSubject,
   usesWorkQueue,
+  versionedConsumerName,
+  versionedWorkSubject,
   WORK_ACK_WAIT_MS,
   WORK_QUEUE,
   WORK_STREAM,
@@ -31,12 +34,13 @@ import {
   workSubject,
 } from "../runtime/protocol/provider-protocol.ts";
 import type { CapabilityDefinition } from "../runtime/provider/provider.ts";
+import { versionKey } from "../runtime/provider/versions.ts";
 import type { MigRuntime } from "../runtime/runtime.ts";
 import { IDEMPOTENCY_BUCKET, IdempotencyStore } from "../runtime/store/idempotency.ts";
 import { MigError } from "../schemas/errors.ts";
 import type { JsonObject } from "../schemas/types.ts";
 import { DirectLane } from "./direct-lane.ts";
-import { serveRemoteStreams } from "./streams.ts";
+import { serveRemoteStreams, wrongVersion } from "./streams.ts";
 
 export interface WorkerOptions {
   heartbeatMs?: number;
@@ -96,9 +100,11 @@ export class WorkerHost {
   private laneAllowed = false;
   /** Lane reviews and capability updates, one at a time, in order. */
   private reviewing: Promise<void> = Promise.resolve();
-  private streamOpens: ((definition: CapabilityDefinition) => Subscription | undefined) | undefined;
+  private streamOpens: ((definition: CapabilityDefinition) => Subscription[]) | undefined;
   /** Registrations sent so far (Registration.seq). */
   private registrations = 0;
+  /** Where the registrar answers when it refuses some of this worker's capabilities. */
+  private readonly refusals = createInbox();
   private stopWatchingPolicies: (() => void) | undefined;
 
   private constructor(
@@ -142,7 +148,10 @@ export class WorkerHost {
     this.subscriptions.push(...streams.subscriptions);
     this.leavingStreams = streams.leaving;
     this.streamOpens = streams.serve;
-    for (const definition of this.initial) await this.serve(definition);
+    this.subscriptions.push(
+      nc.subscribe(this.refusals, { callback: (err, msg) => (err ? undefined : this.onRefused(msg)) }),
+    );
+    for (const definition of this.initial) await this.serveOrSay(definition);
     const direct = this.directEligible();
     this.laneAllowed = await this.laneAllowedFor(direct);
     await nc.flush();
@@ -164,12 +173,16 @@ export class WorkerHost {
     }
   }
 
-  /** Takes work for one more capability: its work subject (or work-queue consumer) and its stream opens. */
+  /**
+   * Takes work for one more capability: its work subjects (or work-queue consumers) and its stream opens, each both
+   * plain (`_MIG.work.<id>`, for gateways of earlier releases) and of its version (`_MIG.work.@<version>.<id>`, where
+   * gateways send that version's work). Throws, taking nothing, when its runtime refuses the definition.
+   */
   private async serve(definition: CapabilityDefinition): Promise<void> {
     const { nc, kvm } = this.runtime.bus;
-    const id = definition.descriptor.id;
+    const { id, version } = definition.descriptor;
     // Local, even when the runtime's fleet view already lists other workers of the same capability.
-    const addedLocally = !this.runtime.capabilities.hasLocal(id);
+    const addedLocally = !this.runtime.capabilities.local(id, version);
     if (addedLocally) this.runtime.capabilities.add(definition);
     const served: ServedCapability = { definition, subscriptions: [], addedLocally };
     this.served.set(id, served);
@@ -179,17 +192,20 @@ export class WorkerHost {
         this.doneRecords = await kvm.open(IDEMPOTENCY_BUCKET);
       }
       await ensureWorkConsumer(this.runtime.bus.jsm, id);
-      this.loops.push(this.pull(id, served));
+      await ensureWorkConsumer(this.runtime.bus.jsm, id, version);
+      this.loops.push(this.pull(id, consumerName(id), served));
+      this.loops.push(this.pull(id, versionedConsumerName(id, version), served));
     } else {
-      served.subscriptions.push(
-        nc.subscribe(workSubject(id), {
-          queue: WORK_QUEUE,
-          callback: (err, msg) => (err ? undefined : this.track(this.run(msg.data, msg.reply, undefined))),
-        }),
-      );
+      for (const subject of [workSubject(id), versionedWorkSubject(id, version)]) {
+        served.subscriptions.push(
+          nc.subscribe(subject, {
+            queue: WORK_QUEUE,
+            callback: (err, msg) => (err ? undefined : this.track(this.run(msg.data, msg.reply, undefined))),
+          }),
+        );
+      }
     }
-    const opens = this.streamOpens?.(definition);
-    if (opens) served.subscriptions.push(opens);
+    served.subscriptions.push(...(this.streamOpens?.(definition) ?? []));
   }
 
   /** Stops taking work for a capability; invocations of it already running finish. */
@@ -197,8 +213,34 @@ export class WorkerHost {
     const served = this.served.get(id);
     if (!served) return;
     this.served.delete(id); // its work-queue loop, if any, ends at its next fetch
-    if (served.addedLocally) this.runtime.capabilities.remove(id);
+    if (served.addedLocally) this.runtime.capabilities.remove(id, served.definition.descriptor.version);
     for (const sub of served.subscriptions) await sub.drain().catch(() => undefined);
+  }
+
+  /**
+   * The registrar left some of this worker's capabilities out of the registry (runtime/fleet/registration-review.ts):
+   * a contract that breaks another version, a schema that cannot be registered. Says so, and stops serving them.
+   */
+  private onRefused(msg: Msg): void {
+    let answer: RegistrationRefusal;
+    try {
+      answer = msg.json<RegistrationRefusal>();
+    } catch {
+      return;
+    }
+    if (!Array.isArray(answer?.refused)) return;
+    const refused = answer.refused.filter(
+      (r) => this.served.get(r.capability)?.definition.descriptor.version === r.version,
+    );
+    if (refused.length === 0) return;
+    for (const r of refused) {
+      this.runtime.logger.error(
+        { capability: r.capability, version: r.version, code: r.error?.code, details: r.error?.details },
+        `registration refused: ${r.error?.message}; this worker does not serve ${r.capability} ${r.version}`,
+      );
+    }
+    const gone = new Set(refused.map((r) => r.capability));
+    void this.update(this.definitions.filter((d) => !gone.has(d.descriptor.id))).catch(() => undefined);
   }
 
   /**
@@ -228,9 +270,18 @@ export class WorkerHost {
       changed = true;
       if (replacement && sameSubscriptions(replacement, served.definition) && served.addedLocally) {
         // The subscriptions look the capability up by id for every request: swapping the entry is enough.
-        this.runtime.capabilities.remove(id);
-        this.runtime.capabilities.add(replacement);
-        served.definition = replacement;
+        const { version } = served.definition.descriptor;
+        this.runtime.capabilities.remove(id, version);
+        try {
+          this.runtime.capabilities.add(replacement);
+          served.definition = replacement;
+        } catch (err) {
+          this.runtime.capabilities.add(served.definition);
+          this.runtime.logger.error(
+            { capability: id, version: replacement.descriptor.version, err: (err as Error).message },
+            `capability refused: ${(err as Error).message}; the worker keeps serving ${id} ${version}`,
+          );
+        }
         continue;
       }
       await this.unserve(id);
@@ -238,15 +289,7 @@ export class WorkerHost {
     for (const definition of definitions) {
       if (this.served.has(definition.descriptor.id)) continue;
       changed = true;
-      try {
-        await this.serve(definition);
-      } catch (err) {
-        // One refused definition (its schema conflicts with a registered one) leaves the others served.
-        this.runtime.logger.error(
-          { capability: definition.descriptor.id, err: (err as Error).message },
-          "capability refused; the worker serves the others",
-        );
-      }
+      await this.serveOrSay(definition);
     }
     if (!changed) return;
     await this.runtime.bus.nc.flush();
@@ -264,6 +307,19 @@ export class WorkerHost {
       "worker capabilities changed",
     );
     if (this.runtime.fleet) await this.applyPolicies(this.laneCapabilities());
+  }
+
+  /** Serves a definition, or says why its runtime refused it: one refused definition leaves the others served. */
+  private async serveOrSay(definition: CapabilityDefinition): Promise<void> {
+    try {
+      await this.serve(definition);
+    } catch (err) {
+      const { id, version } = definition.descriptor;
+      this.runtime.logger.error(
+        { capability: id, version, err: (err as Error).message, details: (err as MigError).details },
+        `capability refused: ${(err as Error).message}; the worker serves the others`,
+      );
+    }
   }
 
   /** The served capabilities a direct lane would answer (best_effort unary), when this worker opens lanes at all. */
@@ -378,18 +434,19 @@ export class WorkerHost {
       capabilities: this.definitions.map((d) => ({ descriptor: d.descriptor, schemas: d.schemas })),
       direct_from: this.directFrom,
       seq: ++this.registrations,
+      versioned_subjects: true,
     };
     // Through the registrar (any runtime of the fleet), like a provider in another language: providers
-    // need no write access to the registry bucket (docs/bindings/provider-protocol.md).
-    this.runtime.bus.nc.publish(registerSubject(this.providerId), JSON.stringify(record));
+    // need no write access to the registry bucket (docs/bindings/provider-protocol.md). Its refusals come back.
+    this.runtime.bus.nc.publish(registerSubject(this.providerId), JSON.stringify(record), { reply: this.refusals });
   }
 
   /**
    * Pulls only as many messages as there are free slots, so nothing waits in a buffer while its ack timer runs.
    * Ends when the worker stops or no longer serves the capability.
    */
-  private async pull(capability: string, served: ServedCapability): Promise<void> {
-    const consumer = await this.runtime.bus.js.consumers.get(WORK_STREAM, consumerName(capability));
+  private async pull(capability: string, consumerId: string, served: ServedCapability): Promise<void> {
+    const consumer = await this.runtime.bus.js.consumers.get(WORK_STREAM, consumerId);
     while (!this.stopped && this.served.get(capability) === served) {
       const free = this.concurrency - this.running.size;
       if (free <= 0) {
@@ -440,10 +497,17 @@ export class WorkerHost {
       const to = request.reply_to ?? replySubject;
       if (to) nc.publish(to, encode(value));
     };
-    // Only what this worker serves now: a capability it just left may still be listed as another provider's.
-    const entry = this.served.has(request.capability) ? this.runtime.capabilities.get(request.capability) : undefined;
-    if (!entry) {
+    // Only what this worker serves now, in the version it serves: a capability it just left may still be listed as
+    // another provider's, and another version of it is other workers' (on the plain subjects they all share).
+    const served = this.served.get(request.capability);
+    const entry = served && this.runtime.capabilities.local(request.capability, served.definition.descriptor.version);
+    if (!served || !entry) {
       reply(errorReply(new MigError("MIG_UNSUPPORTED_CAPABILITY", `this worker does not serve ${request.capability}`)));
+      jsMsg?.term();
+      return;
+    }
+    if (typeof request.version === "string" && versionKey(request.version) !== versionKey(entry.descriptor.version)) {
+      reply(errorReply(wrongVersion(request.version, served.definition)));
       jsMsg?.term();
       return;
     }
@@ -514,7 +578,11 @@ export class WorkerHost {
 
 /** Whether two definitions of one capability are fed by the same subscriptions (work subject or queue, stream opens). */
 function sameSubscriptions(a: CapabilityDefinition, b: CapabilityDefinition): boolean {
-  return usesWorkQueue(a.descriptor) === usesWorkQueue(b.descriptor) && Boolean(a.stream) === Boolean(b.stream);
+  return (
+    usesWorkQueue(a.descriptor) === usesWorkQueue(b.descriptor) &&
+    Boolean(a.stream) === Boolean(b.stream) &&
+    versionKey(a.descriptor.version) === versionKey(b.descriptor.version)
+  );
 }
 
 function errorReply(error: MigError): WorkReply {

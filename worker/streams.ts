@@ -3,7 +3,12 @@
 // a NATS stream off (runtime/fleet/stream-handoff.ts), publishes them on the caller's public subjects itself.
 import { type Msg, nuid, type Subscription } from "@nats-io/transport-node";
 import { openOnSubjects } from "../bindings/nats/stream.ts";
-import { type StreamOpen, streamOpenSubject, type ToGateway } from "../runtime/fleet/remote-stream.ts";
+import {
+  type StreamOpen,
+  streamOpenSubject,
+  type ToGateway,
+  versionedStreamOpenSubject,
+} from "../runtime/fleet/remote-stream.ts";
 import type { FrameSink, StreamSession } from "../runtime/flow/stream-session.ts";
 import type { Authenticator } from "../runtime/policy/auth.ts";
 import { ControlGuard } from "../runtime/policy/control-guard.ts";
@@ -17,6 +22,7 @@ import {
   WORK_QUEUE,
 } from "../runtime/protocol/provider-protocol.ts";
 import type { CapabilityDefinition } from "../runtime/provider/provider.ts";
+import { versionKey } from "../runtime/provider/versions.ts";
 import type { MigRuntime } from "../runtime/runtime.ts";
 import { MigError } from "../schemas/errors.ts";
 import type { JsonObject } from "../schemas/types.ts";
@@ -50,15 +56,16 @@ export function serveRemoteStreams(
 ): {
   subscriptions: Subscription[];
   leaving: () => void;
-  serve: (definition: CapabilityDefinition) => Subscription | undefined;
+  serve: (definition: CapabilityDefinition) => Subscription[];
 } {
   const { nc } = runtime.bus;
   const prefix = `${INTERNAL_PREFIX}.swk.${nuid.next()}`;
   const live = new Map<string, WorkerStream>();
   let seq = 0;
 
-  const onOpen = (msg: Msg): void => {
+  const onOpen = (msg: Msg, definition: CapabilityDefinition): void => {
     let request: StreamOpen;
+    const served = definition.descriptor.version;
     try {
       request = readWorkRequest(msg.data) as StreamOpen;
       if (request.mode !== "server_stream" && request.mode !== "bidi_stream")
@@ -70,6 +77,10 @@ export function serveRemoteStreams(
     }
     const to = request.reply_to ?? msg.reply;
     if (!to) return;
+    if (typeof request.version === "string" && !sameVersion(request.version, served)) {
+      nc.publish(to, encode(endOf(wrongVersion(request.version, definition))));
+      return;
+    }
     const token = (++seq).toString(36);
     const control = `${prefix}.${token}`;
     const entry: WorkerStream = { session: undefined, uncredited: [] };
@@ -135,6 +146,7 @@ export function serveRemoteStreams(
           streamId,
           remaining,
           guard,
+          served,
         );
         entry.session = session;
         entry.mute = () => {
@@ -164,6 +176,7 @@ export function serveRemoteStreams(
         sink,
         clientFrames: request.mode === "bidi_stream",
         authorized: true,
+        version: served,
       });
     } catch (err) {
       live.delete(token);
@@ -196,18 +209,20 @@ export function serveRemoteStreams(
     }
   };
 
-  const serve = (definition: CapabilityDefinition): Subscription | undefined =>
-    definition.stream
-      ? nc.subscribe(streamOpenSubject(definition.descriptor.id), {
-          queue: WORK_QUEUE,
-          callback: (err, msg) => (err ? undefined : onOpen(msg)),
-        })
-      : undefined;
+  // The capability's plain open subject (gateways of earlier releases, and anyone speaking the protocol without
+  // versions) and its version's own, where gateways open the streams of that version.
+  const serve = (definition: CapabilityDefinition): Subscription[] => {
+    if (!definition.stream) return [];
+    const { id, version } = definition.descriptor;
+    return [streamOpenSubject(id), versionedStreamOpenSubject(id, version)].map((subject) =>
+      nc.subscribe(subject, {
+        queue: WORK_QUEUE,
+        callback: (err, msg) => (err ? undefined : onOpen(msg, definition)),
+      }),
+    );
+  };
   const subscriptions = [nc.subscribe(`${prefix}.*`, { callback: (err, msg) => (err ? undefined : onControl(msg)) })];
-  for (const definition of definitions) {
-    const subscription = serve(definition);
-    if (subscription) subscriptions.push(subscription);
-  }
+  for (const definition of definitions) subscriptions.push(...serve(definition));
   /**
    * The worker is about to leave the registry: each gateway then ends the streams it handed to this worker
    * with MIG_UNAVAILABLE, so they publish nothing more from here (their cancel at the runtime's stop
@@ -217,6 +232,23 @@ export function serveRemoteStreams(
     for (const entry of live.values()) entry.mute?.();
   };
   return { subscriptions, leaving, serve };
+}
+
+function sameVersion(a: string, b: string): boolean {
+  return versionKey(a) === versionKey(b);
+}
+
+/**
+ * Work for another version of a capability this worker serves: a gateway whose view of the fleet is a moment behind
+ * (or a provider of that version that takes only the plain subjects). Retryable: the next try finds the right worker.
+ */
+export function wrongVersion(asked: string, definition: CapabilityDefinition): MigError {
+  const { id, version } = definition.descriptor;
+  return new MigError(
+    "MIG_UNAVAILABLE",
+    `the worker that took this call serves ${id} ${version}, not ${asked}; retry shortly`,
+    { retryable: true, details: { capability: id, version: asked, served_version: version } },
+  );
 }
 
 function endOf(err: unknown): ToGateway {

@@ -1,9 +1,12 @@
 // The HTTP route table: method and path to a runtime operation; path segments are checked by the runtime.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AdminView, MigRuntime, RequestContext } from "../../runtime/mod.ts";
+import { registerCapability, registerSchema } from "../../runtime/mod.ts";
 import { serveSelfCheck } from "./admin-conformance.ts";
 import { serveConnections } from "./admin-connections.ts";
+import { checkBodyHeaders, readJsonBody } from "./body.ts";
 import type { ListenerSelf } from "./listener-self.ts";
+import { sendJson } from "./respond.ts";
 import { serveSubscription } from "./sse.ts";
 
 export interface JsonRoute {
@@ -138,6 +141,34 @@ const GET: Record<string, RawRoute> = {
   },
 };
 
+/** POST routes of the admin API (the standard's admin OpenAPI): registrations, read within the body limits. */
+const ADMIN_POST: Record<string, RawRoute> = {
+  "/admin/v0.1/capabilities": {
+    kind: "raw",
+    // A capability is visible to every tenant: registering one is an operator's act.
+    guard: "operator",
+    run: async (rt, req, res) => {
+      const descriptor = registerCapability(rt, await readAdminBody(rt, req, res));
+      sendJson(res, 201, descriptor);
+    },
+  },
+  "/admin/v0.1/schemas": {
+    kind: "raw",
+    guard: "operator",
+    run: async (rt, req, res) => {
+      const answer = await registerSchema(rt, await readAdminBody(rt, req, res));
+      sendJson(res, 201, answer);
+    },
+  },
+};
+
+/** An admin POST's JSON body, within the binding's limits (MIG_MAX_BODY_BYTES, nesting depth). */
+async function readAdminBody(rt: MigRuntime, req: IncomingMessage, res: ServerResponse): Promise<unknown> {
+  checkBodyHeaders(req, rt.config.maxBodyBytes);
+  if (/100-continue/i.test(req.headers.expect ?? "")) res.writeContinue();
+  return (await readJsonBody(req, { maxBytes: rt.config.maxBodyBytes, maxDepth: rt.config.maxJsonDepth })).value;
+}
+
 export type RouteMatch =
   | { found: true; route: Route; param: string | undefined }
   | { found: false; allowed: string[] | undefined };
@@ -162,7 +193,10 @@ export function matchRoute(method: string, path: string): RouteMatch {
     }
   }
   const raw = GET[path];
-  if (raw) return method === "GET" ? { found: true, route: raw, param: undefined } : { found: false, allowed: ["GET"] };
+  const post = ADMIN_POST[path];
+  if (raw && method === "GET") return { found: true, route: raw, param: undefined };
+  if (post && method === "POST") return { found: true, route: post, param: undefined };
+  if (raw || post) return { found: false, allowed: [...(raw ? ["GET"] : []), ...(post ? ["POST"] : [])] };
   return { found: false, allowed: undefined };
 }
 

@@ -6,6 +6,7 @@ import type { AdminView, Authenticator, MigRuntime, Principal, RequestContext } 
 import { MigError } from "../../schemas/errors.ts";
 import { checkBodyHeaders, drainBody, readJsonBody } from "./body.ts";
 import { ConnectionCensus } from "./connection-census.ts";
+import { deprecationHeaders } from "./deprecation-headers.ts";
 import { listenOn } from "./listen.ts";
 import type { AdminHooks, ListenerSelf } from "./listener-self.ts";
 import { sendError, sendJson } from "./respond.ts";
@@ -219,7 +220,7 @@ export async function startHttpBinding(
       } finally {
         res.off("close", onClose);
       }
-      const failed = sendJson(res, 200, answer);
+      const failed = sendJson(res, 200, answer, deprecationHeaders(answer));
       if (failed !== undefined)
         runtime.logger.error({ err: String(failed), path }, "an answer could not be encoded as JSON");
     } catch (err) {

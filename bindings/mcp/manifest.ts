@@ -105,9 +105,13 @@ export class McpSurface {
     visible: readonly Partial<CapabilityDescriptor>[],
   ): (ToolEntry & { descriptor: Partial<CapabilityDescriptor> })[] {
     const tools: (ToolEntry & { descriptor: Partial<CapabilityDescriptor> })[] = [];
+    // DISCOVER lists each version of a capability, the highest first; a tool is the capability, so its first one (an
+    // unpinned call runs that version too).
+    const seen = new Set<string>();
     for (const descriptor of visible) {
       const id = descriptor.id;
-      if (id === undefined) continue;
+      if (id === undefined || seen.has(id)) continue;
+      seen.add(id);
       for (const mapping of this.manifest?.mappings?.tools ?? []) {
         if (mapping.mig_capability === id) tools.push({ name: mapping.mcp_name, capability: id, mapping, descriptor });
       }

@@ -164,7 +164,8 @@ export function listenToCaller(
 
 /**
  * A worker's side of a handed-off stream (runtime/fleet/stream-handoff.ts): runs the stream of `body`, already
- * authorized by the gateway, with its frames on the public stream subject and the caller's on its inbound one.
+ * authorized by the gateway, with its frames on the public stream subject and the caller's on its inbound one, in the
+ * capability version the gateway chose (`version`).
  */
 export function openOnSubjects(
   runtime: MigRuntime,
@@ -173,6 +174,7 @@ export function openOnSubjects(
   streamId: string,
   deadlineMs: number,
   guard: ControlGuard,
+  version?: string,
 ): { session: StreamSession; sink: CreditSink } {
   const tenant = checkTenant(body.header.tenant_id, "the tenant of a handed-off stream");
   const sink = new CreditSink(runtime.bus.nc, streamSubject(tenant, checkStreamId(streamId)));
@@ -182,6 +184,7 @@ export function openOnSubjects(
     clientFrames: true,
     authorized: true,
     deadlineMs,
+    version,
   });
   listenToCaller(runtime, session, sink, guard);
   return { session, sink };

@@ -9,6 +9,13 @@ export interface TopicLabels {
   readonly topic: string;
 }
 
+/** The labels of one capability version's calls (mig_capability_version_calls_total), made once per registered version. */
+export interface VersionLabels {
+  readonly capability: string;
+  readonly version: string;
+  readonly deprecated: "true" | "false";
+}
+
 /** Adds a tally to its counter and starts it again, so the map holds only topics counted since the last read. */
 function reportTallies(tallies: Map<TopicLabels, number>, counter: Counter<"tenant" | "topic">): void {
   for (const [{ tenant, topic }, count] of tallies) counter.inc({ tenant, topic }, count);
@@ -193,6 +200,22 @@ export class Metrics {
     name: "mig_invocations_requeued_total",
     help: "at_least_once invocations with an idempotency key put on the work queue again after the gateway's bus connection came back",
     registers: [this.registry],
+  });
+  /**
+   * Calls accepted per capability version, tallied by the entry's shared labels (runtime/provider/registry.ts) and
+   * handed to prom-client when read, as for events: the series are as many as registered versions, which a
+   * registry keeps few.
+   */
+  readonly versionCallsCounted = new Map<VersionLabels, number>();
+  readonly capabilityVersionCalls: Counter<"capability" | "version" | "deprecated"> = new Counter({
+    name: "mig_capability_version_calls_total",
+    help: "Invocations and streams accepted, by capability, version, and whether that version is deprecated",
+    labelNames: ["capability", "version", "deprecated"] as const,
+    registers: [this.registry],
+    collect: () => {
+      for (const [labels, count] of this.versionCallsCounted) this.capabilityVersionCalls.inc(labels, count);
+      this.versionCallsCounted.clear();
+    },
   });
   readonly providerReplies = new Counter({
     name: "mig_provider_replies_rejected_total",

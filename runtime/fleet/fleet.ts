@@ -20,17 +20,22 @@ import {
   REGISTRAR_QUEUE,
   REGISTRY_BUCKET,
   REGISTRY_TTL_MS,
+  type Registration,
+  type RegistrationRefusal,
   readGatewayPolicy,
   readRegistration,
   usesWorkQueue,
 } from "../protocol/provider-protocol.ts";
 import type { RequestContext } from "../protocol/request-context.ts";
 import { checkDescriptor } from "../provider/provider.ts";
+import { CapabilityRegistry, type RegisteredCapability } from "../provider/registry.ts";
+import { versionKey } from "../provider/versions.ts";
 import { DirectWatch } from "./direct-watch.ts";
 import { answerFleetCancel, type FleetCancelAnswer } from "./fleet-cancel.ts";
 import type { FleetHost } from "./fleet-host.ts";
 import { MicroAttach } from "./micro-attach.ts";
 import type { ProviderEntry, RemoteCapability } from "./provider-entry.ts";
+import { RegistrationReview } from "./registration-review.ts";
 import { RemoteDispatcher } from "./remote-dispatch.ts";
 import { remoteStreamHandler, remoteStreamsProviderGone } from "./remote-stream.ts";
 import { handedOffStreamsProviderGone, streamHandOff } from "./stream-handoff.ts";
@@ -66,8 +71,10 @@ export class Fleet {
   private stopped = false;
   private stopWatch: (() => void) | undefined;
   private micro: MicroAttach | undefined;
-  /** Queued capabilities whose work consumer this runtime has already made sure of. */
+  /** Queued capabilities (and versions) whose work consumer this runtime has already made sure of. */
   private readonly queuesReady = new Set<string>();
+  /** What this runtime, as the registrar, lets into the registry (runtime/fleet/registration-review.ts). */
+  private readonly review: RegistrationReview;
   /** The live gateways' policies, by runtime instance; a direct-lane worker answers only under the same one. */
   private readonly gateways = new Map<string, GatewayPolicy>();
   private readonly goneServers = new Set<string>();
@@ -84,6 +91,7 @@ export class Fleet {
     const { nc, js } = runtime.bus;
     this.dispatcher = new RemoteDispatcher(nc, js, runtime.metrics, runtime.logger);
     this.directWatch = new DirectWatch(nc, runtime.logger);
+    this.review = new RegistrationReview(runtime, () => this.providers);
   }
 
   static async start(runtime: FleetHost): Promise<Fleet> {
@@ -150,6 +158,7 @@ export class Fleet {
           fingerprint: JSON.stringify([record.capabilities, record.direct_from]),
           directFrom: record.direct_from,
           seq: record.seq,
+          versionedSubjects: record.versioned_subjects === true,
         });
       }
     })().catch((err: unknown) => {
@@ -182,6 +191,7 @@ export class Fleet {
   remove(providerId: string, why: string): void {
     if (!this.providers.delete(providerId)) return;
     this.runtime.logger.info({ provider_id: providerId, why }, "provider gone");
+    this.review.forget(providerId);
     this.dispatcher.providerGone(providerId);
     this.directWatch.providerGone(providerId);
     remoteStreamsProviderGone(this.runtime, providerId);
@@ -349,9 +359,10 @@ export class Fleet {
     }
   }
 
-  /** Rebuilds the remote part of the capability registry from the live providers. */
+  /** Rebuilds the remote part of the capability registry from the live providers: every version of each capability. */
   private refresh(): void {
-    const chosen = new Map<string, RemoteCapability>();
+    /** Per id and version: the capability (the newest provider's descriptor) and how its workers take work. */
+    const chosen = new Map<string, Map<string, { capability: RemoteCapability; versioned: boolean }>>();
     // The earliest switch to a direct lane among the live workers of each capability: from then on a NATS
     // invoke reaches one of them straight, and this gateway must not also dispatch it (docs/bindings/nats.md).
     const direct = new Map<string, number>();
@@ -370,9 +381,14 @@ export class Fleet {
           );
           continue;
         }
-        chosen.set(capability.descriptor.id, capability);
+        const { id, version } = capability.descriptor;
+        let versions = chosen.get(id);
+        if (!versions) chosen.set(id, (versions = new Map()));
+        const key = versionKey(version);
+        // A version's work goes to its own subjects only when every provider of it takes work there.
+        const versioned = (versions.get(key)?.versioned ?? true) && provider.versionedSubjects === true;
+        versions.set(key, { capability, versioned });
         if (provider.directFrom !== undefined && directEligible(capability.descriptor)) {
-          const id = capability.descriptor.id;
           direct.set(id, Math.min(direct.get(id) ?? Infinity, provider.directFrom));
         }
       }
@@ -383,28 +399,47 @@ export class Fleet {
       if (!direct.has(id)) capabilities.setDirect(id, undefined);
     }
     for (const [id, from] of direct) capabilities.setDirect(id, from);
-    for (const [id, capability] of chosen) {
-      const current = capabilities.get(id);
-      for (const [uri, schema] of Object.entries(capability.schemas ?? {})) {
-        try {
-          schemas.register(uri, schema);
-        } catch (err) {
-          this.runtime.logger.warn(
-            { capability: id, uri, err: (err as Error).message },
-            "provider schema refused; the registered one stays",
-          );
+    for (const [id, versions] of chosen) {
+      const current = capabilities.remoteVersions(id);
+      const next = new Map<string, RegisteredCapability>();
+      let changed = current?.size !== versions.size;
+      for (const [key, { capability, versioned }] of versions) {
+        for (const [uri, schema] of Object.entries(capability.schemas ?? {})) {
+          try {
+            schemas.register(uri, schema);
+          } catch (err) {
+            this.runtime.logger.warn(
+              { capability: id, uri, err: (err as Error).message },
+              "provider schema refused; the registered one stays",
+            );
+          }
         }
+        const route = capability.handler ? "micro" : versioned ? "versioned" : "plain";
+        const known = current?.get(key);
+        if (known && known.descriptor === capability.descriptor && known.route === route) {
+          next.set(key, known);
+          continue;
+        }
+        changed = true;
+        next.set(key, this.remoteEntry(capability, versioned, route));
       }
-      if (current && current.descriptor === capability.descriptor) continue;
-      capabilities.setRemote(id, {
-        descriptor: capability.descriptor,
-        handler: capability.handler ?? this.dispatcher.handlerFor(capability.descriptor),
-        // Workers stream too (runtime/fleet/remote-stream.ts); a micro service is unary only.
-        stream: capability.handler ? undefined : remoteStreamHandler(this.runtime, capability.descriptor),
-        // NATS-bound streams skip the relay: the worker publishes their frames itself (runtime/fleet/stream-handoff.ts).
-        handOff: capability.handler ? undefined : streamHandOff(this.runtime, capability.descriptor),
-      });
+      if (changed) capabilities.setRemote(id, next);
     }
+  }
+
+  /** The registry entry of a capability version remote providers serve: how this runtime reaches them. */
+  private remoteEntry(capability: RemoteCapability, versioned: boolean, route: string): RegisteredCapability {
+    const { descriptor } = capability;
+    const entry = CapabilityRegistry.entryOf(
+      descriptor,
+      capability.handler ?? this.dispatcher.handlerFor(descriptor, versioned),
+      // Workers stream too (runtime/fleet/remote-stream.ts); a micro service is unary only.
+      capability.handler ? undefined : remoteStreamHandler(this.runtime, descriptor, versioned),
+    );
+    // NATS-bound streams skip the relay: the worker publishes their frames itself (runtime/fleet/stream-handoff.ts).
+    entry.handOff = capability.handler ? undefined : streamHandOff(this.runtime, descriptor, versioned);
+    entry.route = route;
+    return entry;
   }
 
   /**
@@ -426,23 +461,56 @@ export class Fleet {
       return;
     }
     try {
-      // A provider already in the registry with this capability had its queue made when it was first written:
-      // its heartbeats and lane switches are written at once, so a switch's instant is still ahead when it lands.
-      const listed = this.providers.get(providerId)?.capabilities;
-      for (const { descriptor } of record.capabilities) {
-        if (!descriptor || !usesWorkQueue(descriptor) || this.queuesReady.has(descriptor.id)) continue;
-        if (listed?.some((c) => c.descriptor.id === descriptor.id)) continue;
-        checkDescriptor(descriptor); // its id becomes a consumer's filter subject: no wildcards, no empty tokens
-        await ensureWorkStream(this.runtime.bus.jsm, this.runtime.config.jsReplicas);
-        await ensureWorkConsumer(this.runtime.bus.jsm, descriptor.id);
-        this.queuesReady.add(descriptor.id);
+      const outcome = await this.review.review(record);
+      if (outcome.fresh.length > 0) {
+        this.runtime.logger.warn(
+          {
+            provider_id: providerId,
+            refused: outcome.fresh.map((r) => ({
+              capability: r.capability,
+              version: r.version,
+              error: r.error.message,
+            })),
+          },
+          "registrar left capabilities out of a registration (refused); the registry keeps serving what it had",
+        );
       }
-      await this.registry.put(providerId, msg.data);
+      if (outcome.refused.length > 0 && msg.reply) {
+        const answer: RegistrationRefusal = { refused: outcome.refused };
+        msg.respond(JSON.stringify(answer));
+      }
+      const accepted: Registration =
+        outcome.refused.length === 0 ? record : { ...record, capabilities: outcome.accepted };
+      await this.ensureQueues(providerId, accepted);
+      await this.registry.put(providerId, outcome.refused.length === 0 ? msg.data : JSON.stringify(accepted));
     } catch (err) {
       this.runtime.logger.warn(
         { provider_id: providerId, err: (err as Error).message },
         "registration could not be recorded; the provider's next beat retries",
       );
+    }
+  }
+
+  /**
+   * Makes the work consumers of the registration's queued capabilities (each version's own too, for a provider
+   * that takes work on versioned subjects). A provider already in the registry with this capability had its queue
+   * made when it was first written: its heartbeats and lane switches are written at once, so a switch's instant is
+   * still ahead when it lands.
+   */
+  private async ensureQueues(providerId: string, record: Registration): Promise<void> {
+    const listed = this.providers.get(providerId)?.capabilities;
+    for (const { descriptor } of record.capabilities) {
+      if (!descriptor || !usesWorkQueue(descriptor)) continue;
+      const versioned = record.versioned_subjects === true;
+      const key = versioned ? `${descriptor.id}@${versionKey(descriptor.version)}` : descriptor.id;
+      if (this.queuesReady.has(key)) continue;
+      if (listed?.some((c) => c.descriptor.id === descriptor.id && c.descriptor.version === descriptor.version))
+        continue;
+      checkDescriptor(descriptor); // its id becomes a consumer's filter subject: no wildcards, no empty tokens
+      await ensureWorkStream(this.runtime.bus.jsm, this.runtime.config.jsReplicas);
+      await ensureWorkConsumer(this.runtime.bus.jsm, descriptor.id);
+      if (versioned) await ensureWorkConsumer(this.runtime.bus.jsm, descriptor.id, descriptor.version);
+      this.queuesReady.add(key);
     }
   }
 

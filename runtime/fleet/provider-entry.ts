@@ -23,4 +23,6 @@ export interface ProviderEntry {
   directFrom?: number | undefined;
   /** The registration's count (Registration.seq): an older one than the last seen is ignored. */
   seq?: number | undefined;
+  /** Whether it takes each version's work on that version's subjects (Registration.versioned_subjects). */
+  versionedSubjects?: boolean | undefined;
 }

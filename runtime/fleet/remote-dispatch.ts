@@ -17,10 +17,22 @@ import {
   readWorkReply,
   replyPrefix,
   usesWorkQueue,
+  versionedJsWorkSubject,
+  versionedWorkSubject,
   type WorkRequest,
   workSubject,
 } from "../protocol/provider-protocol.ts";
 import type { InvocationContext, UnaryHandler } from "../provider/provider.ts";
+
+/** Where one capability version's work goes. */
+interface WorkRoute {
+  capability: string;
+  version: string;
+  subject: string;
+  /** On the JetStream work queue (at_least_once, exactly_once) rather than core request/reply. */
+  queued: boolean;
+  requeueable: boolean;
+}
 
 interface Pending {
   capability: string;
@@ -68,11 +80,23 @@ export class RemoteDispatcher {
     onConnectionChange(nc, (change) => (change === "disconnect" ? this.connectionDropped() : this.reconnected()));
   }
 
-  /** The handler of a capability served by workers over the bus. */
-  handlerFor(descriptor: CapabilityDescriptor): UnaryHandler {
+  /**
+   * The handler of a capability version served by workers over the bus: on the subjects of its version when its
+   * workers take work there (`versioned`), else on the capability's plain subjects.
+   */
+  handlerFor(descriptor: CapabilityDescriptor, versioned = false): UnaryHandler {
+    const { id, version } = descriptor;
     const queued = usesWorkQueue(descriptor);
     const requeueable = descriptor.qos?.delivery_semantics === "at_least_once";
-    return (payload, context) => this.dispatch(descriptor.id, queued, requeueable, payload, context);
+    const subject = queued
+      ? versioned
+        ? versionedJsWorkSubject(id, version)
+        : jsWorkSubject(id)
+      : versioned
+        ? versionedWorkSubject(id, version)
+        : workSubject(id);
+    const route = { capability: id, version, subject, queued, requeueable };
+    return (payload, context) => this.dispatch(route, payload, context);
   }
 
   /** Number of invocations waiting for a provider's reply. */
@@ -80,13 +104,8 @@ export class RemoteDispatcher {
     return this.pending.size;
   }
 
-  private dispatch(
-    capability: string,
-    queued: boolean,
-    requeueable: boolean,
-    payload: JsonObject,
-    context: InvocationContext,
-  ): Promise<JsonObject> {
+  private dispatch(route: WorkRoute, payload: JsonObject, context: InvocationContext): Promise<JsonObject> {
+    const { capability, queued, requeueable, subject } = route;
     const token = (++this.seq).toString(36);
     const reply = `${this.prefix}.${token}`;
     const { header, signal } = context;
@@ -98,6 +117,7 @@ export class RemoteDispatcher {
       principal: principalOnWire(context.principal),
       deadline_at: Date.now() + header.deadline_ms,
       reply_to: reply,
+      version: route.version,
     };
     return new Promise<JsonObject>((resolve, reject) => {
       const onAbort = () => {
@@ -112,7 +132,7 @@ export class RemoteDispatcher {
       signal.addEventListener("abort", onAbort, { once: true });
       const data = encode(request);
       const enqueue = () =>
-        this.js.publish(jsWorkSubject(capability), data).catch((err: unknown) => {
+        this.js.publish(subject, data).catch((err: unknown) => {
           this.fail(
             token,
             new MigError(
@@ -137,7 +157,7 @@ export class RemoteDispatcher {
       if (queued) {
         enqueue();
       } else {
-        this.nc.publish(workSubject(capability), data, { reply });
+        this.nc.publish(subject, data, { reply });
       }
     });
   }

@@ -1,7 +1,7 @@
 // Streams over the bus: a worker runs a stream handler and a gateway relays its frames, with credit-based flow control end to end.
 //
 //   gateway                                   worker (queue group mig-workers)
-//   ── open  _MIG.stream.<capability>  ─────▶  runtime.openStream(...) with a bus FrameSink
+//   ── open  _MIG.stream[.@<version>].<capability>  ▶  runtime.openStream(...) with a bus FrameSink
 //   ◀─ {open, control, window} on reply_to ──  (control = the worker's subject for this stream)
 //   ◀─ {frame} / {frames} … on reply_to ─────  at most the worker's window without credit
 //   ── {credit: n}  on control ─────────────▶  n frames' `written` callbacks: the worker's emit() goes on
@@ -22,6 +22,7 @@ import {
   isObject,
   PROTOCOL_VERSION,
   principalOnWire,
+  versionToken,
   type WorkRequest,
 } from "../protocol/provider-protocol.ts";
 import type { StreamContext, StreamHandler } from "../provider/provider.ts";
@@ -29,6 +30,14 @@ import type { FleetHost } from "./fleet-host.ts";
 import { perHost, ReplyInbox } from "./reply-inbox.ts";
 
 export const streamOpenSubject = (capability: string) => `${INTERNAL_PREFIX}.stream.${capability}`;
+/** The stream opens of one version of a capability (versioned subjects: runtime/protocol/provider-protocol.ts). */
+export const versionedStreamOpenSubject = (capability: string, version: string) =>
+  `${INTERNAL_PREFIX}.stream.${versionToken(version)}.${capability}`;
+
+/** Where a gateway opens a stream of `descriptor`'s version: its versioned subject when its workers take them there. */
+export function openSubjectOf(descriptor: CapabilityDescriptor, versioned: boolean): string {
+  return versioned ? versionedStreamOpenSubject(descriptor.id, descriptor.version) : streamOpenSubject(descriptor.id);
+}
 
 /** What a gateway sends to open a stream: a work request plus the mode. */
 export interface StreamOpen extends WorkRequest {
@@ -64,9 +73,13 @@ export function streams(descriptor: CapabilityDescriptor): boolean {
 const relays = new WeakMap<FleetHost, StreamRelay>();
 
 /** The stream handler of a capability that workers serve, or undefined when it does not stream. */
-export function remoteStreamHandler(runtime: FleetHost, descriptor: CapabilityDescriptor): StreamHandler | undefined {
+export function remoteStreamHandler(
+  runtime: FleetHost,
+  descriptor: CapabilityDescriptor,
+  versioned = false,
+): StreamHandler | undefined {
   if (!streams(descriptor)) return undefined;
-  return perHost(relays, runtime, () => new StreamRelay(runtime)).handlerFor(descriptor.id);
+  return perHost(relays, runtime, () => new StreamRelay(runtime)).handlerFor(descriptor, versioned);
 }
 
 /** A provider left the fleet: the remote streams it was running end now with MIG_UNAVAILABLE, not at their deadline. */
@@ -84,11 +97,18 @@ class StreamRelay {
     this.inbox = new ReplyInbox(runtime, (stream, _token, msg) => this.onMessage(stream, msg));
   }
 
-  handlerFor(capability: string): StreamHandler {
-    return (payload, context) => this.run(capability, payload, context);
+  handlerFor(descriptor: CapabilityDescriptor, versioned: boolean): StreamHandler {
+    const subject = openSubjectOf(descriptor, versioned);
+    return (payload, context) => this.run(descriptor, subject, payload, context);
   }
 
-  private async run(capability: string, payload: JsonObject, context: StreamContext): Promise<JsonObject> {
+  private async run(
+    descriptor: CapabilityDescriptor,
+    subject: string,
+    payload: JsonObject,
+    context: StreamContext,
+  ): Promise<JsonObject> {
+    const capability = descriptor.id;
     const stream = new RemoteStream(this.nc, capability, context);
     const { token, subject: replyTo } = this.inbox.hold(stream);
     const open: StreamOpen = {
@@ -99,9 +119,10 @@ class StreamRelay {
       principal: principalOnWire(context.principal),
       deadline_at: Date.now() + context.header.deadline_ms,
       reply_to: replyTo,
+      version: descriptor.version,
       mode: context.mode,
     };
-    this.nc.publish(streamOpenSubject(capability), encode(open), { reply: replyTo });
+    this.nc.publish(subject, encode(open), { reply: replyTo });
     try {
       return await stream.result;
     } finally {

@@ -1,7 +1,7 @@
 // Gateway side of the stream hand-off: a NATS-bound stream of a worker-served capability is checked here and then run whole by the worker.
 //
 //   gateway                                              worker (queue group mig-workers)
-//   ── open _MIG.stream.<capability>, nats_stream_id ──▶  runs the session itself: frames as StreamFrame JSON on
+//   ── open _MIG.stream[.@<version>].<capability> ─────▶  runs the session itself: frames as StreamFrame JSON on
 //                                                        mig.v0_1.<tenant>.stream.<id>, the caller's credit, cancel
 //                                                        and bidi frames from <that subject>.in
 //   ◀─ {open, control, window, nats: true} on reply_to ─  subscribed to the inbound subject: the gateway answers the start
@@ -25,7 +25,7 @@ import { decode, encode, isObject, PROTOCOL_VERSION, principalOnWire } from "../
 import { streamSubject } from "../protocol/subjects.ts";
 import type { AcceptedStream } from "../provider/registry.ts";
 import type { FleetHost } from "./fleet-host.ts";
-import { type StreamOpen, streamOpenSubject, streams } from "./remote-stream.ts";
+import { openSubjectOf, type StreamOpen, streams } from "./remote-stream.ts";
 import { perHost, ReplyInbox } from "./reply-inbox.ts";
 
 /** How long a gateway waits for a worker to take a stream (or the stream's deadline, if sooner). */
@@ -39,10 +39,12 @@ const handOffs = new WeakMap<FleetHost, HandOffs>();
 export function streamHandOff(
   runtime: FleetHost,
   descriptor: CapabilityDescriptor,
+  versioned = false,
 ): ((stream: AcceptedStream) => Promise<void>) | undefined {
   if (!streams(descriptor)) return undefined;
   const it = perHost(handOffs, runtime, () => new HandOffs(runtime));
-  return (stream) => it.handOff(stream);
+  const subject = openSubjectOf(descriptor, versioned);
+  return (stream) => it.handOff(stream, subject);
 }
 
 /** A worker left the fleet: the streams handed to it end now with a MIG_UNAVAILABLE terminal frame from the gateway. */
@@ -60,7 +62,7 @@ class HandOffs {
     this.inbox = new ReplyInbox(runtime, (stream, token, msg) => this.onMessage(stream, token, msg));
   }
 
-  async handOff(accepted: AcceptedStream): Promise<void> {
+  async handOff(accepted: AcceptedStream, subject: string): Promise<void> {
     const { header, entry, streamId } = accepted;
     const stream = new HandedOff(this.nc, accepted);
     const { token, subject: replyTo } = this.inbox.hold(stream);
@@ -74,13 +76,14 @@ class HandOffs {
       principal: principalOnWire(accepted.principal),
       deadline_at: Date.now() + header.deadline_ms,
       reply_to: replyTo,
+      version: entry.descriptor.version,
       mode: accepted.mode,
       nats_stream_id: streamId,
     };
     // The worker takes the caller's frames on the inbound subject only with the token that opened the stream.
     const digest = credentialDigest(accepted.principal);
     if (digest !== undefined) open.nats_token_digest = digest;
-    this.nc.publish(streamOpenSubject(entry.descriptor.id), encode(open), { reply: open.reply_to });
+    this.nc.publish(subject, encode(open), { reply: open.reply_to });
     const waiting = setTimeout(
       () =>
         stream.refuse(

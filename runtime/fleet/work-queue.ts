@@ -6,17 +6,22 @@ import { checkReplicas, placementError } from "../bus/replicas.ts";
 import {
   consumerName,
   jsWorkSubject,
+  versionedConsumerName,
+  versionedJsWorkSubject,
   WORK_ACK_WAIT_MS,
   WORK_MAX_DELIVER,
   WORK_STREAM,
   WORK_STREAM_SUBJECTS,
 } from "../protocol/provider-protocol.ts";
 
-/** The durable pull consumer that all providers of one queued capability share. */
-export async function ensureWorkConsumer(jsm: JetStreamManager, capability: string): Promise<void> {
+/**
+ * The durable pull consumer that all providers of one queued capability share; with `version`, the one of that
+ * version's subject (versioned subjects: runtime/protocol/provider-protocol.ts).
+ */
+export async function ensureWorkConsumer(jsm: JetStreamManager, capability: string, version?: string): Promise<void> {
   await jsm.consumers.add(WORK_STREAM, {
-    durable_name: consumerName(capability),
-    filter_subject: jsWorkSubject(capability),
+    durable_name: version === undefined ? consumerName(capability) : versionedConsumerName(capability, version),
+    filter_subject: version === undefined ? jsWorkSubject(capability) : versionedJsWorkSubject(capability, version),
     ack_policy: AckPolicy.Explicit,
     ack_wait: nanos(WORK_ACK_WAIT_MS),
     max_deliver: WORK_MAX_DELIVER,

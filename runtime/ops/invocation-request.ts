@@ -7,7 +7,10 @@ import type { JsonObject, MessageHeader } from "../../schemas/types.ts";
 import type { RuntimeCore } from "../core.ts";
 import { checkDottedName } from "../protocol/names.ts";
 import type { RequestContext } from "../protocol/request-context.ts";
+import { DEPRECATION_META_KEY, deprecationMeta } from "../provider/lifecycle.ts";
 import type { RegisteredCapability } from "../provider/registry.ts";
+import { replacementOf } from "../provider/version-choice.ts";
+import { pinOf, VERSION_META_KEY } from "../provider/versions.ts";
 import { acceptRequest, agreeing, optionalStringField, requireObject } from "./request.ts";
 
 /** An INVOKE that passed every check: what running it (or opening its stream) needs. */
@@ -33,11 +36,13 @@ export function acceptInvocation<Mode>(
     capability: string | undefined;
     where: string;
     authorized?: boolean | undefined;
+    /** The exact version to run (a worker taking what a gateway chose), instead of the header's pin. */
+    version?: string | undefined;
     chooseMode: (raw: JsonObject, entry: RegisteredCapability, header: MessageHeader) => Mode;
   },
 ): AcceptedInvocation<Mode> {
   const { raw, header } = acceptRequest(core, body, request);
-  const entry = namedCapability(core, raw, options.capability, options.where);
+  const entry = namedCapability(core, raw, header, options);
   if (!options.authorized) core.policy.authorizeInvoke(request, header.tenant_id, entry.descriptor);
   const mode = options.chooseMode(raw, entry, header);
   const payload = acceptedPayload(core, raw, entry, request.bodyBytes);
@@ -45,24 +50,46 @@ export function acceptInvocation<Mode>(
 }
 
 /**
- * The capability the request names (in the body, or where the binding puts it, e.g. the HTTP path), served here.
- * `where` tells the caller where else it may name it.
+ * The capability the request names (in the body, or where the binding puts it, e.g. the HTTP path), served here, in
+ * the version the header's meta pins (`mig.capability_version`: an exact version or a range) or, without a pin, the
+ * default one (runtime/provider/version-choice.ts). The answer's header says which version served a pinned call, and
+ * that a version is deprecated. `where` tells the caller where else it may name the capability.
  */
 function namedCapability(
   core: RuntimeCore,
   raw: JsonObject,
-  named: string | undefined,
-  where: string,
+  header: MessageHeader,
+  options: { capability: string | undefined; where: string; version?: string | undefined },
 ): RegisteredCapability {
-  const id = agreeing(named, optionalStringField(raw, "capability", 200), "capability");
-  if (id === undefined) throw new MigError("MIG_INVALID_REQUEST", `capability is required: name it in ${where}`);
+  const id = agreeing(options.capability, optionalStringField(raw, "capability", 200), "capability");
+  if (id === undefined)
+    throw new MigError("MIG_INVALID_REQUEST", `capability is required: name it in ${options.where}`);
   checkDottedName(id, "capability");
-  const entry = core.capabilities.get(id);
+  const pin = options.version !== undefined ? pinOf({ [VERSION_META_KEY]: options.version }) : pinOf(header.meta);
+  const entry = core.capabilities.resolve(id, pin);
   if (!entry) {
     throw new MigError(
       "MIG_UNSUPPORTED_CAPABILITY",
       `capability ${id} is not served here; DISCOVER lists the capabilities you can invoke`,
     );
+  }
+  const { version } = entry.descriptor;
+  if (pin !== undefined && header.meta?.[VERSION_META_KEY] !== undefined)
+    header.meta = { ...header.meta, [VERSION_META_KEY]: version };
+  if (entry.lifecycle !== undefined) {
+    const replacement = replacementOf(core.capabilities.versions(id));
+    header.meta = {
+      ...header.meta,
+      [DEPRECATION_META_KEY]: deprecationMeta(
+        version,
+        entry.lifecycle,
+        replacement === version ? undefined : replacement,
+      ),
+    };
+  }
+  if (entry.labels) {
+    const counted = core.metrics.versionCallsCounted;
+    counted.set(entry.labels, (counted.get(entry.labels) ?? 0) + 1);
   }
   return entry;
 }

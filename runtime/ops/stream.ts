@@ -18,6 +18,8 @@ export interface OpenStreamOptions {
   clientFrames: boolean;
   /** Set by a worker for a stream its gateway already authorized (policy, quota and audit happened there). */
   authorized?: boolean | undefined;
+  /** The capability version to run, set by a worker: the one its gateway chose (and the one the worker serves). */
+  version?: string | undefined;
   /**
    * The time the stream has left, when less than its header's `deadline_ms` (a worker taking a stream
    * later than its caller sent it); the frames keep the caller's header.
@@ -45,6 +47,7 @@ export function acceptStream(
     capability: options.capability,
     where: "the frame or in the path",
     authorized: options.authorized,
+    version: options.version,
     chooseMode: (raw, entry) => chooseMode(raw, entry, options.clientFrames),
   });
 

@@ -29,6 +29,16 @@ export const ACCEPT_NOTICE_MS = 100;
 
 export const workSubject = (capability: string) => `${INTERNAL_PREFIX}.work.${capability}`;
 export const jsWorkSubject = (capability: string) => `${INTERNAL_PREFIX}.jswork.${capability}`;
+/**
+ * The subject token of one version of a capability, `@1_2_0`: what follows the prefix names the version its work is
+ * for, so that workers of other versions of the same capability never take it. `@` is in no capability id, so these
+ * subjects cannot be another capability's; build metadata is left out (semver gives it no precedence).
+ */
+export const versionToken = (version: string) => `@${version.replace(/\+.*$/, "").replace(/\./g, "_")}`;
+export const versionedWorkSubject = (capability: string, version: string) =>
+  `${INTERNAL_PREFIX}.work.${versionToken(version)}.${capability}`;
+export const versionedJsWorkSubject = (capability: string, version: string) =>
+  `${INTERNAL_PREFIX}.jswork.${versionToken(version)}.${capability}`;
 export const WORK_STREAM_SUBJECTS = `${INTERNAL_PREFIX}.jswork.>`;
 export const cancelSubject = (messageId: string) => `${INTERNAL_PREFIX}.cancel.${messageId}`;
 export const CANCEL_WILDCARD = `${INTERNAL_PREFIX}.cancel.*`;
@@ -60,6 +70,11 @@ export const MAX_REGISTRATION_BYTES = 1024 * 1024;
  */
 export const GATEWAY_POLICY_PREFIX = "policy.";
 
+/** Durable consumer of one version of a capability on the work stream (versioned subjects, see versionToken). */
+export function versionedConsumerName(capability: string, version: string): string {
+  return consumerName(`${capability}${versionToken(version)}`);
+}
+
 /** Durable consumer of one capability on the work stream: readable, and unique even when ids differ only in dots. */
 export function consumerName(capability: string): string {
   const readable = capability.replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 60);
@@ -90,6 +105,22 @@ export interface Registration {
    * `direct_from` must not undo a newer one, or gateways and the worker would disagree on who answers. Optional.
    */
   seq?: number;
+  /**
+   * Set by providers that also take each capability's work and stream opens on the subjects of its version
+   * (`_MIG.work.@<version>.<capability>`, `_MIG.jswork.@<version>.<capability>`, `_MIG.stream.@<version>.<capability>`):
+   * gateways then send them each version's work there, so several versions of a capability can be served side by
+   * side. Optional: without it, work goes to the plain subjects.
+   */
+  versioned_subjects?: boolean;
+}
+
+/**
+ * The registrar's answer to a registration sent with a reply subject, when it refused some of its capabilities (a
+ * contract that breaks another version, a schema that cannot be registered): the record it wrote into the registry
+ * lacks them, and the provider should stop offering them. JSON. Nothing is answered when all were accepted.
+ */
+export interface RegistrationRefusal {
+  refused: { capability: string; version: string; error: MigErrorBody }[];
 }
 
 /**
@@ -157,6 +188,8 @@ export interface WorkRequest {
   deadline_at: number;
   /** Where to send the reply; always set on the JetStream path, else the message's reply subject. */
   reply_to?: string;
+  /** The capability version the gateway chose; a provider serving another version of it refuses the work. */
+  version?: string;
 }
 
 /** What a provider answers: a result, an error, or (core path) a notice that it holds the work. */

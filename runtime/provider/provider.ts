@@ -3,6 +3,8 @@ import { MigError } from "../../schemas/errors.ts";
 import type { CapabilityDescriptor, InvocationMode, JsonObject, MessageHeader } from "../../schemas/types.ts";
 import { checkDottedName } from "../protocol/names.ts";
 import type { Principal } from "../protocol/principal.ts";
+import { lifecycleOf } from "./lifecycle.ts";
+import { checkVersion } from "./versions.ts";
 
 export interface InvocationContext {
   header: MessageHeader;
@@ -47,7 +49,6 @@ export interface CapabilityDefinition {
 }
 
 const MODES: readonly InvocationMode[] = ["unary", "server_stream", "client_stream", "bidi_stream"];
-const SEMVER = /^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/;
 
 export function defineCapability(
   descriptor: CapabilityDescriptor,
@@ -84,15 +85,10 @@ function checkStreamModes(descriptor: CapabilityDescriptor, stream: StreamHandle
   }
 }
 
-/** Refuses a descriptor a caller could not use: bad id, version, modes or schema URIs. */
+/** Refuses a descriptor a caller could not use: bad id, version, modes, schema URIs or lifecycle. */
 export function checkDescriptor(descriptor: CapabilityDescriptor): void {
   checkDottedName(descriptor.id, "capability id", true);
-  if (!SEMVER.test(descriptor.version)) {
-    throw new MigError(
-      "MIG_INVALID_REQUEST",
-      `capability ${descriptor.id}: version "${descriptor.version}" is not semver (e.g. 1.0.0)`,
-    );
-  }
+  checkVersion(descriptor.version, descriptor.id);
   if (
     !Array.isArray(descriptor.modes) ||
     descriptor.modes.length === 0 ||
@@ -118,4 +114,5 @@ export function checkDescriptor(descriptor: CapabilityDescriptor): void {
       `capability ${descriptor.id}: auth_scopes must be a list (it may be empty)`,
     );
   }
+  lifecycleOf(descriptor);
 }
