@@ -416,6 +416,38 @@ describe("MCP at /mcp, auth mode none", () => {
   });
 });
 
+describe("MCP at /mcp with two versions of a capability", () => {
+  let t: TestRuntime;
+  const versioned = (version: string) =>
+    defineCapability({ ...descriptor("mcp.test.versioned"), version }, () => ({ served_by: version }));
+  beforeAll(async () => {
+    t = await startTestRuntime({ capabilities: [versioned("1.4.0"), versioned("2.1.0")] });
+    mountMcpEndpoint(t.http, t.runtime, t.runtime.authenticator);
+  });
+  afterAll(() => t?.stop());
+
+  it('lists one tool per capability; _meta["mig.capability_version"] pins a version or range, as on every binding', async () => {
+    const client = await mcpClient(t.http.url, REVISIONS[0]!.negotiation, { "x-tenant-id": "acme" });
+    try {
+      const { tools } = await client.listTools();
+      expect(tools.filter((tool) => tool.name === "mcp.test.versioned")).toHaveLength(1);
+      const call = (pin?: string) =>
+        client.callTool({
+          name: "mcp.test.versioned",
+          arguments: {},
+          ...(pin === undefined ? {} : { _meta: { "mig.capability_version": pin } }),
+        });
+      expect((await call()).structuredContent).toEqual({ served_by: "2.1.0" });
+      expect((await call("^1.2")).structuredContent).toEqual({ served_by: "1.4.0" });
+      expect((await call("2.1.0")).structuredContent).toEqual({ served_by: "2.1.0" });
+      // A pin nothing satisfies is MIG_UNSUPPORTED_CAPABILITY, a JSON-RPC error naming the versions there are.
+      await expect(call("^3")).rejects.toThrow(/no version matching "\^3".*it has 2\.1\.0, 1\.4\.0/);
+    } finally {
+      await client.close();
+    }
+  });
+});
+
 describe("MCP at /mcp on a socket near its request cap", () => {
   let t: TestRuntime;
   beforeAll(async () => {

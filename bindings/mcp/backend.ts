@@ -17,6 +17,8 @@ export interface McpCall {
   traceparent?: string | undefined;
   /** The call's deadline in ms (the runtime's default when unset). */
   deadlineMs?: number | undefined;
+  /** A pinned capability version or semver range (`_meta["mig.capability_version"]`), as on every binding. */
+  capabilityVersion?: string | undefined;
   /** Aborts when the MCP caller is gone or cancelled the call: the invocation is then cancelled. */
   signal?: AbortSignal | undefined;
 }
@@ -28,6 +30,7 @@ export function mcpMeta(call: McpCall): JsonObject {
   if (call.name !== undefined) meta["mcp.name"] = call.name;
   if (call.clientName !== undefined) meta["mcp.client_name"] = call.clientName;
   if (call.clientVersion !== undefined) meta["mcp.client_version"] = call.clientVersion;
+  if (call.capabilityVersion !== undefined) meta["mig.capability_version"] = call.capabilityVersion;
   return meta;
 }
 

@@ -1,5 +1,6 @@
 // What an MCP request handler knows about its call, as the MIG side wants it (bindings/mcp/backend.ts McpCall):
-// method, JSON-RPC id, client, `_meta.traceparent`, `_meta.deadline_ms`, and the signal that says the caller left.
+// method, JSON-RPC id, client, `_meta.traceparent`, `_meta.deadline_ms`, `_meta["mig.capability_version"]`, and the
+// signal that says the caller left.
 import { CLIENT_INFO_META_KEY, type ServerContext } from "@modelcontextprotocol/server";
 import { MigError } from "../../schemas/errors.ts";
 import type { McpCall } from "./backend.ts";
@@ -41,6 +42,9 @@ export function callOf(
   if (typeof info?.name === "string") call.clientName = info.name.slice(0, 200);
   if (typeof info?.version === "string") call.clientVersion = info.version.slice(0, 100);
   if (typeof meta.traceparent === "string" && TRACEPARENT.test(meta.traceparent)) call.traceparent = meta.traceparent;
+  // The runtime checks the pin (semver) as it does for every binding; here it only has to be a string.
+  const pin = meta["mig.capability_version"];
+  if (typeof pin === "string") call.capabilityVersion = pin.slice(0, 200);
   const deadline = meta.deadline_ms;
   if (deadline !== undefined) {
     if (typeof deadline !== "number" || !Number.isInteger(deadline) || deadline < 1 || deadline > MAX_DEADLINE_MS) {
