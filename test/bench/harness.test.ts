@@ -84,7 +84,7 @@ describe("load-http", () => {
 
   it("refuses to measure a path whose probe answers an error", async () => {
     const target = { kind: "http" as const, url: `${base}/missing`, body: "{}" };
-    await expect(LoaderProcess.start(root, target, 1)).rejects.toThrow(/^probe: HTTP 404/);
+    await expect(LoaderProcess.start(root, target, 1)).rejects.toThrow(/^load-http: probe: HTTP 404/);
   });
 });
 
