@@ -14,7 +14,7 @@ export type { EventSink, Subscription, SubscriptionInfo } from "./ops/subscribe.
 export type { Authenticator, Credentials } from "./policy/auth.ts";
 export { ControlGuard, rememberCredential } from "./policy/control-guard.ts";
 export type { AdminView } from "./policy/policy.ts";
-export { replySubjectAllowed } from "./policy/policy.ts";
+export { adminTenant, replySubjectAllowed } from "./policy/policy.ts";
 export { errorEnvelope, errorHeader } from "./protocol/envelope.ts";
 export { parseJsonLimited, tooDeep, valueDepth } from "./protocol/json-limits.ts";
 export { checkDottedName, checkTenant } from "./protocol/names.ts";

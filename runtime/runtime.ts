@@ -44,7 +44,7 @@ import { type EventSink, type Subscription, SubscriptionRegistry, subscribe } fr
 import { AuditLog, operationRecord, parseAuditQuery, type StoredAuditRecord } from "./policy/audit.ts";
 import { Authenticator } from "./policy/auth.ts";
 import { FairShare } from "./policy/fair-share.ts";
-import { AccessPolicy, type AdminView, transportTenant } from "./policy/policy.ts";
+import { AccessPolicy, type AdminView, adminTenant, transportTenant } from "./policy/policy.ts";
 import type { Principal } from "./protocol/principal.ts";
 import type { RequestContext } from "./protocol/request-context.ts";
 import type { CapabilityDefinition } from "./provider/provider.ts";
@@ -461,15 +461,12 @@ export class MigRuntime implements RuntimeCore {
     return this.guard("admin.audit", () => {
       if (!this.audit) throw new MigError("MIG_UNAVAILABLE", "the audit log is not open yet");
       const query = parseAuditQuery(params);
-      if (view.tenant !== undefined) {
-        if (query.tenant !== undefined && query.tenant !== view.tenant) {
-          throw new MigError(
-            "MIG_FORBIDDEN",
-            `this admin token is scoped to tenant "${view.tenant}" and cannot read tenant "${query.tenant}"'s records; that needs the scope ${this.config.adminGlobalScope}`,
-          );
-        }
-        query.tenant = view.tenant;
-      }
+      query.tenant = adminTenant(
+        view,
+        query.tenant,
+        `read tenant "${query.tenant}"'s records`,
+        this.config.adminGlobalScope,
+      );
       return this.audit.query(query);
     });
   }

@@ -1,7 +1,6 @@
 // GET /admin/v0.1/connections: the live connections of this process by binding and tenant, in the standard's shape.
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { AdminView, MigRuntime } from "../../runtime/mod.ts";
-import { MigError } from "../../schemas/errors.ts";
+import { type AdminView, adminTenant, type MigRuntime } from "../../runtime/mod.ts";
 import type { ConnectionEntry } from "./connection-census.ts";
 import type { ListenerSelf } from "./listener-self.ts";
 import { sendJson } from "./respond.ts";
@@ -51,15 +50,9 @@ function otherBindings(runtime: MigRuntime, http: ConnectionEntry[]): Connection
 /** `?tenant_id=&protocol=&kind=`; a tenant-scoped admin sees its own tenant and may name no other. */
 function filtersOf(req: IncomingMessage, view: AdminView, globalScope: string) {
   const query = new URL(req.url ?? "/", "http://x").searchParams;
-  const tenant = query.get("tenant_id") || undefined;
-  if (view.tenant !== undefined && tenant !== undefined && tenant !== view.tenant) {
-    throw new MigError(
-      "MIG_FORBIDDEN",
-      `this admin token is scoped to tenant "${view.tenant}" and cannot list tenant "${tenant}"'s connections; that needs the scope ${globalScope}`,
-    );
-  }
+  const asked = query.get("tenant_id") || undefined;
   return {
-    tenant: view.tenant ?? tenant,
+    tenant: adminTenant(view, asked, `list tenant "${asked}"'s connections`, globalScope),
     protocol: query.get("protocol") || undefined,
     kind: query.get("kind") || undefined,
   };

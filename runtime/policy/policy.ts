@@ -49,6 +49,27 @@ export interface AdminView {
   tenant: string | undefined;
 }
 
+/**
+ * The tenant an admin route shows: a tenant-scoped admin sees its own tenant whatever it asked, and naming another is
+ * MIG_FORBIDDEN (`what` is the refused action, e.g. "read tenant \"globex\"'s records"); a cross-tenant admin sees
+ * what it asked for (undefined: every tenant).
+ */
+export function adminTenant(
+  view: AdminView,
+  asked: string | undefined,
+  what: string,
+  globalScope: string,
+): string | undefined {
+  if (view.tenant === undefined) return asked;
+  if (asked !== undefined && asked !== view.tenant) {
+    throw new MigError(
+      "MIG_FORBIDDEN",
+      `this admin token is scoped to tenant "${view.tenant}" and cannot ${what}; that needs the scope ${globalScope}`,
+    );
+  }
+  return view.tenant;
+}
+
 /** The policy file (`MIG_POLICY_FILE`, YAML or JSON); rate limits are "rate/burst" strings or {rate, burst}. */
 export interface PolicyDocument {
   tenants?: Record<string, { rate_limit?: string | RateLimit }>;
