@@ -19,6 +19,7 @@ import {
   TimeoutError,
 } from "@nats-io/transport-node";
 import { MigError } from "../schemas/errors.ts";
+import { ERROR_CODE_HEADER, HEARTBEAT_HEADER, MIRRORED_HEADER_FIELDS } from "../schemas/nats-headers.ts";
 import type {
   CancelAck,
   CancelRequest,
@@ -78,18 +79,6 @@ const HEARTBEAT_MS = 1_000;
 const SILENCE_MS = 3.5 * HEARTBEAT_MS;
 /** Bounds of the best-effort messages nobody waits for: a CANCEL after an abort, a subscription's close. */
 const QUIET_TIMEOUT_MS = 1_000;
-/** The NATS header of a gateway's heartbeat on a subscription's inbox (bindings/nats/events.ts). */
-const HEARTBEAT_HEADER = "mig_heartbeat";
-const ERROR_CODE_HEADER = "mig_error_code";
-/** MIG header fields mirrored into NATS headers (docs/bindings/nats.md). */
-const MIRRORED_FIELDS = [
-  "mig_version",
-  "message_id",
-  "tenant_id",
-  "session_id",
-  "traceparent",
-  "idempotency_key",
-] as const;
 const LINE_BREAK = /[\r\n]/;
 
 /**
@@ -173,7 +162,7 @@ function authHeaders(token: string | undefined): MsgHdrs | undefined {
 /** The bearer token and the MIG header fields a NATS header can carry (a value with a line break stays in the body). */
 function requestHeaders(header: Partial<MessageHeader>, token: string | undefined): MsgHdrs {
   const headers = authHeaders(token) ?? natsHeaders();
-  for (const field of MIRRORED_FIELDS) {
+  for (const field of MIRRORED_HEADER_FIELDS) {
     const value = header[field];
     if (typeof value === "string" && value !== "" && !LINE_BREAK.test(value)) headers.set(field, value);
   }

@@ -8,6 +8,7 @@ import {
   headers as natsHeaders,
   type Subscription,
 } from "@nats-io/transport-node";
+import { MIRRORED_HEADER_FIELDS } from "../schemas/nats-headers.ts";
 import { fail } from "./assert.ts";
 import { Collector } from "./collector.ts";
 
@@ -35,15 +36,6 @@ export interface NatsSubscription {
   readonly messages: Collector<NatsMessage>;
   close(): void;
 }
-
-const MIRRORED_HEADER_FIELDS = [
-  "mig_version",
-  "message_id",
-  "tenant_id",
-  "session_id",
-  "traceparent",
-  "idempotency_key",
-];
 
 export class NatsClient {
   private constructor(

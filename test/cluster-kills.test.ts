@@ -12,8 +12,8 @@ import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, createInbox, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { HEARTBEAT_HEADER } from "../bindings/nats/events.ts";
 import { topicRef } from "../runtime/store/events.ts";
+import { HEARTBEAT_HEADER } from "../schemas/nats-headers.ts";
 import {
   type Cluster,
   type ClusterGateway,

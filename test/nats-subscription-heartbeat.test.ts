@@ -2,8 +2,9 @@
 // can tell that gateway is gone; heartbeats stop with the subscription, and a bad value is refused with a sentence.
 import { connect, createInbox, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { HEARTBEAT_HEADER, type NatsEventsBinding, startNatsEvents } from "../bindings/nats/events.ts";
+import { type NatsEventsBinding, startNatsEvents } from "../bindings/nats/events.ts";
 import { Authenticator } from "../runtime/policy/auth.ts";
+import { HEARTBEAT_HEADER } from "../schemas/nats-headers.ts";
 import { natsRequest } from "./helpers/nats.ts";
 import { startTestRuntime, type TestRuntime, waitFor } from "./helpers/runtime.ts";
 

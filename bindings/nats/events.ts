@@ -33,6 +33,7 @@ import {
   type SubscriptionInfo,
 } from "../../runtime/mod.ts";
 import { MigError, toMigError } from "../../schemas/errors.ts";
+import { HEARTBEAT_HEADER } from "../../schemas/nats-headers.ts";
 import { errorReply } from "./reply-headers.ts";
 
 const QUEUE = "mig-events";
@@ -40,8 +41,6 @@ const EMPTY = new Uint8Array(0);
 /** A subscriber that leaves its credits unused this long while events wait is taken for gone. */
 const IDLE_SUBSCRIBER_MS = 60_000;
 const DELIVER_SUBJECT = /^[A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+)*$/;
-/** The NATS header of a heartbeat on deliver_subject (its value: the subscription id); the message has no body. */
-export const HEARTBEAT_HEADER = "mig_heartbeat";
 const HEARTBEAT_MS = { min: 100, max: 60_000 };
 
 /**

@@ -2,17 +2,8 @@
 // envelope; and an error reply whole.
 import type { MsgHdrs } from "@nats-io/transport-node";
 import { errorEnvelope, HeaderBlock } from "../../runtime/mod.ts";
+import { ERROR_CODE_HEADER, MIRRORED_HEADER_FIELDS } from "../../schemas/nats-headers.ts";
 import type { MessageHeader } from "../../schemas/types.ts";
-
-/** MIG header fields mirrored between the body's header and NATS message headers (spec section 7). */
-export const MIRRORED_FIELDS = [
-  "mig_version",
-  "message_id",
-  "tenant_id",
-  "session_id",
-  "traceparent",
-  "idempotency_key",
-] as const;
 
 /**
  * Headers for a reply carrying `header`. A field whose value has a line break (session_id and idempotency_key are
@@ -21,12 +12,12 @@ export const MIRRORED_FIELDS = [
 export function replyHeaders(header: MessageHeader | undefined, errorCode?: string): MsgHdrs {
   const block = new HeaderBlock();
   if (header) {
-    for (const field of MIRRORED_FIELDS) {
+    for (const field of MIRRORED_HEADER_FIELDS) {
       const value = header[field];
       if (value !== undefined) block.add(field, String(value));
     }
   }
-  if (errorCode !== undefined) block.add("mig_error_code", errorCode);
+  if (errorCode !== undefined) block.add(ERROR_CODE_HEADER, errorCode);
   return block.forPublish;
 }
 

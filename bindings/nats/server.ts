@@ -16,8 +16,9 @@ import {
   TurnBatch,
 } from "../../runtime/mod.ts";
 import { MigError, toMigError } from "../../schemas/errors.ts";
+import { MIRRORED_HEADER_FIELDS } from "../../schemas/nats-headers.ts";
 import type { MessageHeader } from "../../schemas/types.ts";
-import { errorReply, MIRRORED_FIELDS, replyHeaders } from "./reply-headers.ts";
+import { errorReply, replyHeaders } from "./reply-headers.ts";
 import { serveNatsStreams } from "./stream.ts";
 
 export interface NatsBinding {
@@ -220,7 +221,7 @@ function parseBody(data: Uint8Array, limit: number, maxDepth: number): unknown {
 function mergeHeaderFields(headers: MsgHdrs | undefined, body: unknown): void {
   if (!headers || body === null || typeof body !== "object" || Array.isArray(body)) return;
   const target = body as { header?: unknown };
-  for (const field of MIRRORED_FIELDS) {
+  for (const field of MIRRORED_HEADER_FIELDS) {
     const value = headers.get(field, Match.IgnoreCase);
     if (!value) continue;
     if (target.header === undefined || target.header === null) target.header = {};

@@ -2,6 +2,7 @@
 // answers their callers with MIG_UNAVAILABLE when that worker leaves the fleet.
 import { type Msg, type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node";
 import { MigError } from "../../schemas/errors.ts";
+import { ERROR_CODE_HEADER } from "../../schemas/nats-headers.ts";
 import type { Logger } from "../base/logger.ts";
 import { replySubjectAllowed } from "../policy/policy.ts";
 import { errorEnvelope } from "../protocol/envelope.ts";
@@ -70,7 +71,7 @@ export class DirectWatch {
         call.tenant,
       );
       const headers = natsHeaders();
-      headers.set("mig_error_code", error.code);
+      headers.set(ERROR_CODE_HEADER, error.code);
       headers.set("message_id", envelope.header.message_id);
       if (envelope.header.tenant_id) headers.set("tenant_id", envelope.header.tenant_id);
       this.nc.publish(reply, JSON.stringify(envelope), { headers });
