@@ -12,16 +12,18 @@ export interface ToolEntry {
   arguments?: Record<string, unknown>;
   /** false: the tool's answers change from call to call (time, randomness); only "both succeeded" is checked. */
   compare?: boolean;
+  /** Paths of the answer not compared, as `mig mcp parity` names them (`content[1].resource.text`): a time, an id. */
+  ignore?: string[];
 }
 
 export type ArgsFile = Record<string, ToolEntry>;
 
-const ENTRY_KEYS = new Set(["arguments", "compare"]);
+const ENTRY_KEYS = new Set(["arguments", "compare", "ignore"]);
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
   value !== null && typeof value === "object" && !Array.isArray(value);
 
-/** Reads `{tool: {arguments?: {...}, compare?: false}}` from a JSON or YAML file; every problem is named. */
+/** Reads `{tool: {arguments?: {...}, compare?: false, ignore?: [path]}}` from a JSON or YAML file; every problem is named. */
 export function readArgsFile(path: string): ArgsFile {
   let text: string;
   try {
@@ -43,16 +45,22 @@ export function readArgsFile(path: string): ArgsFile {
   const file: ArgsFile = {};
   for (const [tool, entry] of Object.entries(value)) {
     const where = `${path}: ${tool}`;
-    if (!isObject(entry)) throw new Error(`${where} must be an object: {arguments?: {…}, compare?: false}`);
+    if (!isObject(entry))
+      throw new Error(`${where} must be an object: {arguments?: {…}, compare?: false, ignore?: [path, …]}`);
     const unknown = Object.keys(entry).filter((key) => !ENTRY_KEYS.has(key));
     if (unknown.length > 0)
       throw new Error(
-        `${where} has ${unknown.join(", ")}; an entry holds arguments (an object) and compare (a boolean)`,
+        `${where} has ${unknown.join(", ")}; an entry holds arguments (an object), compare (a boolean) and ignore (a list of paths)`,
       );
     if (entry.arguments !== undefined && !isObject(entry.arguments))
       throw new Error(`${where}: arguments must be an object`);
     if (entry.compare !== undefined && typeof entry.compare !== "boolean")
       throw new Error(`${where}: compare must be true or false`);
+    if (
+      entry.ignore !== undefined &&
+      !(Array.isArray(entry.ignore) && entry.ignore.every((path) => typeof path === "string" && path !== ""))
+    )
+      throw new Error(`${where}: ignore must be a list of paths, such as [content[1].resource.text]`);
     file[tool] = entry as ToolEntry;
   }
   return file;

@@ -21,7 +21,7 @@ const isObject = (value: unknown): value is Record<string, unknown> =>
 export function judge(
   direct: CallOutcome,
   throughMig: CallOutcome,
-  options: { compare: boolean; outputSchema?: unknown },
+  options: { compare: boolean; outputSchema?: unknown; ignore?: readonly string[] },
 ): Verdict {
   if ("error" in direct || "error" in throughMig) {
     const parts = [
@@ -42,8 +42,15 @@ export function judge(
     };
   }
   if (!options.compare) return { status: "equal", detail: "both succeeded (compare: false)" };
+  const ignore = new Set(options.ignore);
   if (directError) {
-    const difference = firstDifference(errorView(direct.result), migErrorView(throughMig.result), "", undefined);
+    const difference = firstDifference(
+      errorView(direct.result),
+      migErrorView(throughMig.result),
+      "",
+      undefined,
+      ignore,
+    );
     return difference
       ? { status: "different", detail: `error result ${difference}` }
       : { status: "equal", detail: "both answered the same error result" };
@@ -55,6 +62,7 @@ export function judge(
     migView(throughMig.result, structured),
     structured ? "structuredContent" : "content",
     schema,
+    ignore,
   );
   return difference
     ? { status: "different", detail: difference }
@@ -104,10 +112,17 @@ function firstText(result: Record<string, unknown>): string | undefined {
 /**
  * Where two answers first differ, as "path: direct ≠ through MIG", or undefined when they are equal. `_meta` is
  * skipped at any depth (it carries each side's own context), an undefined member equals a missing one, object keys
- * are unordered, and an array the schema marks `uniqueItems` is compared as a set.
+ * are unordered, an array the schema marks `uniqueItems` is compared as a set, and a path in `ignore` is not compared.
  */
-export function firstDifference(a: unknown, b: unknown, path: string, schema: unknown): string | undefined {
+export function firstDifference(
+  a: unknown,
+  b: unknown,
+  path: string,
+  schema: unknown,
+  ignore: ReadonlySet<string> = new Set(),
+): string | undefined {
   const at = path || "result";
+  if (ignore.has(at)) return undefined;
   if (Array.isArray(a) && Array.isArray(b)) {
     if (a.length !== b.length) return `${at}: ${a.length} items ≠ ${b.length} items`;
     const items = isObject(schema) ? schema.items : undefined;
@@ -122,7 +137,7 @@ export function firstDifference(a: unknown, b: unknown, path: string, schema: un
       return undefined;
     }
     for (let i = 0; i < a.length; i++) {
-      const difference = firstDifference(a[i], b[i], `${at}[${i}]`, items);
+      const difference = firstDifference(a[i], b[i], `${at}[${i}]`, items, ignore);
       if (difference) return difference;
     }
     return undefined;
@@ -131,7 +146,7 @@ export function firstDifference(a: unknown, b: unknown, path: string, schema: un
     const properties = isObject(schema) && isObject(schema.properties) ? schema.properties : {};
     const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((key) => key !== "_meta").sort();
     for (const key of keys) {
-      const difference = firstDifference(a[key], b[key], `${at}.${key}`, properties[key]);
+      const difference = firstDifference(a[key], b[key], `${at}.${key}`, properties[key], ignore);
       if (difference) return difference;
     }
     return undefined;

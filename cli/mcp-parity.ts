@@ -83,7 +83,11 @@ export async function runParity(options: ParityOptions): Promise<number> {
         callDirectly(direct.client, tool, chosen.arguments, timeoutMs),
         callThroughMig(fleetClient, through, chosen.arguments, timeoutMs),
       ]);
-      const verdict = judge(own, viaMig, { compare: entry?.compare !== false, outputSchema: tool.outputSchema });
+      const verdict = judge(own, viaMig, {
+        compare: entry?.compare !== false,
+        outputSchema: tool.outputSchema,
+        ignore: entry?.ignore,
+      });
       results.push({ tool: tool.name, through, ...verdict });
     }
     print(results, { server: options.server, namespace, json: options.json === true });

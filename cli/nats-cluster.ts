@@ -2,7 +2,7 @@
 // store: what `mig dev cluster` runs, and what the cluster tests kill and restart.
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { jetstreamManager, StorageType } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 
 export interface ClusterNode {
@@ -28,7 +28,11 @@ export interface ClusterPorts {
   route: number[];
 }
 
-/** Starts one node per client port, routed to each other, and resolves once JetStream answers (a meta leader). */
+/**
+ * Starts one node per client port, routed to each other, and resolves once JetStream can place a stream on every
+ * node: a meta leader alone is not enough, since for a moment after its election it may not yet count the other
+ * nodes as peers, and a stream of as many copies as nodes is then refused ("no suitable peers").
+ */
 export async function startNatsCluster(dir: string, ports: ClusterPorts, readyMs = 20_000): Promise<NatsCluster> {
   const routes = ports.route.map((port) => `nats://127.0.0.1:${port}`).join(",");
   const bin = process.env.NATS_SERVER_BIN ?? "nats-server";
@@ -72,7 +76,7 @@ export async function startNatsCluster(dir: string, ports: ClusterPorts, readyMs
     },
   };
   try {
-    await untilJetStreamAnswers(nodes[0]!.url, readyMs);
+    await untilEveryNodeTakesACopy(nodes[0]!.url, nodes.length, readyMs);
   } catch (err) {
     await cluster.stop("SIGKILL");
     throw err;
@@ -80,20 +84,25 @@ export async function startNatsCluster(dir: string, ports: ClusterPorts, readyMs
   return cluster;
 }
 
-async function untilJetStreamAnswers(url: string, limitMs: number): Promise<void> {
+/** Creates and deletes a small in-memory stream of `replicas` copies until that succeeds. */
+async function untilEveryNodeTakesACopy(url: string, replicas: number, limitMs: number): Promise<void> {
   const until = Date.now() + limitMs;
+  const probe = "MIG_CLUSTER_READY";
   for (;;) {
     try {
       const nc = await connect({ servers: url, timeout: 1_000 });
       try {
-        await (await jetstreamManager(nc, { timeout: 1_000 })).getAccountInfo();
+        const jsm = await jetstreamManager(nc, { timeout: 2_000 });
+        await jsm.streams.add({ name: probe, subjects: [], storage: StorageType.Memory, num_replicas: replicas });
+        await jsm.streams.delete(probe);
         return;
       } finally {
         await nc.close();
       }
     } catch (err) {
-      if (Date.now() > until) throw new Error(`the cluster's JetStream did not answer within ${limitMs} ms: ${err}`);
-      await new Promise((r) => setTimeout(r, 100));
+      if (Date.now() > until)
+        throw new Error(`the cluster's JetStream could not place ${replicas} copies within ${limitMs} ms: ${err}`);
+      await new Promise((r) => setTimeout(r, 200));
     }
   }
 }

@@ -2,10 +2,12 @@
 // through a throwaway MIG fleet), and against a test server with a tool that answers MIG callers differently; and
 // the rules it builds arguments and compares answers by.
 import { execFile } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Tool } from "@modelcontextprotocol/client";
 import { describe, expect, it } from "vitest";
-import { argumentsFor } from "../cli/mcp-parity-arguments.ts";
+import { argumentsFor, readArgsFile } from "../cli/mcp-parity-arguments.ts";
 import { judge } from "../cli/mcp-parity-compare.ts";
 import { ROOT } from "./helpers/process.ts";
 
@@ -142,6 +144,25 @@ describe("the arguments of a tool", () => {
   });
 });
 
+describe("the args file", () => {
+  const file = (text: string) => {
+    const path = join(mkdtempSync(join(tmpdir(), "mig-parity-")), "args.yaml");
+    writeFileSync(path, text);
+    return path;
+  };
+
+  it("reads arguments, compare and ignore, and names what it cannot use", () => {
+    const entries = 'clock: { compare: false }\nref: { arguments: { id: 1 }, ignore: ["content[1].resource.text"] }\n';
+    expect(readArgsFile(file(entries))).toEqual({
+      clock: { compare: false },
+      ref: { arguments: { id: 1 }, ignore: ["content[1].resource.text"] },
+    });
+    expect(() => readArgsFile(file("ref: { ignore: content }\n"))).toThrow(/ref: ignore must be a list of paths/);
+    expect(() => readArgsFile(file("ref: { skip: true }\n"))).toThrow(/ref has skip; an entry holds arguments/);
+    expect(() => readArgsFile(file("- echo\n"))).toThrow(/must map tool names to entries/);
+  });
+});
+
 describe("the comparison rule", () => {
   const ok = (result: Record<string, unknown>) => ({ result });
   const text = (value: string) => ({ content: [{ type: "text", text: value }] });
@@ -167,6 +188,35 @@ describe("the comparison rule", () => {
       detail: "structuredContent.n: 1 ≠ 2",
     });
     expect(judge(direct, same, { compare: true }).status).toBe("different");
+  });
+
+  it("leaves out the paths an args entry ignores, and only those", () => {
+    const resource = (when: string) =>
+      ok({
+        content: [
+          { type: "text", text: "a resource" },
+          { type: "resource", resource: { uri: "u", text: when } },
+        ],
+      });
+    const through = (when: string) => ok({ structuredContent: { content: resource(when).result.content } });
+    const ignore = ["content[1].resource.text"];
+    expect(judge(resource("at 1"), through("at 2"), { compare: true })).toEqual({
+      status: "different",
+      detail: 'content[1].resource.text: "at 1" ≠ "at 2"',
+    });
+    expect(judge(resource("at 1"), through("at 2"), { compare: true, ignore }).status).toBe("equal");
+    const otherUri = ok({
+      structuredContent: {
+        content: [
+          { type: "text", text: "a resource" },
+          { type: "resource", resource: { uri: "v", text: "y" } },
+        ],
+      },
+    });
+    expect(judge(resource("x"), otherUri, { compare: true, ignore })).toEqual({
+      status: "different",
+      detail: 'content[1].resource.uri: "u" ≠ "v"',
+    });
   });
 
   it("an error result on one side only is a difference; a call without a result is a failure", () => {
