@@ -12,6 +12,7 @@ import { startNatsEvents } from "../bindings/nats/events.ts";
 import { startNatsBinding } from "../bindings/nats/server.ts";
 import { loadConfig, type RuntimeConfig, SETTINGS } from "../runtime/base/config.ts";
 import { createLogger, type Logger } from "../runtime/base/logger.ts";
+import { startTracing } from "../runtime/base/tracing-sdk.ts";
 import { runtimeCredentialsFile } from "../runtime/bus/bus-credentials.ts";
 import { demoFixtures, observatoryInfer } from "../runtime/provider/demo-provider.ts";
 import { loadProviderModules } from "../runtime/provider/provider-modules.ts";
@@ -62,6 +63,7 @@ async function patientlyWithJetStream<T>(logger: Logger, start: () => Promise<T>
 export async function start(options: Record<string, string | undefined>): Promise<void> {
   const config = loadConfig(overridesFrom(options));
   const logger = createLogger(config.logLevel);
+  const tracing = await startTracing("mig-gateway", logger);
   // Read first: a manifest that is not valid stops the start before anything listens.
   const mcpSurface = new McpSurface(config.mcpManifest ? loadManifest(config.mcpManifest) : undefined);
   // The demo capability, and the fixtures the conformance harness needs (slow, streaming, scoped): docs/conformance.md.
@@ -114,6 +116,7 @@ export async function start(options: Record<string, string | undefined>): Promis
     stopping = true;
     logger.info({ signal }, "shutting down");
     await stopGateway(runtime, [nats, natsEvents, http, grpc, metrics], config.drainTimeoutMs, logger);
+    await tracing.shutdown();
     process.exit(0);
   };
   process.on("SIGINT", () => void shutdown("SIGINT"));
@@ -142,6 +145,7 @@ export async function worker(
     );
   }
   const logger = createLogger(config.logLevel);
+  const tracing = await startTracing("mig-worker", logger);
   const definitions = modules.length > 0 ? await loadProviderModules(modules) : [];
   // MCP servers' tools come and go while the worker runs (docs/mcp.md): the host follows their list.
   const upstreams = mcpSpecs.length > 0 ? await McpUpstreams.attach(mcpSpecs, logger) : undefined;
@@ -179,6 +183,7 @@ export async function worker(
     await host.stop();
     await upstreams?.close();
     await runtime.stop();
+    await tracing.shutdown();
     process.exit(0);
   };
   process.on("SIGINT", () => void shutdown("SIGINT"));

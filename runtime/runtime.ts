@@ -16,6 +16,7 @@ import type { RuntimeConfig } from "./base/config.ts";
 import { LoadGauge } from "./base/load.ts";
 import { createLogger, type Logger } from "./base/logger.ts";
 import { Metrics } from "./base/metrics.ts";
+import { endSpan, tracing, within } from "./base/tracing.ts";
 import { type Bus, type BusCredentials, connectBus } from "./bus/bus.ts";
 import {
   type BusUserCredentials,
@@ -38,8 +39,10 @@ import { discover } from "./ops/discover.ts";
 import { heartbeat } from "./ops/heartbeat.ts";
 import { hello } from "./ops/hello.ts";
 import { invoke } from "./ops/invoke.ts";
+import { noteAnswer, startOperationSpan } from "./ops/operation-span.ts";
 import { type PublishAck, publish } from "./ops/publish.ts";
 import { acceptStream, type OpenStreamOptions, openStream, startSession } from "./ops/stream.ts";
+import { endHandedOffSpan, traceSession } from "./ops/stream-span.ts";
 import { type EventSink, type Subscription, SubscriptionRegistry, subscribe } from "./ops/subscribe.ts";
 import { AuditLog, operationRecord, parseAuditQuery, type StoredAuditRecord } from "./policy/audit.ts";
 import { Authenticator } from "./policy/auth.ts";
@@ -384,7 +387,23 @@ export class MigRuntime implements RuntimeCore {
    * With `audited`, the operation's outcome and authorization decision go to the audit log (queued,
    * never awaited).
    */
-  async guard<T>(operation: string, run: () => T | Promise<T>, audited?: AuditedRequest): Promise<T> {
+  guard<T>(operation: string, run: () => T | Promise<T>, audited?: AuditedRequest): Promise<T> {
+    if (!tracing.on || !audited) return this.guarded(operation, run, audited);
+    const span = startOperationSpan(operation, audited.body, audited.request, audited.target);
+    return within(span, () => this.guarded(operation, run, audited)).then(
+      (answer) => {
+        noteAnswer(span, answer);
+        endSpan(span);
+        return answer;
+      },
+      (err: unknown) => {
+        endSpan(span, err);
+        throw err;
+      },
+    );
+  }
+
+  private async guarded<T>(operation: string, run: () => T | Promise<T>, audited?: AuditedRequest): Promise<T> {
     try {
       const result = await run();
       if (audited && this.audit) {
@@ -494,6 +513,24 @@ export class MigRuntime implements RuntimeCore {
       (typeof (body as { capability?: unknown })?.capability === "string"
         ? (body as { capability: string }).capability
         : undefined);
+    if (!tracing.on) return this.openStreamNow(body, request, options, target);
+    const span = startOperationSpan("stream", body, request, target);
+    try {
+      const session = within(span, () => this.openStreamNow(body, request, options, target));
+      traceSession(span, session);
+      return session;
+    } catch (err) {
+      endSpan(span, err);
+      throw err;
+    }
+  }
+
+  private openStreamNow(
+    body: unknown,
+    request: RequestContext,
+    options: OpenStreamOptions,
+    target: string | undefined,
+  ): StreamSession {
     try {
       const session = openStream(this, body, request, options);
       if (this.audit && !options.authorized)
@@ -523,6 +560,25 @@ export class MigRuntime implements RuntimeCore {
       (typeof (body as { capability?: unknown })?.capability === "string"
         ? (body as { capability: string }).capability
         : undefined);
+    if (!tracing.on) return this.openBusStreamNow(body, request, options, target);
+    const span = startOperationSpan("stream", body, request, target);
+    try {
+      const opened = await within(span, () => this.openBusStreamNow(body, request, options, target));
+      if (opened.session) traceSession(span, opened.session);
+      else endHandedOffSpan(span);
+      return opened;
+    } catch (err) {
+      endSpan(span, err);
+      throw err;
+    }
+  }
+
+  private async openBusStreamNow(
+    body: unknown,
+    request: RequestContext,
+    options: OpenStreamOptions,
+    target: string | undefined,
+  ): Promise<{ header: MessageHeader; capability: string; session?: StreamSession }> {
     try {
       const accepted = acceptStream(this, body, request, options);
       let session: StreamSession | undefined;

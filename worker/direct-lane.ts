@@ -8,6 +8,8 @@ import { type NatsBinding, startNatsBinding } from "../bindings/nats/server.ts";
 import { ACCEPT_NOTICE_MS, DIRECT_QUEUE, type HeldNotice, heldSubject } from "../runtime/protocol/provider-protocol.ts";
 import { capabilityOf, SUBJECT_ROOT } from "../runtime/protocol/subjects.ts";
 import type { MigRuntime } from "../runtime/runtime.ts";
+import type { MigError } from "../schemas/errors.ts";
+import type { CallRecorder } from "./micro-stats.ts";
 
 const invokeSubjects = (capabilities: string[]) => capabilities.map((id) => `${SUBJECT_ROOT}.*.invoke.${id}`);
 
@@ -15,7 +17,7 @@ const invokeSubjects = (capabilities: string[]) => capabilities.map((id) => `${S
 const SWEEP_MS = 50;
 
 export class DirectLane {
-  /** Requests running now, in the order they started, with their start time. */
+  /** Requests running now, in the order they started, with their start time (`performance.now()`). */
   private readonly running = new Map<Msg, number>();
   /** The subset of `running` the gateways have been told about. */
   private readonly held = new Set<Msg>();
@@ -27,6 +29,7 @@ export class DirectLane {
   private constructor(
     private readonly runtime: MigRuntime,
     private readonly providerId: string,
+    private readonly calls: CallRecorder | undefined,
   ) {}
 
   /** Throws unless the bus lets this process subscribe to the invoke subjects of `capabilities`. */
@@ -51,8 +54,9 @@ export class DirectLane {
     providerId: string,
     capabilities: string[],
     from: number,
+    calls?: CallRecorder,
   ): Promise<DirectLane> {
-    const lane = new DirectLane(runtime, providerId);
+    const lane = new DirectLane(runtime, providerId, calls);
     const registry = runtime.capabilities;
     lane.binding = await startNatsBinding(runtime, runtime.authenticator, {
       queue: DIRECT_QUEUE,
@@ -65,7 +69,7 @@ export class DirectLane {
         // Its own instant if this runtime's view has lost the registration for a moment (a late heartbeat).
         return Date.now() >= (registry.directSince(id) ?? from);
       },
-      watch: { started: (msg) => lane.started(msg), ended: (msg) => lane.ended(msg) },
+      watch: { started: (msg) => lane.started(msg), ended: (msg, error) => lane.ended(msg, error) },
     });
     // By this worker's own instant, at the latest, every request it is handed is its to answer.
     lane.answering = setTimeout(
@@ -86,7 +90,7 @@ export class DirectLane {
   }
 
   private started(msg: Msg): void {
-    this.running.set(msg, Date.now());
+    this.running.set(msg, performance.now());
     // Swept only while requests run: an idle worker keeps no timer waking it.
     if (!this.sweeper && !this.closed) {
       this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
@@ -94,7 +98,9 @@ export class DirectLane {
     }
   }
 
-  private ended(msg: Msg): void {
+  private ended(msg: Msg, error: MigError | undefined): void {
+    const started = this.running.get(msg);
+    if (started !== undefined) this.calls?.record(capabilityOf(msg.subject), started, error);
     this.running.delete(msg);
     if (this.held.delete(msg)) this.notify({ reply: msg.reply, released: true });
   }
@@ -109,7 +115,7 @@ export class DirectLane {
       this.sweeper = undefined;
       return;
     }
-    const threshold = Date.now() - ACCEPT_NOTICE_MS;
+    const threshold = performance.now() - ACCEPT_NOTICE_MS;
     for (const [msg, started] of this.running) {
       if (started > threshold) break; // started in order: the rest are younger
       if (this.held.has(msg)) continue;

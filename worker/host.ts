@@ -40,6 +40,7 @@ import { IDEMPOTENCY_BUCKET, IdempotencyStore } from "../runtime/store/idempoten
 import { MigError } from "../schemas/errors.ts";
 import type { JsonObject } from "../schemas/types.ts";
 import { DirectLane } from "./direct-lane.ts";
+import { WorkerMicroStats } from "./micro-stats.ts";
 import { serveRemoteStreams, wrongVersion } from "./streams.ts";
 
 export interface WorkerOptions {
@@ -106,6 +107,8 @@ export class WorkerHost {
   /** Where the registrar answers when it refuses some of this worker's capabilities. */
   private readonly refusals = createInbox();
   private stopWatchingPolicies: (() => void) | undefined;
+  /** Answers `$SRV.PING|INFO|STATS` with the figures of the calls this worker ran (worker/micro-stats.ts). */
+  private microStats: WorkerMicroStats | undefined;
 
   private constructor(
     private readonly runtime: MigRuntime,
@@ -138,6 +141,7 @@ export class WorkerHost {
 
   private async open(): Promise<void> {
     const { nc } = this.runtime.bus;
+    this.microStats = await WorkerMicroStats.start(this.runtime, this.providerId, this.served);
     this.subscriptions.push(
       nc.subscribe(CANCEL_WILDCARD, { callback: (err, msg) => (err ? undefined : this.onCancel(msg)) }),
     );
@@ -389,7 +393,7 @@ export class WorkerHost {
       const capabilities = this.runtime.capabilities;
       await until(() => this.stopped || direct.every((id) => capabilities.directSince(id) !== undefined), 10_000);
       if (this.stopped) return;
-      this.directLane = await DirectLane.open(this.runtime, this.providerId, direct, from);
+      this.directLane = await DirectLane.open(this.runtime, this.providerId, direct, from, this.microStats);
       return;
     }
     // Off: the public subjects are the gateways'. The lane is left first, then the registration drops its switch,
@@ -483,6 +487,7 @@ export class WorkerHost {
 
   private async run(data: Uint8Array, replySubject: string | undefined, jsMsg: JsMsg | undefined): Promise<void> {
     const { nc } = this.runtime.bus;
+    const since = performance.now();
     let request: WorkRequest;
     try {
       request = readWorkRequest(data);
@@ -496,6 +501,8 @@ export class WorkerHost {
     const reply = (value: WorkReply) => {
       const to = request.reply_to ?? replySubject;
       if (to) nc.publish(to, encode(value));
+      if (!("accepted" in value))
+        this.microStats?.record(request.capability, since, value.ok ? undefined : value.error);
     };
     // Only what this worker serves now, in the version it serves: a capability it just left may still be listed as
     // another provider's, and another version of it is other workers' (on the plain subjects they all share).
@@ -573,6 +580,7 @@ export class WorkerHost {
     const subscriptions = [...this.subscriptions, ...[...this.served.values()].flatMap((s) => s.subscriptions)];
     for (const sub of subscriptions) await sub.drain().catch(() => undefined);
     await Promise.race([Promise.allSettled([...this.running]), sleep(5_000)]);
+    await this.microStats?.stop();
   }
 }
 

@@ -39,8 +39,11 @@ export interface NatsBindingOptions {
    * default those of capabilities a direct-lane worker serves itself (worker/direct-lane.ts).
    */
   acceptsInvoke?: (subject: string) => boolean;
-  /** Told when each accepted request starts and ends (the direct lane reports slow ones to the gateways). */
-  watch?: { started(msg: Msg): void; ended(msg: Msg): void };
+  /**
+   * Told when each accepted request starts and ends, with the error it was answered with (the direct lane reports
+   * slow ones to the gateways, and counts them for its worker's `$SRV.STATS`).
+   */
+  watch?: { started(msg: Msg): void; ended(msg: Msg, error: MigError | undefined): void };
 }
 
 type Operation = (
@@ -83,6 +86,7 @@ export async function startNatsBinding(
   async function handle(msg: Msg): Promise<void> {
     let body: unknown;
     let reachedRuntime = false;
+    let failure: MigError | undefined;
     const tenantHint = msg.subject.split(".", 3)[2];
     try {
       const parsed = parseSubject(msg.subject);
@@ -105,6 +109,7 @@ export async function startNatsBinding(
       });
     } catch (err) {
       const error = toMigError(err);
+      failure = error;
       if (!(err instanceof MigError))
         runtime.logger.error({ err: (err as Error)?.stack ?? String(err) }, "NATS request failed");
       // Operations count their own errors in guard(); refusals of the subject or body are counted here.
@@ -112,7 +117,7 @@ export async function startNatsBinding(
       const { data, headers } = errorReply(error, body, tenantHint);
       replies.publish(msg.reply!, data, { headers });
     } finally {
-      watch?.ended(msg);
+      watch?.ended(msg, failure);
     }
   }
 

@@ -59,6 +59,16 @@ const REGISTRY_SILENCE_MS = (DEFAULT_HEARTBEAT_MS * 3) / 2;
 const GONE_SERVERS_KEPT = 1_024;
 const CANCEL_FANOUT_WAIT_MS = 300;
 
+/** A provider of the fleet's registry, for the admin console (Fleet.providerViews). */
+export interface ProviderView {
+  provider_id: string;
+  kind: "worker" | "micro";
+  capabilities: { id: string; version: string }[];
+  /** How long since it was last heard of; past `ttl_ms` the fleet forgets it. */
+  silent_ms: number;
+  ttl_ms: number;
+}
+
 export class Fleet {
   readonly dispatcher: RemoteDispatcher;
   private readonly directWatch: DirectWatch;
@@ -201,6 +211,17 @@ export class Fleet {
 
   providerIds(): string[] {
     return [...this.providers.keys()];
+  }
+
+  /** The live providers as the admin console shows them: what each serves and when it was last heard of. */
+  providerViews(now = Date.now()): ProviderView[] {
+    return [...this.providers.values()].map((entry) => ({
+      provider_id: entry.provider_id,
+      kind: entry.kind,
+      capabilities: entry.capabilities.map((c) => ({ id: c.descriptor.id, version: c.descriptor.version })),
+      silent_ms: Math.max(0, now - entry.lastSeen),
+      ttl_ms: entry.ttlMs,
+    }));
   }
 
   /**

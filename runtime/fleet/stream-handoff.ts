@@ -18,6 +18,7 @@
 import type { Msg, NatsConnection } from "@nats-io/transport-node";
 import { MigError } from "../../schemas/errors.ts";
 import type { CapabilityDescriptor, JsonObject } from "../../schemas/types.ts";
+import { tracing, withActiveTraceparent } from "../base/tracing.ts";
 import type { InflightStream } from "../flow/inflight.ts";
 import { encodeFrame } from "../flow/stream-session.ts";
 import { credentialDigest } from "../policy/control-guard.ts";
@@ -71,7 +72,7 @@ class HandOffs {
     const open: StreamOpen & { nats_stream_id: string } = {
       v: PROTOCOL_VERSION,
       capability: entry.descriptor.id,
-      header,
+      header: tracing.on ? withActiveTraceparent(header) : header,
       payload: accepted.payload,
       principal: principalOnWire(accepted.principal),
       deadline_at: Date.now() + header.deadline_ms,

@@ -15,7 +15,22 @@ export interface InflightInvocation {
 export interface InflightStream {
   tenant: string;
   subject: string;
+  capability: string;
   cancel(reason: string): void;
+  /** Its flow control, for a stream this process runs (a stream handed to a worker has none here). */
+  flow?(): StreamFlow;
+}
+
+/** Where a stream this process runs stands: its actor's state and its credits (docs/streaming.md). */
+export interface StreamFlow {
+  state: string;
+  /** Frames it may still hand to its consumer before it must wait: the window less the frames in transit. */
+  credit: number;
+  window: number;
+  /** Frames held now: in transit plus those the provider waits to emit. */
+  held: number;
+  /** Whether the provider is held for want of credit. */
+  paused: boolean;
 }
 
 /**

@@ -11,8 +11,8 @@ import { checkOutput, type OutputChecks, providerError } from "../provider/outpu
 import type { StreamContext } from "../provider/provider.ts";
 import type { RegisteredCapability } from "../provider/registry.ts";
 import { FrameQueue } from "./frame-queue.ts";
-import type { InflightTables } from "./inflight.ts";
-import type { Supervisor } from "./supervisor.ts";
+import type { InflightTables, StreamFlow } from "./inflight.ts";
+import { leafState, type Supervisor } from "./supervisor.ts";
 
 /** What a stream session uses of the runtime: its settings, supervisor and metrics, and the stream table. */
 export interface SessionHost extends OutputChecks {
@@ -152,6 +152,7 @@ export class StreamSession {
   private end: StreamEnd | undefined;
   private result: JsonObject = {};
   private resolveEnded!: (end: StreamEnd) => void;
+  private pressureWatch: ((paused: boolean) => void) | undefined;
 
   constructor(
     private readonly core: SessionHost,
@@ -174,6 +175,11 @@ export class StreamSession {
     this.ended = new Promise((resolve) => (this.resolveEnded = resolve));
   }
 
+  /** Told each time the consumer's credit pauses the provider (true) and resumes it (false): the stream's span. */
+  onPressure(watch: (paused: boolean) => void): void {
+    this.pressureWatch = watch;
+  }
+
   get isOver(): boolean {
     return this.end !== undefined;
   }
@@ -181,6 +187,18 @@ export class StreamSession {
   /** Frames held right now: handed to the sink but not yet written out, plus those waiting for credit. */
   get held(): number {
     return this.inTransit + this.pending.length;
+  }
+
+  /** Its state and credits, for the admin console. */
+  flow(): StreamFlow {
+    const snapshot = this.actor.getSnapshot();
+    return {
+      state: leafState(snapshot.value),
+      credit: Math.max(0, this.window - this.inTransit),
+      window: this.window,
+      held: this.held,
+      paused: snapshot.hasTag("held"),
+    };
   }
 
   start(payload: JsonObject): void {
@@ -299,9 +317,11 @@ export class StreamSession {
     switch (event.type) {
       case "paused":
         this.core.metrics.streamsPaused.inc();
+        this.pressureWatch?.(true);
         return;
       case "resumed":
         this.core.metrics.streamsPaused.dec();
+        this.pressureWatch?.(false);
         return;
       case "checkTurn":
         setImmediate(this.turnEnded);

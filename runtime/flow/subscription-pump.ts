@@ -1,6 +1,7 @@
 // The pump of a subscription: pulls events from its JetStream consumer into a bounded queue of its own and writes
 // them to the binding's sink, pausing while the sink is full, throttling replay, dead-lettering poison events, and
 // placing a new consumer if its consumer disappears.
+
 import { createInbox, type Msg, type Subscription as NatsSubscription } from "@nats-io/transport-node";
 import type { SubscriptionEvent, SubscriptionPump } from "../../actors/subscription.ts";
 import { MigError } from "../../schemas/errors.ts";
@@ -8,9 +9,11 @@ import type { BindingType } from "../../schemas/types.ts";
 import type { RuntimeConfig } from "../base/config.ts";
 import type { Logger } from "../base/logger.ts";
 import type { Metrics } from "../base/metrics.ts";
+import { endSpan, tracing } from "../base/tracing.ts";
 import type { Bus } from "../bus/bus.ts";
 import { ACK, readAckSubject, requestBatch, TERM } from "../bus/jetstream-wire.ts";
 import { deliveredJson, type EventStore, type TopicRef, unavailable } from "../store/events.ts";
+import { startDeliverySpan } from "./delivery-span.ts";
 import type { EventSink, SubscriptionInfo, SubscriptionStats } from "./event-sink.ts";
 
 /** Events asked for per pull request at most; held plus asked-for never exceeds max_inflight. */
@@ -408,6 +411,9 @@ export class Pump implements SubscriptionPump {
   ): Promise<void> | undefined {
     const { seq, msg } = d;
     const json = deliveredJson(stored, seq, replay);
+    const span = tracing.on
+      ? startDeliverySpan(stored, seq, replay, { ...this.ref, subscriptionId: this.info.subscription_id })
+      : undefined;
     let ok = true;
     let failure: unknown;
     // The transport may refuse one event (e.g. larger than a NATS server's max_payload): try it a few times
@@ -421,6 +427,7 @@ export class Pump implements SubscriptionPump {
         failure = err;
       }
     }
+    if (span) endSpan(span, failure);
     if (failure !== undefined) {
       const why = failure instanceof Error ? failure.message : String(failure);
       return this.deadLetter(

@@ -36,8 +36,72 @@ export interface ActorView {
   age_ms: number;
 }
 
+/** One (kind, state) of the tallies: actors in it now, and how many entered it since the process started. */
+export interface TallyView {
+  kind: string;
+  state: string;
+  live: number;
+  entered: number;
+}
+
+/** An actor that ended lately: the state it ended in and how long it lived. */
+export interface FinishedActor {
+  kind: string;
+  state: string;
+  ended_at: number;
+  lived_ms: number;
+}
+
+/**
+ * The last `size` actors that ended, in fixed arrays written in turn: an actor's end costs two stores and no
+ * allocation, and the memory stays the same whatever the rate (the admin console reads it, once a second at most).
+ */
+class FinishedRing {
+  private readonly kinds: string[];
+  private readonly states: string[];
+  private readonly endedAt: Float64Array;
+  private readonly lived: Float64Array;
+  private next = 0;
+  private count = 0;
+
+  constructor(private readonly size: number) {
+    this.kinds = new Array<string>(size).fill("");
+    this.states = new Array<string>(size).fill("");
+    this.endedAt = new Float64Array(size);
+    this.lived = new Float64Array(size);
+  }
+
+  add(kind: string, state: string, endedAt: number, livedMs: number): void {
+    const at = this.next;
+    this.kinds[at] = kind;
+    this.states[at] = state;
+    this.endedAt[at] = endedAt;
+    this.lived[at] = livedMs;
+    this.next = (at + 1) % this.size;
+    if (this.count < this.size) this.count++;
+  }
+
+  /** Newest first. */
+  list(): FinishedActor[] {
+    const out: FinishedActor[] = [];
+    for (let i = 1; i <= this.count; i++) {
+      const at = (this.next - i + this.size) % this.size;
+      out.push({
+        kind: this.kinds[at]!,
+        state: this.states[at]!,
+        ended_at: this.endedAt[at]!,
+        lived_ms: this.lived[at]!,
+      });
+    }
+    return out;
+  }
+}
+
+/** How many ended actors the supervisor remembers (FinishedRing). */
+const FINISHED_KEPT = 256;
+
 /** The leaf state of a snapshot value: "received" for { running: "received" }. */
-function leafState(value: unknown): string {
+export function leafState(value: unknown): string {
   let current = value;
   while (current !== null && typeof current === "object") {
     const keys = Object.keys(current);
@@ -86,6 +150,7 @@ export class Supervisor {
   private readonly root: AnyActorRef = createActor(fromCallback(() => undefined)).start();
   /** Tallies by kind, then state. mig_actors_live and mig_actor_transitions_total are read from them when scraped. */
   private readonly tallies = new Map<string, Map<string, Tally>>();
+  private readonly finished = new FinishedRing(FINISHED_KEPT);
 
   constructor(
     private readonly metrics: Metrics,
@@ -110,6 +175,34 @@ export class Supervisor {
   list(): ActorView[] {
     const now = Date.now();
     return [...this.live].map(([id, a]) => ({ id, kind: a.kind, state: a.state.state, age_ms: now - a.startedAt }));
+  }
+
+  /**
+   * The `count` longest-lived actors, oldest first. The live table keeps the order actors started in (a change of
+   * state updates an entry in place), so these are its first entries: O(count), however many actors live.
+   */
+  oldest(count: number): ActorView[] {
+    const now = Date.now();
+    const out: ActorView[] = [];
+    for (const [id, a] of this.live) {
+      if (out.length >= count) break;
+      out.push({ id, kind: a.kind, state: a.state.state, age_ms: now - a.startedAt });
+    }
+    return out;
+  }
+
+  /** Every (kind, state) an actor has been in since start, with how many are in it now. */
+  tallyViews(): TallyView[] {
+    const out: TallyView[] = [];
+    for (const states of this.tallies.values()) {
+      for (const t of states.values()) out.push({ kind: t.kind, state: t.state, live: t.live, entered: t.entered });
+    }
+    return out;
+  }
+
+  /** The last actors that ended (at most 256), newest first, each with the state it ended in. */
+  recentlyFinished(): FinishedActor[] {
+    return this.finished.list();
   }
 
   /**
@@ -162,6 +255,8 @@ export class Supervisor {
     if (tally !== known?.state) tally.entered++;
     if (ended) {
       this.live.delete(id);
+      const now = Date.now();
+      this.finished.add(kind, state, now, known ? now - known.startedAt : 0);
       return;
     }
     tally.live++;
@@ -194,6 +289,8 @@ export class Supervisor {
     if (!known) return;
     known.state.live--;
     this.live.delete(id);
+    const now = Date.now();
+    this.finished.add(known.kind, "crashed", now, now - known.startedAt);
   }
 
   /** Hands the tallies to prom-client; called when the registry is read. */

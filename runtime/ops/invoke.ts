@@ -10,6 +10,17 @@ import type {
   MessageHeader,
   StreamPreference,
 } from "../../schemas/types.ts";
+import {
+  endSpan,
+  isRemote,
+  parentOf,
+  type Span,
+  SpanKind,
+  startSpan,
+  tracing,
+  under,
+  within,
+} from "../base/tracing.ts";
 import type { RuntimeCore } from "../core.ts";
 import type { Principal } from "../protocol/principal.ts";
 import type { RequestContext } from "../protocol/request-context.ts";
@@ -179,6 +190,8 @@ class Invocation implements InvocationInput {
   private deadline: NodeJS.Timeout | undefined;
   /** Stops listening for the caller having gone (RequestContext.gone), once the invocation settled. */
   private stopWatching: (() => void) | undefined;
+  /** The actor's span, when tracing is on. */
+  private span: Span | undefined;
   actor!: Actor<typeof invocationLogic>;
 
   constructor(
@@ -218,10 +231,44 @@ class Invocation implements InvocationInput {
       if (this.settled) return; // its caller was gone before it started: the handler is not run
     }
 
+    const context = new HandlerContext(header, principal, descriptor, this.controller);
+    if (tracing.on) return this.runTraced(payload, context);
     settleHandler(
-      () => entry.handler(payload, new HandlerContext(header, principal, descriptor, this.controller)),
+      () => entry.handler(payload, context),
       (value) => this.succeed(value),
       (err) => this.fail(err),
+    );
+  }
+
+  /**
+   * The same run, with spans: the actor's run (ended when it settles) and, inside it, the handler's, which is the
+   * span a remote provider's work continues from (runtime/fleet/remote-dispatch.ts sends its traceparent).
+   */
+  private runTraced(payload: JsonObject, context: HandlerContext): void {
+    const { header, entry } = this;
+    const attributes = {
+      "mig.capability": entry.descriptor.id,
+      "mig.version": entry.descriptor.version,
+      "mig.message_id": header.message_id,
+      "mig.tenant": header.tenant_id,
+    };
+    const parent = parentOf(header.traceparent);
+    // An actor whose parent is another process's span (the work a worker took from the bus) serves that request.
+    const kind = isRemote(parent) ? SpanKind.SERVER : SpanKind.INTERNAL;
+    const actorSpan = startSpan("mig.actor.invocation", kind, parent, attributes);
+    this.span = actorSpan;
+    const handlerKind = entry.route === undefined ? SpanKind.INTERNAL : SpanKind.CLIENT;
+    const handlerSpan = startSpan("mig.handler", handlerKind, under(actorSpan), attributes);
+    settleHandler(
+      () => within(handlerSpan, () => entry.handler(payload, context)),
+      (value) => {
+        endSpan(handlerSpan);
+        this.succeed(value);
+      },
+      (err) => {
+        endSpan(handlerSpan, err);
+        this.fail(err);
+      },
     );
   }
 
@@ -242,6 +289,7 @@ class Invocation implements InvocationInput {
     const { core, header } = this;
     const capability = this.entry.descriptor.id;
     core.work.endInvocation(header.message_id, header.tenant_id);
+    if (this.span) endActorSpan(this.span, outcome);
     core.metrics.invocations.inc({ capability, outcome: outcomeLabel(outcome) });
     core.metrics.invocationSeconds.observe(
       { capability, tenant: header.tenant_id },
@@ -308,6 +356,15 @@ class LazyAbortController {
     this.reason = reason;
     this.controller?.abort(reason);
   }
+}
+
+/** Ends an actor's span with its outcome, marking the cancel or the deadline that ended it. */
+function endActorSpan(span: Span, outcome: InvocationOutcome): void {
+  if (outcome.ok) return endSpan(span);
+  const label = outcomeLabel(outcome);
+  if (label === "cancelled") span.addEvent("cancel", { "mig.reason": outcome.error.message });
+  else if (label === "timed_out") span.addEvent("deadline");
+  endSpan(span, outcome.error);
 }
 
 function outcomeLabel(outcome: InvocationOutcome): string {

@@ -1,8 +1,10 @@
 // PUBLISH: validates and authorizes an event, persists it in the topic's JetStream stream, then acknowledges it.
+
 import { createHash, randomUUID } from "node:crypto";
 import { MigError } from "../../schemas/errors.ts";
 import type { JsonObject, MessageHeader, PublishAck } from "../../schemas/types.ts";
 import { tally } from "../base/metrics.ts";
+import { tracing, withActiveTraceparent } from "../base/tracing.ts";
 import type { RuntimeCore } from "../core.ts";
 import { authorizeCapability } from "../policy/policy.ts";
 import { isoNow } from "../protocol/clock.ts";
@@ -77,7 +79,8 @@ async function store(
       : `e:${event_id}`;
   const ref = topicRef(header.tenant_id, topic);
   const published_at = isoNow();
-  const stored: JsonObject = { header, topic, event_id };
+  // The stored event carries this PUBLISH's span as its traceparent: each delivery, replays too, continues from it.
+  const stored: JsonObject = { header: tracing.on ? withActiveTraceparent(header) : header, topic, event_id };
   if (key !== undefined) stored.key = key;
   stored.payload = payload;
   stored.published_at = published_at;

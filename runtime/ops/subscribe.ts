@@ -33,6 +33,8 @@ export interface Subscription {
   readonly closed: Promise<void>;
   close(error?: MigError): void;
   stats(): SubscriptionStats;
+  /** The newest sequence of its topic, read from JetStream: less `stats().last_sequence`, how far behind it is. */
+  topicLast(): Promise<number>;
 }
 
 /** A non-negative integer given as a JSON number or as decimal digits (HTTP query, Last-Event-ID). */
@@ -284,6 +286,7 @@ function startActor(
       else finish(error);
     },
     stats: () => ({ ...pump.stats, state: stateOf(actor.getSnapshot().value) }),
+    topicLast: async () => (await core.events.state(ref)).last,
   };
 }
 
