@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { headers as natsHeaders } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connect } from "../client/index.ts";
 import { tracingOffReason } from "../runtime/base/tracing-sdk.ts";
 import { natsClient } from "./helpers/nats.ts";
 import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from "./helpers/otlp-receiver.ts";
@@ -138,6 +139,43 @@ describe("traces over OTLP/HTTP", () => {
     expect(one(overNats, "mig.actor.invocation", "mig-worker").parentSpanId).toBe(operation.spanId);
   }, 30_000);
 
+  it("a caller's traceparent is the parent over gRPC and MCP (_meta) too", async () => {
+    const grpcAddress = String((await gateway.waitForLog("gRPC binding listening")).addr);
+    const viaGrpc = callerTraceparent();
+    const client = await connect(`grpc://${grpcAddress}`, { tenant: "acme" });
+    try {
+      await client.invoke("fleet.echo", { over: "grpc" }, { traceparent: viaGrpc.traceparent });
+    } finally {
+      await client.close();
+    }
+    const overGrpc = await traceOf(viaGrpc.traceId, 5);
+    const grpcOperation = one(overGrpc, "mig.invoke", "mig-gateway");
+    expect(grpcOperation.parentSpanId).toBe(viaGrpc.spanId);
+    expect(grpcOperation.attributes["mig.binding"]).toBe("grpc");
+
+    const viaMcp = callerTraceparent();
+    const res = await fetch(`${httpUrl}/mcp`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+        "mcp-protocol-version": "2025-11-25",
+        "x-tenant-id": "acme",
+      },
+      body: JSON.stringify({
+        jsonrpc: "2.0",
+        id: 1,
+        method: "tools/call",
+        params: { name: "fleet.echo", arguments: { over: "mcp" }, _meta: { traceparent: viaMcp.traceparent } },
+      }),
+    });
+    expect(res.status, await res.clone().text()).toBe(200);
+    const overMcp = await traceOf(viaMcp.traceId, 5);
+    const mcpOperation = one(overMcp, "mig.invoke", "mig-gateway");
+    expect(mcpOperation.parentSpanId).toBe(viaMcp.spanId);
+    expect(mcpOperation.attributes).toMatchObject({ "mig.mcp.method": "tools/call", "mig.mcp.name": "fleet.echo" });
+  }, 30_000);
+
   it("a failed invocation's spans carry its MIG code and an error status", async () => {
     const caller = callerTraceparent();
     const answer = await post(
@@ -178,6 +216,34 @@ describe("traces over OTLP/HTTP", () => {
     expect(workerStream.parentSpanId).toBe(gatewayStream.spanId);
     expect(workerStream.kind).toBe(SERVER);
   }, 30_000);
+
+  it("a stream's span marks the pause its slow reader caused, the resume when it read again, and its cancel", async () => {
+    const caller = callerTraceparent();
+    const controller = new AbortController();
+    const res = await fetch(`${httpUrl}/mig/v0.1/invoke/remote.stream.forever`, {
+      method: "POST",
+      headers: { "content-type": "application/json", traceparent: caller.traceparent },
+      body: JSON.stringify({ header: { tenant_id: "acme" }, stream_preference: "server_stream", payload: {} }),
+      signal: controller.signal,
+    });
+    const reader = res.body!.getReader();
+    await reader.read();
+    const paused = async () => /^mig_streams_paused 1$/m.test(await (await fetch(`${httpUrl}/metrics`)).text());
+    // Not reading: the socket fills, then the stream's window, and the gateway pauses the provider.
+    await waitFor("the stream to pause", paused, 20_000);
+    // Reading again until the gateway has written what it held resumes it.
+    while (await paused()) for (let i = 0; i < 64; i++) await reader.read();
+    controller.abort();
+    await waitFor(
+      "the gateway's stream span",
+      () => spansOf(caller.traceId).some((s) => s.name === "mig.stream"),
+      20_000,
+    );
+    const stream = one(spansOf(caller.traceId), "mig.stream", "mig-gateway");
+    expect(stream.events.slice(0, 2)).toEqual(["pause", "resume"]);
+    expect(stream.events.at(-1)).toBe("cancel");
+    expect(stream.attributes["mig.outcome"]).toBe("cancelled");
+  }, 60_000);
 
   it("a PUBLISH, and a replay of its event days later, in one trace: the delivery is a child of the publish", async () => {
     const topic = `traced.${randomBytes(4).toString("hex")}`;

@@ -33,6 +33,10 @@ export function startOperationSpan(
   if (messageId !== undefined) attributes["mig.message_id"] = messageId;
   const targetAttribute = TARGET_ATTRIBUTE[operation];
   if (targetAttribute !== undefined && target !== undefined) attributes[targetAttribute] = target;
+  if (request.mcp !== undefined) {
+    attributes["mig.mcp.method"] = request.mcp.method;
+    if (request.mcp.name !== undefined) attributes["mig.mcp.name"] = request.mcp.name;
+  }
   const traceparent = text(header?.traceparent);
   const span = startSpan(`mig.${operation}`, SpanKind.SERVER, parentOf(traceparent), attributes);
   if (traceparent === undefined && header !== undefined) header.traceparent = traceparentOf(span);
