@@ -10,7 +10,7 @@ import type { ServeLoader } from "./serve-loader.ts";
 /** One side: its loader, and the server processes whose CPU is read (the loader's own is `client`). */
 export interface Side {
   label: string;
-  loader: ServeLoader;
+  loader: Pick<ServeLoader, "pid" | "run">;
   processes: Record<string, number | undefined>;
   /** The monitoring endpoint of the side's nats-server, when it has one. */
   natsMonitorUrl?: string;

@@ -112,20 +112,20 @@ function events(ctx: BenchContext, settings: RunSettings, only: "publish" | "rep
 }
 
 const CAPABILITY = "observatory.models.infer";
-const INVOKE_PATH = `/mig/v0.1/invoke/${CAPABILITY}`;
-const HTTP_INVOKE_BODY = JSON.stringify({ header: { tenant_id: "bench" }, payload: { input: "hello" } });
-const NATS_INVOKE_BODY = JSON.stringify({
+export const INVOKE_PATH = `/mig/v0.1/invoke/${CAPABILITY}`;
+export const HTTP_INVOKE_BODY = JSON.stringify({ header: { tenant_id: "bench" }, payload: { input: "hello" } });
+export const NATS_INVOKE_BODY = JSON.stringify({
   header: { tenant_id: "bench" },
   capability: CAPABILITY,
   payload: { input: "hello" },
 });
 
 /** gRPC InvokeRequest as MIG wire JSON; the loader turns it into the proto message once. */
-const GRPC_INVOKE_BODY = NATS_INVOKE_BODY;
+export const GRPC_INVOKE_BODY = NATS_INVOKE_BODY;
 
-const WORKER_SUBJECT = "mig.v0_1.bench.invoke.bench.echo";
-const WORKER_HTTP_PATH = "/mig/v0.1/invoke/bench.echo";
-const WORKER_BODY = JSON.stringify({ header: { tenant_id: "bench" }, payload: { input: "hello" } });
+export const WORKER_SUBJECT = "mig.v0_1.bench.invoke.bench.echo";
+export const WORKER_HTTP_PATH = "/mig/v0.1/invoke/bench.echo";
+export const WORKER_BODY = JSON.stringify({ header: { tenant_id: "bench" }, payload: { input: "hello" } });
 
 export const rows: RowDefinition[] = [
   {

@@ -108,6 +108,8 @@ export interface RuntimeOptions {
   env?: Record<string, string>;
   /** Extra node flags for the runtime, after the run's own (`--profile`). */
   nodeArgs?: string[];
+  /** Extra environment of the worker, when the side has one (OTEL_* settings, for example). */
+  workerEnv?: Record<string, string>;
 }
 
 export interface StartedRuntime extends RunningServer {
@@ -232,6 +234,7 @@ export async function startRuntimeWithWorker(
     ...process.env,
     MIG_NATS_URL: `nats://${runtime.natsUrl}`,
     MIG_LOG_LEVEL: "info",
+    ...options.workerEnv,
   });
   const stop = async () => {
     await worker.stop();
