@@ -170,6 +170,9 @@ export async function worker(
     upstreams.onChange(() => void host.update(hosted()).catch(() => undefined)); // the host logs a failed update
     await host.update(hosted()); // tools listed while the host started
   }
+  // A worker has no HTTP binding: its own metrics (its actors, the streams it runs, its calls) on a listener of their own.
+  const metrics = config.metricsAddr ? await startMetricsListener(runtime, config.metricsAddr) : undefined;
+  if (metrics) logger.info({ url: `${metrics.url}/metrics` }, "metrics listener");
   logger.info(
     { provider_id: host.providerId, capabilities: host.capabilities, url: runtime.natsUrl },
     "worker serving",
@@ -181,6 +184,7 @@ export async function worker(
     stopping = true;
     logger.info({ signal }, "shutting down");
     await host.stop();
+    await metrics?.close();
     await upstreams?.close();
     await runtime.stop();
     await tracing.shutdown();
