@@ -1,5 +1,6 @@
 // Dependency-free preflight for `npm start`, `npm test` and `npm run bench`: installs the node
-// modules when they are missing or stale and makes sure a nats-server binary can be found.
+// modules when they are missing or stale and makes sure a nats-server binary can be found; with
+// `--browser` (the test run's), also Debian's chromium, which the console's browser test drives.
 import { execFileSync, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
@@ -54,6 +55,24 @@ function findOnPath(name) {
   return result.status === 0 ? result.stdout.trim() : "";
 }
 
+const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
+let aptUpdated = false;
+
+/** Installs Debian packages with apt-get (as root), updating the package lists once per run; false if it failed. */
+function aptInstall(packages) {
+  try {
+    if (!aptUpdated) execFileSync("apt-get", ["update", "-qq"], { stdio: "inherit" });
+    aptUpdated = true;
+    execFileSync("apt-get", ["install", "-y", "-qq", ...packages], {
+      stdio: "inherit",
+      env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+    });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function ensureNatsServer() {
   const explicit = process.env.NATS_SERVER_BIN;
   if (explicit) {
@@ -62,7 +81,6 @@ function ensureNatsServer() {
     process.exit(1);
   }
   if (findOnPath("nats-server")) return;
-  const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
   if (!isRoot || !findOnPath("apt-get")) {
     say(
       "nats-server is not installed: run `sudo apt-get install -y nats-server` (or set NATS_SERVER_BIN to a nats-server binary), then run this command again.",
@@ -70,17 +88,37 @@ function ensureNatsServer() {
     process.exit(1);
   }
   say("installing nats-server with apt-get");
-  try {
-    execFileSync("apt-get", ["update", "-qq"], { stdio: "inherit" });
-    execFileSync("apt-get", ["install", "-y", "-qq", "nats-server"], {
-      stdio: "inherit",
-      env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
-    });
-  } catch {
+  if (!aptInstall(["nats-server"])) {
     say("apt-get could not install nats-server: run `apt-get update && apt-get install -y nats-server` and try again.");
+    process.exit(1);
+  }
+}
+
+/**
+ * The console's browser test drives a real Chromium through playwright-core, whose own browser download needs the
+ * internet; Debian's chromium needs only the package mirror. CHROMIUM_BIN names another binary (the test reads it too).
+ */
+const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
+
+function ensureChromium() {
+  if (existsSync(CHROMIUM)) return;
+  if (process.env.CHROMIUM_BIN) {
+    say(`CHROMIUM_BIN points at ${CHROMIUM}, which does not exist; unset it or point it at a Chromium binary.`);
+    process.exit(1);
+  }
+  if (!isRoot || !findOnPath("apt-get")) {
+    say(
+      "chromium is not installed, and the console's browser test needs it: run `sudo apt-get install -y chromium` (or set CHROMIUM_BIN to a Chromium binary), then run this command again.",
+    );
+    process.exit(1);
+  }
+  say("installing chromium with apt-get (for the console's browser test)");
+  if (!aptInstall(["chromium"]) || !existsSync(CHROMIUM)) {
+    say("apt-get could not install chromium: run `apt-get update && apt-get install -y chromium` and try again.");
     process.exit(1);
   }
 }
 
 ensureNodeModules();
 ensureNatsServer();
+if (process.argv.includes("--browser")) ensureChromium();

@@ -5,6 +5,7 @@ import { registerCapability, registerSchema } from "../../runtime/mod.ts";
 import { serveSelfCheck } from "./admin-conformance.ts";
 import { serveConnections } from "./admin-connections.ts";
 import { checkBodyHeaders, readJsonBody } from "./body.ts";
+import { serveConsoleFeed, serveConsoleFile, serveConsoleSnapshot } from "./console-routes.ts";
 import type { ListenerSelf } from "./listener-self.ts";
 import { sendJson } from "./respond.ts";
 import { serveSubscription } from "./sse.ts";
@@ -129,6 +130,12 @@ const GET: Record<string, RawRoute> = {
     guard: "admin",
     run: (_rt, req, res, _view, self) => serveSelfCheck(req, res, self.selfCheck),
   },
+  // The live console (docs/console.md): a page with no data of its own, fed by the two admin routes after it.
+  "/console": { kind: "raw", run: (_rt, req, res) => serveConsoleFile(req, res) },
+  "/console/console.js": { kind: "raw", run: (_rt, req, res) => serveConsoleFile(req, res) },
+  "/console/console.css": { kind: "raw", run: (_rt, req, res) => serveConsoleFile(req, res) },
+  "/admin/v0.1/console/snapshot": { kind: "raw", guard: "admin", run: serveConsoleSnapshot },
+  "/admin/v0.1/console/events": { kind: "raw", guard: "admin", run: serveConsoleFeed },
   "/admin/v0.1/audit": {
     kind: "raw",
     guard: "admin",

@@ -53,7 +53,7 @@ export interface FinishedActor {
 }
 
 /**
- * The last `size` actors that ended, in fixed arrays written in turn: an actor's end costs two stores and no
+ * The last `size` actors that ended, in fixed arrays written in turn: an actor's end costs four stores and no
  * allocation, and the memory stays the same whatever the rate (the admin console reads it, once a second at most).
  */
 class FinishedRing {
