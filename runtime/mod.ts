@@ -19,6 +19,7 @@ export { errorEnvelope, errorHeader } from "./protocol/envelope.ts";
 export { parseJsonLimited, tooDeep, valueDepth } from "./protocol/json-limits.ts";
 export { checkDottedName, checkTenant } from "./protocol/names.ts";
 export type { Principal } from "./protocol/principal.ts";
+export { DECLINED_SUBJECT, type DeclinedNotice } from "./protocol/provider-protocol.ts";
 export type { McpMapping, RequestContext } from "./protocol/request-context.ts";
 export type { ParsedSubject } from "./protocol/subjects.ts";
 export {

@@ -5,7 +5,15 @@
 // settings equal every gateway's (worker/host.ts, runtime/policy/policy-fingerprint.ts).
 import type { Msg } from "@nats-io/transport-node";
 import { type NatsBinding, startNatsBinding } from "../bindings/nats/server.ts";
-import { ACCEPT_NOTICE_MS, DIRECT_QUEUE, type HeldNotice, heldSubject } from "../runtime/protocol/provider-protocol.ts";
+import {
+  ACCEPT_NOTICE_MS,
+  DECLINED_SUBJECT,
+  type DeclinedNotice,
+  DIRECT_HANDOFF_MS,
+  DIRECT_QUEUE,
+  type HeldNotice,
+  heldSubject,
+} from "../runtime/protocol/provider-protocol.ts";
 import { capabilityOf, SUBJECT_ROOT } from "../runtime/protocol/subjects.ts";
 import type { MigRuntime } from "../runtime/runtime.ts";
 import type { MigError } from "../schemas/errors.ts";
@@ -25,6 +33,7 @@ export class DirectLane {
   private closed = false;
   private answering: NodeJS.Timeout | undefined;
   private binding: NatsBinding | undefined;
+  private leaving = false;
 
   private constructor(
     private readonly runtime: MigRuntime,
@@ -58,16 +67,30 @@ export class DirectLane {
   ): Promise<DirectLane> {
     const lane = new DirectLane(runtime, providerId, calls);
     const registry = runtime.capabilities;
+    // Whether the request just declined goes back to the gateways: set by acceptsInvoke, read by declined.
+    let handBack = false;
     lane.binding = await startNatsBinding(runtime, runtime.authenticator, {
       queue: DIRECT_QUEUE,
       subjects: invokeSubjects(capabilities),
       streams: false,
       acceptsInvoke: (subject) => {
+        // Leaving: the gateways may not have heard yet, and leave this request to the workers.
+        handBack = lane.leaving;
+        if (lane.leaving) return false;
         const id = capabilityOf(subject);
         // A capability registered in several versions is the gateways' to answer: they choose among the versions.
         if (registry.versions(id).length > 1) return false;
         // Its own instant if this runtime's view has lost the registration for a moment (a late heartbeat).
-        return Date.now() >= (registry.directSince(id) ?? from);
+        const since = registry.directSince(id) ?? from;
+        const now = Date.now();
+        if (now >= since) return true;
+        // The gateways leave it to the workers from DIRECT_HANDOFF_MS before the instant (their clocks may run a
+        // little ahead): what comes near the instant goes back to them.
+        handBack = now >= since - 2 * DIRECT_HANDOFF_MS;
+        return false;
+      },
+      declined: (msg) => {
+        if (handBack && msg.reply) lane.handBack(msg.reply);
       },
       watch: { started: (msg) => lane.started(msg), ended: (msg, error) => lane.ended(msg, error) },
     });
@@ -78,6 +101,14 @@ export class DirectLane {
     );
     lane.answering.unref();
     return lane;
+  }
+
+  /**
+   * Answers no more requests and hands each one it receives back to the gateways, which still leave them to the
+   * lanes until they hear that this worker left: call it before the leave, and close() once every gateway heard it.
+   */
+  beginLeaving(): void {
+    this.leaving = true;
   }
 
   /** Stops taking requests (the worker is leaving); the ones already taken are still answered. */
@@ -124,6 +155,11 @@ export class DirectLane {
       const messageId = msg.headers?.get("message_id") || undefined;
       this.notify({ reply: msg.reply, tenant_id: tenant, message_id: messageId });
     }
+  }
+
+  private handBack(reply: string): void {
+    const notice: DeclinedNotice = { reply };
+    this.runtime.bus.nc.publish(DECLINED_SUBJECT, JSON.stringify(notice));
   }
 
   private notify(notice: HeldNotice): void {

@@ -12,6 +12,7 @@ import {
   CANCEL_WILDCARD,
   consumerName,
   DEFAULT_HEARTBEAT_MS,
+  DIRECT_HANDOFF_MS,
   DIRECT_SWITCH_MS,
   decode,
   directEligible,
@@ -401,11 +402,12 @@ export class WorkerHost {
     // the change, one of these invokes may go unanswered, as when a direct-lane worker stops).
     const lane = this.directLane;
     this.directLane = undefined;
-    await lane?.close();
+    lane?.beginLeaving();
     if (this.directFrom !== undefined) {
       this.directFrom = undefined;
       this.register();
     }
+    if (lane) await this.closeWhenHeard(lane);
     const reason =
       gateways.length === 0
         ? "no gateway has published its auth settings yet"
@@ -564,6 +566,12 @@ export class WorkerHost {
     jsMsg?.ack();
   }
 
+  /** Closes a leaving lane once the gateways have heard that it left (the registry's news takes milliseconds). */
+  private async closeWhenHeard(lane: DirectLane): Promise<void> {
+    await sleep(DIRECT_HANDOFF_MS);
+    await lane.close();
+  }
+
   /** Leaves the registry at once (DISCOVER drops it without waiting for missed beats), then finishes running work. */
   async stop(): Promise<void> {
     if (this.stopped) return;
@@ -571,12 +579,14 @@ export class WorkerHost {
     if (this.beat) clearInterval(this.beat);
     this.stopWatchingPolicies?.();
     await this.reviewing;
-    // The direct lane first: while gateways still leave its invokes to this worker, another direct worker
-    // of the capability takes them (or, if none, they go unanswered until the leave below is heard: ms).
-    await this.directLane?.close();
+    // The direct lane answers nothing from now on: what gateways still leave to it until they hear the leave below,
+    // it hands back to them (or another direct worker of the capability takes it).
+    const lane = this.directLane;
+    lane?.beginLeaving();
     this.leavingStreams?.();
     this.runtime.bus.nc.publish(leaveSubject(this.providerId), "");
     await this.runtime.bus.nc.flush().catch(() => undefined);
+    if (lane) await this.closeWhenHeard(lane);
     const subscriptions = [...this.subscriptions, ...[...this.served.values()].flatMap((s) => s.subscriptions)];
     for (const sub of subscriptions) await sub.drain().catch(() => undefined);
     await Promise.race([Promise.allSettled([...this.running]), sleep(5_000)]);

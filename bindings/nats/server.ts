@@ -18,6 +18,7 @@ import {
 import { MigError, toMigError } from "../../schemas/errors.ts";
 import { MIRRORED_HEADER_FIELDS } from "../../schemas/nats-headers.ts";
 import type { MessageHeader } from "../../schemas/types.ts";
+import { HandBack } from "./hand-back.ts";
 import { errorReply, replyHeaders } from "./reply-headers.ts";
 import { serveNatsStreams } from "./stream.ts";
 
@@ -39,6 +40,11 @@ export interface NatsBindingOptions {
    * default those of capabilities a direct-lane worker serves itself (worker/direct-lane.ts).
    */
   acceptsInvoke?: (subject: string) => boolean;
+  /**
+   * Told of each invoke `acceptsInvoke` declined: a direct-lane worker hands some back to the gateways. Without it,
+   * a gateway remembers the invokes it left to the workers and answers those a worker hands back (hand-back.ts).
+   */
+  declined?: (msg: Msg) => void;
   /**
    * Told when each accepted request starts and ends, with the error it was answered with (the direct lane reports
    * slow ones to the gateways, and counts them for its worker's `$SRV.STATS`).
@@ -129,9 +135,33 @@ export async function startNatsBinding(
     replies.flush,
   );
 
+  /** A request this process answers: checked for a reply subject it may publish to, then admitted. */
+  const take = (msg: Msg): void => {
+    if (!msg.reply) {
+      // Nobody could receive an answer: counted and dropped, never executed.
+      runtime.metrics.natsDropped.inc({ reason: "no_reply_subject" });
+      runtime.logger.debug({ subject: msg.subject }, "request without a reply subject dropped");
+      return;
+    }
+    if (!replySubjectAllowed(msg.reply, msg.subject.split(".", 3)[2] ?? "")) {
+      // A reply-to outside the inboxes would make the runtime publish into someone else's subjects.
+      runtime.metrics.natsDropped.inc({ reason: "reply_subject_refused" });
+      runtime.logger.debug(
+        { subject: msg.subject, reply: msg.reply.slice(0, 120) },
+        "request with a reply subject outside the inboxes dropped",
+      );
+      return;
+    }
+    watch?.started(msg);
+    admission.admit(msg);
+  };
+
   const subjects = options.subjects ?? PUBLIC_SUBJECTS;
   // A gateway says which auth settings it answers with, before it answers: direct-lane workers answer only under the same ones (runtime/fleet/fleet.ts).
   const announced = options.subjects === undefined ? await runtime.fleet?.announcePolicy() : undefined;
+  // A gateway answers what a direct-lane worker hands back of the invokes it left to the workers.
+  const handBack = options.subjects === undefined && !options.declined ? new HandBack(nc, take) : undefined;
+  const declined = options.declined ?? handBack?.leave.bind(handBack);
   const subscriptions: Subscription[] = subjects.map((subject) => {
     const isInvoke = subject.includes(".invoke.");
     return nc.subscribe(subject, {
@@ -142,24 +172,8 @@ export async function startNatsBinding(
           return;
         }
         // First, and cheaply: a gateway receives a copy of every invoke a direct-lane worker answers.
-        if (isInvoke && !acceptsInvoke(msg.subject)) return;
-        if (!msg.reply) {
-          // Nobody could receive an answer: counted and dropped, never executed.
-          runtime.metrics.natsDropped.inc({ reason: "no_reply_subject" });
-          runtime.logger.debug({ subject: msg.subject }, "request without a reply subject dropped");
-          return;
-        }
-        if (!replySubjectAllowed(msg.reply, msg.subject.split(".", 3)[2] ?? "")) {
-          // A reply-to outside the inboxes would make the runtime publish into someone else's subjects.
-          runtime.metrics.natsDropped.inc({ reason: "reply_subject_refused" });
-          runtime.logger.debug(
-            { subject: msg.subject, reply: msg.reply.slice(0, 120) },
-            "request with a reply subject outside the inboxes dropped",
-          );
-          return;
-        }
-        watch?.started(msg);
-        admission.admit(msg);
+        if (isInvoke && !acceptsInvoke(msg.subject)) return declined?.(msg);
+        take(msg);
       },
     });
   });
@@ -170,6 +184,7 @@ export async function startNatsBinding(
   const refused = subscriptions.find((sub) => sub.isClosed());
   if (refused) {
     for (const sub of subscriptions) sub.unsubscribe();
+    handBack?.close();
     await announced?.withdraw();
     throw new Error(
       `the bus refused this runtime a subscription to ${refused.getSubject()} (check its NATS user's permissions)`,
@@ -181,6 +196,7 @@ export async function startNatsBinding(
     async close() {
       await announced?.withdraw();
       await Promise.all(subscriptions.map((sub) => sub.drain().catch(() => undefined)));
+      handBack?.close();
       await admission.whenEmpty();
     },
   };

@@ -60,6 +60,18 @@ export const REGISTRAR_QUEUE = "mig-registrar";
 export const DIRECT_QUEUE = "mig-direct";
 /** How far ahead of its registration a worker schedules the switch to its direct lane, so every gateway knows first. */
 export const DIRECT_SWITCH_MS = 1_000;
+/**
+ * Gateways leave a capability's invokes to the direct lanes this long before the registration's instant, and the
+ * workers answer from the instant itself: a request in between, which neither side answers, is handed back to the
+ * gateways by the worker that received it (DECLINED_SUBJECT). Their views of the clock and of the registry may
+ * then differ by this much without a request answered twice.
+ */
+export const DIRECT_HANDOFF_MS = 500;
+/**
+ * A direct-lane worker hands back here a request it received and will not answer (before its lane's instant, or
+ * while it leaves): `{reply}` (JSON). The gateway that received the same request and left it to the workers answers it.
+ */
+export const DECLINED_SUBJECT = `${INTERNAL_PREFIX}.direct.declined`;
 /** A direct-lane worker still busy after ACCEPT_NOTICE_MS says so here; gateways answer for it if it dies. */
 export const heldSubject = (providerId: string) => `${INTERNAL_PREFIX}.provider.held.${providerId}`;
 export const HELD_WILDCARD = `${INTERNAL_PREFIX}.provider.held.*`;
@@ -170,6 +182,11 @@ export interface HeldNotice {
   tenant_id?: string | undefined;
   message_id?: string | undefined;
   released?: true;
+}
+
+/** A direct-lane worker's hand-back of a request it declined, keyed by the caller's reply subject. */
+export interface DeclinedNotice {
+  reply: string;
 }
 
 /** Whether a capability may take the direct lane: best_effort (core request/reply) and unary. */

@@ -4,6 +4,7 @@ import { MigError } from "../../schemas/errors.ts";
 import type { CapabilityDescriptor, JsonObject, MessageHeader, StreamMode } from "../../schemas/types.ts";
 import type { VersionLabels } from "../base/metrics.ts";
 import type { Principal } from "../protocol/principal.ts";
+import { DIRECT_HANDOFF_MS } from "../protocol/provider-protocol.ts";
 import { checkContract } from "./contract-check.ts";
 import { type Lifecycle, lifecycleOf } from "./lifecycle.ts";
 import { type CapabilityDefinition, checkDescriptor, type StreamHandler, type UnaryHandler } from "./provider.ts";
@@ -172,13 +173,16 @@ export class CapabilityRegistry {
   }
 
   /**
-   * Whether a NATS invoke of `id` is a direct-lane worker's to answer (this runtime stays silent). A capability this
+   * Whether a NATS invoke of `id` is a direct-lane worker's to answer (this runtime stays silent): from a little
+   * before the lanes' instant (DIRECT_HANDOFF_MS), what they decline in between they hand back. A capability this
    * runtime hosts itself is always its own, and so is one registered in several versions: the lane of a worker
    * serves its own version only, and the choice among versions is a gateway's.
    */
   servedDirect(id: string, now: number): boolean {
     const from = this.direct.get(id);
-    return from !== undefined && now >= from && !this.entries.has(id) && this.versions(id).length === 1;
+    return (
+      from !== undefined && now >= from - DIRECT_HANDOFF_MS && !this.entries.has(id) && this.versions(id).length === 1
+    );
   }
 
   /** The earliest instant from which live direct-lane workers answer `id`'s NATS invokes, if any does. */
