@@ -69,9 +69,6 @@ beforeAll(async () => {
   nc = await natsClient(busUrl);
   const workers = ["w1", "w2", "w3"].map((name) => worker(FIXTURE, name));
   await Promise.all(workers.map((w) => w.waitForLog("worker serving")));
-  // Around the instant a capability's invokes pass from the gateways to the direct lanes, a NATS request can go
-  // unanswered (docs/bindings/provider-protocol.md §9); the calls below start after every lane has switched.
-  await Promise.all(workers.map((w) => w.waitForLog("direct lane answering NATS invokes")));
   await waitFor("the workers' capabilities in DISCOVER", async () =>
     (await discoverIds()).includes("fleet.record.once"),
   );
