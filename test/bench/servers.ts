@@ -230,12 +230,19 @@ export async function startRuntimeWithWorker(
   directLane = false,
 ): Promise<Omit<StartedRuntime, "target"> & { workerPid: number }> {
   const runtime = await startRuntime(ctx, options);
-  const worker = spawnTs("worker", ctx.root, "cli/main.ts", ["worker", module], {
-    ...process.env,
-    MIG_NATS_URL: `nats://${runtime.natsUrl}`,
-    MIG_LOG_LEVEL: "info",
-    ...options.workerEnv,
-  });
+  const worker = spawnTs(
+    "worker",
+    ctx.root,
+    "cli/main.ts",
+    ["worker", module],
+    {
+      ...process.env,
+      MIG_NATS_URL: `nats://${runtime.natsUrl}`,
+      MIG_LOG_LEVEL: "info",
+      ...options.workerEnv,
+    },
+    ctx.runtimeNodeArgs,
+  );
   const stop = async () => {
     await worker.stop();
     await runtime.stop();
