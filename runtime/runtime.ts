@@ -16,7 +16,7 @@ import type { RuntimeConfig } from "./base/config.ts";
 import { LoadGauge } from "./base/load.ts";
 import { createLogger, type Logger } from "./base/logger.ts";
 import { Metrics } from "./base/metrics.ts";
-import { endSpan, tracing, within } from "./base/tracing.ts";
+import { endSpan, tracing } from "./base/tracing.ts";
 import { type Bus, type BusCredentials, connectBus } from "./bus/bus.ts";
 import {
   type BusUserCredentials,
@@ -390,7 +390,8 @@ export class MigRuntime implements RuntimeCore {
   guard<T>(operation: string, run: () => T | Promise<T>, audited?: AuditedRequest): Promise<T> {
     if (!tracing.on || !audited) return this.guarded(operation, run, audited);
     const span = startOperationSpan(operation, audited.body, audited.request, audited.target);
-    return within(span, () => this.guarded(operation, run, audited)).then(
+    audited.request.span = span;
+    return this.guarded(operation, run, audited).then(
       (answer) => {
         noteAnswer(span, answer);
         endSpan(span);
@@ -516,7 +517,7 @@ export class MigRuntime implements RuntimeCore {
     if (!tracing.on) return this.openStreamNow(body, request, options, target);
     const span = startOperationSpan("stream", body, request, target);
     try {
-      const session = within(span, () => this.openStreamNow(body, request, options, target));
+      const session = this.openStreamNow(body, request, { ...options, span }, target);
       traceSession(span, session);
       return session;
     } catch (err) {
@@ -563,7 +564,7 @@ export class MigRuntime implements RuntimeCore {
     if (!tracing.on) return this.openBusStreamNow(body, request, options, target);
     const span = startOperationSpan("stream", body, request, target);
     try {
-      const opened = await within(span, () => this.openBusStreamNow(body, request, options, target));
+      const opened = await this.openBusStreamNow(body, request, { ...options, span }, target);
       if (opened.session) traceSession(span, opened.session);
       else endHandedOffSpan(span);
       return opened;

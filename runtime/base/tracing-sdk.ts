@@ -54,7 +54,10 @@ export async function startTracing(
     resource,
     spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter())],
   });
-  provider.register();
+  // No context manager: the runtime passes each span's parent itself (runtime/base/tracing.ts), and the default
+  // one's hooks on every promise would cost every call. The W3C propagator is not needed either: the traceparent
+  // travels in the MIG header.
+  provider.register({ contextManager: null, propagator: null });
   tracing.on = true;
   logger.info(
     {

@@ -5,7 +5,6 @@
 import {
   type Attributes,
   type Context,
-  context,
   ROOT_CONTEXT,
   type Span,
   SpanKind,
@@ -39,17 +38,12 @@ export function remoteContext(traceparent: string | undefined): Context {
 }
 
 /**
- * The parent of a span made for work that carries a MIG header: the span active in this process when there is
- * one (the operation's, the actor's), else the caller's or the other process's span its `traceparent` names.
+ * The parent of a span: `span` when this process made one for the same work (the operation's, the actor's), else
+ * the caller's or the other process's span that `traceparent` names. Parents are passed, not found in an async
+ * context: the SDK runs without a context manager, whose hooks on every promise would cost all calls, traced or not.
  */
-export function parentOf(traceparent: string | undefined): Context {
-  const active = context.active();
-  return trace.getSpan(active) ? active : remoteContext(traceparent);
-}
-
-/** The context in which `span` is the parent of new spans. */
-export function under(span: Span): Context {
-  return trace.setSpan(context.active(), span);
+export function parentOf(span: Span | undefined, traceparent: string | undefined): Context {
+  return span ? trace.setSpan(ROOT_CONTEXT, span) : remoteContext(traceparent);
 }
 
 /** Whether the span `parent` holds belongs to another process (it came in a traceparent). */
@@ -63,25 +57,13 @@ export function traceparentOf(span: Span): string {
   return `00-${traceId}-${spanId}-0${traceFlags & 1}`;
 }
 
-/** The `traceparent` of the span active now, or undefined when none is. */
-export function activeTraceparent(): string | undefined {
-  const span = trace.getSpan(context.active());
-  return span ? traceparentOf(span) : undefined;
-}
-
-/** `header` with the active span as its traceparent, for work sent to another process; itself when none is active. */
-export function withActiveTraceparent<H extends { traceparent?: string | undefined }>(header: H): H {
-  const traceparent = activeTraceparent();
-  return traceparent === undefined ? header : { ...header, traceparent };
+/** `header` with `span` as its traceparent, for work sent on (to another process, or to a provider's handler). */
+export function withTraceparent<H extends { traceparent?: string | undefined }>(header: H, span: Span | undefined): H {
+  return span === undefined ? header : { ...header, traceparent: traceparentOf(span) };
 }
 
 export function startSpan(name: string, kind: SpanKind, parent: Context, attributes: Attributes): Span {
   return tracer().startSpan(name, { kind, attributes }, parent);
-}
-
-/** Runs `fn` with `span` active, so that the spans `fn` makes (and the traceparent it sends) descend from it. */
-export function within<T>(span: Span, fn: () => T): T {
-  return context.with(under(span), fn);
 }
 
 /**

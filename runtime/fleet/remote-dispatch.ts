@@ -6,7 +6,6 @@ import { busCauseDetails, busDropped, MigError } from "../../schemas/errors.ts";
 import type { CapabilityDescriptor, JsonObject } from "../../schemas/types.ts";
 import type { Logger } from "../base/logger.ts";
 import type { Metrics } from "../base/metrics.ts";
-import { tracing, withActiveTraceparent } from "../base/tracing.ts";
 import { onConnectionChange } from "../bus/bus.ts";
 import {
   type CancelNotice,
@@ -113,8 +112,8 @@ export class RemoteDispatcher {
     const request: WorkRequest = {
       v: PROTOCOL_VERSION,
       capability,
-      // The worker's spans continue from this process's handler span (runtime/base/tracing.ts).
-      header: tracing.on ? withActiveTraceparent(header) : header,
+      // With tracing on, its traceparent is this process's handler span (runtime/ops/invoke.ts): the worker's continue it.
+      header,
       payload,
       principal: principalOnWire(context.principal),
       deadline_at: Date.now() + header.deadline_ms,

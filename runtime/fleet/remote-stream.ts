@@ -14,7 +14,6 @@
 import type { Msg, NatsConnection } from "@nats-io/transport-node";
 import { MigError, type MigErrorBody } from "../../schemas/errors.ts";
 import type { CapabilityDescriptor, JsonObject, StreamMode } from "../../schemas/types.ts";
-import { tracing, withActiveTraceparent } from "../base/tracing.ts";
 import { EMITTED } from "../flow/stream-session.ts";
 import {
   decode,
@@ -115,7 +114,8 @@ class StreamRelay {
     const open: StreamOpen = {
       v: PROTOCOL_VERSION,
       capability,
-      header: tracing.on ? withActiveTraceparent(context.header) : context.header,
+      // With tracing on, its traceparent is this process's stream span (runtime/flow/stream-session.ts).
+      header: context.header,
       payload,
       principal: principalOnWire(context.principal),
       deadline_at: Date.now() + context.header.deadline_ms,

@@ -18,7 +18,7 @@
 import type { Msg, NatsConnection } from "@nats-io/transport-node";
 import { MigError } from "../../schemas/errors.ts";
 import type { CapabilityDescriptor, JsonObject } from "../../schemas/types.ts";
-import { tracing, withActiveTraceparent } from "../base/tracing.ts";
+import { withTraceparent } from "../base/tracing.ts";
 import type { InflightStream } from "../flow/inflight.ts";
 import { encodeFrame } from "../flow/stream-session.ts";
 import { credentialDigest } from "../policy/control-guard.ts";
@@ -72,7 +72,8 @@ class HandOffs {
     const open: StreamOpen & { nats_stream_id: string } = {
       v: PROTOCOL_VERSION,
       capability: entry.descriptor.id,
-      header: tracing.on ? withActiveTraceparent(header) : header,
+      // The worker's spans continue from this process's stream span, when tracing is on.
+      header: withTraceparent(header, accepted.span),
       payload: accepted.payload,
       principal: principalOnWire(accepted.principal),
       deadline_at: Date.now() + header.deadline_ms,

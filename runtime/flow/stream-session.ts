@@ -5,6 +5,7 @@ import { cancelError, type StreamEmitted, type StreamEnd, streamMachine } from "
 import { MigError } from "../../schemas/errors.ts";
 import type { FrameKind, JsonObject, MessageHeader, StreamFrame, StreamMode } from "../../schemas/types.ts";
 import type { Metrics } from "../base/metrics.ts";
+import { type Span, withTraceparent } from "../base/tracing.ts";
 import type { Principal } from "../protocol/principal.ts";
 import { settleHandler } from "../provider/handler-result.ts";
 import { checkOutput, type OutputChecks, providerError } from "../provider/output.ts";
@@ -201,7 +202,8 @@ export class StreamSession {
     };
   }
 
-  start(payload: JsonObject): void {
+  /** Starts the actor and the provider; `span`, the stream's when tracing is on, is the provider's traceparent. */
+  start(payload: JsonObject, span?: Span): void {
     const { core } = this;
     this.actor = core.supervisor.spawn(
       "stream",
@@ -215,7 +217,7 @@ export class StreamSession {
     this.actor.send({ type: "OPENED" });
 
     const context: StreamContext = {
-      header: this.header,
+      header: withTraceparent(this.header, span),
       principal: this.principal,
       capability: this.entry.descriptor,
       signal: this.controller.signal,

@@ -18,8 +18,7 @@ import {
   SpanKind,
   startSpan,
   tracing,
-  under,
-  within,
+  withTraceparent,
 } from "../base/tracing.ts";
 import type { RuntimeCore } from "../core.ts";
 import type { Principal } from "../protocol/principal.ts";
@@ -97,13 +96,13 @@ async function run(
     const key = IdempotencyStore.keyOf(header.tenant_id, id, header.idempotency_key);
     const deadlineAt = Date.now() + header.deadline_ms;
     const result = await core.idempotency.run(key, deadlineAt, () =>
-      execute(core, entry, header, request.principal, payload, request.gone),
+      execute(core, entry, header, request.principal, payload, request.gone, request.span),
     );
     if (result.replayed) core.metrics.idempotentReplays.inc({ capability: id });
     if (result.notKept !== undefined) header.meta = { ...header.meta, [IDEMPOTENCY_META_KEY]: result.notKept };
     outcome = result.outcome;
   } else {
-    outcome = await execute(core, entry, header, request.principal, payload, request.gone);
+    outcome = await execute(core, entry, header, request.principal, payload, request.gone, request.span);
   }
   return outcome;
 }
@@ -155,6 +154,8 @@ export function execute(
   principal: Principal,
   payload: JsonObject,
   gone?: AbortSignal,
+  /** The operation's span, when tracing is on; without it the actor's span continues the header's traceparent. */
+  parent?: Span,
 ): Promise<InvocationOutcome> {
   const messageId = header.message_id;
   if (core.work.invocations.has(messageId)) {
@@ -167,7 +168,7 @@ export function execute(
     });
   }
   return new Promise<InvocationOutcome>((resolve) =>
-    new Invocation(core, entry, header, resolve).run(principal, payload, gone),
+    new Invocation(core, entry, header, resolve).run(principal, payload, gone, parent),
   );
 }
 
@@ -205,7 +206,7 @@ class Invocation implements InvocationInput {
     return this.header.deadline_ms;
   }
 
-  run(principal: Principal, payload: JsonObject, gone?: AbortSignal): void {
+  run(principal: Principal, payload: JsonObject, gone?: AbortSignal, parent?: Span): void {
     const { core, header, entry } = this;
     const { descriptor } = entry;
     const actor = core.supervisor.spawn("invocation", invocationLogic, this, () =>
@@ -231,20 +232,20 @@ class Invocation implements InvocationInput {
       if (this.settled) return; // its caller was gone before it started: the handler is not run
     }
 
-    const context = new HandlerContext(header, principal, descriptor, this.controller);
-    if (tracing.on) return this.runTraced(payload, context);
+    if (tracing.on) return this.runTraced(payload, principal, parent);
     settleHandler(
-      () => entry.handler(payload, context),
+      () => entry.handler(payload, new HandlerContext(header, principal, descriptor, this.controller)),
       (value) => this.succeed(value),
       (err) => this.fail(err),
     );
   }
 
   /**
-   * The same run, with spans: the actor's run (ended when it settles) and, inside it, the handler's, which is the
-   * span a remote provider's work continues from (runtime/fleet/remote-dispatch.ts sends its traceparent).
+   * The same run, with spans: the actor's run (ended when it settles) and, inside it, the handler's, whose
+   * traceparent the handler's header carries: a remote provider's work continues from it
+   * (runtime/fleet/remote-dispatch.ts sends the header on), and so can a local provider's own calls.
    */
-  private runTraced(payload: JsonObject, context: HandlerContext): void {
+  private runTraced(payload: JsonObject, principal: Principal, parentSpan: Span | undefined): void {
     const { header, entry } = this;
     const attributes = {
       "mig.capability": entry.descriptor.id,
@@ -252,15 +253,21 @@ class Invocation implements InvocationInput {
       "mig.message_id": header.message_id,
       "mig.tenant": header.tenant_id,
     };
-    const parent = parentOf(header.traceparent);
+    const parent = parentOf(parentSpan, header.traceparent);
     // An actor whose parent is another process's span (the work a worker took from the bus) serves that request.
     const kind = isRemote(parent) ? SpanKind.SERVER : SpanKind.INTERNAL;
     const actorSpan = startSpan("mig.actor.invocation", kind, parent, attributes);
     this.span = actorSpan;
     const handlerKind = entry.route === undefined ? SpanKind.INTERNAL : SpanKind.CLIENT;
-    const handlerSpan = startSpan("mig.handler", handlerKind, under(actorSpan), attributes);
+    const handlerSpan = startSpan("mig.handler", handlerKind, parentOf(actorSpan, undefined), attributes);
+    const context = new HandlerContext(
+      withTraceparent(header, handlerSpan),
+      principal,
+      entry.descriptor,
+      this.controller,
+    );
     settleHandler(
-      () => within(handlerSpan, () => entry.handler(payload, context)),
+      () => entry.handler(payload, context),
       (value) => {
         endSpan(handlerSpan);
         this.succeed(value);

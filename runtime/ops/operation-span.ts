@@ -2,7 +2,7 @@
 // HEARTBEAT): a child of the caller's `traceparent` (header field, HTTP header, NATS header, gRPC metadata or MCP
 // `_meta`, which every binding puts into the body's header), named `mig.<operation>`.
 import type { Attributes } from "@opentelemetry/api";
-import { parentOf, type Span, SpanKind, startSpan, traceparentOf } from "../base/tracing.ts";
+import { remoteContext, type Span, SpanKind, startSpan, traceparentOf } from "../base/tracing.ts";
 import type { RequestContext } from "../protocol/request-context.ts";
 
 const TARGET_ATTRIBUTE: Record<string, string> = {
@@ -38,7 +38,7 @@ export function startOperationSpan(
     if (request.mcp.name !== undefined) attributes["mig.mcp.name"] = request.mcp.name;
   }
   const traceparent = text(header?.traceparent);
-  const span = startSpan(`mig.${operation}`, SpanKind.SERVER, parentOf(traceparent), attributes);
+  const span = startSpan(`mig.${operation}`, SpanKind.SERVER, remoteContext(traceparent), attributes);
   if (traceparent === undefined && header !== undefined) header.traceparent = traceparentOf(span);
   return span;
 }

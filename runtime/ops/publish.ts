@@ -4,7 +4,7 @@ import { createHash, randomUUID } from "node:crypto";
 import { MigError } from "../../schemas/errors.ts";
 import type { JsonObject, MessageHeader, PublishAck } from "../../schemas/types.ts";
 import { tally } from "../base/metrics.ts";
-import { tracing, withActiveTraceparent } from "../base/tracing.ts";
+import { withTraceparent } from "../base/tracing.ts";
 import type { RuntimeCore } from "../core.ts";
 import { authorizeCapability } from "../policy/policy.ts";
 import { isoNow } from "../protocol/clock.ts";
@@ -80,7 +80,7 @@ async function store(
   const ref = topicRef(header.tenant_id, topic);
   const published_at = isoNow();
   // The stored event carries this PUBLISH's span as its traceparent: each delivery, replays too, continues from it.
-  const stored: JsonObject = { header: tracing.on ? withActiveTraceparent(header) : header, topic, event_id };
+  const stored: JsonObject = { header: withTraceparent(header, request.span), topic, event_id };
   if (key !== undefined) stored.key = key;
   stored.payload = payload;
   stored.published_at = published_at;

@@ -2,6 +2,7 @@
 // policy, payload schema), then runtime/flow/stream-session.ts runs it.
 import { MigError } from "../../schemas/errors.ts";
 import type { JsonObject, StreamMode } from "../../schemas/types.ts";
+import type { Span } from "../base/tracing.ts";
 import type { RuntimeCore } from "../core.ts";
 import { checkStreamId, type FrameSink, StreamSession } from "../flow/stream-session.ts";
 import type { RequestContext } from "../protocol/request-context.ts";
@@ -30,6 +31,8 @@ export interface OpenStreamOptions {
    * with false once the provider has read them all: a binding stops and resumes reading its socket.
    */
   inboundPressure?: ((full: boolean) => void) | undefined;
+  /** The stream's span, when tracing is on (runtime/ops/stream-span.ts). */
+  span?: Span | undefined;
 }
 
 /**
@@ -58,7 +61,7 @@ export function acceptStream(
       `message_id ${header.message_id} is already in flight; give every invocation its own UUID`,
     );
   }
-  return { header, entry, principal: request.principal, mode, payload, streamId };
+  return { header, entry, principal: request.principal, mode, payload, streamId, span: options.span };
 }
 
 /**
@@ -88,7 +91,7 @@ export function startSession(core: RuntimeCore, accepted: AcceptedStream, option
     options.inboundPressure,
     options.deadlineMs,
   );
-  session.start(payload);
+  session.start(payload, accepted.span);
   return session;
 }
 

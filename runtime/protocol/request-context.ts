@@ -2,6 +2,7 @@
 // caller still waits. Every operation takes one.
 import type { MigError } from "../../schemas/errors.ts";
 import type { BindingType } from "../../schemas/types.ts";
+import type { Span } from "../base/tracing.ts";
 import type { Principal } from "./principal.ts";
 
 /** The MCP call a request was made for (bindings/mcp), kept in the request's audit record. */
@@ -36,6 +37,8 @@ export interface RequestContext {
    * that a caller cannot probe another tenant's live ids. Kept here for the audit record.
    */
   hiddenDenial?: MigError;
+  /** The operation's span, when tracing is on (runtime/ops/operation-span.ts): the parent of the spans it leads to. */
+  span?: Span | undefined;
   /** Set when the request serves an MCP call: which one, for the audit record. */
   mcp?: McpMapping | undefined;
 }

@@ -3,6 +3,7 @@
 import { MigError } from "../../schemas/errors.ts";
 import type { CapabilityDescriptor, JsonObject, MessageHeader, StreamMode } from "../../schemas/types.ts";
 import type { VersionLabels } from "../base/metrics.ts";
+import type { Span } from "../base/tracing.ts";
 import type { Principal } from "../protocol/principal.ts";
 import { DIRECT_HANDOFF_MS } from "../protocol/provider-protocol.ts";
 import { checkContract } from "./contract-check.ts";
@@ -20,6 +21,8 @@ export interface AcceptedStream {
   mode: StreamMode;
   payload: JsonObject;
   streamId: string;
+  /** The stream's span, when tracing is on: what a worker running the stream continues from. */
+  span?: Span | undefined;
 }
 
 export interface RegisteredCapability {
