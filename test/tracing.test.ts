@@ -75,6 +75,12 @@ afterAll(async () => {
 
 describe("traces over OTLP/HTTP", () => {
   it("an HTTP invocation served by a worker: gateway operation, actor, handler, then the worker's actor and handler", async () => {
+    // The work crosses the bus with its parent in a NATS header too.
+    const work: string[] = [];
+    const watch = nc.subscribe("_MIG.work.>", {
+      callback: (_err, msg) => void work.push(msg.headers?.get("traceparent") ?? "none"),
+    });
+    await nc.flush();
     const answer = await post("/mig/v0.1/invoke/fleet.echo", {
       header: { tenant_id: "acme" },
       payload: { hello: "trace" },
@@ -110,6 +116,8 @@ describe("traces over OTLP/HTTP", () => {
     const provider = one(spans, "mig.handler", "mig-worker");
     expect(provider.parentSpanId).toBe(workerActor.spanId);
     expect(spans).toHaveLength(5);
+    watch.unsubscribe();
+    expect(work).toEqual([`00-${traceId}-${dispatch.spanId}-01`]);
   }, 30_000);
 
   it("a caller's traceparent is the parent, over HTTP and over NATS to a worker's direct lane", async () => {
@@ -174,6 +182,26 @@ describe("traces over OTLP/HTTP", () => {
     const mcpOperation = one(overMcp, "mig.invoke", "mig-gateway");
     expect(mcpOperation.parentSpanId).toBe(viaMcp.spanId);
     expect(mcpOperation.attributes).toMatchObject({ "mig.mcp.method": "tools/call", "mig.mcp.name": "fleet.echo" });
+  }, 30_000);
+
+  it("a caller whose trace is not sampled leaves no span in any process", async () => {
+    const unsampled = callerTraceparent();
+    const notSampled = unsampled.traceparent.replace(/-01$/, "-00");
+    const answer = await post(
+      "/mig/v0.1/invoke/fleet.echo",
+      { header: { tenant_id: "acme" }, payload: {} },
+      { traceparent: notSampled },
+    );
+    expect(answer.status, answer.text).toBe(200);
+    // A sampled call after it: once its spans are in, the unsampled one's would be too.
+    const sampled = callerTraceparent();
+    await post(
+      "/mig/v0.1/invoke/fleet.echo",
+      { header: { tenant_id: "acme" }, payload: {} },
+      { traceparent: sampled.traceparent },
+    );
+    await traceOf(sampled.traceId, 5);
+    expect(spansOf(unsampled.traceId)).toEqual([]);
   }, 30_000);
 
   it("a failed invocation's spans carry its MIG code and an error status", async () => {
@@ -303,7 +331,26 @@ describe("with tracing off", () => {
     }
   }, 60_000);
 
-  it("is the default: no endpoint, no SDK", () => {
+  it("is the default: with no OTEL_* settings nothing reaches the OTLP port an SDK would default to", async () => {
+    // An SDK loaded without an endpoint would export to http://localhost:4318.
+    const defaultPort = await startOtlpReceiver(4318);
+    const { gateway: plain, httpUrl: url } = await startGateway();
+    try {
+      const res = await fetch(`${url}/mig/v0.1/invoke/observatory.models.infer`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ header: { tenant_id: "acme" }, payload: { input: "plain" } }),
+      });
+      expect(res.status).toBe(200);
+      await plain.stop("SIGTERM");
+      expect(defaultPort.requests).toBe(0);
+    } finally {
+      await plain.stop("SIGKILL");
+      await defaultPort.close();
+    }
+  }, 60_000);
+
+  it("is off without an endpoint, and says why", () => {
     expect(tracingOffReason({})).toBe("no OTEL_EXPORTER_OTLP_ENDPOINT");
     expect(tracingOffReason({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://c:4318", OTEL_SDK_DISABLED: "true" })).toBe(
       "OTEL_SDK_DISABLED=true",

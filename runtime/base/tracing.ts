@@ -46,6 +46,16 @@ export function parentOf(span: Span | undefined, traceparent: string | undefined
   return span ? trace.setSpan(ROOT_CONTEXT, span) : remoteContext(traceparent);
 }
 
+/**
+ * Whether work under this parent is recorded: the parent span records, or the traceparent says its trace is sampled.
+ * Spans under an unsampled parent are not made at all (a parent-based sampler, the default, would drop them anyway).
+ */
+export function recorded(span: Span | undefined, traceparent: string | undefined): boolean {
+  if (span) return span.isRecording();
+  const match = traceparent === undefined ? null : TRACEPARENT.exec(traceparent);
+  return match !== null && (Number.parseInt(match[3]!, 16) & 1) === 1;
+}
+
 /** Whether the span `parent` holds belongs to another process (it came in a traceparent). */
 export function isRemote(parent: Context): boolean {
   return trace.getSpan(parent)?.spanContext().isRemote === true;

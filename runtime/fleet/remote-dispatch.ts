@@ -1,11 +1,12 @@
 // Gateway side of the provider protocol: sends one invocation over the bus and turns the reply into a result or a MigError.
 
 import type { JetStreamClient } from "@nats-io/jetstream";
-import { type Msg, type NatsConnection, nuid } from "@nats-io/transport-node";
+import { type Msg, type MsgHdrs, type NatsConnection, headers as natsHeaders, nuid } from "@nats-io/transport-node";
 import { busCauseDetails, busDropped, MigError } from "../../schemas/errors.ts";
 import type { CapabilityDescriptor, JsonObject } from "../../schemas/types.ts";
 import type { Logger } from "../base/logger.ts";
 import type { Metrics } from "../base/metrics.ts";
+import { tracing } from "../base/tracing.ts";
 import { onConnectionChange } from "../bus/bus.ts";
 import {
   type CancelNotice,
@@ -132,8 +133,10 @@ export class RemoteDispatcher {
       };
       signal.addEventListener("abort", onAbort, { once: true });
       const data = encode(request);
+      // Traced work names its parent in a NATS header too, where tools that watch the bus read it.
+      const headers = tracing.on ? traceHeaders(header.traceparent) : undefined;
       const enqueue = () =>
-        this.js.publish(subject, data).catch((err: unknown) => {
+        this.js.publish(subject, data, headers && { headers }).catch((err: unknown) => {
           this.fail(
             token,
             new MigError(
@@ -158,7 +161,7 @@ export class RemoteDispatcher {
       if (queued) {
         enqueue();
       } else {
-        this.nc.publish(subject, data, { reply });
+        this.nc.publish(subject, data, { reply, headers });
       }
     });
   }
@@ -287,4 +290,12 @@ export class RemoteDispatcher {
     if (entry.provider) this.byProvider.get(entry.provider)?.delete(token);
     return entry;
   }
+}
+
+/** A NATS header block with `traceparent`, or undefined without one. */
+function traceHeaders(traceparent: string | undefined): MsgHdrs | undefined {
+  if (traceparent === undefined) return undefined;
+  const headers = natsHeaders();
+  headers.set("traceparent", traceparent);
+  return headers;
 }

@@ -14,6 +14,7 @@ import {
   endSpan,
   isRemote,
   parentOf,
+  recorded,
   type Span,
   SpanKind,
   startSpan,
@@ -232,7 +233,7 @@ class Invocation implements InvocationInput {
       if (this.settled) return; // its caller was gone before it started: the handler is not run
     }
 
-    if (tracing.on) return this.runTraced(payload, principal, parent);
+    if (tracing.on && recorded(parent, header.traceparent)) return this.runTraced(payload, principal, parent);
     settleHandler(
       () => entry.handler(payload, new HandlerContext(header, principal, descriptor, this.controller)),
       (value) => this.succeed(value),

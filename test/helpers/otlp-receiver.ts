@@ -49,7 +49,8 @@ function attributesOf(list: OtlpAttribute[] | undefined): Record<string, unknown
   return Object.fromEntries((list ?? []).map((a) => [a.key, plainValue(a.value)]));
 }
 
-export async function startOtlpReceiver(): Promise<OtlpReceiver> {
+/** Listens on `port` of 127.0.0.1 (any free one by default). */
+export async function startOtlpReceiver(port = 0): Promise<OtlpReceiver> {
   const receiver: OtlpReceiver = { endpoint: "", spans: [], requests: 0, close: async () => undefined };
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -82,7 +83,10 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
       res.writeHead(200, { "content-type": "application/json" }).end("{}");
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, "127.0.0.1", resolve);
+  });
   receiver.endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   receiver.close = () => new Promise((resolve) => server.close(() => resolve()));
   return receiver;
