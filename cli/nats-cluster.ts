@@ -33,7 +33,7 @@ export interface ClusterPorts {
  * node: a meta leader alone is not enough, since for a moment after its election it may not yet count the other
  * nodes as peers, and a stream of as many copies as nodes is then refused ("no suitable peers").
  */
-export async function startNatsCluster(dir: string, ports: ClusterPorts, readyMs = 20_000): Promise<NatsCluster> {
+export async function startNatsCluster(dir: string, ports: ClusterPorts, readyMs = 60_000): Promise<NatsCluster> {
   const routes = ports.route.map((port) => `nats://127.0.0.1:${port}`).join(",");
   const bin = process.env.NATS_SERVER_BIN ?? "nats-server";
   const nodes = ports.client.map((clientPort, i): ClusterNode => {
@@ -84,7 +84,7 @@ export async function startNatsCluster(dir: string, ports: ClusterPorts, readyMs
   return cluster;
 }
 
-/** Creates and deletes a small in-memory stream of `replicas` copies until that succeeds. */
+/** Creates and deletes a small stream of `replicas` copies, stored on disk as the runtime's are, until that succeeds. */
 async function untilEveryNodeTakesACopy(url: string, replicas: number, limitMs: number): Promise<void> {
   const until = Date.now() + limitMs;
   const probe = "MIG_CLUSTER_READY";
@@ -93,7 +93,7 @@ async function untilEveryNodeTakesACopy(url: string, replicas: number, limitMs: 
       const nc = await connect({ servers: url, timeout: 1_000 });
       try {
         const jsm = await jetstreamManager(nc, { timeout: 2_000 });
-        await jsm.streams.add({ name: probe, subjects: [], storage: StorageType.Memory, num_replicas: replicas });
+        await jsm.streams.add({ name: probe, subjects: [], storage: StorageType.File, num_replicas: replicas });
         await jsm.streams.delete(probe);
         return;
       } finally {

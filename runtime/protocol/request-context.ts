@@ -1,8 +1,9 @@
 // What a binding knows about a request besides its body: who sent it, over which transport, and whether the
 // caller still waits. Every operation takes one.
+
+import type { Span } from "@opentelemetry/api";
 import type { MigError } from "../../schemas/errors.ts";
 import type { BindingType } from "../../schemas/types.ts";
-import type { Span } from "../base/tracing.ts";
 import type { Principal } from "./principal.ts";
 
 /** The MCP call a request was made for (bindings/mcp), kept in the request's audit record. */

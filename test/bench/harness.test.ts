@@ -18,6 +18,8 @@ import { bareGrpc } from "./servers.ts";
 import type { BenchContext, RowDefinition } from "./types.ts";
 
 const root = resolve(fileURLToPath(import.meta.url), "../../..");
+// These tests are of the Node loaders: wrk, when it is installed, stands in for load-http.ts in the bench rows.
+process.env.MIG_BENCH_HTTP_LOADER = "node";
 
 describe("histogram", () => {
   it("reports percentiles within 1% of the exact value", () => {
