@@ -1,6 +1,7 @@
 // Dependency-free preflight for `npm start`, `npm test` and `npm run bench`: installs the node
 // modules when they are missing or stale and makes sure a nats-server binary can be found; with
-// `--browser` (the test run's), also Debian's chromium, which the console's browser test drives.
+// `--browser` (the test run's), also Debian's chromium, which the console's browser test drives; with `--bench`,
+// wrk, which drives the HTTP benchmark rows.
 import { execFileSync, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
@@ -100,6 +101,19 @@ function ensureNatsServer() {
  */
 const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
 
+/** The HTTP benchmark rows use wrk when it is there (test/bench/load-wrk.ts), and the Node loader when it is not. */
+function ensureWrk() {
+  if (findOnPath(process.env.WRK_BIN || "wrk")) return;
+  if (!isRoot || !findOnPath("apt-get")) {
+    say(
+      "wrk is not installed: the HTTP rows use the Node loader, whose ceiling is near a bare server's (sudo apt-get install -y wrk).",
+    );
+    return;
+  }
+  say("installing wrk with apt-get");
+  if (!aptInstall(["wrk"])) say("apt-get could not install wrk: the HTTP rows use the Node loader.");
+}
+
 function ensureChromium() {
   if (existsSync(CHROMIUM)) return;
   if (process.env.CHROMIUM_BIN) {
@@ -122,3 +136,4 @@ function ensureChromium() {
 ensureNodeModules();
 ensureNatsServer();
 if (process.argv.includes("--browser")) ensureChromium();
+if (process.argv.includes("--bench")) ensureWrk();
