@@ -283,6 +283,29 @@ describe("SUBSCRIBE over SSE", () => {
     again.close();
   });
 
+  it("counts a paused subscription's lag up as events are published while it is paused", async () => {
+    const sub = await subscribe("metrics.lagging", "max_inflight=8");
+    await sub.waitForComment("live");
+    sub.pause();
+    const text = "x".repeat(16 * 1024); // a few hundred fill the kernel's socket buffers
+    await publishMany("metrics.lagging", 600, 50, 0, text);
+    const subscription = t.runtime.subscriptions.list().find((s) => s.info.topic === "metrics.lagging");
+    await waitFor("the subscription to pause", () => subscription!.stats().state === "paused", 30_000);
+    const lagOf = async () => {
+      const line = (await t.get("/metrics")).text.match(
+        /^mig_subscription_lag_events\{[^}]*topic="metrics\.lagging"[^}]*\} (\d+)$/m,
+      );
+      return Number(line?.[1] ?? Number.NaN);
+    };
+    const before = await lagOf();
+    await publishMany("metrics.lagging", 300, 50, 600, text);
+    // No delivery happens while paused; the lag is read from the topic now and then.
+    await waitFor("the lag to take in the new events", async () => (await lagOf()) >= before + 300, 20_000);
+    sub.resume();
+    expect(sequences(await sub.waitForEvents(900, 60_000))).toEqual(range(1, 900));
+    sub.close();
+  }, 120_000);
+
   it("keeps a slow subscriber's buffered events bounded while 50,000 events are published, then delivers all in order", async () => {
     const sub = await subscribe("metrics.samples", "max_inflight=64");
     await sub.waitForComment("live");

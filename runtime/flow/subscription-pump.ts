@@ -26,6 +26,9 @@ const MAX_BATCH = 512;
  */
 const FETCH_EXPIRES_MS = 5_000;
 const MAX_FETCH_EXPIRES_MS = 30_000;
+/** How often a paused subscription's lag is read from its topic (one JetStream API request per paused subscription). */
+const PAUSED_LAG_REFRESH_MS = 5_000;
+
 /** Every stored event body starts so (runtime/ops/publish.ts); anything else on a topic's subject is poison. */
 const STORED_PREFIX = '{"header":';
 
@@ -38,7 +41,7 @@ export interface PumpCore {
   >;
   bus: Pick<Bus, "nc" | "jsm" | "onReconnect">;
   logger: Pick<Logger, "info">;
-  events: Pick<EventStore, "deadLetter">;
+  events: Pick<EventStore, "deadLetter" | "state">;
 }
 
 /** JetStream's "consumer not found" / "stream not found" (a timeout or no responders is not that). */
@@ -447,6 +450,15 @@ export class Pump implements SubscriptionPump {
     return ok ? undefined : this.pause(seq, report);
   }
 
+  private readonly refreshLag = (): void => {
+    this.core.events.state(this.ref).then(
+      ({ last }) => {
+        if (!this.stopped) this.lag.set(Math.max(this.pending, last - this.stats.last_sequence));
+      },
+      () => undefined, // the bus is away: the next refresh tries again
+    );
+  };
+
   /** Metrics are brought up to date when the pump waits, not per event (a labelled update hashes its labels). */
   private flushMetrics(): void {
     this.lag.set(this.pending);
@@ -470,7 +482,15 @@ export class Pump implements SubscriptionPump {
     this.core.metrics.subscriptionPauses.inc({ binding: this.binding });
     report({ type: "PAUSE" });
     this.sink.notice("paused", { after_sequence: seq, buffered_bytes: this.sink.bufferedBytes });
-    await this.sink.drained();
+    // Nothing is delivered while paused, so no delivery brings the consumer's pending count: the topic's last
+    // sequence does, now and then, and mig_subscription_lag_events keeps growing with what is published meanwhile.
+    const lagWatch = setInterval(this.refreshLag, PAUSED_LAG_REFRESH_MS);
+    lagWatch.unref();
+    try {
+      await this.sink.drained();
+    } finally {
+      clearInterval(lagWatch);
+    }
     if (this.stopped) return;
     this.sink.notice("resumed", { after_sequence: seq });
     report({ type: "RESUME" });
