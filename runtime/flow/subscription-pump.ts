@@ -118,6 +118,8 @@ export class Pump implements SubscriptionPump {
   private wakeUp: (() => void) | undefined;
   private inbox: NatsSubscription | undefined;
   private failedPulls = 0;
+  /** Pulls in a row that expired empty while the topic held events past the last one delivered (checkProgress). */
+  private emptyExpiries = 0;
   private pending = 0;
   private unreportedReplays = 0;
   private recovering = false;
@@ -215,6 +217,16 @@ export class Pump implements SubscriptionPump {
    */
   private readonly onReconnect = () => {
     this.expiresMs = FETCH_EXPIRES_MS;
+    // The last ack may have died with the old connection (written to a node that was killed): without it the consumer
+    // holds max_inflight events unacknowledged and delivers nothing more until ack_wait (60 s) ends. Acks cover every
+    // event up to theirs, so sending it again is harmless.
+    if (this.lastAck !== undefined) {
+      try {
+        this.core.bus.nc.publish(this.lastAck, ACK);
+      } catch {
+        // Away again: the next reconnect sends it.
+      }
+    }
     const confirmed = this.sink.rewind?.();
     if (confirmed !== undefined && confirmed < this.stats.last_sequence) void this.resendAfter(confirmed);
     this.pullDone();
@@ -265,16 +277,19 @@ export class Pump implements SubscriptionPump {
       if (code === 408) {
         this.expiresMs = Math.min(this.expiresMs * 2, MAX_FETCH_EXPIRES_MS);
         this.pullDone();
+        void this.checkProgress();
       } else if (code >= 400) {
         // Something else ended the pull: ask again after a pause; if it keeps failing, look at the consumer.
         clearTimeout(this.pullTimer);
         this.pullTimer = setTimeout(() => this.pullDone(), 250);
         const deleted = /deleted/i.test(msg.headers?.description ?? "");
         if (deleted || ++this.failedPulls >= 3) void this.recover();
+        else void this.checkProgress();
       }
       return;
     }
     this.failedPulls = 0;
+    this.emptyExpiries = 0;
     this.expiresMs = FETCH_EXPIRES_MS;
     if (this.longPull) {
       // A pull made while the topic was quiet waits up to MAX_FETCH_EXPIRES_MS. Events flow now: judge it lost
@@ -293,14 +308,16 @@ export class Pump implements SubscriptionPump {
    * server lost its state) or unreachable (its only copy was on a node that died): place a new one right after the
    * last event delivered, so nothing is lost or doubled.
    */
-  private async recover(): Promise<void> {
+  private async recover(stuck = false): Promise<void> {
     if (this.recovering || this.stopped) return;
     this.recovering = true;
     let gone = true;
     try {
       try {
-        await this.core.bus.jsm.consumers.info(this.ref.stream, this.consumerName);
-        return; // It exists: the failures were something else (e.g. the bus restarting), and pulls go on.
+        if (!stuck) {
+          await this.core.bus.jsm.consumers.info(this.ref.stream, this.consumerName);
+          return; // It exists: the failures were something else (e.g. the bus restarting), and pulls go on.
+        }
       } catch (err) {
         // No answer: on a cluster an ephemeral consumer keeps one copy, lost with its node. Placing a new one is safe
         // either way (it starts after the last event delivered; an old one left behind expires when idle), and
@@ -326,9 +343,36 @@ export class Pump implements SubscriptionPump {
     }
   }
 
+  /**
+   * Called when a pull ended without events. If the topic holds events past the last one delivered, twice in a row,
+   * the consumer answers pulls but delivers nothing (on a cluster after the node leading the topic died, or with
+   * acks lost on the way): it is placed again after the last event delivered. One JetStream API request per empty expiry, which a quiet topic
+   * has at most every MAX_FETCH_EXPIRES_MS.
+   */
+  private async checkProgress(): Promise<void> {
+    if (this.recovering || this.stopped || this.queue.length > 0) return;
+    const delivered = this.stats.last_sequence;
+    const last = await this.core.events.state(this.ref).then(
+      (state) => state.last,
+      () => undefined, // the bus is away: the next expiry checks again
+    );
+    if (last === undefined || last <= delivered || this.stats.last_sequence !== delivered || this.queue.length > 0) {
+      this.emptyExpiries = 0;
+      return;
+    }
+    if (++this.emptyExpiries < 2) return;
+    this.emptyExpiries = 0;
+    this.core.logger.info(
+      { topic: this.ref.topic, consumer: this.consumerName, delivered, last },
+      "subscription consumer delivers nothing though the topic has more: placing it again",
+    );
+    await this.recover(true);
+  }
+
   private readonly pullLost = (): void => {
     this.pullDone();
     void this.recover();
+    void this.checkProgress();
   };
 
   private pullDone(): void {
