@@ -20,7 +20,7 @@ export { parseJsonLimited, tooDeep, valueDepth } from "./protocol/json-limits.ts
 export { checkDottedName, checkTenant } from "./protocol/names.ts";
 export type { Principal } from "./protocol/principal.ts";
 export { DECLINED_SUBJECT, type DeclinedNotice } from "./protocol/provider-protocol.ts";
-export type { McpMapping, RequestContext } from "./protocol/request-context.ts";
+export type { GoneSignal, McpMapping, RequestContext } from "./protocol/request-context.ts";
 export type { ParsedSubject } from "./protocol/subjects.ts";
 export {
   capabilityOf,

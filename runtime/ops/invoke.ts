@@ -23,7 +23,7 @@ import {
 } from "../base/tracing.ts";
 import type { RuntimeCore } from "../core.ts";
 import type { Principal } from "../protocol/principal.ts";
-import type { RequestContext } from "../protocol/request-context.ts";
+import type { GoneSignal, RequestContext } from "../protocol/request-context.ts";
 import { settleHandler } from "../provider/handler-result.ts";
 import { checkOutput, providerError } from "../provider/output.ts";
 import type { InvocationContext } from "../provider/provider.ts";
@@ -154,7 +154,7 @@ export function execute(
   header: MessageHeader,
   principal: Principal,
   payload: JsonObject,
-  gone?: AbortSignal,
+  gone?: GoneSignal,
   /** The operation's span, when tracing is on; without it the actor's span continues the header's traceparent. */
   parent?: Span,
 ): Promise<InvocationOutcome> {
@@ -207,7 +207,7 @@ class Invocation implements InvocationInput {
     return this.header.deadline_ms;
   }
 
-  run(principal: Principal, payload: JsonObject, gone?: AbortSignal, parent?: Span): void {
+  run(principal: Principal, payload: JsonObject, gone?: GoneSignal, parent?: Span): void {
     const { core, header, entry } = this;
     const { descriptor } = entry;
     const actor = core.supervisor.spawn("invocation", invocationLogic, this, () =>
@@ -281,7 +281,7 @@ class Invocation implements InvocationInput {
   }
 
   /** Cancels the invocation when its caller has gone (RequestContext.gone), now or later. */
-  private cancelWhenGone(gone: AbortSignal): void {
+  private cancelWhenGone(gone: GoneSignal): void {
     const cancel = () => this.actor.send({ type: "CANCEL", reason: String(gone.reason) });
     if (gone.aborted) return cancel();
     gone.addEventListener("abort", cancel, { once: true });

@@ -16,6 +16,17 @@ export interface McpMapping {
   request_id?: string | undefined;
 }
 
+/**
+ * Tells the runtime that a request's caller has gone. An AbortSignal is one; a binding may give something lighter,
+ * since making an AbortSignal and listening on it costs every request a few microseconds (bindings/http/client-gone.ts).
+ */
+export interface GoneSignal {
+  readonly aborted: boolean;
+  readonly reason: unknown;
+  addEventListener(type: "abort", listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: "abort", listener: () => void): void;
+}
+
 /** What a binding knows about a request besides its body. */
 export interface RequestContext {
   principal: Principal;
@@ -30,7 +41,7 @@ export interface RequestContext {
    * Aborts when the caller has gone (its connection closed, its call cancelled): a unary invocation is then
    * cancelled with the signal's reason, its provider's signal fires and its capacity is freed.
    */
-  gone?: AbortSignal | undefined;
+  gone?: GoneSignal | undefined;
   /** Set by the policy once the request passed authorization (for the audit record's decision). */
   authorized?: boolean;
   /**

@@ -1,0 +1,32 @@
+// The HTTP binding's signal that a client closed its connection before its answer (RequestContext.gone): a plain
+// object with the part of AbortSignal the runtime uses. An AbortController and an event listener per request cost
+// about 5 % of an in-process invoke's CPU under load; the runtime listens with one listener per request.
+import type { GoneSignal } from "../../runtime/mod.ts";
+
+export class ClientGone implements GoneSignal {
+  aborted = false;
+  reason: unknown;
+  private listener: (() => void) | undefined;
+  private others: (() => void)[] | undefined;
+
+  addEventListener(_type: "abort", listener: () => void): void {
+    if (this.listener === undefined) this.listener = listener;
+    else (this.others ??= []).push(listener);
+  }
+
+  removeEventListener(_type: "abort", listener: () => void): void {
+    if (this.listener === listener) this.listener = undefined;
+    else if (this.others) this.others = this.others.filter((l) => l !== listener);
+  }
+
+  /** Marks the client gone and tells each listener once. */
+  abort(reason: string): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+    const listeners = [this.listener, ...(this.others ?? [])];
+    this.listener = undefined;
+    this.others = undefined;
+    for (const listener of listeners) listener?.();
+  }
+}
