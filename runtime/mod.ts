@@ -15,6 +15,7 @@ export type { Authenticator, Credentials } from "./policy/auth.ts";
 export { ControlGuard, rememberCredential } from "./policy/control-guard.ts";
 export type { AdminView } from "./policy/policy.ts";
 export { adminTenant, replySubjectAllowed } from "./policy/policy.ts";
+export { CallerGone } from "./protocol/caller-gone.ts";
 export { errorEnvelope, errorHeader } from "./protocol/envelope.ts";
 export { parseJsonLimited, tooDeep, valueDepth } from "./protocol/json-limits.ts";
 export { checkDottedName, checkTenant } from "./protocol/names.ts";

@@ -9,7 +9,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
-import { type Authenticator, type MigRuntime, parseAddr, type RequestContext } from "../../runtime/mod.ts";
+import { type Authenticator, CallerGone, type MigRuntime, parseAddr, type RequestContext } from "../../runtime/mod.ts";
 import { MigError } from "../../schemas/errors.ts";
 import type { JsonObject } from "../../schemas/types.ts";
 import { serveSubscribe } from "./events.ts";
@@ -93,13 +93,13 @@ export async function startGrpcBinding(
         details: { cancelled: true },
       });
     }
-    const gone = new AbortController();
+    const gone = new CallerGone();
     const onCancelled = () => {
       // grpc-js also ends a call whose deadline passed; that deadline is the invocation's own (via
       // deadlineAt), so the runtime ends the work itself and counts it as timed out, not cancelled.
       if (!endedByDeadline(deadlineAt)) gone.abort("the gRPC client cancelled the call");
     };
-    context.gone = gone.signal;
+    context.gone = gone;
     const pending = runtime.invoke(body, context);
     call.once("cancelled", onCancelled);
     try {

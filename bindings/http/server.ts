@@ -2,10 +2,16 @@
 import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createTlsServer } from "node:https";
-import type { AdminView, Authenticator, MigRuntime, Principal, RequestContext } from "../../runtime/mod.ts";
+import {
+  type AdminView,
+  type Authenticator,
+  CallerGone,
+  type MigRuntime,
+  type Principal,
+  type RequestContext,
+} from "../../runtime/mod.ts";
 import { MigError } from "../../schemas/errors.ts";
 import { checkBodyHeaders, drainBody, readJsonBody } from "./body.ts";
-import { ClientGone } from "./client-gone.ts";
 import { ConnectionCensus } from "./connection-census.ts";
 import { deprecationHeaders } from "./deprecation-headers.ts";
 import { listenOn } from "./listen.ts";
@@ -209,7 +215,7 @@ export async function startHttpBinding(
       const context: RequestContext = { principal, tenant, binding: "http", bodyBytes: parsed.bytes };
       if (route.streams && wantsStream(body)) return serveStream(runtime, res, body, context, match.param);
       // A client that closes the connection before the answer has gone: the runtime cancels its invocation.
-      const gone = new ClientGone();
+      const gone = new CallerGone();
       const onClose = () => {
         if (!res.writableEnded) gone.abort("the HTTP client closed the connection before the answer");
       };

@@ -18,7 +18,7 @@ export interface McpMapping {
 
 /**
  * Tells the runtime that a request's caller has gone. An AbortSignal is one; a binding may give something lighter,
- * since making an AbortSignal and listening on it costs every request a few microseconds (bindings/http/client-gone.ts).
+ * since making an AbortSignal and listening on it costs every request a few microseconds (caller-gone.ts).
  */
 export interface GoneSignal {
   readonly aborted: boolean;

@@ -1,9 +1,9 @@
-// The HTTP binding's signal that a client closed its connection before its answer (RequestContext.gone): a plain
-// object with the part of AbortSignal the runtime uses. An AbortController and an event listener per request cost
-// about 5 % of an in-process invoke's CPU under load; the runtime listens with one listener per request.
-import type { GoneSignal } from "../../runtime/mod.ts";
+// A binding's signal that its caller went before its answer (RequestContext.gone): a plain object with the part of
+// AbortSignal the runtime uses. An AbortController per request cost an in-process HTTP invoke 10-16 % of its CPU
+// under load (docs/decisions.md); the runtime listens with one listener per request.
+import type { GoneSignal } from "./request-context.ts";
 
-export class ClientGone implements GoneSignal {
+export class CallerGone implements GoneSignal {
   aborted = false;
   reason: unknown;
   private listener: (() => void) | undefined;
