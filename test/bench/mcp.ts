@@ -17,10 +17,10 @@
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { compareSides, type RoundSettings } from "./paired-rounds.ts";
-import { descendantNamed, killAllChildrenNow, sleep, spawnTs, stopAllChildren } from "./processes.ts";
-import { scriptContext } from "./script-context.ts";
+import { descendantNamed, sleep, spawnTs } from "./processes.ts";
+import { runBenchScript } from "./script-context.ts";
 import { ServeLoader } from "./serve-loader.ts";
-import { startRuntime } from "./servers.ts";
+import { readyLine, startRuntime } from "./servers.ts";
 import type { BenchContext } from "./types.ts";
 
 const { values } = parseArgs({
@@ -73,17 +73,6 @@ const TOOL_ARGUMENTS = { input: "hello" };
 const ECHO_ARGUMENTS = { message: "hello" };
 const TENANT = "bench";
 const log = (line: string) => process.stderr.write(`${line}\n`);
-
-/** Accepts the `{"ready":true,...}` line a baseline prints once it serves. */
-function readyLine(line: string): Record<string, unknown> | undefined {
-  if (!line.startsWith("{")) return undefined;
-  try {
-    const value = JSON.parse(line) as Record<string, unknown>;
-    return value.ready === true ? value : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /** The tools-call load generator, pointed at an MCP endpoint. */
 function mcpHttpLoader(ctx: BenchContext, name: string, url: string): Promise<ServeLoader> {
@@ -211,18 +200,11 @@ async function upstream(ctx: BenchContext) {
   }
 }
 
-const ctx = await scriptContext(ROOT, values.profile ? ["--cpu-prof", "--cpu-prof-dir", resolve(values.profile)] : []);
-process.on("exit", killAllChildrenNow);
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.on(signal, () => {
-    void stopAllChildren(2_000)
-      .then(() => ctx.cleanup())
-      .finally(() => process.exit(130));
-  });
-}
-let report: Record<string, unknown>;
-try {
-  report = {
+await runBenchScript(
+  ROOT,
+  values.profile ? ["--cpu-prof", "--cpu-prof-dir", resolve(values.profile)] : [],
+  values.json === true,
+  async (ctx) => ({
     settings: {
       rounds: SETTINGS.rounds,
       seconds: SETTINGS.durationMs / 1000,
@@ -231,10 +213,5 @@ try {
     },
     ...(ONLY !== "upstream" ? { tools_call: await toolsCall(ctx) } : {}),
     ...(ONLY !== "tools-call" ? { upstream: await upstream(ctx) } : {}),
-  };
-} finally {
-  await stopAllChildren(3_000);
-  await ctx.cleanup();
-}
-process.stdout.write(`${values.json ? JSON.stringify(report) : JSON.stringify(report, null, 2)}\n`);
-process.exit(0);
+  }),
+);

@@ -5,6 +5,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { killAllChildrenNow, stopAllChildren } from "./processes.ts";
 import type { BenchContext } from "./types.ts";
 
 export async function scriptContext(
@@ -38,4 +39,35 @@ export async function scriptContext(
     },
     cleanup: () => rm(tempRoot, { recursive: true, force: true }),
   };
+}
+
+/**
+ * Runs a standalone script's measurement in a context of its own and prints its report (one line with `json`), then
+ * exits. Every child process is stopped and the temporary directories removed when it ends, fails, or is
+ * interrupted (exit status 130).
+ */
+export async function runBenchScript(
+  root: string,
+  runtimeNodeArgs: string[],
+  json: boolean,
+  measure: (ctx: BenchContext) => Promise<Record<string, unknown>>,
+): Promise<never> {
+  const ctx = await scriptContext(root, runtimeNodeArgs);
+  process.on("exit", killAllChildrenNow);
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.on(signal, () => {
+      void stopAllChildren(2_000)
+        .then(() => ctx.cleanup())
+        .finally(() => process.exit(130));
+    });
+  }
+  let report: Record<string, unknown>;
+  try {
+    report = await measure(ctx);
+  } finally {
+    await stopAllChildren(3_000);
+    await ctx.cleanup();
+  }
+  process.stdout.write(`${json ? JSON.stringify(report) : JSON.stringify(report, null, 2)}\n`);
+  process.exit(0);
 }

@@ -7,7 +7,7 @@ import { sleep, spawnTs } from "./processes.ts";
 import type { BenchContext, RunningServer, ServerSpec } from "./types.ts";
 
 /** Accepts the `{"ready":true,...}` line a baseline prints once it serves. */
-function readyLine(line: string): Record<string, unknown> | undefined {
+export function readyLine(line: string): Record<string, unknown> | undefined {
   if (!line.startsWith("{")) return undefined;
   try {
     const value = JSON.parse(line) as Record<string, unknown>;

@@ -10,7 +10,7 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { LoaderProcess } from "./measure.ts";
 import { compareSides, type RoundSettings, type Side } from "./paired-rounds.ts";
-import { killAllChildrenNow, spawnTs, stopAllChildren } from "./processes.ts";
+import { spawnTs } from "./processes.ts";
 import {
   GRPC_INVOKE_BODY,
   HTTP_INVOKE_BODY,
@@ -19,8 +19,15 @@ import {
   WORKER_HTTP_PATH,
   WORKER_SUBJECT,
 } from "./rows.ts";
-import { scriptContext } from "./script-context.ts";
-import { type RuntimeOptions, runtimeGrpc, runtimeHttp, runtimeHttpWorker, runtimeNatsWorker } from "./servers.ts";
+import { runBenchScript } from "./script-context.ts";
+import {
+  type RuntimeOptions,
+  readyLine,
+  runtimeGrpc,
+  runtimeHttp,
+  runtimeHttpWorker,
+  runtimeNatsWorker,
+} from "./servers.ts";
 import type { BenchContext, RunningServer, ServerSpec } from "./types.ts";
 
 const { values } = parseArgs({
@@ -93,9 +100,7 @@ async function row(ctx: BenchContext, id: string) {
   const sink = spawnTs("otlp-sink", ctx.root, "test/bench/otlp-sink.ts", []);
   const started: Started[] = [];
   try {
-    const url = String(
-      (await sink.waitForLine((line) => (line.startsWith("{") ? JSON.parse(line).url : undefined), 10_000)) ?? "",
-    );
+    const url = String((await sink.waitForLine(readyLine, 10_000)).url);
     const otel = { OTEL_EXPORTER_OTLP_ENDPOINT: url };
     const before = BEFORE ? await startSide({ ...ctx, root: BEFORE }, PATHS[id]!({})) : undefined;
     if (before) started.push(before);
@@ -128,23 +133,15 @@ async function row(ctx: BenchContext, id: string) {
   }
 }
 
-const ctx = await scriptContext(ROOT, values.profile ? ["--cpu-prof", "--cpu-prof-dir", resolve(values.profile)] : []);
-process.on("exit", killAllChildrenNow);
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.on(signal, () => {
-    void stopAllChildren(2_000)
-      .then(() => ctx.cleanup())
-      .finally(() => process.exit(130));
-  });
-}
-const report: Record<string, unknown> = {
-  settings: { ...SETTINGS, concurrency: CONCURRENCY, before: BEFORE ?? null },
-};
-try {
-  for (const id of ROWS) report[id] = await row(ctx, id);
-} finally {
-  await stopAllChildren(3_000);
-  await ctx.cleanup();
-}
-process.stdout.write(`${values.json ? JSON.stringify(report) : JSON.stringify(report, null, 2)}\n`);
-process.exit(0);
+await runBenchScript(
+  ROOT,
+  values.profile ? ["--cpu-prof", "--cpu-prof-dir", resolve(values.profile)] : [],
+  values.json === true,
+  async (ctx) => {
+    const report: Record<string, unknown> = {
+      settings: { ...SETTINGS, concurrency: CONCURRENCY, before: BEFORE ?? null },
+    };
+    for (const id of ROWS) report[id] = await row(ctx, id);
+    return report;
+  },
+);
