@@ -3,6 +3,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { median } from "./paired.ts";
+import type { LoadResult } from "./types.ts";
 
 /** CPU time (user + system) of a process so far, in µs; NaN when it cannot be read (gone, or not Linux). */
 export function cpuMicros(pid: number | undefined): number {
@@ -38,6 +39,14 @@ export async function cpuPerUnit<T>(
 /** CPU µs of each named process so far. */
 export function cpuSnapshot(pids: Record<string, number | undefined>): Record<string, number> {
   return Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuMicros(pid)]));
+}
+
+/**
+ * The calls a loader run made, lead-in included (its CPU is spent on them too): the lead-in's as the loader counted
+ * them when it can (wrk), otherwise taken to run at the measured window's rate.
+ */
+export function callsOfRun(result: LoadResult, leadInMs: number, durationMs: number): number {
+  return result.requests + (result.lead_in_requests ?? (result.requests * leadInMs) / durationMs);
 }
 
 /** CPU µs per call of each process between two snapshots; processes that could not be read are left out. */

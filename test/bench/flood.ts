@@ -5,10 +5,12 @@
 //   node --import tsx test/bench/flood.ts [--seconds 4] [--concurrency 48] [--no-quotas]
 //                                         [--kinds new_topics,one_topic,big_idempotent] [--tenant-rate-limit 50/100]
 //                                         [--tenant-fair-inflight 2]
-//   taskset -c 0 node --import tsx test/bench/flood.ts --attacker-cpus 1     (the attacker's client on its own core)
+//   taskset -c 0 node --import tsx test/bench/flood.ts --attacker-cpus 1 --victim-cpus 1
+//                                         (the clients on the other core, the runtime and nats-server on core 0)
 //
-// The runtime runs in this process (embedded nats-server on random ports, HTTP binding); the attacker runs in a
-// child process, so that its client work does not share the runtime's event loop.
+// The runtime runs in this process (embedded nats-server on random ports, HTTP binding); the attacker and the victim
+// each run in a child process, so that neither's client work shares the runtime's event loop: a victim measured from
+// the runtime's own process would wait for that loop twice, once for its answer and once for its own callback.
 import { spawn } from "node:child_process";
 import { rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -27,6 +29,8 @@ const { values } = parseArgs({
     concurrency: { type: "string", default: "48" },
     "no-quotas": { type: "boolean", default: false },
     attack: { type: "string" },
+    victim: { type: "string" },
+    "victim-cpus": { type: "string" },
     kinds: { type: "string", default: "new_topics,one_topic,big_idempotent" },
     "tenant-rate-limit": { type: "string" },
     "attacker-cpus": { type: "string" },
@@ -40,6 +44,7 @@ if (values.attack) {
   await attack(values.attack, seconds, Number(values.concurrency), values.kinds!.split(","));
   process.exit(0);
 }
+if (values.victim) await victimProcess(values.victim);
 
 const echo = defineCapability(
   anyDescriptor("bench.flood.echo", ["unary"]),
@@ -78,34 +83,54 @@ const config = loadConfig(
 const runtime = await MigRuntime.start(config, { logger: createLogger("silent"), capabilities: [echo, big] });
 const http = await startHttpBinding(runtime, runtime.authenticator, config.httpAddr);
 
+const script = fileURLToPath(import.meta.url);
+/** A child running this script in another role, under `taskset -c cpus` when given. */
+function child(args: string[], cpus: string | undefined, stdin: "ignore" | "pipe") {
+  const argv = [process.execPath, "--import", "tsx", script, ...args];
+  return spawn(cpus ? "taskset" : argv[0]!, cpus ? ["-c", cpus, ...argv] : argv.slice(1), {
+    stdio: [stdin, "pipe", "inherit"],
+  });
+}
+/** Resolves with the first stdout line of `proc` that `accept` takes. */
+function lineOf(proc: ReturnType<typeof child>, accept: (line: string) => boolean): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buffered = "";
+    const onData = (chunk: Buffer) => {
+      buffered += chunk.toString();
+      const lines = buffered.split("\n");
+      buffered = lines.pop()!;
+      const found = lines.find(accept);
+      if (found === undefined) return;
+      proc.stdout!.off("data", onData);
+      resolve(found);
+    };
+    proc.stdout!.on("data", onData);
+    proc.once("exit", (code) => reject(new Error(`flood.ts child exited (${code}) before answering`)));
+  });
+}
+
+const victimChild = child(["--victim", http.url], values["victim-cpus"], "pipe");
+/** One run of the victim child: `runSeconds` of requests, then its summary. */
+async function victim(runSeconds = seconds) {
+  const summary = lineOf(victimChild, (line) => line.startsWith("{"));
+  victimChild.stdin!.write(`${runSeconds}\n`);
+  return JSON.parse(await summary);
+}
+
 try {
-  const alone = await victim(http.url, seconds);
+  await lineOf(victimChild, (line) => line === "ready");
+  // Not measured: the runtime's first calls compile its paths, and took up to 15 ms at the 99th percentile.
+  await victim(1);
+  const alone = await victim();
   // With --attacker-cpus (a taskset list, e.g. "1" while this process runs under `taskset -c 0`), the attacker's
   // client work stays off the runtime's cores, so what the victim feels is the runtime's own share of the flood.
-  const attackerArgs = [
-    "--import",
-    "tsx",
-    fileURLToPath(import.meta.url),
-    "--attack",
-    http.url,
-    "--seconds",
-    String(seconds + 1),
-    "--concurrency",
-    String(values.concurrency),
-    "--kinds",
-    values.kinds!,
-  ];
-  const pinned = values["attacker-cpus"];
-  const child = pinned
-    ? spawn("taskset", ["-c", pinned, process.execPath, ...attackerArgs], { stdio: ["ignore", "pipe", "inherit"] })
-    : spawn(process.execPath, attackerArgs, { stdio: ["ignore", "pipe", "inherit"] });
-  let out = "";
-  child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
-  const started = new Promise<void>((resolve) => child.stdout.on("data", () => out.includes("started") && resolve()));
-  await started;
-  const flooded = await victim(http.url, seconds);
-  await new Promise((resolve) => child.on("exit", resolve));
-  const attacker = JSON.parse(out.split("\n").find((line) => line.startsWith("{"))!);
+  const attackerArgs = ["--attack", http.url, "--seconds", String(seconds + 1), "--concurrency", values.concurrency!];
+  const attackerChild = child([...attackerArgs, "--kinds", values.kinds!], values["attacker-cpus"], "ignore");
+  const answers = lineOf(attackerChild, (line) => line.startsWith("{"));
+  await lineOf(attackerChild, (line) => line === "started");
+  const flooded = await victim();
+  const attacker = JSON.parse(await answers);
+  victimChild.stdin!.end();
   const streams = await countStreams();
   const fairTurns = Object.fromEntries(
     (await runtime.metrics.fairShareWaits.get()).values.map((v) => [String(v.labels.outcome), v.value]),
@@ -141,8 +166,23 @@ async function countStreams(): Promise<number> {
   return n;
 }
 
+/** The victim child: a run per line on stdin (its length in seconds), its summary as one line of JSON; ends with stdin. */
+async function victimProcess(url: string): Promise<never> {
+  process.stdout.write("ready\n");
+  let pending = "";
+  for await (const chunk of process.stdin) {
+    pending += String(chunk);
+    while (pending.includes("\n")) {
+      const runSeconds = Number(pending.slice(0, pending.indexOf("\n")));
+      pending = pending.slice(pending.indexOf("\n") + 1);
+      process.stdout.write(`${JSON.stringify(await victimRun(url, runSeconds))}\n`);
+    }
+  }
+  process.exit(0);
+}
+
 /** One request at a time, INVOKE and PUBLISH in turn, for `seconds`: p50 and p99 of each in ms. */
-async function victim(url: string, seconds: number) {
+async function victimRun(url: string, seconds: number) {
   const invoke = new Histogram();
   const publish = new Histogram();
   const failures: Record<string, number> = {};

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cpuPerCall, medianPerKey } from "./cpu.ts";
+import { callsOfRun, cpuPerCall, medianPerKey } from "./cpu.ts";
 import { Histogram } from "./histogram.ts";
 import { aggregate, LoaderProcess } from "./measure.ts";
 import { alternate, median, pairedMedianRatio } from "./paired.ts";
@@ -15,7 +15,7 @@ import { runRow } from "./row-runner.ts";
 import { measureScale, sample } from "./scale.ts";
 import { runScript } from "./script-rows.ts";
 import { bareGrpc } from "./servers.ts";
-import type { BenchContext, RowDefinition } from "./types.ts";
+import type { BenchContext, LoadResult, RowDefinition } from "./types.ts";
 
 const root = resolve(fileURLToPath(import.meta.url), "../../..");
 // These tests are of the Node loaders: wrk, when it is installed, stands in for load-http.ts in the bench rows.
@@ -215,6 +215,13 @@ describe("CPU per call", () => {
       cpu_us_per_call: { worker: 20, client: 6 },
     });
     expect(medianPerKey([{}, {}])).toEqual({});
+  });
+
+  it("counts a run's lead-in calls as the loader counted them, or at the measured window's rate when it did not", () => {
+    const run = { requests: 1_000 } as LoadResult;
+    // wrk's lead-in runs a whole second however short the lead-in asked: its own count, not the estimate.
+    expect(callsOfRun({ ...run, lead_in_requests: 2_000 }, 100, 500)).toBe(3_000);
+    expect(callsOfRun(run, 100, 500)).toBe(1_200);
   });
 });
 

@@ -46,9 +46,12 @@ interface WrkSummary {
   max: number;
 }
 
-/** One wrk run of `ms` milliseconds; one thread, as the bare servers compared are single-threaded too. */
+/**
+ * One wrk run of about `ms` milliseconds, in whole seconds and at least one (wrk takes no fractions); one thread, as
+ * the bare servers compared are single-threaded too.
+ */
 function wrk(ms: number): Promise<WrkSummary> {
-  const seconds = `${Math.max(1, Math.round(ms / 100) / 10)}s`;
+  const seconds = `${Math.max(1, Math.round(ms / 1000))}s`;
   const wrkArgs = ["-t1", `-c${args.concurrency}`, `-d${seconds}`, "--timeout", "10s", "-s", script, url];
   return new Promise((resolve, reject) => {
     execFile(WRK, wrkArgs, { maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
@@ -68,7 +71,7 @@ async function probe(): Promise<string | undefined> {
 }
 
 async function run(warmupMs: number, durationMs: number): Promise<LoadResult> {
-  if (warmupMs > 0) await wrk(warmupMs);
+  const leadIn = warmupMs > 0 ? await wrk(warmupMs) : undefined;
   const s = await wrk(durationMs);
   const ms = (us: number) => Math.round(us) / 1000;
   const errors = s.non2xx + s.socket_errors;
@@ -78,6 +81,7 @@ async function run(warmupMs: number, durationMs: number): Promise<LoadResult> {
     warmup_s: warmupMs / 1000,
     duration_s: s.duration_us / 1e6,
     requests: s.requests - s.non2xx,
+    ...(leadIn ? { lead_in_requests: leadIn.requests } : {}),
     errors,
     throughput_rps: Math.round(((s.requests - s.non2xx) / (s.duration_us / 1e6)) * 10) / 10,
     latency_ms: { p50: ms(s.p50), p99: ms(s.p99), p999: ms(s.p999), mean: ms(s.mean), max: ms(s.max) },

@@ -3,7 +3,7 @@
 // around every round) and, for a side with a nats-server, the messages it carried per call. The ratio is the median
 // over pairs of neighbouring rounds (paired.ts), as the loader rows and the other script rows compute theirs.
 import { startCpuMeter } from "./background.ts";
-import { cpuPerCall, cpuSnapshot, medianPerKey } from "./cpu.ts";
+import { callsOfRun, cpuPerCall, cpuSnapshot, medianPerKey } from "./cpu.ts";
 import { alternate, median, pairedMedianRatio } from "./paired.ts";
 import type { ServeLoader } from "./serve-loader.ts";
 
@@ -52,7 +52,7 @@ async function busMessages(monitorUrl: string | undefined): Promise<number | und
   return varz.in_msgs + varz.out_msgs;
 }
 
-/** One round: the lead-in, then the measured window; CPU per call over both, the lead-in's calls counted at the window's rate. */
+/** One round: the lead-in, then the measured window; CPU per call over both (callsOfRun). */
 async function measureRound(side: Side, settings: RoundSettings): Promise<Round> {
   const pids = { ...side.processes, client: side.loader.pid };
   const busBefore = await busMessages(side.natsMonitorUrl);
@@ -62,7 +62,7 @@ async function measureRound(side: Side, settings: RoundSettings): Promise<Round>
   const after = cpuSnapshot(pids);
   const background = meter();
   const busAfter = await busMessages(side.natsMonitorUrl);
-  const calls = (result.requests * (settings.leadInMs + settings.durationMs)) / settings.durationMs;
+  const calls = callsOfRun(result, settings.leadInMs, settings.durationMs);
   return {
     cps: result.throughput_rps,
     errors: result.errors,

@@ -4,7 +4,7 @@
 // and works out the ratios. A side that fails is reported in the row; the run goes on.
 import { BUSY_THRESHOLD, startCpuMeter } from "./background.ts";
 import { describe } from "./closed-loop.ts";
-import { cpuPerCall, cpuSnapshot, medianPerKey } from "./cpu.ts";
+import { callsOfRun, cpuPerCall, cpuSnapshot, medianPerKey } from "./cpu.ts";
 import { aggregate, LoaderProcess } from "./measure.ts";
 import { pairedMedianRatio } from "./paired.ts";
 import type {
@@ -150,14 +150,7 @@ async function measureAt(
           if (gone) throw new Error(gone);
           side.slices.push(slice);
           side.background.push(otherWork());
-          // The loader counts only the measured window's calls; the lead-in's are taken to run at the same rate.
-          side.cpu.push(
-            cpuPerCall(
-              cpu0,
-              cpuSnapshot(pids),
-              (slice.requests * (settings.settleMs + settings.durationMs)) / settings.durationMs,
-            ),
-          );
+          side.cpu.push(cpuPerCall(cpu0, cpuSnapshot(pids), callsOfRun(slice, settings.settleMs, settings.durationMs)));
         } catch (err) {
           fail(side, err);
         }

@@ -9,6 +9,8 @@ import { runScript, verdict } from "./script-rows.ts";
 import {
   bareGrpc,
   bareHttp,
+  goGateway,
+  httpNatsComposite,
   natsEcho,
   runtimeGrpc,
   runtimeHttp,
@@ -123,6 +125,9 @@ export const NATS_INVOKE_BODY = JSON.stringify({
 /** gRPC InvokeRequest as MIG wire JSON; the loader turns it into the proto message once. */
 export const GRPC_INVOKE_BODY = NATS_INVOKE_BODY;
 
+/** The standard's Go gateway for http-invoke-vs-go, when given. */
+const MIGD = process.env.MIG_BENCH_MIGD;
+
 export const WORKER_SUBJECT = "mig.v0_1.bench.invoke.bench.echo";
 export const WORKER_HTTP_PATH = "/mig/v0.1/invoke/bench.echo";
 export const WORKER_BODY = JSON.stringify({ header: { tenant_id: "bench" }, payload: { input: "hello" } });
@@ -150,9 +155,20 @@ export const rows: RowDefinition[] = [
     id: "http-invoke-worker",
     name: "unary INVOKE over HTTP, provider in a worker process",
     measures:
-      "POST /mig/v0.1/invoke/bench.echo on `cli/main.ts start`, bench.echo served by a `mig worker test/bench/echo-provider.ts` process over the bus (nats-invoke's set-up, loaded over HTTP), against the bare node:http server answering the same InvokeResponse JSON.",
+      "POST /mig/v0.1/invoke/bench.echo on `cli/main.ts start`, bench.echo served by a `mig worker test/bench/echo-provider.ts` process over the bus (nats-invoke's set-up, loaded over HTTP), against the same shape built from raw parts: a bare node:http server forwarding each body by raw NATS request/reply (the same client library) to the echo responder process.",
     path: runtimeHttpWorker(WORKER_HTTP_PATH, WORKER_BODY, "test/bench/echo-provider.ts", "bench.echo"),
-    baseline: bareHttp(WORKER_HTTP_PATH, WORKER_BODY),
+    baseline: httpNatsComposite(WORKER_HTTP_PATH, WORKER_BODY, "bench.echo"),
+    targets: { throughput_at_64: 0.8, p50_at_1: 1.2 },
+  },
+  {
+    id: "http-invoke-vs-go",
+    name: "unary INVOKE over HTTP against the standard's Go gateway",
+    measures:
+      "http-invoke's path (`cli/main.ts start`, provider in-process) against the standard's own gateway, `migd`, answering the same POST (it echoes the payload and validates nothing). Runs when MIG_BENCH_MIGD names a migd binary (built by ../shared/tools/standard-go/build.sh).",
+    ...(MIGD
+      ? { path: runtimeHttp(INVOKE_PATH, HTTP_INVOKE_BODY), baseline: goGateway(MIGD, INVOKE_PATH, HTTP_INVOKE_BODY) }
+      : { pending: "set MIG_BENCH_MIGD to a migd binary (../shared/tools/standard-go/build.sh builds one)" }),
+    fullRunsOnly: true,
   },
   {
     id: "grpc-invoke",

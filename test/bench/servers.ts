@@ -3,7 +3,7 @@
 
 import { natsServerPid } from "./cpu.ts";
 import { startNatsServer } from "./nats-server.ts";
-import { sleep, spawnTs } from "./processes.ts";
+import { Child, sleep, spawnTs } from "./processes.ts";
 import type { BenchContext, RunningServer, ServerSpec } from "./types.ts";
 
 /** Accepts the `{"ready":true,...}` line a baseline prints once it serves. */
@@ -88,6 +88,87 @@ export function natsEcho(subject: string, body: string): ServerSpec {
         failure: () => (!nats.child.running ? nats.child.failure() : !echo.running ? echo.failure() : undefined),
         processes: () => ({ responder: echo.pid, nats_server: nats.child.pid }),
         stop,
+      };
+    },
+  };
+}
+
+/**
+ * The composite raw baseline of an HTTP invoke served by a worker: a bare node:http server forwarding each body by
+ * raw NATS request/reply on `subject` to the echo responder process, through a nats-server of its own.
+ */
+export function httpNatsComposite(path: string, body: string, subject: string): ServerSpec {
+  return {
+    label: "bare node:http → raw NATS request/reply → echo responder",
+    async start(ctx) {
+      const nats = await startNatsServer(ctx);
+      const echo = spawnTs("baseline-nats-echo", ctx.root, "test/bench/baseline-nats-echo.ts", [
+        "--servers",
+        nats.url,
+        "--subject",
+        subject,
+      ]);
+      const front = spawnTs("baseline-http-nats", ctx.root, "test/bench/baseline-http-nats.ts", [
+        "--servers",
+        nats.url,
+        "--subject",
+        subject,
+      ]);
+      const stop = async () => {
+        await front.stop();
+        await echo.stop();
+        await nats.child.stop();
+      };
+      try {
+        await echo.waitForLine(readyLine, ctx.startTimeoutMs);
+        const ready = await front.waitForLine(readyLine, ctx.startTimeoutMs);
+        return {
+          target: { kind: "http", url: `${String(ready.url)}${path}`, body },
+          failure: () => [nats.child, echo, front].find((child) => !child.running)?.failure(),
+          processes: () => ({ server: front.pid, responder: echo.pid, nats_server: nats.child.pid }),
+          stop,
+        };
+      } catch (err) {
+        await stop();
+        throw err;
+      }
+    },
+  };
+}
+
+/**
+ * The standard's Go gateway (`migd`, built by ../shared/tools/standard-go/build.sh) at `binary`, HTTP only: it
+ * answers every invoke with an echo of the payload and checks no schema.
+ */
+export function goGateway(binary: string, path: string, body: string): ServerSpec {
+  return {
+    label: "the standard's Go gateway (migd)",
+    async start(ctx) {
+      const port = await ctx.freePort();
+      const child = new Child("migd", binary, [], {
+        cwd: ctx.root,
+        env: { ...process.env, MIGD_ADDR: `127.0.0.1:${port}`, MIGD_ENABLE_METRICS: "true" },
+      });
+      const url = `http://127.0.0.1:${port}`;
+      const deadline = Date.now() + ctx.startTimeoutMs;
+      for (;;) {
+        if (!child.running) throw new Error(child.failure());
+        const answered = await fetch(`${url}${path}`, { method: "POST", body }).then(
+          (res) => res.status === 200,
+          () => false,
+        );
+        if (answered) break;
+        if (Date.now() > deadline) {
+          await child.stop();
+          throw new Error(`migd did not answer ${path} within ${ctx.startTimeoutMs} ms: ${child.tail()}`);
+        }
+        await sleep(100);
+      }
+      return {
+        target: { kind: "http", url: `${url}${path}`, body },
+        failure: () => (child.running ? undefined : child.failure()),
+        processes: () => ({ server: child.pid }),
+        stop: () => child.stop(),
       };
     },
   };

@@ -24,6 +24,11 @@ export interface LoadResult {
   duration_s: number;
   /** Requests completed successfully inside the measured window. */
   requests: number;
+  /**
+   * Requests answered during the run's unmeasured lead-in, when the loader counts them: wrk runs the lead-in as a
+   * run of its own, of at least a second, so it cannot be taken to last as long as asked.
+   */
+  lead_in_requests?: number;
   /** Failed requests inside the measured window (non-200 answer, timeout, socket error). */
   errors: number;
   throughput_rps: number;
