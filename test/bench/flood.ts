@@ -119,7 +119,7 @@ async function victim(runSeconds = seconds) {
 
 try {
   await lineOf(victimChild, (line) => line === "ready");
-  // Not measured: the runtime's first calls compile its paths, and took up to 15 ms at the 99th percentile.
+  // Not measured: the first calls compile the runtime's paths.
   await victim(1);
   const alone = await victim();
   // With --attacker-cpus (a taskset list, e.g. "1" while this process runs under `taskset -c 0`), the attacker's

@@ -101,31 +101,24 @@ export function httpNatsComposite(path: string, body: string, subject: string): 
   return {
     label: "bare node:http → raw NATS request/reply → echo responder",
     async start(ctx) {
-      const nats = await startNatsServer(ctx);
-      const echo = spawnTs("baseline-nats-echo", ctx.root, "test/bench/baseline-nats-echo.ts", [
-        "--servers",
-        nats.url,
-        "--subject",
-        subject,
-      ]);
+      const echo = await natsEcho(subject, body).start(ctx);
+      const servers = echo.target.kind === "nats" ? echo.target.servers : "";
       const front = spawnTs("baseline-http-nats", ctx.root, "test/bench/baseline-http-nats.ts", [
         "--servers",
-        nats.url,
+        servers,
         "--subject",
         subject,
       ]);
       const stop = async () => {
         await front.stop();
         await echo.stop();
-        await nats.child.stop();
       };
       try {
-        await echo.waitForLine(readyLine, ctx.startTimeoutMs);
         const ready = await front.waitForLine(readyLine, ctx.startTimeoutMs);
         return {
           target: { kind: "http", url: `${String(ready.url)}${path}`, body },
-          failure: () => [nats.child, echo, front].find((child) => !child.running)?.failure(),
-          processes: () => ({ server: front.pid, responder: echo.pid, nats_server: nats.child.pid }),
+          failure: () => echo.failure?.() ?? (front.running ? undefined : front.failure()),
+          processes: () => ({ server: front.pid, ...echo.processes?.() }),
           stop,
         };
       } catch (err) {
