@@ -39,6 +39,18 @@ export function jsonDepth(text: string, limit: number): number {
   return deepest;
 }
 
+/**
+ * Whether `text` holds at most `limit` opening braces and brackets in all (strings included): nesting deeper than
+ * `limit` needs more than that many, so such a text needs no scan. Counted with `indexOf`, which runs natively:
+ * most request bodies have a handful, and this costs them a fraction of the character-by-character scan.
+ */
+function fewOpeners(text: string, limit: number): boolean {
+  let count = 0;
+  for (let at = text.indexOf("{"); at !== -1; at = text.indexOf("{", at + 1)) if (++count > limit) return false;
+  for (let at = text.indexOf("["); at !== -1; at = text.indexOf("[", at + 1)) if (++count > limit) return false;
+  return true;
+}
+
 export function tooDeep(limit: number, what = "the request body"): MigError {
   return new MigError(
     "MIG_INVALID_REQUEST",
@@ -55,7 +67,7 @@ export function parseJsonLimited(
   maxDepth: number = DEFAULT_MAX_JSON_DEPTH,
   what = "the request body",
 ): unknown {
-  if (jsonDepth(text, maxDepth) > maxDepth) throw tooDeep(maxDepth, what);
+  if (!fewOpeners(text, maxDepth) && jsonDepth(text, maxDepth) > maxDepth) throw tooDeep(maxDepth, what);
   try {
     return JSON.parse(text);
   } catch (err) {
