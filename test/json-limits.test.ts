@@ -25,7 +25,7 @@ describe("parseJsonLimited", () => {
   });
 
   it("refuses deep nesting however the openers mix", () => {
-    const mixed = `${'{"a":['.repeat(40)}1${']}'.repeat(40)}`;
+    const mixed = `${'{"a":['.repeat(40)}1${"]}".repeat(40)}`;
     expect(refusal(mixed, 64).details).toEqual({ max_json_depth: 64 });
     expect(parseJsonLimited(mixed, 80)).toBeTypeOf("object");
   });
