@@ -11,7 +11,6 @@
 // The runtime runs in this process (embedded nats-server on random ports, HTTP binding); the attacker and the victim
 // each run in a child process, so that neither's client work shares the runtime's event loop: a victim measured from
 // the runtime's own process would wait for that loop twice, once for its answer and once for its own callback.
-import { spawn } from "node:child_process";
 import { rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -21,7 +20,9 @@ import { createLogger } from "../../runtime/base/logger.ts";
 import { defineCapability } from "../../runtime/provider/provider.ts";
 import { MigRuntime } from "../../runtime/runtime.ts";
 import { anyDescriptor, anySchemas } from "../helpers/descriptors.ts";
+import { ROOT } from "../helpers/process.ts";
 import { Histogram } from "./histogram.ts";
+import { Child, stopAllChildren } from "./processes.ts";
 
 const { values } = parseArgs({
   options: {
@@ -85,52 +86,37 @@ const http = await startHttpBinding(runtime, runtime.authenticator, config.httpA
 
 const script = fileURLToPath(import.meta.url);
 /** A child running this script in another role, under `taskset -c cpus` when given. */
-function child(args: string[], cpus: string | undefined, stdin: "ignore" | "pipe") {
+function child(name: string, args: string[], cpus: string | undefined): Child {
   const argv = [process.execPath, "--import", "tsx", script, ...args];
-  return spawn(cpus ? "taskset" : argv[0]!, cpus ? ["-c", cpus, ...argv] : argv.slice(1), {
-    stdio: [stdin, "pipe", "inherit"],
-  });
+  return cpus
+    ? new Child(name, "taskset", ["-c", cpus, ...argv], { cwd: ROOT })
+    : new Child(name, argv[0]!, argv.slice(1), { cwd: ROOT });
 }
-/** Resolves with the first stdout line of `proc` that `accept` takes. */
-function lineOf(proc: ReturnType<typeof child>, accept: (line: string) => boolean): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let buffered = "";
-    const onData = (chunk: Buffer) => {
-      buffered += chunk.toString();
-      const lines = buffered.split("\n");
-      buffered = lines.pop()!;
-      const found = lines.find(accept);
-      if (found === undefined) return;
-      proc.stdout!.off("data", onData);
-      resolve(found);
-    };
-    proc.stdout!.on("data", onData);
-    proc.once("exit", (code) => reject(new Error(`flood.ts child exited (${code}) before answering`)));
-  });
-}
+const json = (line: string) => (line.startsWith("{") ? line : undefined);
+/** Generous: a child's start and a measured run take seconds, but on a loaded machine a little more. */
+const slackMs = 60_000;
 
-const victimChild = child(["--victim", http.url], values["victim-cpus"], "pipe");
+const victimChild = child("victim", ["--victim", http.url], values["victim-cpus"]);
 /** One run of the victim child: `runSeconds` of requests, then its summary. */
 async function victim(runSeconds = seconds) {
-  const summary = lineOf(victimChild, (line) => line.startsWith("{"));
-  victimChild.stdin!.write(`${runSeconds}\n`);
+  const summary = victimChild.waitForLine(json, runSeconds * 1000 + slackMs);
+  victimChild.proc.stdin!.write(`${runSeconds}\n`);
   return JSON.parse(await summary);
 }
 
 try {
-  await lineOf(victimChild, (line) => line === "ready");
+  await victimChild.waitForLine((line) => (line === "ready" ? true : undefined), slackMs);
   // Not measured: the first calls compile the runtime's paths.
   await victim(1);
   const alone = await victim();
   // With --attacker-cpus (a taskset list, e.g. "1" while this process runs under `taskset -c 0`), the attacker's
   // client work stays off the runtime's cores, so what the victim feels is the runtime's own share of the flood.
   const attackerArgs = ["--attack", http.url, "--seconds", String(seconds + 1), "--concurrency", values.concurrency!];
-  const attackerChild = child([...attackerArgs, "--kinds", values.kinds!], values["attacker-cpus"], "ignore");
-  const answers = lineOf(attackerChild, (line) => line.startsWith("{"));
-  await lineOf(attackerChild, (line) => line === "started");
+  const attackerChild = child("attacker", [...attackerArgs, "--kinds", values.kinds!], values["attacker-cpus"]);
+  const answers = attackerChild.waitForLine(json, (seconds + 1) * 1000 + 2 * slackMs);
+  await attackerChild.waitForLine((line) => (line === "started" ? true : undefined), slackMs);
   const flooded = await victim();
   const attacker = JSON.parse(await answers);
-  victimChild.stdin!.end();
   const streams = await countStreams();
   const fairTurns = Object.fromEntries(
     (await runtime.metrics.fairShareWaits.get()).values.map((v) => [String(v.labels.outcome), v.value]),
@@ -153,6 +139,7 @@ try {
     ),
   );
 } finally {
+  await stopAllChildren();
   await http.close();
   await runtime.stop();
   rmSync(dataDir, { recursive: true, force: true });
